@@ -1,0 +1,78 @@
+"""The typed settings every component reads.
+
+Each field's default is the built-in default (the lowest precedence layer). A component
+that needs a new setting adds it here, so that a typo in an inventory is caught as an
+unknown key before any host is touched.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Section(BaseModel):
+    # forbid: an unknown key is almost always a typo; strict: "22" is not a port.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class MattermostSettings(Section):
+    version: str = "10.11.4"
+    edition: Literal["enterprise", "team"] = "enterprise"
+
+
+class DatabaseSettings(Section):
+    engine: Literal["postgresql", "mysql"] = "postgresql"
+    # Only read when engine is mysql: MariaDB or Oracle MySQL.
+    flavor: Literal["mariadb", "mysql"] = "mariadb"
+
+
+class TLSSettings(Section):
+    mode: Literal["self-signed", "provided", "acme"] = "self-signed"
+    cert: str | None = None
+    key: str | None = None
+
+
+class DemoSettings(Section):
+    """A small component (package, user, templates, unit, service, handler) that exercises
+    every op; the test bed and the no-op benchmark deploy it."""
+
+    enabled: bool = False
+    port: int = Field(default=8080, ge=1, le=65535)
+    message: str = "mmdeploy demo"
+    # Extra templated files, so a benchmark can ask for a component of N steps.
+    extra_files: int = Field(default=0, ge=0, le=1000)
+
+
+class Settings(Section):
+    domain: str = "mattermost.example.com"
+    # Sizing hint the patterns set (2k / 10k / 50k); components size caches and pools from it.
+    expected_users: int = Field(default=2000, ge=1)
+    # An apt proxy such as apt-cacher-ng (http://host:3142); written on every host.
+    apt_proxy: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$")
+    mattermost: MattermostSettings = MattermostSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    tls: TLSSettings = TLSSettings()
+    demo: DemoSettings = DemoSettings()
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split(".") if p.isdigit())
+
+
+def cross_check(settings: Settings) -> list[tuple[str, str]]:
+    """Rules that span several keys; returns (key path, problem)."""
+    problems = []
+    mm_major = version_tuple(settings.mattermost.version)[:1] or (0,)
+    if settings.database.engine == "mysql" and mm_major[0] >= 11:
+        problems.append(
+            (
+                "database.engine",
+                f"mysql is not supported by Mattermost {settings.mattermost.version} "
+                "(v11 removed MySQL; use postgresql, or mattermost.version <= 10.11)",
+            )
+        )
+    if settings.tls.mode == "provided" and not (settings.tls.cert and settings.tls.key):
+        problems.append(("tls", "mode 'provided' needs both tls.cert and tls.key"))
+    return problems
