@@ -52,11 +52,11 @@ PATTERNS = {
 }
 
 
-def role_problems(pattern: Pattern, roles_by_host: dict[str, list[str]]) -> list[tuple[str, str]]:
+def role_problems(pattern: Pattern, host_roles: list[list[str]]) -> list[tuple[str, str]]:
     """(key path, problem) for each role the pattern needs more hosts for."""
     problems = []
     for role, needed in pattern.min_hosts.items():
-        have = sum(role in roles for roles in roles_by_host.values())
+        have = sum(role in roles for roles in host_roles)
         if have == 0:
             problems.append(
                 ("hosts", f"pattern '{pattern.name}' needs a host with role '{role}', none has it")

@@ -1,0 +1,74 @@
+"""Facts: read-only probes of a host, batched into one round trip and cached for the run.
+
+A fact is a shell command whose exit code and standard output a step's check reads. All
+facts a component needs on a host are gathered by one script; after any change on that
+host the cache is dropped, so later checks see the new state.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Iterable
+
+from .errors import StepFailed
+from .remote import Remote
+
+
+@dataclass(frozen=True)
+class Fact:
+    rc: int
+    out: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+# Facts every component may use; gathered with the first batch of a run.
+HOST_FACTS = {
+    "os": ". /etc/os-release && echo \"$ID $VERSION_ID $VERSION_CODENAME\"",
+    "mem_kb": "awk '/^MemTotal:/ {print $2}' /proc/meminfo",
+    "cpus": "nproc",
+}
+
+
+class FactCache:
+    def __init__(self, remote: Remote):
+        self.remote = remote
+        self._cache: dict[str, Fact] = {}
+
+    def get(self, commands: Iterable[str]) -> dict[str, Fact]:
+        """The facts for `commands`, fetching all missing ones in a single round trip."""
+        wanted = list(dict.fromkeys(commands))
+        missing = [c for c in wanted if c not in self._cache]
+        if missing:
+            self._cache.update(self._gather(missing))
+        return {c: self._cache[c] for c in wanted}
+
+    def host(self, name: str) -> str:
+        """One of HOST_FACTS, e.g. host('mem_kb')."""
+        return self.get([HOST_FACTS[name]])[HOST_FACTS[name]].out.strip()
+
+    def invalidate(self) -> None:
+        # Host facts (OS, memory, CPUs) do not change when a step applies.
+        keep = set(HOST_FACTS.values())
+        self._cache = {c: f for c, f in self._cache.items() if c in keep}
+
+    def _gather(self, commands: list[str]) -> dict[str, Fact]:
+        if not self._cache:  # first batch on this host: take the host facts along
+            commands = list(dict.fromkeys([*HOST_FACTS.values(), *commands]))
+        token = "MMFACT" + secrets.token_hex(6)
+        parts = []
+        for i, command in enumerate(commands):
+            # A subshell each, so one fact's `exit` or `cd` cannot affect the next.
+            parts.append(f"echo '{token} {i}'\n( {command}\n) </dev/null 2>/dev/null\nprintf '\\n{token} rc %d\\n' $?")
+        result = self.remote.run("\n".join(parts) + "\n")
+        found = {}
+        pattern = re.compile(rf"^{token} (\d+)\n(.*?)\n{token} rc (\d+)$", re.S | re.M)
+        for m in pattern.finditer(result.stdout):
+            found[commands[int(m.group(1))]] = Fact(int(m.group(3)), m.group(2))
+        if len(found) != len(commands):
+            raise StepFailed(f"fact probe failed (rc {result.rc}): {result.stderr.strip()[-500:]}")
+        return found

@@ -1,0 +1,399 @@
+"""Load and validate an inventory (hosts/*.yml) into a typed model.
+
+Everything that can be wrong with an inventory is found here, before any host is contacted,
+and reported as one line per problem: `file[:line]: key.path: what was expected`.
+
+Settings precedence, lowest first: built-in defaults (settings.py) < pattern defaults
+(patterns.py) < inventory `settings:` < host `vars:` < CLI overrides (`--set key=value`).
+This module needs neither Fabric nor the runner.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import InventoryError
+from .patterns import PATTERNS, role_problems
+from .settings import Settings, cross_check
+
+Role = Literal["proxy", "app", "jobserver", "db", "search", "storage", "pushproxy", "monitoring"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SSHOptions(_Strict):
+    user: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    key: str | None = None
+    strict_host_keys: bool | None = None
+    connect_timeout: float | None = Field(default=None, gt=0)
+
+
+class HostEntry(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    address: str
+    private_address: str | None = None
+    roles: list[Role] = Field(min_length=1)
+    ssh: SSHOptions = SSHOptions()
+    vars: dict[str, Any] = {}
+
+
+class InventoryFile(_Strict):
+    pattern: Literal["single", "multi", "cluster"]
+    ssh: SSHOptions = SSHOptions()
+    settings: dict[str, Any] = {}
+    hosts: list[HostEntry] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class SSH:
+    user: str
+    port: int
+    key: Path | None
+    strict_host_keys: bool
+    connect_timeout: float
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str  # where the control machine reaches it over SSH
+    private_address: str  # where the other hosts reach its services
+    roles: tuple[str, ...]
+    ssh: SSH
+    settings: Settings  # with this host's vars applied
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path
+    pattern: str
+    hosts: tuple[Host, ...]
+    settings: Settings  # without host vars
+
+    def host(self, name: str) -> Host:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    def with_role(self, role: str) -> list[Host]:
+        return [h for h in self.hosts if h.has(role)]
+
+    @property
+    def secrets_path(self) -> Path:
+        # Next to the inventory, git-ignored by the *.secrets.yml rule.
+        return self.path.with_name(self.path.stem + ".secrets.yml")
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inventory:
+    """Load, merge and validate; raise InventoryError listing every problem found."""
+    path = Path(path)
+    label = str(path)
+    if not path.is_file():
+        raise InventoryError([f"{label}: no such inventory file"])
+    data, lines = _read_yaml(path, label)
+    problems = _Problems(label, lines)
+
+    try:
+        cli = parse_overrides(overrides)
+    except ValueError as e:
+        raise InventoryError([f"--set: {e}"]) from None
+
+    try:
+        raw = InventoryFile.model_validate(data)
+    except ValidationError as e:
+        problems.pydantic(e)
+        raw = None
+    # Each settings layer is validated alone first, so a problem names the layer it came
+    # from; read from the raw data so they are reported even when the structure is wrong.
+    if isinstance(data.get("settings"), dict):
+        problems.settings_layer(data["settings"], ("settings",))
+    for i, h in enumerate(data.get("hosts") if isinstance(data.get("hosts"), list) else []):
+        if isinstance(h, dict) and isinstance(h.get("vars"), dict):
+            problems.settings_layer(h["vars"], ("hosts", i, "vars"))
+    cli_problems = _Problems("--set", {})
+    cli_problems.settings_layer(cli, ())
+    problems.lines += cli_problems.lines
+    if raw is None:
+        raise InventoryError(problems.lines)
+
+    pattern = PATTERNS[raw.pattern]
+
+    names: dict[str, int] = {}
+    addresses: dict[str, int] = {}
+    for i, h in enumerate(raw.hosts):
+        if h.name in names:
+            problems.add(("hosts", i, "name"), f"duplicate host name '{h.name}' (also hosts[{names[h.name]}])")
+        names.setdefault(h.name, i)
+        for key in ("address", "private_address"):
+            addr = getattr(h, key)
+            if addr is None:
+                continue
+            if not _valid_address(addr):
+                problems.add(("hosts", i, key), f"expected an IP address or host name, got '{addr}'")
+        if h.address in addresses:
+            problems.add(
+                ("hosts", i, "address"),
+                f"duplicate address '{h.address}' (also hosts[{addresses[h.address]}])",
+            )
+        addresses.setdefault(h.address, i)
+        if len(set(h.roles)) != len(h.roles):
+            problems.add(("hosts", i, "roles"), "a role is listed twice")
+
+    for key, msg in role_problems(pattern, [list(h.roles) for h in raw.hosts]):
+        problems.add((key,), msg)
+
+    ssh_defaults = raw.ssh
+    resolved_ssh = []
+    for i, h in enumerate(raw.hosts):
+        ssh = _resolve_ssh(ssh_defaults, h.ssh, path.parent)
+        if ssh.key is not None and not ssh.key.is_file():
+            where = ("hosts", i, "ssh", "key") if h.ssh.key else ("ssh", "key")
+            problems.add(where, f"SSH key file not found: {ssh.key}")
+        resolved_ssh.append(ssh)
+
+    if problems.lines:
+        raise InventoryError(problems.lines)
+
+    base = _merge(pattern.defaults, raw.settings)
+    global_settings, global_problems = _settings(_merge(base, cli), problems, ("settings",), set())
+    hosts = []
+    for i, (h, ssh) in enumerate(zip(raw.hosts, resolved_ssh)):
+        settings, _ = _settings(_merge(base, h.vars, cli), problems, ("hosts", i, "vars"), global_problems)
+        hosts.append(
+            Host(
+                name=h.name,
+                address=h.address,
+                private_address=h.private_address or h.address,
+                roles=tuple(h.roles),
+                ssh=ssh,
+                settings=settings,
+            )
+        )
+    if problems.lines:
+        raise InventoryError(problems.lines)
+    return Inventory(path=path, pattern=raw.pattern, hosts=tuple(hosts), settings=global_settings)
+
+
+def inventory_path(pattern: str | None, inventory: str | None, hosts_dir: Path = Path("hosts")) -> Path:
+    """`--pattern P` means hosts/P.yml unless `--inventory` names a file."""
+    if inventory:
+        return Path(inventory)
+    if not pattern:
+        raise InventoryError(["give --pattern (single, multi, cluster) or --inventory FILE"])
+    if "/" in pattern or pattern.endswith(".yml"):
+        raise InventoryError([f"--pattern: expected a pattern name, got '{pattern}' (use --inventory for a file)"])
+    return hosts_dir / f"{pattern}.yml"
+
+
+def parse_overrides(items) -> dict:
+    """`a.b=value` strings into a nested dict; values are read as YAML scalars."""
+    result: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*", key):
+            raise ValueError(f"expected key.path=value, got '{item}'")
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"'{key}' conflicts with another --set")
+        node[parts[-1]] = yaml.safe_load(value) if value else ""
+    return result
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+class _Problems:
+    """Collects problems as `file[:line]: key.path: message` lines."""
+
+    def __init__(self, label: str, lines: dict[tuple, int]):
+        self.label = label
+        self.line_of = lines
+        self.lines: list[str] = []
+
+    def add(self, loc: tuple, message: str) -> None:
+        where = self.label
+        for cut in range(len(loc), -1, -1):  # nearest enclosing key that has a line
+            if loc[:cut] in self.line_of:
+                where = f"{self.label}:{self.line_of[loc[:cut]]}"
+                break
+        key = _key_path(loc)
+        self.lines.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+    def pydantic(self, error: ValidationError, prefix: tuple = (), model: type[BaseModel] | None = None) -> None:
+        for err in error.errors():
+            loc = prefix + tuple(err["loc"])
+            self.add(loc, _explain(err, model or InventoryFile, loc[len(prefix):]))
+
+    def settings_layer(self, layer: dict, prefix: tuple) -> None:
+        try:
+            Settings.model_validate(layer)
+        except ValidationError as e:
+            self.pydantic(e, prefix, Settings)
+
+
+def _explain(err: dict, model: type[BaseModel], loc: tuple) -> str:
+    kind, given = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        known = _known_keys(model, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (expected one of: {', '.join(known)})"
+        return f"unknown key{hint}"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"expected one of {expected}, got {given!r}"
+    if kind.endswith("_type") or kind in ("model_type", "dict_type", "list_type"):
+        what = {
+            "int_type": "an integer", "string_type": "a string", "bool_type": "true or false",
+            "float_type": "a number", "list_type": "a list", "dict_type": "a mapping",
+            "model_type": "a mapping",
+        }.get(kind, kind.removesuffix("_type"))
+        return f"expected {what}, got {type(given).__name__} {given!r}"
+    if kind == "string_pattern_mismatch":
+        return f"{given!r} does not match the expected form {err['ctx']['pattern']}"
+    return f"{err['msg'].lower()}, got {given!r}"
+
+
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys valid at `loc` inside `model`, for 'did you mean' hints."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        ann = field.annotation
+        inner = getattr(ann, "__args__", None)
+        candidates = [ann, *(inner or ())]
+        nested = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if nested is None:
+            return []
+        model = nested
+    return sorted(model.model_fields)
+
+
+def _key_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _read_yaml(path: Path, label: str) -> tuple[Any, dict[tuple, int]]:
+    """Parse YAML, refusing duplicate keys, and remember the line of every key path."""
+    try:
+        loader = yaml.SafeLoader(path.read_text())
+        try:
+            node = loader.get_single_node()
+            lines: dict[tuple, int] = {}
+            if node is not None:
+                _walk(node, (), lines, label)
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise InventoryError([f"{label}{line}: malformed YAML: {e.problem or e.context}"]) from None
+    except yaml.YAMLError as e:
+        raise InventoryError([f"{label}: malformed YAML: {e}"]) from None
+    if not isinstance(data, dict):
+        raise InventoryError([f"{label}: expected a mapping with pattern, hosts and settings"])
+    return data, lines
+
+
+def _walk(node: yaml.Node, loc: tuple, lines: dict, label: str) -> None:
+    lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                raise InventoryError(
+                    [f"{label}:{key_node.start_mark.line + 1}: {_key_path(loc + (key,))}: "
+                     f"duplicate key (first at line {seen[key]})"]
+                )
+            seen[key] = key_node.start_mark.line + 1
+            _walk(value_node, loc + (key,), lines, label)
+            lines[loc + (key,)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, loc + (i,), lines, label)
+
+
+def _valid_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return bool(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", value)) and not value.replace(".", "").isdigit()
+
+
+def _resolve_ssh(defaults: SSHOptions, host: SSHOptions, base: Path) -> SSH:
+    def pick(name, fallback):
+        value = getattr(host, name)
+        if value is None:
+            value = getattr(defaults, name)
+        return fallback if value is None else value
+
+    key = pick("key", None)
+    key_path = None
+    if key:
+        key_path = Path(key).expanduser()
+        if not key_path.is_absolute():
+            key_path = (base / key_path).resolve()
+    return SSH(
+        user=pick("user", "root"),
+        port=pick("port", 22),
+        key=key_path,
+        strict_host_keys=pick("strict_host_keys", True),
+        connect_timeout=pick("connect_timeout", 10.0),
+    )
+
+
+def _merge(*layers: dict) -> dict:
+    """Deep-merge mappings, later layers winning."""
+    result: dict = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(result.get(key), dict):
+                result[key] = _merge(result[key], value)
+            else:
+                result[key] = value
+    return result
+
+
+def _settings(merged: dict, problems: _Problems, where: tuple, known: set) -> tuple[Settings, set]:
+    """Validate merged settings; cross-key problems already reported globally are not repeated."""
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as e:  # layers were valid alone; a merge can still clash
+        problems.pydantic(e, where, Settings)
+        return Settings(), set()
+    found = set(cross_check(settings))
+    for key, msg in sorted(found - known):
+        problems.add(where + tuple(key.split(".")), msg)
+    return settings, found
+

@@ -1,0 +1,15 @@
+"""Ops: constructors of steps for the things a host is made of.
+
+Each returns a Step (see step.py) whose check reads batched facts and whose apply runs one
+script on the host.
+"""
+
+from .apt import Packages
+from .command import Command
+from .files import Directory, File
+from .sql import SQL
+from .sysctl import Sysctl
+from .systemd import Service, unit
+from .users import Group, User
+
+__all__ = ["Packages", "Command", "Directory", "File", "SQL", "Sysctl", "Service", "unit", "Group", "User"]

@@ -1,0 +1,63 @@
+"""Debian packages through apt, several per step (one dpkg query, one apt-get call)."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Mapping
+
+from ..facts import Fact
+from ..remote import Remote
+from ..step import Change, Step, run_checked
+
+# Refresh the package lists only when an install fails or they are missing: an up-to-date
+# host installs without the extra minute `apt-get update` can cost.
+_INSTALL = """\
+apt_get() {{ apt-get -q -y -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"; }}
+if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then apt_get update; fi
+apt_get install --no-install-recommends {pkgs} || {{ apt_get update && apt_get install --no-install-recommends {pkgs}; }}
+"""
+
+
+class Packages(Step):
+    """Packages installed (optionally `name=version`) or absent."""
+
+    def __init__(self, *names: str, state: str = "present", notify: tuple[str, ...] = ()):
+        if state not in ("present", "absent"):
+            raise ValueError(f"state must be present or absent, got {state!r}")
+        self.wanted = {n.split("=", 1)[0]: (n.split("=", 1)[1] if "=" in n else None) for n in names}
+        self.state, self.notify = state, tuple(notify)
+        self.name = f"packages {' '.join(names)}" + (" absent" if state == "absent" else "")
+        self._probe = "dpkg-query -W -f='${Package}\\t${db:Status-Abbrev}\\t${Version}\\n' " + " ".join(
+            shlex.quote(n) for n in self.wanted
+        )
+
+    def facts(self) -> list[str]:
+        return [self._probe]
+
+    def installed(self, fact: Fact) -> dict[str, str]:
+        versions = {}
+        for line in fact.out.splitlines():
+            name, status, version = (line.split("\t") + ["", ""])[:3]
+            if status.startswith("ii"):
+                versions[name.split(":")[0]] = version
+        return versions
+
+    def check(self, facts: Mapping[str, Fact]) -> Change | None:
+        have = self.installed(facts[self._probe])
+        if self.state == "absent":
+            extra = [n for n in self.wanted if n in have]
+            return Change("remove " + " ".join(extra)) if extra else None
+        todo = [
+            n if v is None else f"{n}={v}"
+            for n, v in self.wanted.items()
+            if n not in have or (v is not None and have[n] != v)
+        ]
+        return Change("install " + " ".join(todo)) if todo else None
+
+    def apply(self, remote: Remote, change: Change) -> None:
+        pkgs = change.summary.split(" ", 1)[1]
+        if self.state == "absent":
+            script = f"apt-get -q -y -o DPkg::Lock::Timeout=300 purge {pkgs}"
+        else:
+            script = _INSTALL.format(pkgs=pkgs)
+        run_checked(remote, script, self.name)

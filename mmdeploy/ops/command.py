@@ -1,0 +1,26 @@
+"""A command guarded by a check: it runs only when `unless` fails (or has no guard)."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from ..facts import Fact
+from ..remote import Remote
+from ..step import Change, Step, run_checked
+
+
+class Command(Step):
+    def __init__(self, name: str, script: str, *, unless: str | None = None,
+                 notify: tuple[str, ...] = ()):
+        self.name, self.script, self.unless, self.notify = name, script, unless, tuple(notify)
+
+    def facts(self) -> list[str]:
+        return [self.unless] if self.unless else []
+
+    def check(self, facts: Mapping[str, Fact]) -> Change | None:
+        if self.unless is None:
+            return Change("run")
+        return None if facts[self.unless].ok else Change("run")
+
+    def apply(self, remote: Remote, change: Change) -> None:
+        run_checked(remote, self.script, self.name)

@@ -1,0 +1,141 @@
+"""Files and directories: sha256 compare, unified diff, atomic replace, owner/group/mode."""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import hashlib
+import shlex
+from typing import Mapping
+
+from ..facts import Fact
+from ..remote import Remote
+from ..step import Change, Step, run_checked
+
+# Files up to this size come back whole with the facts, so a diff needs no second trip.
+INLINE_LIMIT = 256 * 1024
+
+
+def _stat_probe(path: str, content: bool) -> str:
+    p = shlex.quote(path)
+    script = f"if [ -e {p} ] || [ -L {p} ]; then stat -c '%F|%U|%G|%a|%s' -- {p}"
+    if content:
+        script += (
+            f"; if [ -f {p} ] && [ $(stat -c %s -- {p}) -le {INLINE_LIMIT} ]; "
+            f"then printf 'b64:'; base64 -w0 -- {p}; "
+            f"elif [ -f {p} ]; then printf 'sha:'; sha256sum -- {p} | cut -d' ' -f1; fi"
+        )
+    return script + "; fi"
+
+
+def _parse_stat(fact: Fact) -> tuple[str, str, str, str] | None:
+    """(type, owner, group, mode) of an existing path, or None."""
+    first = fact.out.split("\n", 1)[0]
+    if not first:
+        return None
+    kind, owner, group, mode, _size = first.split("|")
+    return kind, owner, group, mode.zfill(4)
+
+
+def _attr_changes(current, owner: str, group: str, mode: str) -> list[str]:
+    _, cur_owner, cur_group, cur_mode = current
+    out = []
+    if (cur_owner, cur_group) != (owner, group):
+        out.append(f"owner {cur_owner}:{cur_group} -> {owner}:{group}")
+    if cur_mode != mode:
+        out.append(f"mode {cur_mode} -> {mode}")
+    return out
+
+
+class File(Step):
+    """A file with exactly `content`. `validate` (a command with {} for the new file) must
+    pass before the live file is replaced; `then` runs after a replacement (daemon-reload)."""
+
+    def __init__(self, path: str, content: str | bytes, *, owner: str = "root", group: str = "root",
+                 mode: str = "0644", validate: str | None = None, then: str | None = None,
+                 notify: tuple[str, ...] = ()):
+        self.path = path
+        self.content = content.encode() if isinstance(content, str) else content
+        self.owner, self.group, self.mode = owner, group, mode.zfill(4)
+        self.validate, self.then, self.notify = validate, then, tuple(notify)
+        self.name = f"file {path}"
+        self._probe = _stat_probe(path, content=True)
+
+    def facts(self) -> list[str]:
+        return [self._probe]
+
+    def check(self, facts: Mapping[str, Fact]) -> Change | None:
+        fact = facts[self._probe]
+        current = _parse_stat(fact)
+        if current is None:
+            return Change("create", _diff(self.path, b"", self.content, created=True))
+        if current[0] != "regular file":
+            return Change(f"replace {current[0]} with a file", _diff(self.path, b"", self.content, created=True))
+        body = fact.out.split("\n", 1)[1] if "\n" in fact.out else ""
+        changes = _attr_changes(current, self.owner, self.group, self.mode)
+        diff = ""
+        if body.startswith("b64:"):
+            old = base64.b64decode(body[4:])
+            if old != self.content:
+                changes.insert(0, "update content")
+                diff = _diff(self.path, old, self.content)
+        elif body.removeprefix("sha:").strip() != hashlib.sha256(self.content).hexdigest():
+            changes.insert(0, "update content (large file, no diff)")
+        return Change(", ".join(changes), diff) if changes else None
+
+    def apply(self, remote: Remote, change: Change) -> None:
+        p = shlex.quote(self.path)
+        validate = ""
+        if self.validate:
+            command = self.validate.replace("{}", '"$tmp"')
+            validate = f"if ! {command} >&2; then echo 'validation failed: {shlex.quote(self.validate)}' >&2; exit 3; fi\n"
+        encoded = base64.b64encode(self.content).decode()
+        body = (
+            f"chown {self.owner}:{self.group} \"$tmp\"\nchmod {self.mode} \"$tmp\"\n{validate}"
+            f"mv -f \"$tmp\" {p}\n{self.then or ''}\n"
+        )
+        head = f"set -e\ntmp=$(mktemp {shlex.quote(_dirname(self.path))}/.mmdeploy.XXXXXX)\ntrap 'rm -f \"$tmp\"' EXIT\n"
+        script = f"{head}base64 -d > \"$tmp\" <<'MMDEPLOY_EOF'\n{encoded}\nMMDEPLOY_EOF\n{body}"
+        log = f"{head}# ({len(self.content)} bytes, sha256 {hashlib.sha256(self.content).hexdigest()[:16]}) > \"$tmp\"\n{body}"
+        run_checked(remote, script, self.name, log_as=log)
+
+
+class Directory(Step):
+    def __init__(self, path: str, *, owner: str = "root", group: str = "root", mode: str = "0755"):
+        self.path, self.owner, self.group, self.mode = path, owner, group, mode.zfill(4)
+        self.name = f"directory {path}"
+        self._probe = _stat_probe(path, content=False)
+
+    def facts(self) -> list[str]:
+        return [self._probe]
+
+    def check(self, facts: Mapping[str, Fact]) -> Change | None:
+        current = _parse_stat(facts[self._probe])
+        if current is None:
+            return Change("create")
+        if current[0] != "directory":
+            return Change(f"{self.path} is a {current[0]}, expected a directory")
+        changes = _attr_changes(current, self.owner, self.group, self.mode)
+        return Change(", ".join(changes)) if changes else None
+
+    def apply(self, remote: Remote, change: Change) -> None:
+        run_checked(
+            remote,
+            f"install -d -o {self.owner} -g {self.group} -m {self.mode} -- {shlex.quote(self.path)}",
+            self.name,
+        )
+
+
+def _dirname(path: str) -> str:
+    return path.rsplit("/", 1)[0] or "/"
+
+
+def _diff(path: str, before: bytes, after: bytes, created: bool = False) -> str:
+    try:
+        a, b = before.decode(), after.decode()
+    except UnicodeDecodeError:
+        return f"binary content differs ({len(before)} -> {len(after)} bytes)"
+    if a and not a.endswith("\n") or b and not b.endswith("\n"):
+        a, b = a + "\n", b + "\n"  # keep the diff readable when a file lacks a final newline
+    source = "/dev/null" if created else f"{path} (on host)"
+    return "".join(difflib.unified_diff(a.splitlines(True), b.splitlines(True), source, f"{path} (wanted)"))

@@ -1,0 +1,52 @@
+"""An SQL statement guarded by a query: it runs only when the guard returns no row.
+
+Statements go to the client on standard input, never on its command line, so passwords in
+them stay out of the process list (and out of logs: the redactor masks them)."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Mapping
+
+from ..facts import Fact
+from ..remote import Remote
+from ..step import Change, Step, run_checked
+
+CLIENTS = {
+    # engine: (guard command with {db} and {query}, apply command with {db})
+    "postgresql": (
+        "runuser -u postgres -- psql -XAtq {db} -c {query}",
+        "runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 {db}",
+    ),
+    "mysql": ("mysql --protocol=socket -NB {db} -e {query}", "mysql --protocol=socket {db}"),
+}
+
+
+class SQL(Step):
+    def __init__(self, name: str, engine: str, statement: str, *, guard: str | None = None,
+                 database: str | None = None, notify: tuple[str, ...] = ()):
+        if engine not in CLIENTS:
+            raise ValueError(f"engine must be one of {sorted(CLIENTS)}, got {engine!r}")
+        self.name, self.engine, self.statement = f"sql {name}", engine, statement
+        self.notify = tuple(notify)
+        db = ""
+        if database:
+            db = ("-d " if engine == "postgresql" else "") + shlex.quote(database)
+        guard_cmd, self._apply_cmd = CLIENTS[engine]
+        self._apply_cmd = self._apply_cmd.format(db=db)
+        self._probe = guard_cmd.format(db=db, query=shlex.quote(guard)) if guard else None
+
+    def facts(self) -> list[str]:
+        return [self._probe] if self._probe else []
+
+    def check(self, facts: Mapping[str, Fact]) -> Change | None:
+        if self._probe is None:
+            return Change("run")
+        fact = facts[self._probe]
+        if not fact.ok:
+            return Change("run (guard query could not run: database not reachable yet)")
+        return None if fact.out.strip() else Change("run")
+
+    def apply(self, remote: Remote, change: Change) -> None:
+        script = f"{self._apply_cmd} <<'MMDEPLOY_SQL'\n{self.statement}\nMMDEPLOY_SQL\n"
+        run_checked(remote, script, self.name)

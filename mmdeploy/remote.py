@@ -1,0 +1,139 @@
+"""The one way to run a command on a host.
+
+Every remote action is a bash script sent on the standard input of `bash -s` (under
+`sudo -n` when the SSH user is not root) over one Fabric connection kept open for the whole
+run. Sending scripts on stdin keeps secrets out of the process list and lets a single round
+trip carry many commands (see facts.py). Every script and its output is appended, redacted,
+to the host's run log.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import MMDeployError
+from .inventory import Host
+
+PREAMBLE = "set -o pipefail\nexport LC_ALL=C DEBIAN_FRONTEND=noninteractive\n"
+
+
+class Unreachable(MMDeployError):
+    """The host does not answer over SSH."""
+
+
+@dataclass
+class Result:
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+class Remote:
+    def __init__(self, host: Host, redact: Callable[[str], str], log_path: Path | None = None):
+        self.host = host
+        self.redact = redact
+        self.log_path = log_path
+        self.round_trips = 0
+        self._conn = None
+        self._lock = threading.Lock()
+
+    def connect(self):
+        if self._conn is None:
+            import fabric  # imported here so that `import mmdeploy` stays light
+            import paramiko
+
+            ssh = self.host.ssh
+            kwargs = {"key_filename": str(ssh.key)} if ssh.key else {}
+            conn = fabric.Connection(
+                self.host.address,
+                user=ssh.user,
+                port=ssh.port,
+                connect_timeout=ssh.connect_timeout,
+                connect_kwargs={**kwargs, "banner_timeout": ssh.connect_timeout},
+            )
+            if ssh.strict_host_keys:
+                conn.client.load_system_host_keys()
+                conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            else:
+                conn.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            try:
+                conn.open()
+            except Exception as e:  # socket errors, auth failures, timeouts
+                raise Unreachable(
+                    f"cannot connect over SSH to {ssh.user}@{self.host.address}:{ssh.port}: "
+                    f"{type(e).__name__}: {e}"
+                ) from None
+            self._conn = conn
+        return self._conn
+
+    def run(self, script: str, timeout: float = 1800, log_as: str | None = None) -> Result:
+        """Run `script` with bash on the host; return its exit code and output.
+
+        `log_as` replaces the script in the run log when it carries encoded file contents
+        that the redactor could not recognise.
+        """
+        conn = self.connect()
+        command = "bash -s" if self.host.ssh.user == "root" else "sudo -n -H bash -s"
+        started = time.monotonic()
+        # Invoke's stdin pump feeds one byte per 10 ms; a script goes over the channel whole.
+        transport = conn.client.get_transport()
+        try:
+            chan = transport.open_session(timeout=timeout)
+        except Exception as e:
+            raise Unreachable(f"SSH session to {self.host.address} failed: {e}") from None
+        chan.settimeout(timeout)
+        try:
+            chan.exec_command(command)
+            chan.sendall((PREAMBLE + script).encode())
+            chan.shutdown_write()
+            err_chunks: list[bytes] = []
+            # stderr is drained by a thread so that neither stream can fill and stall the other.
+            drain = threading.Thread(target=_read_all, args=(chan.recv_stderr, err_chunks), daemon=True)
+            drain.start()
+            out_chunks: list[bytes] = []
+            _read_all(chan.recv, out_chunks)
+            drain.join()
+            rc = chan.recv_exit_status()
+        except OSError as e:  # includes socket.timeout
+            raise Unreachable(f"command on {self.host.address} did not finish: {e}") from None
+        finally:
+            chan.close()
+        result = Result(rc, b"".join(out_chunks).decode(errors="replace"), b"".join(err_chunks).decode(errors="replace"))
+        self.round_trips += 1
+        self._log(log_as or script, result, time.monotonic() - started)
+        return result
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _log(self, script: str, result: Result, seconds: float) -> None:
+        if self.log_path is None:
+            return
+        text = (
+            f"--- {time.strftime('%H:%M:%S')} {self.host.name} rc={result.rc} {seconds * 1000:.0f} ms\n"
+            f"{script.rstrip()}\n"
+        )
+        if result.stdout:
+            text += "--- stdout\n" + result.stdout.rstrip() + "\n"
+        if result.stderr:
+            text += "--- stderr\n" + result.stderr.rstrip() + "\n"
+        with self._lock, open(self.log_path, "a") as f:
+            f.write(self.redact(text))
+
+
+def _read_all(recv, chunks: list[bytes]) -> None:
+    while True:
+        data = recv(65536)
+        if not data:
+            return
+        chunks.append(data)

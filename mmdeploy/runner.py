@@ -1,0 +1,217 @@
+"""Plan and apply: hosts in parallel, components in dependency order with a barrier between
+them, handlers once per host after the component's steps.
+
+`plan` runs every check and never applies. `apply` is the only writer. A host that fails
+stops its own later steps; the other hosts go on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .component import Component, Context, ordered
+from .errors import InventoryError, MMDeployError
+from .facts import HOST_FACTS, FactCache
+from .inventory import Host, Inventory
+from .remote import Remote
+from .report import Reporter, StepResult
+from .secrets import Secrets
+from .step import Change
+
+
+@dataclass
+class HostRun:
+    host: Host
+    remote: Remote
+    facts: FactCache
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def alive(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class RunReport:
+    mode: str
+    hosts: dict[str, HostRun]
+    results: list[StepResult] = field(default_factory=list)
+    log_dir: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return any(not h.alive for h in self.hosts.values())
+
+    @property
+    def changed(self) -> int:
+        return sum(h.changed for h in self.hosts.values())
+
+    @property
+    def round_trips(self) -> dict[str, int]:
+        return {name: h.remote.round_trips for name, h in self.hosts.items()}
+
+
+def select_hosts(inventory: Inventory, limit: list[str] | None) -> list[Host]:
+    if not limit:
+        return list(inventory.hosts)
+    names = {h.name for h in inventory.hosts}
+    unknown = [n for n in limit if n not in names]
+    if unknown:
+        raise InventoryError(
+            [f"--limit: unknown host {', '.join(map(repr, unknown))} (hosts: {', '.join(sorted(names))})"]
+        )
+    return [h for h in inventory.hosts if h.name in limit]
+
+
+def run(inventory: Inventory, components: list[Component], *, mode: str, secrets: Secrets,
+        reporter: Reporter, limit: list[str] | None = None, run_root: Path | None = None) -> RunReport:
+    if mode not in ("plan", "apply"):
+        raise ValueError(mode)
+    started = time.monotonic()
+    hosts = select_hosts(inventory, limit)
+    log_dir = _run_dir(run_root or Path(".mmdeploy/runs"), mode)
+    reporter.open_log(log_dir / "output.log")
+    reporter.width = max([12, *(len(h.name) for h in hosts)])
+    runs: dict[str, HostRun] = {}
+    for h in hosts:
+        remote = Remote(h, secrets.redact, log_dir / f"{h.name}.log")
+        runs[h.name] = HostRun(h, remote, FactCache(remote))
+    report = RunReport(mode, runs, log_dir=log_dir)
+
+    with ThreadPoolExecutor(max_workers=min(32, len(runs))) as pool:
+        list(pool.map(lambda r: _connect(r, reporter), runs.values()))
+        for component in ordered(components):
+            targets = [runs[h.name] for h in component.hosts(inventory) if h.name in runs]
+            targets = [r for r in targets if r.alive]
+            # The barrier: every host finishes this component before any starts the next.
+            for results in pool.map(
+                lambda r: _run_component(r, component, inventory, secrets, reporter, mode), targets
+            ):
+                report.results.extend(results)
+        for r in runs.values():
+            r.remote.close()
+    report.seconds = time.monotonic() - started
+    reporter.summary(report)
+    return report
+
+
+def _connect(run: HostRun, reporter: Reporter) -> None:
+    t0 = time.monotonic()
+    try:
+        run.remote.connect()
+        run.facts.get(HOST_FACTS.values())  # also proves the shell (and sudo) work
+    except MMDeployError as e:
+        run.error = str(e)
+        run.failed += 1
+        reporter.host_failed(run.host.name, str(e))
+    run.seconds += time.monotonic() - t0
+
+
+def _run_component(run: HostRun, component: Component, inventory: Inventory, secrets: Secrets,
+                   reporter: Reporter, mode: str) -> list[StepResult]:
+    t0 = time.monotonic()
+    results: list[StepResult] = []
+    host = run.host.name
+
+    def record(step_name: str, status: str, change: Change | None = None, error: str = "",
+               seconds: float = 0.0) -> None:
+        result = StepResult(host, component.name, step_name, status,
+                            change.summary if change else "", change.diff if change else "", error, seconds)
+        results.append(result)
+        setattr(run, status, getattr(run, status) + 1)
+        reporter.step(result, mode)
+
+    def fail(step_name: str, error: str) -> None:
+        run.error = f"{component.name} / {step_name}: {error}"
+        record(step_name, "failed", error=error)
+
+    try:
+        ctx = Context(inventory, run.host, secrets, run.facts)
+        steps = component.steps(ctx)
+        handlers = component.handlers(ctx)
+    except MMDeployError as e:
+        fail("(building steps)", str(e))
+        return results
+    except Exception as e:  # a bug in a component must not take the other hosts down
+        _log_traceback(run)
+        fail("(building steps)", f"{type(e).__name__}: {e}")
+        return results
+
+    notified: list[str] = []
+    facts = {}
+    stale = True
+    for i, step in enumerate(steps):
+        try:
+            if stale:  # one round trip for the facts of every step still to check
+                facts = run.facts.get(f for s in steps[i:] for f in s.facts())
+                stale = False
+            change = step.check(facts)
+        except MMDeployError as e:
+            fail(step.name, str(e))
+            return results
+        except Exception as e:
+            _log_traceback(run)
+            fail(step.name, f"check crashed: {type(e).__name__}: {e}")
+            return results
+        if change is None:
+            record(step.name, "ok")
+            continue
+        notified += [n for n in step.notify if n not in notified]
+        if mode == "plan":
+            record(step.name, "changed", change)
+            continue
+        reporter.applying(host, component.name, step.name, change.summary)
+        s0 = time.monotonic()
+        try:
+            step.apply(run.remote, change)
+        except MMDeployError as e:
+            fail(step.name, str(e))
+            return results
+        finally:
+            run.facts.invalidate()
+            stale = True
+        record(step.name, "changed", change, seconds=time.monotonic() - s0)
+
+    for name, handler in handlers.items():  # in the order the component declares them
+        if name not in notified:
+            continue
+        label = f"handler {name}"
+        if mode == "plan":
+            record(label, "changed", Change("would run: notified"))
+            continue
+        reporter.applying(host, component.name, label, "run")
+        s0 = time.monotonic()
+        try:
+            handler.apply(run.remote, Change("run"))
+        except MMDeployError as e:
+            fail(label, str(e))
+            return results
+        record(label, "changed", Change("run"), seconds=time.monotonic() - s0)
+    unknown = set(notified) - set(handlers)
+    if unknown:
+        fail("(handlers)", f"steps notify unknown handlers: {', '.join(sorted(unknown))}")
+    run.seconds += time.monotonic() - t0
+    return results
+
+
+def _run_dir(root: Path, mode: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = root / f"{stamp}-{mode}-{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _log_traceback(run: HostRun) -> None:
+    if run.remote.log_path:
+        with open(run.remote.log_path, "a") as f:
+            f.write(run.remote.redact(traceback.format_exc()))

@@ -1,0 +1,182 @@
+"""mmdeploy's command line: `inv --list` shows every task, `inv --help TASK` its options.
+
+Exit codes: 0 success, 1 a host failed or a check failed, 2 bad input (nothing was touched).
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+from pathlib import Path
+
+from invoke import Collection, Exit, task
+
+import mmdeploy
+from mmdeploy import inventory as inv_mod
+from mmdeploy.errors import MMDeployError
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _cli(fn):
+    """Turn mmdeploy's errors into one clear message and the documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MMDeployError as e:
+            print(str(e), file=sys.stderr)
+            raise Exit(code=e.exit_code) from None
+
+    return wrapper
+
+
+def _load(pattern, inventory, overrides=()):
+    path = inv_mod.inventory_path(pattern, inventory, ROOT / "hosts")
+    return mmdeploy.load(path, overrides)
+
+
+def _names(value: str | None) -> list[str] | None:
+    return [n.strip() for n in value.split(",") if n.strip()] if value else None
+
+
+_HELP = {
+    "pattern": "single, multi or cluster: the inventory hosts/PATTERN.yml",
+    "inventory": "an inventory file (overrides --pattern)",
+    "limit": "comma-separated host names: only these hosts",
+    "set": "key.path=value: override a setting (repeatable; highest precedence)",
+    "only": "comma-separated component names: only these components",
+    "verbose": "also print steps that are already as wanted",
+    "yes": "apply without showing the plan and asking",
+}
+
+
+def _help(*names):
+    return {n: _HELP[n] for n in names}
+
+
+@task(help=_help("pattern", "inventory", "limit", "set", "only", "verbose"), iterable=["set"])
+@_cli
+def plan(c, pattern=None, inventory=None, limit=None, set=None, only=None, verbose=False):
+    """Show, host by host, every step that would change and each file's diff. Changes nothing."""
+    inv = _load(pattern, inventory, set or ())
+    report = mmdeploy.plan(inv, limit=_names(limit), only=_names(only), verbose=verbose)
+    if report.failed:
+        raise Exit(code=1)
+
+
+@task(help=_help("pattern", "inventory", "limit", "set", "only", "yes", "verbose"), iterable=["set"])
+@_cli
+def deploy(c, pattern=None, inventory=None, limit=None, set=None, only=None, yes=False, verbose=False):
+    """Apply the inventory: hosts in parallel, components in dependency order."""
+    inv = _load(pattern, inventory, set or ())
+    if not yes and sys.stdin.isatty() and sys.stdout.isatty():
+        preview = mmdeploy.plan(inv, limit=_names(limit), only=_names(only))
+        if preview.failed:
+            raise Exit(code=1)
+        if preview.changed == 0:
+            print("Nothing to change.")
+            return
+        if input(f"Apply these {preview.changed} changes? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise Exit("Not applied.", code=1)
+    report = mmdeploy.deploy(inv, limit=_names(limit), only=_names(only), verbose=verbose)
+    if report.failed:
+        raise Exit(code=1)
+
+
+@task(help=_help("pattern", "inventory", "set", "only"), iterable=["set"])
+@_cli
+def verify(c, pattern=None, inventory=None, set=None, only=None):
+    """End-to-end health checks of a deployed inventory; names each failing check."""
+    inv = _load(pattern, inventory, set or ())
+    failures = mmdeploy.verify(inv, only=_names(only))
+    if failures:
+        print(f"{len(failures)} check(s) failed", file=sys.stderr)
+        raise Exit(code=1)
+    print("all checks passed")
+
+
+@task(help={"pattern": "test-bed layout to deploy (default single)"})
+@_cli
+def up(c, pattern="single"):
+    """The main job: start the local test bed, deploy onto it, verify, print the URL."""
+    from mmdeploy import testbed
+
+    path = testbed.up(ROOT, pattern=pattern)
+    inv = mmdeploy.load(path, ["demo.enabled=true"])
+    report = mmdeploy.deploy(inv)
+    if report.failed:
+        raise Exit(code=1)
+    failures = mmdeploy.verify(inv)
+    if failures:
+        raise Exit(code=1)
+    first = inv.hosts[0]
+    print()
+    print(f"Deployed the {inv.pattern} pattern onto {len(inv.hosts)} test-bed hosts ({path.relative_to(ROOT)}).")
+    print("Components deployed so far: base, demo. The Mattermost, database, NGINX and monitoring")
+    print("components are not built yet (issues #3 and #4), so there is no Mattermost login yet.")
+    print(f"URL: http://{first.address}:{first.settings.demo.port}/  (the demo service)")
+
+
+@task(help={"e2e": "include the end-to-end tests on the test bed (default true)",
+            "k": "only tests matching this pytest expression"})
+def test(c, e2e=True, k=None):
+    """The whole test suite: unit tests, then end-to-end tests on the local test bed."""
+    args = [sys.executable, "-m", "pytest", "-ra"]
+    if not e2e:
+        args += ["-m", "not e2e"]
+    if k:
+        args += ["-k", k]
+    raise Exit(code=subprocess.call(args, cwd=ROOT))
+
+
+# --- test bed --------------------------------------------------------------------------
+
+
+@task(name="up", help={"pattern": "single, multi, cluster or allinone", "hosts": "N generic hosts instead"})
+@_cli
+def testbed_up(c, pattern=None, hosts=None):
+    """Start local Debian hosts (Docker containers with systemd and sshd) and write their inventory."""
+    from mmdeploy import testbed
+
+    if pattern is None and hosts is None:
+        pattern = "single"
+    path = testbed.up(ROOT, pattern=pattern, hosts=int(hosts) if hosts else None)
+    print(f"inventory: {path.relative_to(ROOT)}  (inv deploy --inventory {path.relative_to(ROOT)})")
+
+
+@task(name="down")
+@_cli
+def testbed_down(c):
+    """Remove the test-bed containers and network (the image stays cached)."""
+    from mmdeploy import testbed
+
+    testbed.down()
+
+
+@task(name="status")
+@_cli
+def testbed_status(c):
+    """List the test-bed hosts, their state and whether SSH answers."""
+    from mmdeploy import testbed
+
+    rows = testbed.status()
+    if not rows:
+        print("no test-bed hosts")
+    for r in rows:
+        print(f"{r['name']:<12} {r['address']:<15} {r['state']:<8} ssh={'up' if r['ssh'] else 'down':<5} {','.join(r['roles'])}")
+
+
+@task(name="noop", help={"hosts": "comma-separated host counts (default 1,5,10)",
+                         "steps": "steps in the demo component (default 20)"})
+def bench_noop(c, hosts="1,5,10", steps=20):
+    """Benchmark: time the no-op re-run of the demo component on N test-bed hosts."""
+    raise Exit(code=subprocess.call([sys.executable, str(ROOT / "benchmarks" / "noop.py"),
+                                     "--hosts", str(hosts), "--steps", str(steps)], cwd=ROOT))
+
+
+testbed_ns = Collection("testbed", testbed_up, testbed_down, testbed_status)
+bench_ns = Collection("bench", bench_noop)
+ns = Collection(plan, deploy, verify, up, test, testbed_ns, bench_ns)
