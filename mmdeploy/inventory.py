@@ -238,7 +238,9 @@ class _Problems:
                 where = f"{self.label}:{self.line_of[loc[:cut]]}"
                 break
         key = _key_path(loc)
-        self.lines.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+        line = f"{where}: {key}: {message}" if key else f"{where}: {message}"
+        if line not in self.lines:  # a shared default (ssh.key) is reported once, not per host
+            self.lines.append(line)
 
     def pydantic(self, error: ValidationError, prefix: tuple = (), model: type[BaseModel] | None = None) -> None:
         for err in error.errors():
@@ -316,7 +318,10 @@ def _read_yaml(path: Path, label: str) -> tuple[Any, dict[tuple, int]]:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise InventoryError([f"{label}{line}: malformed YAML: {e.problem or e.context}"]) from None
+        context = ""
+        if e.context and e.context_mark and e.context_mark is not mark:
+            context = f" ({e.context} at line {e.context_mark.line + 1})"
+        raise InventoryError([f"{label}{line}: malformed YAML: {e.problem or e.context}{context}"]) from None
     except yaml.YAMLError as e:
         raise InventoryError([f"{label}: malformed YAML: {e}"]) from None
     if not isinstance(data, dict):

@@ -1,0 +1,35 @@
+"""A Remote that runs scripts with the local bash instead of over SSH.
+
+Unit tests use it to exercise facts, ops and the runner for real (real scripts, real files
+in a temporary directory) without a test bed. It keeps Remote's interface: run, connect,
+close, round_trips, log_path, redact."""
+
+from __future__ import annotations
+
+import subprocess
+
+from mmdeploy.remote import PREAMBLE, Result, Unreachable
+
+
+class LocalRemote:
+    def __init__(self, host, redact=lambda s: s, log_path=None, fail_connect=False):
+        self.host, self.redact, self.log_path = host, redact, log_path
+        self.round_trips = 0
+        self.scripts: list[str] = []
+        self.fail_connect = fail_connect
+
+    def connect(self):
+        if self.fail_connect:
+            raise Unreachable(f"cannot connect over SSH to root@{self.host.address}:22: refused")
+
+    def run(self, script: str, timeout: float = 60, log_as: str | None = None) -> Result:
+        self.round_trips += 1
+        self.scripts.append(script)
+        p = subprocess.run(["bash", "-s"], input=PREAMBLE + script, capture_output=True, text=True, timeout=timeout)
+        if self.log_path:
+            with open(self.log_path, "a") as f:
+                f.write(self.redact((log_as or script) + p.stdout + p.stderr))
+        return Result(p.returncode, p.stdout, p.stderr)
+
+    def close(self):
+        pass
