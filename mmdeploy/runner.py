@@ -187,7 +187,7 @@ def _run_component(run: HostRun, component: Component, inventory: Inventory, sec
             continue
         label = f"handler {name}"
         if mode == "plan":
-            record(label, "changed", Change("would run: notified"))
+            record(label, "changed", Change("run (notified)"))
             continue
         reporter.applying(host, component.name, label, "run")
         s0 = time.monotonic()

@@ -1,0 +1,235 @@
+"""Ops: check with fake facts (what change each state needs), and apply for real on local
+files (LocalRemote runs the same bash scripts the hosts get)."""
+
+import base64
+import getpass
+import os
+from pathlib import Path
+
+import pytest
+
+from mmdeploy.errors import StepFailed
+from mmdeploy.facts import Fact, FactCache
+from mmdeploy.ops import SQL, Command, Directory, File, Group, Packages, Service, Sysctl, User, unit
+
+from .localremote import LocalRemote
+
+ME = getpass.getuser()
+
+
+def fact(out: str, rc: int = 0) -> Fact:
+    return Fact(rc, out)
+
+
+def only(step, out: str, rc: int = 0):
+    """check() with the single fact the step reads answering `out`."""
+    (probe,) = step.facts()
+    return step.check({probe: fact(out, rc)})
+
+
+# --- file ------------------------------------------------------------------------------
+
+
+def file_fact(content: bytes, owner="root", group="root", mode="644") -> str:
+    return f"regular file|{owner}|{group}|{mode}|{len(content)}\nb64:{base64.b64encode(content).decode()}"
+
+
+def test_file_missing_is_created_with_a_diff():
+    change = only(File("/etc/x.conf", "a=1\n"), "")
+    assert change.summary == "create"
+    assert "--- /dev/null" in change.diff and "+a=1" in change.diff
+
+
+def test_file_identical_needs_nothing():
+    assert only(File("/etc/x.conf", "a=1\n"), file_fact(b"a=1\n")) is None
+
+
+def test_file_content_and_attributes_differ():
+    step = File("/etc/x.conf", "a=2\n", owner="mm", group="mm", mode="0640")
+    change = only(step, file_fact(b"a=1\n"))
+    assert change.summary == "update content, owner root:root -> mm:mm, mode 0644 -> 0640"
+    assert "-a=1" in change.diff and "+a=2" in change.diff
+
+
+def test_file_mode_only():
+    change = only(File("/etc/x.conf", "a=1\n", mode="0600"), file_fact(b"a=1\n"))
+    assert change == type(change)("mode 0644 -> 0600", "")
+
+
+def test_large_file_compared_by_sha256():
+    content = b"x" * 10
+    import hashlib
+
+    same = f"regular file|root|root|644|10\nsha:{hashlib.sha256(content).hexdigest()}"
+    assert only(File("/big", content), same) is None
+    assert only(File("/big", b"y" * 10), same).summary == "update content (large file, no diff)"
+
+
+def test_file_replaces_a_directory():
+    assert only(File("/etc/x", "a"), "directory|root|root|755|4096").summary == "replace directory with a file"
+
+
+def test_file_apply_is_atomic_sets_mode_and_runs_then(tmp_path):
+    path = tmp_path / "app.conf"
+    step = File(str(path), "port=1\n", owner=ME, group=ME, mode="0600", then=f"touch {tmp_path}/reloaded")
+    remote = LocalRemote(None)
+    cache = FactCache(remote)
+    change = step.check(cache.get(step.facts()))
+    step.apply(remote, change)
+    assert path.read_text() == "port=1\n"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert (tmp_path / "reloaded").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".mmdeploy")] == []
+    cache.invalidate()
+    assert step.check(cache.get(step.facts())) is None  # idempotent
+
+
+def test_file_validation_failure_keeps_the_live_file(tmp_path):
+    path = tmp_path / "nginx.conf"
+    path.write_text("good\n")
+    step = File(str(path), "bad\n", owner=ME, group=ME, validate="grep -q good {}")
+    with pytest.raises(StepFailed, match="validation failed"):
+        step.apply(LocalRemote(None), step.check(FactCache(LocalRemote(None)).get(step.facts())))
+    assert path.read_text() == "good\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["nginx.conf"]  # temp file cleaned up
+
+
+def test_file_content_never_in_the_log_script(tmp_path):
+    remote = LocalRemote(None, log_path=tmp_path / "log")
+    step = File(str(tmp_path / "secret.conf"), "password=hunter2-very-secret\n", owner=ME, group=ME)
+    step.apply(remote, step.check(FactCache(remote).get(step.facts())))
+    log = (tmp_path / "log").read_text()
+    assert "hunter2" not in log
+    assert base64.b64encode(b"password=hunter2-very-secret\n").decode() not in log
+    assert "bytes, sha256" in log
+
+
+def test_unit_reloads_systemd():
+    step = unit("x.service", "[Service]\n")
+    assert step.path == "/etc/systemd/system/x.service" and step.then == "systemctl daemon-reload"
+
+
+# --- directory -------------------------------------------------------------------------
+
+
+def test_directory_states(tmp_path):
+    d = Directory("/srv/x", owner="mm", group="mm", mode="0750")
+    assert only(d, "").summary == "create"
+    assert only(d, "directory|mm|mm|750|4096") is None
+    assert only(d, "directory|root|mm|755|4096").summary == "owner root:mm -> mm:mm, mode 0755 -> 0750"
+    assert "expected a directory" in only(d, "regular file|mm|mm|750|3").summary
+    real = Directory(str(tmp_path / "a"), owner=ME, group=ME, mode="0700")
+    remote = LocalRemote(None)
+    real.apply(remote, real.check(FactCache(remote).get(real.facts())))
+    assert oct((tmp_path / "a").stat().st_mode & 0o777) == "0o700"
+
+
+# --- packages --------------------------------------------------------------------------
+
+
+def test_packages_missing_and_present():
+    step = Packages("nginx", "curl")
+    assert only(step, "curl\tii \t7.88\n").summary == "install nginx"
+    assert only(step, "nginx\tii \t1.22\ncurl\tii \t7.88\n") is None
+    assert only(step, "nginx\trc \t1.22\ncurl\tii \t7.88\n").summary == "install nginx"  # removed, config left
+
+
+def test_package_version_pin_and_absent():
+    assert only(Packages("nginx=1.22-1"), "nginx\tii \t1.20-1\n").summary == "install nginx=1.22-1"
+    assert only(Packages("nginx=1.22-1"), "nginx\tii \t1.22-1\n") is None
+    assert only(Packages("nginx", state="absent"), "nginx\tii \t1\n").summary == "remove nginx"
+    assert only(Packages("nginx", state="absent"), "") is None
+
+
+def test_package_probe_reads_dpkg_for_real():
+    step = Packages("bash", "no-such-package-mmdeploy")
+    facts = FactCache(LocalRemote(None)).get(step.facts())
+    assert step.check(facts).summary == "install no-such-package-mmdeploy"
+
+
+# --- service ---------------------------------------------------------------------------
+
+
+def test_service_states():
+    s = Service("nginx")
+    assert only(s, "enabled\nactive\n") is None
+    assert only(s, "disabled\ninactive\n").summary == "enable + start (was disabled, inactive)"
+    assert only(s, "enabled\nfailed\n").summary == "start (was enabled, failed)"
+    assert only(s, "masked\ninactive\n").summary.startswith("unmask + enable + start")
+    assert only(s, "static\nactive\n") is None
+    stopped = Service("nginx", enabled=False, running=False)
+    assert only(stopped, "enabled\nactive\n").summary == "disable + stop (was enabled, active)"
+
+
+# --- users -----------------------------------------------------------------------------
+
+
+def test_user_and_group():
+    assert only(Group("mm"), "", rc=2).summary == "create"
+    assert only(Group("mm"), "mm:x:999:\n") is None
+    u = User("mm", home="/opt/mm")
+    assert only(u, "", rc=2).summary == "create"
+    assert only(u, "mm:x:999:999::/opt/mm:/usr/sbin/nologin\nmm\n") is None
+    assert only(u, "mm:x:999:999::/home/mm:/bin/bash\nusers\n").summary == (
+        "group users -> mm, home /home/mm -> /opt/mm, shell /bin/bash -> /usr/sbin/nologin"
+    )
+
+
+# --- sysctl, command, sql --------------------------------------------------------------
+
+
+def test_sysctl():
+    s = Sysctl("vm.swappiness", 10)
+    assert only(s, "10\n|\nvm.swappiness = 10\n") is None
+    assert only(s, "60\n|\nvm.swappiness = 10\n").summary == "live 60 -> 10"
+    assert only(s, "10\n|\n").summary == "persist in /etc/sysctl.d/60-mmdeploy-vm.swappiness.conf"
+
+
+def test_command_guard():
+    assert Command("x", "true").check({}).summary == "run"  # unguarded: always runs
+    c = Command("init", "make-it", unless="test -e /done")
+    assert only(c, "", rc=0) is None
+    assert only(c, "", rc=1).summary == "run"
+
+
+def test_sql_guard_and_statement_on_stdin(tmp_path):
+    step = SQL("create user", "postgresql", "CREATE ROLE mm PASSWORD 's3cret-pw';",
+               guard="SELECT 1 FROM pg_roles WHERE rolname = 'mm'", database="mattermost")
+    (probe,) = step.facts()
+    assert probe.startswith("runuser -u postgres -- psql -XAtq -d mattermost -c ")
+    assert "s3cret" not in probe  # the guard is on a command line; the statement never is
+    assert step.check({probe: fact("1\n")}) is None
+    assert step.check({probe: fact("")}).summary == "run"
+    assert step.check({probe: fact("", rc=2)}).summary.startswith("run (guard query could not run")
+    remote = LocalRemote(None)
+    remote.run = lambda script, **kw: remote.scripts.append(script) or type("R", (), {"ok": True})()
+    step.apply(remote, step.check({probe: fact("")}))
+    (script,) = remote.scripts
+    first_line, _, rest = script.partition("\n")
+    assert "s3cret" not in first_line and "<<'MMDEPLOY_SQL'" in first_line
+    assert "CREATE ROLE mm" in rest
+    mysql = SQL("u", "mysql", "SELECT 1", guard="SELECT 1")
+    assert mysql.facts()[0].startswith("mysql --protocol=socket -NB")
+    with pytest.raises(ValueError):
+        SQL("u", "oracle", "SELECT 1")
+
+
+# --- facts -----------------------------------------------------------------------------
+
+
+def test_facts_batched_in_one_round_trip_and_cached():
+    remote = LocalRemote(None)
+    cache = FactCache(remote)
+    facts = cache.get(["echo one", "printf 'no newline'", "exit 3", "echo err >&2; echo out", "echo one"])
+    assert remote.round_trips == 1
+    assert facts["echo one"] == Fact(0, "one\n")
+    assert facts["printf 'no newline'"] == Fact(0, "no newline")
+    assert facts["exit 3"].rc == 3  # an exit inside one fact does not end the batch
+    assert facts["echo err >&2; echo out"] == Fact(0, "out\n")
+    cache.get(["echo one"])
+    assert remote.round_trips == 1  # cached
+    assert cache.host("cpus") == str(os.cpu_count())  # host facts came with the first batch
+    cache.invalidate()
+    cache.get(["echo one"])
+    assert remote.round_trips == 2
+    assert cache.host("cpus") and remote.round_trips == 2  # host facts survive invalidation

@@ -1,0 +1,176 @@
+"""The runner with real scripts run locally (LocalRemote): plan changes nothing, apply is
+idempotent, handlers run once after the component's steps, a failing host fails alone,
+secrets never reach the output or the run log."""
+
+import getpass
+import io
+
+import pytest
+
+from mmdeploy import inventory, runner
+from mmdeploy.component import Component, ordered
+from mmdeploy.errors import InventoryError
+from mmdeploy.ops import Command, Directory, File
+from mmdeploy.report import Reporter
+from mmdeploy.secrets import REDACTED, Redactor, Secrets
+
+from .conftest import SINGLE
+from .localremote import LocalRemote
+
+ME = getpass.getuser()
+
+
+class Files(Component):
+    """Writes two config files per host under tmp/<host>/ and 'restarts' (appends to a log)."""
+
+    name = "files"
+
+    def __init__(self, root, fail_on=(), after=()):
+        self.root, self.fail_on, self.after = root, fail_on, after
+
+    def hosts(self, inv):
+        return list(inv.hosts)
+
+    def steps(self, ctx):
+        d = self.root / ctx.host.name
+        steps = [
+            Directory(str(d), owner=ME, group=ME),
+            File(f"{d}/a.conf", f"port={ctx.settings.demo.port}\n", owner=ME, group=ME, notify=("restart",)),
+            File(f"{d}/b.conf", f"password={ctx.secrets.get('db_password')}\n", owner=ME, group=ME,
+                 mode="0600", notify=("restart",)),
+        ]
+        if ctx.host.name in self.fail_on:
+            steps.append(Command("break", "echo broken >&2; exit 7"))
+        steps.append(File(f"{d}/last", "x\n", owner=ME, group=ME))
+        return steps
+
+    def handlers(self, ctx):
+        d = self.root / ctx.host.name
+        return {"restart": Command("restart", f"echo restart >> {d}/restarts")}
+
+
+class After(Component):
+    name = "after"
+    after = ("files",)
+
+    def __init__(self, root):
+        self.root = root
+
+    def hosts(self, inv):
+        return list(inv.hosts)
+
+    def steps(self, ctx):
+        return [File(f"{self.root}/{ctx.host.name}/after", "y\n", owner=ME, group=ME)]
+
+
+@pytest.fixture
+def site(tmp_path, write_inventory, monkeypatch):
+    unreachable = set()
+    monkeypatch.setattr(
+        runner, "Remote",
+        lambda host, redact, log_path: LocalRemote(host, redact, log_path, fail_connect=host.name in unreachable),
+    )
+    inv = inventory.load(write_inventory(SINGLE))
+    files = tmp_path / "hosts"
+    files.mkdir()
+
+    def run(mode, components=None, limit=None, inv=inv):
+        out = io.StringIO()
+        redactor = Redactor()
+        secrets = Secrets(tmp_path / "site.secrets.yml", redactor)
+        report = runner.run(inv, components or [Files(files)], mode=mode, secrets=secrets,
+                            reporter=Reporter(redactor, out=out), limit=limit, run_root=tmp_path / "runs")
+        return report, out.getvalue()
+
+    run.files, run.unreachable, run.inv, run.tmp = files, unreachable, inv, tmp_path
+    return run
+
+
+def test_plan_changes_nothing_and_shows_diffs(site):
+    report, out = site("plan")
+    assert list(site.files.iterdir()) == []
+    assert report.changed == 3 * 5  # 4 steps + the notified handler, per host
+    assert "app1         files       ~ file " in out and "would create" in out
+    assert "+port=8080" in out
+    assert "handler restart: would run (notified)" in out
+
+
+def test_apply_then_second_apply_changes_nothing(site):
+    first, _ = site("apply")
+    assert not first.failed and first.changed == 15
+    assert (site.files / "db1" / "a.conf").read_text() == "port=8080\n"
+    # Two steps notified the handler; it ran once, after the component's steps.
+    assert (site.files / "db1" / "restarts").read_text() == "restart\n"
+    second, out = site("apply")
+    assert second.changed == 0 and not second.failed
+    assert (site.files / "db1" / "restarts").read_text() == "restart\n"
+    # The no-op re-run needs one round trip per host for all its checks.
+    assert second.round_trips == {"proxy1": 2, "app1": 2, "db1": 2}  # connect facts + one batch
+    assert "total" in out
+
+
+def test_edited_setting_shows_in_plan_and_restarts_once(site, write_inventory):
+    site("apply")
+    changed = inventory.load(site.inv.path, ["demo.port=9090"])
+    report, out = site("plan", inv=changed)
+    assert "-port=8080" in out and "+port=9090" in out
+    assert (site.files / "app1" / "a.conf").read_text() == "port=8080\n"
+    site("apply", inv=changed)
+    assert (site.files / "app1" / "restarts").read_text() == "restart\nrestart\n"
+
+
+def test_failing_host_stops_alone(site):
+    report, out = site("apply", [Files(site.files, fail_on=("app1",)), After(site.files)])
+    assert report.failed
+    assert report.hosts["app1"].failed == 1
+    assert "app1         files       ! break: FAILED: break failed (exit 7): broken" in out
+    assert not (site.files / "app1" / "last").exists()  # its later steps did not run
+    assert not (site.files / "app1" / "after").exists()  # nor its later components
+    assert not (site.files / "app1" / "restarts").exists()  # nor handlers after a failure
+    for other in ("proxy1", "db1"):
+        assert (site.files / other / "after").exists()
+    assert "app1: FAILED: files / break: break failed (exit 7)" in out
+
+
+def test_unreachable_host_fails_alone(site):
+    site.unreachable.add("db1")
+    report, out = site("apply")
+    assert report.hosts["db1"].error.startswith("cannot connect over SSH to root@192.0.2.13:22")
+    assert (site.files / "proxy1" / "last").exists() and not (site.files / "db1").exists()
+    assert "db1          -           ! FAILED: cannot connect" in out
+
+
+def test_limit_touches_only_named_hosts(site):
+    report, _ = site("apply", limit=["app1"])
+    assert list(report.hosts) == ["app1"]
+    assert [p.name for p in site.files.iterdir()] == ["app1"]
+    with pytest.raises(InventoryError, match="--limit: unknown host 'nope'"):
+        runner.select_hosts(site.inv, ["nope"])
+
+
+def test_secrets_redacted_from_output_and_logs(site):
+    report, out = site("plan")
+    secret = Secrets(site.tmp / "site.secrets.yml", Redactor()).get("db_password")
+    assert len(secret) >= 24
+    assert secret not in out and f"+password={REDACTED}" in out
+    site("apply")
+    for log in (site.tmp / "runs").rglob("*.log"):
+        assert secret not in log.read_text(), log
+    assert (site.files / "db1" / "b.conf").read_text() == f"password={secret}\n"
+    assert oct((site.tmp / "site.secrets.yml").stat().st_mode & 0o777) == "0o600"
+
+
+def test_run_log_records_commands(site):
+    report, _ = site("apply")
+    log = (report.log_dir / "app1.log").read_text()
+    assert "install -d" in log and "restarts" in log
+    assert (report.log_dir / "output.log").read_text().count("app1") >= 4
+
+
+def test_component_order_follows_dependencies(tmp_path):
+    f, a = Files(tmp_path), After(tmp_path)
+    assert [c.name for c in ordered([a, f])] == ["files", "after"]
+    assert [c.name for c in ordered([a])] == ["after"]  # unselected dependency: already applied
+    a.after = ("after",)
+    with pytest.raises(ValueError, match="cycle"):
+        ordered([a])
