@@ -1,0 +1,89 @@
+"""Test-bed layouts: fixed host names, roles and addresses (no Docker needed)."""
+
+import pytest
+
+from mmdeploy.testbed import BedHost, TestbedError, layout
+
+ALL = ["proxy", "app", "jobserver", "monitoring", "db"]
+
+
+def table(hosts: list[BedHost]) -> list[tuple[str, str, list[str]]]:
+    return [(h.name, h.address, h.roles) for h in hosts]
+
+
+def test_single():
+    assert table(layout("single")) == [
+        ("proxy1", "10.213.7.11", ["proxy"]),
+        ("app1", "10.213.7.12", ["app"]),
+        ("job1", "10.213.7.13", ["jobserver", "monitoring"]),
+        ("db1", "10.213.7.14", ["db"]),
+        ("db2", "10.213.7.15", ["db"]),
+    ]
+
+
+def test_multi():
+    assert table(layout("multi")) == [
+        ("proxy1", "10.213.7.11", ["proxy"]),
+        ("proxy2", "10.213.7.12", ["proxy"]),
+        ("app1", "10.213.7.13", ["app"]),
+        ("app2", "10.213.7.14", ["app"]),
+        ("job1", "10.213.7.15", ["jobserver", "monitoring"]),
+        ("db1", "10.213.7.16", ["db"]),
+        ("db2", "10.213.7.17", ["db"]),
+        ("db3", "10.213.7.18", ["db"]),
+        ("search1", "10.213.7.19", ["search"]),
+        ("search2", "10.213.7.20", ["search"]),
+        ("storage1", "10.213.7.21", ["storage"]),
+        ("storage2", "10.213.7.22", ["storage"]),
+        ("push1", "10.213.7.23", ["pushproxy"]),
+        ("push2", "10.213.7.24", ["pushproxy"]),
+    ]
+
+
+def test_cluster():
+    names = ["proxy1", "proxy2", "app1", "app2", "app3", "job1", "db1", "db2", "db3",
+             "search1", "search2", "search3", "storage1", "storage2", "storage3", "storage4",
+             "push1", "push2"]
+    hosts = layout("cluster")
+    assert [h.name for h in hosts] == names
+    assert [h.address for h in hosts] == [f"10.213.7.{11 + i}" for i in range(len(names))]
+    roles = {h.name: h.roles for h in hosts}
+    assert roles["app3"] == ["app"]
+    assert roles["job1"] == ["jobserver", "monitoring"]
+    assert roles["db3"] == ["db"]
+    assert roles["search3"] == ["search"]
+    assert roles["storage4"] == ["storage"]
+    assert roles["push2"] == ["pushproxy"]
+
+
+def test_allinone():
+    assert table(layout("allinone")) == [("aio1", "10.213.7.11", ALL)]
+
+
+@pytest.mark.parametrize("n", [1, 3, 40])
+def test_n_hosts(n):
+    hosts = layout(hosts=n)
+    assert table(hosts)[0] == ("host1", "10.213.7.11", ALL)
+    rest = [(f"host{i}", f"10.213.7.{10 + i}", ["app"]) for i in range(2, n + 1)]
+    assert table(hosts)[1:] == rest
+    assert hosts[-1].address == f"10.213.7.{10 + n}"
+
+
+def test_roles_are_not_shared_between_hosts():
+    a, b = layout(hosts=1), layout(hosts=1)
+    a[0].roles.append("search")
+    assert b[0].roles == ALL and layout("allinone")[0].roles == ALL
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},                                    # neither
+    {"pattern": "single", "hosts": 2},     # both
+    {"pattern": "huge"},                   # unknown pattern
+    {"hosts": 0},
+    {"hosts": 41},
+    {"hosts": -1},
+    {"hosts": True},
+])
+def test_bad_input_raises(kwargs):
+    with pytest.raises(TestbedError):
+        layout(**kwargs)
