@@ -20,11 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable
 
-NETWORK = "mmdeploy-bed"
-SUBNET = "10.213.7.0/24"
-GATEWAY = "10.213.7.1"
+# MMDEPLOY_BED=N (1..40) runs a separate bed beside the default one (N=0): its own
+# network 10.213.(7+N).0/24, container names and inventory file, so that independent test
+# runs cannot disturb each other.
+BED = int(os.environ.get("MMDEPLOY_BED", "0"))
+if not 0 <= BED <= 40:
+    raise ValueError(f"MMDEPLOY_BED: expected 0..40, got {BED}")
+NETWORK = "mmdeploy-bed" if BED == 0 else f"mmdeploy-bed{BED}"
+SUBNET = f"10.213.{7 + BED}.0/24"
+GATEWAY = f"10.213.{7 + BED}.1"
 IMAGE = "mmdeploy-bed:bookworm"
-LABEL = "mmdeploy.testbed"
+LABEL = "mmdeploy.testbed"  # its value is the bed's network name
 ROLES_LABEL = f"{LABEL}.roles"
 
 MIRROR = "http://deb.debian.org/debian"
@@ -93,7 +99,7 @@ class BedHost:
 
 
 def container_name(host: str) -> str:
-    return f"mmdeploy-bed-{host}"
+    return f"{NETWORK}-{host}"
 
 
 def key_path(root: Path) -> Path:
@@ -345,7 +351,7 @@ def ensure_apt_cache(log: Log = print) -> str | None:
 def _ensure_network() -> None:
     if _docker("network", "inspect", NETWORK, check=False).returncode != 0:
         _docker("network", "create", "--subnet", SUBNET, "--gateway", GATEWAY,
-                "--label", f"{LABEL}=1", NETWORK)
+                "--label", f"{LABEL}={NETWORK}", NETWORK)
 
 
 def _ensure_key(root: Path) -> str:
@@ -398,7 +404,7 @@ def _start_host(host: BedHost, pubkey: str, key: Path, add_hosts: list[str], log
     started = time.monotonic()
     if state.returncode != 0:
         _docker("run", "-d", "--name", name, "--hostname", host.name, "--network", NETWORK,
-                "--ip", host.address, "--label", f"{LABEL}=1",
+                "--ip", host.address, "--label", f"{LABEL}={NETWORK}",
                 "--label", f"{ROLES_LABEL}={','.join(host.roles)}",
                 # SIGRTMIN+3 makes `docker stop` a clean systemd shutdown (import cannot set it).
                 "--stop-signal", "SIGRTMIN+3", *RUN_FLAGS, *add_hosts, IMAGE)
@@ -453,7 +459,8 @@ def up(root: Path, pattern: str | None = None, hosts: int | None = None,
     with ThreadPoolExecutor(max_workers=min(len(bed), 8)) as pool:
         # list() re-raises the first failure; leaving the block waits for the other hosts.
         list(pool.map(lambda h: _start_host(h, pubkey, key, add_hosts, log), bed))
-    inventory = root / "hosts" / (f"testbed-{pattern}.yml" if pattern else f"testbed-{hosts}.yml")
+    bed_name = "testbed" if BED == 0 else f"testbed{BED}"
+    inventory = root / "hosts" / (f"{bed_name}-{pattern}.yml" if pattern else f"{bed_name}-{hosts}.yml")
     inventory.parent.mkdir(parents=True, exist_ok=True)
     inventory.write_text(_inventory(bed, pattern if pattern in ("multi", "cluster") else "single",
                                     os.path.relpath(key, inventory.parent), apt_proxy))
@@ -462,7 +469,7 @@ def up(root: Path, pattern: str | None = None, hosts: int | None = None,
 
 def down(log: Log = print) -> None:
     """Remove every test-bed container and the network; keeps the image."""
-    ids = _docker("ps", "-aq", "--filter", f"label={LABEL}=1").stdout.split()
+    ids = _docker("ps", "-aq", "--filter", f"label={LABEL}={NETWORK}").stdout.split()
     if ids:
         _docker("rm", "-f", *ids)
         log(f"removed {len(ids)} test-bed container(s)")
@@ -473,7 +480,7 @@ def down(log: Log = print) -> None:
 
 def status() -> list[dict]:
     """One entry per test-bed container: name, address, roles, state, ssh."""
-    ids = _docker("ps", "-aq", "--filter", f"label={LABEL}=1").stdout.split()
+    ids = _docker("ps", "-aq", "--filter", f"label={LABEL}={NETWORK}").stdout.split()
     if not ids:
         return []
     result = []

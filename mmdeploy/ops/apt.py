@@ -10,11 +10,16 @@ from ..remote import Remote
 from ..step import Change, Step, run_checked
 
 # Refresh the package lists only when an install fails or they are missing: an up-to-date
-# host installs without the extra minute `apt-get update` can cost.
+# host installs without the extra minute `apt-get update` can cost. A stalled download
+# (a proxy that drops a connection) must fail and be retried, not hang the run: hence the
+# HTTP timeout, apt's retries and a hard limit with one more try on `update`.
 _INSTALL = """\
-apt_get() {{ apt-get -q -y -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"; }}
-if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then apt_get update; fi
-apt_get install --no-install-recommends {pkgs} || {{ apt_get update && apt_get install --no-install-recommends {pkgs}; }}
+apt_get() {{ timeout 900 apt-get -q -y -o DPkg::Lock::Timeout=300 -o Acquire::http::Timeout=30 \\
+  -o Acquire::Retries=3 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"; }}
+update() {{ timeout 300 apt-get -q -o Acquire::http::Timeout=30 -o Acquire::Retries=3 update || \\
+  timeout 300 apt-get -q -o Acquire::http::Timeout=30 -o Acquire::Retries=3 update; }}
+if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then update; fi
+apt_get install --no-install-recommends {pkgs} || {{ update && apt_get install --no-install-recommends {pkgs}; }}
 """
 
 

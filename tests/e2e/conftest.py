@@ -1,0 +1,46 @@
+"""End-to-end fixtures: the local Docker test bed (real containers, real SSH, real apt)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmdeploy import testbed
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def bed():
+    """bed(pattern) -> inventory path of a freshly started test bed with that layout.
+
+    Containers are recreated when the layout changes, so every module starts from clean
+    hosts; the same layout is reused within the session."""
+    current = {}
+
+    def start(pattern: str = "single") -> Path:
+        if current.get("pattern") != pattern:
+            testbed.down(log=lambda *_: None)
+            current["path"] = testbed.up(ROOT, pattern=pattern)
+            current["pattern"] = pattern
+        return current["path"]
+
+    yield start
+
+
+def inv(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    """Run the CLI as an operator would; output is returned, not printed."""
+    env = {**os.environ, "MMDEPLOY_RUN_DIR": str(ROOT / ".mmdeploy" / "runs")}
+    p = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True,
+                       text=True, env=env, input=input)
+    if check and p.returncode != 0:
+        raise AssertionError(f"inv {' '.join(args)} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def on(host: str, command: str) -> str:
+    """Run a command inside a test-bed container (for assertions, not for deploying)."""
+    return subprocess.run(["docker", "exec", testbed.container_name(host), "bash", "-c", command],
+                          capture_output=True, text=True, check=True).stdout

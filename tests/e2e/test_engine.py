@@ -1,0 +1,95 @@
+"""The engine on the test bed: the demo component (package, user, directory, templates,
+unit file, service, handler) deployed over real SSH onto five Debian containers."""
+
+import re
+import urllib.request
+
+import pytest
+
+import mmdeploy
+
+from .conftest import inv, on
+
+pytestmark = pytest.mark.e2e
+DEMO = ("--set", "demo.enabled=true")
+
+
+@pytest.fixture(scope="module")
+def single(bed):
+    path = str(bed("single"))
+    first = inv("deploy", "--inventory", path, *DEMO, "--yes")
+    return path, first
+
+
+@pytest.fixture(scope="module")
+def addr(single):
+    """Host name -> address on this bed."""
+    return {h.name: h.address for h in mmdeploy.load(single[0]).hosts}
+
+
+def changed_total(output: str) -> int:
+    (total,) = re.findall(r"^total\s+\d+\s+(\d+)\s+(\d+)", output, re.M)
+    assert total[1] == "0", output
+    return int(total[0])
+
+
+def page(address: str, port: int = 8080) -> str:
+    return urllib.request.urlopen(f"http://{address}:{port}/", timeout=5).read().decode()
+
+
+def starts(host: str) -> int:
+    return int(on(host, "journalctl -q -u mmdeploy-demo --no-pager | grep -c 'Started mmdeploy-demo' || true"))
+
+
+def test_demo_deploys_on_every_host(single, addr):
+    path, first = single
+    assert changed_total(first.stdout) > 5 * 8
+    for host in ("proxy1", "db2"):
+        assert "mmdeploy demo" in page(addr[host])
+        assert on(host, "systemctl is-active mmdeploy-demo").strip() == "active"
+        assert on(host, "stat -c '%U %a' /srv/mmdeploy-demo").strip() == "mmdemo 755"
+    verify = inv("verify", "--inventory", path, *DEMO)
+    assert verify.stdout.count("ok   demo answers on") == 5
+
+
+def test_second_deploy_changes_nothing(single):
+    path, _ = single
+    again = inv("deploy", "--inventory", path, *DEMO, "--yes")
+    assert changed_total(again.stdout) == 0
+
+
+def test_edited_template_diffs_in_plan_and_restarts_once(single, addr):
+    path, _ = single
+    before = {h: starts(h) for h in ("app1", "db1")}
+    plan = inv("plan", "--inventory", path, *DEMO, "--set", "demo.port=8081")
+    assert "-DEMO_PORT=8080" in plan.stdout and "+DEMO_PORT=8081" in plan.stdout
+    assert "would run (notified)" in plan.stdout
+    assert "mmdeploy demo" in page(addr["app1"], 8080)  # plan changed nothing
+    inv("deploy", "--inventory", path, *DEMO, "--set", "demo.port=8081", "--yes")
+    assert "mmdeploy demo" in page(addr["app1"], 8081)
+    assert {h: starts(h) - n for h, n in before.items()} == {"app1": 1, "db1": 1}
+    inv("deploy", "--inventory", path, *DEMO, "--yes")  # back to 8080 for the other tests
+
+
+def test_host_with_closed_ssh_port_fails_alone(single, addr):
+    path, _ = single
+    on("db2", "systemctl stop ssh.service ssh.socket 2>/dev/null; true")
+    try:
+        run = inv("deploy", "--inventory", path, *DEMO, "--set", "demo.message=partition", "--yes", check=False)
+    finally:
+        on("db2", "systemctl start ssh.service")
+    assert run.returncode == 1
+    assert re.search(rf"^db2: FAILED: cannot connect over SSH to root@{addr['db2']}:22", run.stdout, re.M), run.stdout
+    for host in ("proxy1", "app1", "job1", "db1"):
+        assert "partition" in page(addr[host])
+    assert "partition" not in page(addr["db2"])
+    inv("deploy", "--inventory", path, *DEMO, "--yes")
+
+
+def test_limit_touches_only_the_named_hosts(single, addr):
+    path, _ = single
+    run = inv("deploy", "--inventory", path, *DEMO, "--set", "demo.message=limited", "--limit", "app1,job1", "--yes")
+    assert sorted(re.findall(r"^(\w+)\s+\d+\s+\d+\s+\d+\s+\d+\s+[\d.]+s$", run.stdout, re.M)) == ["app1", "job1", "total"]
+    assert "limited" in page(addr["app1"]) and "limited" in page(addr["job1"])
+    assert "limited" not in page(addr["proxy1"]) and "limited" not in page(addr["db1"])
+    inv("deploy", "--inventory", path, *DEMO, "--yes")
