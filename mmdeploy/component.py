@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import jinja2
 
-from .facts import FactCache
+from .facts import Fact, FactCache
 from .inventory import Host, Inventory
 from .secrets import Secrets
 from .step import Step
@@ -40,6 +40,7 @@ class Context:
     host: Host
     secrets: Secrets
     facts: FactCache
+    shared: object = None  # what the component's prepare() returned for this run
 
     @property
     def settings(self):
@@ -60,12 +61,23 @@ class Check:
     run: Callable[[], str | None]
 
 
+class ClusterView(Protocol):
+    """Read-only access to any inventory host during prepare(), also outside --limit."""
+
+    def facts(self, host: Host, commands: list[str]) -> dict[str, Fact]: ...
+
+
 class Component:
     name = "component"
     after: tuple[str, ...] = ()  # components that must be applied on all hosts first
 
     def hosts(self, inventory: Inventory) -> list[Host]:
         raise NotImplementedError
+
+    def prepare(self, inventory: Inventory, view: ClusterView) -> object:
+        """Once per run, before any host's steps: read what spans hosts (for example which
+        database node is the live primary). Only reads. The result is `ctx.shared`."""
+        return None
 
     def steps(self, ctx: Context) -> list[Step]:
         raise NotImplementedError

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .component import Component, Context, ordered
 from .errors import InventoryError, MMDeployError
-from .facts import HOST_FACTS, FactCache
+from .facts import HOST_FACTS, Fact, FactCache
 from .inventory import Host, Inventory
 from .remote import Remote
 from .report import Reporter, StepResult
@@ -90,14 +90,24 @@ def run(inventory: Inventory, components: list[Component], *, mode: str, secrets
 
     with ThreadPoolExecutor(max_workers=min(32, len(runs))) as pool:
         list(pool.map(lambda r: _connect(r, reporter), runs.values()))
+        view = _View(runs, secrets, log_dir)
         for component in ordered(components):
             targets = [runs[h.name] for h in component.hosts(inventory) if h.name in runs]
             targets = [r for r in targets if r.alive]
+            if not targets:
+                continue
+            try:
+                shared = component.prepare(inventory, view)
+            except MMDeployError as e:
+                for r in targets:
+                    report.results.append(_fail(r, component.name, "(prepare)", str(e), reporter))
+                continue
             # The barrier: every host finishes this component before any starts the next.
             for results in pool.map(
-                lambda r: _run_component(r, component, inventory, secrets, reporter, mode), targets
+                lambda r: _run_component(r, component, inventory, secrets, reporter, mode, shared), targets
             ):
                 report.results.extend(results)
+        view.close()
         for r in runs.values():
             r.remote.close()
     report.seconds = time.monotonic() - started
@@ -118,7 +128,7 @@ def _connect(run: HostRun, reporter: Reporter) -> None:
 
 
 def _run_component(run: HostRun, component: Component, inventory: Inventory, secrets: Secrets,
-                   reporter: Reporter, mode: str) -> list[StepResult]:
+                   reporter: Reporter, mode: str, shared: object = None) -> list[StepResult]:
     t0 = time.monotonic()
     results: list[StepResult] = []
     host = run.host.name
@@ -132,11 +142,10 @@ def _run_component(run: HostRun, component: Component, inventory: Inventory, sec
         reporter.step(result, mode)
 
     def fail(step_name: str, error: str) -> None:
-        run.error = f"{component.name} / {step_name}: {error}"
-        record(step_name, "failed", error=error)
+        results.append(_fail(run, component.name, step_name, error, reporter))
 
     try:
-        ctx = Context(inventory, run.host, secrets, run.facts)
+        ctx = Context(inventory, run.host, secrets, run.facts, shared)
         steps = component.steps(ctx)
         handlers = component.handlers(ctx)
     except MMDeployError as e:
@@ -202,6 +211,34 @@ def _run_component(run: HostRun, component: Component, inventory: Inventory, sec
         fail("(handlers)", f"steps notify unknown handlers: {', '.join(sorted(unknown))}")
     run.seconds += time.monotonic() - t0
     return results
+
+
+class _View:
+    """ClusterView for prepare(): the run's own connections, or extra read-only ones for
+    hosts outside --limit."""
+
+    def __init__(self, runs: dict[str, HostRun], secrets: Secrets, log_dir: Path):
+        self.runs, self.secrets, self.log_dir = runs, secrets, log_dir
+        self.extra: dict[str, FactCache] = {}
+
+    def facts(self, host: Host, commands: list[str]) -> dict[str, Fact]:
+        if host.name in self.runs and self.runs[host.name].alive:
+            return self.runs[host.name].facts.get(commands)
+        if host.name not in self.extra:
+            self.extra[host.name] = FactCache(Remote(host, self.secrets.redact, self.log_dir / f"{host.name}.log"))
+        return self.extra[host.name].get(commands)
+
+    def close(self) -> None:
+        for cache in self.extra.values():
+            cache.remote.close()
+
+
+def _fail(run: HostRun, component: str, step: str, error: str, reporter: Reporter) -> StepResult:
+    run.error = f"{component} / {step}: {error}"
+    run.failed += 1
+    result = StepResult(run.host.name, component, step, "failed", error=error)
+    reporter.step(result, "apply")
+    return result
 
 
 def _run_dir(root: Path, mode: str) -> Path:

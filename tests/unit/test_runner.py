@@ -174,3 +174,29 @@ def test_component_order_follows_dependencies(tmp_path):
     a.after = ("after",)
     with pytest.raises(ValueError, match="cycle"):
         ordered([a])
+
+
+class Topology(Component):
+    """prepare() reads one fact from every host, including hosts outside --limit."""
+
+    name = "topology"
+
+    def __init__(self, root):
+        self.root = root
+
+    def hosts(self, inv):
+        return list(inv.hosts)
+
+    def prepare(self, inv, view):
+        return {h.name: view.facts(h, ["echo seen"])["echo seen"].out.strip() for h in inv.hosts}
+
+    def steps(self, ctx):
+        d = self.root / ctx.host.name
+        return [Directory(str(d), owner=ME, group=ME),
+                File(f"{d}/cluster", f"{sorted(ctx.shared.items())}\n", owner=ME, group=ME)]
+
+
+def test_prepare_reads_across_hosts_once_and_shares_the_result(site):
+    report, _ = site("apply", [Topology(site.files)], limit=["app1"])
+    assert [p.name for p in site.files.iterdir()] == ["app1"]
+    assert "('db1', 'seen')" in (site.files / "app1" / "cluster").read_text()
