@@ -14,14 +14,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def bed():
-    """bed(pattern) -> inventory path of a freshly started test bed with that layout.
+    """bed(pattern, fresh=False) -> inventory path of a started test bed with that layout.
 
-    Containers are recreated when the layout changes, so every module starts from clean
-    hosts; the same layout is reused within the session."""
+    Containers are recreated when the layout changes or `fresh` is asked for (a module
+    that changes topology, such as a failover, wants clean hosts); otherwise the same
+    layout is reused within the session. MMDEPLOY_BED=N selects a separate bed."""
     current = {}
 
-    def start(pattern: str = "single") -> Path:
-        if current.get("pattern") != pattern:
+    def start(pattern: str = "single", fresh: bool = False) -> Path:
+        if fresh or current.get("pattern") != pattern:
             testbed.down(log=lambda *_: None)
             current["path"] = testbed.up(ROOT, pattern=pattern)
             current["pattern"] = pattern
