@@ -172,11 +172,11 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inven
     if problems.lines:
         raise InventoryError(problems.lines)
 
-    base = _merge(pattern.defaults, raw.settings)
-    global_settings, global_problems = _settings(_merge(base, cli), problems, ("settings",), set())
+    base = merge(pattern.defaults, raw.settings)
+    global_settings, global_problems = _settings(merge(base, cli), problems, ("settings",), set())
     hosts = []
     for i, (h, ssh) in enumerate(zip(raw.hosts, resolved_ssh)):
-        settings, _ = _settings(_merge(base, h.vars, cli), problems, ("hosts", i, "vars"), global_problems)
+        settings, _ = _settings(merge(base, h.vars, cli), problems, ("hosts", i, "vars"), global_problems)
         hosts.append(
             Host(
                 name=h.name,
@@ -378,13 +378,13 @@ def _resolve_ssh(defaults: SSHOptions, host: SSHOptions, base: Path) -> SSH:
     )
 
 
-def _merge(*layers: dict) -> dict:
-    """Deep-merge mappings, later layers winning."""
+def merge(*layers: dict) -> dict:
+    """Deep-merge mappings, later layers winning; anything but a mapping is replaced."""
     result: dict = {}
     for layer in layers:
         for key, value in layer.items():
             if isinstance(value, dict) and isinstance(result.get(key), dict):
-                result[key] = _merge(result[key], value)
+                result[key] = merge(result[key], value)
             else:
                 result[key] = value
     return result

@@ -111,6 +111,18 @@ class Remote:
         self._log(log_as or script, result, time.monotonic() - started)
         return result
 
+    def put(self, local: Path, remote_path: str) -> None:
+        """Upload a file over SFTP to a path the SSH user may write (a temp path); Fabric has
+        no sudo put, so the caller moves it into place with run()."""
+        conn = self.connect()
+        started = time.monotonic()
+        try:
+            conn.put(str(local), remote_path)
+        except OSError as e:
+            raise Unreachable(f"upload of {local.name} to {self.host.address} failed: {e}") from None
+        self.round_trips += 1
+        self._log(f"# upload {local} -> {remote_path}", Result(0, "", ""), time.monotonic() - started)
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import difflib
 import hashlib
+import json
 import shlex
 from typing import Mapping
 
 from ..facts import Fact
+from ..inventory import merge
 from ..remote import Remote
 from ..step import Change, Step, run_checked
 
@@ -98,6 +100,43 @@ class File(Step):
         script = f"{head}base64 -d > \"$tmp\" <<'MMDEPLOY_EOF'\n{encoded}\nMMDEPLOY_EOF\n{body}"
         log = f"{head}# ({len(self.content)} bytes, sha256 {hashlib.sha256(self.content).hexdigest()[:16]}) > \"$tmp\"\n{body}"
         run_checked(remote, script, self.name, log_as=log)
+
+
+class JsonSettings(Step):
+    """A JSON file in which the keys of `wanted` have exactly these values; every other key
+    is left as the file has it. Servers that rewrite their own config (Mattermost fills in
+    defaults on start) stay idempotent with this, where a whole-file template would not."""
+
+    def __init__(self, path: str, wanted: dict, *, owner: str = "root", group: str = "root",
+                 mode: str = "0644", notify: tuple[str, ...] = ()):
+        self.path, self.wanted, self.notify = path, wanted, tuple(notify)
+        self.owner, self.group, self.mode = owner, group, mode
+        self.name = f"json {path}"
+        self._probe = _stat_probe(path, content=True)
+        self._file: File | None = None
+
+    def facts(self) -> list[str]:
+        return [self._probe]
+
+    def check(self, facts: Mapping[str, Fact]) -> Change | None:
+        fact = facts[self._probe]
+        body = fact.out.split("\n", 1)[1] if "\n" in fact.out else ""
+        try:
+            current = json.loads(base64.b64decode(body[4:])) if body.startswith("b64:") else {}
+        except ValueError:
+            current = {}  # unreadable JSON is replaced by the wanted keys alone
+        merged = merge(current, self.wanted)
+        self._file = File(self.path, json.dumps(merged, indent=2) + "\n", owner=self.owner,
+                          group=self.group, mode=self.mode)
+        if merged == current:
+            change = self._file.check(facts)  # owner and mode still matter
+            return Change(change.summary) if change and "content" not in change.summary else None
+        before = json.dumps(current, indent=2, sort_keys=True) + "\n" if current else ""
+        after = json.dumps(merged, indent=2, sort_keys=True) + "\n"
+        return Change("create" if not current else "update keys", _diff(self.path, before.encode(), after.encode(), not current))
+
+    def apply(self, remote: Remote, change: Change) -> None:
+        self._file.apply(remote, change)
 
 
 class Directory(Step):
