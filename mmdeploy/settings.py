@@ -18,8 +18,35 @@ class Section(BaseModel):
 
 
 class MattermostSettings(Section):
-    version: str = "10.11.4"
+    version: str = Field(default="10.11.4", pattern=r"^\d+\.\d+\.\d+$")
     edition: Literal["enterprise", "team"] = "enterprise"
+    # The release archive: official URL unless a mirror or local file is given; the
+    # sha256 is required (from the release page, or the mirror's .sha256 file).
+    url: str | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    fetch_on_host: bool = False  # hosts download the archive themselves instead of an upload
+    port: int = Field(default=8065, ge=1, le=65535)
+    metrics_port: int = Field(default=8067, ge=1, le=65535)
+    license_file: str | None = None  # path on the control machine (Enterprise features)
+    require_email_verification: bool = False
+    restrict_creation_to_domains: str = ""  # comma-separated e-mail domains
+    admin_username: str = "sysadmin"
+    admin_email: str = "sysadmin@example.com"
+    team_name: str = Field(default="main", pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")
+    # Deep-merged into config.json last: any of Mattermost's settings, e.g.
+    # {"ServiceSettings": {"EnableCustomEmoji": true}}.
+    config: dict = {}
+
+
+class SMTPSettings(Section):
+    """Outgoing mail. The password is a secret: MMDEPLOY_SECRET_SMTP_PASSWORD or the key
+    smtp_password in the secrets file, never the inventory."""
+
+    host: str = ""  # empty: e-mail notifications off
+    port: int = Field(default=587, ge=1, le=65535)
+    username: str = ""
+    security: Literal["", "TLS", "STARTTLS"] = "STARTTLS"
+    from_address: str = "mattermost@example.com"
 
 
 class DatabaseSettings(Section):
@@ -55,6 +82,7 @@ class Settings(Section):
     database: DatabaseSettings = DatabaseSettings()
     tls: TLSSettings = TLSSettings()
     demo: DemoSettings = DemoSettings()
+    smtp: SMTPSettings = SMTPSettings()
 
 
 def version_tuple(version: str) -> tuple[int, ...]:

@@ -1,0 +1,105 @@
+"""The Mattermost component's logic with fake facts: release URL, config.json keys, units,
+job server placement, first admin without a secret on any command line."""
+
+import pytest
+
+from mmdeploy import inventory
+from mmdeploy.component import Context
+from mmdeploy.components import mattermost as mm
+from mmdeploy.errors import MMDeployError
+from mmdeploy.ops import Command, JsonSettings
+from mmdeploy.secrets import Redactor, Secrets
+
+SITE = """\
+pattern: single
+settings:
+  domain: chat.example.com
+  mattermost:
+    sha256: "{sha}"
+    config: {{ServiceSettings: {{EnableCustomEmoji: true}}, TeamSettings: {{MaxUsersPerTeam: 500}}}}
+  smtp: {{host: smtp.example.com, username: mailer}}
+hosts:
+  - {{name: proxy1, address: 192.0.2.1, roles: [proxy]}}
+  - {{name: app1, address: 192.0.2.2, private_address: 10.0.0.2, roles: [app]}}
+  - {{name: app2, address: 192.0.2.3, private_address: 10.0.0.3, roles: [app]}}
+  - {{name: job1, address: 192.0.2.4, roles: [jobserver, monitoring]}}
+  - {{name: db1, address: 192.0.2.5, private_address: 10.0.0.5, roles: [db]}}
+  - {{name: db2, address: 192.0.2.6, private_address: 10.0.0.6, roles: [db]}}
+"""
+
+
+@pytest.fixture
+def site(write_inventory, tmp_path):
+    inv = inventory.load(write_inventory(SITE.format(sha="a" * 64)))
+    secrets = Secrets(tmp_path / "s.yml", Redactor())
+
+    def ctx(name):
+        return Context(inv, inv.host(name), secrets, facts=None,
+                       shared=(inv.host("db1"), [inv.host("db2")]))
+
+    ctx.inv, ctx.secrets = inv, secrets
+    return ctx
+
+
+def test_release_url_is_the_official_pattern():
+    assert mm.release_url("10.11.4", "enterprise") == \
+        "https://releases.mattermost.com/10.11.4/mattermost-10.11.4-linux-amd64.tar.gz"
+    assert mm.release_url("11.1.0", "team") == \
+        "https://releases.mattermost.com/11.1.0/mattermost-team-11.1.0-linux-amd64.tar.gz"
+
+
+def test_artifact_needs_a_checksum(site, write_inventory):
+    assert mm.artifact(site.inv.settings).url == mm.release_url("10.11.4", "enterprise")
+    bare = inventory.load(write_inventory(SITE.replace('    sha256: "{sha}"\n', "").format(), "bare.yml"))
+    with pytest.raises(MMDeployError, match="settings.mattermost.sha256 is required"):
+        mm.artifact(bare.settings)
+
+
+def test_config_keys(site):
+    cfg = mm.config(site("app1"), site.inv.host("db1"), [site.inv.host("db2")])
+    password = site.secrets.get("db_password")
+    assert cfg["SqlSettings"]["DriverName"] == "postgres"
+    assert cfg["SqlSettings"]["DataSource"] == (
+        f"postgres://mmuser:{password}@10.0.0.5:5432/mattermost?sslmode=disable&connect_timeout=10&binary_parameters=yes")
+    assert cfg["SqlSettings"]["DataSourceReplicas"] == [cfg["SqlSettings"]["DataSource"].replace("10.0.0.5", "10.0.0.6")]
+    assert cfg["ServiceSettings"]["SiteURL"] == "https://chat.example.com"
+    assert cfg["ServiceSettings"]["EnableCustomEmoji"] is True  # mattermost.config merged in
+    assert cfg["TeamSettings"] == {"RestrictCreationToDomains": "", "MaxUsersPerTeam": 500}
+    assert cfg["MetricsSettings"] == {"Enable": True, "ListenAddress": ":8067"}
+    assert cfg["EmailSettings"]["SMTPServer"] == "smtp.example.com" and cfg["EmailSettings"]["EnableSMTPAuth"]
+    assert cfg["ClusterSettings"]["Enable"] is True  # two app servers
+    # A dedicated job server runs the jobs; the app servers do not.
+    assert cfg["JobSettings"] == {"RunJobs": False, "RunScheduler": False}
+    job = mm.config(site("job1"), site.inv.host("db1"), [])
+    assert job["JobSettings"] == {"RunJobs": True, "RunScheduler": True}
+
+
+def test_mysql_datasource(site):
+    from mmdeploy.settings import Settings
+
+    s = Settings.model_validate({"database": {"engine": "mysql"}})
+    assert mm.datasource(s, site.inv.host("db1"), "p@ss/w") == \
+        "mmuser:p%40ss%2Fw@tcp(10.0.0.5:3306)/mattermost?charset=utf8mb4,utf8&writeTimeout=30s"
+
+
+def test_units_and_first_admin(site):
+    app1 = mm.Mattermost().steps(site("app1"))
+    names = [s.name for s in app1]
+    assert "file /etc/systemd/system/mattermost.service" in names and "service mattermost" in names
+    assert "command first admin sysadmin" not in names and "first admin sysadmin" in names
+    assert "first admin sysadmin" not in [s.name for s in mm.Mattermost().steps(site("app2"))]
+    job = [s.name for s in mm.Mattermost().steps(site("job1"))]
+    assert "service mattermost-jobserver" in job and "service mattermost" not in job
+    password = site.secrets.get("mattermost_admin_password")
+    for step in app1:
+        if isinstance(step, Command):
+            assert password not in step.script and password not in (step.unless or "")
+    config = next(s for s in app1 if isinstance(s, JsonSettings))
+    assert (config.path, config.mode, config.owner) == ("/opt/mattermost/config/config.json", "0600", "mattermost")
+
+
+def test_unit_file_follows_mattermost_docs(site):
+    text = site("app1").render("mattermost/mattermost.service.j2", command="")
+    for line in ("Type=notify", "TimeoutStartSec=3600", "KillMode=mixed", "Restart=always",
+                 "LimitNOFILE=49152", "User=mattermost", "ExecStart=/opt/mattermost/bin/mattermost\n"):
+        assert line in text
