@@ -5,6 +5,8 @@ The deploy tool reaches these containers over SSH exactly as it reaches real hos
 """
 from __future__ import annotations
 
+import functools
+import http.server
 import ipaddress
 import json
 import os
@@ -12,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -465,6 +468,22 @@ def up(root: Path, pattern: str | None = None, hosts: int | None = None,
     inventory.write_text(_inventory(bed, pattern if pattern in ("multi", "cluster") else "single",
                                     os.path.relpath(key, inventory.parent), apt_proxy))
     return inventory
+
+
+def serve(directory: Path) -> str:
+    """Serve `directory` over HTTP on the bed's gateway address (this machine, as the
+    containers see it) from a daemon thread of this process; returns the base URL. The
+    test bed's stand-in release is downloaded from here exactly like a real mirror."""
+    _ensure_network()
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer((GATEWAY, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://{GATEWAY}:{server.server_address[1]}"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # the deploy's own output says what was fetched
+        pass
 
 
 def down(log: Log = print) -> None:
