@@ -39,7 +39,7 @@ def main() -> None:
     full = mmdeploy.load(path, overrides)
     print(f"test bed: {max(counts)} hosts; demo component with {args.steps} steps per host")
     t0 = time.monotonic()
-    cold = mmdeploy.deploy(full, out=io.StringIO())
+    cold = mmdeploy.deploy(full, only=["base", "demo"], out=io.StringIO())
     print(f"cold deploy (base + demo) onto {max(counts)} hosts: {time.monotonic() - t0:.1f}s, "
           f"{cold.changed} changes, failed={cold.failed}")
     for n in counts:
@@ -61,8 +61,8 @@ def main() -> None:
                    cwd=ROOT, check=True, capture_output=True)
     print(f"{max(counts):>3} hosts via `inv deploy --only demo` (whole process): {time.monotonic() - t0:.2f}s wall")
     t0 = time.monotonic()
-    report = mmdeploy.deploy(full, out=io.StringIO())
-    print(f"{max(counts):>3} hosts, all components (base + demo), no-op: {time.monotonic() - t0:.2f}s wall, "
+    report = mmdeploy.deploy(full, only=["base", "demo"], out=io.StringIO())
+    print(f"{max(counts):>3} hosts, base + demo components, no-op: {time.monotonic() - t0:.2f}s wall, "
           f"changed={report.changed}")
 
 

@@ -11,7 +11,7 @@ import mmdeploy
 from .conftest import inv, on
 
 pytestmark = pytest.mark.e2e
-DEMO = ("--set", "demo.enabled=true")
+DEMO = ("--set", "demo.enabled=true", "--only", "base,demo")
 
 
 @pytest.fixture(scope="module")

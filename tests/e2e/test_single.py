@@ -1,0 +1,149 @@
+"""The single pattern end to end on the test bed: proxy, app, job + monitoring, DB primary
+and secondary on separate containers, with the stand-in Mattermost release; then the
+all-in-one variant on one container."""
+
+import re
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+import yaml
+
+import mmdeploy
+from mmdeploy import testbed
+
+from .conftest import ROOT, inv, on
+
+pytestmark = pytest.mark.e2e
+BED_SETTINGS = ["monitoring.grafana=false"]  # Grafana cannot be downloaded here
+
+
+def sets(overrides):
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+def totals(output: str) -> tuple[int, int]:
+    (total,) = re.findall(r"^total\s+\d+\s+(\d+)\s+(\d+)", output, re.M)
+    return int(total[0]), int(total[1])
+
+
+class ProcessWatch:
+    """Samples every container's and this machine's process list while a deploy runs."""
+
+    def __init__(self, hosts):
+        self.hosts, self.seen, self.stop = hosts, set(), threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            for h in self.hosts:
+                out = subprocess.run(["docker", "exec", testbed.container_name(h), "ps", "-eo", "args"],
+                                     capture_output=True, text=True).stdout
+                self.seen.update(out.splitlines())
+            self.seen.update(subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines())
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def site(bed, standin_release):
+    path = str(bed("single", fresh=True))
+    overrides = standin_release() + BED_SETTINGS
+    names = [h.name for h in mmdeploy.load(path, overrides).hosts]
+    watch = ProcessWatch(names)
+    thread = threading.Thread(target=watch.run, daemon=True)
+    thread.start()
+    try:
+        first = inv("deploy", "--inventory", path, *sets(overrides), "--yes")
+    finally:
+        watch.stop.set()
+        thread.join()
+    return path, overrides, first, watch
+
+
+def secrets_of(path):
+    data = yaml.safe_load(open(path.replace(".yml", ".secrets.yml")))
+    return [v for v in data.values() if len(str(v)) >= 8]
+
+
+def test_deploy_then_verify(site):
+    path, overrides, first, _ = site
+    assert totals(first.stdout)[0] > 0
+    verify = inv("verify", "--inventory", path, *sets(overrides), check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    for name in ("HTTPS ping through NGINX over HTTP/2", "websocket upgrade through NGINX",
+                 "post created through the API and read back"):
+        assert f"ok   {name}" in verify.stdout
+
+
+def test_second_deploy_changes_nothing(site):
+    path, overrides, _, _ = site
+    again = inv("deploy", "--inventory", path, *sets(overrides), "--yes")
+    assert totals(again.stdout) == (0, 0), again.stdout
+
+
+def test_rendered_config_is_valid_for_mattermost(site):
+    config = on("app1", "cat /opt/mattermost/config/config.json")
+    checker = ROOT / "tests" / "standin" / "dist" / "configcheck"
+    p = subprocess.run([str(checker), "/dev/stdin"], input=config, capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stdout + p.stderr
+
+
+def test_no_secret_in_process_list_plan_or_logs(site):
+    path, overrides, first, watch = site
+    secrets = secrets_of(path)
+    assert secrets and watch.seen
+    plan = inv("plan", "--inventory", path, *sets(overrides + ["mattermost.config={LogSettings: {ConsoleLevel: DEBUG}}"]))
+    logs = [p.read_text() for p in (ROOT / ".mmdeploy" / "runs").rglob("*.log")]
+    for secret in secrets:
+        assert not any(secret in line for line in watch.seen), "a secret was in a process list"
+        assert secret not in first.stdout and secret not in plan.stdout
+        assert not any(secret in log for log in logs)
+
+
+def test_post_survives_an_app_restart_and_a_db_failover(site):
+    path, overrides, _, _ = site
+    site_checks = mmdeploy.components.mattermost.SiteChecks(mmdeploy.load(path, overrides))
+    assert site_checks.login() is None
+    auth = {"Authorization": f"Bearer {site_checks.token}"}
+    with site_checks.client() as c:
+        team = c.get(f"{site_checks.base}/api/v4/teams/name/main", headers=auth).json()
+        channel = c.get(f"{site_checks.base}/api/v4/teams/{team['id']}/channels/name/town-square", headers=auth).json()
+        post = c.post(f"{site_checks.base}/api/v4/posts", headers=auth,
+                      json={"channel_id": channel["id"], "message": "before restart"}).json()
+    on("app1", "systemctl restart mattermost")
+
+    def read(post_id):
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with site_checks.client() as c:
+                    r = c.get(f"{site_checks.base}/api/v4/posts/{post_id}", headers=auth)
+                if r.status_code == 200:
+                    return r.json()["message"]
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        raise AssertionError(f"post {post_id} not readable")
+
+    assert read(post["id"]) == "before restart"
+    inv("failover-db", "--inventory", path, *sets(overrides))
+    config = on("app1", "cat /opt/mattermost/config/config.json")
+    new_primary = mmdeploy.load(path).host("db2").private_address
+    assert f"@{new_primary}:5432/" in re.search(r'"DataSource": "([^"]+)"', config).group(1)
+    with site_checks.client() as c:
+        after = c.post(f"{site_checks.base}/api/v4/posts", headers=auth,
+                       json={"channel_id": channel["id"], "message": "after failover"})
+    assert after.status_code == 201, after.text
+    assert read(after.json()["id"]) == "after failover"
+    assert read(post["id"]) == "before restart"
+
+
+def test_all_in_one_host(bed, standin_release):
+    path = str(bed("allinone", fresh=True))
+    overrides = standin_release() + BED_SETTINGS
+    inv("deploy", "--inventory", path, *sets(overrides), "--yes")
+    verify = inv("verify", "--inventory", path, *sets(overrides), check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    again = inv("deploy", "--inventory", path, *sets(overrides), "--yes")
+    assert totals(again.stdout) == (0, 0), again.stdout
