@@ -98,26 +98,32 @@ def verify(c, pattern=None, inventory=None, set=None, only=None):
     print("all checks passed")
 
 
-@task(help={"pattern": "test-bed layout to deploy (default single)"})
+@task(help={"pattern": "test-bed layout to deploy: single (default), allinone, multi, cluster"})
 @_cli
 def up(c, pattern="single"):
-    """The main job: start the local test bed, deploy onto it, verify, print the URL."""
+    """The main job: start the local test bed, deploy Mattermost onto it, verify, print the URL."""
     from mmdeploy import testbed
+    from tests.standin import release  # the bed's stand-in for the Mattermost release
 
     path = testbed.up(ROOT, pattern=pattern)
-    inv = mmdeploy.load(path, ["demo.enabled=true"])
+    # Grafana cannot be downloaded here; everything else is deployed as on a real site.
+    overrides = release.overrides() + ["monitoring.grafana=false"]
+    inv = mmdeploy.load(path, overrides)
     report = mmdeploy.deploy(inv)
     if report.failed:
         raise Exit(code=1)
+    print()
     failures = mmdeploy.verify(inv)
     if failures:
         raise Exit(code=1)
-    first = inv.hosts[0]
-    print()
-    print(f"Deployed the {inv.pattern} pattern onto {len(inv.hosts)} test-bed hosts ({path.relative_to(ROOT)}).")
-    print("Components deployed so far: base, demo. The Mattermost, database, NGINX and monitoring")
-    print("components are not built yet (issues #3 and #4), so there is no Mattermost login yet.")
-    print(f"URL: http://{first.address}:{first.settings.demo.port}/  (the demo service)")
+    proxy, mm = inv.with_role("proxy")[0], inv.settings.mattermost
+    print(f"""
+Mattermost ({inv.pattern} pattern, {len(inv.hosts)} test-bed hosts, {path.relative_to(ROOT)}) is up:
+  URL:      https://{proxy.address}/   (site URL https://{inv.settings.domain}; self-signed certificate)
+  login:    {mm.admin_username}, team '{mm.team_name}'
+  password: key mattermost_admin_password in {inv.secrets_path.relative_to(ROOT)}
+The Mattermost server on the test bed is a stand-in (tests/standin/): the real release
+cannot be downloaded on this machine. On real hosts the same deploy installs the official one.""")
 
 
 @task(help={"e2e": "include the end-to-end tests on the test bed (default true)",

@@ -47,23 +47,11 @@ def on(host: str, command: str) -> str:
                           capture_output=True, text=True, check=True).stdout
 
 
-STANDIN_VERSION = "10.11.4"
-
-
 @pytest.fixture(scope="session")
 def standin_release():
-    """standin_release() -> --set overrides that point the Mattermost component at the
-    stand-in release (tests/standin/build.sh), served over HTTP from the bed's gateway like
-    a mirror. Call it after the bed is up: the server binds the bed's gateway address."""
-    dist = ROOT / "tests" / "standin" / "dist"
-    subprocess.run(["bash", str(ROOT / "tests" / "standin" / "build.sh"), STANDIN_VERSION, str(dist)],
-                   check=True, capture_output=True)
-    archive = f"mattermost-{STANDIN_VERSION}-linux-amd64.tar.gz"
-    sha = (dist / f"{archive}.sha256").read_text().split()[0]
+    """standin_release() -> --set overrides pointing the Mattermost component at the
+    stand-in release served from the bed's gateway; call it after the bed is up."""
+    from tests.standin import release
 
-    def overrides() -> list[str]:
-        url = testbed.serve(dist)
-        return [f"mattermost.version={STANDIN_VERSION}", f"mattermost.url={url}/{archive}",
-                f"mattermost.sha256={sha}"]
-
-    return overrides
+    release.build()  # once per session; overrides() only serves it
+    return release.overrides
