@@ -93,3 +93,30 @@ def test_limit_touches_only_the_named_hosts(single, addr):
     assert "limited" in page(addr["app1"]) and "limited" in page(addr["job1"])
     assert "limited" not in page(addr["proxy1"]) and "limited" not in page(addr["db1"])
     inv("deploy", "--inventory", path, *DEMO, "--yes")
+
+
+def test_interactive_deploy_shows_the_plan_and_asks(single, addr):
+    """On a terminal, deploy shows the plan and asks; 'n' applies nothing."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    path, _ = single
+    leader, follower = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "invoke", "deploy", "--inventory", path, *DEMO,
+                          "--set", "demo.message=asked"], cwd=ROOT, stdin=follower, stdout=follower,
+                         stderr=follower)
+    os.close(follower)
+    seen = b""
+    while b"[y/N]" not in seen:
+        chunk = os.read(leader, 4096)
+        assert chunk, seen.decode()
+        seen += chunk
+    os.write(leader, b"n\n")
+    assert p.wait(timeout=30) == 1
+    text = seen.decode()
+    assert "+<p>asked</p>" in text and "Apply these" in text
+    assert "asked" not in page(addr["app1"])
