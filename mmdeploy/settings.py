@@ -59,6 +59,39 @@ class TLSSettings(Section):
     mode: Literal["self-signed", "provided", "acme"] = "self-signed"
     cert: str | None = None
     key: str | None = None
+    # acme: the address Let's Encrypt sends expiry notices to (none: registered without).
+    acme_email: str | None = None
+
+
+class NginxSettings(Section):
+    """The NGINX proxy in front of the app servers (components/nginx.py)."""
+
+    # The largest request body, i.e. file upload, as an nginx size.
+    client_max_body_size: str = Field(default="50M", pattern=r"^\d+[kKmMgG]?$")
+    # Raw directives added to the HTTPS server block, e.g. "add_header X-Robots-Tag none;".
+    extra: str = ""
+
+
+class GrafanaDashboard(Section):
+    id: int = Field(ge=1)
+    # A grafana.com revision; "latest" is fetched once and then kept in the local cache.
+    revision: int | Literal["latest"] = "latest"
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    url: str | None = None  # a mirror or local file instead of grafana.com
+
+
+class MonitoringSettings(Section):
+    """Prometheus, the exporters and Grafana (components/prometheus.py, exporters.py,
+    grafana.py)."""
+
+    # Grafana from Grafana's APT repository on the monitoring host.
+    grafana: bool = True
+    scrape_interval: str = Field(default="15s", pattern=r"^\d+[smh]$")
+    # The DB user the postgres/mysqld exporter logs in as, with the secret
+    # db_monitoring_password; the database components create it.
+    db_user: str = Field(default="mmmonitor", pattern=r"^[a-z_][a-z0-9_]{0,31}$")
+    # Mattermost's official dashboards: performance monitoring v2, KPI metrics, bonus metrics.
+    dashboards: list[GrafanaDashboard] = [GrafanaDashboard(id=i) for i in (15582, 2539, 2545)]
 
 
 class DemoSettings(Section):
@@ -81,6 +114,8 @@ class Settings(Section):
     mattermost: MattermostSettings = MattermostSettings()
     database: DatabaseSettings = DatabaseSettings()
     tls: TLSSettings = TLSSettings()
+    nginx: NginxSettings = NginxSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     demo: DemoSettings = DemoSettings()
     smtp: SMTPSettings = SMTPSettings()
 
