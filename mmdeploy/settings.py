@@ -53,6 +53,14 @@ class DatabaseSettings(Section):
     engine: Literal["postgresql", "mysql"] = "postgresql"
     # Only read when engine is mysql: MariaDB or Oracle MySQL.
     flavor: Literal["mariadb", "mysql"] = "mariadb"
+    # PostgreSQL from the distribution's own packages (15 on Debian 12).
+    postgresql_version: str = Field(default="15", pattern=r"^\d{2}$")
+    # Commits wait for one replica (ANY 1) whenever there is one; false opts out.
+    synchronous: bool = True
+    # Memory the DB sizes itself for; unset: the host's total memory.
+    memory_mb: int | None = Field(default=None, ge=256)
+    # Addresses (IP or CIDR) allowed in as the Mattermost user besides the app and job hosts.
+    extra_clients: list[str] = []
 
 
 class TLSSettings(Section):

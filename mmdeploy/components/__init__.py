@@ -3,8 +3,9 @@ orders them by their `after` dependencies."""
 
 from .base import Base
 from .demo import Demo
+from .postgresql import PostgreSQL, PostgreSQLReplication
 
-ALL = [Base(), Demo()]
+ALL = [Base(), Demo(), PostgreSQL(), PostgreSQLReplication()]
 
 
 def by_name(names: list[str] | None) -> list:
