@@ -183,6 +183,44 @@ def bench_noop(c, hosts="1,5,10", steps=20):
                                      "--hosts", str(hosts), "--steps", str(steps)], cwd=ROOT))
 
 
+# --- database tier ---------------------------------------------------------------------
+
+
+@task(name="status", help=_help("pattern", "inventory"))
+@_cli
+def db_status(c, pattern=None, inventory=None):
+    """Per DB node: role, writable or read-only, position and lag, replicas, sync state. Reads only."""
+    from mmdeploy import dbtier
+
+    states = dbtier.status(_load(pattern, inventory))
+    print(dbtier.format_status(states))
+    if sum(s.writable for s in states) != 1:
+        raise Exit("expected exactly one writable DB node", code=1)
+
+
+@task(name="failover-db", help={**_help("pattern", "inventory"),
+                                "to": "the replica to promote (default: the most advanced)",
+                                "force": "the primary cannot be reached: confirm it is fenced by other means"})
+@_cli
+def failover_db(c, pattern=None, inventory=None, to=None, force=False):
+    """Switch the DB primary (planned when it answers, failover when it does not): fence, promote, re-point."""
+    from mmdeploy import dbtier
+
+    dbtier.failover(_load(pattern, inventory), to=to, force=force)
+
+
+@task(name="rejoin", help={**_help("pattern", "inventory"), "host": "the former primary to bring back as a replica"})
+@_cli
+def db_rejoin(c, host=None, pattern=None, inventory=None):
+    """Bring a former DB primary back as a replica of the current one (never as a writer)."""
+    from mmdeploy import dbtier
+
+    if not host:
+        raise Exit("db.rejoin: name the host, e.g. inv db.rejoin db1 --pattern single", code=2)
+    dbtier.rejoin(_load(pattern, inventory), host)
+
+
 testbed_ns = Collection("testbed", testbed_up, testbed_down, testbed_status)
 bench_ns = Collection("bench", bench_noop)
-ns = Collection(plan, deploy, verify, up, test, testbed_ns, bench_ns)
+db_ns = Collection("db", db_status, db_rejoin)
+ns = Collection(plan, deploy, verify, up, test, failover_db, testbed_ns, bench_ns, db_ns)
