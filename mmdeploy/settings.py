@@ -53,6 +53,8 @@ class DatabaseSettings(Section):
     engine: Literal["postgresql", "mysql"] = "postgresql"
     # Only read when engine is mysql: MariaDB or Oracle MySQL.
     flavor: Literal["mariadb", "mysql"] = "mariadb"
+    # Oracle MySQL's release series (flavor mysql): its APT repository and statements.
+    mysql_series: Literal["8.0", "8.4"] = "8.4"
     # PostgreSQL from the distribution's own packages (15 on Debian 12).
     postgresql_version: str = Field(default="15", pattern=r"^\d{2}$")
     # Commits wait for one replica (ANY 1) whenever there is one; false opts out.

@@ -3,9 +3,10 @@ orders them by their `after` dependencies."""
 
 from .base import Base
 from .demo import Demo
+from .mysql import MySQL, MySQLReplication
 from .postgresql import PostgreSQL, PostgreSQLReplication
 
-ALL = [Base(), Demo(), PostgreSQL(), PostgreSQLReplication()]
+ALL = [Base(), Demo(), PostgreSQL(), PostgreSQLReplication(), MySQL(), MySQLReplication()]
 
 
 def by_name(names: list[str] | None) -> list:
