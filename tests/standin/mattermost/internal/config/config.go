@@ -196,6 +196,9 @@ func (c *Config) IsValid() error {
 func DriverDSN(driver, ds string) (string, error) {
 	switch driver {
 	case "postgres":
+		if !strings.HasPrefix(ds, "postgres://") && !strings.HasPrefix(ds, "postgresql://") {
+			return "", errors.New("postgres data source must start with postgres://")
+		}
 		u, err := url.Parse(ds)
 		if err != nil {
 			return "", fmt.Errorf("not a postgres URL: %v", redactErr(err))
