@@ -437,6 +437,8 @@ def _inventory(hosts: list[BedHost], pattern: str, key: str, apt_proxy: str | No
         "  strict_host_keys: false   # test-bed containers share the image's host keys",
         "settings:",
         "  domain: mm.testbed.local",
+        "  monitoring:",
+        "    grafana: false   # Grafana cannot be downloaded on the test bed",
     ]
     if apt_proxy:
         lines.append(f"  apt_proxy: {apt_proxy}")
