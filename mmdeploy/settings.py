@@ -80,6 +80,8 @@ class NginxSettings(Section):
     client_max_body_size: str = Field(default="50M", pattern=r"^\d+[kKmMgG]?$")
     # Raw directives added to the HTTPS server block, e.g. "add_header X-Robots-Tag none;".
     extra: str = ""
+    # Loopback port of nginx's stub_status page, which the nginx exporter reads.
+    status_port: int = Field(default=8090, ge=1, le=65535)
 
 
 class GrafanaDashboard(Section):
