@@ -100,8 +100,10 @@ class MariaPos:
     def __lt__(self, other: MariaPos) -> bool:
         """Behind: at most as far in every domain, and not equal."""
         keys = set(self.domains) | set(other.domains)
-        seq = lambda p, d: p.domains.get(d, (0, 0))[1]  # noqa: E731
-        return self != other and all(seq(self, d) <= seq(other, d) for d in keys)
+        return self != other and all(self.seq(d) <= other.seq(d) for d in keys)
+
+    def seq(self, domain: int) -> int:
+        return self.domains.get(domain, (0, 0))[1]
 
     def __str__(self) -> str:
         return ",".join(f"{d}-{s}-{n}" for d, (s, n) in sorted(self.domains.items()))
@@ -271,7 +273,12 @@ class Flavor:
                 f"{self.change_source(primary, password_sql)}\n{self.start_replica}")
 
     def promote(self, semi_sync: bool) -> str:
-        return (f"{self.stop_replica}\n{self.reset_replica}\n{self.semi_sync_source(semi_sync)}\n{self.writable()}")
+        """Writable as soon as the applier stops: stopping the receiver can block for
+        seconds while it retries a dead primary, and nothing it could still receive is
+        applied (the old primary is fenced; the relay log is discarded)."""
+        thread = self.stop_replica.replace(";", " SQL_THREAD;")
+        return (f"{thread}\n{self.semi_sync_source(semi_sync)}\n{self.writable()}\n"
+                f"{self.stop_replica}\n{self.reset_replica}")
 
     def reset_binlog(self, series: str) -> str:
         # A node about to be seeded forgets its own history, so the seed's GTIDs can apply.

@@ -1,0 +1,320 @@
+"""The MySQL-family component with fake facts: both flavors' SQL (Oracle MySQL's pinned:
+it cannot run here), my.cnf, probe parsing, the live-role decision, the most advanced
+replica (errant transactions refused) and the Mattermost user scoped per app host."""
+
+import pytest
+
+from mmdeploy import inventory
+from mmdeploy.component import Context
+from mmdeploy.components import mysql as my
+from mmdeploy.errors import MMDeployError
+from mmdeploy.facts import Fact
+from mmdeploy.ops import SQL
+from mmdeploy.secrets import Redactor, Secrets
+
+SITE = """\
+pattern: single
+ssh:
+  user: root
+settings:
+  mattermost: {{version: 10.11.4}}
+  database: {{engine: mysql, flavor: {flavor}, memory_mb: 2048}}
+hosts:
+  - name: proxy1
+    address: 192.0.2.11
+    roles: [proxy]
+  - name: app1
+    address: 192.0.2.12
+    private_address: 10.0.0.12
+    roles: [app]
+  - name: job1
+    address: 192.0.2.13
+    private_address: 10.0.0.13
+    roles: [jobserver, monitoring]
+  - name: db1
+    address: 192.0.2.14
+    private_address: 10.0.0.14
+    roles: [db]
+  - name: db2
+    address: 192.0.2.15
+    private_address: 10.0.0.15
+    roles: [db]
+"""
+
+PRIMARY = """\
+fenced=0
+unit=enabled/active
+read_only=0
+user_schemas=1
+replica_client=10.0.0.15
+Rpl_semi_sync_master_clients=1
+Rpl_semi_sync_master_status=ON
+Rpl_semi_sync_slave_status=OFF
+gtid_current_pos=0-236-15
+gtid_binlog_state=0-236-15
+gtid_slave_pos=
+[replication]
+"""
+
+REPLICA = """\
+fenced=0
+unit=enabled/active
+read_only=1
+user_schemas=1
+Rpl_semi_sync_master_clients=0
+Rpl_semi_sync_master_status=OFF
+Rpl_semi_sync_slave_status=ON
+gtid_current_pos=0-236-14
+gtid_binlog_state=0-236-14
+gtid_slave_pos=0-236-14
+[replication]
+*************************** 1. row ***************************
+                Slave_IO_State: Waiting for master to send event
+                   Master_Host: 10.0.0.14
+              Slave_IO_Running: Yes
+             Slave_SQL_Running: Yes
+                Last_SQL_Error: 
+         Seconds_Behind_Master: 0
+                   Gtid_IO_Pos: 0-236-15
+"""
+
+ORACLE_REPLICA = """\
+fenced=0
+unit=enabled/active
+read_only=1
+user_schemas=1
+super_read_only=1
+gtid_executed=aaaaaaaa-0000-0000-0000-000000000001:1-100
+[replication]
+*************************** 1. row ***************************
+             Replica_IO_State: Waiting for source to send event
+                  Source_Host: 10.0.0.14
+           Replica_IO_Running: Yes
+          Replica_SQL_Running: Yes
+        Seconds_Behind_Source: 3
+           Retrieved_Gtid_Set: aaaaaaaa-0000-0000-0000-000000000001:90-110,
+bbbbbbbb-0000-0000-0000-000000000002:1-5
+            Executed_Gtid_Set: aaaaaaaa-0000-0000-0000-000000000001:1-100,
+bbbbbbbb-0000-0000-0000-000000000002:1-5
+"""
+
+
+def load(write_inventory, flavor="mariadb"):
+    return inventory.load(write_inventory(SITE.format(flavor=flavor)))
+
+
+def state(inv, name, text, flavor=my.MARIADB, rc=0):
+    return my.parse_probe(flavor, inv.host(name), Fact(rc, text))
+
+
+class FakeFacts:
+    def host(self, name):
+        return {"os": "debian 12 bookworm", "mem_kb": "4000000", "cpus": "2"}[name]
+
+
+def context(inv, name, tmp_path, shared):
+    return Context(inv, inv.host(name), Secrets(tmp_path / "s.yml", Redactor()), FakeFacts(), shared)
+
+
+# --- generated SQL -------------------------------------------------------------------------
+
+
+def test_oracle_statements_are_pinned():
+    o = my.ORACLE
+    assert o.read_only() == "SET GLOBAL super_read_only = ON;"
+    assert o.writable() == "SET GLOBAL super_read_only = OFF;\nSET GLOBAL read_only = OFF;"
+    assert o.change_source("10.0.0.14", "'pw'") == (
+        "CHANGE REPLICATION SOURCE TO SOURCE_HOST='10.0.0.14', SOURCE_PORT=3306, SOURCE_USER='mmrepl', "
+        "SOURCE_PASSWORD='pw', SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1;")
+    assert o.promote(True) == (
+        "STOP REPLICA SQL_THREAD;\nSET GLOBAL rpl_semi_sync_source_enabled = ON;\n"
+        "SET GLOBAL super_read_only = OFF;\nSET GLOBAL read_only = OFF;\nSTOP REPLICA;\nRESET REPLICA ALL;")
+    assert o.follow("10.0.0.15", "'pw'") == (
+        "STOP REPLICA;\nSET GLOBAL super_read_only = ON;\nSET GLOBAL rpl_semi_sync_source_enabled = OFF;\n"
+        + o.change_source("10.0.0.15", "'pw'") + "\nSTART REPLICA;")
+    assert o.reset_binlog("8.4") == "RESET BINARY LOGS AND GTIDS;"
+    assert o.reset_binlog("8.0") == "RESET MASTER;"
+    assert o.grant_replication("10.0.0.15") == (
+        "REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'mmrepl'@'10.0.0.15';\n"
+        "GRANT SELECT, RELOAD, LOCK TABLES, REPLICATION SLAVE, REPLICATION CLIENT, SHOW VIEW, EVENT, TRIGGER "
+        "ON *.* TO 'mmrepl'@'10.0.0.15';")
+    assert o.dump_command("/c") == (
+        "mysqldump --defaults-extra-file=/c --single-transaction --routines --events --triggers "
+        "--source-data=1 --set-gtid-purged=ON --all-databases --flush-privileges")
+    assert o.create_database() == (
+        "CREATE DATABASE IF NOT EXISTS `mattermost` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;")
+
+
+def test_mariadb_statements():
+    m = my.MARIADB
+    assert m.change_source("10.0.0.14", "'pw'") == (
+        "CHANGE MASTER TO MASTER_HOST='10.0.0.14', MASTER_PORT=3306, MASTER_USER='mmrepl', MASTER_PASSWORD='pw', "
+        "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;")
+    assert m.promote(True).splitlines() == [
+        "STOP SLAVE SQL_THREAD;", "SET GLOBAL rpl_semi_sync_master_enabled = ON;", "SET GLOBAL read_only = OFF;",
+        "STOP SLAVE;", "RESET SLAVE ALL;"]
+    # A former primary takes its own executed GTIDs as its position; a replica keeps its own.
+    assert "SET GLOBAL gtid_slave_pos = @@global.gtid_current_pos;" in m.follow("h", "'p'")
+    assert "gtid_slave_pos" not in m.follow("h", "'p'", keep_position=True)
+    assert "--gtid --master-data=1 --system=users --insert-ignore" in m.dump_command("/c")
+
+
+def test_app_user_has_only_mattermost_privileges_on_its_database():
+    grant = my.MARIADB.grant_app("10.0.0.12")
+    assert "ON `mattermost`.* TO 'mmuser'@'10.0.0.12'" in grant
+    assert "ALL PRIVILEGES ON" not in grant.split("\n")[1] and "GRANT OPTION" not in grant.split("\n")[1]
+    assert "SUPER" not in grant and "*.*" not in grant
+    guard = my.privileges_guard("mmuser", "10.0.0.12", my.APP_PRIVILEGES, "mattermost")
+    assert "grantee = '''mmuser''@''10.0.0.12'''" in guard and f"COUNT(*) = {len(my.APP_PRIVILEGES)}" in guard
+
+
+def test_literals_are_escaped():
+    assert my.MARIADB.create_user("u", "h", "it's\\") == "CREATE USER IF NOT EXISTS 'u'@'h' IDENTIFIED BY 'it''s\\\\';"
+    assert my.client_host("10.1.0.0/16") == "10.1.0.0/255.255.0.0"
+    assert my.client_host("10.1.2.3/32") == "10.1.2.3"
+
+
+# --- steps of a deploy ---------------------------------------------------------------------
+
+
+def test_primary_steps_scope_the_user_per_app_host_and_keep_secrets_off_command_lines(write_inventory, tmp_path):
+    inv = load(write_inventory)
+    states = {"db1": state(inv, "db1", PRIMARY), "db2": state(inv, "db2", REPLICA)}
+    topo = my.decide(my.db_hosts(inv), states)
+    ctx = context(inv, "db1", tmp_path, topo)
+    steps = my.MySQL().steps(ctx)
+    names = [s.name for s in steps]
+    assert "sql user mmuser@10.0.0.12" in names and "sql user mmuser@10.0.0.13" in names
+    assert not any("192.0.2" in n or "10.0.0.14" in n for n in names if "mmuser" in n)  # only app/job hosts
+    assert "sql user mmrepl@10.0.0.14" in names and "sql user mmrepl@10.0.0.15" in names
+    password = ctx.secrets.get("db_password")
+    for step in steps:
+        for probe in step.facts():
+            assert password not in probe
+    user = next(s for s in steps if s.name == "sql user mmuser@10.0.0.12")
+    assert isinstance(user, SQL) and password in user.statement
+    # A replica gets no users (they replicate) and its semi-sync source side is off.
+    replica_steps = my.MySQL().steps(context(inv, "db2", tmp_path, topo))
+    assert not any("mmuser" in s.name for s in replica_steps)
+    assert replica_steps[-1].name == "sql semi-sync source off on a replica"
+
+
+def test_config_both_flavors(write_inventory, tmp_path):
+    inv = load(write_inventory)
+    topo = my.Topology(inv.host("db1"), {})
+    conf = my.render_config(context(inv, "db2", tmp_path, topo))
+    for line in ("bind-address = 10.0.0.15", "server_id = 167772175", "binlog_format = ROW", "sync_binlog = 1",
+                 "innodb_flush_log_at_trx_commit = 1", "gtid_strict_mode = ON", "log_slave_updates = ON",
+                 "read_only = ON", "rpl_semi_sync_master_wait_point = AFTER_SYNC", "rpl_semi_sync_slave_enabled = ON",
+                 "innodb_buffer_pool_size = 1024M", "max_connections = 650", "skip_name_resolve = ON"):
+        assert line in conf.splitlines(), line
+    oracle = my.render_config(context(load(write_inventory, "mysql"), "db1", tmp_path, topo))
+    for line in ("gtid_mode = ON", "enforce_gtid_consistency = ON", "super_read_only = ON",
+                 "log_replica_updates = ON", "rpl_semi_sync_source_wait_point = AFTER_SYNC",
+                 "rpl_semi_sync_source_wait_for_replica_count = 1", "plugin_load_add = semisync_source.so"):
+        assert line in oracle.splitlines(), line
+    assert "gtid_strict_mode" not in oracle
+
+
+def test_server_ids_are_unique_and_stable(write_inventory):
+    inv = load(write_inventory)
+    assert my.server_id(inv.host("db1"), inv) == 167772174  # 10.0.0.14
+    assert my.server_id(inv.host("db2"), inv) != my.server_id(inv.host("db1"), inv)
+
+
+# --- probe parsing and the live roles ------------------------------------------------------
+
+
+def test_probe_parsing_mariadb(write_inventory):
+    inv = load(write_inventory)
+    p, r = state(inv, "db1", PRIMARY), state(inv, "db2", REPLICA)
+    assert (p.role, p.writable, p.replicas) == ("primary", True, ["10.0.0.15"])
+    assert p.sync == "semi-sync on (1 semi-sync replica(s))"
+    assert (r.role, r.writable, r.upstream, r.lag_seconds) == ("replica", False, "10.0.0.14", 0.0)
+    assert str(r.applied) == "0-236-14" and str(r.received) == "0-236-15"  # received beyond applied
+    assert r.sync == "semi-sync replica on"
+    down = state(inv, "db2", "fenced=1\nunit=masked/inactive\n[replication]\n", rc=1)
+    assert (down.running, down.fenced, down.role) == (False, True, "unknown")
+
+
+def test_probe_parsing_oracle_multiline_gtid_sets(write_inventory):
+    inv = load(write_inventory, "mysql")
+    r = state(inv, "db2", ORACLE_REPLICA, my.ORACLE)
+    assert (r.role, r.writable, r.upstream, r.lag_seconds) == ("replica", False, "10.0.0.14", 3.0)
+    assert str(r.applied) == "aaaaaaaa-0000-0000-0000-000000000001:1-100,bbbbbbbb-0000-0000-0000-000000000002:1-5"
+    assert str(r.received) == "aaaaaaaa-0000-0000-0000-000000000001:1-110,bbbbbbbb-0000-0000-0000-000000000002:1-5"
+
+
+def test_decide_fresh_promoted_and_split_brain(write_inventory):
+    inv = load(write_inventory)
+    hosts = my.db_hosts(inv)
+    fresh = "fenced=0\nunit=/\n[replication]\n"
+    assert my.decide(hosts, {"db1": state(inv, "db1", fresh, rc=127),
+                             "db2": state(inv, "db2", fresh, rc=127)}).primary.name == "db1"
+    # After a failover db2 is writable: a deploy keeps it primary.
+    promoted = PRIMARY.replace("10.0.0.15", "10.0.0.14")
+    old = REPLICA.split("[replication]")[0] + "[replication]\n"
+    assert my.decide(hosts, {"db1": state(inv, "db1", old), "db2": state(inv, "db2", promoted)}).primary.name == "db2"
+    with pytest.raises(MMDeployError, match="two writable"):
+        my.decide(hosts, {"db1": state(inv, "db1", PRIMARY), "db2": state(inv, "db2", promoted)})
+    with pytest.raises(MMDeployError, match="not clear"):
+        my.decide(hosts, {"db1": state(inv, "db1", old), "db2": state(inv, "db2", old)})
+
+
+def test_replica_plans_never_reseed_data(write_inventory):
+    inv = load(write_inventory)
+    hosts = my.db_hosts(inv)
+    primary = state(inv, "db1", PRIMARY)
+
+    def plan(text):
+        states = {"db1": primary, "db2": state(inv, "db2", text)}
+        return my.decide(hosts, states).plan_replica(inv.host("db2"))
+
+    assert plan(REPLICA) is None  # healthy: nothing
+    assert plan(REPLICA.replace("Slave_SQL_Running: Yes", "Slave_SQL_Running: No")) == "start"
+    standalone = REPLICA.split("[replication]")[0] + "[replication]\n"
+    assert plan(standalone) == "repoint"  # its transactions are all on the primary
+    assert plan(standalone.replace("user_schemas=1", "user_schemas=0")) == "seed"
+    errant = standalone.replace("gtid_current_pos=0-236-14", "gtid_current_pos=0-237-16")
+    with pytest.raises(MMDeployError, match="db.rejoin db2"):
+        plan(errant)
+
+
+# --- the most advanced replica -------------------------------------------------------------
+
+
+def test_most_advanced_mariadb(write_inventory):
+    inv = load(write_inventory)
+    e = my.MySQLEngine("mariadb")
+    a = state(inv, "db1", REPLICA)  # received 15, applied 14
+    b = state(inv, "db2", REPLICA.replace("Gtid_IO_Pos: 0-236-15", "Gtid_IO_Pos: 0-236-14"))
+    assert e.most_advanced([b, a]) is a
+    c = state(inv, "db2", REPLICA.replace("gtid_current_pos=0-236-14", "gtid_current_pos=0-236-15"))
+    assert e.most_advanced([a, c]) is c  # same received: the one that applied more
+    assert b.received < a.received and not a.received < b.received  # the orchestration's "behind" test
+    diverged = state(inv, "db2", REPLICA.replace("Gtid_IO_Pos: 0-236-15", "Gtid_IO_Pos: 0-999-15"))
+    with pytest.raises(MMDeployError, match="diverged"):
+        e.most_advanced([a, diverged])
+
+
+def test_most_advanced_oracle_refuses_errant_transactions(write_inventory):
+    inv = load(write_inventory, "mysql")
+    e = my.MySQLEngine("mysql")
+    a = state(inv, "db1", ORACLE_REPLICA, my.ORACLE)
+    behind = state(inv, "db2", ORACLE_REPLICA.replace(":90-110", ":90-105"), my.ORACLE)
+    assert e.most_advanced([behind, a]) is a
+    errant = state(inv, "db2", ORACLE_REPLICA.replace("1-5\n            Executed", "1-5,cccccccc-0000-0000-0000-000000000003:1\n"
+                                                      "            Executed"), my.ORACLE)
+    with pytest.raises(MMDeployError, match="errant transactions.*cccccccc"):
+        e.most_advanced([errant, a.__class__(**{**a.__dict__, "received": a.received.union(
+            my.GtidSet.parse("aaaaaaaa-0000-0000-0000-000000000001:111"))})])
+
+
+def test_gtid_set_arithmetic():
+    s = my.GtidSet.parse("A:1-10:12,B:5")
+    assert str(s) == "a:1-10:12,b:5"
+    assert str(s - my.GtidSet.parse("a:3-4,b:5")) == "a:1-2:5-10:12"
+    assert my.GtidSet.parse("a:1-5").issubset(s) and not s.issubset(my.GtidSet.parse("a:1-12"))
+    assert str(my.GtidSet.parse("a:1-3").union(my.GtidSet.parse("a:4-6"))) == "a:1-6"
+    assert my.maria_missing(my.MariaPos.parse("0-1-10"), my.maria_state_map("0-1-9,0-2-20")) == ["0-1-10"]
+    assert my.maria_missing(my.MariaPos.parse("0-1-9"), my.maria_state_map("0-1-9,0-2-20")) == []
