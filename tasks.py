@@ -211,12 +211,10 @@ def failover_db(c, pattern=None, inventory=None, to=None, force=False):
 
 @task(name="rejoin", help={**_help("pattern", "inventory"), "host": "the former primary to bring back as a replica"})
 @_cli
-def db_rejoin(c, host=None, pattern=None, inventory=None):
+def db_rejoin(c, host, pattern=None, inventory=None):
     """Bring a former DB primary back as a replica of the current one (never as a writer)."""
     from mmdeploy import dbtier
 
-    if not host:
-        raise Exit("db.rejoin: name the host, e.g. inv db.rejoin db1 --pattern single", code=2)
     dbtier.rejoin(_load(pattern, inventory), host)
 
 

@@ -93,7 +93,7 @@ class Engine(Protocol):
 
 # A dead host must cost seconds, not the inventory's SSH timeout: write unavailability
 # during a failover starts with this probe.
-CONNECT_TIMEOUT = 3.0
+CONNECT_TIMEOUT = 2.0
 APPLY_TIMEOUT = 60.0
 Out = Callable[[str], None]
 
@@ -123,6 +123,7 @@ class Tier:
             h.name: Remote(_quick(h), redactor, self.log_dir / f"{h.name}.log") for h in self.hosts
         }
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.hosts)))
+        self._unreachable: dict[str, str] = {}  # asked once per command: each try costs the timeout
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
@@ -134,8 +135,11 @@ class Tier:
         """Every (or the given) DB host's state, read in parallel; inventory order."""
         def read(h: Host) -> NodeState:
             try:
+                if h.name in self._unreachable:
+                    raise MMDeployError(self._unreachable[h.name])
                 facts = FactCache(self.remotes[h.name]).get(self.engine.probe())
             except MMDeployError as e:
+                self._unreachable[h.name] = str(e)
                 return NodeState(host=h, reachable=False, running=False, role="unknown", writable=False,
                                  detail=str(e))
             return self.engine.state(h, facts)

@@ -227,7 +227,7 @@ def parse_probe(host: Host, fact: Fact) -> NodeState:
         state.received = max(p for p in (received, replayed, -1) if p is not None) if running else None
         if running:
             age = values.get("replay_age") or "0"
-            state.lag_seconds = 0.0 if received is None or received == replayed else round(float(age), 1)
+            state.lag_seconds = 0.0 if received is None or replayed is None or received <= replayed else round(float(age), 1)
         receiver = (lists["receiver"] or [","])[0].split(",")
         state.sync = f"receiver {receiver[1] or 'down'} from {receiver[0] or '-'}"
     detail = [f"timeline {values['timeline']}" if values.get("timeline") else "",
