@@ -6,7 +6,7 @@
 #   OUTDIR/configcheck      model of github.com/mattermost/mattermost/server/public v0.1.21 (v11: postgres only)
 #   OUTDIR/configcheck-v10  model v0.1.10 (Mattermost 10.x: still accepts mysql)
 # The real release cannot be downloaded on the test machines and the server is
-# AGPL, so it is not built here. Static (CGO_ENABLED=0), -trimpath, no build id,
+# AGPL, so it is not built here. Static (CGO_ENABLED=0), -trimpath, no build id or VCS stamp,
 # sorted tar entries with fixed mtime/owner and gzip -n: the same sources and
 # VERSION give the same archive bytes. Skips all work when the inputs are unchanged.
 #
@@ -52,11 +52,11 @@ START=$(date +%s)
 
 LDPKG=mmdeploy.test/standin/mattermost/internal/server
 LDFLAGS="-buildid= -s -w -X $LDPKG.Version=$VERSION -X $LDPKG.BuildNumber=$VERSION -X $LDPKG.BuildHash=standin-$(echo "$WANT" | cut -c1-12) -X $LDPKG.BuildDate=n/a"
-(cd "$HERE/configcheck" && go build -trimpath -ldflags=-buildid= -o "$WORK/configcheck" . \
-    && go build -trimpath -ldflags=-buildid= -modfile=go.v10.mod -o "$WORK/configcheck-v10" .)
+(cd "$HERE/configcheck" && go build -trimpath -buildvcs=false -ldflags=-buildid= -o "$WORK/configcheck" . \
+    && go build -trimpath -buildvcs=false -ldflags=-buildid= -modfile=go.v10.mod -o "$WORK/configcheck-v10" .)
 D=$WORK/mattermost
 mkdir -p "$D/bin" "$D/config" "$D/logs" "$D/prepackaged_plugins"
-(cd "$HERE/mattermost" && go build -trimpath -ldflags="$LDFLAGS" -o "$D/bin/" ./cmd/mattermost ./cmd/mmctl)
+(cd "$HERE/mattermost" && go build -trimpath -buildvcs=false -ldflags="$LDFLAGS" -o "$D/bin/" ./cmd/mattermost ./cmd/mmctl)
 cp -R "$HERE/release/i18n" "$HERE/release/templates" "$HERE/release/fonts" "$HERE/release/client" "$D/"
 # Like the real release (go generate ./config): config.json is the model's defaults.
 "$WORK/configcheck" --print-defaults > "$D/config/config.json"
