@@ -196,7 +196,6 @@ def test_planned_switchover_loses_nothing_and_deploy_keeps_it(site, writer_accou
     inv("failover-db", "--inventory", path, "--to", "db1")
     time.sleep(1.5)
     writer.stop()
-    before, after, gap = writer.gap(started)
     acked = writer.acked_ids()
     print(f"\nswitchover: longest gap between acks {_longest_gap(writer, started):.2f} s; "
           f"{len(acked)} acked")
