@@ -58,9 +58,12 @@ D=$WORK/mattermost
 mkdir -p "$D/bin" "$D/config" "$D/logs" "$D/prepackaged_plugins"
 (cd "$HERE/mattermost" && go build -trimpath -buildvcs=false -ldflags="$LDFLAGS" -o "$D/bin/" ./cmd/mattermost ./cmd/mmctl)
 cp -R "$HERE/release/i18n" "$HERE/release/templates" "$HERE/release/fonts" "$HERE/release/client" "$D/"
-# Like the real release (go generate ./config): config.json is the model's defaults.
-"$WORK/configcheck" --print-defaults > "$D/config/config.json"
-"$WORK/configcheck" "$D/config/config.json" >/dev/null
+# Like the real release (go generate ./config): config.json is the model's
+# defaults, from the model of the same major version (v10 for 10.x).
+CHECK=configcheck
+[ "${VERSION%%.*}" -lt 11 ] 2>/dev/null && CHECK=configcheck-v10
+"$WORK/$CHECK" --print-defaults > "$D/config/config.json"
+"$WORK/$CHECK" "$D/config/config.json" >/dev/null
 chmod -R u=rwX,go=rX "$D"
 
 tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \

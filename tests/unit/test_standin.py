@@ -435,6 +435,14 @@ def test_refuses_to_start_on_bad_sql_settings(pg, install, tmp_path):
     assert "DataSource is empty" in srv2.log.read_text()
 
 
+def test_version_11_refuses_mysql_like_the_real_server(install, tmp_path):
+    srv = Server(install, tmp_path, extra_env={
+        "MM_SQLSETTINGS_DRIVERNAME": "mysql",
+        "MM_SQLSETTINGS_DATASOURCE": "mmuser:pw@tcp(127.0.0.1:1)/mattermost?charset=utf8mb4,utf8&writeTimeout=30s"})
+    assert srv.proc.wait(timeout=10) == 1
+    assert "mysql is not supported by Mattermost 11" in srv.log.read_text()
+
+
 def test_gives_up_after_retries_when_the_database_is_unreachable(install, tmp_path):
     srv = Server(install, tmp_path, extra_env={
         "MM_SQLSETTINGS_DATASOURCE": "postgres://mmuser:pw@127.0.0.1:1/mattermost?sslmode=disable&connect_timeout=1"})

@@ -11,6 +11,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"mmdeploy.test/standin/mattermost/internal/config"
@@ -85,10 +86,22 @@ func main() {
 		fmt.Fprintln(os.Stderr, "Error: invalid configuration:", err)
 		os.Exit(1)
 	}
+	// Mattermost v11 removed MySQL: its model rejects DriverName "mysql".
+	if *cfg.SqlSettings.DriverName == "mysql" && majorVersion(server.Version) >= 11 {
+		boot.Log("error", "Invalid configuration, refusing to start", "source", src.Path,
+			"error", "SqlSettings.DriverName mysql is not supported by Mattermost "+server.Version+" (model.config.is_valid.sql_driver.app_error)")
+		fmt.Fprintln(os.Stderr, "Error: invalid configuration: MySQL is not supported by Mattermost", server.Version)
+		os.Exit(1)
+	}
 	log := server.NewLogger(cfg)
 	if err := server.Run(cfg, src, log, server.Options{JobServerOnly: cmd == "jobserver"}); err != nil {
 		log.Log("error", "Server failed to start", "error", err.Error())
 		fmt.Fprintln(os.Stderr, "Error: run server:", err)
 		os.Exit(1)
 	}
+}
+
+func majorVersion(v string) int {
+	n, _ := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+	return n
 }
