@@ -10,8 +10,8 @@ that user, with the least the exporter needs:
 - MySQL/MariaDB: `CREATE USER '<user>'@'localhost' IDENTIFIED BY '<secret>';
   GRANT PROCESS, REPLICATION CLIENT, SELECT ON *.* TO '<user>'@'localhost';`
   (the exporter connects through the socket /run/mysqld/mysqld.sock).
-The credentials live only in the exporter's environment file (0640, root:prometheus),
-never on a command line.
+The credentials live only in the exporter's environment file (0640, prometheus:prometheus,
+as the package itself sets it), never on a command line.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from ..component import Component, Context
-from ..ops import Command, File, Packages, Service
+from ..ops import Command, File, Group, Packages, Service, User
 from ..ops.secretfile import SecretFile
 
 
@@ -32,14 +32,20 @@ class Exporters(Component):
 
     def steps(self, ctx: Context):
         host, s = ctx.host, ctx.settings
-        steps = _exporter("prometheus-node-exporter")
+        steps = [Packages("prometheus-node-exporter"), Service("prometheus-node-exporter")]
+        if host.has("db") or host.has("proxy"):
+            # The packages' own user, made first so that an exporter's settings can be in
+            # place before its package starts it (it would otherwise start without them,
+            # fail, and hit systemd's start limit).
+            steps += [Group("prometheus"), User("prometheus", home="/var/lib/prometheus")]
         if host.has("db"):
+            password = ctx.secrets.get("db_monitoring_password")
             if s.database.engine == "postgresql":
-                dsn = (f"postgresql://{quote(s.monitoring.db_user)}:{quote(ctx.secrets.get('db_monitoring_password'), safe='')}"
+                dsn = (f"postgresql://{quote(s.monitoring.db_user)}:{quote(password, safe='')}"
                        "@127.0.0.1:5432/postgres?sslmode=disable")
                 steps += _exporter("prometheus-postgres-exporter", _env(DATA_SOURCE_NAME=dsn, ARGS=""))
             else:
-                dsn = f"{s.monitoring.db_user}:{ctx.secrets.get('db_monitoring_password')}@unix(/run/mysqld/mysqld.sock)/"
+                dsn = f"{s.monitoring.db_user}:{password}@unix(/run/mysqld/mysqld.sock)/"
                 steps += _exporter("prometheus-mysqld-exporter", _env(DATA_SOURCE_NAME=dsn, ARGS=""))
         if host.has("proxy"):
             # Retries: after a reboot the exporter may start before nginx answers.
@@ -53,19 +59,13 @@ class Exporters(Component):
             "prometheus-postgres-exporter", "prometheus-mysqld-exporter", "prometheus-nginx-exporter")}
 
 
-def _exporter(unit: str, env: str | None = None, secret: bool = True):
-    steps = [Packages(unit)]
-    if env is not None:
-        path, notify = f"/etc/default/{unit}", (f"restart {unit}",)
-        steps.append(SecretFile(path, env, group="prometheus", mode="0640", notify=notify) if secret
-                     else File(path, env, group="prometheus", mode="0640", notify=notify))
-    steps += [
-        # The package starts the exporter before its settings exist; it fails fast and
-        # systemd's start limit would then refuse the start below.
-        Command(f"reset failed {unit}", f"systemctl reset-failed {unit}", unless=f"! systemctl is-failed -q {unit}"),
-        Service(unit),
-    ]
-    return steps
+def _exporter(unit: str, env: str, secret: bool = True):
+    path, notify = f"/etc/default/{unit}", (f"restart {unit}",)
+    if secret:  # owner and mode as the Debian package sets them on every configure
+        settings = SecretFile(path, env, owner="prometheus", group="prometheus", mode="0640", notify=notify)
+    else:
+        settings = File(path, env, notify=notify)
+    return [settings, Packages(unit), Service(unit)]
 
 
 def _env(**values: str) -> str:

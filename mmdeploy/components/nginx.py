@@ -72,7 +72,8 @@ class Nginx(Component):
         if tls.mode == "acme":
             # A placeholder only until certbot's certificate is linked in its place.
             return [_self_signed(domain, unless=f"test -e {CERT}"), Directory(ACME_WEBROOT)]
-        # Regenerated when missing, expiring within 30 days, or made for another domain.
+        # Regenerated when missing, expiring within 30 days (a deploy renews it: Mozilla's
+        # profile wants at most 366 days), or made for another domain.
         valid = (f"test -s {KEY} && openssl x509 -in {CERT} -noout -checkend 2592000 && "
                  f"openssl x509 -in {CERT} -noout -ext subjectAltName | grep -qxF {shlex.quote('    DNS:' + domain)}")
         return [_self_signed(domain, unless=valid)]
@@ -100,7 +101,7 @@ def _self_signed(domain: str, unless: str) -> Command:
     # umask 077: the key is created unreadable to others; openssl writes it to a file only.
     script = (
         f"set -e\numask 077\n"
-        f"openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj /CN={d} "
+        f"openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN={d} "
         f"-addext subjectAltName=DNS:{d} -keyout {KEY}.new -out {CERT}.new 2>/dev/null\n"
         f"chmod 0644 {CERT}.new\nmv -f {KEY}.new {KEY}\nmv -f {CERT}.new {CERT}\n"
     )

@@ -102,7 +102,10 @@ def test_db_exporter_credentials_stay_out_of_facts_diffs_and_commands(site):
     password = ctx.secrets.get("db_monitoring_password")
     steps = Exporters().steps(ctx)
     env = next(s for s in steps if getattr(s, "path", "") == "/etc/default/prometheus-postgres-exporter")
-    assert isinstance(env, SecretFile) and (env.owner, env.group, env.mode) == ("root", "prometheus", "0640")
+    assert isinstance(env, SecretFile) and (env.owner, env.group, env.mode) == ("prometheus", "prometheus", "0640")
+    # In place before the package starts the exporter.
+    names = [s.name for s in steps]
+    assert names.index("user prometheus") < names.index(env.name) < names.index("packages prometheus-postgres-exporter")
     assert f"mmmonitor:{password}@127.0.0.1:5432/postgres" in env.content.decode()
     (probe,) = env.facts()
     change = env.check({probe: Fact(0, "")})

@@ -66,6 +66,7 @@ def test_https_server_tls_and_headers(site):
         "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
     ]
     assert 'add_header Strict-Transport-Security "max-age=63072000" always;' in https
+    assert "ssl_ecdh_curve X25519:prime256v1:secp384r1;" in https
     assert "ssl_session_cache shared:SSL:50m;" in https
     assert f"ssl_certificate {CERT};" in https and f"ssl_certificate_key {KEY};" in https
     assert "ssl_stapling" not in https  # a self-signed certificate has no OCSP responder
@@ -128,7 +129,7 @@ def steps_of(ctx):
 def test_self_signed_is_generated_on_the_host_once(site):
     steps = steps_of(site())
     (gen,) = [s for s in steps if isinstance(s, Command) and "self-signed" in s.name]
-    assert "openssl req -x509" in gen.script and "umask 077" in gen.script
+    assert "openssl req -x509" in gen.script and "-days 365" in gen.script and "umask 077" in gen.script
     assert "DNS:chat.example.com" in gen.unless and "-checkend" in gen.unless
     assert gen.notify == ("reload",)
     conf = next(s for s in steps if isinstance(s, File) and s.path == "/etc/nginx/nginx.conf")
