@@ -31,12 +31,19 @@ import mmdeploy  # noqa: E402
 from mmdeploy import dbtier, testbed  # noqa: E402
 from mmdeploy.secrets import Redactor, Secrets  # noqa: E402
 from tests.e2e.dbwriter import PostgresClient, Writer  # noqa: E402
+from tests.e2e.mysqlclient import MySQLClient  # noqa: E402
 
 ENGINES = {
     "postgresql": {
         "only": "base,postgresql,postgresql-replication",
         "set": ["database.engine=postgresql", "database.memory_mb=1024"],
         "client": lambda password: PostgresClient("mmuser", password, "mattermost"),
+    },
+    "mysql": {  # MariaDB 10.11, the MySQL-family flavor that runs here
+        "only": "base,mysql,mysql-replication",
+        "set": ["database.engine=mysql", "database.flavor=mariadb", "mattermost.version=10.11.4",
+                "database.memory_mb=1024"],
+        "client": lambda password: MySQLClient("mmuser", password, "mattermost"),
     },
 }
 
