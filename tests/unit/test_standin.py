@@ -341,6 +341,17 @@ def test_server_end_to_end_against_postgresql(pg, install, tmp_path):
         assert r.returncode == 0 and any(u["username"] == user for u in json.loads(r.stdout))
         assert "system_admin" in next(u for u in json.loads(r.stdout) if u["username"] == user)["roles"]
 
+        # mmctl's --hashed path: a bcrypt hash replaces the password (how mmdeploy sets it).
+        import bcrypt
+
+        hashed = bcrypt.hashpw(b"Hashed-pass-42", bcrypt.gensalt(4)).decode()
+        r = srv.mmctl("user", "change-password", user, "--hashed", "--password", hashed)
+        assert r.returncode == 0 and f"Password for user {user} successfully changed" in r.stdout, r.stderr
+        assert _http("POST", srv.url("/api/v4/users/login"), {"login_id": user, "password": "Hashed-pass-42"})[0] == 200
+        assert srv.mmctl("user", "change-password", user, "--hashed", "--password", "plain").returncode == 1
+        r = srv.mmctl("user", "change-password", user, "--password", pw)
+        assert r.returncode == 0, r.stderr
+
         status, _, _ = _http("POST", srv.url("/api/v4/users/login"), {"login_id": user, "password": "wrong"})
         assert status == 401
         status, headers, body = _http("POST", srv.url("/api/v4/users/login"), {"login_id": user, "password": pw})

@@ -1,7 +1,7 @@
 // TEST STAND-IN for the real `mmctl` (bin/mmctl of the Mattermost release),
 // used because the release tarball cannot be downloaded on the test machines.
 // It reproduces the boundary a deploy tool touches: the `--local` commands
-// `user create`, `user list`, `team create`, `team list`, `team users add` and
+// `user create`, `user list`, `user change-password [--hashed]`, `team create`, `team list`, `team users add` and
 // `system status`, with mmctl's syntax, spoken as HTTP API v4 over the
 // local-mode unix socket (MMCTL_LOCAL_SOCKET_PATH, default
 // /var/tmp/mattermost_local.socket); `--json` output; errors on stderr and a
@@ -220,6 +220,29 @@ func run(c *client, a []string) error {
 			fmt.Printf("%s: %s (%s)\n", u.Id, u.Username, u.Email)
 		}
 		fmt.Printf("There are %d users on local instance\n", len(users))
+	case cmd == "user change-password":
+		if len(a) < 3 || strings.HasPrefix(a[2], "-") {
+			return errors.New("requires at least 1 arg(s), only received 0")
+		}
+		f, err := parse(a[3:], "hashed")
+		if err != nil {
+			return err
+		}
+		if f.values["password"] == "" {
+			return errors.New("password is required")
+		}
+		u, err := getUser(c, a[2])
+		if err != nil {
+			return err
+		}
+		body := map[string]string{"current_password": f.values["current"], "new_password": f.values["password"]}
+		if f.bools["hashed"] {
+			body = map[string]string{"already_hashed": "true", "new_password": f.values["password"]}
+		}
+		if err := c.do("PUT", "/api/v4/users/"+u.Id+"/password", body, nil); err != nil {
+			return fmt.Errorf("changing user password failed: %w", err)
+		}
+		fmt.Printf("Password for user %s successfully changed\n", u.Username)
 	case cmd == "team create":
 		f, err := parse(a[2:], "private")
 		if err != nil {
@@ -290,7 +313,7 @@ func run(c *client, a []string) error {
 		}
 		fmt.Printf("Server Status: %v\nDatabase Status: %v\nFilestore Status: %v\n", st["status"], st["database_status"], st["filestore_status"])
 	default:
-		return fmt.Errorf("unknown command %q (this stand-in implements: user create, user list, team create, team list, team users add, system status)", strings.Join(a, " "))
+		return fmt.Errorf("unknown command %q (this stand-in implements: user create, user list, user change-password, team create, team list, team users add, system status)", strings.Join(a, " "))
 	}
 	return nil
 }

@@ -89,6 +89,7 @@ func (s *Server) Handler(local bool) http.Handler {
 	mux.HandleFunc("GET /api/v4/users/username/{username}", s.auth(s.getUser("Username", "username")))
 	mux.HandleFunc("GET /api/v4/users/email/{email}", s.auth(s.getUser("Email", "email")))
 	mux.HandleFunc("PUT /api/v4/users/{user_id}/roles", s.auth(s.updateRoles))
+	mux.HandleFunc("PUT /api/v4/users/{user_id}/password", s.auth(s.updatePassword))
 	mux.HandleFunc("POST /api/v4/teams", s.auth(s.createTeam))
 	mux.HandleFunc("GET /api/v4/teams", s.auth(s.listTeams))
 	mux.HandleFunc("GET /api/v4/teams/{team_id}", s.auth(s.getTeam("Id", "team_id")))
@@ -443,6 +444,53 @@ func (s *Server) updateRoles(w http.ResponseWriter, r *http.Request, ss *session
 	}
 	if err := s.Store.UpdateUserRoles(r.PathValue("user_id"), strings.Join(strings.Fields(body.Roles), " ")); err != nil {
 		s.writeErr(w, http.StatusInternalServerError, "app.user.update.app_error", "Unable to update the user.", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "OK"})
+}
+
+// updatePassword is PUT /users/{id}/password: the user with its current password, or a
+// system admin; `already_hashed` (admins only, as mmctl's --hashed sends it) stores a bcrypt
+// hash as given.
+func (s *Server) updatePassword(w http.ResponseWriter, r *http.Request, ss *session) {
+	var body struct {
+		CurrentPassword string `json:"current_password"`
+		NewPassword     string `json:"new_password"`
+		AlreadyHashed   string `json:"already_hashed"`
+	}
+	if err := decode(r, &body); err != nil || body.NewPassword == "" {
+		s.writeErr(w, http.StatusBadRequest, "api.context.invalid_body_param.app_error", "Invalid or missing new_password in request body.", "")
+		return
+	}
+	u, err := s.Store.GetUserBy("Id", r.PathValue("user_id"))
+	if err != nil {
+		s.writeErr(w, http.StatusNotFound, "app.user.missing_account.const", "Unable to find the user.", "")
+		return
+	}
+	hash := body.NewPassword
+	if body.AlreadyHashed == "true" {
+		if !ss.isAdmin() {
+			s.forbidden(w, "manage_system")
+			return
+		}
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+			s.writeErr(w, http.StatusBadRequest, "api.user.update_password.hashed.app_error", "The hashed password is not a bcrypt hash.", "")
+			return
+		}
+	} else {
+		if !ss.isAdmin() && (ss.UserId != u.Id || bcrypt.CompareHashAndPassword([]byte(u.Password), []byte(body.CurrentPassword)) != nil) {
+			s.writeErr(w, http.StatusForbidden, "api.user.update_password.incorrect.app_error", "The \"Current Password\" you entered is incorrect.", "")
+			return
+		}
+		if len(body.NewPassword) < 8 || len(body.NewPassword) > 72 {
+			s.writeErr(w, http.StatusBadRequest, "model.user.is_valid.pwd.app_error", "Your password must contain between 8 and 72 characters.", "")
+			return
+		}
+		b, _ := bcrypt.GenerateFromPassword([]byte(body.NewPassword), 10)
+		hash = string(b)
+	}
+	if err := s.Store.UpdateUserPassword(u.Id, hash); err != nil {
+		s.writeErr(w, http.StatusInternalServerError, "app.user.update_password.app_error", "Unable to update the password.", err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "OK"})

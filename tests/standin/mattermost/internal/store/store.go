@@ -348,6 +348,11 @@ func (s *Store) UpdateUserRoles(id, roles string) error {
 	return s.exec(`UPDATE Users SET Roles = ?, UpdateAt = ? WHERE Id = ?`, roles, time.Now().UnixMilli(), id)
 }
 
+// UpdateUserPassword stores an already-hashed (bcrypt) password.
+func (s *Store) UpdateUserPassword(id, hash string) error {
+	return s.exec(`UPDATE Users SET Password = ?, UpdateAt = ? WHERE Id = ?`, hash, time.Now().UnixMilli(), id)
+}
+
 // ---- sessions ----
 
 type Session struct {
