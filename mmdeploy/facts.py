@@ -64,7 +64,8 @@ class FactCache:
         for i, command in enumerate(commands):
             # A subshell each, so one fact's `exit` or `cd` cannot affect the next.
             parts.append(f"echo '{token} {i}'\n( {command}\n) </dev/null 2>/dev/null\nprintf '\\n{token} rc %d\\n' $?")
-        result = self.remote.run("\n".join(parts) + "\n")
+        # Facts read files whole (base64, which the redactor cannot see): output not logged.
+        result = self.remote.run("\n".join(parts) + "\n", log_output=False)
         found = {}
         pattern = re.compile(rf"^{token} (\d+)\n(.*?)\n{token} rc (\d+)$", re.S | re.M)
         for m in pattern.finditer(result.stdout):

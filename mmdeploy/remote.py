@@ -74,11 +74,13 @@ class Remote:
             self._conn = conn
         return self._conn
 
-    def run(self, script: str, timeout: float = 1800, log_as: str | None = None) -> Result:
+    def run(self, script: str, timeout: float = 1800, log_as: str | None = None,
+            log_output: bool = True) -> Result:
         """Run `script` with bash on the host; return its exit code and output.
 
         `log_as` replaces the script in the run log when it carries encoded file contents
-        that the redactor could not recognise.
+        that the redactor could not recognise; `log_output=False` keeps the output out of
+        the log for the same reason (facts carry files base64-encoded).
         """
         conn = self.connect()
         command = "bash -s" if self.host.ssh.user == "root" else "sudo -n -H bash -s"
@@ -108,7 +110,8 @@ class Remote:
             chan.close()
         result = Result(rc, b"".join(out_chunks).decode(errors="replace"), b"".join(err_chunks).decode(errors="replace"))
         self.round_trips += 1
-        self._log(log_as or script, result, time.monotonic() - started)
+        logged = result if log_output else Result(result.rc, f"({len(result.stdout)} bytes, not logged)", result.stderr)
+        self._log(log_as or script, logged, time.monotonic() - started)
         return result
 
     def put(self, local: Path, remote_path: str) -> None:

@@ -172,6 +172,7 @@ def _engine_answers() -> bool:
 
 def ensure_engine() -> None:
     """Make `docker info` answer, installing docker.io and starting dockerd if needed."""
+    _raise_inotify_limit()
     if _engine_answers():
         return
     if not _is_root_debian():
@@ -191,6 +192,17 @@ def ensure_engine() -> None:
         time.sleep(1)
     raise TestbedError(f"dockerd was started but `docker info` did not answer within 60 s; "
                        f"see {DOCKERD_LOG}")
+
+
+def _raise_inotify_limit(wanted: int = 1024) -> None:
+    """systemd in each container takes inotify instances from the host's shared budget;
+    past ~25 containers the default of 128 leaves new ones without sshd."""
+    knob = Path("/proc/sys/fs/inotify/max_user_instances")
+    try:
+        if int(knob.read_text()) < wanted and os.geteuid() == 0:
+            knob.write_text(str(wanted))
+    except OSError:
+        pass  # not Linux, or not allowed: the bed still works for smaller layouts
 
 
 def _write(path: Path, text: str) -> None:

@@ -22,13 +22,13 @@ class LocalRemote:
         if self.fail_connect:
             raise Unreachable(f"cannot connect over SSH to root@{self.host.address}:22: refused")
 
-    def run(self, script: str, timeout: float = 60, log_as: str | None = None) -> Result:
+    def run(self, script: str, timeout: float = 60, log_as: str | None = None, log_output: bool = True) -> Result:
         self.round_trips += 1
         self.scripts.append(script)
         p = subprocess.run(["bash", "-s"], input=PREAMBLE + script, capture_output=True, text=True, timeout=timeout)
         if self.log_path:
             with open(self.log_path, "a") as f:
-                f.write(self.redact((log_as or script) + p.stdout + p.stderr))
+                f.write(self.redact((log_as or script) + (p.stdout if log_output else "") + p.stderr))
         return Result(p.returncode, p.stdout, p.stderr)
 
     def close(self):

@@ -233,3 +233,14 @@ def test_facts_batched_in_one_round_trip_and_cached():
     cache.get(["echo one"])
     assert remote.round_trips == 2
     assert cache.host("cpus") and remote.round_trips == 2  # host facts survive invalidation
+
+
+def test_fact_output_is_not_logged(tmp_path):
+    """Facts carry whole files base64-encoded, where the redactor cannot see a secret."""
+    secret_file = tmp_path / "app.conf"
+    secret_file.write_text("password=hunter2-long-secret\n")
+    remote = LocalRemote(None, log_path=tmp_path / "log")
+    step = File(str(secret_file), "x")
+    FactCache(remote).get(step.facts())
+    log = (tmp_path / "log").read_text()
+    assert base64.b64encode(secret_file.read_bytes()).decode() not in log and "hunter2" not in log
