@@ -8,9 +8,9 @@ the control machine and records every acknowledged commit. Two scenarios, each `
 times, alternating direction:
   kill        `docker kill` the primary, then failover-db --force at once
   switchover  failover-db with the primary alive (planned)
-Figures: the gap between the last acknowledged write before the event and the first after
-it, the same counted from the start of the command, and acknowledged rows missing on the
-new primary. Prints figures; asserts nothing about time.
+Figures: the longest pause between acknowledged writes (last acknowledged write before it,
+first after it), the first acknowledged write after the outage counted from the start of
+the command, and acknowledged rows missing on the new primary. Prints figures; asserts nothing about time.
 
 An engine plugs in with an ENGINES entry (components to deploy, settings, a writer client).
 """

@@ -134,12 +134,16 @@ class Writer(threading.Thread):
             conn.close()
 
     def gap(self, since: float) -> tuple[float, float, float]:
-        """Write unavailability around an event at monotonic time `since`: (last ack
-        before, first ack after, seconds between), the times relative to `since`."""
-        before = [t for _, t, _ in self.acked if t < since]
-        after = [t for _, t, _ in self.acked if t >= since]
-        last = before[-1] if before else since
-        first = after[0] if after else float("nan")
+        """Write unavailability of an event that began at monotonic time `since`: the
+        longest pause between two consecutive acknowledged writes from the last one before
+        `since` on, as (last ack before the pause, first ack after it, seconds between),
+        the times relative to `since`."""
+        times = [t for _, t, _ in self.acked]
+        start = max([i for i, t in enumerate(times) if t < since], default=0)
+        pairs = list(zip(times[start:], times[start + 1:]))
+        if not pairs:
+            return float("nan"), float("nan"), float("nan")
+        last, first = max(pairs, key=lambda p: p[1] - p[0])
         return last - since, first - since, first - last
 
     def count_since(self, since: float) -> int:

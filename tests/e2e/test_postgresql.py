@@ -122,7 +122,9 @@ def test_planned_switchover_loses_nothing(site):
     w.stop()
     new = primary(site)
     assert new != old
-    print(f"switchover {old} -> {new}: unavailable {w.gap(t0)[2]:.2f} s, {len(w.acked)} acked")
+    last, first, gap = w.gap(t0)
+    print(f"switchover {old} -> {new}: writes paused {gap:.2f} s (from {last:.2f} s to {first:.2f} s "
+          f"after the command started), {len(w.acked)} acked")
     assert_healthy(site, w, new)
     assert states(site)[old].upstream == site["addr"][new]  # the old primary follows at once
 
@@ -138,8 +140,9 @@ def kill_and_fail_over(site) -> tuple[str, str, Writer]:
     time.sleep(2)
     new = next(n for n in site["addr"] if n != old)
     assert w.count_since(t0) > 0, "no write acknowledged after the failover"
-    print(f"kill {old} + failover --force -> {new}: first write acknowledged "
-          f"{w.gap(t0)[1]:.2f} s after the command started")
+    last, first, gap = w.gap(t0)
+    print(f"kill {old} + failover --force -> {new}: writes paused {gap:.2f} s; first write acknowledged "
+          f"{first:.2f} s after the command started")
     return old, new, w
 
 
