@@ -562,12 +562,13 @@ case "$(runuser -u postgres -- {p.bin}/pg_controldata -D {p.data} | sed -n 's/^D
   "shut down"|"shut down in recovery") ;;
   *) rm -f {p.data}/standby.signal ;;
 esac
+cd /tmp  # runuser keeps root's working directory, which postgres cannot enter
 runuser -u postgres -- {p.bin}/pg_rewind -D {p.data} --source-server={source}
 """)
+        write_topology(remote, primary, [])
         if not result.ok:  # e.g. the WAL it needs is gone: a fresh copy (pg_rewind's output is in the log)
             run_checked(remote, seed_script(p, primary, remote.host), f"re-seed {remote.host.name} (pg_rewind failed)")
         else:
-            write_topology(remote, primary, [])
             run_checked(remote, f"""\
 set -e
 rm -rf {p.data}/pg_replslot/*
