@@ -254,7 +254,7 @@ def _failover(tier: Tier, to: str | None, force: bool) -> dict:
         remote = tier.remotes[old.host.name]
         if old.running:
             engine.fence(remote)
-            fenced = "read-only, clients cut"
+            fenced = "clients cut, no more writes"
         elif old.reachable:
             engine.stop_and_mask(remote)
             fenced = "stopped and masked"

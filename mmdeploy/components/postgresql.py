@@ -485,16 +485,11 @@ class PGEngine:
         return parse_probe(host, facts[probe(self.paths)])
 
     def fence(self, remote: Remote) -> None:
-        # Restarted as a standby with no upstream: every client is cut off, and the server
-        # answers reads only; the fast shutdown first streams all its WAL to the replicas.
-        p = paths(remote.host)
-        run_checked(remote, f"""\
-set -e
-echo "fenced by mmdeploy failover-db at $(date -Is)" > {FENCED}
-touch {p.data}/standby.signal && chown postgres:postgres {p.data}/standby.signal
-systemctl restart {p.unit}
-test "$(runuser -u postgres -- psql -XAtq -c 'select pg_is_in_recovery()')" = t
-""", f"fence {remote.host.name}")
+        # A fast shutdown cuts every client and first streams all WAL (up to the shutdown
+        # checkpoint) to the replicas; masked, it cannot come back as a writer. Stopped
+        # rather than restarted read-only: a standby restart of a just-promoted node can
+        # leave its control file on an old timeline, which pg_rewind then misreads.
+        self.stop_and_mask(remote)
 
     def stop_and_mask(self, remote: Remote) -> None:
         p = paths(remote.host)
