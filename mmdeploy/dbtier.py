@@ -345,3 +345,25 @@ def _describe(s: NodeState) -> str:
     if s.fenced:
         return "fenced, waiting for db.rejoin"
     return f"{s.role}, {'running' if s.running else 'not running'}"
+
+
+def live_topology(inventory: Inventory, view) -> tuple[Host, list[Host]]:
+    """(primary, replicas) as the DB nodes say right now, for components that connect to
+    the database (Mattermost's DataSource and DataSourceReplicas); read through a
+    component's ClusterView in prepare(). Before the database exists (a plan on new hosts),
+    the first DB host is the primary-to-be."""
+    hosts = inventory.with_role("db")
+    if not hosts:
+        raise MMDeployError("no host has the db role: Mattermost needs a database")
+    engine = engine_for(inventory.settings.database)
+    states = {}
+    for h in hosts:
+        try:
+            states[h.name] = engine.state(h, view.facts(h, engine.probe()))
+        except MMDeployError as e:
+            states[h.name] = NodeState(host=h, reachable=False, running=False, role="unknown",
+                                       writable=False, detail=str(e))
+    primary = current_primary(hosts, states)
+    primary_host = primary.host if primary else hosts[0]
+    replicas = [h for h in sync_set(hosts, states, primary_host) if states[h.name].role == "replica"]
+    return primary_host, replicas

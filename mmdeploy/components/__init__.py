@@ -5,12 +5,13 @@ from .base import Base
 from .demo import Demo
 from .exporters import Exporters
 from .grafana import Grafana
+from .mattermost import Mattermost
 from .mysql import MySQL, MySQLReplication
 from .nginx import Nginx
 from .postgresql import PostgreSQL, PostgreSQLReplication
 from .prometheus import Prometheus
 
-ALL = [Base(), Demo(), PostgreSQL(), PostgreSQLReplication(), MySQL(), MySQLReplication(), Nginx(), Exporters(), Prometheus(), Grafana()]
+ALL = [Base(), Demo(), PostgreSQL(), PostgreSQLReplication(), MySQL(), MySQLReplication(), Mattermost(), Nginx(), Exporters(), Prometheus(), Grafana()]
 
 
 def by_name(names: list[str] | None) -> list:

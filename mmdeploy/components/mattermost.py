@@ -110,7 +110,7 @@ def config(ctx: Context, primary: Host, replicas: list[Host]) -> dict:
 
 class Mattermost(Component):
     name = "mattermost"
-    after = ("base", "postgresql", "mysql")
+    after = ("base", "postgresql-replication", "mysql-replication")
 
     def hosts(self, inventory):
         return [h for h in inventory.hosts if h.has("app") or h.has("jobserver")]
@@ -296,8 +296,8 @@ class SiteChecks:
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
         url = f"wss://{self.proxy.address}/api/v4/websocket"
         try:
-            with connect(url, ssl=context, additional_headers={"Authorization": f"Bearer {self.token}",
-                         "Host": self.domain}, open_timeout=10) as ws:
+            with connect(url, ssl=context, additional_headers={"Authorization": f"Bearer {self.token}"},
+                         open_timeout=10) as ws:
                 event = json.loads(ws.recv(timeout=10))
         except Exception as e:  # handshake refused, timeout, TLS error: all are the finding
             return f"websocket upgrade at {url}: {type(e).__name__}: {e}"

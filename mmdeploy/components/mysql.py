@@ -703,6 +703,8 @@ class MySQL(Component):
         return steps
 
     def checks(self, inventory):
+        if not db_hosts(inventory):
+            return []
         return [Check("mysql: one writable node, every replica replicating from it",
                       lambda: _replication_problem(inventory))]
 

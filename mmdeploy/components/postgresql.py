@@ -419,6 +419,8 @@ class PostgreSQL(Component):
         }
 
     def checks(self, inventory):
+        if not db_hosts(inventory):
+            return []
         return [Check("postgresql: one writable node, every replica streaming", lambda: _replication_problem(inventory))]
 
 
@@ -522,6 +524,9 @@ done
         out = _psql(remote, "select pg_promote(true, 60);", f"promote {remote.host.name}")
         if out != "t":
             raise MMDeployError(f"promote {remote.host.name}: pg_promote did not finish in 60 s")
+        # Until a checkpoint, the control file still names the old timeline and pg_rewind,
+        # reading it as a source, finds the wrong divergence point (see pg_rewind's notes).
+        _psql(remote, "checkpoint;", f"checkpoint {remote.host.name} after promotion")
 
     def attach(self, remote: Remote, peers: list[Host], replicas: list[Host]) -> None:
         """Primary side: a slot for every other DB host; commits wait for ANY 1 of `replicas`."""

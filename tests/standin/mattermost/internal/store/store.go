@@ -227,9 +227,27 @@ func (s *Store) createTables() error {
 		`CREATE TABLE IF NOT EXISTS Jobs (Id VARCHAR(26) PRIMARY KEY, Type VARCHAR(32), Priority BIGINT, CreateAt BIGINT,
 			StartAt BIGINT, LastActivityAt BIGINT, Status VARCHAR(32), Progress BIGINT, Data ` + text + `)`,
 	}
+	// Like the real server's migrations (morph takes a database lock), only one server
+	// creates the schema at a time: app and job servers start together, and concurrent
+	// CREATE TABLE IF NOT EXISTS still collide in PostgreSQL's catalog.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := s.primary.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	lock, unlock := `SELECT pg_advisory_lock(7283412)`, `SELECT pg_advisory_unlock(7283412)`
+	if s.Driver == "mysql" {
+		lock, unlock = `SELECT GET_LOCK('mattermost_migrations', 120)`, `SELECT RELEASE_LOCK('mattermost_migrations')`
+	}
+	if _, err := conn.ExecContext(ctx, lock); err != nil {
+		return fmt.Errorf("taking the migration lock: %w", err)
+	}
+	defer conn.ExecContext(context.Background(), unlock)
 	for _, d := range ddl {
-		if err := s.exec(d); err != nil {
-			return err
+		if _, err := conn.ExecContext(ctx, d); err != nil {
+			return mapErr(err)
 		}
 	}
 	// Rows the real server writes on first start.
