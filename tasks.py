@@ -186,36 +186,37 @@ def bench_noop(c, hosts="1,5,10", steps=20):
 # --- database tier ---------------------------------------------------------------------
 
 
-@task(name="status", help=_help("pattern", "inventory"))
+@task(name="status", help=_help("pattern", "inventory", "set"), iterable=["set"])
 @_cli
-def db_status(c, pattern=None, inventory=None):
+def db_status(c, pattern=None, inventory=None, set=None):
     """Per DB node: role, writable or read-only, position and lag, replicas, sync state. Reads only."""
     from mmdeploy import dbtier
 
-    states = dbtier.status(_load(pattern, inventory))
+    states = dbtier.status(_load(pattern, inventory, set or ()))
     print(dbtier.format_status(states))
     if sum(s.writable for s in states) != 1:
         raise Exit("expected exactly one writable DB node", code=1)
 
 
-@task(name="failover-db", help={**_help("pattern", "inventory"),
+@task(name="failover-db", help={**_help("pattern", "inventory", "set"),
                                 "to": "the replica to promote (default: the most advanced)",
-                                "force": "the primary cannot be reached: confirm it is fenced by other means"})
+                                "force": "the primary cannot be reached: confirm it is fenced by other means"},
+      iterable=["set"])
 @_cli
-def failover_db(c, pattern=None, inventory=None, to=None, force=False):
-    """Switch the DB primary (planned when it answers, failover when it does not): fence, promote, re-point."""
-    from mmdeploy import dbtier
+def failover_db(c, pattern=None, inventory=None, to=None, force=False, set=None):
+    """Switch the DB primary (planned when it answers, failover when it does not): fence, promote,
+    re-point the replicas, then the Mattermost servers one at a time."""
+    mmdeploy.failover_db(_load(pattern, inventory, set or ()), to=to, force=force)
 
-    dbtier.failover(_load(pattern, inventory), to=to, force=force)
 
-
-@task(name="rejoin", help={**_help("pattern", "inventory"), "host": "the former primary to bring back as a replica"})
+@task(name="rejoin", help={**_help("pattern", "inventory", "set"), "host": "the former primary to bring back as a replica"},
+      iterable=["set"])
 @_cli
-def db_rejoin(c, host, pattern=None, inventory=None):
+def db_rejoin(c, host, pattern=None, inventory=None, set=None):
     """Bring a former DB primary back as a replica of the current one (never as a writer)."""
     from mmdeploy import dbtier
 
-    dbtier.rejoin(_load(pattern, inventory), host)
+    dbtier.rejoin(_load(pattern, inventory, set or ()), host)
 
 
 testbed_ns = Collection("testbed", testbed_up, testbed_down, testbed_status)

@@ -5,6 +5,7 @@
     report = mmdeploy.plan(inv)           # reads only
     report = mmdeploy.deploy(inv)         # applies; report.failed, report.changed
     problems = mmdeploy.verify(inv)       # [] when healthy
+    mmdeploy.failover_db(inv)             # DB switchover/failover, Mattermost re-pointed
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TextIO
 from . import components as _components
 from . import inventory as _inventory
 from . import runner
+from .errors import MMDeployError
 from .inventory import Inventory
 from .report import Reporter
 from .runner import RunReport
@@ -53,6 +55,38 @@ def verify(inventory: Inventory, *, only: list[str] | None = None, out: TextIO |
             if problem:
                 failures.append(f"{check.name}: {problem}")
     return failures
+
+
+def failover_db(inventory: Inventory, *, to: str | None = None, force: bool = False,
+                out: TextIO | None = None) -> dict:
+    """Switch the database primary (dbtier.failover), then re-point every Mattermost server
+    that is installed: a deploy of the mattermost component (which reads the live primary)
+    on one server at a time, job server first, so the app tier never restarts all at once."""
+    from . import dbtier
+    from .components.mattermost import CONFIG
+    from .remote import Remote
+
+    out = out or sys.stdout
+    result = dbtier.failover(inventory, to=to, force=force, out=lambda line: print(line, file=out, flush=True))
+    servers = sorted((h for h in inventory.hosts if h.has("app") or h.has("jobserver")), key=lambda h: h.has("app"))
+    redactor, _ = _session(inventory)
+    installed = []
+    for h in servers:
+        remote = Remote(h, redactor)
+        try:
+            if remote.run(f"test -f {CONFIG}").ok:
+                installed.append(h.name)
+        except MMDeployError as e:  # a dead app server is re-pointed by the next deploy
+            print(f"{h.name}: not re-pointed to {result['new']}: {e}", file=out, flush=True)
+        finally:
+            remote.close()
+    for name in installed:
+        report = deploy(inventory, limit=[name], only=["mattermost"], out=out)
+        if report.failed:
+            raise MMDeployError(f"the database failed over to {result['new']}, but re-pointing Mattermost on "
+                                f"{name} failed: {report.hosts[name].error}")
+    result["mattermost"] = installed
+    return result
 
 
 def _session(inventory: Inventory) -> tuple[Redactor, Secrets]:

@@ -131,7 +131,7 @@ class Mattermost(Component):
             User("mattermost", home=HOME),
             Directory(RELEASES),
             Unpacked(artifact(s), release, fetch_on_host=mm.fetch_on_host),
-            Directory(HOME, owner="mattermost", group="mattermost", mode="0750"),
+            Directory(HOME, owner="mattermost", group="mattermost", mode="0755"),
             # The release's files into the live install, never its config/data/logs/plugins.
             Command(
                 f"activate release {mm.version}",
