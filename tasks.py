@@ -105,7 +105,12 @@ def up(c, pattern="single"):
     from mmdeploy import testbed
     from tests.standin import release  # the bed's stand-in for the Mattermost release
 
-    path = testbed.up(ROOT, pattern=pattern)
+    try:
+        path = testbed.up(ROOT, pattern=pattern)
+    except testbed.LayoutConflict as e:  # another layout's bed is up: replace it
+        print(f"replacing the test bed ({e})")
+        testbed.down()
+        path = testbed.up(ROOT, pattern=pattern)
     # Grafana cannot be downloaded here; everything else is deployed as on a real site.
     overrides = release.overrides() + ["monitoring.grafana=false"]
     inv = mmdeploy.load(path, overrides)

@@ -398,17 +398,21 @@ def _ssh_answers(key: Path, address: str) -> bool:
     return subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL).returncode == 0
 
 
+class LayoutConflict(TestbedError):
+    """Containers of another layout hold this layout's names or addresses."""
+
+
 def _check_conflicts(hosts: list[BedHost]) -> None:
     """Refuse a layout whose names or addresses clash with containers already there."""
     by_name = {s["name"]: s["address"] for s in status()}
     by_address = {address: name for name, address in by_name.items()}
     for host in hosts:
         if by_name.get(host.name, host.address) != host.address:
-            raise TestbedError(f"{container_name(host.name)} exists with address "
+            raise LayoutConflict(f"{container_name(host.name)} exists with address "
                                f"{by_name[host.name]}, this layout wants {host.address}; "
                                "run `inv testbed.down` first")
         if by_address.get(host.address, host.name) != host.name:
-            raise TestbedError(f"{host.address} is taken by "
+            raise LayoutConflict(f"{host.address} is taken by "
                                f"{container_name(by_address[host.address])}, this layout wants "
                                f"{host.name} there; run `inv testbed.down` first")
 
