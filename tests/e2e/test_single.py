@@ -147,3 +147,17 @@ def test_all_in_one_host(bed, standin_release):
     assert verify.returncode == 0, verify.stdout + verify.stderr
     again = inv("deploy", "--inventory", path, *sets(overrides), "--yes")
     assert totals(again.stdout) == (0, 0), again.stdout
+
+
+def test_mattermost_db_user_refused_from_a_non_app_host(site):
+    """pg_hba lets mmuser in from app and job hosts only: this machine (the bed's gateway) is
+    neither, and the right password does not help."""
+    import psycopg
+
+    path, _, _, _ = site
+    inventory = mmdeploy.load(path)
+    password = yaml.safe_load(open(path.replace(".yml", ".secrets.yml")))["db_password"]
+    for db in inventory.with_role("db"):
+        with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry"):
+            psycopg.connect(host=db.address, user="mmuser", password=password, dbname="mattermost",
+                            connect_timeout=5)
