@@ -139,6 +139,33 @@ def test_post_survives_an_app_restart_and_a_db_failover(site):
     assert read(post["id"]) == "before restart"
 
 
+def test_upgrade_side_by_side_keeps_config_and_data_then_rolls_back(site):
+    """A version change unpacks the new release beside the old one and activates it; the
+    server's data and a setting changed outside mmdeploy survive; the old version comes
+    back from disk without a download."""
+    from tests.standin import release
+
+    path, overrides, _, _ = site
+    config = "/opt/mattermost/config/config.json"
+    on("app1", "install -o mattermost -g mattermost /dev/null /opt/mattermost/data/kept-across-upgrades && "
+               f"jq '.TeamSettings.SiteName = \"Set In The Console\"' {config} > /tmp/c.json && "
+               f"install -o mattermost -g mattermost -m 0600 /tmp/c.json {config}")
+    newer = release.overrides("10.11.5") + BED_SETTINGS
+    upgrade = inv("deploy", "--inventory", path, *sets(newer), "--yes")
+    assert "release mattermost 10.11.5" in upgrade.stdout
+    assert "Version: 10.11.5" in on("app1", "/opt/mattermost/bin/mattermost version")
+    assert on("app1", "ls /opt/mattermost-releases").split() == ["10.11.4", "10.11.5"]
+    assert on("app1", "test -e /opt/mattermost/data/kept-across-upgrades && echo kept").strip() == "kept"
+    assert on("app1", f"jq -r .TeamSettings.SiteName {config}").strip() == "Set In The Console"
+    verify = inv("verify", "--inventory", path, *sets(newer), check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    rollback = inv("deploy", "--inventory", path, *sets(overrides), "--yes")
+    assert "release mattermost 10.11.4" not in rollback.stdout  # still on disk: no download, no unpack
+    assert "activate release 10.11.4" in rollback.stdout
+    assert "Version: 10.11.4" in on("app1", "/opt/mattermost/bin/mattermost version")
+    assert on("app1", f"jq -r .TeamSettings.SiteName {config}").strip() == "Set In The Console"
+
+
 def test_all_in_one_host(bed, standin_release):
     path = str(bed("allinone", fresh=True))
     overrides = standin_release() + BED_SETTINGS
