@@ -355,6 +355,7 @@ class PostgreSQL(Component):
         host, p = ctx.host, paths(ctx.host)
         memory_mb = ctx.settings.database.memory_mb or int(ctx.facts.host("mem_kb")) // 1024
         clients, peers = hba_addresses(ctx.inventory, host)
+        monitor = ctx.settings.monitoring.db_user
         repl_password = ctx.secrets.get("db_replication_password")
         fence_vars = dict(data_dir=p.data, fenced=FENCED, peers=" ".join(a.split("/")[0] for a in peers),
                           replication_user=REPLICATION_USER, bin_dir=p.bin, unit=p.unit)
@@ -370,7 +371,7 @@ class PostgreSQL(Component):
                  owner="postgres", group="postgres", notify=("restart",)),
             File(f"{p.conf}/pg_hba.conf",
                  ctx.render("postgresql/pg_hba.conf.j2", clients=clients, peers=peers, database=DATABASE,
-                            user=USER, replication_user=REPLICATION_USER,
+                            user=USER, replication_user=REPLICATION_USER, monitor_user=monitor,
                             extra_clients=host.settings.database.extra_clients),
                  owner="postgres", group="postgres", mode="0640", notify=("reload",)),
             # pg_basebackup, pg_rewind, streaming and the fence check authenticate with it.
@@ -387,7 +388,7 @@ class PostgreSQL(Component):
         ]
         if host.name != topo.primary.name:
             return steps
-        password = ctx.secrets.get("db_password")
+        password, monitor_password = ctx.secrets.get("db_password"), ctx.secrets.get("db_monitoring_password")
         others = [h for h in db_hosts(ctx.inventory) if h.name != host.name]
         steps += [
             Service(p.unit),
@@ -403,6 +404,11 @@ class PostgreSQL(Component):
             SQL(f"database {DATABASE}", "postgresql",
                 f"CREATE DATABASE {DATABASE} OWNER {USER} ENCODING 'UTF8' TEMPLATE template0;",
                 guard=f"select 1 from pg_database where datname = '{DATABASE}'"),
+            # The postgres exporter's login (components/exporters.py): read-only statistics.
+            SQL(f"role {monitor}", "postgresql",
+                f"CREATE ROLE {monitor} WITH LOGIN PASSWORD '{_quote(monitor_password)}';\n"
+                f"GRANT pg_monitor TO {monitor};",
+                guard=f"select 1 from pg_roles where rolname = '{monitor}'"),
         ]
         steps += [SQL(f"replication slot {slot_name(h)}", "postgresql", slots_sql([h]),
                       guard=f"select 1 from pg_replication_slots where slot_name = '{slot_name(h)}'")

@@ -3,6 +3,8 @@
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,20 @@ def on(host: str, command: str) -> str:
     """Run a command inside a test-bed container (for assertions, not for deploying)."""
     return subprocess.run(["docker", "exec", testbed.container_name(host), "bash", "-c", command],
                           capture_output=True, text=True, check=True).stdout
+
+
+def metric(address: str, port: int, line: str, timeout: float = 60) -> bool:
+    """An exporter on a bed host shows `line` among its metrics (it may still be starting)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(f"http://{address}:{port}/metrics", timeout=5) as r:
+                if line in r.read().decode().splitlines():
+                    return True
+        except OSError:
+            pass
+        time.sleep(1)
+    return False
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import mmdeploy
 from mmdeploy import dbtier, testbed
 from mmdeploy.secrets import Redactor, Secrets
 
-from .conftest import inv
+from .conftest import inv, metric
 from .dbwriter import PostgresClient, Writer
 
 pytestmark = pytest.mark.e2e
@@ -102,6 +102,14 @@ def test_deploy_replicates_synchronously_and_redeploy_changes_nothing(site):
     assert w.acked and w.acked_ids() <= w.rows_on(site["addr"]["db2"])  # synchronous: already there
     status = inv("db.status", "--inventory", site["path"])
     assert re.search(r"^db1\s+primary\s+writable", status.stdout, re.M), status.stdout
+
+
+def test_exporter_logs_in_on_primary_and_replica(site):
+    # The monitoring role is made on the primary and reaches the replica by replication.
+    inv("deploy", "--inventory", site["path"], "--only", "base,postgresql,postgresql-replication,exporters",
+        "--limit", "db1,db2", *SETTINGS, "--yes")
+    for name, address in site["addr"].items():
+        assert metric(address, 9187, "pg_up 1"), f"{name}: the postgres exporter does not report pg_up 1"
 
 
 def test_bad_to_is_refused_and_nothing_changes(site):

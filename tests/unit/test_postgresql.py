@@ -232,9 +232,11 @@ def test_pg_hba_and_config_rendered(site, tmp_path):
     assert ["host", "mattermost", "mmuser", "10.0.0.12/32", "scram-sha-256"] in lines
     assert ["host", "mattermost", "mmuser", "10.0.0.13/32", "scram-sha-256"] in lines
     assert ["host", "replication", "replicator", "10.0.0.15/32", "scram-sha-256"] in lines
+    assert ["host", "postgres", "mmmonitor", "127.0.0.1/32", "scram-sha-256"] in lines  # the exporter's DSN
     assert {tuple(line[1:4]) for line in lines} == {
         ("mattermost", "mmuser", "10.0.0.12/32"), ("mattermost", "mmuser", "10.0.0.13/32"),
-        ("replication", "replicator", "10.0.0.15/32"), ("postgres", "replicator", "10.0.0.15/32")}
+        ("replication", "replicator", "10.0.0.15/32"), ("postgres", "replicator", "10.0.0.15/32"),
+        ("postgres", "mmmonitor", "127.0.0.1/32")}
     assert all(line[-1] == "scram-sha-256" for line in lines)
     conf = steps["file /etc/postgresql/15/main/conf.d/mmdeploy.conf"].content.decode()
     for wanted in ("listen_addresses = 'localhost,10.0.0.14'", "max_connections = 500", "shared_buffers = 1638MB",
@@ -248,11 +250,16 @@ def test_users_database_and_slots_only_on_the_primary(site, tmp_path):
     replica = steps_for(inv, "db2", tmp_path)
     sql = [s for s in primary.values() if isinstance(s, SQL)]
     assert [s.name for s in sql] == ["sql role replicator", "sql role mmuser", "sql database mattermost",
-                                     "sql replication slot db2"]
+                                     "sql role mmmonitor", "sql replication slot db2"]
     assert not [s for s in replica.values() if isinstance(s, SQL)]
     password = Secrets(tmp_path / "s.yml", Redactor()).get("db_password")
     mmuser = primary["sql role mmuser"]
     assert password in mmuser.statement and all(password not in f for f in mmuser.facts())
+    monitor_password = Secrets(tmp_path / "s.yml", Redactor()).get("db_monitoring_password")
+    monitor = primary["sql role mmmonitor"]
+    assert monitor.statement == (f"CREATE ROLE mmmonitor WITH LOGIN PASSWORD '{monitor_password}';\n"
+                                 "GRANT pg_monitor TO mmmonitor;")
+    assert all(monitor_password not in f for f in monitor.facts())
     assert isinstance(primary["create cluster 15/main"], Command)
     pgpass = primary["file /var/lib/postgresql/.pgpass"]
     assert isinstance(pgpass, File) and pgpass.mode == "0600" and pgpass.owner == "postgres"
