@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -99,6 +98,4 @@ def _run(inventory, mode, limit, only, out, verbose) -> RunReport:
     selected = _components.by_name(only)
     runner.select_hosts(inventory, limit)  # bad --limit is bad input: refuse before connecting
     reporter = Reporter(redactor, out=out, verbose=verbose)
-    run_root = Path(os.environ.get("MMDEPLOY_RUN_DIR", ".mmdeploy/runs"))
-    return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter,
-                      limit=limit, run_root=run_root)
+    return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit)

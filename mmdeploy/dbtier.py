@@ -28,18 +28,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Mapping, Protocol
 
 from .errors import InventoryError, MMDeployError
 from .facts import Fact, FactCache
 from .inventory import Host, Inventory
 from .remote import Remote
-from .runner import _run_dir
+from .runner import run_dir
 from .secrets import Redactor, Secrets
 
 
@@ -118,7 +116,7 @@ class Tier:
         self.out, self.started = out, time.monotonic()
         redactor = Redactor()
         Secrets(inventory.secrets_path, redactor)  # registers every known secret with the redactor
-        self.log_dir = _run_dir(Path(os.environ.get("MMDEPLOY_RUN_DIR", ".mmdeploy/runs")), what)
+        self.log_dir = run_dir(what)
         self.remotes = {
             h.name: Remote(_quick(h), redactor, self.log_dir / f"{h.name}.log") for h in self.hosts
         }

@@ -79,7 +79,7 @@ def run(inventory: Inventory, components: list[Component], *, mode: str, secrets
         raise ValueError(mode)
     started = time.monotonic()
     hosts = select_hosts(inventory, limit)
-    log_dir = _run_dir(run_root or Path(".mmdeploy/runs"), mode)
+    log_dir = run_dir(mode, run_root)
     reporter.open_log(log_dir / "output.log")
     reporter.width = max([12, *(len(h.name) for h in hosts)])
     runs: dict[str, HostRun] = {}
@@ -241,9 +241,10 @@ def _fail(run: HostRun, component: str, step: str, error: str, reporter: Reporte
     return result
 
 
-def _run_dir(root: Path, mode: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = root / f"{stamp}-{mode}-{os.getpid()}"
+def run_dir(mode: str, root: Path | None = None) -> Path:
+    """A new directory for one run's logs: $MMDEPLOY_RUN_DIR (default .mmdeploy/runs)/<time>-<mode>-<pid>."""
+    root = root or Path(os.environ.get("MMDEPLOY_RUN_DIR", ".mmdeploy/runs"))
+    path = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{mode}-{os.getpid()}"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -4,7 +4,6 @@ files (LocalRemote runs the same bash scripts the hosts get)."""
 import base64
 import getpass
 import os
-from pathlib import Path
 
 import pytest
 
