@@ -1,7 +1,8 @@
 // TEST STAND-IN for the real `mmctl` (bin/mmctl of the Mattermost release),
 // used because the release tarball cannot be downloaded on the test machines.
 // It reproduces the boundary a deploy tool touches: the `--local` commands
-// `user create`, `user list`, `user change-password [--hashed]`, `team create`, `team list`, `team users add` and
+// `user create`, `user list`, `user change-password [--hashed]`, `team create`, `team list`, `team users add`,
+// `config patch <config-file>` (GET /api/v4/config, the file merged on top, PUT /api/v4/config/patch) and
 // `system status`, with mmctl's syntax, spoken as HTTP API v4 over the
 // local-mode unix socket (MMCTL_LOCAL_SOCKET_PATH, default
 // /var/tmp/mattermost_local.socket); `--json` output; errors on stderr and a
@@ -207,6 +208,30 @@ func run(c *client, a []string) error {
 		} else {
 			fmt.Printf("Created user %s\n", u.Username)
 		}
+	case cmd == "config patch":
+		if len(a) != 3 {
+			return fmt.Errorf("accepts 1 arg(s), received %d", len(a)-2)
+		}
+		data, err := os.ReadFile(a[2])
+		if err != nil {
+			return err
+		}
+		var patch, cfg map[string]any
+		if err := json.Unmarshal(data, &patch); err != nil {
+			return err
+		}
+		if err := c.do("GET", "/api/v4/config", nil, &cfg); err != nil {
+			return err
+		}
+		var out map[string]any
+		if err := c.do("PUT", "/api/v4/config/patch", merge(cfg, patch), &out); err != nil {
+			return err
+		}
+		if jsonOut {
+			printJSON(out)
+		} else {
+			fmt.Println("Config patched successfully")
+		}
 	case cmd == "user list":
 		var users []user
 		if err := c.do("GET", "/api/v4/users?page=0&per_page=200", nil, &users); err != nil {
@@ -348,4 +373,19 @@ func getUser(c *client, ref string) (*user, error) {
 		}
 	}
 	return nil, fmt.Errorf("unable to find user '%s'", ref)
+}
+
+// merge is what json.Unmarshal of the file onto the fetched model.Config does:
+// objects key by key, arrays and scalars replaced.
+func merge(base, patch map[string]any) map[string]any {
+	for k, v := range patch {
+		pm, pok := v.(map[string]any)
+		bm, bok := base[k].(map[string]any)
+		if pok && bok {
+			base[k] = merge(bm, pm)
+		} else {
+			base[k] = v
+		}
+	}
+	return base
 }

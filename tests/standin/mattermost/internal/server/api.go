@@ -3,12 +3,14 @@
 // is AGPL). Reproduced boundaries: exactly the API v4 subset a deploy verifier
 // and mmctl --local use, with Mattermost's paths, JSON payloads, status codes,
 // AppError bodies, session tokens (Token header, Authorization: Bearer/Token,
-// MMAUTHTOKEN cookie) and permission checks; the local-mode unix socket API.
+// MMAUTHTOKEN cookie) and permission checks; the local-mode unix socket API,
+// with the config read and patch mmctl config patch uses.
 package server
 
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -43,6 +45,7 @@ const sessionLength = 30 * 24 * time.Hour
 // Server is the stand-in app server.
 type Server struct {
 	Cfg   *config.Config
+	Src   config.Source // where the config is stored: file or database
 	Store *store.Store
 	Log   *Logger
 	Hub   *Hub
@@ -100,6 +103,9 @@ func (s *Server) Handler(local bool) http.Handler {
 	mux.HandleFunc("GET /api/v4/posts/{post_id}", s.auth(s.getPost))
 	if !local {
 		mux.HandleFunc("GET /api/v4/websocket", s.websocket)
+	} else { // the stand-in serves the config API to local mode only (mmctl --local)
+		mux.HandleFunc("GET /api/v4/config", s.getConfig)
+		mux.HandleFunc("PUT /api/v4/config/patch", s.patchConfig)
 	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, http.StatusNotFound, "api.context.404.app_error", "Sorry, we could not find the page.", "There doesn't appear to be an api call for the url='"+r.URL.Path+"'.")
@@ -699,4 +705,35 @@ func (s *Server) getPost(w http.ResponseWriter, r *http.Request, ss *session) {
 		return
 	}
 	writeJSON(w, http.StatusOK, p)
+}
+
+// getConfig returns the stored config (local mode: unsanitized, as the real server).
+func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
+	raw, err := config.ReadStored(s.Src)
+	if err != nil {
+		s.writeErr(w, http.StatusInternalServerError, "api.config.get_config.app_error", "Unable to read the config.", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(raw)
+}
+
+// patchConfig merges the body into the stored config. Like the real server,
+// settings read at start-up (listeners, SqlSettings) take effect on a restart.
+func (s *Server) patchConfig(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 8<<20))
+	if err != nil {
+		s.writeErr(w, http.StatusBadRequest, "api.context.invalid_body_param.app_error", "Invalid or missing config in request body.", err.Error())
+		return
+	}
+	out, changed, err := config.PatchStored(s.Src, body)
+	if err != nil {
+		s.writeErr(w, http.StatusBadRequest, "model.config.is_valid.app_error", "Invalid config.", config.RedactDSN(err.Error()))
+		return
+	}
+	if changed {
+		s.Log.Log("info", "Config patched", "source", s.Src.Kind, "path", s.Src.Path)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(out)
 }

@@ -47,7 +47,7 @@ type Options struct {
 // validated config and blocks until SIGTERM/SIGINT. It returns an error
 // (non-zero exit) when start-up fails.
 func Run(cfg *config.Config, src config.Source, log *Logger, opt Options) error {
-	s := &Server{Cfg: cfg, Log: log, Hub: NewHub(), StartTime: time.Now()}
+	s := &Server{Cfg: cfg, Src: src, Log: log, Hub: NewHub(), StartTime: time.Now()}
 	mode := "server"
 	if opt.JobServerOnly {
 		mode = "jobserver"

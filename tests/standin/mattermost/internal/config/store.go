@@ -1,0 +1,77 @@
+// TEST STAND-IN for the real server's config store read and write (GET
+// /api/v4/config, PUT /api/v4/config/patch): the stored config, file or
+// database row, as JSON; a patch is merged the way json.Unmarshal merges onto
+// the real model.Config (objects key by key, arrays and scalars replaced), is
+// validated, and a new version is written only when something changed (the
+// real database store adds a Configurations row only on a change).
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+)
+
+// ReadStored returns the stored config (no MM_* overrides, like what the real
+// server persists).
+func ReadStored(src Source) ([]byte, error) {
+	if src.Kind == "database" {
+		return LoadFromDatabase(src.DSN)
+	}
+	return os.ReadFile(src.Path)
+}
+
+// Merge applies patch onto base: objects merge key by key, anything else is replaced.
+func Merge(base, patch map[string]any) map[string]any {
+	out := make(map[string]any, len(base))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range patch {
+		pm, pok := v.(map[string]any)
+		bm, bok := out[k].(map[string]any)
+		if pok && bok {
+			out[k] = Merge(bm, pm)
+		} else {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// PatchStored merges patch into the stored config, validates and stores it.
+// It returns the new config and whether a new version was written.
+func PatchStored(src Source, patch []byte) ([]byte, bool, error) {
+	raw, err := ReadStored(src)
+	if err != nil {
+		return nil, false, err
+	}
+	var cur, p map[string]any
+	if err := json.Unmarshal(raw, &cur); err != nil {
+		return nil, false, fmt.Errorf("stored config: %w", err)
+	}
+	if err := json.Unmarshal(patch, &p); err != nil {
+		return nil, false, fmt.Errorf("patch: %w", err)
+	}
+	merged := Merge(cur, p)
+	out, _ := json.MarshalIndent(merged, "", "    ")
+	c, err := Parse(out, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := c.IsValid(); err != nil {
+		return nil, false, err
+	}
+	before, _ := json.Marshal(cur)
+	after, _ := json.Marshal(merged)
+	if bytes.Equal(before, after) {
+		return out, false, nil
+	}
+	if src.Kind == "database" {
+		err = SaveToDatabase(src.DSN, out)
+	} else {
+		err = os.WriteFile(src.Path, out, 0o600)
+	}
+	return out, err == nil, err
+}
