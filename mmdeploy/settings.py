@@ -33,6 +33,9 @@ class MattermostSettings(Section):
     admin_username: str = "sysadmin"
     admin_email: str = "sysadmin@example.com"
     team_name: str = Field(default="main", pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")
+    # The config lives in the database (MM_CONFIG=<DSN>) instead of config.json: one
+    # config for all servers, editable in the System Console on any of them.
+    config_in_database: bool = False
     # Deep-merged into config.json last: any of Mattermost's settings, e.g.
     # {"ServiceSettings": {"EnableCustomEmoji": true}}.
     config: dict = {}

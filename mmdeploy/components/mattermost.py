@@ -9,6 +9,7 @@ user's config and data and the previous release stays on disk for a rollback.
 
 from __future__ import annotations
 
+import json
 import shlex
 from urllib.parse import quote
 
@@ -17,6 +18,7 @@ from ..component import Component, Context
 from ..errors import MMDeployError
 from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Group, JsonSettings, Packages, Service, Unpacked, User, unit
+from ..ops.secretfile import SecretFile
 from ..settings import Settings
 
 HOME = "/opt/mattermost"
@@ -25,6 +27,12 @@ CONFIG = f"{HOME}/config/config.json"
 LICENSE = f"{HOME}/config/mattermost.mattermost-license"
 SOCKET = "/var/tmp/mattermost_local.socket"
 MMCTL = f"{HOME}/bin/mmctl --local"
+WAIT_FOR_SOCKET = f"for i in $(seq 120); do test -S {SOCKET} && {MMCTL} user list >/dev/null 2>&1 && break; sleep 1; done\n"
+# mattermost.config_in_database: the units' environment (MM_CONFIG holds the DB password)
+# and the keys mmdeploy owns, patched into the database config with mmctl.
+ETC = "/etc/mattermost"
+ENV_FILE = f"{ETC}/mattermost.env"
+CONFIG_PATCH = f"{ETC}/config-patch.json"
 # What the server owns inside /opt/mattermost and a release copy must never overwrite.
 PERSISTENT = ("config", "data", "logs", "plugins", "client/plugins")
 
@@ -152,14 +160,21 @@ class Mattermost(Component):
                 raise MMDeployError(f"settings.mattermost.license_file: cannot read {mm.license_file}: {e}") from None
             steps.append(File(LICENSE, license_text, owner="mattermost", group="mattermost", mode="0600",
                               notify=restart))
-        steps.append(JsonSettings(CONFIG, config(ctx, primary, replicas), owner="mattermost",
-                                  group="mattermost", mode="0600", notify=restart))
+        wanted = config(ctx, primary, replicas)
+        if mm.config_in_database:
+            steps += self._config_in_database(ctx, wanted)
+        else:
+            steps.append(JsonSettings(CONFIG, wanted, owner="mattermost", group="mattermost", mode="0600",
+                                      notify=restart))
+        env_file = ENV_FILE if mm.config_in_database else ""
         if host.has("app"):
-            steps += [unit("mattermost.service", ctx.render("mattermost/mattermost.service.j2", command=""),
-                           notify=restart), Service("mattermost")]
+            steps += [unit("mattermost.service", ctx.render("mattermost/mattermost.service.j2", command="",
+                                                            env_file=env_file), notify=restart),
+                      Service("mattermost")]
         else:  # a dedicated job server
             steps += [unit("mattermost-jobserver.service",
-                           ctx.render("mattermost/mattermost.service.j2", command=" jobserver"), notify=restart),
+                           ctx.render("mattermost/mattermost.service.j2", command=" jobserver", env_file=env_file),
+                           notify=restart),
                       Service("mattermost-jobserver")]
         if host.has("app") and host.name == ctx.inventory.with_role("app")[0].name:
             steps += self._first_admin_and_team(ctx)
@@ -180,7 +195,40 @@ class Mattermost(Component):
 
     def handlers(self, ctx: Context):
         name = "mattermost" if ctx.host.has("app") else "mattermost-jobserver"
-        return {"restart": Command(f"restart {name}", f"systemctl restart {name}")}
+        handlers = {"restart": Command(f"restart {name}", f"systemctl restart {name}")}
+        if ctx.settings.mattermost.config_in_database and ctx.host.has("app"):
+            # Listeners and SqlSettings are read at start-up: restart after the patch.
+            handlers["patch-config"] = Command(
+                "patch the database config",
+                f"set -e\n{WAIT_FOR_SOCKET}{MMCTL} config patch {CONFIG_PATCH}\nsystemctl restart {name}\n")
+        return handlers
+
+    def _config_in_database(self, ctx: Context, wanted: dict) -> list:
+        """MM_CONFIG=<DSN> for the units from a root-only environment file, and the keys
+        mmdeploy owns as a 0600 patch file that `mmctl --local config patch` applies when it
+        changes. The database config is shared by all servers, so what differs per host
+        (which one runs the jobs) goes into the environment, which Mattermost overrides
+        on top of the stored config without saving it."""
+        jobs, dsn = wanted["JobSettings"], wanted["SqlSettings"]["DataSource"]
+        env = {
+            # Mattermost tells a database store from a file by the DSN's scheme.
+            "MM_CONFIG": dsn if wanted["SqlSettings"]["DriverName"] == "postgres" else "mysql://" + dsn,
+            # As Mattermost's docs advise: after a failover the stored DataSource still names
+            # the old primary until the patch lands, and the server must start to take it.
+            "MM_SQLSETTINGS_DATASOURCE": dsn,
+            # mmctl --local on first start, before the patch has set it in the database.
+            "MM_SERVICESETTINGS_ENABLELOCALMODE": "true",
+            "MM_JOBSETTINGS_RUNJOBS": str(jobs.pop("RunJobs")).lower(),
+            "MM_JOBSETTINGS_RUNSCHEDULER": str(jobs.pop("RunScheduler")).lower(),
+        }
+        if not jobs:
+            del wanted["JobSettings"]
+        steps = [Directory(ETC, mode="0755"),
+                 SecretFile(ENV_FILE, "".join(f'{k}="{v}"\n' for k, v in env.items()), notify=("restart",))]
+        if ctx.host.has("app"):  # a job server has no local socket; the app servers patch
+            steps.append(SecretFile(CONFIG_PATCH, json.dumps(wanted, indent=2, sort_keys=True) + "\n",
+                                    notify=("patch-config",)))
+        return steps
 
     def _first_admin_and_team(self, ctx: Context):
         """The first system admin and team, with real `mmctl --local` commands. mmctl takes
@@ -192,11 +240,10 @@ class Mattermost(Component):
         user, team = shlex.quote(mm.admin_username), shlex.quote(mm.team_name)
         password = ctx.secrets.get("mattermost_admin_password")
         hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()
-        wait = f"for i in $(seq 120); do test -S {SOCKET} && {MMCTL} user list >/dev/null 2>&1 && break; sleep 1; done\n"
         return [
             Command(
                 f"first admin {mm.admin_username}",
-                f"set -e\n{wait}"
+                f"set -e\n{WAIT_FOR_SOCKET}"
                 f"{MMCTL} user create --email {shlex.quote(mm.admin_email)} --username {user} "
                 f"--password \"$(head -c 24 /dev/urandom | base64)\" --system-admin\n"
                 f"{MMCTL} user change-password {user} --hashed --password {shlex.quote(hashed)}\n",
@@ -204,7 +251,7 @@ class Mattermost(Component):
             ),
             Command(
                 f"team {mm.team_name}",
-                f"set -e\n{wait}{MMCTL} team create --name {team} --display-name {team}\n"
+                f"set -e\n{WAIT_FOR_SOCKET}{MMCTL} team create --name {team} --display-name {team}\n"
                 f"{MMCTL} team users add {team} {user}\n",
                 unless=f"{MMCTL} team list 2>/dev/null | grep -qw {team}",
             ),

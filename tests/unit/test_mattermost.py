@@ -7,7 +7,8 @@ from mmdeploy import inventory
 from mmdeploy.component import Context
 from mmdeploy.components import mattermost as mm
 from mmdeploy.errors import MMDeployError
-from mmdeploy.ops import Command, JsonSettings
+from mmdeploy.ops import Command, File, JsonSettings
+from mmdeploy.ops.secretfile import SecretFile
 from mmdeploy.secrets import Redactor, Secrets
 
 SITE = """\
@@ -29,8 +30,8 @@ hosts:
 
 
 @pytest.fixture
-def site(write_inventory, tmp_path):
-    inv = inventory.load(write_inventory(SITE.format(sha="a" * 64)))
+def site(write_inventory, tmp_path, request):
+    inv = inventory.load(write_inventory(SITE.format(sha="a" * 64)), getattr(request, "param", ()))
     secrets = Secrets(tmp_path / "s.yml", Redactor())
 
     def ctx(name):
@@ -99,7 +100,55 @@ def test_units_and_first_admin(site):
 
 
 def test_unit_file_follows_mattermost_docs(site):
-    text = site("app1").render("mattermost/mattermost.service.j2", command="")
+    text = site("app1").render("mattermost/mattermost.service.j2", command="", env_file="")
+    assert "EnvironmentFile" not in text
     for line in ("Type=notify", "TimeoutStartSec=3600", "KillMode=mixed", "Restart=always",
                  "LimitNOFILE=49152", "User=mattermost", "ExecStart=/opt/mattermost/bin/mattermost\n"):
         assert line in text
+
+
+def test_config_in_database_off_keeps_config_json(site):
+    names = [s.name for s in mm.Mattermost().steps(site("app1"))]
+    assert "json /opt/mattermost/config/config.json" in names
+    assert not any(mm.ETC in n for n in names)
+    assert list(mm.Mattermost().handlers(site("app1"))) == ["restart"]
+
+
+DB_CONFIG = ["mattermost.config_in_database=true"]
+
+
+@pytest.mark.parametrize("site", [DB_CONFIG], indirect=True)
+def test_config_in_database(site):
+    password = site.secrets.get("db_password")
+    app1, job1 = mm.Mattermost().steps(site("app1")), mm.Mattermost().steps(site("job1"))
+    assert not any(isinstance(s, JsonSettings) for s in app1 + job1)  # the database holds it
+    env = next(s for s in app1 if isinstance(s, File) and s.path == mm.ENV_FILE)
+    assert isinstance(env, SecretFile) and (env.owner, env.mode) == ("root", "0600") and env.notify == ("restart",)
+    dsn = mm.datasource(site.inv.settings, site.inv.host("db1"), password)
+    assert env.content.decode().splitlines() == [
+        f'MM_CONFIG="{dsn}"', f'MM_SQLSETTINGS_DATASOURCE="{dsn}"', 'MM_SERVICESETTINGS_ENABLELOCALMODE="true"',
+        'MM_JOBSETTINGS_RUNJOBS="false"', 'MM_JOBSETTINGS_RUNSCHEDULER="false"']
+    # Per host in the environment: the shared database config cannot say who runs jobs.
+    job_env = next(s for s in job1 if isinstance(s, File) and s.path == mm.ENV_FILE).content.decode()
+    assert 'MM_JOBSETTINGS_RUNJOBS="true"' in job_env
+    patch = next(s for s in app1 if isinstance(s, File) and s.path == mm.CONFIG_PATCH)
+    assert isinstance(patch, SecretFile) and patch.mode == "0600" and patch.notify == ("patch-config",)
+    keys = __import__("json").loads(patch.content)
+    assert keys["SqlSettings"]["DataSource"] == dsn and "JobSettings" not in keys
+    assert keys["ServiceSettings"]["EnableCustomEmoji"] is True
+    assert not any(isinstance(s, File) and s.path == mm.CONFIG_PATCH for s in job1)  # no local socket there
+    units = [s for s in app1 + job1 if isinstance(s, File) and s.path.startswith("/etc/systemd/system/")]
+    assert len(units) == 2 and all(f"EnvironmentFile={mm.ENV_FILE}\n" in u.content.decode() for u in units)
+    handler = mm.Mattermost().handlers(site("app1"))["patch-config"]
+    assert handler.script.endswith(f"mmctl --local config patch {mm.CONFIG_PATCH}\nsystemctl restart mattermost\n")
+    assert "patch-config" not in mm.Mattermost().handlers(site("job1"))
+    # The DSN holds the password: only in the 0600 files, never on a command line.
+    for step in app1 + job1 + [handler]:
+        if isinstance(step, Command):
+            assert password not in step.script and password not in (step.unless or "")
+
+
+@pytest.mark.parametrize("site", [DB_CONFIG + ["database.engine=mysql"]], indirect=True)
+def test_config_in_database_mysql_dsn_scheme(site):
+    env = next(s for s in mm.Mattermost().steps(site("app1")) if isinstance(s, File) and s.path == mm.ENV_FILE)
+    assert env.content.decode().startswith('MM_CONFIG="mysql://mmuser:')
