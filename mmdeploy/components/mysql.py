@@ -216,6 +216,10 @@ class Flavor:
     # Global privileges of the replication user: stream the binlog, and read everything
     # once to seed a replica (the binlog it may stream carries the same data).
     replication_privileges: tuple[str, ...]
+    # What the mysqld exporter reads (components/exporters.py), by the names
+    # information_schema.user_privileges shows: MariaDB calls REPLICATION CLIENT
+    # BINLOG MONITOR, and its SHOW SLAVE STATUS needs SLAVE MONITOR.
+    monitoring_privileges: tuple[str, ...]
 
     @property
     def mariadb(self) -> bool:
@@ -253,6 +257,11 @@ class Flavor:
         who = account(REPLICATION_USER, host)
         return (f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {who};\n"
                 f"GRANT {', '.join(self.replication_privileges)} ON *.* TO {who};")
+
+    def grant_monitoring(self, user: str) -> str:
+        who = account(user, "localhost")  # the exporter connects through the socket
+        return (f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {who};\n"
+                f"GRANT {', '.join(self.monitoring_privileges)} ON *.* TO {who};")
 
     def change_source(self, primary: str, password_sql: str) -> str:
         """Point this replica at `primary` with GTID auto-positioning. `password_sql` is an
@@ -335,6 +344,7 @@ MARIADB = Flavor(
     semi_source="rpl_semi_sync_master", semi_replica="rpl_semi_sync_slave",
     replication_privileges=("SELECT", "RELOAD", "LOCK TABLES", "REPLICATION SLAVE", "BINLOG MONITOR",
                             "SHOW VIEW", "EVENT", "TRIGGER"),
+    monitoring_privileges=("PROCESS", "BINLOG MONITOR", "SLAVE MONITOR", "SELECT"),
 )
 ORACLE = Flavor(
     name="mysql", service="mysql", conf_path="/etc/mysql/mysql.conf.d/90-mmdeploy.cnf",
@@ -344,6 +354,7 @@ ORACLE = Flavor(
     semi_source="rpl_semi_sync_source", semi_replica="rpl_semi_sync_replica",
     replication_privileges=("SELECT", "RELOAD", "LOCK TABLES", "REPLICATION SLAVE", "REPLICATION CLIENT",
                             "SHOW VIEW", "EVENT", "TRIGGER"),
+    monitoring_privileges=("PROCESS", "REPLICATION CLIENT", "SELECT"),
 )
 FLAVORS = {f.name: f for f in (MARIADB, ORACLE)}
 
@@ -691,6 +702,14 @@ class MySQL(Component):
                 SQL(f"grants {USER}@{client}", "mysql", flavor.grant_app(client),
                     guard=privileges_guard(USER, client, APP_PRIVILEGES, DATABASE)),
             ]
+        monitor = ctx.settings.monitoring.db_user
+        steps += [
+            SQL(f"user {monitor}@localhost", "mysql",
+                flavor.create_user(monitor, "localhost", ctx.secrets.get("db_monitoring_password")),
+                guard=user_guard(monitor, "localhost")),
+            SQL(f"grants {monitor}@localhost", "mysql", flavor.grant_monitoring(monitor),
+                guard=privileges_guard(monitor, "localhost", flavor.monitoring_privileges, None)),
+        ]
         # Every DB host, the primary too: after a failover any of them replicates.
         for peer in db_hosts(ctx.inventory):
             a = peer.private_address

@@ -1,8 +1,8 @@
 """The MySQL family (MariaDB 10.11) on the test bed: db1 primary, db2 replica, deployed over
 SSH; idempotence, replication, semi-sync, read-only replica, the Mattermost user scoped to
-the app and job hosts; then the reliability scenario: kill the primary under a writer,
-`inv failover-db`, `inv db.rejoin`, and a planned switchover back, losing no acknowledged
-write.
+the app and job hosts, the mysqld exporter's login; then the reliability scenario: kill
+the primary under a writer, `inv failover-db`, `inv db.rejoin`, and a planned switchover
+back, losing no acknowledged write.
 
 The DB tasks (failover-db, db.rejoin, db.status) take no --set, so the module writes the
 bed's inventory with the engine set into a sibling file and uses it for every command."""
@@ -12,6 +12,7 @@ import secrets
 import shlex
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ import yaml
 import mmdeploy
 from mmdeploy import testbed
 
-from .conftest import inv, on
+from .conftest import inv, metric, on
 from .dbwriter import Writer
 from .mysqlclient import MySQLClient
 
@@ -117,6 +118,19 @@ def test_mmuser_only_from_app_and_job_hosts(site):
     assert refused.returncode != 0 and "(1130," in refused.stderr, refused.stderr
     grants = sql("db1", f"SHOW GRANTS FOR 'mmuser'@'{addr['app1']}'")
     assert "ON `mattermost`.*" in grants and "ALL PRIVILEGES" not in grants and "SUPER" not in grants
+
+
+def test_exporter_logs_in_on_primary_and_replica(site):
+    # The monitoring account is made on the primary and reaches the replica by replication.
+    path, _, addr = site
+    inv("deploy", "--inventory", path, "--only", "base,mysql,mysql-replication,exporters", "--limit", "db1,db2",
+        "--yes")
+    for name in ("db1", "db2"):
+        assert metric(addr[name], 9104, "mysql_up 1"), f"{name}: the mysqld exporter does not report mysql_up 1"
+    # Its privileges cover every collector it runs, the replica's status included.
+    assert metric(addr["db2"], 9104, "mysql_exporter_last_scrape_error 0", timeout=10)
+    with urllib.request.urlopen(f"http://{addr['db2']}:9104/metrics", timeout=5) as r:
+        assert "mysql_slave_status_seconds_behind_master{" in r.read().decode()
 
 
 def _longest_gap(writer: Writer, since: float) -> float:

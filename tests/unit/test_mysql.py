@@ -141,6 +141,9 @@ def test_oracle_statements_are_pinned():
     assert o.dump_command("/c") == (
         "mysqldump --defaults-extra-file=/c --single-transaction --routines --events --triggers "
         "--source-data=1 --set-gtid-purged=ON --all-databases --flush-privileges")
+    assert o.grant_monitoring("mmmonitor") == (
+        "REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'mmmonitor'@'localhost';\n"
+        "GRANT PROCESS, REPLICATION CLIENT, SELECT ON *.* TO 'mmmonitor'@'localhost';")
     assert o.create_database() == (
         "CREATE DATABASE IF NOT EXISTS `mattermost` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;")
 
@@ -157,6 +160,9 @@ def test_mariadb_statements():
     assert "SET GLOBAL gtid_slave_pos = @@global.gtid_current_pos;" in m.follow("h", "'p'")
     assert "gtid_slave_pos" not in m.follow("h", "'p'", keep_position=True)
     assert "--gtid --master-data=1 --system=users --insert-ignore" in m.dump_command("/c")
+    # MariaDB's names for REPLICATION CLIENT (BINLOG MONITOR) and what SHOW SLAVE STATUS needs.
+    assert m.grant_monitoring("mmmonitor").splitlines()[1] == (
+        "GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR, SELECT ON *.* TO 'mmmonitor'@'localhost';")
 
 
 def test_app_user_has_only_mattermost_privileges_on_its_database():
@@ -193,9 +199,15 @@ def test_primary_steps_scope_the_user_per_app_host_and_keep_secrets_off_command_
             assert password not in probe
     user = next(s for s in steps if s.name == "sql user mmuser@10.0.0.12")
     assert isinstance(user, SQL) and password in user.statement
+    # The exporter's account, on the socket only; its secret on stdin only.
+    monitor_password = ctx.secrets.get("db_monitoring_password")
+    monitor = next(s for s in steps if s.name == "sql user mmmonitor@localhost")
+    assert monitor.statement == f"CREATE USER IF NOT EXISTS 'mmmonitor'@'localhost' IDENTIFIED BY '{monitor_password}';"
+    assert "sql grants mmmonitor@localhost" in names
+    assert all(monitor_password not in probe for step in steps for probe in step.facts())
     # A replica gets no users (they replicate) and its semi-sync source side is off.
     replica_steps = my.MySQL().steps(context(inv, "db2", tmp_path, topo))
-    assert not any("mmuser" in s.name for s in replica_steps)
+    assert not any("mmuser" in s.name or "mmmonitor" in s.name for s in replica_steps)
     assert replica_steps[-1].name == "sql semi-sync source off on a replica"
 
 
