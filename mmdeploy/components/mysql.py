@@ -10,7 +10,11 @@ new primary and never re-seeds a healthy replica.
 
 Both flavors' SQL comes from `Flavor` (MARIADB, ORACLE) and nowhere else. Every node's
 config says read_only: a server that restarts never comes back as a second writer; the
-deploy (or a promotion) makes the one primary writable at runtime.
+deploy (or a promotion) makes the one primary writable at runtime. A primary that stays up
+but is cut off while another is promoted (`failover-db --force`) learns it when it can
+reach its peers again: every promotion records an epoch in the replicated table
+mmdeploy.promotions, and mmdeploy-mysql-fence on each node fences a writable node that
+finds a higher epoch on a peer.
 
 Passwords travel in scripts on standard input only: SQL statements through ops.SQL, and
 the replication password from a root-only client file on each DB host
@@ -32,7 +36,7 @@ from ..dbtier import NodeState
 from ..errors import MMDeployError
 from ..facts import Fact
 from ..inventory import Host, Inventory
-from ..ops import SQL, Command, File, Packages, Service
+from ..ops import SQL, Command, File, Packages, Service, unit
 from ..remote import Remote
 from ..step import Change, Step, run_checked
 
@@ -41,6 +45,8 @@ SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 REPLICATION_CNF = "/etc/mysql/mmdeploy-replication.cnf"
 # Outside the data directory, so a re-seed keeps it; removed by db.rejoin only.
 FENCED = "/etc/mysql/mmdeploy-fenced"
+EPOCH_SCHEMA = "mmdeploy"
+PROMOTIONS = f"`{EPOCH_SCHEMA}`.`promotions`"
 # What Mattermost's schema migrations and queries use, on its own database only.
 APP_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX", "REFERENCES",
                   "CREATE TEMPORARY TABLES", "LOCK TABLES", "CREATE VIEW", "SHOW VIEW", "CREATE ROUTINE",
@@ -281,12 +287,23 @@ class Flavor:
         return (f"{self.stop_replica}\n{self.read_only()}\n{self.semi_sync_source(False)}\n{position}"
                 f"{self.change_source(primary, password_sql)}\n{self.start_replica}")
 
+    def promotions_table(self) -> str:
+        """The promotion epochs: replicated, so a node cut off during a failover finds a
+        newer epoch on a peer when it is back, and fences itself (mmdeploy-mysql-fence)."""
+        return (f"CREATE DATABASE IF NOT EXISTS `{EPOCH_SCHEMA}`;\n"
+                f"CREATE TABLE IF NOT EXISTS {PROMOTIONS} (epoch INT UNSIGNED PRIMARY KEY, "
+                "host VARCHAR(255) NOT NULL, at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);")
+
     def promote(self, semi_sync: bool) -> str:
         """Writable as soon as the applier stops: stopping the receiver can block for
         seconds while it retries a dead primary, and nothing it could still receive is
-        applied (the old primary is fenced; the relay log is discarded)."""
+        applied (the old primary is fenced; the relay log is discarded). Then the next
+        promotion epoch (the table is made here too, for a site deployed without it)."""
         thread = self.stop_replica.replace(";", " SQL_THREAD;")
         return (f"{thread}\n{self.semi_sync_source(semi_sync)}\n{self.writable()}\n"
+                f"{self.promotions_table()}\n"
+                f"INSERT INTO {PROMOTIONS} (epoch, host) SELECT COALESCE(MAX(epoch), 0) + 1, @@global.report_host "
+                f"FROM {PROMOTIONS};\n"
                 f"{self.stop_replica}\n{self.reset_replica}")
 
     def reset_binlog(self, series: str) -> str:
@@ -581,6 +598,22 @@ SQL
 """
 
 
+def fence_script(flavor: Flavor, by: str) -> str:
+    """Mark this node fenced; kill clients, make it read-only (which waits for commits in
+    flight), kill what slipped in. Replication streams stay, so replicas still receive
+    everything committed. Run with `set -e`."""
+    kill = (f"mysql --protocol=socket -NB -e {shlex.quote(flavor.kill_clients_sql())} "
+            "| mysql --protocol=socket -f 2>/dev/null || true\n")
+    return f"""\
+echo "fenced by {by} at $(date -Is)" > {FENCED}
+{kill}mysql --protocol=socket <<'SQL'
+SET SESSION lock_wait_timeout = 10;
+{flavor.read_only()}
+SQL
+{kill}test "$(mysql --protocol=socket -NB -e 'SELECT @@global.read_only')" = 1
+"""
+
+
 def primary_known_script(flavor: Flavor, primary: Host) -> str:
     """Read the primary's GTID history from this node, with the replication account."""
     query = ("SELECT @@global.gtid_binlog_state, @@global.gtid_slave_pos, @@global.gtid_current_pos"
@@ -625,6 +658,13 @@ def render_config(ctx: Context) -> str:
                       server_id=server_id(ctx.host, ctx.inventory), semi_sync=semi_sync(ctx.inventory, ctx.host),
                       buffer_pool_mb=max(128, memory_mb // 2),
                       max_connections=max(151, CONNECTIONS_PER_CLIENT * clients + 50))
+
+
+def render_fence(ctx: Context) -> str:
+    flavor = flavor_of(ctx.host)
+    peers = [h.private_address for h in db_hosts(ctx.inventory) if h.name != ctx.host.name]
+    return ctx.render("mysql/mmdeploy-mysql-fence.j2", peers=" ".join(peers), fenced=FENCED, cnf=REPLICATION_CNF,
+                      promotions=PROMOTIONS, fence=fence_script(flavor, "mmdeploy-mysql-fence: $why"))
 
 
 def _oracle_repo_steps(ctx: Context) -> list[Step]:
@@ -673,6 +713,10 @@ class MySQL(Component):
             Packages(*flavor.packages()),
             File(flavor.conf_path, render_config(ctx)),
             File(REPLICATION_CNF, f"[client]\nuser={REPLICATION_USER}\npassword={repl_password}\n", mode="0600"),
+            File("/usr/local/sbin/mmdeploy-mysql-fence", render_fence(ctx), mode="0755", notify=("restart fence",)),
+            unit("mmdeploy-mysql-fence.service", ctx.render("mysql/mmdeploy-mysql-fence.service.j2",
+                                                             service=flavor.service), notify=("restart fence",)),
+            Service("mmdeploy-mysql-fence"),
         ]
         if topo.states[host.name].fenced:
             return steps  # stopped or fenced by failover-db: it waits for `inv db.rejoin`
@@ -694,6 +738,9 @@ class MySQL(Component):
                 guard=guard_on if on else f"SELECT 1 FROM DUAL WHERE @@global.{flavor.semi_source}_enabled = 0"),
             SQL(f"database {DATABASE}", "mysql", flavor.create_database(),
                 guard=f"SELECT 1 FROM information_schema.schemata WHERE schema_name = {_lit(DATABASE)}"),
+            SQL("promotion epochs", "mysql", flavor.promotions_table(),
+                guard=f"SELECT 1 FROM information_schema.tables WHERE table_schema = {_lit(EPOCH_SCHEMA)} "
+                      "AND table_name = 'promotions'"),
         ]
         for client in app_clients(ctx.inventory, host):
             steps += [
@@ -720,6 +767,9 @@ class MySQL(Component):
                     guard=privileges_guard(REPLICATION_USER, a, flavor.replication_privileges, None)),
             ]
         return steps
+
+    def handlers(self, ctx: Context):
+        return {"restart fence": Command("restart mmdeploy-mysql-fence", "systemctl restart mmdeploy-mysql-fence")}
 
     def checks(self, inventory):
         if not db_hosts(inventory):
@@ -816,20 +866,8 @@ class MySQLEngine:
         return parse_probe(self.flavor, remote.host, Fact(result.rc, result.stdout))
 
     def fence(self, remote: Remote) -> None:
-        # Kill, make read-only (which waits for commits in flight), kill what slipped in.
-        # Replication streams stay, so replicas still receive everything committed.
-        f = self.flavor
-        kill = (f"mysql --protocol=socket -NB -e {shlex.quote(f.kill_clients_sql())} "
-                "| mysql --protocol=socket -f 2>/dev/null || true\n")
-        run_checked(remote, f"""\
-set -e
-echo "fenced by mmdeploy failover-db at $(date -Is)" > {FENCED}
-{kill}mysql --protocol=socket <<'SQL'
-SET SESSION lock_wait_timeout = 10;
-{f.read_only()}
-SQL
-{kill}test "$(mysql --protocol=socket -NB -e 'SELECT @@global.read_only')" = 1
-""", f"fence {remote.host.name}")
+        run_checked(remote, "set -e\n" + fence_script(self.flavor, "mmdeploy failover-db"),
+                    f"fence {remote.host.name}")
 
     def stop_and_mask(self, remote: Remote) -> None:
         s = self.flavor.service

@@ -1,8 +1,9 @@
 """The MySQL family (MariaDB 10.11) on the test bed: db1 primary, db2 replica, deployed over
 SSH; idempotence, replication, semi-sync, read-only replica, the Mattermost user scoped to
-the app and job hosts, the mysqld exporter's login; then the reliability scenario: kill
-the primary under a writer, `inv failover-db`, `inv db.rejoin`, and a planned switchover
-back, losing no acknowledged write.
+the app and job hosts, the mysqld exporter's login; then the reliability scenarios: kill
+the primary under a writer, `inv failover-db`, `inv db.rejoin` (once, then three times in a
+row alternating direction), a planned switchover back, and a primary partitioned for 30 s
+and failed over with --force, which fences itself when healed; no acknowledged write lost.
 
 The DB tasks (failover-db, db.rejoin, db.status) take no --set, so the module writes the
 bed's inventory with the engine set into a sibling file and uses it for every command."""
@@ -172,33 +173,47 @@ def _rows_on(writer: Writer, address: str, expected: set[int]) -> set[int]:
     return rows
 
 
-def test_kill_primary_failover_rejoin_loses_no_acknowledged_write(site, writer_account):
-    path, _, addr = site
-    writer = Writer(writer_account, [addr["db1"], addr["db2"]])
+def _other(host: str) -> str:
+    return "db2" if host == "db1" else "db1"
+
+
+def _kill_failover_rejoin(path: str, addr: dict, client, old: str) -> str:
+    """Kill the primary `old` under a writer, fail over with --force, bring it back and
+    rejoin it; assert nothing acknowledged is lost, one writable node, the other following.
+    Returns the new primary."""
+    new = _other(old)
+    writer = Writer(client, [addr[old], addr[new]])
     writer.start()
     time.sleep(2)
-    subprocess.run(["docker", "kill", testbed.container_name("db1")], check=True, capture_output=True)
+    subprocess.run(["docker", "kill", testbed.container_name(old)], check=True, capture_output=True)
     killed = time.monotonic()
     failover = inv("failover-db", "--inventory", path, "--force")
     took = time.monotonic() - killed
     time.sleep(2)
     before, after, gap = writer.gap(killed)
-    subprocess.run(["docker", "start", testbed.container_name("db1")], check=True, capture_output=True)
-    _wait_ssh("db1")
-    on("db1", "until mariadb -e 'SELECT 1' >/dev/null 2>&1; do sleep 0.2; done")
-    assert _writable() == ["db2"]  # the crashed primary came back read-only
-    inv("db.rejoin", "--host", "db1", "--inventory", path)
+    subprocess.run(["docker", "start", testbed.container_name(old)], check=True, capture_output=True)
+    _wait_ssh(old)
+    on(old, "until mariadb -e 'SELECT 1' >/dev/null 2>&1; do sleep 0.2; done")
+    assert _writable() == [new]  # the crashed primary came back read-only
+    inv("db.rejoin", "--host", old, "--inventory", path)
     time.sleep(1)
     writer.stop()
     acked = writer.acked_ids()
-    print(f"\nkill+failover: failover-db took {took:.2f} s; last ack {before:+.2f} s, first ack after "
-          f"{after:+.2f} s, unavailable {gap:.2f} s (longest gap {_longest_gap(writer, killed - 1):.2f} s); "
-          f"{len(acked)} acked, {writer.failures} failed inserts")
+    lost = acked - _rows_on(writer, addr[new], acked)
+    print(f"\nkill {old} + failover -> {new}: failover-db took {took:.2f} s; last ack {before:+.2f} s, first ack "
+          f"after {after:+.2f} s, unavailable {gap:.2f} s (longest gap {_longest_gap(writer, killed - 1):.2f} s); "
+          f"{len(acked)} acked, {len(lost)} lost, {writer.failures} failed inserts")
     assert writer.count_since(killed) > 0, failover.stdout
-    assert acked <= _rows_on(writer, addr["db2"], acked), "acknowledged rows lost on the new primary"
-    assert _writable() == ["db2"]
-    assert _follows("db1", addr["db2"])
-    assert acked <= _rows_on(writer, addr["db1"], acked)  # and the rejoined node has them all
+    assert not lost, f"acknowledged rows lost on the new primary {new}: {sorted(lost)[:10]}"
+    assert _writable() == [new]
+    assert _follows(old, addr[new])
+    assert acked <= _rows_on(writer, addr[old], acked)  # and the rejoined node has them all
+    return new
+
+
+def test_kill_primary_failover_rejoin_loses_no_acknowledged_write(site, writer_account):
+    path, _, addr = site
+    assert _kill_failover_rejoin(path, addr, writer_account, "db1") == "db2"
 
 
 def test_planned_switchover_loses_nothing_and_deploy_keeps_it(site, writer_account):
@@ -228,3 +243,60 @@ def test_failover_to_a_non_replica_is_refused(site):
     for target, message in (("app1", "is not a DB host"), ("db1", "is not a running replica")):
         refused = inv("failover-db", "--inventory", path, "--to", target, check=False)
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+
+
+def test_three_failovers_in_a_row_alternate(site, writer_account):
+    path, _, addr = site
+    (first,) = _writable()
+    seen = [first]
+    for _ in range(3):
+        seen.append(_kill_failover_rejoin(path, addr, writer_account, seen[-1]))
+    assert seen == [first, _other(first), first, _other(first)]
+
+
+def test_partitioned_primary_accepts_no_write_after_healing_until_rejoined(site, writer_account):
+    import pymysql
+
+    path, _, addr = site
+    (old,) = _writable()
+    new = _other(old)
+    container = testbed.container_name(old)
+    writer = Writer(writer_account, [addr[old], addr[new]])
+    writer.start()
+    time.sleep(1.5)
+    subprocess.run(["docker", "network", "disconnect", testbed.NETWORK, container], check=True, capture_output=True)
+    cut = time.monotonic()
+    try:
+        inv("failover-db", "--inventory", path, "--force")
+        took = time.monotonic() - cut
+        # Cut off, it cannot know: it stays writable, but no client reaches it.
+        assert sql(old, "SELECT @@global.read_only") == "0"
+        time.sleep(max(0.0, 30 - (time.monotonic() - cut)))
+    finally:
+        subprocess.run(["docker", "network", "connect", "--ip", addr[old], testbed.NETWORK, container],
+                       check=True, capture_output=True)
+    healed = time.monotonic()
+    while sql(old, "SELECT @@global.read_only") != "1" and time.monotonic() - healed < 30:
+        time.sleep(0.1)
+    fenced_after = time.monotonic() - healed
+    time.sleep(2)
+    writer.stop()
+    acked = writer.acked_ids()
+    lost = acked - _rows_on(writer, addr[new], acked)
+    print(f"\npartition {old} 30 s + failover --force -> {new}: failover-db took {took:.2f} s; healed node "
+          f"read-only {fenced_after:.2f} s after the heal; {len(acked)} acked, {len(lost)} lost")
+    assert not lost, f"acknowledged rows lost on the new primary {new}: {sorted(lost)[:10]}"
+    assert _writable() == [new]
+    assert on(old, "cat /etc/mysql/mmdeploy-fenced").startswith("fenced by mmdeploy-mysql-fence")
+    conn = writer_account.connect(addr[old])
+    try:
+        with pytest.raises(pymysql.err.OperationalError, match="read-only"):
+            writer_account.insert(conn, writer.table, 10**9)
+    finally:
+        conn.close()
+    status = inv("db.status", "--inventory", path)
+    assert re.search(rf"^{old}\s+FENCED", status.stdout, re.M), status.stdout
+    inv("db.rejoin", "--host", old, "--inventory", path)
+    assert _writable() == [new]
+    assert _follows(old, addr[new])
+    assert acked <= _rows_on(writer, addr[old], acked)

@@ -119,6 +119,15 @@ def context(inv, name, tmp_path, shared):
 # --- generated SQL -------------------------------------------------------------------------
 
 
+# A promotion records the next epoch (mmdeploy-mysql-fence compares them), same SQL in both flavors.
+EPOCH = (
+    "CREATE DATABASE IF NOT EXISTS `mmdeploy`;\n"
+    "CREATE TABLE IF NOT EXISTS `mmdeploy`.`promotions` (epoch INT UNSIGNED PRIMARY KEY, host VARCHAR(255) NOT NULL, "
+    "at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);\n"
+    "INSERT INTO `mmdeploy`.`promotions` (epoch, host) SELECT COALESCE(MAX(epoch), 0) + 1, @@global.report_host "
+    "FROM `mmdeploy`.`promotions`;\n")
+
+
 def test_oracle_statements_are_pinned():
     o = my.ORACLE
     assert o.read_only() == "SET GLOBAL super_read_only = ON;"
@@ -128,7 +137,7 @@ def test_oracle_statements_are_pinned():
         "SOURCE_PASSWORD='pw', SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1;")
     assert o.promote(True) == (
         "STOP REPLICA SQL_THREAD;\nSET GLOBAL rpl_semi_sync_source_enabled = ON;\n"
-        "SET GLOBAL super_read_only = OFF;\nSET GLOBAL read_only = OFF;\nSTOP REPLICA;\nRESET REPLICA ALL;")
+        "SET GLOBAL super_read_only = OFF;\nSET GLOBAL read_only = OFF;\n" + EPOCH + "STOP REPLICA;\nRESET REPLICA ALL;")
     assert o.follow("10.0.0.15", "'pw'") == (
         "STOP REPLICA;\nSET GLOBAL super_read_only = ON;\nSET GLOBAL rpl_semi_sync_source_enabled = OFF;\n"
         + o.change_source("10.0.0.15", "'pw'") + "\nSTART REPLICA;")
@@ -155,7 +164,7 @@ def test_mariadb_statements():
         "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;")
     assert m.promote(True).splitlines() == [
         "STOP SLAVE SQL_THREAD;", "SET GLOBAL rpl_semi_sync_master_enabled = ON;", "SET GLOBAL read_only = OFF;",
-        "STOP SLAVE;", "RESET SLAVE ALL;"]
+        *EPOCH.splitlines(), "STOP SLAVE;", "RESET SLAVE ALL;"]
     # A former primary takes its own executed GTIDs as its position; a replica keeps its own.
     assert "SET GLOBAL gtid_slave_pos = @@global.gtid_current_pos;" in m.follow("h", "'p'")
     assert "gtid_slave_pos" not in m.follow("h", "'p'", keep_position=True)
@@ -330,3 +339,21 @@ def test_gtid_set_arithmetic():
     assert str(my.GtidSet.parse("a:1-3").union(my.GtidSet.parse("a:4-6"))) == "a:1-6"
     assert my.maria_missing(my.MariaPos.parse("0-1-10"), my.maria_state_map("0-1-9,0-2-20")) == ["0-1-10"]
     assert my.maria_missing(my.MariaPos.parse("0-1-9"), my.maria_state_map("0-1-9,0-2-20")) == []
+
+
+def test_self_fence_watches_the_peers_and_fences_like_failover(write_inventory, tmp_path):
+    import subprocess
+
+    inv = load(write_inventory)
+    ctx = context(inv, "db1", tmp_path, my.Topology(inv.host("db1"), {}))
+    script = my.render_fence(ctx)
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    assert 'PEERS="10.0.0.15"' in script and "--defaults-extra-file=/etc/mysql/mmdeploy-replication.cnf" in script
+    assert my.fence_script(my.MARIADB, "mmdeploy-mysql-fence: $why") in script
+    assert "SET GLOBAL read_only = ON;" in script and "FROM `mmdeploy`.`promotions`" in script
+    # On every DB node, fenced or not (it does nothing while the node is read-only or fenced).
+    topo = my.decide(my.db_hosts(inv), {"db1": state(inv, "db1", PRIMARY.replace("fenced=0", "fenced=1")),
+                                        "db2": state(inv, "db2", REPLICA)})
+    for name in ("db1", "db2"):
+        names = [s.name for s in my.MySQL().steps(context(inv, name, tmp_path, topo))]
+        assert "file /usr/local/sbin/mmdeploy-mysql-fence" in names, names
