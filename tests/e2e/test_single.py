@@ -166,16 +166,6 @@ def test_upgrade_side_by_side_keeps_config_and_data_then_rolls_back(site):
     assert on("app1", f"jq -r .TeamSettings.SiteName {config}").strip() == "Set In The Console"
 
 
-def test_all_in_one_host(bed, standin_release):
-    path = str(bed("allinone", fresh=True))
-    overrides = standin_release() + BED_SETTINGS
-    inv("deploy", "--inventory", path, *sets(overrides), "--yes")
-    verify = inv("verify", "--inventory", path, *sets(overrides), check=False)
-    assert verify.returncode == 0, verify.stdout + verify.stderr
-    again = inv("deploy", "--inventory", path, *sets(overrides), "--yes")
-    assert totals(again.stdout) == (0, 0), again.stdout
-
-
 def test_mattermost_db_user_refused_from_a_non_app_host(site):
     """pg_hba lets mmuser in from app and job hosts only: this machine (the bed's gateway) is
     neither, and the right password does not help."""
@@ -188,3 +178,13 @@ def test_mattermost_db_user_refused_from_a_non_app_host(site):
         with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry"):
             psycopg.connect(host=db.address, user="mmuser", password=password, dbname="mattermost",
                             connect_timeout=5)
+
+
+def test_all_in_one_host(bed, standin_release):
+    path = str(bed("allinone", fresh=True))
+    overrides = standin_release() + BED_SETTINGS
+    inv("deploy", "--inventory", path, *sets(overrides), "--yes")
+    verify = inv("verify", "--inventory", path, *sets(overrides), check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    again = inv("deploy", "--inventory", path, *sets(overrides), "--yes")
+    assert totals(again.stdout) == (0, 0), again.stdout
