@@ -141,9 +141,11 @@ class Mattermost(Component):
             Unpacked(artifact(s), release, fetch_on_host=mm.fetch_on_host),
             Directory(HOME, owner="mattermost", group="mattermost", mode="0755"),
             # The release's files into the live install, never its config/data/logs/plugins.
+            # --ignore-times: two releases may hold same-size files with the same mtime
+            # (reproducible builds), which rsync's quick check would skip.
             Command(
                 f"activate release {mm.version}",
-                f"set -e\nrsync -a --delete {' '.join(f'--exclude=/{p}' for p in PERSISTENT)} "
+                f"set -e\nrsync -a --ignore-times --delete {' '.join(f'--exclude=/{p}' for p in PERSISTENT)} "
                 f"--exclude=/.mmdeploy-sha256 {release}/ {HOME}/\n"
                 f"for d in {' '.join(PERSISTENT)}; do install -d -o mattermost -g mattermost -m 0750 {HOME}/$d; done\n"
                 f"test -e {CONFIG} || install -o mattermost -g mattermost -m 0600 {release}/config/config.json {CONFIG}\n"
