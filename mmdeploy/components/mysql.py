@@ -689,9 +689,8 @@ MYSQL_KEY_URL = "https://repo.mysql.com/RPM-GPG-KEY-mysql-2023"
 MYSQL_KEY_FPR = "BCA43417C3B485DD128EC6D4B7B3B788A8D3785C"
 
 
-class MySQL(Component):
-    name = "mysql"
-    after = ("base",)
+class _OnLiveTopology(Component):
+    """Both MySQL-family components run on the DB hosts and act on the live roles."""
 
     def hosts(self, inventory):
         return db_hosts(inventory)
@@ -699,6 +698,11 @@ class MySQL(Component):
     def prepare(self, inventory, view):
         hosts = db_hosts(inventory)
         return decide(hosts, read_states(hosts, view.facts))
+
+
+class MySQL(_OnLiveTopology):
+    name = "mysql"
+    after = ("base",)
 
     def steps(self, ctx: Context):
         topo: Topology = ctx.shared
@@ -811,16 +815,9 @@ class Replicate(Step):
         run_checked(remote, script, self.name)
 
 
-class MySQLReplication(Component):
+class MySQLReplication(_OnLiveTopology):
     name = "mysql-replication"
     after = ("mysql",)
-
-    def hosts(self, inventory):
-        return db_hosts(inventory)
-
-    def prepare(self, inventory, view):
-        hosts = db_hosts(inventory)
-        return decide(hosts, read_states(hosts, view.facts))
 
     def steps(self, ctx: Context):
         topo: Topology = ctx.shared

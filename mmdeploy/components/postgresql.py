@@ -340,15 +340,19 @@ def slots_sql(peers: list[Host]) -> str:
 # --- the components -------------------------------------------------------------------
 
 
-class PostgreSQL(Component):
-    name = "postgresql"
-    after = ("base",)
+class _OnLiveTopology(Component):
+    """Both PostgreSQL components run on the DB hosts and act on the live roles."""
 
     def hosts(self, inventory):
         return db_hosts(inventory)
 
     def prepare(self, inventory, view):
         return decide(db_hosts(inventory), read_states(db_hosts(inventory), view.facts))
+
+
+class PostgreSQL(_OnLiveTopology):
+    name = "postgresql"
+    after = ("base",)
 
     def steps(self, ctx: Context):
         topo: Topology = ctx.shared
@@ -430,15 +434,9 @@ class PostgreSQL(Component):
         return [Check("postgresql: one writable node, every replica streaming", lambda: _replication_problem(inventory))]
 
 
-class PostgreSQLReplication(Component):
+class PostgreSQLReplication(_OnLiveTopology):
     name = "postgresql-replication"
     after = ("postgresql",)
-
-    def hosts(self, inventory):
-        return db_hosts(inventory)
-
-    def prepare(self, inventory, view):
-        return decide(db_hosts(inventory), read_states(db_hosts(inventory), view.facts))
 
     def steps(self, ctx: Context):
         topo: Topology = ctx.shared
