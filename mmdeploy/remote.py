@@ -19,10 +19,23 @@ from .errors import MMDeployError
 from .inventory import Host
 
 PREAMBLE = "set -o pipefail\nexport LC_ALL=C DEBIAN_FRONTEND=noninteractive\n"
+# Every command has a time limit; callers pass one suited to what they run (an apt
+# transaction, a base backup) and everything else gets this. The host kills the script at
+# the limit (`timeout`), and the control machine stops waiting a little later, so a host
+# that stopped answering (a partition drops packets) cannot hold a run forever.
+DEFAULT_TIMEOUT = 300.0
+GRACE = 10.0
+# SSH keepalives detect a dead peer on an idle connection between commands.
+KEEPALIVE = 5
+UPLOAD_STALL = 60.0
 
 
 class Unreachable(MMDeployError):
     """The host does not answer over SSH."""
+
+
+class TimedOut(MMDeployError):
+    """A command did not finish within its time limit."""
 
 
 @dataclass
@@ -59,6 +72,8 @@ class Remote:
                 connect_timeout=ssh.connect_timeout,
                 connect_kwargs={**kwargs, "banner_timeout": ssh.connect_timeout},
             )
+            conn.connect_kwargs.setdefault("auth_timeout", ssh.connect_timeout)
+            conn.connect_kwargs.setdefault("channel_timeout", ssh.connect_timeout)
             if ssh.strict_host_keys:
                 conn.client.load_system_host_keys()
                 conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
@@ -71,44 +86,61 @@ class Remote:
                     f"cannot connect over SSH to {ssh.user}@{self.host.address}:{ssh.port}: "
                     f"{type(e).__name__}: {e}"
                 ) from None
+            conn.client.get_transport().set_keepalive(KEEPALIVE)
             self._conn = conn
         return self._conn
 
-    def run(self, script: str, timeout: float = 1800, log_as: str | None = None,
-            log_output: bool = True) -> Result:
+    def run(self, script: str, timeout: float = DEFAULT_TIMEOUT, log_as: str | None = None,
+            log_output: bool = True, what: str | None = None) -> Result:
         """Run `script` with bash on the host; return its exit code and output.
 
-        `log_as` replaces the script in the run log when it carries encoded file contents
-        that the redactor could not recognise; `log_output=False` keeps the output out of
-        the log for the same reason (facts carry files base64-encoded).
+        The host kills the script after `timeout` seconds (exit 124, like `timeout`); if the
+        host does not answer at all, TimedOut is raised a little later. `what` names the
+        command in that message. `log_as` replaces the script in the run log when it
+        carries encoded file contents that the redactor could not recognise;
+        `log_output=False` keeps the output out of the log for the same reason (facts
+        carry files base64-encoded).
         """
         conn = self.connect()
-        command = "bash -s" if self.host.ssh.user == "root" else "sudo -n -H bash -s"
+        limit = max(1, int(timeout))
+        shell = f"timeout -k 5 {limit} bash -s"
+        command = shell if self.host.ssh.user == "root" else f"sudo -n -H {shell}"
         started = time.monotonic()
-        # Invoke's stdin pump feeds one byte per 10 ms; a script goes over the channel whole.
+        deadline = started + limit + GRACE
+        expired = TimedOut(f"{self.host.name}: {what or 'command'} did not finish within {limit} s "
+                           f"(no answer from {self.host.address}, or what it waits for hangs)")
         transport = conn.client.get_transport()
+        if transport is None or not transport.is_active():
+            self.close()
+            raise Unreachable(f"SSH connection to {self.host.address} was lost")
         try:
-            chan = transport.open_session(timeout=timeout)
+            chan = transport.open_session(timeout=min(limit, 30))
         except Exception as e:
             raise Unreachable(f"SSH session to {self.host.address} failed: {e}") from None
-        chan.settimeout(timeout)
         try:
+            chan.settimeout(1.0)
             chan.exec_command(command)
             chan.sendall((PREAMBLE + script).encode())
             chan.shutdown_write()
             err_chunks: list[bytes] = []
             # stderr is drained by a thread so that neither stream can fill and stall the other.
-            drain = threading.Thread(target=_read_all, args=(chan.recv_stderr, err_chunks), daemon=True)
+            drain = threading.Thread(target=_read_all, args=(chan.recv_stderr, err_chunks, deadline), daemon=True)
             drain.start()
             out_chunks: list[bytes] = []
-            _read_all(chan.recv, out_chunks)
-            drain.join()
+            done = _read_all(chan.recv, out_chunks, deadline)
+            drain.join(max(0.0, deadline - time.monotonic()))
+            if not done or drain.is_alive() or not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
+                self._log(log_as or script, Result(-1, "", "timed out"), time.monotonic() - started)
+                self.close()  # the connection may be wedged: the next command reconnects
+                raise expired
             rc = chan.recv_exit_status()
-        except OSError as e:  # includes socket.timeout
+        except OSError as e:
             raise Unreachable(f"command on {self.host.address} did not finish: {e}") from None
         finally:
             chan.close()
         result = Result(rc, b"".join(out_chunks).decode(errors="replace"), b"".join(err_chunks).decode(errors="replace"))
+        if rc == 124 and not result.stderr:
+            result.stderr = f"timed out after {limit} s"
         self.round_trips += 1
         logged = result if log_output else Result(result.rc, f"({len(result.stdout)} bytes, not logged)", result.stderr)
         self._log(log_as or script, logged, time.monotonic() - started)
@@ -120,6 +152,8 @@ class Remote:
         conn = self.connect()
         started = time.monotonic()
         try:
+            # Each SFTP request may wait this long: a stalled upload fails instead of hanging.
+            conn.sftp().get_channel().settimeout(UPLOAD_STALL)
             conn.put(str(local), remote_path)
         except OSError as e:
             raise Unreachable(f"upload of {local.name} to {self.host.address} failed: {e}") from None
@@ -146,9 +180,16 @@ class Remote:
             f.write(self.redact(text))
 
 
-def _read_all(recv, chunks: list[bytes]) -> None:
-    while True:
-        data = recv(65536)
+def _read_all(recv, chunks: list[bytes], deadline: float) -> bool:
+    """Read a stream to its end; False when the deadline passed first."""
+    import socket
+
+    while time.monotonic() < deadline:
+        try:
+            data = recv(65536)
+        except socket.timeout:
+            continue
         if not data:
-            return
+            return True
         chunks.append(data)
+    return False

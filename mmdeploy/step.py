@@ -13,7 +13,7 @@ from typing import Mapping
 
 from .errors import StepFailed
 from .facts import Fact
-from .remote import Remote, Result
+from .remote import DEFAULT_TIMEOUT, Remote, Result
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Change:
 class Step:
     name: str = "step"
     notify: tuple[str, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT  # seconds `apply` may take on the host
 
     def facts(self) -> list[str]:
         """Shell commands whose output `check` reads (batched by the runner)."""
@@ -40,9 +41,12 @@ class Step:
         return f"<{type(self).__name__} {self.name}>"
 
 
-def run_checked(remote: Remote, script: str, what: str, log_as: str | None = None) -> Result:
+def run_checked(remote: Remote, script: str, what: str, log_as: str | None = None,
+                timeout: float = DEFAULT_TIMEOUT) -> Result:
     """Run an apply script; a non-zero exit becomes StepFailed with the output's tail."""
-    result = remote.run(script, log_as=log_as)
+    result = remote.run(script, log_as=log_as, timeout=timeout, what=what)
+    if result.rc == 124:
+        raise StepFailed(f"{what} did not finish within {int(timeout)} s and was stopped")
     if not result.ok:
         detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-8:]
         raise StepFailed(f"{what} failed (exit {result.rc}): " + " | ".join(detail))

@@ -26,6 +26,8 @@ apt_get install --no-install-recommends {pkgs} || {{ update && apt_get install -
 class Packages(Step):
     """Packages installed (optionally `name=version`) or absent."""
 
+    timeout = 1800  # apt's own limits above: two updates and an install, with retries
+
     def __init__(self, *names: str, state: str = "present", notify: tuple[str, ...] = ()):
         if state not in ("present", "absent"):
             raise ValueError(f"state must be present or absent, got {state!r}")
@@ -65,4 +67,4 @@ class Packages(Step):
             script = f"apt-get -q -y -o DPkg::Lock::Timeout=300 purge {pkgs}"
         else:
             script = _INSTALL.format(pkgs=pkgs)
-        run_checked(remote, script, self.name)
+        run_checked(remote, script, self.name, timeout=self.timeout)

@@ -18,6 +18,7 @@ MARKER = ".mmdeploy-sha256"
 
 
 class Unpacked(Step):
+    timeout = 900  # a download on the host and the unpacking of a large archive
     def __init__(self, artifact: Artifact, dest: str, *, strip: int = 1, owner: str = "root",
                  fetch_on_host: bool = False, notify: tuple[str, ...] = ()):
         self.artifact, self.dest, self.strip, self.owner = artifact, dest, strip, owner
@@ -50,4 +51,4 @@ class Unpacked(Step):
             f"echo {self.artifact.sha256} > {dest}.tmp/{MARKER}\n"
             f"rm -rf {dest} && mv {dest}.tmp {dest}\n"
         )
-        run_checked(remote, script, self.name)
+        run_checked(remote, script, self.name, timeout=self.timeout)

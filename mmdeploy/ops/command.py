@@ -11,8 +11,10 @@ from ..step import Change, Step, run_checked
 
 class Command(Step):
     def __init__(self, name: str, script: str, *, unless: str | None = None,
-                 notify: tuple[str, ...] = ()):
+                 notify: tuple[str, ...] = (), timeout: float | None = None):
         self.name, self.script, self.unless, self.notify = name, script, unless, tuple(notify)
+        if timeout is not None:
+            self.timeout = timeout
 
     def facts(self) -> list[str]:
         return [self.unless] if self.unless else []
@@ -23,4 +25,4 @@ class Command(Step):
         return None if facts[self.unless].ok else Change("run")
 
     def apply(self, remote: Remote, change: Change) -> None:
-        run_checked(remote, self.script, self.name)
+        run_checked(remote, self.script, self.name, timeout=self.timeout)

@@ -99,7 +99,7 @@ class File(Step):
         head = f"set -e\ntmp=$(mktemp {shlex.quote(_dirname(self.path))}/.mmdeploy.XXXXXX)\ntrap 'rm -f \"$tmp\"' EXIT\n"
         script = f"{head}base64 -d > \"$tmp\" <<'MMDEPLOY_EOF'\n{encoded}\nMMDEPLOY_EOF\n{body}"
         log = f"{head}# ({len(self.content)} bytes, sha256 {hashlib.sha256(self.content).hexdigest()[:16]}) > \"$tmp\"\n{body}"
-        run_checked(remote, script, self.name, log_as=log)
+        run_checked(remote, script, self.name, log_as=log, timeout=self.timeout)
 
 
 class JsonSettings(Step):

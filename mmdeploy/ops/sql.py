@@ -23,6 +23,7 @@ CLIENTS = {
 
 
 class SQL(Step):
+    timeout = 120
     def __init__(self, name: str, engine: str, statement: str, *, guard: str | None = None,
                  database: str | None = None, notify: tuple[str, ...] = ()):
         if engine not in CLIENTS:
@@ -49,4 +50,4 @@ class SQL(Step):
 
     def apply(self, remote: Remote, change: Change) -> None:
         script = f"{self._apply_cmd} <<'MMDEPLOY_SQL'\n{self.statement}\nMMDEPLOY_SQL\n"
-        run_checked(remote, script, self.name)
+        run_checked(remote, script, self.name, timeout=self.timeout)

@@ -44,4 +44,4 @@ class Service(Step):
         q = shlex.quote(self.unit)
         actions = change.summary.split(" (", 1)[0].split(" + ")
         script = "set -e\n" + "".join(f"systemctl {a} {q}\n" for a in actions)
-        run_checked(remote, script, self.name)
+        run_checked(remote, script, self.name, timeout=self.timeout)

@@ -201,7 +201,7 @@ def test_sql_guard_and_statement_on_stdin(tmp_path):
     assert step.check({probe: fact("")}).summary == "run"
     assert step.check({probe: fact("", rc=2)}).summary.startswith("run (guard query could not run")
     remote = LocalRemote(None)
-    remote.run = lambda script, **kw: remote.scripts.append(script) or type("R", (), {"ok": True})()
+    remote.run = lambda script, **kw: remote.scripts.append(script) or type("R", (), {"ok": True, "rc": 0})()
     step.apply(remote, step.check({probe: fact("")}))
     (script,) = remote.scripts
     first_line, _, rest = script.partition("\n")
