@@ -13,7 +13,6 @@ from pathlib import Path
 from invoke import Collection, Exit, task
 
 import mmdeploy
-from mmdeploy import inventory as inv_mod
 from mmdeploy.errors import MMDeployError
 
 ROOT = Path(__file__).resolve().parent
@@ -34,12 +33,13 @@ def _cli(fn):
 
 
 def _load(pattern, inventory, overrides=()):
-    path = inv_mod.inventory_path(pattern, inventory, ROOT / "hosts")
-    return mmdeploy.load(path, overrides)
+    return mmdeploy.load(mmdeploy.inventory_path(pattern, inventory, ROOT / "hosts"), overrides)
 
 
 def _names(value: str | None) -> list[str] | None:
-    return [n.strip() for n in value.split(",") if n.strip()] if value else None
+    """A comma-separated flag: None when not given; given but naming nothing ("", ",")
+    is an empty list, which the API refuses rather than reading it as "all"."""
+    return None if value is None else [n.strip() for n in value.split(",") if n.strip()]
 
 
 _HELP = {
@@ -91,7 +91,7 @@ def deploy(c, pattern=None, inventory=None, limit=None, set=None, only=None, yes
 def verify(c, pattern=None, inventory=None, set=None, only=None):
     """End-to-end health checks of a deployed inventory; names each failing check."""
     inv = _load(pattern, inventory, set or ())
-    failures = mmdeploy.verify(inv, only=_names(only))
+    failures = [r for r in mmdeploy.verify(inv, only=_names(only)) if not r.ok]
     if failures:
         print(f"{len(failures)} check(s) failed", file=sys.stderr)
         raise Exit(code=1)
@@ -197,7 +197,7 @@ def db_status(c, pattern=None, inventory=None, set=None):
     """Per DB node: role, writable or read-only, position and lag, replicas, sync state. Reads only."""
     from mmdeploy import dbtier
 
-    states = dbtier.status(_load(pattern, inventory, set or ()))
+    states = mmdeploy.db_status(_load(pattern, inventory, set or ()))
     print(dbtier.format_status(states))
     if sum(s.writable for s in states) != 1:
         raise Exit("expected exactly one writable DB node", code=1)
@@ -211,7 +211,17 @@ def db_status(c, pattern=None, inventory=None, set=None):
 def failover_db(c, pattern=None, inventory=None, to=None, force=False, set=None):
     """Switch the DB primary (planned when it answers, failover when it does not): fence, promote,
     re-point the replicas, then the Mattermost servers one at a time."""
-    mmdeploy.failover_db(_load(pattern, inventory, set or ()), to=to, force=force)
+    report = mmdeploy.failover_db(_load(pattern, inventory, set or ()), to=to, force=force)
+    print(f"\ndatabase: {report.db.new} is the primary (was {report.db.old or 'none'}; old primary: {report.db.fenced})")
+    for r in report.clients.results:
+        print(f"  {r.host:<12} {r.component:<12} {'re-pointed' if r.ok else 'NOT re-pointed'}"
+              f"{'' if r.ok else ': ' + (r.error or '')}")
+    for name in report.db.behind:
+        print(f"  {name:<12} replica not streaming yet: check `inv db.status`")
+    if not report.ok:
+        print("left to do:\n  " + "\n  ".join(report.clients.left_to_do or ["wait for the replicas above"]),
+              file=sys.stderr)
+        raise Exit(code=1)
 
 
 @task(name="rejoin", help={**_help("pattern", "inventory", "set"), "host": "the former primary to bring back as a replica"},
@@ -219,9 +229,7 @@ def failover_db(c, pattern=None, inventory=None, to=None, force=False, set=None)
 @_cli
 def db_rejoin(c, host, pattern=None, inventory=None, set=None):
     """Bring a former DB primary back as a replica of the current one (never as a writer)."""
-    from mmdeploy import dbtier
-
-    dbtier.rejoin(_load(pattern, inventory, set or ()), host)
+    mmdeploy.rejoin(_load(pattern, inventory, set or ()), host)
 
 
 testbed_ns = Collection("testbed", testbed_up, testbed_down, testbed_status)

@@ -1,7 +1,22 @@
-"""mmdeploy: deploy Mattermost and its service stack onto Debian/Ubuntu hosts over SSH."""
+"""mmdeploy: deploy Mattermost and its service stack onto Debian/Ubuntu hosts over SSH.
 
-from .api import deploy, failover_db, load, plan, verify
+Everything the command line does is here, with structured results (see api.py)."""
+
+from .api import (
+    CheckResult,
+    FailoverReport,
+    db_status,
+    deploy,
+    failover_db,
+    inventory_path,
+    load,
+    plan,
+    rejoin,
+    session,
+    verify,
+)
 from .errors import InventoryError, MMDeployError
 
-__all__ = ["load", "plan", "deploy", "verify", "failover_db", "InventoryError", "MMDeployError"]
-__version__ = "0.1.0"
+__all__ = ["CheckResult", "FailoverReport", "InventoryError", "MMDeployError", "db_status", "deploy",
+           "failover_db", "inventory_path", "load", "plan", "rejoin", "session", "verify"]
+__version__ = "0.2.0"

@@ -1,22 +1,31 @@
-"""What `import mmdeploy` users call: load an inventory, plan, deploy, verify.
+"""What `import mmdeploy` users call: everything the command line does, with structured
+results (the CLI in tasks.py only formats them).
 
     import mmdeploy
-    inv = mmdeploy.load("hosts/single.yml", overrides=["mattermost.version=10.11.4"])
-    report = mmdeploy.plan(inv)           # reads only
-    report = mmdeploy.deploy(inv)         # applies; report.failed, report.changed
-    problems = mmdeploy.verify(inv)       # [] when healthy
-    mmdeploy.failover_db(inv)             # DB switchover/failover, Mattermost re-pointed
+    inv = mmdeploy.load(mmdeploy.inventory_path(pattern="single"), overrides=["mattermost.port=8065"])
+    report = mmdeploy.plan(inv)             # reads only; report.changed, report.failed, report.results
+    report = mmdeploy.deploy(inv)           # applies; a second deploy changes nothing
+    results = mmdeploy.verify(inv)          # [CheckResult(name, ok, problem, seconds), ...]
+    nodes = mmdeploy.db_status(inv)         # [NodeState, ...]
+    failover = mmdeploy.failover_db(inv)    # DB switchover/failover, then every DB client re-pointed
+    mmdeploy.rejoin(inv, "db1")             # a former primary back as a replica
+
+Output (the same lines the CLI prints) goes to `out` (default: standard output); pass
+io.StringIO() to keep it. Every line is redacted: no secret ever appears in it.
 """
 
 from __future__ import annotations
 
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from . import components as _components
 from . import inventory as _inventory
 from . import runner
+from .dbclients import RepointReport
+from .dbtier import FailoverResult, NodeState, Topology
 from .errors import MMDeployError
 from .inventory import Inventory
 from .report import Reporter
@@ -25,8 +34,24 @@ from .secrets import Redactor, Secrets
 
 
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inventory:
-    """Load and validate an inventory; raises InventoryError (exit code 2) on bad input."""
+    """Load and validate an inventory; raises InventoryError (exit code 2) on bad input,
+    before any host is contacted."""
     return _inventory.load(path, overrides)
+
+
+def inventory_path(pattern: str | None = None, inventory: str | Path | None = None,
+                   hosts_dir: str | Path = "hosts") -> Path:
+    """`--pattern P` means hosts/P.yml unless `--inventory` names a file."""
+    return _inventory.inventory_path(pattern, str(inventory) if inventory else None, Path(hosts_dir))
+
+
+def session(inventory: Inventory) -> tuple[Redactor, Secrets]:
+    """The redactor and secrets of a run on `inventory`: every known secret is registered
+    with the redactor before anything is printed."""
+    from .registry import registry
+
+    redactor = Redactor()
+    return redactor, Secrets(inventory.secrets_path, redactor, registry().secrets.values())
 
 
 def plan(inventory: Inventory, *, limit: list[str] | None = None, only: list[str] | None = None,
@@ -41,61 +66,102 @@ def deploy(inventory: Inventory, *, limit: list[str] | None = None, only: list[s
     return _run(inventory, "apply", limit, only, out, verbose)
 
 
-def verify(inventory: Inventory, *, only: list[str] | None = None, out: TextIO | None = None) -> list[str]:
-    """Run every component's health checks; returns the failing ones as 'name: problem'."""
-    out = out or sys.stdout
-    redact = _session(inventory)[0]
-    failures = []
-    for component in _components.by_name(only):
-        for check in component.checks(inventory):
-            problem = check.run()
-            line = f"{'FAIL' if problem else 'ok':<4} {check.name}" + (f": {problem}" if problem else "")
-            print(redact(line), file=out, flush=True)
-            if problem:
-                failures.append(f"{check.name}: {problem}")
-    return failures
+@dataclass
+class CheckResult:
+    name: str
+    ok: bool
+    problem: str | None
+    seconds: float
 
 
-def failover_db(inventory: Inventory, *, to: str | None = None, force: bool = False,
-                out: TextIO | None = None) -> dict:
-    """Switch the database primary (dbtier.failover), then re-point every Mattermost server
-    that is installed: a deploy of the mattermost component (which reads the live primary)
-    on one server at a time, job server first, so the app tier never restarts all at once."""
-    from . import dbtier
-    from .components.mattermost import CONFIG
-    from .remote import Remote
+def verify(inventory: Inventory, *, only: list[str] | None = None, out: TextIO | None = None) -> list[CheckResult]:
+    """Run every component's health checks; each result is named. A check that raises is
+    that check failing, with the reason; the later checks still run."""
+    from .registry import registry
 
     out = out or sys.stdout
-    result = dbtier.failover(inventory, to=to, force=force, out=lambda line: print(line, file=out, flush=True))
-    servers = sorted((h for h in inventory.hosts if h.has("app") or h.has("jobserver")), key=lambda h: h.has("app"))
-    redactor, _ = _session(inventory)
-    installed = []
-    for h in servers:
-        remote = Remote(h, redactor)
+    redact = session(inventory)[0]
+    results = []
+    for component in registry().by_name(only):
         try:
-            if remote.run(f"test -f {CONFIG}").ok:
-                installed.append(h.name)
-        except MMDeployError as e:  # a dead app server is re-pointed by the next deploy
-            print(f"{h.name}: not re-pointed to {result['new']}: {e}", file=out, flush=True)
-        finally:
-            remote.close()
-    for name in installed:
-        report = deploy(inventory, limit=[name], only=["mattermost"], out=out)
-        if report.failed:
-            raise MMDeployError(f"the database failed over to {result['new']}, but re-pointing Mattermost on "
-                                f"{name} failed: {report.hosts[name].error}")
-    result["mattermost"] = installed
+            checks = component.checks(inventory)
+        except Exception as e:  # building the checks failed: report it as a check
+            checks = []
+            results.append(_report(out, redact, CheckResult(f"{component.name} checks", False,
+                                                             f"{type(e).__name__}: {e}", 0.0)))
+        for check in checks:
+            t0 = time.monotonic()
+            try:
+                problem = check.run()
+            except Exception as e:
+                problem = f"{type(e).__name__}: {e}"
+            results.append(_report(out, redact, CheckResult(check.name, problem is None, problem,
+                                                            time.monotonic() - t0)))
+    return results
+
+
+def _report(out: TextIO, redact, result: CheckResult) -> CheckResult:
+    line = f"{'ok' if result.ok else 'FAIL':<4} {result.name}" + (f": {result.problem}" if result.problem else "")
+    print(redact(line), file=out, flush=True)
     return result
 
 
-def _session(inventory: Inventory) -> tuple[Redactor, Secrets]:
-    redactor = Redactor()
-    return redactor, Secrets(inventory.secrets_path, redactor)
+def db_status(inventory: Inventory, out: TextIO | None = None) -> list[NodeState]:
+    """Every DB node's role, access, position, lag, replicas and sync state; reads only."""
+    from . import dbtier
+
+    return dbtier.status(inventory, redactor=session(inventory)[0])
+
+
+@dataclass
+class FailoverReport:
+    """failover-db's result: the database side and the re-point of every DB client."""
+
+    db: FailoverResult
+    clients: RepointReport
+
+    @property
+    def ok(self) -> bool:
+        return self.clients.ok and not self.db.behind
+
+
+def failover_db(inventory: Inventory, *, to: str | None = None, force: bool = False,
+                out: TextIO | None = None) -> FailoverReport:
+    """Switch the database primary (dbtier.failover: fence, promote, re-point replicas),
+    then re-point every client of the database (dbclients.repoint). A client that cannot
+    be re-pointed does not stop the others; the report names what is left to do."""
+    from . import dbclients, dbtier
+
+    out = out or sys.stdout
+    redactor = session(inventory)[0]
+
+    def say(line: str) -> None:
+        print(redactor(line), file=out, flush=True)
+
+    result = dbtier.failover(inventory, to=to, force=force, out=say, redactor=redactor)
+    clients = dbclients.repoint(inventory, result.topology, say, started=time.monotonic() - result.seconds)
+    return FailoverReport(result, clients)
+
+
+def rejoin(inventory: Inventory, host: str, out: TextIO | None = None) -> Topology:
+    """Bring a former primary (or a broken replica) back as a replica of the primary."""
+    from . import dbtier
+
+    out = out or sys.stdout
+    redactor = session(inventory)[0]
+    return dbtier.rejoin(inventory, host, out=lambda line: print(redactor(line), file=out, flush=True),
+                         redactor=redactor)
 
 
 def _run(inventory, mode, limit, only, out, verbose) -> RunReport:
-    redactor, secrets = _session(inventory)
-    selected = _components.by_name(only)
+    from .registry import registry
+
+    redactor, secrets = session(inventory)
+    selected = registry().by_name(only)
     runner.select_hosts(inventory, limit)  # bad --limit is bad input: refuse before connecting
     reporter = Reporter(redactor, out=out, verbose=verbose)
     return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit)
+
+
+__all__ = ["CheckResult", "FailoverReport", "MMDeployError", "db_status", "deploy", "failover_db",
+           "inventory_path", "load", "plan", "rejoin", "session", "verify"]

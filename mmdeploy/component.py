@@ -1,31 +1,92 @@
-"""What a component module provides, and the context its steps are built in.
+"""What a component module declares, and the context its steps are built in.
 
-A component (one module per service under components/) says which hosts it runs on,
-builds the steps and handlers for one host, and names the checks `verify` runs. It learns
-about other components only through the inventory model.
+A component (one module per service under components/, or a package of a site's own
+registered under the `mmdeploy.components` entry point) declares what it owns:
+
+    class Nginx(Component):
+        name = "nginx"
+        roles = ("proxy",)                          # it runs on hosts with these roles
+        owns_roles = (Role("proxy", "...", {"single": 1, "multi": 2, "cluster": 2}),)
+        settings = {"nginx": NginxSettings, "tls": TLSSettings}   # its sections and defaults
+        secrets = ()                                # typed Secret declarations it reads
+        metrics = (Metrics("nginx", 9113),)         # what Prometheus scrapes on its hosts
+        after = ("base", "mattermost")              # applied after these, on every host
+
+and builds the steps and handlers for one host, and the checks `verify` runs. Everything
+else (the registry, the roles validation accepts, the pattern requirements, the scrape
+targets, the settings tree) is derived from these declarations by registry.py. A
+component learns about others only through the inventory model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, ClassVar, Mapping, Protocol
 
 import jinja2
 
 from .facts import Fact, FactCache
 from .inventory import Host, Inventory
-from .secrets import Secrets
+from .secrets import Secret, Secrets
+from .settings import Section
 from .step import Step
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
+@dataclass(frozen=True)
+class Role:
+    """A host role and how many hosts each pattern needs with it (0 or absent: optional)."""
+
+    name: str
+    doc: str
+    min_hosts: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """A Prometheus scrape target on every host the component runs on. `port` is a number
+    or a function of the host's settings; `when` may narrow the hosts."""
+
+    job: str
+    port: int | Callable[[Any], int]
+    path: str = "/metrics"
+    when: Callable[[Host], bool] | None = None
+
+    def port_for(self, host: Host) -> int:
+        return self.port(host.settings) if callable(self.port) else self.port
+
+
+class Rendered(str):
+    """A rendered template that remembers where it came from (built-in or site override)."""
+
+    origin: str = ""
+
+
+class _Loader(jinja2.BaseLoader):
+    """Site templates (templates/<component>/ beside the inventory's hosts/) first, then the
+    built-in ones: a file of the same name replaces the built-in, as a playbook's
+    templates/ does beside a role's."""
+
+    def __init__(self, site: Path | None):
+        self.site = site
+        self.builtin = jinja2.FileSystemLoader(str(TEMPLATES))
+
+    def get_source(self, environment, template):
+        if self.site is not None and (self.site / template).is_file():
+            path = self.site / template
+            source = path.read_text()
+            mtime = path.stat().st_mtime
+            return source, str(path), lambda: path.is_file() and path.stat().st_mtime == mtime
+        return self.builtin.get_source(environment, template)
+
+
 @cache
-def _jinja() -> jinja2.Environment:
+def _jinja(site: Path | None) -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        loader=_Loader(site),
         undefined=jinja2.StrictUndefined,  # a missing variable is a bug, not an empty string
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -34,23 +95,43 @@ def _jinja() -> jinja2.Environment:
     )
 
 
+def site_templates(inventory: Inventory) -> Path | None:
+    """The site's template overrides: templates/ beside the directory holding the inventory
+    (hosts/site.yml -> templates/), or beside the inventory file itself."""
+    folder = inventory.path.resolve().parent
+    for candidate in (folder.parent / "templates", folder / "templates"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def render(inventory: Inventory, template: str, **variables) -> Rendered:
+    env = _jinja(site_templates(inventory))
+    tpl = env.get_template(template)
+    text = Rendered(tpl.render(inventory=inventory, **variables))
+    site = site_templates(inventory)
+    if site is not None and tpl.filename and Path(tpl.filename).is_relative_to(site):
+        text.origin = f"site template {Path(tpl.filename)}"
+    else:
+        text.origin = f"built-in template {template}"
+    return text
+
+
 @dataclass
 class Context:
     inventory: Inventory
     host: Host
     secrets: Secrets
     facts: FactCache
-    shared: object = None  # what the component's prepare() returned for this run
+    shared: Any = None  # what the component's prepare() returned for this run
 
     @property
-    def settings(self):
+    def settings(self) -> Any:
         return self.host.settings
 
-    def render(self, template: str, **variables) -> str:
-        """Render templates/<template> with the host, its settings and the inventory."""
-        return _jinja().get_template(template).render(
-            host=self.host, settings=self.settings, inventory=self.inventory, **variables
-        )
+    def render(self, template: str, **variables) -> Rendered:
+        """Render <component>/<file>.j2 with the host, its settings and the inventory."""
+        return render(self.inventory, template, host=self.host, settings=self.settings, **variables)
 
 
 @dataclass
@@ -68,16 +149,41 @@ class ClusterView(Protocol):
 
 
 class Component:
-    name = "component"
-    after: tuple[str, ...] = ()  # components that must be applied on all hosts first
+    name: ClassVar[str] = "component"
+    # The hosts it runs on: those with any of these roles ("*": every host).
+    roles: ClassVar[tuple[str, ...]] = ()
+    # Roles this component introduces, with each pattern's minimum host count.
+    owns_roles: ClassVar[tuple[Role, ...]] = ()
+    # Settings sections it owns: key in the inventory's settings -> model with defaults.
+    settings: ClassVar[Mapping[str, type[Section]]] = {}
+    secrets: ClassVar[tuple[Secret, ...]] = ()
+    metrics: ClassVar[tuple[Metrics, ...]] = ()
+    # Components that must be applied on every host first; an unknown name is an error.
+    after: ClassVar[tuple[str, ...]] = ()
+    # Its configuration names the live database primary: re-applied after a failover.
+    follows_db: ClassVar[bool] = False
+
+    def enabled(self, host: Host) -> bool:
+        """Whether it applies to this host beyond the roles (e.g. the DB engine chosen)."""
+        return True
 
     def hosts(self, inventory: Inventory) -> list[Host]:
-        raise NotImplementedError
+        return [h for h in inventory.hosts
+                if ("*" in self.roles or any(h.has(r) for r in self.roles)) and self.enabled(h)]
 
-    def prepare(self, inventory: Inventory, view: ClusterView) -> object:
+    def validate(self, settings: Any) -> list[tuple[str, str]]:
+        """Rules spanning several keys of the merged settings: (key path, problem)."""
+        return []
+
+    def prepare(self, inventory: Inventory, view: ClusterView) -> Any:
         """Once per run, before any host's steps: read what spans hosts (for example which
         database node is the live primary). Only reads. The result is `ctx.shared`."""
         return None
+
+    def after_failover(self, topology: Any) -> Any:
+        """For a `follows_db` component: its `ctx.shared` when re-applied right after a
+        failover to `topology` (a dbtier.Topology), instead of prepare()."""
+        return topology
 
     def steps(self, ctx: Context) -> list[Step]:
         raise NotImplementedError
@@ -88,9 +194,13 @@ class Component:
     def checks(self, inventory: Inventory) -> list[Check]:
         return []
 
+    def __repr__(self) -> str:
+        return f"<component {self.name}>"
+
 
 def ordered(components: list[Component]) -> list[Component]:
-    """Dependency order (stable for independent components); unknown or cyclic deps fail."""
+    """Dependency order (stable for independent components); cycles fail. A dependency
+    that is not selected this run (--only) is taken as already applied."""
     by_name = {c.name: c for c in components}
     done: list[Component] = []
     visiting: set[str] = set()
@@ -102,7 +212,7 @@ def ordered(components: list[Component]) -> list[Component]:
             raise ValueError(f"component dependency cycle through {c.name}")
         visiting.add(c.name)
         for dep in c.after:
-            if dep in by_name:  # a dependency that is not selected this run is already applied
+            if dep in by_name:
                 visit(by_name[dep])
         visiting.discard(c.name)
         done.append(c)

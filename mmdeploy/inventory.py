@@ -22,9 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InventoryError
 from .patterns import PATTERNS, role_problems
-from .settings import Settings, cross_check
 
-Role = Literal["proxy", "app", "jobserver", "db", "search", "storage", "pushproxy", "monitoring"]
+# The settings tree is assembled from the components' declarations (registry.py); this
+# module imports the registry only inside load(), so the model needs neither Fabric nor the
+# runner and the components can import the model.
 
 
 class _Strict(BaseModel):
@@ -43,7 +44,7 @@ class HostEntry(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     address: str
     private_address: str | None = None
-    roles: list[Role] = Field(min_length=1)
+    roles: list[str] = Field(min_length=1)
     ssh: SSHOptions = SSHOptions()
     vars: dict[str, Any] = {}
 
@@ -71,7 +72,7 @@ class Host:
     private_address: str  # where the other hosts reach its services
     roles: tuple[str, ...]
     ssh: SSH
-    settings: Settings  # with this host's vars applied
+    settings: Any  # the registry's settings model, with this host's vars applied
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -82,7 +83,7 @@ class Inventory:
     path: Path
     pattern: str
     hosts: tuple[Host, ...]
-    settings: Settings  # without host vars
+    settings: Any  # the registry's settings model, without host vars
 
     def host(self, name: str) -> Host:
         for h in self.hosts:
@@ -104,12 +105,15 @@ class Inventory:
 
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inventory:
     """Load, merge and validate; raise InventoryError listing every problem found."""
+    from .registry import registry
+
+    reg = registry()
     path = Path(path)
     label = str(path)
     if not path.is_file():
         raise InventoryError([f"{label}: no such inventory file"])
     data, lines = _read_yaml(path, label)
-    problems = _Problems(label, lines)
+    problems = _Problems(label, lines, reg.settings_model)
 
     try:
         cli = parse_overrides(overrides)
@@ -128,7 +132,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inven
     for i, h in enumerate(data.get("hosts") if isinstance(data.get("hosts"), list) else []):
         if isinstance(h, dict) and isinstance(h.get("vars"), dict):
             problems.settings_layer(h["vars"], ("hosts", i, "vars"))
-    cli_problems = _Problems("--set", {})
+    cli_problems = _Problems("--set", {}, reg.settings_model)
     cli_problems.settings_layer(cli, ())
     problems.lines += cli_problems.lines
     if raw is None:
@@ -138,6 +142,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inven
 
     names: dict[str, int] = {}
     addresses: dict[str, int] = {}
+    unknown_roles = False
     for i, h in enumerate(raw.hosts):
         if h.name in names:
             problems.add(("hosts", i, "name"), f"duplicate host name '{h.name}' (also hosts[{names[h.name]}])")
@@ -156,9 +161,16 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inven
         addresses.setdefault(h.address, i)
         if len(set(h.roles)) != len(h.roles):
             problems.add(("hosts", i, "roles"), "a role is listed twice")
+        for j, role in enumerate(h.roles):
+            if role not in reg.roles:
+                unknown_roles = True
+                expected = " or ".join(map(repr, reg.roles)) if len(reg.roles) < 3 else \
+                    ", ".join(map(repr, list(reg.roles)[:-1])) + f" or {list(reg.roles)[-1]!r}"
+                problems.add(("hosts", i, "roles", j), f"expected one of {expected}, got {role!r}")
 
-    for key, msg in role_problems(pattern, [list(h.roles) for h in raw.hosts]):
-        problems.add((key,), msg)
+    if not unknown_roles:  # an unknown role is the problem, not the count it leaves short
+        for key, msg in role_problems(pattern, reg.roles.values(), [list(h.roles) for h in raw.hosts]):
+            problems.add((key,), msg)
 
     ssh_defaults = raw.ssh
     resolved_ssh = []
@@ -173,10 +185,10 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inven
         raise InventoryError(problems.lines)
 
     base = merge(pattern.defaults, raw.settings)
-    global_settings, global_problems = _settings(merge(base, cli), problems, ("settings",), set())
+    global_settings, global_problems = _settings(reg, merge(base, cli), problems, ("settings",), set())
     hosts = []
     for i, (h, ssh) in enumerate(zip(raw.hosts, resolved_ssh)):
-        settings, _ = _settings(merge(base, h.vars, cli), problems, ("hosts", i, "vars"), global_problems)
+        settings, _ = _settings(reg, merge(base, h.vars, cli), problems, ("hosts", i, "vars"), global_problems)
         hosts.append(
             Host(
                 name=h.name,
@@ -226,9 +238,10 @@ def parse_overrides(items) -> dict:
 class _Problems:
     """Collects problems as `file[:line]: key.path: message` lines."""
 
-    def __init__(self, label: str, lines: dict[tuple, int]):
+    def __init__(self, label: str, lines: dict[tuple, int], settings_model: type[BaseModel]):
         self.label = label
         self.line_of = lines
+        self.settings_model = settings_model
         self.lines: list[str] = []
 
     def add(self, loc: tuple, message: str) -> None:
@@ -249,9 +262,9 @@ class _Problems:
 
     def settings_layer(self, layer: dict, prefix: tuple) -> None:
         try:
-            Settings.model_validate(layer)
+            self.settings_model.model_validate(layer)
         except ValidationError as e:
-            self.pydantic(e, prefix, Settings)
+            self.pydantic(e, prefix, self.settings_model)
 
 
 def _explain(err: dict, model: type[BaseModel], loc: tuple) -> str:
@@ -390,14 +403,16 @@ def merge(*layers: dict) -> dict:
     return result
 
 
-def _settings(merged: dict, problems: _Problems, where: tuple, known: set) -> tuple[Settings, set]:
-    """Validate merged settings; cross-key problems already reported globally are not repeated."""
+def _settings(reg, merged: dict, problems: _Problems, where: tuple, known: set) -> tuple[Any, set]:
+    """Validate merged settings, then each component's rules across keys; problems already
+    reported globally are not repeated per host."""
+    model = reg.settings_model
     try:
-        settings = Settings.model_validate(merged)
+        settings = model.model_validate(merged)
     except ValidationError as e:  # layers were valid alone; a merge can still clash
-        problems.pydantic(e, where, Settings)
-        return Settings(), set()
-    found = set(cross_check(settings))
+        problems.pydantic(e, where, model)
+        return model(), set()
+    found = {p for c in reg.components for p in c.validate(settings)}
     for key, msg in sorted(found - known):
         problems.add(where + tuple(key.split(".")), msg)
     return settings, found

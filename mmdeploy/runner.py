@@ -74,7 +74,10 @@ def select_hosts(inventory: Inventory, limit: list[str] | None) -> list[Host]:
 
 
 def run(inventory: Inventory, components: list[Component], *, mode: str, secrets: Secrets,
-        reporter: Reporter, limit: list[str] | None = None, run_root: Path | None = None) -> RunReport:
+        reporter: Reporter, limit: list[str] | None = None, run_root: Path | None = None,
+        shared: dict[str, object] | None = None) -> RunReport:
+    """`shared` gives a component's ctx.shared instead of its prepare() (a re-point after a
+    failover passes the topology the failover decided)."""
     if mode not in ("plan", "apply"):
         raise ValueError(mode)
     started = time.monotonic()
@@ -97,14 +100,15 @@ def run(inventory: Inventory, components: list[Component], *, mode: str, secrets
             if not targets:
                 continue
             try:
-                shared = component.prepare(inventory, view)
+                given = (shared or {}).get(component.name)
+                prepared = given if given is not None else component.prepare(inventory, view)
             except MMDeployError as e:
                 for r in targets:
                     report.results.append(_fail(r, component.name, "(prepare)", str(e), reporter))
                 continue
             # The barrier: every host finishes this component before any starts the next.
             for results in pool.map(
-                lambda r: _run_component(r, component, inventory, secrets, reporter, mode, shared), targets
+                lambda r: _run_component(r, component, inventory, secrets, reporter, mode, prepared), targets
             ):
                 report.results.extend(results)
         view.close()

@@ -10,11 +10,29 @@ import os
 import re
 import secrets as _random
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import yaml
 
+from .errors import MMDeployError
+
 REDACTED = "********"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A named secret a component declares. Generated on first use unless `generate` is
+    false (a password only the operator knows: then it is None until given)."""
+
+    name: str
+    doc: str
+    generate: bool = True
+
+    @property
+    def env(self) -> str:
+        return "MMDEPLOY_SECRET_" + re.sub(r"\W", "_", self.name).upper()
 
 
 class Redactor:
@@ -41,9 +59,13 @@ class Redactor:
 
 
 class Secrets:
-    def __init__(self, path: Path, redactor: Redactor):
+    """The secrets of one inventory. Only declared secrets can be asked for: a typo in a
+    name is an error, never a new random value."""
+
+    def __init__(self, path: Path, redactor: Redactor, declared: Iterable[Secret] = ()):
         self.path = path
         self.redact = redactor
+        self.declared = {s.name: s for s in declared}
         self._lock = threading.Lock()
         self._values: dict[str, str] = {}
         if path.exists():
@@ -54,24 +76,29 @@ class Secrets:
         for value in self._values.values():
             redactor.add(value)
 
-    def get(self, name: str) -> str:
-        """The secret called `name`, generated and saved on first use."""
-        env = _env(name)
+    def get(self, secret: Secret) -> str:
+        """A generated secret's value, generated and saved on first use."""
+        value = self.optional(secret)
+        if value is None:
+            raise MMDeployError(f"secret {secret.name} is not set: put it in {self.path} or {secret.env}")
+        return value
+
+    def optional(self, secret: Secret) -> str | None:
+        """The secret's value from the environment or the secrets file; a generated one is
+        created on first use, one that cannot be generated (an SMTP password) is None."""
+        if not isinstance(secret, Secret):
+            raise TypeError(f"ask for a declared Secret, not {secret!r}")
+        if self.declared and self.declared.get(secret.name) != secret:
+            raise MMDeployError(f"secret {secret.name!r} is not declared by any component")
+        env = os.environ.get(secret.env)
         if env:
             self.redact.add(env)
             return env
         with self._lock:
-            if name not in self._values:
-                self._values[name] = _random.token_urlsafe(24)
+            if secret.name not in self._values and secret.generate:
+                self._values[secret.name] = _random.token_urlsafe(24)
                 self._save()
-            value = self._values[name]
-        self.redact.add(value)
-        return value
-
-    def optional(self, name: str) -> str | None:
-        """A secret that cannot be generated (an SMTP password): from the environment or the
-        secrets file, or None."""
-        value = _env(name) or self._values.get(name)
+            value = self._values.get(secret.name)
         self.redact.add(value)
         return value
 
@@ -85,6 +112,3 @@ class Secrets:
             yaml.safe_dump(self._values, f, default_flow_style=False)
         os.replace(tmp, self.path)
 
-
-def _env(name: str) -> str | None:
-    return os.environ.get("MMDEPLOY_SECRET_" + re.sub(r"\W", "_", name).upper())

@@ -11,9 +11,7 @@ APT_PROXY_FILE = "/etc/apt/apt.conf.d/01mmdeploy-proxy"
 
 class Base(Component):
     name = "base"
-
-    def hosts(self, inventory):
-        return list(inventory.hosts)
+    roles = ("*",)
 
     def steps(self, ctx: Context):
         proxy = ctx.settings.apt_proxy
@@ -26,3 +24,6 @@ class Base(Component):
         # Tools later components and `verify` rely on, on minimal images too.
         steps.append(Packages("ca-certificates", "curl", "gnupg"))
         return steps
+
+
+COMPONENTS = [Base()]

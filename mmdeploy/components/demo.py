@@ -6,18 +6,34 @@ from __future__ import annotations
 
 import urllib.request
 
+from pydantic import Field
+
 from ..component import Check, Component, Context
 from ..ops import Command, Directory, File, Group, Packages, Service, User, unit
+from ..settings import Section
 
 ROOT = "/srv/mmdeploy-demo"
 
 
+class DemoSettings(Section):
+    """A small component (package, user, templates, unit, service, handler) that exercises
+    every op; the test bed and the no-op benchmark deploy it."""
+
+    enabled: bool = False
+    port: int = Field(default=8080, ge=1, le=65535)
+    message: str = "mmdeploy demo"
+    # Extra templated files, so a benchmark can ask for a component of N steps.
+    extra_files: int = Field(default=0, ge=0, le=1000)
+
+
 class Demo(Component):
     name = "demo"
+    roles = ("*",)
+    settings = {"demo": DemoSettings}
     after = ("base",)
 
-    def hosts(self, inventory):
-        return [h for h in inventory.hosts if h.settings.demo.enabled]
+    def enabled(self, host):
+        return host.settings.demo.enabled
 
     def steps(self, ctx: Context):
         demo = ctx.settings.demo
@@ -55,3 +71,6 @@ def _answers(host):
         return None if host.settings.demo.message in body else f"{url}: message not in page"
 
     return check
+
+
+COMPONENTS = [Demo()]

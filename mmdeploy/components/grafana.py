@@ -15,12 +15,15 @@ import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..artifacts import CACHE, Artifact, ArtifactError, fetch
 from ..component import Check, Component, Context
 from ..inventory import Host
 from ..ops import Command, Directory, File, Packages, Service
-from ..settings import GrafanaDashboard
+
+if TYPE_CHECKING:  # monitoring.dashboards, a section of the prometheus component
+    from .prometheus import GrafanaDashboard
 
 KEYRING = "/etc/apt/keyrings/grafana.gpg"
 PROVISIONING = "/etc/grafana/provisioning"
@@ -32,10 +35,11 @@ PORT = 3000
 
 class Grafana(Component):
     name = "grafana"
+    roles = ("monitoring",)
     after = ("base", "prometheus")
 
-    def hosts(self, inventory):
-        return [h for h in inventory.with_role("monitoring") if h.settings.monitoring.grafana]
+    def enabled(self, host):
+        return host.settings.monitoring.grafana
 
     def steps(self, ctx: Context):
         restart = ("restart",)
@@ -127,3 +131,6 @@ def _healthy(host: Host):
         return None if health.get("database") == "ok" else f"{url}: database {health.get('database')!r}"
 
     return check
+
+
+COMPONENTS = [Grafana()]

@@ -13,21 +13,36 @@ import json
 import shlex
 from urllib.parse import quote
 
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field
+
 from ..artifacts import Artifact
-from ..component import Component, Context
+from ..component import Check, Component, Context, Metrics, Role
+from ..dbtier import Topology, read_topology
+from ..dbtier.component import DB_PASSWORD
 from ..errors import MMDeployError
 from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Group, JsonSettings, Packages, Service, Unpacked, User, unit
 from ..ops.secretfile import SecretFile
-from ..settings import Settings
+from ..secrets import Secret
+from ..settings import Section
 
 HOME = "/opt/mattermost"
 RELEASES = "/opt/mattermost-releases"
 CONFIG = f"{HOME}/config/config.json"
 LICENSE = f"{HOME}/config/mattermost.mattermost-license"
 SOCKET = "/var/tmp/mattermost_local.socket"
-MMCTL = f"{HOME}/bin/mmctl --local"
-WAIT_FOR_SOCKET = f"for i in $(seq 120); do test -S {SOCKET} && {MMCTL} user list >/dev/null 2>&1 && break; sleep 1; done\n"
+# Every mmctl call has its own time limit: the server behind the socket may wait on a
+# database that does not answer.
+MMCTL = f"timeout 20 {HOME}/bin/mmctl --local"
+WAIT_FOR_SOCKET = (f"for i in $(seq 120); do test -S {SOCKET} && {MMCTL} user list >/dev/null 2>&1 && break; "
+                   "sleep 1; done\n")
+# A restart waits this long for a clean stop, then kills: a server whose database died
+# may never finish its in-flight requests. After a failover the wait is short (nothing
+# it holds can complete); a start waits for the server's READY (schema migrations).
+STOP_GRACE, STOP_GRACE_FAILOVER, START_LIMIT = 30, 3, 600
 # mattermost.config_in_database: the units' environment (MM_CONFIG holds the DB password)
 # and the keys mmdeploy owns, patched into the database config with mmctl.
 ETC = "/etc/mattermost"
@@ -37,13 +52,61 @@ CONFIG_PATCH = f"{ETC}/config-patch.json"
 PERSISTENT = ("config", "data", "logs", "plugins", "client/plugins")
 
 
+class MattermostSettings(Section):
+    version: str = Field(default="10.11.4", pattern=r"^\d+\.\d+\.\d+$")
+    edition: Literal["enterprise", "team"] = "enterprise"
+    # The release archive: official URL unless a mirror or local file is given; the
+    # sha256 is required (from the release page, or the mirror's .sha256 file).
+    url: str | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    fetch_on_host: bool = False  # hosts download the archive themselves instead of an upload
+    port: int = Field(default=8065, ge=1, le=65535)
+    metrics_port: int = Field(default=8067, ge=1, le=65535)
+    license_file: str | None = None  # path on the control machine (Enterprise features)
+    require_email_verification: bool = False
+    restrict_creation_to_domains: str = ""  # comma-separated e-mail domains
+    admin_username: str = "sysadmin"
+    admin_email: str = "sysadmin@example.com"
+    team_name: str = Field(default="main", pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")
+    # The config lives in the database (MM_CONFIG=<DSN>) instead of config.json: one
+    # config for all servers, editable in the System Console on any of them.
+    config_in_database: bool = False
+    # Deep-merged into config.json last: any of Mattermost's settings, e.g.
+    # {"ServiceSettings": {"EnableCustomEmoji": true}}.
+    config: dict = {}
+
+
+class SMTPSettings(Section):
+    """Outgoing mail. The password is a secret: MMDEPLOY_SECRET_SMTP_PASSWORD or the key
+    smtp_password in the secrets file, never the inventory."""
+
+    host: str = ""  # empty: e-mail notifications off
+    port: int = Field(default=587, ge=1, le=65535)
+    username: str = ""
+    security: Literal["", "TLS", "STARTTLS"] = "STARTTLS"
+    from_address: str = "mattermost@example.com"
+
+
+ADMIN_PASSWORD = Secret("mattermost_admin_password", "the first system admin's password")
+SMTP_PASSWORD = Secret("smtp_password", "the SMTP server's password (never generated)", generate=False)
+
+
+@dataclass(frozen=True)
+class DBView:
+    """What the component builds on: the DB tier's decision, and whether this run
+    re-points servers right after a failover (then a restart does not wait)."""
+
+    topology: Topology
+    failover: bool = False
+
+
 def release_url(version: str, edition: str) -> str:
     """The official download URL of a release (the team edition has its own archive)."""
     name = "mattermost" if edition == "enterprise" else "mattermost-team"
     return f"https://releases.mattermost.com/{version}/{name}-{version}-linux-amd64.tar.gz"
 
 
-def artifact(settings: Settings) -> Artifact:
+def artifact(settings: Any) -> Artifact:
     mm = settings.mattermost
     if not mm.sha256:
         raise MMDeployError(
@@ -58,7 +121,7 @@ def dedicated_jobserver(inventory: Inventory) -> bool:
     return any(h.has("jobserver") and not h.has("app") for h in inventory.hosts)
 
 
-def datasource(settings: Settings, db: Host, password: str) -> str:
+def datasource(settings: Any, db: Host, password: str) -> str:
     """The DSN Mattermost's SqlSettings takes, in the form its docs give per driver."""
     pw = quote(password, safe="")
     if settings.database.engine == "postgresql":
@@ -71,11 +134,11 @@ def datasource(settings: Settings, db: Host, password: str) -> str:
 def config(ctx: Context, primary: Host, replicas: list[Host]) -> dict:
     """The keys of config.json mmdeploy owns on this host (the server keeps the rest)."""
     s, mm, host = ctx.settings, ctx.settings.mattermost, ctx.host
-    password = ctx.secrets.get("db_password")
+    password = ctx.secrets.get(DB_PASSWORD)
     runs_jobs = host.has("jobserver") or not dedicated_jobserver(ctx.inventory)
     apps = ctx.inventory.with_role("app")
     smtp = s.smtp
-    smtp_password = ctx.secrets.optional("smtp_password") or ""
+    smtp_password = ctx.secrets.optional(SMTP_PASSWORD) or ""
     wanted = {
         "ServiceSettings": {
             "SiteURL": f"https://{s.domain}",
@@ -116,21 +179,51 @@ def config(ctx: Context, primary: Host, replicas: list[Host]) -> dict:
     return merge(wanted, mm.config)
 
 
-class Mattermost(Component):
-    name = "mattermost"
-    after = ("base", "postgresql-replication", "mysql-replication")
+def restart(unit_name: str, grace: int) -> Command:
+    """Restart within bounds: a clean stop for `grace` seconds, else killed; the start
+    waits for the server's READY for at most START_LIMIT seconds."""
+    return Command(f"restart {unit_name}", f"""\
+set -e
+if ! timeout {grace} systemctl stop {unit_name}; then
+  echo "{unit_name} did not stop within {grace} s: killed" >&2
+  systemctl kill --signal=SIGKILL {unit_name} || true
+  timeout 30 systemctl stop {unit_name}
+fi
+timeout {START_LIMIT} systemctl start {unit_name} || {{ echo "{unit_name} was not ready within {START_LIMIT} s" >&2; exit 1; }}
+""", timeout=grace + START_LIMIT + 60)
 
-    def hosts(self, inventory):
-        return [h for h in inventory.hosts if h.has("app") or h.has("jobserver")]
+
+def unit_name(host: Host) -> str:
+    return "mattermost" if host.has("app") else "mattermost-jobserver"
+
+
+class Mattermost(Component):
+    """The release, config.json (or the database config), units and services of every app
+    and job server. Follows the database: re-applied after a failover."""
+
+    name = "mattermost"
+    roles = ("app", "jobserver")
+    owns_roles = (Role("app", "Mattermost app servers (in cluster mode when there are several)",
+                       {"single": 1, "multi": 2, "cluster": 3}),
+                  Role("jobserver", "the Mattermost job server", {"single": 1, "multi": 1, "cluster": 1}))
+    settings = {"mattermost": MattermostSettings, "smtp": SMTPSettings}
+    secrets = (DB_PASSWORD, SMTP_PASSWORD)
+    metrics = (Metrics("mattermost", lambda s: s.mattermost.metrics_port),)
+    after = ("base", "postgresql-replication", "mysql-replication")
+    follows_db = True
 
     def prepare(self, inventory, view):
-        from .. import dbtier
+        return DBView(read_topology(inventory, view))
 
-        return dbtier.live_topology(inventory, view)
+    def after_failover(self, topology: Topology) -> DBView:
+        return DBView(topology, failover=True)
 
     def steps(self, ctx: Context):
-        primary, replicas = ctx.shared
+        view: DBView = ctx.shared
+        primary, replicas = view.topology.require_primary(), view.topology.readers
         s, mm, host = ctx.settings, ctx.settings.mattermost, ctx.host
+        if view.failover and not ctx.facts.get([f"test -f {CONFIG}"])[f"test -f {CONFIG}"].ok:
+            return []  # never deployed here: a failover re-points servers, it does not install them
         release = f"{RELEASES}/{mm.version}"
         restart = ("restart",)
         steps = [
@@ -178,13 +271,9 @@ class Mattermost(Component):
                            ctx.render("mattermost/mattermost.service.j2", command=" jobserver", env_file=env_file),
                            notify=restart),
                       Service("mattermost-jobserver")]
-        if host.has("app") and host.name == ctx.inventory.with_role("app")[0].name:
-            steps += self._first_admin_and_team(ctx)
         return steps
 
     def checks(self, inventory):
-        from ..component import Check
-
         if not inventory.with_role("proxy"):
             return []
         site = SiteChecks(inventory)
@@ -196,13 +285,16 @@ class Mattermost(Component):
         ]
 
     def handlers(self, ctx: Context):
-        name = "mattermost" if ctx.host.has("app") else "mattermost-jobserver"
-        handlers = {"restart": Command(f"restart {name}", f"systemctl restart {name}")}
+        name = unit_name(ctx.host)
+        grace = STOP_GRACE_FAILOVER if ctx.shared.failover else STOP_GRACE
+        handlers = {"restart": restart(name, grace)}
         if ctx.settings.mattermost.config_in_database and ctx.host.has("app"):
             # Listeners and SqlSettings are read at start-up: restart after the patch.
+            again = restart(name, STOP_GRACE)
             handlers["patch-config"] = Command(
                 "patch the database config",
-                f"set -e\n{WAIT_FOR_SOCKET}{MMCTL} config patch {CONFIG_PATCH}\nsystemctl restart {name}\n")
+                f"set -e\n{WAIT_FOR_SOCKET}{MMCTL} config patch {CONFIG_PATCH}\n{again.script}",
+                timeout=again.timeout + 180)
         return handlers
 
     def _config_in_database(self, ctx: Context, wanted: dict) -> list:
@@ -232,7 +324,21 @@ class Mattermost(Component):
                                     notify=("patch-config",)))
         return steps
 
-    def _first_admin_and_team(self, ctx: Context):
+
+class MattermostAdmin(Component):
+    """The first system admin and team, on the first app server, once Mattermost runs
+    (after the mattermost component's restart): the only part of a deploy that needs the
+    database through Mattermost, so re-pointing after a failover never waits on it."""
+
+    name = "mattermost-admin"
+    roles = ("app",)
+    secrets = (ADMIN_PASSWORD,)
+    after = ("mattermost",)
+
+    def hosts(self, inventory):
+        return inventory.with_role("app")[:1]
+
+    def steps(self, ctx: Context):
         """The first system admin and team, with real `mmctl --local` commands. mmctl takes
         a password only on its command line, so the user is created with a throwaway one
         and the real password is set as a bcrypt hash: no secret in the process list."""
@@ -240,7 +346,7 @@ class Mattermost(Component):
 
         mm = ctx.settings.mattermost
         user, team = shlex.quote(mm.admin_username), shlex.quote(mm.team_name)
-        password = ctx.secrets.get("mattermost_admin_password")
+        password = ctx.secrets.get(ADMIN_PASSWORD)
         hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()
         return [
             Command(
@@ -258,6 +364,7 @@ class Mattermost(Component):
                 unless=f"{MMCTL} team list 2>/dev/null | grep -qw {team}",
             ),
         ]
+
 
 
 # --- verify: only Mattermost's real API v4, through the NGINX proxy -----------------------
@@ -351,3 +458,6 @@ class SiteChecks:
         except Exception as e:  # handshake refused, timeout, TLS error: all are the finding
             return f"websocket upgrade at {url}: {type(e).__name__}: {e}"
         return None if event.get("event") == "hello" else f"websocket: expected a hello event, got {event}"
+
+
+COMPONENTS = [Mattermost(), MattermostAdmin()]

@@ -20,25 +20,59 @@ import socket
 import ssl
 from pathlib import Path
 
-from ..component import Check, Component, Context
+from typing import Literal
+
+from pydantic import Field
+
+from ..component import Check, Component, Context, Metrics, Role
 from ..errors import InventoryError
 from ..inventory import Host
 from ..ops import Command, Directory, File, Packages, Service
+from ..ops.exporter import env_file, exporter_handlers, exporter_steps
 from ..ops.secretfile import SecretFile
+from ..settings import Section
 
 CONF = "/etc/nginx/nginx.conf"
 CERT = "/etc/nginx/tls/mattermost.crt"
 KEY = "/etc/nginx/tls/mattermost.key"
 ACME_WEBROOT = "/var/www/letsencrypt"
 RELOAD = ("reload",)
+EXPORTER = "prometheus-nginx-exporter"
+EXPORTER_PORT = 9113  # the Debian package's default
+
+
+class TLSSettings(Section):
+    mode: Literal["self-signed", "provided", "acme"] = "self-signed"
+    cert: str | None = None
+    key: str | None = None
+    # acme: the address Let's Encrypt sends expiry notices to (none: registered without).
+    acme_email: str | None = None
+
+
+class NginxSettings(Section):
+    """The NGINX proxy in front of the app servers (components/nginx.py)."""
+
+    # The largest request body, i.e. file upload, as an nginx size.
+    client_max_body_size: str = Field(default="50M", pattern=r"^\d+[kKmMgG]?$")
+    # Raw directives added to the HTTPS server block, e.g. "add_header X-Robots-Tag none;".
+    extra: str = ""
+    # Loopback port of nginx's stub_status page, which the nginx exporter reads.
+    status_port: int = Field(default=8090, ge=1, le=65535)
 
 
 class Nginx(Component):
     name = "nginx"
+    roles = ("proxy",)
+    owns_roles = (Role("proxy", "NGINX in front of the app servers (TLS, HTTP/2, websockets)",
+                       {"single": 1, "multi": 2, "cluster": 2}),)
+    settings = {"nginx": NginxSettings, "tls": TLSSettings}
+    metrics = (Metrics("nginx", EXPORTER_PORT),)
     after = ("base",)
 
-    def hosts(self, inventory):
-        return inventory.with_role("proxy")
+    def validate(self, settings):
+        if settings.tls.mode == "provided" and not (settings.tls.cert and settings.tls.key):
+            return [("tls", "mode 'provided' needs both tls.cert and tls.key")]
+        return []
 
     def steps(self, ctx: Context):
         s = ctx.settings
@@ -50,13 +84,19 @@ class Nginx(Component):
             File(CONF, render(ctx), validate="nginx -t -q -c {}", notify=RELOAD),
             Service("nginx"),
         ]
+        # The exporter reads the stub_status page served on the loopback interface;
+        # retries: after a reboot it may start before nginx answers.
+        args = (f"-nginx.scrape-uri=http://127.0.0.1:{s.nginx.status_port}/stub_status "
+                "-nginx.retries=10")
+        steps += exporter_steps(EXPORTER, env_file("components/nginx", ARGS=args), secret=False)
         if acme:
             steps.append(_acme_certificate(ctx))
         return steps
 
     def handlers(self, ctx: Context):
         # A certificate can change without the config: test the live set before reloading.
-        return {"reload": Command("reload nginx", "nginx -t -q && systemctl reload-or-restart nginx")}
+        return {"reload": Command("reload nginx", "nginx -t -q && systemctl reload-or-restart nginx"),
+                **exporter_handlers(EXPORTER)}
 
     def checks(self, inventory):
         return [c for h in self.hosts(inventory) for c in (
@@ -188,3 +228,6 @@ def _serves_tls(host: Host):
         return "; ".join(problems) or None
 
     return check
+
+
+COMPONENTS = [Nginx()]

@@ -1,8 +1,8 @@
-"""Prometheus from Debian's package on the `monitoring` hosts, scraping targets generated from
-the inventory: Mattermost's metrics on app and job servers, node_exporter on every host,
-the postgres or mysqld exporter on database hosts, the nginx exporter on proxy hosts
-(components/exporters.py installs the exporters). A new configuration is checked with
-`promtool check config` before it goes live, and applied by a reload.
+"""Prometheus from Debian's package on the `monitoring` hosts, scraping every target the
+components declare (component.Metrics: Mattermost on app and job servers, the node
+exporter everywhere, the database, NGINX and other services' exporters on their hosts).
+A new configuration is checked with `promtool check config` before it goes live, and
+applied by a reload.
 
 `verify` asks each Prometheus (its HTTP API, from the control machine) whether every
 target is up.
@@ -15,19 +15,45 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
-from ..component import Check, Component, Context
-from ..inventory import Host, Inventory
+from typing import Literal
+
+from pydantic import Field
+
+from ..component import Check, Component, Context, Role
+from ..inventory import Inventory
 from ..ops import Command, File, Packages, Service
+from ..settings import Section
 
 PORT = 9090
-# The exporters listen on their Debian packages' default ports (components/exporters.py).
-PORTS = {"node": 9100, "postgres": 9187, "mysql": 9104, "nginx": 9113}
+
+
+class GrafanaDashboard(Section):
+    id: int = Field(ge=1)
+    # A grafana.com revision; "latest" is fetched once and then kept in the local cache.
+    revision: int | Literal["latest"] = "latest"
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    url: str | None = None  # a mirror or local file instead of grafana.com
+
+
+class MonitoringSettings(Section):
+    """Prometheus, the exporters and Grafana (components/prometheus.py, exporters.py,
+    grafana.py)."""
+
+    # Grafana from Grafana's APT repository on the monitoring host.
+    grafana: bool = True
+    scrape_interval: str = Field(default="15s", pattern=r"^\d+[smh]$")
+    # The DB user the postgres/mysqld exporter logs in as, with the secret
+    # db_monitoring_password; the database components create it.
+    db_user: str = Field(default="mmmonitor", pattern=r"^[a-z_][a-z0-9_]{0,31}$")
+    # Mattermost's official dashboards: performance monitoring v2, KPI metrics, bonus metrics.
+    dashboards: list[GrafanaDashboard] = [GrafanaDashboard(id=i) for i in (15582, 2539, 2545)]
 
 
 @dataclass
 class Target:
     address: str  # host:port
     labels: dict[str, str] = field(default_factory=dict)
+    path: str = "/metrics"
 
 
 @dataclass
@@ -38,10 +64,12 @@ class Job:
 
 class Prometheus(Component):
     name = "prometheus"
-    after = ("base", "exporters")
-
-    def hosts(self, inventory):
-        return inventory.with_role("monitoring")
+    roles = ("monitoring",)
+    owns_roles = (Role("monitoring", "Prometheus (and Grafana): scrapes every host",
+                       {"single": 1, "multi": 1, "cluster": 1}),)
+    settings = {"monitoring": MonitoringSettings}
+    # Every other component first: the targets it scrapes should be up by then.
+    after = ("base", "node-exporter")
 
     def steps(self, ctx: Context):
         config = ctx.render("prometheus/prometheus.yml.j2", jobs=scrape_jobs(ctx.inventory))
@@ -62,22 +90,15 @@ class Prometheus(Component):
 
 
 def scrape_jobs(inventory: Inventory) -> list[Job]:
-    """What every Prometheus scrapes; targets on the hosts' private addresses."""
-    def target(h: Host, port: int) -> Target:
-        return Target(_host_port(h.private_address, port), {"host": h.name})
+    """What every Prometheus scrapes: itself and every target the components declare, on
+    the hosts' private addresses."""
+    from ..registry import registry
 
-    jobs = [
-        Job("prometheus", [Target(f"localhost:{PORT}")]),
-        Job("mattermost", [target(h, h.settings.mattermost.metrics_port)
-                           for h in inventory.hosts if h.has("app") or h.has("jobserver")]),
-        Job("node", [target(h, PORTS["node"]) for h in inventory.hosts]),
-    ]
-    for engine, name in (("postgresql", "postgres"), ("mysql", "mysql")):
-        db = [h for h in inventory.with_role("db") if h.settings.database.engine == engine]
-        if db:
-            jobs.append(Job(name, [target(h, PORTS[name]) for h in db]))
-    jobs.append(Job("nginx", [target(h, PORTS["nginx"]) for h in inventory.with_role("proxy")]))
-    return [j for j in jobs if j.targets]
+    jobs = [Job("prometheus", [Target(f"localhost:{PORT}")])]
+    for name, targets in registry().scrape_jobs(inventory):
+        jobs.append(Job(name, [Target(_host_port(h.private_address, m.port_for(h)), {"host": h.name},
+                                      m.path) for h, m in targets]))
+    return jobs
 
 
 def seconds(duration: str) -> int:
@@ -111,3 +132,6 @@ def targets_up(url: str, wait: float):
 
 def _host_port(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+COMPONENTS = [Prometheus()]

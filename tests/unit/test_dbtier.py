@@ -136,7 +136,7 @@ def test_failover_of_a_dead_primary_needs_force(inv):
 def test_forced_failover_promotes_the_most_advanced_and_repoints_the_rest(inv):
     t = tier_of(inv, db1="dead", db2=90, db3=120)
     result = run(t, force=True)
-    assert result["new"] == "db3" and result["old"] == "db1" and result["repointed"] == ["db2"]
+    assert result.new == "db3" and result.old == "db1" and result.repointed == ["db2"]
     assert kinds(t) == ["wait_applied", "promote", "attach", "repoint", "attach"]
     assert ("repoint", "db2", "db3") in t.engine.calls
     assert t.engine.calls[-1] == ("attach", "db3", ("db2",))  # the dead node is out of the sync set
@@ -146,7 +146,7 @@ def test_planned_switchover_fences_first_and_rejoins_the_old_primary(inv):
     t = tier_of(inv)
     result = run(t)
     assert kinds(t) == ["fence", "wait_applied", "promote", "attach", "repoint", "rejoin", "attach"]
-    assert result["new"] == "db2" and result["rejoined"] == "db1"
+    assert result.new == "db2" and result.rejoined == "db1"
     assert t.engine.calls[-1] == ("attach", "db2", ("db1", "db3"))
 
 
@@ -182,7 +182,7 @@ def test_to_a_replica_that_is_behind_is_refused_before_promoting(inv):
 
 def test_to_picks_the_named_replica(inv):
     t = tier_of(inv, db2=100, db3=100)
-    assert run(t, to="db3")["new"] == "db3"
+    assert run(t, to="db3").new == "db3"
 
 
 def test_split_brain_is_refused(inv):

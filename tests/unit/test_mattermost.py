@@ -10,6 +10,9 @@ from mmdeploy.errors import MMDeployError
 from mmdeploy.ops import Command, File, JsonSettings
 from mmdeploy.ops.secretfile import SecretFile
 from mmdeploy.secrets import Redactor, Secrets
+from mmdeploy.dbtier import NodeState, Topology
+from mmdeploy.dbtier.component import DB_PASSWORD
+from mmdeploy.components.mattermost import ADMIN_PASSWORD
 
 SITE = """\
 pattern: single
@@ -34,9 +37,12 @@ def site(write_inventory, tmp_path, request):
     inv = inventory.load(write_inventory(SITE.format(sha="a" * 64)), getattr(request, "param", ()))
     secrets = Secrets(tmp_path / "s.yml", Redactor())
 
+    db1, db2 = inv.host("db1"), inv.host("db2")
+    states = {"db1": NodeState(db1, True, True, "primary", True), "db2": NodeState(db2, True, True, "replica", False)}
+
     def ctx(name):
         return Context(inv, inv.host(name), secrets, facts=None,
-                       shared=(inv.host("db1"), [inv.host("db2")]))
+                       shared=mm.DBView(Topology([db1, db2], states, db1, "writable")))
 
     ctx.inv, ctx.secrets = inv, secrets
     return ctx
@@ -58,7 +64,7 @@ def test_artifact_needs_a_checksum(site, write_inventory):
 
 def test_config_keys(site):
     cfg = mm.config(site("app1"), site.inv.host("db1"), [site.inv.host("db2")])
-    password = site.secrets.get("db_password")
+    password = site.secrets.get(DB_PASSWORD)
     assert cfg["SqlSettings"]["DriverName"] == "postgres"
     assert cfg["SqlSettings"]["DataSource"] == (
         f"postgres://mmuser:{password}@10.0.0.5:5432/mattermost?sslmode=disable&connect_timeout=10&binary_parameters=yes")
@@ -76,22 +82,23 @@ def test_config_keys(site):
 
 
 def test_mysql_datasource(site):
-    from mmdeploy.settings import Settings
+    from mmdeploy.registry import settings_model
 
-    s = Settings.model_validate({"database": {"engine": "mysql"}})
+    s = settings_model().model_validate({"database": {"engine": "mysql"}})
     assert mm.datasource(s, site.inv.host("db1"), "p@ss/w") == \
         "mmuser:p%40ss%2Fw@tcp(10.0.0.5:3306)/mattermost?charset=utf8mb4,utf8&writeTimeout=30s"
 
 
 def test_units_and_first_admin(site):
-    app1 = mm.Mattermost().steps(site("app1"))
+    # The first admin is a component of its own, after Mattermost runs, on the first app server.
+    app1 = mm.Mattermost().steps(site("app1")) + mm.MattermostAdmin().steps(site("app1"))
     names = [s.name for s in app1]
     assert "file /etc/systemd/system/mattermost.service" in names and "service mattermost" in names
     assert "command first admin sysadmin" not in names and "first admin sysadmin" in names
-    assert "first admin sysadmin" not in [s.name for s in mm.Mattermost().steps(site("app2"))]
+    assert [h.name for h in mm.MattermostAdmin().hosts(site.inv)] == ["app1"]
     job = [s.name for s in mm.Mattermost().steps(site("job1"))]
     assert "service mattermost-jobserver" in job and "service mattermost" not in job
-    password = site.secrets.get("mattermost_admin_password")
+    password = site.secrets.get(ADMIN_PASSWORD)
     for step in app1:
         if isinstance(step, Command):
             assert password not in step.script and password not in (step.unless or "")
@@ -119,7 +126,7 @@ DB_CONFIG = ["mattermost.config_in_database=true"]
 
 @pytest.mark.parametrize("site", [DB_CONFIG], indirect=True)
 def test_config_in_database(site):
-    password = site.secrets.get("db_password")
+    password = site.secrets.get(DB_PASSWORD)
     app1, job1 = mm.Mattermost().steps(site("app1")), mm.Mattermost().steps(site("job1"))
     assert not any(isinstance(s, JsonSettings) for s in app1 + job1)  # the database holds it
     env = next(s for s in app1 if isinstance(s, File) and s.path == mm.ENV_FILE)
@@ -140,7 +147,8 @@ def test_config_in_database(site):
     units = [s for s in app1 + job1 if isinstance(s, File) and s.path.startswith("/etc/systemd/system/")]
     assert len(units) == 2 and all(f"EnvironmentFile={mm.ENV_FILE}\n" in u.content.decode() for u in units)
     handler = mm.Mattermost().handlers(site("app1"))["patch-config"]
-    assert handler.script.endswith(f"mmctl --local config patch {mm.CONFIG_PATCH}\nsystemctl restart mattermost\n")
+    patch_at = handler.script.index(f"mmctl --local config patch {mm.CONFIG_PATCH}\n")
+    assert handler.script.index("systemctl start mattermost", patch_at) > patch_at  # restarted after the patch
     assert "patch-config" not in mm.Mattermost().handlers(site("job1"))
     # The DSN holds the password: only in the 0600 files, never on a command line.
     for step in app1 + job1 + [handler]:

@@ -11,14 +11,16 @@ import yaml
 
 from mmdeploy import inventory
 from mmdeploy.component import Context
-from mmdeploy.components.exporters import Exporters
 from mmdeploy.components.grafana import DATASOURCE, Grafana, dashboard_url, fetch_dashboard, provisioned
 from mmdeploy.components.prometheus import Prometheus, scrape_jobs, seconds, targets_up
 from mmdeploy.facts import Fact
 from mmdeploy.ops import File
 from mmdeploy.ops.secretfile import SecretFile
 from mmdeploy.secrets import Redactor, Secrets
-from mmdeploy.settings import GrafanaDashboard
+from mmdeploy.components.prometheus import GrafanaDashboard
+from mmdeploy.dbtier import NodeState, Topology
+from mmdeploy.registry import registry
+from mmdeploy.dbtier.component import DB_MONITORING_PASSWORD
 
 SITE = """\
 pattern: single
@@ -40,6 +42,24 @@ def site(write_inventory, tmp_path):
         return Context(inv, inv.host(host), Secrets(tmp_path / "s.yml", Redactor()), None)
 
     return load
+
+
+class Exporters:
+    """The exporter steps of every component on a host (each exporter now belongs to the
+    service it watches), on a fresh DB topology."""
+
+    NAMES = ("node-exporter", "nginx", "postgresql-replication", "mysql-replication")
+
+    def steps(self, ctx):
+        steps = []
+        for name in self.NAMES:
+            component = registry().component(name)
+            if ctx.host.name not in [h.name for h in component.hosts(ctx.inventory)]:
+                continue
+            db = ctx.inventory.with_role("db")
+            ctx.shared = Topology(db, {h.name: NodeState(h, True, False, "unknown", False) for h in db}, db[0], "fresh")
+            steps += component.steps(ctx)
+        return steps
 
 
 def rendered_config(ctx) -> dict:
@@ -99,7 +119,7 @@ def test_exporters_per_role(site):
 
 def test_db_exporter_credentials_stay_out_of_facts_diffs_and_commands(site):
     ctx = site(host="db1")
-    password = ctx.secrets.get("db_monitoring_password")
+    password = ctx.secrets.get(DB_MONITORING_PASSWORD)
     steps = Exporters().steps(ctx)
     env = next(s for s in steps if getattr(s, "path", "") == "/etc/default/prometheus-postgres-exporter")
     assert isinstance(env, SecretFile) and (env.owner, env.group, env.mode) == ("prometheus", "prometheus", "0640")

@@ -7,10 +7,12 @@ import pytest
 from mmdeploy import inventory
 from mmdeploy.component import Context
 from mmdeploy.components import mysql as my
+from mmdeploy.dbtier import Topology, decide
 from mmdeploy.errors import MMDeployError
 from mmdeploy.facts import Fact
 from mmdeploy.ops import SQL
 from mmdeploy.secrets import Redactor, Secrets
+from mmdeploy.dbtier.component import DB_MONITORING_PASSWORD, DB_PASSWORD
 
 SITE = """\
 pattern: single
@@ -195,21 +197,21 @@ def test_literals_are_escaped():
 def test_primary_steps_scope_the_user_per_app_host_and_keep_secrets_off_command_lines(write_inventory, tmp_path):
     inv = load(write_inventory)
     states = {"db1": state(inv, "db1", PRIMARY), "db2": state(inv, "db2", REPLICA)}
-    topo = my.decide(my.db_hosts(inv), states)
+    topo = decide(my.db_hosts(inv), states, "MySQL-family")
     ctx = context(inv, "db1", tmp_path, topo)
     steps = my.MySQL().steps(ctx)
     names = [s.name for s in steps]
     assert "sql user mmuser@10.0.0.12" in names and "sql user mmuser@10.0.0.13" in names
     assert not any("192.0.2" in n or "10.0.0.14" in n for n in names if "mmuser" in n)  # only app/job hosts
     assert "sql user mmrepl@10.0.0.14" in names and "sql user mmrepl@10.0.0.15" in names
-    password = ctx.secrets.get("db_password")
+    password = ctx.secrets.get(DB_PASSWORD)
     for step in steps:
         for probe in step.facts():
             assert password not in probe
     user = next(s for s in steps if s.name == "sql user mmuser@10.0.0.12")
     assert isinstance(user, SQL) and password in user.statement
     # The exporter's account, on the socket only; its secret on stdin only.
-    monitor_password = ctx.secrets.get("db_monitoring_password")
+    monitor_password = ctx.secrets.get(DB_MONITORING_PASSWORD)
     monitor = next(s for s in steps if s.name == "sql user mmmonitor@localhost")
     assert monitor.statement == f"CREATE USER IF NOT EXISTS 'mmmonitor'@'localhost' IDENTIFIED BY '{monitor_password}';"
     assert "sql grants mmmonitor@localhost" in names
@@ -222,7 +224,7 @@ def test_primary_steps_scope_the_user_per_app_host_and_keep_secrets_off_command_
 
 def test_config_both_flavors(write_inventory, tmp_path):
     inv = load(write_inventory)
-    topo = my.Topology(inv.host("db1"), {})
+    topo = Topology([inv.host("db1")], {}, inv.host("db1"), "writable")
     conf = my.render_config(context(inv, "db2", tmp_path, topo))
     for line in ("bind-address = 10.0.0.15", "server_id = 167772175", "binlog_format = ROW", "sync_binlog = 1",
                  "innodb_flush_log_at_trx_commit = 1", "gtid_strict_mode = ON", "log_slave_updates = ON",
@@ -270,16 +272,16 @@ def test_decide_fresh_promoted_and_split_brain(write_inventory):
     inv = load(write_inventory)
     hosts = my.db_hosts(inv)
     fresh = "fenced=0\nunit=/\n[replication]\n"
-    assert my.decide(hosts, {"db1": state(inv, "db1", fresh, rc=127),
-                             "db2": state(inv, "db2", fresh, rc=127)}).primary.name == "db1"
+    assert decide(hosts, {"db1": state(inv, "db1", fresh, rc=127),
+                             "db2": state(inv, "db2", fresh, rc=127)}, "MySQL-family").primary.name == "db1"
     # After a failover db2 is writable: a deploy keeps it primary.
     promoted = PRIMARY.replace("10.0.0.15", "10.0.0.14")
     old = REPLICA.split("[replication]")[0] + "[replication]\n"
-    assert my.decide(hosts, {"db1": state(inv, "db1", old), "db2": state(inv, "db2", promoted)}).primary.name == "db2"
+    assert decide(hosts, {"db1": state(inv, "db1", old), "db2": state(inv, "db2", promoted)}, "MySQL-family").primary.name == "db2"
     with pytest.raises(MMDeployError, match="two writable"):
-        my.decide(hosts, {"db1": state(inv, "db1", PRIMARY), "db2": state(inv, "db2", promoted)})
+        decide(hosts, {"db1": state(inv, "db1", PRIMARY), "db2": state(inv, "db2", promoted)}, "MySQL-family")
     with pytest.raises(MMDeployError, match="not clear"):
-        my.decide(hosts, {"db1": state(inv, "db1", old), "db2": state(inv, "db2", old)})
+        decide(hosts, {"db1": state(inv, "db1", old), "db2": state(inv, "db2", old)}, "MySQL-family")
 
 
 def test_replica_plans_never_reseed_data(write_inventory):
@@ -289,7 +291,7 @@ def test_replica_plans_never_reseed_data(write_inventory):
 
     def plan(text):
         states = {"db1": primary, "db2": state(inv, "db2", text)}
-        return my.decide(hosts, states).plan_replica(inv.host("db2"))
+        return my.plan_replica(decide(hosts, states, "MySQL-family"), inv.host("db2"))
 
     assert plan(REPLICA) is None  # healthy: nothing
     assert plan(REPLICA.replace("Slave_SQL_Running: Yes", "Slave_SQL_Running: No")) == "start"
@@ -345,14 +347,14 @@ def test_self_fence_watches_the_peers_and_fences_like_failover(write_inventory, 
     import subprocess
 
     inv = load(write_inventory)
-    ctx = context(inv, "db1", tmp_path, my.Topology(inv.host("db1"), {}))
+    ctx = context(inv, "db1", tmp_path, Topology([inv.host("db1")], {}, inv.host("db1"), "writable"))
     script = my.render_fence(ctx)
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
     assert 'PEERS="10.0.0.15"' in script and "--defaults-extra-file=/etc/mysql/mmdeploy-replication.cnf" in script
     assert my.fence_script(my.MARIADB, "mmdeploy-mysql-fence: $why") in script
     assert "SET GLOBAL read_only = ON;" in script and "FROM `mmdeploy`.`promotions`" in script
     # On every DB node, fenced or not (it does nothing while the node is read-only or fenced).
-    topo = my.decide(my.db_hosts(inv), {"db1": state(inv, "db1", PRIMARY.replace("fenced=0", "fenced=1")),
+    topo = decide(my.db_hosts(inv), {"db1": state(inv, "db1", PRIMARY.replace("fenced=0", "fenced=1")),
                                         "db2": state(inv, "db2", REPLICA)})
     for name in ("db1", "db2"):
         names = [s.name for s in my.MySQL().steps(context(inv, name, tmp_path, topo))]

@@ -7,7 +7,8 @@ import pytest
 from mmdeploy import inventory
 from mmdeploy.component import Context
 from mmdeploy.components import postgresql as pg
-from mmdeploy.dbtier import NodeState
+from mmdeploy.dbtier import NodeState, Topology, decide
+from mmdeploy.dbtier.component import DB_MONITORING_PASSWORD, DB_PASSWORD
 from mmdeploy.errors import MMDeployError
 from mmdeploy.facts import Fact
 from mmdeploy.ops import SQL, Command, File
@@ -134,32 +135,32 @@ def test_probe_of_stopped_fresh_and_fenced_nodes(site):
 def test_fresh_install_makes_the_first_db_host_primary(site):
     inv, h = site
     states = {n: state(h[n], FRESH) for n in ("db1", "db2")}
-    assert pg.decide(pg.db_hosts(inv), states).primary.name == "db1"
+    assert decide(pg.COMPONENTS[0].hosts(inv), states, "PostgreSQL").primary.name == "db1"
 
 
 def test_a_promoted_node_stays_primary(site):
     inv, h = site
     states = {"db1": state(h["db1"], REPLICA.replace("10.0.0.14", "10.0.0.15").replace("conf_primary=db1", "conf_primary=db2")),
               "db2": state(h["db2"], PRIMARY.replace("conf_primary=db1", "conf_primary=db2"))}
-    topo = pg.decide(pg.db_hosts(inv), states)
+    topo = decide(pg.COMPONENTS[0].hosts(inv), states, "PostgreSQL")
     assert topo.primary.name == "db2"
-    assert not topo.needs_seed(h["db1"])  # a healthy replica is never re-seeded
+    assert not pg.needs_seed(topo, h["db1"])  # a healthy replica is never re-seeded
 
 
 def test_two_writable_nodes_are_refused(site):
     inv, h = site
     states = {"db1": state(h["db1"], PRIMARY), "db2": state(h["db2"], PRIMARY)}
     with pytest.raises(MMDeployError, match="two writable PostgreSQL nodes"):
-        pg.decide(pg.db_hosts(inv), states)
+        decide(pg.COMPONENTS[0].hosts(inv), states, "PostgreSQL")
 
 
 def test_a_fenced_writer_is_not_a_primary_and_not_in_the_sync_set(site):
     inv, h = site
     states = {"db1": state(h["db1"], PRIMARY.replace("fenced=0", "fenced=1")),
               "db2": state(h["db2"], PRIMARY.replace("replica=db2", "replica=db1"))}
-    topo = pg.decide(pg.db_hosts(inv), states)
+    topo = decide(pg.COMPONENTS[0].hosts(inv), states, "PostgreSQL")
     assert topo.primary.name == "db2"
-    assert topo.replicas(pg.db_hosts(inv)) == []
+    assert topo.replicas == []
 
 
 def test_without_a_writer_the_primary_the_topology_files_name_wins(site):
@@ -167,20 +168,20 @@ def test_without_a_writer_the_primary_the_topology_files_name_wins(site):
     down = STUB.replace("sysid=111", "sysid=7712655356570835384") + "conf_primary=db2\n"
     states = {"db1": state(h["db1"], REPLICA.replace("conf_primary=db1", "conf_primary=db2")),
               "db2": state(h["db2"], down)}
-    assert pg.decide(pg.db_hosts(inv), states).primary.name == "db2"
+    assert decide(pg.COMPONENTS[0].hosts(inv), states, "PostgreSQL").primary.name == "db2"
 
 
 def test_seeding_rules(site):
     inv, h = site
     primary = state(h["db1"], PRIMARY)
-    topo = pg.Topology(h["db1"], {"db1": primary, "db2": state(h["db2"], STUB)})
-    assert topo.needs_seed(h["db2"])  # a stub from pg_createcluster: other system identifier
+    topo = Topology([h["db1"], h["db2"]], {"db1": primary, "db2": state(h["db2"], STUB)}, h["db1"], "writable")
+    assert pg.needs_seed(topo, h["db2"])  # a stub from pg_createcluster: other system identifier
     topo.states["db2"] = state(h["db2"], FRESH)
-    assert topo.needs_seed(h["db2"])
+    assert pg.needs_seed(topo, h["db2"])
     former = STUB.replace("sysid=111", "sysid=7712655356570835384")
     topo.states["db2"] = state(h["db2"], former)
     with pytest.raises(MMDeployError, match="db.rejoin db2"):
-        topo.needs_seed(h["db2"])
+        pg.needs_seed(topo, h["db2"])
 
 
 @pytest.mark.parametrize("memory_mb, connections, shared, cache, work", [
@@ -220,7 +221,7 @@ class FakeFacts:
 def steps_for(inv, name, tmp_path, primary="db1"):
     host = inv.host(name)
     ctx = Context(inv, host, Secrets(tmp_path / "s.yml", Redactor()), FakeFacts(),
-                  pg.Topology(inv.host(primary), {}))
+                  Topology([inv.host(primary)], {}, inv.host(primary), "writable"))
     return {s.name: s for s in pg.PostgreSQL().steps(ctx)}
 
 
@@ -252,10 +253,10 @@ def test_users_database_and_slots_only_on_the_primary(site, tmp_path):
     assert [s.name for s in sql] == ["sql role replicator", "sql role mmuser", "sql database mattermost",
                                      "sql role mmmonitor", "sql replication slot db2"]
     assert not [s for s in replica.values() if isinstance(s, SQL)]
-    password = Secrets(tmp_path / "s.yml", Redactor()).get("db_password")
+    password = Secrets(tmp_path / "s.yml", Redactor()).get(DB_PASSWORD)
     mmuser = primary["sql role mmuser"]
     assert password in mmuser.statement and all(password not in f for f in mmuser.facts())
-    monitor_password = Secrets(tmp_path / "s.yml", Redactor()).get("db_monitoring_password")
+    monitor_password = Secrets(tmp_path / "s.yml", Redactor()).get(DB_MONITORING_PASSWORD)
     monitor = primary["sql role mmmonitor"]
     assert monitor.statement == (f"CREATE ROLE mmmonitor WITH LOGIN PASSWORD '{monitor_password}';\n"
                                  "GRANT pg_monitor TO mmmonitor;")

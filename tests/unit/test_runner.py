@@ -13,6 +13,7 @@ from mmdeploy.errors import InventoryError
 from mmdeploy.ops import Command, Directory, File
 from mmdeploy.report import Reporter
 from mmdeploy.secrets import REDACTED, Redactor, Secrets
+from mmdeploy.dbtier.component import DB_PASSWORD
 
 from .conftest import SINGLE
 from .localremote import LocalRemote
@@ -36,7 +37,7 @@ class Files(Component):
         steps = [
             Directory(str(d), owner=ME, group=ME),
             File(f"{d}/a.conf", f"port={ctx.settings.demo.port}\n", owner=ME, group=ME, notify=("restart",)),
-            File(f"{d}/b.conf", f"password={ctx.secrets.get('db_password')}\n", owner=ME, group=ME,
+            File(f"{d}/b.conf", f"password={ctx.secrets.get(DB_PASSWORD)}\n", owner=ME, group=ME,
                  mode="0600", notify=("restart",)),
         ]
         if ctx.host.name in self.fail_on:
@@ -150,7 +151,7 @@ def test_limit_touches_only_named_hosts(site):
 
 def test_secrets_redacted_from_output_and_logs(site):
     report, out = site("plan")
-    secret = Secrets(site.tmp / "site.secrets.yml", Redactor()).get("db_password")
+    secret = Secrets(site.tmp / "site.secrets.yml", Redactor()).get(DB_PASSWORD)
     assert len(secret) >= 24
     assert secret not in out and f"+password={REDACTED}" in out
     site("apply")

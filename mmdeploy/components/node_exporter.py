@@ -1,0 +1,23 @@
+"""Prometheus's node exporter from Debian's package on every host (CPU, memory, disk,
+network). The other exporters belong to the service they watch (postgresql, mysql,
+nginx components), each declaring its scrape target."""
+
+from __future__ import annotations
+
+from ..component import Component, Context, Metrics
+from ..ops import Packages, Service
+
+PORT = 9100  # the Debian package's default
+
+
+class NodeExporter(Component):
+    name = "node-exporter"
+    roles = ("*",)
+    metrics = (Metrics("node", PORT),)
+    after = ("base",)
+
+    def steps(self, ctx: Context):
+        return [Packages("prometheus-node-exporter"), Service("prometheus-node-exporter")]
+
+
+COMPONENTS = [NodeExporter()]

@@ -1,0 +1,186 @@
+"""PostgreSQL's two components: `postgresql` (package, cluster, config, pg_hba, and on the
+primary users, database and slots) and then `postgresql-replication` (each node's place in
+the topology: replicas seeded with pg_basebackup and streaming, the primary waiting for
+ANY 1 of them). A replica can only be seeded once the primary is configured, hence two.
+Both act on the live topology (dbtier.decide, read once per run in prepare()), so a
+deploy after a failover keeps the new primary and never re-seeds a healthy replica."""
+
+from __future__ import annotations
+
+from urllib.parse import quote as quote_url
+
+from ...component import Context, Metrics
+from ...dbtier import Topology
+from ...dbtier.component import (
+    DB_MONITORING_PASSWORD,
+    DB_PASSWORD,
+    DB_REPLICATION_PASSWORD,
+    DBComponent,
+    replication_check,
+)
+from ...errors import MMDeployError
+from ...inventory import Host
+from ...ops import SQL, Command, Directory, File, Packages, Service, unit
+from ...ops.exporter import env_file, exporter_handlers, exporter_steps
+from ...ops.secretfile import SecretFile
+from .config import (
+    DATABASE,
+    FENCED,
+    PGPASS,
+    REPLICATION_USER,
+    TOPOLOGY,
+    USER,
+    hba_addresses,
+    paths,
+    sizing,
+    slot_name,
+    topology_conf,
+)
+from .scripts import SEED_TIMEOUT, quote, seed_script, slots_sql
+
+EXPORTER = "prometheus-postgres-exporter"
+EXPORTER_PORT = 9187  # the Debian package's default
+
+
+def pgpass_escape(value: str) -> str:
+    """A .pgpass field: backslash and colon escaped with a backslash."""
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def needs_seed(topo: Topology, host: Host) -> bool:
+    """A replica is seeded only when it holds no data of this cluster: never re-seed a
+    healthy replica, and refuse to wipe a former primary (that is db.rejoin's job)."""
+    mine, primary = topo.states[host.name], topo.states[topo.require_primary().name]
+    same_cluster = mine.extra.get("sysid") and mine.extra.get("sysid") == primary.extra.get("sysid")
+    if not same_cluster:
+        return True
+    if mine.role != "replica":
+        raise MMDeployError(
+            f"{host.name} holds data of this cluster but is not a replica (a former primary?); "
+            f"bring it back with `inv db.rejoin {host.name}`")
+    return False
+
+
+class PostgreSQL(DBComponent):
+    """Package, cluster, config, pg_hba, fence watcher; on the primary: users, database,
+    slots."""
+
+    name = "postgresql"
+    engine = "postgresql"
+    after = ("base",)
+
+    def steps(self, ctx: Context):
+        topo: Topology = ctx.shared
+        host, p = ctx.host, paths(ctx.host)
+        memory_mb = ctx.settings.database.memory_mb or int(ctx.facts.host("mem_kb")) // 1024
+        clients, peers = hba_addresses(ctx.inventory, host)
+        monitor = ctx.settings.monitoring.db_user
+        repl_password = ctx.secrets.get(DB_REPLICATION_PASSWORD)
+        fence_vars = dict(data_dir=p.data, fenced=FENCED, peers=" ".join(a.split("/")[0] for a in peers),
+                          replication_user=REPLICATION_USER, bin_dir=p.bin, unit=p.unit)
+        steps = [
+            Directory("/etc/postgresql-common/createcluster.d"),
+            File("/etc/postgresql-common/createcluster.d/mmdeploy.conf",
+                 ctx.render("postgresql/createcluster.conf.j2")),
+            Packages(f"postgresql-{p.version}"),
+            Command(f"create cluster {p.version}/main",
+                    f"pg_createcluster {p.version} main -- --data-checksums",
+                    unless=f"test -f {p.conf}/postgresql.conf"),
+            File(f"{p.conf}/conf.d/mmdeploy.conf", ctx.render("postgresql/mmdeploy.conf.j2", size=sizing(memory_mb)),
+                 owner="postgres", group="postgres", notify=("restart",)),
+            File(f"{p.conf}/pg_hba.conf",
+                 ctx.render("postgresql/pg_hba.conf.j2", clients=clients, peers=peers, database=DATABASE,
+                            user=USER, replication_user=REPLICATION_USER, monitor_user=monitor,
+                            extra_clients=host.settings.database.extra_clients),
+                 owner="postgres", group="postgres", mode="0640", notify=("reload",)),
+            # pg_basebackup, pg_rewind, streaming and the fence check authenticate with it.
+            SecretFile(PGPASS, f"*:5432:*:{REPLICATION_USER}:{pgpass_escape(repl_password)}\n",
+                       owner="postgres", group="postgres", mode="0600"),
+            File("/usr/local/sbin/mmdeploy-pg-fence", ctx.render("postgresql/mmdeploy-pg-fence.j2", **fence_vars),
+                 mode="0755", notify=("restart fence",)),
+            Directory(f"/etc/systemd/system/{p.unit}.service.d"),
+            File(f"/etc/systemd/system/{p.unit}.service.d/mmdeploy-fence.conf",
+                 ctx.render("postgresql/fence-check.conf.j2"), then="systemctl daemon-reload"),
+            unit("mmdeploy-pg-fence.service", ctx.render("postgresql/mmdeploy-pg-fence.service.j2", unit=p.unit),
+                 notify=("restart fence",)),
+            Service("mmdeploy-pg-fence"),
+        ]
+        if topo.primary is None or host.name != topo.primary.name:  # the replication step says why
+            return steps
+        password, monitor_password = ctx.secrets.get(DB_PASSWORD), ctx.secrets.get(DB_MONITORING_PASSWORD)
+        others = [h for h in self.hosts(ctx.inventory) if h.name != host.name]
+        steps += [
+            Service(p.unit),
+            SQL(f"role {REPLICATION_USER}", "postgresql",
+                f"CREATE ROLE {REPLICATION_USER} WITH REPLICATION LOGIN PASSWORD '{quote(repl_password)}';\n"
+                # pg_rewind reads the new primary's files through these, without superuser.
+                + "".join(f"GRANT EXECUTE ON FUNCTION pg_catalog.{f} TO {REPLICATION_USER};\n" for f in (
+                    "pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)",
+                    "pg_read_binary_file(text)", "pg_read_binary_file(text, bigint, bigint, boolean)")),
+                guard=f"select 1 from pg_roles where rolname = '{REPLICATION_USER}'"),
+            SQL(f"role {USER}", "postgresql", f"CREATE ROLE {USER} WITH LOGIN PASSWORD '{quote(password)}';",
+                guard=f"select 1 from pg_roles where rolname = '{USER}'"),
+            SQL(f"database {DATABASE}", "postgresql",
+                f"CREATE DATABASE {DATABASE} OWNER {USER} ENCODING 'UTF8' TEMPLATE template0;",
+                guard=f"select 1 from pg_database where datname = '{DATABASE}'"),
+            # The postgres exporter's login (below): read-only statistics.
+            SQL(f"role {monitor}", "postgresql",
+                f"CREATE ROLE {monitor} WITH LOGIN PASSWORD '{quote(monitor_password)}';\n"
+                f"GRANT pg_monitor TO {monitor};",
+                guard=f"select 1 from pg_roles where rolname = '{monitor}'"),
+        ]
+        steps += [SQL(f"replication slot {slot_name(h)}", "postgresql", slots_sql([h]),
+                      guard=f"select 1 from pg_replication_slots where slot_name = '{slot_name(h)}'")
+                  for h in others]
+        return steps
+
+    def handlers(self, ctx: Context):
+        u = paths(ctx.host).unit
+        # try-*: a stopped (not yet seeded, or fenced) server is not started by a config change.
+        return {
+            "restart": Command(f"restart {u}", f"systemctl try-restart {u}"),
+            "reload": Command(f"reload {u}", f"systemctl try-reload-or-restart {u}"),
+            "restart fence": Command("restart mmdeploy-pg-fence", "systemctl restart mmdeploy-pg-fence"),
+        }
+
+    def checks(self, inventory):
+        return replication_check(inventory, "postgresql") if self.hosts(inventory) else []
+
+
+class PostgreSQLReplication(DBComponent):
+    """Each node's place in the topology: replicas seeded and streaming, the primary
+    waiting for ANY 1 of them; then the postgres exporter (its role now replicated)."""
+
+    name = "postgresql-replication"
+    engine = "postgresql"
+    after = ("postgresql",)
+    metrics = (Metrics("postgres", EXPORTER_PORT),)
+
+    def steps(self, ctx: Context):
+        topo: Topology = ctx.shared
+        host, p = ctx.host, paths(ctx.host)
+        exporter = self._exporter(ctx)
+        if topo.states[host.name].fenced:
+            return exporter  # a former primary stays down until `inv db.rejoin`
+        primary = topo.require_primary()
+        path = f"{p.conf}/conf.d/{TOPOLOGY}"
+        content = topology_conf(host, primary, topo.replicas)
+        if host.name != primary.name and needs_seed(topo, host):
+            return [File(path, content, owner="postgres", group="postgres"),
+                    Command(f"seed from {primary.name} (pg_basebackup)", seed_script(p, primary, host),
+                            timeout=SEED_TIMEOUT),
+                    Service(p.unit), *exporter]
+        return [File(path, content, owner="postgres", group="postgres", notify=("reload",)), Service(p.unit),
+                *exporter]
+
+    def _exporter(self, ctx: Context):
+        s = ctx.settings
+        password = ctx.secrets.get(DB_MONITORING_PASSWORD)
+        dsn = (f"postgresql://{quote_url(s.monitoring.db_user)}:{quote_url(password, safe='')}"
+               "@127.0.0.1:5432/postgres?sslmode=disable")
+        return exporter_steps(EXPORTER, env_file("components/postgresql", DATA_SOURCE_NAME=dsn, ARGS=""))
+
+    def handlers(self, ctx: Context):
+        u = paths(ctx.host).unit
+        return {"reload": Command(f"reload {u}", f"systemctl try-reload-or-restart {u}"),
+                **exporter_handlers(EXPORTER)}

@@ -1,0 +1,53 @@
+"""Scripts shared by deploy, failover and rejoin."""
+
+from __future__ import annotations
+
+import shlex
+
+from ...inventory import Host
+from ...ops import File
+from ...remote import Remote
+from ...step import Change, run_checked
+from .config import FENCED, TOPOLOGY, Paths, conninfo, paths, slot_name, topology_conf
+
+# A base backup copies the whole database: hours on a large site, not minutes.
+SEED_TIMEOUT = 6 * 3600
+
+
+def seed_script(p: Paths, primary: Host, replica: Host) -> str:
+    """Replace this node's data with a base backup of the primary and start it as a replica."""
+    source = shlex.quote(conninfo(primary))
+    return f"""\
+set -e
+systemctl stop {p.unit} || true
+find {p.data} -mindepth 1 -delete
+runuser -u postgres -- {p.bin}/pg_basebackup -d {source} -D {p.data} -X stream -S {slot_name(replica)} --checkpoint=fast -w
+touch {p.data}/standby.signal && chown postgres:postgres {p.data}/standby.signal
+rm -f {FENCED}
+systemctl unmask {p.unit}
+systemctl start {p.unit}
+"""
+
+
+def write_topology(remote: Remote, primary: Host, replicas: list[Host]) -> None:
+    host = remote.host
+    File(f"{paths(host).conf}/conf.d/{TOPOLOGY}", topology_conf(host, primary, replicas),
+         owner="postgres", group="postgres").apply(remote, Change("update"))
+
+
+def psql(remote: Remote, sql: str, what: str) -> str:
+    script = f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 <<'MMDEPLOY_SQL'\n{sql}\nMMDEPLOY_SQL\n"
+    return run_checked(remote, script, what).stdout.strip()
+
+
+def slots_sql(peers: list[Host]) -> str:
+    return "\n".join(
+        f"select pg_create_physical_replication_slot('{slot_name(h)}', true) where not exists "
+        f"(select 1 from pg_replication_slots where slot_name = '{slot_name(h)}');" for h in peers)
+
+
+
+
+def quote(value: str) -> str:
+    """An SQL string literal's body."""
+    return value.replace("'", "''")

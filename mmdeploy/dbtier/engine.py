@@ -1,0 +1,70 @@
+"""The engine contract: what a database engine (components/postgresql, components/mysql)
+implements so that the DB tier's brain (topology.py) and orchestration (orchestrate.py)
+are written once.
+
+An engine only reads and acts on its own servers; everything that decides (which node is
+primary, which replica is most advanced, in what order to fence, wait, promote and
+re-point) lives in dbtier and calls the engine. Each engine package exports
+`engine(settings) -> Engine` (settings: the inventory's DatabaseSettings).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Mapping, Protocol
+
+from ..errors import MMDeployError
+from ..facts import Fact
+from ..inventory import Host
+from ..remote import Remote
+from .topology import NodeState
+
+
+class Engine(Protocol):
+    name: str  # "postgresql" | "mysql": the package under components/
+    label: str  # how messages name it: "PostgreSQL", "MySQL-family"
+
+    def probe(self, host: Host) -> list[str]:
+        """Read-only shell commands (batched as facts) that `state` parses."""
+        ...
+
+    def state(self, host: Host, facts: Mapping[str, Fact]) -> NodeState: ...
+
+    def fence(self, remote: Remote) -> None:
+        """The DB answers: make it refuse writes and drop client connections."""
+
+    def stop_and_mask(self, remote: Remote) -> None:
+        """Only SSH answers: stop the server and keep it from starting again."""
+
+    def most_advanced(self, replicas: list[NodeState]) -> NodeState:
+        """The replica with everything any other received; raise MMDeployError when that
+        is ambiguous (errant transactions)."""
+        ...
+
+    def wait_applied(self, remote: Remote, node: NodeState, timeout: float) -> None:
+        """Wait until the replica applied everything it received."""
+
+    def promote(self, remote: Remote, node: NodeState) -> None: ...
+
+    def attach(self, remote: Remote, peers: list[Host], replicas: list[Host]) -> None:
+        """The primary side of re-pointing, on the primary: let `peers` replicate from it
+        and make commits wait for one of `replicas` (sync/semi-sync)."""
+
+    def repoint(self, remote: Remote, replica: NodeState, primary: Host) -> None:
+        """A replica follows `primary` from now on."""
+
+    def wait_streaming(self, remote: Remote, timeout: float) -> bool:
+        """The replica on `remote` replicates from its primary again."""
+        ...
+
+    def rejoin(self, remote: Remote, old_primary: NodeState, primary: Host) -> None:
+        """Bring a former primary back as a replica of `primary`, never as a writer."""
+
+
+def engine_for(settings) -> Engine:
+    """The Engine of settings.engine (the inventory's DatabaseSettings)."""
+    try:
+        module = importlib.import_module(f"mmdeploy.components.{settings.engine}")
+    except ModuleNotFoundError:
+        raise MMDeployError(f"database engine {settings.engine!r} is not available in this build") from None
+    return module.engine(settings)
