@@ -103,23 +103,17 @@ def verify(c, pattern=None, inventory=None, set=None, only=None):
 def up(c, pattern="single"):
     """The main job: start the local test bed, deploy Mattermost onto it, verify, print the URL."""
     from mmdeploy import testbed
-    from tests.standin import release  # the bed's stand-in for the Mattermost release
 
-    try:
-        path = testbed.up(ROOT, pattern=pattern)
-    except testbed.LayoutConflict as e:  # another layout's bed is up: replace it
-        print(f"replacing the test bed ({e})")
-        testbed.down()
-        path = testbed.up(ROOT, pattern=pattern)
-    # Grafana cannot be downloaded here; everything else is deployed as on a real site.
-    overrides = release.overrides() + ["monitoring.grafana=false"]
-    inv = mmdeploy.load(path, overrides)
+    # A bed that `inv up` did not create for this layout (a test's, another layout's) is
+    # never deployed onto: it is replaced. The inventory written holds every bed-only
+    # setting, so later commands work on it alone.
+    path = testbed.up(ROOT, pattern=pattern, owner="up", replace=True, settings=_bed_settings())
+    inv = mmdeploy.load(path)
     report = mmdeploy.deploy(inv)
     if report.failed:
         raise Exit(code=1)
     print()
-    failures = mmdeploy.verify(inv)
-    if failures:
+    if not all(r.ok for r in mmdeploy.verify(inv)):
         raise Exit(code=1)
     proxy, mm = inv.with_role("proxy")[0], inv.settings.mattermost
     print(f"""
@@ -146,6 +140,14 @@ def test(c, e2e=True, k=None):
 # --- test bed --------------------------------------------------------------------------
 
 
+def _bed_settings() -> dict:
+    """What the bed's inventory needs besides its hosts: the stand-ins for what cannot be
+    downloaded here (tests/standin), as local files."""
+    from tests.standin import release
+
+    return release.settings()
+
+
 @task(name="up", help={"pattern": "single, multi, cluster or allinone", "hosts": "N generic hosts instead"})
 @_cli
 def testbed_up(c, pattern=None, hosts=None):
@@ -154,7 +156,7 @@ def testbed_up(c, pattern=None, hosts=None):
 
     if pattern is None and hosts is None:
         pattern = "single"
-    path = testbed.up(ROOT, pattern=pattern, hosts=int(hosts) if hosts else None)
+    path = testbed.up(ROOT, pattern=pattern, hosts=int(hosts) if hosts else None, settings=_bed_settings())
     print(f"inventory: {path.relative_to(ROOT)}  (inv deploy --inventory {path.relative_to(ROOT)})")
 
 

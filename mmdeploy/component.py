@@ -70,9 +70,10 @@ class _Loader(jinja2.BaseLoader):
     built-in ones: a file of the same name replaces the built-in, as a playbook's
     templates/ does beside a role's."""
 
-    def __init__(self, site: Path | None):
+    def __init__(self, site: Path | None, extra: tuple[Path, ...] = ()):
         self.site = site
-        self.builtin = jinja2.FileSystemLoader(str(TEMPLATES))
+        # Built-in templates, then those of components from other packages (entry points).
+        self.builtin = jinja2.FileSystemLoader([str(TEMPLATES), *map(str, extra)])
 
     def get_source(self, environment, template):
         if self.site is not None and (self.site / template).is_file():
@@ -85,8 +86,10 @@ class _Loader(jinja2.BaseLoader):
 
 @cache
 def _jinja(site: Path | None) -> jinja2.Environment:
+    from .registry import registry
+
     return jinja2.Environment(
-        loader=_Loader(site),
+        loader=_Loader(site, registry().template_dirs),
         undefined=jinja2.StrictUndefined,  # a missing variable is a bug, not an empty string
         keep_trailing_newline=True,
         trim_blocks=True,

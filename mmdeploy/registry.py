@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from pydantic import create_model
@@ -39,6 +41,7 @@ class Registry:
     sections: dict[str, type[Section]]
     secrets: dict[str, Secret]
     settings_model: type[CoreSettings]
+    template_dirs: tuple[Path, ...] = ()  # templates/ of components from other packages
 
     def by_name(self, names: list[str] | None) -> list[Component]:
         """The components named (all when None); an unknown name is bad input."""
@@ -77,17 +80,23 @@ def _modules():
             raise RegistryError(f"entry point {ep.name} ({ep.value}) of {ENTRY_POINT_GROUP}: {e}") from e
 
 
-def _collect() -> list[Component]:
+def _collect() -> tuple[list[Component], list[Path]]:
     found: list[Component] = []
+    template_dirs: list[Path] = []
     for item in _modules():
         if isinstance(item, type) and issubclass(item, Component):
             found.append(item())
+            module = sys.modules[item.__module__]
         else:
             found.extend(getattr(item, "COMPONENTS", ()))
-    return found
+            module = item
+        folder = Path(getattr(module, "__file__", "") or ".").parent / "templates"
+        if not module.__name__.startswith("mmdeploy.") and folder.is_dir():
+            template_dirs.append(folder)
+    return found, template_dirs
 
 
-def build(components: list[Component]) -> Registry:
+def build(components: list[Component], template_dirs: list[Path] | tuple[Path, ...] = ()) -> Registry:
     """Check the declarations against each other and derive everything from them."""
     names: dict[str, Component] = {}
     for c in components:
@@ -123,12 +132,12 @@ def build(components: list[Component]) -> Registry:
         ordered(components)
     except ValueError as e:
         raise RegistryError(str(e)) from None
-    return Registry(tuple(components), roles, sections, secrets, model)
+    return Registry(tuple(components), roles, sections, secrets, model, tuple(template_dirs))
 
 
 @cache
 def registry() -> Registry:
-    return build(_collect())
+    return build(*_collect())
 
 
 def settings_model() -> type[CoreSettings]:

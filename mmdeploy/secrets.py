@@ -86,6 +86,13 @@ class Secrets:
     def optional(self, secret: Secret) -> str | None:
         """The secret's value from the environment or the secrets file; a generated one is
         created on first use, one that cannot be generated (an SMTP password) is None."""
+        return self._value(secret, create=secret.generate)
+
+    def existing(self, secret: Secret) -> str | None:
+        """The value if there is one; never generates (verify reads, it does not create)."""
+        return self._value(secret, create=False)
+
+    def _value(self, secret: Secret, create: bool) -> str | None:
         if not isinstance(secret, Secret):
             raise TypeError(f"ask for a declared Secret, not {secret!r}")
         if self.declared and self.declared.get(secret.name) != secret:
@@ -95,7 +102,7 @@ class Secrets:
             self.redact.add(env)
             return env
         with self._lock:
-            if secret.name not in self._values and secret.generate:
+            if secret.name not in self._values and create:
                 self._values[secret.name] = _random.token_urlsafe(24)
                 self._save()
             value = self._values.get(secret.name)

@@ -355,13 +355,13 @@ class MattermostAdmin(Component):
                 f"{MMCTL} user create --email {shlex.quote(mm.admin_email)} --username {user} "
                 f"--password \"$(head -c 24 /dev/urandom | base64)\" --system-admin\n"
                 f"{MMCTL} user change-password {user} --hashed --password {shlex.quote(hashed)}\n",
-                unless=f"{MMCTL} user list 2>/dev/null | grep -qw {user}",
+                unless=f"{MMCTL} user list 2>/dev/null | grep -w {user} >/dev/null",
             ),
             Command(
                 f"team {mm.team_name}",
                 f"set -e\n{WAIT_FOR_SOCKET}{MMCTL} team create --name {team} --display-name {team}\n"
                 f"{MMCTL} team users add {team} {user}\n",
-                unless=f"{MMCTL} team list 2>/dev/null | grep -qw {team}",
+                unless=f"{MMCTL} team list 2>/dev/null | grep -w {team} >/dev/null",
             ),
         ]
 
@@ -384,7 +384,7 @@ class SiteChecks:
         self.domain, self.mm = s.domain, s.mattermost
         # The test bed's certificate is self-signed by mmdeploy: nothing to verify it against.
         self.verify_tls = s.tls.mode != "self-signed"
-        self.password = Secrets(inventory.secrets_path, Redactor()).optional("mattermost_admin_password")
+        self.password = Secrets(inventory.secrets_path, Redactor()).existing(ADMIN_PASSWORD)
         self.token: str | None = None
 
     def client(self):

@@ -115,7 +115,7 @@ class Nginx(Component):
         # Regenerated when missing, expiring within 30 days (a deploy renews it: Mozilla's
         # profile wants at most 366 days), or made for another domain.
         valid = (f"test -s {KEY} && openssl x509 -in {CERT} -noout -checkend 2592000 && "
-                 f"openssl x509 -in {CERT} -noout -ext subjectAltName | grep -qxF {shlex.quote('    DNS:' + domain)}")
+                 f"openssl x509 -in {CERT} -noout -ext subjectAltName | grep -xF >/dev/null {shlex.quote('    DNS:' + domain)}")
         return [_self_signed(domain, unless=valid)]
 
 

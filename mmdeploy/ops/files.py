@@ -57,6 +57,8 @@ class File(Step):
                  mode: str = "0644", validate: str | None = None, then: str | None = None,
                  notify: tuple[str, ...] = ()):
         self.path = path
+        # A rendered template names its source (built-in or the site's override): plan says it.
+        self.origin = getattr(content, "origin", "")
         self.content = content.encode() if isinstance(content, str) else content
         self.owner, self.group, self.mode = owner, group, mode.zfill(4)
         self.validate, self.then, self.notify = validate, then, tuple(notify)
@@ -67,6 +69,12 @@ class File(Step):
         return [self._probe]
 
     def check(self, facts: Mapping[str, Fact]) -> Change | None:
+        change = self._check(facts)
+        if change is not None and self.origin:
+            return Change(f"{change.summary} (from the {self.origin})", change.diff)
+        return change
+
+    def _check(self, facts: Mapping[str, Fact]) -> Change | None:
         fact = facts[self._probe]
         current = _parse_stat(fact)
         if current is None:

@@ -26,7 +26,7 @@ def bed():
     def start(pattern: str = "single", fresh: bool = False) -> Path:
         if fresh or current.get("pattern") != pattern:
             testbed.down(log=lambda *_: None)
-            current["path"] = testbed.up(ROOT, pattern=pattern)
+            current["path"] = testbed.up(ROOT, pattern=pattern, owner="tests", log=lambda *_: None)
             current["pattern"] = pattern
         return current["path"]
 

@@ -26,3 +26,11 @@ def overrides(version: str = VERSION) -> list[str]:
     archive, sha = build(version)
     url = testbed.serve(DIST)
     return [f"mattermost.version={version}", f"mattermost.url={url}/{archive}", f"mattermost.sha256={sha}"]
+
+
+def settings(version: str = VERSION) -> dict:
+    """Build, and return the inventory settings that point the Mattermost component at the
+    archive as a local file (an air-gapped site's mirror), so that an inventory holding them
+    works on its own, in any later process."""
+    archive, sha = build(version)
+    return {"mattermost": {"version": version, "url": str(DIST / archive), "sha256": sha}}

@@ -143,9 +143,9 @@ def _oracle_repo_steps(ctx: Context) -> list[Step]:
     return [
         Command("MySQL APT signing key",
                 f"set -e\ncurl -fsSL {MYSQL_KEY_URL} | gpg --dearmor > {keyring}.tmp\n"
-                f"gpg --show-keys --with-colons {keyring}.tmp | grep -q '^fpr:*{MYSQL_KEY_FPR}:'\n"
+                f"gpg --show-keys --with-colons {keyring}.tmp | grep '^fpr:*{MYSQL_KEY_FPR}:'\n"
                 f"mv {keyring}.tmp {keyring}",
-                unless=f"gpg --show-keys --with-colons {keyring} | grep -q '^fpr:*{MYSQL_KEY_FPR}:'"),
+                unless=f"gpg --show-keys --with-colons {keyring} | grep '^fpr:*{MYSQL_KEY_FPR}:'"),
         File("/etc/apt/sources.list.d/mysql.list",
              f"deb [signed-by={keyring}] http://repo.mysql.com/apt/debian {codename} {component}\n",
              then="apt-get -q update"),

@@ -13,7 +13,7 @@ from ...remote import Remote
 from ...step import run_checked
 from .config import FENCED, conninfo, paths
 from .probe import parse_probe, probe
-from .scripts import SEED_TIMEOUT, psql, seed_script, slots_sql, write_topology
+from .scripts import SEED_TIMEOUT, psql, seed_script, slots_sql, stop_script, write_topology
 
 
 class PGEngine:
@@ -40,7 +40,7 @@ class PGEngine:
         run_checked(remote, f"""\
 set -e
 echo "fenced (stopped) by mmdeploy failover-db at $(date -Is)" > {FENCED}
-systemctl stop {p.unit}
+{stop_script(p.unit)}
 if [ -f {p.data}/PG_VERSION ]; then touch {p.data}/standby.signal; chown postgres:postgres {p.data}/standby.signal; fi
 systemctl mask {p.unit}
 """, f"stop and mask {remote.host.name}")
@@ -93,19 +93,20 @@ done
     def rejoin(self, remote: Remote, old_primary: NodeState, primary: Host) -> None:
         p = paths(remote.host)
         source = shlex.quote(conninfo(primary, dbname="postgres"))
-        # Masked while it is rewound, so nothing starts it as a writer; standby.signal
-        # only after the rewind (a crashed node's recovery runs in single-user mode, which
-        # refuses standby mode).
+        # Stopped with its own unit (a fast shutdown; once masked, systemd would only send
+        # SIGTERM, a smart shutdown that waits for every client), then masked while it is
+        # rewound, so nothing starts it as a writer; standby.signal only after the rewind (a
+        # crashed node's recovery runs in single-user mode, which refuses standby mode).
         result = remote.run(f"""\
 set -e
+{stop_script(p.unit)}
 systemctl mask {p.unit}
-systemctl stop {p.unit}
 case "$(runuser -u postgres -- {p.bin}/pg_controldata -D {p.data} | sed -n 's/^Database cluster state: *//p')" in
   "shut down"|"shut down in recovery") ;;
   *) rm -f {p.data}/standby.signal ;;
 esac
 cd /tmp  # runuser keeps root's working directory, which postgres cannot enter
-runuser -u postgres -- {p.bin}/pg_rewind -D {p.data} --source-server={source}
+runuser -u postgres -- {p.bin}/pg_rewind -D {p.data} --config-file={p.conf}/postgresql.conf --source-server={source}
 """, timeout=SEED_TIMEOUT, what="pg_rewind")
         write_topology(remote, primary, [])
         if not result.ok:  # e.g. the WAL it needs is gone: a fresh copy (pg_rewind's output is in the log)

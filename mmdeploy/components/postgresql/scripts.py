@@ -19,7 +19,7 @@ def seed_script(p: Paths, primary: Host, replica: Host) -> str:
     source = shlex.quote(conninfo(primary))
     return f"""\
 set -e
-systemctl stop {p.unit} || true
+{stop_script(p.unit)}
 find {p.data} -mindepth 1 -delete
 runuser -u postgres -- {p.bin}/pg_basebackup -d {source} -D {p.data} -X stream -S {slot_name(replica)} --checkpoint=fast -w
 touch {p.data}/standby.signal && chown postgres:postgres {p.data}/standby.signal
@@ -46,6 +46,17 @@ def slots_sql(peers: list[Host]) -> str:
         f"(select 1 from pg_replication_slots where slot_name = '{slot_name(h)}');" for h in peers)
 
 
+
+
+def stop_script(unit: str, within: int = 60) -> str:
+    """Stop the server with its unit (pg_ctlcluster's fast shutdown); if that does not end
+    within `within` seconds (a backend stuck on a dead client), kill it: what it held is
+    on the replicas already, and a killed node recovers (or is rewound) on start."""
+    return (f"if ! timeout {within} systemctl stop {unit}; then\n"
+            f"  echo '{unit} did not stop within {within} s: killed' >&2\n"
+            f"  systemctl kill --signal=SIGKILL {unit} || true\n"
+            f"  timeout 30 systemctl stop {unit}\n"
+            "fi")
 
 
 def quote(value: str) -> str:

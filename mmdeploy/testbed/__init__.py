@@ -1,0 +1,64 @@
+"""The local test bed, a product feature (`inv up` is the main job): Debian containers
+with systemd as PID 1 and sshd, on a Docker network of their own, reached over SSH
+exactly as real hosts are (DESIGN.md, "The local test bed").
+
+Split by concern: config (which bed: MMDEPLOY_BED), engine (the Docker engine), image
+(debootstrap + docker import, the Debian mirror), network (the network, the apt cache, an
+HTTP server for artifacts), containers (layouts and hosts), inventory (the file it writes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import BED, GATEWAY, NETWORK, SUBNET, Log, TestbedError, container_name
+from .containers import (
+    MAX_HOSTS,
+    PATTERNS,
+    BedHost,
+    LayoutConflict,
+    down,
+    key_path,
+    layout,
+    start,
+    status,
+)
+from .engine import ensure_engine, raise_kernel_limits
+from .image import IMAGE, ensure_image, mirrors
+from .inventory import path_for
+from .inventory import write as write_inventory
+from .network import ensure_apt_cache, ensure_network, serve
+
+
+def up(root: Path, pattern: str | None = None, hosts: int | None = None, log: Log = print,
+       owner: str = "testbed", settings: dict | None = None, replace: bool = False) -> Path:
+    """Start the bed for a layout and write its inventory (with `settings` merged into its
+    bed settings); returns the inventory path.
+
+    Containers of this bed that another owner created, or of another layout, are never
+    reused: with `replace` they are removed first, else LayoutConflict names them."""
+    bed = layout(pattern, hosts)
+    name = pattern or f"{hosts}-hosts"
+    existing = status()
+    foreign = [s for s in existing if s["owner"] != owner or s["layout"] != name]
+    if foreign:
+        if not replace:
+            who = ", ".join(sorted({f"{s['owner'] or 'unknown'}/{s['layout'] or '?'}" for s in foreign}))
+            raise LayoutConflict(f"bed {NETWORK} holds containers of another owner or layout ({who}); "
+                                 "run `inv testbed.down` first")
+        log(f"replacing the test bed {NETWORK} (it held containers of another owner or layout)")
+        down(log)
+    ensure_engine()
+    ensure_image(log=log)
+    ensure_network()  # before the apt cache check, which needs the gateway address
+    apt_proxy = ensure_apt_cache(log)
+    start(bed, root, log, owner, name)
+    kind = pattern if pattern in ("multi", "cluster") else "single"
+    return write_inventory(path_for(root, name if pattern else f"{hosts}"), bed, kind, key_path(root),
+                           apt_proxy, settings)
+
+
+__all__ = ["BED", "GATEWAY", "IMAGE", "MAX_HOSTS", "NETWORK", "PATTERNS", "SUBNET", "BedHost", "LayoutConflict",
+           "TestbedError", "container_name", "down", "ensure_apt_cache", "ensure_engine", "ensure_image",
+           "ensure_network", "key_path", "layout", "mirrors", "path_for", "raise_kernel_limits", "serve", "status",
+           "up", "write_inventory"]

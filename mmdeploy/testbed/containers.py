@@ -1,0 +1,215 @@
+"""The bed's hosts: fixed layouts per pattern, containers with systemd as PID 1 and sshd
+(started in parallel, reached over SSH with a generated key), their state, and their
+removal."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import GATEWAY, LABEL, LAYOUT_LABEL, NETWORK, OWNER_LABEL, ROLES_LABEL, Log, TestbedError, container_name
+from .engine import docker
+from .image import IMAGE, mirror_hosts
+from .network import resolves
+
+# From DESIGN.md: enough for systemd as PID 1; --privileged fails on these machines.
+RUN_FLAGS = (
+    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock",
+)
+SSH_WAIT = 60.0
+
+ALL_ROLES = ["proxy", "app", "jobserver", "monitoring", "db"]
+PATTERNS: dict[str, list[tuple[str, list[str]]]] = {
+    "single": [
+        ("proxy1", ["proxy"]), ("app1", ["app"]), ("job1", ["jobserver", "monitoring"]),
+        ("db1", ["db"]), ("db2", ["db"]),
+    ],
+    "multi": [
+        ("proxy1", ["proxy"]), ("proxy2", ["proxy"]), ("app1", ["app"]), ("app2", ["app"]),
+        ("job1", ["jobserver", "monitoring"]),
+        ("db1", ["db"]), ("db2", ["db"]), ("db3", ["db"]),
+        ("search1", ["search"]), ("search2", ["search"]),
+        ("storage1", ["storage"]), ("storage2", ["storage"]),
+        ("push1", ["pushproxy"]), ("push2", ["pushproxy"]),
+    ],
+    "cluster": [
+        ("proxy1", ["proxy"]), ("proxy2", ["proxy"]),
+        ("app1", ["app"]), ("app2", ["app"]), ("app3", ["app"]),
+        ("job1", ["jobserver", "monitoring"]),
+        ("db1", ["db"]), ("db2", ["db"]), ("db3", ["db"]),
+        ("search1", ["search"]), ("search2", ["search"]), ("search3", ["search"]),
+        ("storage1", ["storage"]), ("storage2", ["storage"]),
+        ("storage3", ["storage"]), ("storage4", ["storage"]),
+        ("push1", ["pushproxy"]), ("push2", ["pushproxy"]),
+    ],
+    "allinone": [("aio1", ALL_ROLES)],
+}
+MAX_HOSTS = 60
+
+
+@dataclass
+class BedHost:
+    name: str
+    address: str
+    roles: list[str]
+
+
+def key_path(root: Path) -> Path:
+    return root / ".testbed" / "id_ed25519"
+
+
+def layout(pattern: str | None = None, hosts: int | None = None) -> list[BedHost]:
+    """Fixed names and addresses (.11, .12, ...) for a pattern or for N generic hosts."""
+    if (pattern is None) == (hosts is None):
+        raise TestbedError("give exactly one of pattern (single, multi, cluster, allinone) "
+                           "or hosts=N")
+    if pattern is not None:
+        if pattern not in PATTERNS:
+            raise TestbedError(f"unknown test-bed pattern {pattern!r}; "
+                               f"use one of {', '.join(PATTERNS)} or hosts=N")
+        spec = PATTERNS[pattern]
+    else:
+        if isinstance(hosts, bool) or not isinstance(hosts, int) or not 1 <= hosts <= MAX_HOSTS:
+            raise TestbedError(f"hosts must be a whole number from 1 to {MAX_HOSTS}, got {hosts!r}")
+        spec = [("host1", ALL_ROLES)] + [(f"host{i}", ["app"]) for i in range(2, hosts + 1)]
+    prefix = GATEWAY.rsplit(".", 1)[0]
+    return [BedHost(name, f"{prefix}.{11 + i}", list(roles))
+            for i, (name, roles) in enumerate(spec)]
+
+
+def ensure_key(root: Path) -> str:
+    key = key_path(root)
+    key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key.parent.chmod(0o700)
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mmdeploy-testbed",
+                        "-f", str(key)], check=True, capture_output=True)
+    key.chmod(0o600)
+    return key.with_suffix(".pub").read_text()
+
+
+def add_host_flags() -> list[str]:
+    # The mirror may be known only to the control machine's /etc/hosts, so hand the
+    # containers the addresses the control machine resolves.
+    flags = []
+    for name in mirror_hosts():
+        address = resolves(name)
+        if address:
+            flags += ["--add-host", f"{name}:{address}"]
+    return flags
+
+
+def ssh_answers(key: Path, address: str) -> bool:
+    cmd = ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+           "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=3",
+           f"root@{address}", "true"]
+    return subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL).returncode == 0
+
+
+class LayoutConflict(TestbedError):
+    """Containers of another layout hold this layout's names or addresses."""
+
+
+def check_conflicts(hosts: list[BedHost]) -> None:
+    """Refuse a layout whose names or addresses clash with containers already there."""
+    by_name = {s["name"]: s["address"] for s in status()}
+    by_address = {address: name for name, address in by_name.items()}
+    for host in hosts:
+        if by_name.get(host.name, host.address) != host.address:
+            raise LayoutConflict(f"{container_name(host.name)} exists with address "
+                               f"{by_name[host.name]}, this layout wants {host.address}; "
+                               "run `inv testbed.down` first")
+        if by_address.get(host.address, host.name) != host.name:
+            raise LayoutConflict(f"{host.address} is taken by "
+                               f"{container_name(by_address[host.address])}, this layout wants "
+                               f"{host.name} there; run `inv testbed.down` first")
+
+
+def start_host(host: BedHost, pubkey: str, key: Path, add_hosts: list[str], log: Log,
+               owner: str = "testbed", layout_name: str = "") -> None:
+    name = container_name(host.name)
+    state = docker("inspect", "-f", "{{.State.Status}}", name, check=False)
+    started = time.monotonic()
+    if state.returncode != 0:
+        docker("run", "-d", "--name", name, "--hostname", host.name, "--network", NETWORK,
+                "--ip", host.address, "--label", f"{LABEL}={NETWORK}",
+                "--label", f"{ROLES_LABEL}={','.join(host.roles)}",
+                "--label", f"{OWNER_LABEL}={owner}", "--label", f"{LAYOUT_LABEL}={layout_name}",
+                # SIGRTMIN+3 makes `docker stop` a clean systemd shutdown (import cannot set it).
+                "--stop-signal", "SIGRTMIN+3", *RUN_FLAGS, *add_hosts, IMAGE)
+    elif state.stdout.strip() != "running":
+        docker("start", name)
+    docker("exec", "-i", name, "sh", "-c",
+            "mkdir -p /root/.ssh && chmod 700 /root/.ssh && "
+            "cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys",
+            input=pubkey)
+    deadline = started + SSH_WAIT
+    while not ssh_answers(key, host.address):
+        if time.monotonic() > deadline:
+            raise TestbedError(f"{host.name} ({host.address}) did not answer SSH within "
+                               f"{SSH_WAIT:.0f} s; see `docker logs {name}`")
+        time.sleep(0.5)
+    log(f"{host.name:<10} {host.address:<13} ready ({time.monotonic() - started:.1f} s)")
+
+
+def down(log: Log = print) -> None:
+    """Remove every test-bed container and the network; keeps the image."""
+    ids = docker("ps", "-aq", "--filter", f"label={LABEL}={NETWORK}").stdout.split()
+    if ids:
+        docker("rm", "-f", *ids)
+        log(f"removed {len(ids)} test-bed container(s)")
+    if docker("network", "inspect", NETWORK, check=False).returncode == 0:
+        docker("network", "rm", NETWORK)
+        log(f"removed network {NETWORK}")
+
+
+def status() -> list[dict]:
+    """One entry per test-bed container: name, address, roles, state, ssh."""
+    ids = docker("ps", "-aq", "--filter", f"label={LABEL}={NETWORK}").stdout.split()
+    if not ids:
+        return []
+    result = []
+    for info in json.loads(docker("inspect", *ids).stdout):
+        # IPAMConfig keeps the requested address while the container is stopped.
+        net = info["NetworkSettings"]["Networks"].get(NETWORK) or {}
+        address = (net.get("IPAMConfig") or {}).get("IPv4Address") or net.get("IPAddress", "")
+        state = info["State"]["Status"]
+        roles = info["Config"]["Labels"].get(ROLES_LABEL, "")
+        result.append({
+            "name": info["Config"]["Hostname"],
+            "address": address,
+            "roles": roles.split(",") if roles else [],
+            "state": state,
+            "ssh": state == "running" and bool(address) and _port_open(address, 22),
+            "owner": info["Config"]["Labels"].get(OWNER_LABEL, ""),
+            "layout": info["Config"]["Labels"].get(LAYOUT_LABEL, ""),
+        })
+    return sorted(result, key=lambda s: ipaddress.ip_address(s["address"] or "0.0.0.0"))
+
+
+def _port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def start(hosts: list[BedHost], root: Path, log: Log, owner: str, layout_name: str) -> None:
+    """Start (or create) every host in parallel and wait until each answers SSH."""
+    pubkey = ensure_key(root)
+    check_conflicts(hosts)
+    key = key_path(root)
+    add_hosts = add_host_flags()
+    with ThreadPoolExecutor(max_workers=min(len(hosts), 8)) as pool:
+        # list() re-raises the first failure; leaving the block waits for the other hosts.
+        list(pool.map(lambda h: start_host(h, pubkey, key, add_hosts, log, owner, layout_name), hosts))

@@ -1,0 +1,164 @@
+"""The bed's image without a registry: debootstrap + `docker import`, cached.
+
+The Debian mirror is the one the control machine's own apt sources name (or
+MMDEPLOY_DEBIAN_MIRROR), never a host written into the code; an apt-cacher-ng on the
+control machine (network.py) keeps repeated installs from re-downloading.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .config import Log, TestbedError
+from .engine import apt_install, docker
+
+IMAGE = "mmdeploy-bed:bookworm"
+SUITE = "bookworm"
+FALLBACK_MIRROR = "http://deb.debian.org/debian"
+PACKAGES = ("openssh-server,python3,sudo,iproute2,procps,ca-certificates,systemd,systemd-sysv,"
+            "dbus,curl,gnupg,less")
+
+
+def apt_sources(root: Path = Path("/etc/apt")) -> list[tuple[str, list[str]]]:
+    """(URI, suites) of every enabled `deb` source of the control machine, one-line and
+    deb822 formats alike."""
+    found: list[tuple[str, list[str]]] = []
+    files = [root / "sources.list", *sorted((root / "sources.list.d").glob("*.list"))]
+    for f in files:
+        try:
+            for line in f.read_text().splitlines():
+                m = re.match(r"^\s*deb\s+(\[[^]]*\]\s+)?(\S+)\s+(\S+)", line)
+                if m:
+                    found.append((m.group(2), [m.group(3)]))
+        except OSError:
+            continue
+    for f in sorted((root / "sources.list.d").glob("*.sources")):
+        try:
+            text = f.read_text()
+        except OSError:
+            continue
+        for stanza in re.split(r"\n\s*\n", text):
+            fields = dict(re.findall(r"^([A-Za-z-]+):\s*(.*)$", stanza, re.M))
+            if "deb" in fields.get("Types", "").split() and fields.get("Enabled", "yes") != "no":
+                for uri in fields.get("URIs", "").split():
+                    found.append((uri, fields.get("Suites", "").split()))
+    return found
+
+
+def mirrors(root: Path = Path("/etc/apt")) -> tuple[str, str]:
+    """(Debian mirror, security mirror): MMDEPLOY_DEBIAN_MIRROR, else the control machine's
+    own sources for the suite, else deb.debian.org."""
+    override = os.environ.get("MMDEPLOY_DEBIAN_MIRROR")
+    if override:
+        base = override.rstrip("/")
+        return base, base + "-security"
+    main = security = None
+    for uri, suites in apt_sources(root):
+        uri = uri.rstrip("/")
+        if uri.startswith("http") and SUITE in suites and main is None:
+            main = uri
+        if uri.startswith("http") and f"{SUITE}-security" in suites and security is None:
+            security = uri
+    main = main or FALLBACK_MIRROR
+    return main, security or main + "-security"
+
+
+def mirror_hosts() -> list[str]:
+    """Host names of the mirrors, which the containers must resolve like this machine."""
+    return sorted({u.split("/")[2] for u in mirrors()})
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _prepare_rootfs(root: Path) -> None:
+    """Turn a debootstrapped tree into a systemd + sshd container image."""
+    bundle = "etc/ssl/certs/ca-certificates.crt"
+    shutil.copyfile(f"/{bundle}", root / bundle)
+    main, security = mirrors()
+    _write(root / "etc/apt/sources.list",
+           f"deb {main} {SUITE} main\n"
+           f"deb {main} {SUITE}-updates main\n"
+           f"deb {security} {SUITE}-security main\n")
+    _write(root / "etc/apt/apt.conf.d/99mmdeploy-testbed",
+           "// Mirrors may serve snapshot archives whose Release files are past Valid-Until.\n"
+           'Acquire::Check-Valid-Until "false";\n'
+           'APT::Install-Recommends "false";\n')
+    # Empty so every container gets its own machine id at boot; dbus's copy is a plain file
+    # after debootstrap and systemd would take it, giving every container the same id.
+    _write(root / "etc/machine-id", "")
+    dbus_id = root / "var/lib/dbus/machine-id"
+    dbus_id.unlink(missing_ok=True)
+    dbus_id.symlink_to("/etc/machine-id")
+    _write(root / "etc/ssh/sshd_config.d/mmdeploy-testbed.conf",
+           "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n")
+    wants = root / "etc/systemd/system/multi-user.target.wants/ssh.service"
+    if not wants.is_symlink():  # the link's absolute target only resolves inside the tree
+        wants.parent.mkdir(parents=True, exist_ok=True)
+        wants.symlink_to("/lib/systemd/system/ssh.service")
+    # Downloaded packages and package lists only bloat the image; apt recreates them.
+    shutil.rmtree(root / "var/cache/apt")
+    shutil.rmtree(root / "var/lib/apt/lists")
+    (root / "var/cache/apt/archives/partial").mkdir(parents=True)
+    (root / "var/lib/apt/lists/partial").mkdir(parents=True)
+
+
+def _unmount_below(path: Path) -> None:
+    # A failed debootstrap can leave /proc or /sys mounted inside the tree; never rmtree those.
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(f"{path}/")), reverse=True):
+        subprocess.run(["umount", "-l", mount], capture_output=True)
+
+
+def ensure_image(rebuild: bool = False, log: Log = print) -> None:
+    """Build IMAGE with debootstrap + docker import unless it is already cached."""
+    from .network import ACNG_LOCAL, ensure_apt_cache
+
+    previous = docker("image", "inspect", "-f", "{{.Id}}", IMAGE, check=False)
+    if not rebuild and previous.returncode == 0:
+        return
+    if os.geteuid() != 0:
+        raise TestbedError(f"building {IMAGE} needs debootstrap as root; "
+                           "run `inv testbed.up` as root")
+    if not shutil.which("debootstrap"):
+        apt_install("debootstrap", log)
+    env = dict(os.environ)
+    if ensure_apt_cache(log):
+        env["http_proxy"] = ACNG_LOCAL
+    rootfs = Path(tempfile.mkdtemp(prefix="mmdeploy-bed-", dir="/var/tmp"))
+    try:
+        log(f"debootstrap bookworm into {rootfs} (a few minutes)")
+        started = time.monotonic()
+        proc = subprocess.run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}",
+                               SUITE, str(rootfs), mirrors()[0]],
+                              env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
+            raise TestbedError("debootstrap failed (check the mirror and apt proxy):\n"
+                               + "\n".join(tail))
+        log(f"debootstrap done in {time.monotonic() - started:.0f} s; preparing image")
+        _prepare_rootfs(rootfs)
+        log(f"importing {IMAGE}")
+        tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."],
+                               stdout=subprocess.PIPE)
+        assert tar.stdout is not None
+        # container=docker tells systemd it runs in a container.
+        result = docker("import", "-c", 'CMD ["/sbin/init"]', "-c", "ENV container=docker",
+                         "-", IMAGE, check=False, input=tar.stdout)
+        tar.stdout.close()
+        if tar.wait() != 0 or result.returncode != 0:
+            raise TestbedError(f"importing {IMAGE} failed: {result.stderr.strip()}")
+        if previous.returncode == 0:  # else a rebuild leaves the old image dangling
+            docker("image", "rm", previous.stdout.strip(), check=False)
+        log(f"image {IMAGE} ready")
+    finally:
+        _unmount_below(rootfs)
+        shutil.rmtree(rootfs, ignore_errors=True)
