@@ -59,6 +59,23 @@ class Metrics:
         return self.port(host.settings) if callable(self.port) else self.port
 
 
+@dataclass(frozen=True)
+class Balanced:
+    """A layer this component serves on several hosts, reached by its clients through the
+    internal balancer on the proxy hosts (balancer.py): the balancer listens on `port` at
+    the site's internal address and spreads requests over the component's hosts on the
+    same port, checking each with an HTTP GET of `health` ("" for a TCP check). Only
+    hosts with one of `clients` roles may connect."""
+
+    name: str
+    port: int | Callable[[Any], int]
+    health: str = ""
+    clients: tuple[str, ...] = ("app", "jobserver")
+
+    def port_for(self, settings: Any) -> int:
+        return self.port(settings) if callable(self.port) else self.port
+
+
 class Rendered(str):
     """A rendered template that remembers where it came from (built-in or site override)."""
 
@@ -161,6 +178,8 @@ class Component:
     settings: ClassVar[Mapping[str, type[Section]]] = {}
     secrets: ClassVar[tuple[Secret, ...]] = ()
     metrics: ClassVar[tuple[Metrics, ...]] = ()
+    # Layers it serves behind the internal balancer on the proxy hosts.
+    balanced: ClassVar[tuple[Balanced, ...]] = ()
     # Components that must be applied on every host first; an unknown name is an error.
     after: ClassVar[tuple[str, ...]] = ()
     # Its configuration names the live database primary: re-applied after a failover.

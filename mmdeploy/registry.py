@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import create_model
 
-from .component import Component, Metrics, Role
+from .component import Balanced, Component, Metrics, Role
 from .errors import InventoryError, MMDeployError
 from .inventory import Host, Inventory
 from .secrets import Secret
@@ -56,6 +56,10 @@ class Registry:
 
     def component(self, name: str) -> Component:
         return self.by_name([name])[0]
+
+    def balanced_layers(self, inventory: Inventory) -> list[tuple[Balanced, list[Host]]]:
+        """Every layer a component serves behind the internal balancer, with its hosts."""
+        return [(b, c.hosts(inventory)) for c in self.components for b in c.balanced if c.hosts(inventory)]
 
     def scrape_jobs(self, inventory: Inventory) -> list[tuple[str, list[tuple[Host, Metrics]]]]:
         """(job name, [(host, metrics)]) for every declared metrics target, in declaration order."""
