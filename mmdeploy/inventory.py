@@ -11,16 +11,16 @@ This module needs neither Fabric nor the runner.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from . import safeyaml
 from .errors import InventoryError
+from .grammar import Address, FilePath, UnixUser
 from .patterns import PATTERNS, role_problems
 
 # The settings tree is assembled from the components' declarations (registry.py); this
@@ -33,17 +33,19 @@ class _Strict(BaseModel):
 
 
 class SSHOptions(_Strict):
-    user: str | None = None
+    user: UnixUser | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
-    key: str | None = None
+    key: FilePath | None = None
     strict_host_keys: bool | None = None
-    connect_timeout: float | None = Field(default=None, gt=0)
+    # known_hosts files besides ~/.ssh/known_hosts (relative to the inventory's folder).
+    known_hosts: FilePath | None = None
+    connect_timeout: float | None = Field(default=None, gt=0, le=300)
 
 
 class HostEntry(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    address: str
-    private_address: str | None = None
+    address: Address
+    private_address: Address | None = None
     roles: list[str] = Field(min_length=1)
     ssh: SSHOptions = SSHOptions()
     vars: dict[str, Any] = {}
@@ -63,6 +65,7 @@ class SSH:
     key: Path | None
     strict_host_keys: bool
     connect_timeout: float
+    known_hosts: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -110,15 +113,12 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inven
     reg = registry()
     path = Path(path)
     label = str(path)
-    if not path.is_file():
+    if not path.exists():
         raise InventoryError([f"{label}: no such inventory file"])
     data, lines = _read_yaml(path, label)
     problems = _Problems(label, lines, reg.settings_model)
 
-    try:
-        cli = parse_overrides(overrides)
-    except ValueError as e:
-        raise InventoryError([f"--set: {e}"]) from None
+    cli = parse_overrides(overrides)
 
     try:
         raw = InventoryFile.model_validate(data)
@@ -142,17 +142,19 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inven
 
     names: dict[str, int] = {}
     addresses: dict[str, int] = {}
+    private: dict[str, int] = {}
     unknown_roles = False
     for i, h in enumerate(raw.hosts):
         if h.name in names:
             problems.add(("hosts", i, "name"), f"duplicate host name '{h.name}' (also hosts[{names[h.name]}])")
         names.setdefault(h.name, i)
-        for key in ("address", "private_address"):
-            addr = getattr(h, key)
-            if addr is None:
-                continue
-            if not _valid_address(addr):
-                problems.add(("hosts", i, key), f"expected an IP address or host name, got '{addr}'")
+        # Where the other hosts reach it: two hosts there would get each other's traffic.
+        reach = (h.private_address or h.address).lower()
+        if reach in private:
+            key = "private_address" if h.private_address else "address"
+            problems.add(("hosts", i, key),
+                         f"duplicate private address '{reach}' (also hosts[{private[reach]}])")
+        private.setdefault(reach, i)
         if h.address in addresses:
             problems.add(
                 ("hosts", i, "address"),
@@ -179,6 +181,9 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inven
         if ssh.key is not None and not ssh.key.is_file():
             where = ("hosts", i, "ssh", "key") if h.ssh.key else ("ssh", "key")
             problems.add(where, f"SSH key file not found: {ssh.key}")
+        if ssh.known_hosts is not None and not ssh.known_hosts.is_file():
+            where = ("hosts", i, "ssh", "known_hosts") if h.ssh.known_hosts else ("ssh", "known_hosts")
+            problems.add(where, f"known_hosts file not found: {ssh.known_hosts}")
         resolved_ssh.append(ssh)
 
     if problems.lines:
@@ -216,19 +221,20 @@ def inventory_path(pattern: str | None, inventory: str | None, hosts_dir: Path =
 
 
 def parse_overrides(items) -> dict:
-    """`a.b=value` strings into a nested dict; values are read as YAML scalars."""
+    """`a.b=value` strings into a nested dict; values are read as YAML (bounded as an
+    inventory is). Raises InventoryError naming the --set."""
     result: dict = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*", key):
-            raise ValueError(f"expected key.path=value, got '{item}'")
+            raise InventoryError([f"--set: expected key.path=value, got {item!r}"])
         node = result
         parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"'{key}' conflicts with another --set")
-        node[parts[-1]] = yaml.safe_load(value) if value else ""
+                raise InventoryError([f"--set: '{key}' conflicts with another --set"])
+        node[parts[-1]] = safeyaml.parse(value, f"--set {key}")[0] if value else ""
     return result
 
 
@@ -288,6 +294,8 @@ def _explain(err: dict, model: type[BaseModel], loc: tuple) -> str:
         return f"expected {what}, got {type(given).__name__} {given!r}"
     if kind == "string_pattern_mismatch":
         return f"{given!r} does not match the expected form {err['ctx']['pattern']}"
+    if kind == "value_error":  # a grammar of grammar.py: its message says what was expected
+        return f"{err['msg'].removeprefix('Value error, ')}, got {given!r}"
     return f"{err['msg'].lower()}, got {given!r}"
 
 
@@ -317,56 +325,11 @@ def _key_path(loc: tuple) -> str:
 
 
 def _read_yaml(path: Path, label: str) -> tuple[Any, dict[tuple, int]]:
-    """Parse YAML, refusing duplicate keys, and remember the line of every key path."""
-    try:
-        loader = yaml.SafeLoader(path.read_text())
-        try:
-            node = loader.get_single_node()
-            lines: dict[tuple, int] = {}
-            if node is not None:
-                _walk(node, (), lines, label)
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        context = ""
-        if e.context and e.context_mark and e.context_mark is not mark:
-            context = f" ({e.context} at line {e.context_mark.line + 1})"
-        raise InventoryError([f"{label}{line}: malformed YAML: {e.problem or e.context}{context}"]) from None
-    except yaml.YAMLError as e:
-        raise InventoryError([f"{label}: malformed YAML: {e}"]) from None
+    """Parse YAML (bounded, see safeyaml.py) and remember the line of every key path."""
+    data, lines = safeyaml.read(path, label)
     if not isinstance(data, dict):
         raise InventoryError([f"{label}: expected a mapping with pattern, hosts and settings"])
     return data, lines
-
-
-def _walk(node: yaml.Node, loc: tuple, lines: dict, label: str) -> None:
-    lines[loc] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key in seen:
-                raise InventoryError(
-                    [f"{label}:{key_node.start_mark.line + 1}: {_key_path(loc + (key,))}: "
-                     f"duplicate key (first at line {seen[key]})"]
-                )
-            seen[key] = key_node.start_mark.line + 1
-            _walk(value_node, loc + (key,), lines, label)
-            lines[loc + (key,)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk(item, loc + (i,), lines, label)
-
-
-def _valid_address(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-        return True
-    except ValueError:
-        return bool(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", value)) and not value.replace(".", "").isdigit()
 
 
 def _resolve_ssh(defaults: SSHOptions, host: SSHOptions, base: Path) -> SSH:
@@ -376,18 +339,19 @@ def _resolve_ssh(defaults: SSHOptions, host: SSHOptions, base: Path) -> SSH:
             value = getattr(defaults, name)
         return fallback if value is None else value
 
-    key = pick("key", None)
-    key_path = None
-    if key:
-        key_path = Path(key).expanduser()
-        if not key_path.is_absolute():
-            key_path = (base / key_path).resolve()
+    def local(value: str | None) -> Path | None:
+        if not value:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (base / p).resolve()
+
     return SSH(
         user=pick("user", "root"),
         port=pick("port", 22),
-        key=key_path,
+        key=local(pick("key", None)),
         strict_host_keys=pick("strict_host_keys", True),
         connect_timeout=pick("connect_timeout", 10.0),
+        known_hosts=local(pick("known_hosts", None)),
     )
 
 

@@ -23,6 +23,7 @@ from ..component import Check, Component, Context, Metrics, Role
 from ..dbtier import Topology, read_topology
 from ..dbtier.component import DB_PASSWORD
 from ..errors import MMDeployError
+from ..grammar import Address, DomainList, Email, ReadableFile, Source, is_hostname
 from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Group, JsonSettings, Packages, Service, Unpacked, User, unit
 from ..ops.secretfile import SecretFile
@@ -57,16 +58,17 @@ class MattermostSettings(Section):
     edition: Literal["enterprise", "team"] = "enterprise"
     # The release archive: official URL unless a mirror or local file is given; the
     # sha256 is required (from the release page, or the mirror's .sha256 file).
-    url: str | None = None
+    url: Source | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     fetch_on_host: bool = False  # hosts download the archive themselves instead of an upload
     port: int = Field(default=8065, ge=1, le=65535)
     metrics_port: int = Field(default=8067, ge=1, le=65535)
-    license_file: str | None = None  # path on the control machine (Enterprise features)
+    license_file: ReadableFile | None = None  # path on the control machine (Enterprise features)
     require_email_verification: bool = False
-    restrict_creation_to_domains: str = ""  # comma-separated e-mail domains
-    admin_username: str = "sysadmin"
-    admin_email: str = "sysadmin@example.com"
+    restrict_creation_to_domains: DomainList = ""  # comma-separated e-mail domains
+    # Mattermost's user name rule: a letter, then letters, digits, ".", "-" or "_" (3-22).
+    admin_username: str = Field(default="sysadmin", pattern=r"^[a-z][a-z0-9._-]{2,21}$")
+    admin_email: Email = "sysadmin@example.com"
     team_name: str = Field(default="main", pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")
     # The config lives in the database (MM_CONFIG=<DSN>) instead of config.json: one
     # config for all servers, editable in the System Console on any of them.
@@ -80,11 +82,11 @@ class SMTPSettings(Section):
     """Outgoing mail. The password is a secret: MMDEPLOY_SECRET_SMTP_PASSWORD or the key
     smtp_password in the secrets file, never the inventory."""
 
-    host: str = ""  # empty: e-mail notifications off
+    host: Address | Literal[""] = ""  # empty: e-mail notifications off
     port: int = Field(default=587, ge=1, le=65535)
     username: str = ""
     security: Literal["", "TLS", "STARTTLS"] = "STARTTLS"
-    from_address: str = "mattermost@example.com"
+    from_address: Email = "mattermost@example.com"
 
 
 ADMIN_PASSWORD = Secret("mattermost_admin_password", "the first system admin's password")

@@ -26,6 +26,7 @@ from pydantic import Field
 
 from ..component import Check, Component, Context, Metrics, Role
 from ..errors import InventoryError
+from ..grammar import Email, NginxBlock, ReadableFile
 from ..inventory import Host
 from ..ops import Command, Directory, File, Packages, Service
 from ..ops.exporter import env_file, exporter_handlers, exporter_steps
@@ -43,10 +44,10 @@ EXPORTER_PORT = 9113  # the Debian package's default
 
 class TLSSettings(Section):
     mode: Literal["self-signed", "provided", "acme"] = "self-signed"
-    cert: str | None = None
-    key: str | None = None
+    cert: ReadableFile | None = None
+    key: ReadableFile | None = None
     # acme: the address Let's Encrypt sends expiry notices to (none: registered without).
-    acme_email: str | None = None
+    acme_email: Email | None = None
 
 
 class NginxSettings(Section):
@@ -55,7 +56,7 @@ class NginxSettings(Section):
     # The largest request body, i.e. file upload, as an nginx size.
     client_max_body_size: str = Field(default="50M", pattern=r"^\d+[kKmMgG]?$")
     # Raw directives added to the HTTPS server block, e.g. "add_header X-Robots-Tag none;".
-    extra: str = ""
+    extra: NginxBlock = Field(default="", json_schema_extra={"multiline": True})
     # Loopback port of nginx's stub_status page, which the nginx exporter reads.
     status_port: int = Field(default=8090, ge=1, le=65535)
 

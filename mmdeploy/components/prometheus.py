@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import Field
 
 from ..component import Check, Component, Context, Role
+from ..grammar import Source
 from ..inventory import Inventory
 from ..ops import Command, File, Packages, Service
 from ..settings import Section
@@ -32,7 +33,7 @@ class GrafanaDashboard(Section):
     # A grafana.com revision; "latest" is fetched once and then kept in the local cache.
     revision: int | Literal["latest"] = "latest"
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    url: str | None = None  # a mirror or local file instead of grafana.com
+    url: Source | None = None  # a mirror or local file instead of grafana.com
 
 
 class MonitoringSettings(Section):

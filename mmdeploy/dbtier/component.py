@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..component import Check, Component, Role
+from ..grammar import Network
 from ..inventory import Host, Inventory
 from ..secrets import Secret
 from ..settings import Section
@@ -34,7 +35,7 @@ class DatabaseSettings(Section):
     # Memory the DB sizes itself for; unset: the host's total memory.
     memory_mb: int | None = Field(default=None, ge=256)
     # Addresses (IP or CIDR) allowed in as the Mattermost user besides the app and job hosts.
-    extra_clients: list[str] = []
+    extra_clients: list[Network] = []
 
 
 class DBComponent(Component):
