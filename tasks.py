@@ -1,6 +1,7 @@
 """mmdeploy's command line: `inv --list` shows every task, `inv --help TASK` its options.
 
-Exit codes: 0 success, 1 a host failed or a check failed, 2 bad input (nothing was touched).
+Exit codes: 0 success, 1 a host failed or a check failed, 2 bad input (nothing was touched),
+3 another deploy, failover-db or db.rejoin holds the inventory's lock (nothing was done).
 """
 
 from __future__ import annotations

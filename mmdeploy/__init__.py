@@ -16,7 +16,8 @@ from .api import (
     verify,
 )
 from .errors import InventoryError, MMDeployError
+from .locks import LockHeld
 
-__all__ = ["CheckResult", "FailoverReport", "InventoryError", "MMDeployError", "db_status", "deploy",
+__all__ = ["CheckResult", "FailoverReport", "InventoryError", "LockHeld", "MMDeployError", "db_status", "deploy",
            "failover_db", "inventory_path", "load", "plan", "rejoin", "session", "verify"]
 __version__ = "0.2.0"

@@ -11,22 +11,27 @@ results (the CLI in tasks.py only formats them).
     mmdeploy.rejoin(inv, "db1")             # a former primary back as a replica
 
 Output (the same lines the CLI prints) goes to `out` (default: standard output); pass
-io.StringIO() to keep it. Every line is redacted: no secret ever appears in it.
+io.StringIO() to keep it. Every line, and every error's message, is redacted: no secret
+ever appears in it.
+
+deploy, failover_db and rejoin hold the inventory's lock (locks.py) on the control machine
+and on the hosts: a second one at the same time raises locks.LockHeld naming the holder.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from . import inventory as _inventory
-from . import runner
+from . import locks, runner
 from .dbclients import RepointReport
 from .dbtier import FailoverResult, NodeState, Topology
-from .errors import MMDeployError
+from .errors import MMDeployError, redacted
 from .inventory import Inventory
 from .report import Reporter
 from .runner import RunReport
@@ -74,13 +79,33 @@ class CheckResult:
     seconds: float
 
 
+@contextmanager
+def _masked(redact):
+    """Errors leave with every secret masked in their message."""
+    try:
+        yield
+    except MMDeployError as e:
+        raise redacted(e, redact) from None
+
+
+@contextmanager
+def _locked(inventory: Inventory, what: str, redact, connect_timeout: float | None = None):
+    """The inventory's run lock on this machine and the hosts, for the block."""
+    with locks.acquire(inventory, what, redact, connect_timeout=connect_timeout):
+        yield
+
+
 def verify(inventory: Inventory, *, only: list[str] | None = None, out: TextIO | None = None) -> list[CheckResult]:
     """Run every component's health checks; each result is named. A check that raises is
     that check failing, with the reason; the later checks still run."""
+    redact = session(inventory)[0]
+    with _masked(redact):
+        return _verify(inventory, only, out or sys.stdout, redact)
+
+
+def _verify(inventory, only, out, redact) -> list[CheckResult]:
     from .registry import registry
 
-    out = out or sys.stdout
-    redact = session(inventory)[0]
     results = []
     for component in registry().by_name(only):
         try:
@@ -101,6 +126,8 @@ def verify(inventory: Inventory, *, only: list[str] | None = None, out: TextIO |
 
 
 def _report(out: TextIO, redact, result: CheckResult) -> CheckResult:
+    if result.problem:
+        result.problem = redact(result.problem)
     line = f"{'ok' if result.ok else 'FAIL':<4} {result.name}" + (f": {result.problem}" if result.problem else "")
     print(redact(line), file=out, flush=True)
     return result
@@ -110,7 +137,9 @@ def db_status(inventory: Inventory, out: TextIO | None = None) -> list[NodeState
     """Every DB node's role, access, position, lag, replicas and sync state; reads only."""
     from . import dbtier
 
-    return dbtier.status(inventory, redactor=session(inventory)[0])
+    redactor = session(inventory)[0]
+    with _masked(redactor):
+        return dbtier.status(inventory, redactor=redactor)
 
 
 @dataclass
@@ -138,8 +167,11 @@ def failover_db(inventory: Inventory, *, to: str | None = None, force: bool = Fa
     def say(line: str) -> None:
         print(redactor(line), file=out, flush=True)
 
-    result = dbtier.failover(inventory, to=to, force=force, out=say, redactor=redactor)
-    clients = dbclients.repoint(inventory, result.topology, say, started=time.monotonic() - result.seconds)
+    from .dbtier.orchestrate import CONNECT_TIMEOUT
+
+    with _masked(redactor), _locked(inventory, "failover-db", redactor, CONNECT_TIMEOUT):
+        result = dbtier.failover(inventory, to=to, force=force, out=say, redactor=redactor)
+        clients = dbclients.repoint(inventory, result.topology, say, started=time.monotonic() - result.seconds)
     return FailoverReport(result, clients)
 
 
@@ -149,8 +181,11 @@ def rejoin(inventory: Inventory, host: str, out: TextIO | None = None) -> Topolo
 
     out = out or sys.stdout
     redactor = session(inventory)[0]
-    return dbtier.rejoin(inventory, host, out=lambda line: print(redactor(line), file=out, flush=True),
-                         redactor=redactor)
+    from .dbtier.orchestrate import CONNECT_TIMEOUT
+
+    with _masked(redactor), _locked(inventory, "db.rejoin", redactor, CONNECT_TIMEOUT):
+        return dbtier.rejoin(inventory, host, out=lambda line: print(redactor(line), file=out, flush=True),
+                             redactor=redactor)
 
 
 def _run(inventory, mode, limit, only, out, verbose) -> RunReport:
@@ -160,7 +195,11 @@ def _run(inventory, mode, limit, only, out, verbose) -> RunReport:
     selected = registry().by_name(only)
     runner.select_hosts(inventory, limit)  # bad --limit is bad input: refuse before connecting
     reporter = Reporter(redactor, out=out, verbose=verbose)
-    return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit)
+    with _masked(redactor):
+        if mode == "plan":  # reads only: no lock
+            return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit)
+        with _locked(inventory, "deploy", redactor):
+            return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit)
 
 
 __all__ = ["CheckResult", "FailoverReport", "MMDeployError", "db_status", "deploy", "failover_db",

@@ -70,12 +70,13 @@ def repoint(inventory: Inventory, topology: Topology, say: Callable[[str], None]
         run = runner.run(inventory, [component], mode="apply", secrets=secrets, reporter=Reporter(redactor, out=log),
                          limit=hosts, shared={component.name: component.after_failover(topology)})
         for name, h in run.hosts.items():
-            result = ClientResult(name, component.name, h.alive, h.changed, round(h.seconds, 1), h.error)
+            error = redactor(h.error) if h.error else None
+            result = ClientResult(name, component.name, h.alive, h.changed, round(h.seconds, 1), error)
             report.results.append(result)
             if h.alive:
                 stamp(f"{name}: re-pointed ({'restarted' if h.changed else 'already pointing there'}, "
                       f"{h.seconds:.1f} s)")
             else:
-                stamp(f"{name}: NOT re-pointed: {h.error}")
+                stamp(f"{name}: NOT re-pointed: {error}")
     stamp("done" if report.ok else f"done, {sum(not r.ok for r in report.results)} client(s) left to re-point")
     return report

@@ -17,3 +17,14 @@ class InventoryError(MMDeployError):
 
 class StepFailed(MMDeployError):
     """A step's apply (or a fact probe) failed on a host."""
+
+
+def redacted(error: MMDeployError, redact) -> MMDeployError:
+    """The same error with every secret in its message masked (for messages that quote a
+    host's output, which may hold one in any of its forms)."""
+    if isinstance(error, InventoryError):
+        error.problems = [redact(p) for p in error.problems]
+        error.args = ("\n".join(error.problems),)
+    else:
+        error.args = tuple(redact(a) if isinstance(a, str) else a for a in error.args)
+    return error

@@ -38,6 +38,10 @@ class TimedOut(MMDeployError):
     """A command did not finish within its time limit."""
 
 
+class HostKeyRejected(Unreachable):
+    """The host's SSH key is unknown or not the one known for it (strict_host_keys)."""
+
+
 @dataclass
 class Result:
     rc: int
@@ -76,11 +80,24 @@ class Remote:
             conn.connect_kwargs.setdefault("channel_timeout", ssh.connect_timeout)
             if ssh.strict_host_keys:
                 conn.client.load_system_host_keys()
+                if ssh.known_hosts is not None:
+                    conn.client.load_host_keys(str(ssh.known_hosts))
                 conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
             else:
                 conn.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
             try:
                 conn.open()
+            except paramiko.BadHostKeyException as e:
+                raise HostKeyRejected(self._key_changed(e)) from None
+            except paramiko.SSHException as e:
+                if "not found in known_hosts" not in str(e):
+                    raise Unreachable(f"cannot connect over SSH to {ssh.user}@{self.host.address}:{ssh.port}: "
+                                      f"{type(e).__name__}: {e}") from None
+                raise HostKeyRejected(
+                    f"{self.host.name}: the SSH host key of {self._known_as()} is not known (strict_host_keys): "
+                    f"refusing to connect. Check the key's fingerprint on the host (ssh-keygen -lf "
+                    f"/etc/ssh/ssh_host_ed25519_key.pub), then add it: ssh-keyscan {self._keyscan_args()} "
+                    f">> {self._known_hosts_file()}") from None
             except Exception as e:  # socket errors, auth failures, timeouts
                 raise Unreachable(
                     f"cannot connect over SSH to {ssh.user}@{self.host.address}:{ssh.port}: "
@@ -89,6 +106,56 @@ class Remote:
             conn.client.get_transport().set_keepalive(KEEPALIVE)
             self._conn = conn
         return self._conn
+
+    def _known_as(self) -> str:
+        port = self.host.ssh.port
+        return self.host.address if port == 22 else f"[{self.host.address}]:{port}"
+
+    def _known_hosts_file(self) -> str:
+        return str(self.host.ssh.known_hosts or "~/.ssh/known_hosts")
+
+    def _keyscan_args(self) -> str:
+        port = self.host.ssh.port
+        return (f"-p {port} " if port != 22 else "") + self.host.address
+
+    def _key_changed(self, e) -> str:
+        import shlex
+
+        got = f"{e.key.get_name()} {e.key.fingerprint}" if hasattr(e.key, "fingerprint") else e.key.get_name()
+        return (f"{self.host.name}: the SSH host key of {self._known_as()} CHANGED (got {got}, which is not the "
+                f"key known for it): refusing to connect (strict_host_keys). Someone may be intercepting the "
+                f"connection, or the host was reinstalled. If the change is expected, verify the new key's "
+                f"fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then accept it: "
+                f"ssh-keygen -R {shlex.quote(self._known_as())} -f {self._known_hosts_file()} && "
+                f"ssh-keyscan {self._keyscan_args()} >> {self._known_hosts_file()}")
+
+    def hold(self, script: str, timeout: float, what: str, wait: float = 30.0) -> tuple[str, "Held"]:
+        """Start `script` and leave it running: it ends when the returned handle is closed,
+        or when this process dies (its end of the connection closes, the script's standard
+        input ends). Returns the script's first line of output and the handle. For a lock
+        held on the host for as long as a run lasts (locks.py); `timeout` bounds it too."""
+        conn = self.connect()
+        limit = max(1, int(timeout))
+        shell = f"timeout -k 5 {limit} bash -s"
+        command = shell if self.host.ssh.user == "root" else f"sudo -n -H {shell}"
+        transport = conn.client.get_transport()
+        try:
+            chan = transport.open_session(timeout=30)
+            chan.settimeout(wait)
+            chan.exec_command(command)
+            chan.sendall((PREAMBLE + script).encode())
+            line = b""
+            while not line.endswith(b"\n"):
+                data = chan.recv(1)
+                if not data:
+                    break
+                line += data
+            chan.settimeout(1.0)
+        except OSError as e:
+            raise Unreachable(f"{what} on {self.host.address} failed: {e}") from None
+        self.round_trips += 1
+        self._log(script, Result(0, line.decode(errors="replace"), ""), 0.0)
+        return line.decode(errors="replace").strip(), Held(chan)
 
     def run(self, script: str, timeout: float = DEFAULT_TIMEOUT, log_as: str | None = None,
             log_output: bool = True, what: str | None = None) -> Result:
@@ -178,6 +245,28 @@ class Remote:
             text += "--- stderr\n" + result.stderr.rstrip() + "\n"
         with self._lock, open(self.log_path, "a") as f:
             f.write(self.redact(text))
+
+
+class Held:
+    """A script left running by Remote.hold; close() ends it (its standard input ends)."""
+
+    def __init__(self, chan):
+        self.chan = chan
+
+    def read_rest(self, wait: float = 5.0) -> str:
+        """What the script printed after its first line (until it exits)."""
+        chunks: list[bytes] = []
+        _read_all(self.chan.recv, chunks, time.monotonic() + wait)
+        return b"".join(chunks).decode(errors="replace")
+
+    def close(self, wait: float = 5.0) -> None:
+        try:
+            self.chan.shutdown_write()
+            self.chan.status_event.wait(wait)
+        except OSError:
+            pass
+        finally:
+            self.chan.close()
 
 
 def _read_all(recv, chunks: list[bytes], deadline: float) -> bool:

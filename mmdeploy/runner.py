@@ -62,9 +62,13 @@ class RunReport:
 
 
 def select_hosts(inventory: Inventory, limit: list[str] | None) -> list[Host]:
-    if not limit:
+    """All hosts when `limit` is None; a limit naming no host (--limit "") is refused,
+    never read as "all"."""
+    if limit is None:
         return list(inventory.hosts)
     names = {h.name for h in inventory.hosts}
+    if not limit:
+        raise InventoryError([f"--limit: names no host (hosts: {', '.join(sorted(names))})"])
     unknown = [n for n in limit if n not in names]
     if unknown:
         raise InventoryError(

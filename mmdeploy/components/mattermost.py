@@ -9,7 +9,11 @@ user's config and data and the previous release stays on disk for a rollback.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import re
+import secrets as secrets_module
 import shlex
 from urllib.parse import quote
 
@@ -20,14 +24,16 @@ from pydantic import Field
 
 from ..artifacts import Artifact
 from ..component import Check, Component, Context, Metrics, Role
-from ..dbtier import Topology, read_topology
+from ..dbtier import Topology, engine_for, read_topology
 from ..dbtier.component import DB_PASSWORD
-from ..errors import MMDeployError
+from ..errors import MMDeployError, StepFailed
 from ..grammar import Address, DomainList, Email, ReadableFile, Source, is_hostname
 from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Group, JsonSettings, Packages, Service, Unpacked, User, unit
+from ..ops.exporter import env_file
 from ..ops.secretfile import SecretFile
 from ..secrets import Secret
+from ..step import Change, Step, run_checked
 from ..settings import Section
 
 HOME = "/opt/mattermost"
@@ -89,7 +95,7 @@ class SMTPSettings(Section):
     from_address: Email = "mattermost@example.com"
 
 
-ADMIN_PASSWORD = Secret("mattermost_admin_password", "the first system admin's password")
+ADMIN_PASSWORD = Secret("mattermost_admin_password", "the first system admin's password", max_bytes=72)
 SMTP_PASSWORD = Secret("smtp_password", "the SMTP server's password (never generated)", generate=False)
 
 
@@ -100,6 +106,36 @@ class DBView:
 
     topology: Topology
     failover: bool = False
+    # The primary's stored password verifiers (a Fact of engine.account_probe), to make
+    # sure the database takes db_password before the servers are switched to it.
+    accounts: Any = None
+    accounts_error: str = ""
+    engine: Any = None  # the dbtier Engine that reads them
+
+
+class DatabaseAccepts(Step):
+    """Mattermost is given a (changed) db_password only once the database takes it: the
+    database components set it first; if that failed (a DB host down), switching the
+    servers would lock them out at their next connection, so this host stops here with the
+    old password still working."""
+
+    def __init__(self, view: DBView, client: str, password: str):
+        self.view, self.client, self.password = view, client, password
+        self.engine = view.engine
+        self.name = "database accepts db_password"
+
+    def check(self, facts):
+        if self.view.accounts is not None and self.view.accounts.ok and \
+                self.engine.account_matches(self.view.accounts, "mmuser", self.client, self.password):
+            return None
+        why = self.view.accounts_error or "it does not take the current db_password yet"
+        return Change(f"wait: {why} (the database components set it first)")
+
+    def apply(self, remote, change):
+        raise StepFailed(f"not switching Mattermost to db_password: the database primary "
+                         f"{self.view.topology.require_primary().name} does not take it "
+                         f"({change.summary}); the servers keep the password that works. Deploy the "
+                         f"database components (inv deploy --only {self.engine.name}), then this again")
 
 
 def release_url(version: str, edition: str) -> str:
@@ -125,12 +161,18 @@ def dedicated_jobserver(inventory: Inventory) -> bool:
 
 def datasource(settings: Any, db: Host, password: str) -> str:
     """The DSN Mattermost's SqlSettings takes, in the form its docs give per driver."""
-    pw = quote(password, safe="")
-    if settings.database.engine == "postgresql":
-        return (f"postgres://mmuser:{pw}@{db.private_address}:5432/mattermost"
+    if settings.database.engine == "postgresql":  # a URL: the password percent-encoded
+        return (f"postgres://mmuser:{quote(password, safe='')}@{_url_host(db.private_address)}:5432/mattermost"
                 "?sslmode=disable&connect_timeout=10&binary_parameters=yes")
-    return (f"mmuser:{pw}@tcp({db.private_address}:3306)/mattermost"
+    # The MySQL driver's own form: it takes everything between the first ':' and the last
+    # '@' (before the last '/') as the password, unescaped; so the password goes in as is.
+    host = f"[{db.private_address}]" if ":" in db.private_address else db.private_address
+    return (f"mmuser:{password}@tcp({host}:3306)/mattermost"
             "?charset=utf8mb4,utf8&writeTimeout=30s")
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 def config(ctx: Context, primary: Host, replicas: list[Host]) -> dict:
@@ -181,6 +223,108 @@ def config(ctx: Context, primary: Host, replicas: list[Host]) -> dict:
     return merge(wanted, mm.config)
 
 
+# Mattermost's own secret-bearing settings: those its model's Config.Sanitize() replaces
+# with a fake value before showing a config (server/public/model/config.go), whether
+# mmdeploy set them or the server generated them (AtRestEncryptKey, PublicLinkSalt).
+SECRET_SETTINGS = (
+    ("LdapSettings", "BindPassword"),
+    ("FileSettings", "PublicLinkSalt"),
+    ("FileSettings", "AmazonS3SecretAccessKey"),
+    ("FileSettings", "ExportAmazonS3SecretAccessKey"),
+    ("FileSettings", "AzureAccessKey"),
+    ("FileSettings", "ExportAzureAccessKey"),
+    ("EmailSettings", "SMTPPassword"),
+    ("GitLabSettings", "Secret"),
+    ("GoogleSettings", "Secret"),
+    ("Office365Settings", "Secret"),
+    ("OpenIdSettings", "Secret"),
+    ("SqlSettings", "AtRestEncryptKey"),
+    ("ElasticsearchSettings", "Password"),
+    ("MessageExportSettings", "GlobalRelaySettings", "SMTPPassword"),
+    ("ServiceSettings", "SplitKey"),
+    ("ServiceSettings", "GoogleDeveloperKey"),
+    ("ServiceSettings", "GiphySdkKey"),
+    ("CacheSettings", "RedisPassword"),
+)
+# Data sources: only their password is masked (as Sanitize's PartiallyRedactDataSources),
+# so a plan still shows which database a server is pointed at.
+DATA_SOURCES = (("SqlSettings", "DataSource"),)
+DATA_SOURCE_LISTS = (("SqlSettings", "DataSourceReplicas"), ("SqlSettings", "DataSourceSearchReplicas"))
+# A plugin's settings are secret when its manifest says so, which mmdeploy cannot read:
+# every plugin setting whose name suggests a secret is masked.
+SECRET_NAME = re.compile(r"secret|password|passwd|token|key|salt|credential", re.I)
+MASK = "********"
+
+
+def mask_dsn(dsn: str) -> str:
+    """A data source with its password masked: postgres://user:****@host/db, or the MySQL
+    driver's user:****@tcp(host)/db (mysql:// prefixed in MM_CONFIG); anything else whole."""
+    if not isinstance(dsn, str) or not dsn:
+        return dsn
+    m = re.match(r"^(postgres(?:ql)?://)([^/?#]*)@(.*)$", dsn, re.S)
+    if m:
+        user = m.group(2).split(":", 1)[0]
+        return f"{m.group(1)}{user}:{MASK}@{m.group(3)}"
+    body, prefix = (dsn[8:], "mysql://") if dsn.startswith("mysql://") else (dsn, "")
+    slash = body.rfind("/")
+    at = body.rfind("@", 0, slash) if slash > 0 else -1
+    if at > 0 and "://" not in body:
+        return f"{prefix}{body[:at].split(':', 1)[0]}:{MASK}{body[at:]}"
+    return MASK
+
+
+def _get(config: Any, path: tuple) -> Any:
+    for key in path:
+        if not isinstance(config, dict) or key not in config:
+            return None
+        config = config[key]
+    return config
+
+
+def _put(config: dict, path: tuple, value: Any) -> None:
+    for key in path[:-1]:
+        config = config[key]
+    config[path[-1]] = value
+
+
+def mask_config(config: dict, before: dict | None = None) -> dict:
+    """A copy of a config.json with every secret masked. Given `before` (the config it
+    replaces), a secret that differs from it shows as changed, never as its value."""
+    out = json.loads(json.dumps(config))
+
+    def masked(path: tuple, value: Any, shown: Any) -> Any:
+        changed = before is not None and _get(before, path) != value
+        return f"{shown} (changed)" if changed and isinstance(shown, str) else shown
+
+    for path in SECRET_SETTINGS:
+        value = _get(config, path)
+        if isinstance(value, str) and value:
+            _put(out, path, masked(path, value, MASK))
+    for path in DATA_SOURCES:
+        value = _get(config, path)
+        if isinstance(value, str):
+            _put(out, path, mask_dsn(value))
+    for path in DATA_SOURCE_LISTS:
+        value = _get(config, path)
+        if isinstance(value, list):
+            _put(out, path, [mask_dsn(v) for v in value])
+    lag = _get(config, ("SqlSettings", "ReplicaLagSettings"))
+    if isinstance(lag, list):
+        for i, item in enumerate(lag):
+            if isinstance(item, dict) and isinstance(item.get("DataSource"), str):
+                out["SqlSettings"]["ReplicaLagSettings"][i]["DataSource"] = mask_dsn(item["DataSource"])
+    plugins = _get(config, ("PluginSettings", "Plugins"))
+    if isinstance(plugins, dict):
+        for plugin, settings in plugins.items():
+            if not isinstance(settings, dict):
+                continue
+            for key, value in settings.items():
+                if SECRET_NAME.search(key) and value not in ("", None):
+                    path = ("PluginSettings", "Plugins", plugin, key)
+                    _put(out, path, masked(path, value, MASK))
+    return out
+
+
 def restart(unit_name: str, grace: int) -> Command:
     """Restart within bounds: a clean stop for `grace` seconds, else killed; the start
     waits for the server's READY for at most START_LIMIT seconds."""
@@ -215,7 +359,15 @@ class Mattermost(Component):
     follows_db = True
 
     def prepare(self, inventory, view):
-        return DBView(read_topology(inventory, view))
+        topology = read_topology(inventory, view)
+        engine = engine_for(inventory.settings.database)
+        try:
+            primary = topology.require_primary()
+            accounts = view.facts(primary, [engine.account_probe()])[engine.account_probe()]
+            error = "" if accounts.ok else f"its accounts could not be read on {primary.name}"
+        except MMDeployError as e:
+            accounts, error = None, str(e)
+        return DBView(topology, accounts=accounts, accounts_error=error, engine=engine)
 
     def after_failover(self, topology: Topology) -> DBView:
         return DBView(topology, failover=True)
@@ -257,12 +409,19 @@ class Mattermost(Component):
                 raise MMDeployError(f"settings.mattermost.license_file: cannot read {mm.license_file}: {e}") from None
             steps.append(File(LICENSE, license_text, owner="mattermost", group="mattermost", mode="0600",
                               notify=restart))
+        if not view.failover:  # a failover changes no password: nothing to wait for
+            client = ctx.host.private_address
+            if s.database.engine == "mysql":
+                from .mysql.flavor import client_host
+
+                client = client_host(client)
+            steps.append(DatabaseAccepts(view, client, ctx.secrets.get(DB_PASSWORD)))
         wanted = config(ctx, primary, replicas)
         if mm.config_in_database:
             steps += self._config_in_database(ctx, wanted)
         else:
             steps.append(JsonSettings(CONFIG, wanted, owner="mattermost", group="mattermost", mode="0600",
-                                      notify=restart))
+                                      notify=restart, mask=mask_config))
         env_file = ENV_FILE if mm.config_in_database else ""
         if host.has("app"):
             steps += [unit("mattermost.service", ctx.render("mattermost/mattermost.service.j2", command="",
@@ -320,7 +479,9 @@ class Mattermost(Component):
         if not jobs:
             del wanted["JobSettings"]
         steps = [Directory(ETC, mode="0755"),
-                 SecretFile(ENV_FILE, "".join(f'{k}="{v}"\n' for k, v in env.items()), notify=("restart",))]
+                 # A systemd EnvironmentFile: double-quoted, backslash and quote escaped.
+                 SecretFile(ENV_FILE, env_file("components/mattermost", **env).split("\n", 1)[1],
+                            notify=("restart",))]
         if ctx.host.has("app"):  # a job server has no local socket; the app servers patch
             steps.append(SecretFile(CONFIG_PATCH, json.dumps(wanted, indent=2, sort_keys=True) + "\n",
                                     notify=("patch-config",)))
@@ -341,24 +502,10 @@ class MattermostAdmin(Component):
         return inventory.with_role("app")[:1]
 
     def steps(self, ctx: Context):
-        """The first system admin and team, with real `mmctl --local` commands. mmctl takes
-        a password only on its command line, so the user is created with a throwaway one
-        and the real password is set as a bcrypt hash: no secret in the process list."""
-        import bcrypt
-
         mm = ctx.settings.mattermost
         user, team = shlex.quote(mm.admin_username), shlex.quote(mm.team_name)
-        password = ctx.secrets.get(ADMIN_PASSWORD)
-        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()
         return [
-            Command(
-                f"first admin {mm.admin_username}",
-                f"set -e\n{WAIT_FOR_SOCKET}"
-                f"{MMCTL} user create --email {shlex.quote(mm.admin_email)} --username {user} "
-                f"--password \"$(head -c 24 /dev/urandom | base64)\" --system-admin\n"
-                f"{MMCTL} user change-password {user} --hashed --password {shlex.quote(hashed)}\n",
-                unless=f"{MMCTL} user list 2>/dev/null | grep -w {user} >/dev/null",
-            ),
+            FirstAdmin(mm.admin_username, mm.admin_email, ctx.secrets.get(ADMIN_PASSWORD)),
             Command(
                 f"team {mm.team_name}",
                 f"set -e\n{WAIT_FOR_SOCKET}{MMCTL} team create --name {team} --display-name {team}\n"
@@ -367,6 +514,79 @@ class MattermostAdmin(Component):
             ),
         ]
 
+
+ADMIN_MARKER = f"{ETC}/admin-password.sha256"
+
+
+def fingerprint(username: str, password: str, salt: str) -> str:
+    """What the admin marker holds: a salted SHA-256 of the password the user was given."""
+    return hashlib.sha256(f"{salt}\0{username}\0{password}".encode()).hexdigest()
+
+
+class FirstAdmin(Step):
+    """The first system admin with the password of the secrets file, through Mattermost's
+    local-mode API over its root-only socket (what mmctl --local speaks): mmctl takes a
+    password only on its command line, so the JSON bodies go to curl on standard input.
+
+    Whether it is done is read from a root-only marker holding a salted fingerprint of the
+    password set (read as a fact, whose output is never logged): a run stopped anywhere
+    between creating the user and setting its password is finished by the next, and a
+    changed mattermost_admin_password is applied."""
+
+    timeout = 240  # waits for the socket (up to 120 s), then a few API calls
+
+    def __init__(self, username: str, email: str, password: str):
+        self.username, self.email, self.password = username, email, password
+        self.name = f"first admin {username}"
+        self._probe = f"cat {ADMIN_MARKER}"
+
+    def facts(self) -> list[str]:
+        return [self._probe]
+
+    def check(self, facts):
+        fact = facts[self._probe]
+        user, salt, digest = (fact.out.split() + ["", "", ""])[:3] if fact.ok else ("", "", "")
+        if user == self.username and hmac.compare_digest(digest, fingerprint(self.username, self.password, salt)):
+            return None
+        if user == self.username:
+            return Change("set the password (changed in the secrets)")
+        return Change("create (or finish) the user and set its password")
+
+    def apply(self, remote, change):
+        salt = secrets_module.token_hex(16)
+        marker = f"{self.username} {salt} {fingerprint(self.username, self.password, salt)}"
+        created = json.dumps({"username": self.username, "email": self.email, "password": self.password})
+        new = json.dumps({"new_password": self.password})
+        script = f"""\
+set -e
+umask 077
+{WAIT_FOR_SOCKET}call() {{  # METHOD PATH, the JSON body on standard input: never on a command line
+  curl -sS --fail-with-body --max-time 20 --unix-socket {SOCKET} -X "$1" -H 'Content-Type: application/json' \\
+    --data-binary @- "http://localhost$2"
+}}
+id=$(curl -sS --max-time 20 --unix-socket {SOCKET} http://localhost/api/v4/users/username/{self.username} \\
+  | jq -r '.id // empty')
+if [ -z "$id" ]; then
+  id=$(call POST /api/v4/users <<'MMDEPLOY_JSON' | jq -r .id
+{created}
+MMDEPLOY_JSON
+)
+else
+  call PUT "/api/v4/users/$id/password" >/dev/null <<'MMDEPLOY_JSON'
+{new}
+MMDEPLOY_JSON
+fi
+call PUT "/api/v4/users/$id/roles" >/dev/null <<'MMDEPLOY_JSON'
+{{"roles": "system_user system_admin"}}
+MMDEPLOY_JSON
+install -d -m 0755 {ETC}
+printf '%s\\n' '{marker}' > {ADMIN_MARKER}.tmp
+mv -f {ADMIN_MARKER}.tmp {ADMIN_MARKER}
+"""
+        # The log shows the script without the bodies and the fingerprint.
+        logged = script.replace(created, "(the user as JSON, with its password)").replace(
+            new, "(the new password as JSON)").replace(marker, f"{self.username} (salted fingerprint)")
+        run_checked(remote, script, self.name, log_as=logged, timeout=self.timeout)
 
 
 # --- verify: only Mattermost's real API v4, through the NGINX proxy -----------------------

@@ -30,6 +30,16 @@ class Engine(Protocol):
 
     def state(self, host: Host, facts: Mapping[str, Fact]) -> NodeState: ...
 
+    def account_probe(self) -> str:
+        """A read-only command (a fact: its output is never logged) whose output
+        `account_matches` reads: the stored password verifiers of the accounts."""
+        ...
+
+    def account_matches(self, fact: Fact, user: str, client: str | None, password: str) -> bool | None:
+        """Whether the account (`client`: its host part, where the engine has one) has
+        `password`; None when there is no such account. Checked on the control machine."""
+        ...
+
     def fence(self, remote: Remote) -> None:
         """The DB answers: make it refuse writes and drop client connections."""
 

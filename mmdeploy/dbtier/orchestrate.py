@@ -43,6 +43,7 @@ class Tier:
             from ..api import session
 
             redactor = session(inventory)[0]  # registers every known secret with the redactor
+        self.redact = redactor
         self.log_dir = run_dir(what)
         self.remotes = {
             h.name: Remote(_quick(h), redactor, self.log_dir / f"{h.name}.log") for h in self.hosts
@@ -55,7 +56,7 @@ class Tier:
         return next(h for h in self.hosts if h.name == name)
 
     def say(self, message: str) -> None:
-        line = f"[{time.monotonic() - self.started:5.1f}s] {message}"
+        line = self.redact(f"[{time.monotonic() - self.started:5.1f}s] {message}")
         self.lines.append(line)
         self.out(line)
 

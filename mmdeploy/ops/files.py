@@ -7,7 +7,7 @@ import difflib
 import hashlib
 import json
 import shlex
-from typing import Mapping
+from typing import Callable, Mapping
 
 from ..facts import Fact
 from ..inventory import merge
@@ -113,11 +113,16 @@ class File(Step):
 class JsonSettings(Step):
     """A JSON file in which the keys of `wanted` have exactly these values; every other key
     is left as the file has it. Servers that rewrite their own config (Mattermost fills in
-    defaults on start) stay idempotent with this, where a whole-file template would not."""
+    defaults on start) stay idempotent with this, where a whole-file template would not.
+
+    `mask(config, before)` returns a copy of a config with its secrets masked (those the
+    server generates too, which no redactor knows): the plan diff shows every line of the
+    file around a change, and is made from masked copies only."""
 
     def __init__(self, path: str, wanted: dict, *, owner: str = "root", group: str = "root",
-                 mode: str = "0644", notify: tuple[str, ...] = ()):
-        self.path, self.wanted, self.notify = path, wanted, tuple(notify)
+                 mode: str = "0644", notify: tuple[str, ...] = (),
+                 mask: Callable[[dict, dict | None], dict] | None = None):
+        self.path, self.wanted, self.notify, self.mask = path, wanted, tuple(notify), mask
         self.owner, self.group, self.mode = owner, group, mode
         self.name = f"json {path}"
         self._probe = _stat_probe(path, content=True)
@@ -139,8 +144,11 @@ class JsonSettings(Step):
         if merged == current:
             change = self._file.check(facts)  # owner and mode still matter
             return Change(change.summary) if change and "content" not in change.summary else None
-        before = json.dumps(current, indent=2, sort_keys=True) + "\n" if current else ""
-        after = json.dumps(merged, indent=2, sort_keys=True) + "\n"
+        shown_before, shown_after = current, merged
+        if self.mask is not None:
+            shown_before, shown_after = self.mask(current, None), self.mask(merged, current)
+        before = json.dumps(shown_before, indent=2, sort_keys=True) + "\n" if current else ""
+        after = json.dumps(shown_after, indent=2, sort_keys=True) + "\n"
         return Change("create" if not current else "update keys", _diff(self.path, before.encode(), after.encode(), not current))
 
     def apply(self, remote: Remote, change: Change) -> None:

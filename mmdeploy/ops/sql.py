@@ -6,7 +6,7 @@ them stay out of the process list (and out of logs: the redactor masks them)."""
 from __future__ import annotations
 
 import shlex
-from typing import Mapping
+from typing import Callable, Mapping
 
 from ..facts import Fact
 from ..remote import Remote
@@ -51,3 +51,23 @@ class SQL(Step):
     def apply(self, remote: Remote, change: Change) -> None:
         script = f"{self._apply_cmd} <<'MMDEPLOY_SQL'\n{self.statement}\nMMDEPLOY_SQL\n"
         run_checked(remote, script, self.name, timeout=self.timeout)
+
+
+class AccountPassword(SQL):
+    """A database account's password is the one in the secrets: `probe` reads the stored
+    verifiers (a fact, whose output is never logged) and `matches(fact)` compares them
+    with the password on the control machine (passwords.py): True, nothing to do; False,
+    `statement` (an ALTER, on standard input) sets it; None, the account does not exist
+    yet (the step that creates it sets the password)."""
+
+    def __init__(self, name: str, engine: str, statement: str, *, probe: str,
+                 matches: Callable[[Fact], bool | None], notify: tuple[str, ...] = ()):
+        super().__init__(name, engine, statement, notify=notify)
+        self.name = f"password of {name}"
+        self._probe, self._matches = probe, matches
+
+    def check(self, facts: Mapping[str, Fact]) -> Change | None:
+        fact = facts[self._probe]
+        if not fact.ok:
+            return Change("set (its current password could not be read: database not reachable yet)")
+        return Change("set (changed in the secrets)") if self._matches(fact) is False else None

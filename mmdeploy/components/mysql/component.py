@@ -33,9 +33,11 @@ from ...errors import MMDeployError
 from ...facts import Fact
 from ...inventory import Host, Inventory
 from ...ops import SQL, Command, File, Packages, Service, unit
+from ...ops.sql import AccountPassword
 from ...ops.exporter import env_file, exporter_handlers, exporter_steps
 from ...ops.secretfile import SecretFile
 from ...remote import Remote
+from ...secrets import option_file_value
 from ...step import Change, Step, run_checked
 from .flavor import (
     APP_PRIVILEGES,
@@ -114,6 +116,27 @@ def app_clients(inventory: Inventory, host: Host) -> list[str]:
     return list(dict.fromkeys(client_host(a) for a in addresses))
 
 
+def account_password(flavor: Flavor, user: str, host: str, password: str) -> AccountPassword:
+    """The account's password is the secret's: set again when the secret changed."""
+    from .engine import MySQLEngine
+
+    engine = MySQLEngine(flavor.name)
+    return AccountPassword(f"{user}@{host}", "mysql", flavor.alter_password(user, host, password),
+                           probe=engine.account_probe(),
+                           matches=lambda fact: engine.account_matches(fact, user, host, password))
+
+
+def source_password(flavor: Flavor, password: str) -> AccountPassword:
+    """A replica keeps the replication password it was pointed at its source with; after a
+    rotation (the accounts changed on the primary first) it is given the new one."""
+    def matches(fact: Fact) -> bool | None:
+        stored = fact.out.strip()
+        return None if not stored else bytes.fromhex(stored) == password.encode()
+
+    return AccountPassword(f"{REPLICATION_USER} kept by this replica", "mysql", flavor.set_source_password(password),
+                           probe=flavor.source_password_probe(), matches=matches)
+
+
 def semi_sync(inventory: Inventory, host: Host) -> bool:
     return host.settings.database.synchronous and len(db_hosts(inventory)) > 1
 
@@ -181,7 +204,9 @@ class MySQL(DBComponent):
         steps += [
             Packages(*flavor.packages()),
             File(flavor.conf_path, render_config(ctx)),
-            SecretFile(REPLICATION_CNF, f"[client]\nuser={REPLICATION_USER}\npassword={repl_password}\n"),
+            # The option file's own quoting: any password reads back as it is (scripts.py).
+            SecretFile(REPLICATION_CNF, f"[client]\nuser={REPLICATION_USER}\n"
+                                        f"password={option_file_value(repl_password)}\n"),
             File("/usr/local/sbin/mmdeploy-mysql-fence", render_fence(ctx), mode="0755", notify=("restart fence",)),
             unit("mmdeploy-mysql-fence.service", ctx.render("mysql/mmdeploy-mysql-fence.service.j2",
                                                              service=flavor.service), notify=("restart fence",)),
@@ -215,6 +240,7 @@ class MySQL(DBComponent):
             steps += [
                 SQL(f"user {USER}@{client}", "mysql", flavor.create_user(USER, client, password),
                     guard=user_guard(USER, client)),
+                account_password(flavor, USER, client, password),
                 SQL(f"grants {USER}@{client}", "mysql", flavor.grant_app(client),
                     guard=privileges_guard(USER, client, APP_PRIVILEGES, DATABASE)),
             ]
@@ -223,6 +249,7 @@ class MySQL(DBComponent):
             SQL(f"user {monitor}@localhost", "mysql",
                 flavor.create_user(monitor, "localhost", ctx.secrets.get(DB_MONITORING_PASSWORD)),
                 guard=user_guard(monitor, "localhost")),
+            account_password(flavor, monitor, "localhost", ctx.secrets.get(DB_MONITORING_PASSWORD)),
             SQL(f"grants {monitor}@localhost", "mysql", flavor.grant_monitoring(monitor),
                 guard=privileges_guard(monitor, "localhost", flavor.monitoring_privileges, None)),
         ]
@@ -232,6 +259,7 @@ class MySQL(DBComponent):
             steps += [
                 SQL(f"user {REPLICATION_USER}@{a}", "mysql", flavor.create_user(REPLICATION_USER, a, repl_password),
                     guard=user_guard(REPLICATION_USER, a)),
+                account_password(flavor, REPLICATION_USER, a, repl_password),
                 SQL(f"grants {REPLICATION_USER}@{a}", "mysql", flavor.grant_replication(a),
                     guard=privileges_guard(REPLICATION_USER, a, flavor.replication_privileges, None)),
             ]
@@ -295,7 +323,8 @@ class MySQLReplication(DBComponent):
             return exporter
         if not topo.states[primary.name].running:
             raise MMDeployError(f"the primary {primary.name} does not answer: cannot set up replication")
-        return [Replicate(topo, ctx.host, ctx.settings.database.mysql_series), *exporter]
+        return [Replicate(topo, ctx.host, ctx.settings.database.mysql_series),
+                source_password(flavor_of(ctx.host), ctx.secrets.get(DB_REPLICATION_PASSWORD)), *exporter]
 
     def _exporter(self, ctx: Context) -> list[Step]:
         password = ctx.secrets.get(DB_MONITORING_PASSWORD)

@@ -9,6 +9,7 @@ from ...dbtier import NodeState
 from ...errors import MMDeployError
 from ...facts import Fact
 from ...inventory import Host
+from ...passwords import mysql_matches
 from ...remote import Remote
 from ...step import run_checked
 from .flavor import FENCED, FLAVORS, _lit
@@ -28,6 +29,24 @@ class MySQLEngine:
 
     def probe(self, host: Host) -> list[str]:
         return [self.flavor.probe()]
+
+    def account_probe(self) -> str:
+        """Read-only: every account's plugin and stored hash (never logged: a fact); hex,
+        as a caching_sha2 salt may hold any byte."""
+        return ("mysql --protocol=socket -NB -e "
+                "'SELECT user, host, plugin, HEX(authentication_string) FROM mysql.user'")
+
+    def account_matches(self, fact: Fact, user: str, client: str | None, password: str) -> bool | None:
+        """Whether account `user`@`client` has `password` (None: no such account)."""
+        for line in fact.out.splitlines():
+            fields = line.split("\t")
+            if len(fields) == 4 and fields[0] == user and fields[1] == client:
+                try:
+                    stored = bytes.fromhex(fields[3]).decode("latin-1")
+                except ValueError:
+                    return False
+                return mysql_matches(fields[2], stored, password)
+        return None
 
     def state(self, host: Host, facts: Mapping[str, Fact]) -> NodeState:
         return parse_probe(self.flavor, host, facts[self.flavor.probe()])

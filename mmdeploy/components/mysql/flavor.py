@@ -91,6 +91,21 @@ class Flavor:
     def create_user(self, user: str, host: str, password: str) -> str:
         return f"CREATE USER IF NOT EXISTS {account(user, host)} IDENTIFIED BY {_lit(password)};"
 
+    def alter_password(self, user: str, host: str, password: str) -> str:
+        return f"ALTER USER {account(user, host)} IDENTIFIED BY {_lit(password)};"
+
+    def source_password_probe(self) -> str:
+        """Read-only: the replication password this replica keeps for its source (never
+        logged: a fact), hex-encoded; empty when it replicates from nothing."""
+        if self.mariadb:  # MariaDB keeps it in master.info, line 6
+            return "sed -n 6p /var/lib/mysql/master.info | tr -d '\\n' | od -An -tx1 | tr -d ' \\n'"
+        return "mysql --protocol=socket -NB -e 'SELECT HEX(User_password) FROM mysql.slave_master_info'"
+
+    def set_source_password(self, password: str) -> str:
+        key = "MASTER_PASSWORD" if self.mariadb else "SOURCE_PASSWORD"
+        change = "CHANGE MASTER TO" if self.mariadb else "CHANGE REPLICATION SOURCE TO"
+        return f"{self.stop_replica}\n{change} {key}={_lit(password)};\n{self.start_replica}"
+
     def grant_app(self, host: str) -> str:
         who = account(USER, host)
         return (f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {who};\n"

@@ -21,6 +21,7 @@ from ...dbtier.component import (
 from ...errors import MMDeployError
 from ...inventory import Host
 from ...ops import SQL, Command, Directory, File, Packages, Service, unit
+from ...ops.sql import AccountPassword
 from ...ops.exporter import env_file, exporter_handlers, exporter_steps
 from ...ops.secretfile import SecretFile
 from .config import (
@@ -36,6 +37,7 @@ from .config import (
     slot_name,
     topology_conf,
 )
+from .engine import PGEngine
 from .scripts import SEED_TIMEOUT, quote, seed_script, slots_sql
 
 EXPORTER = "prometheus-postgres-exporter"
@@ -45,6 +47,14 @@ EXPORTER_PORT = 9187  # the Debian package's default
 def pgpass_escape(value: str) -> str:
     """A .pgpass field: backslash and colon escaped with a backslash."""
     return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def role_password(role: str, password: str) -> AccountPassword:
+    """The role's password is the secret's: set again when the secret changed (rotation)."""
+    engine = PGEngine()
+    return AccountPassword(f"role {role}", "postgresql", f"ALTER ROLE {role} WITH PASSWORD '{quote(password)}';",
+                           probe=engine.account_probe(),
+                           matches=lambda fact: engine.account_matches(fact, role, None, password))
 
 
 def needs_seed(topo: Topology, host: Host) -> bool:
@@ -120,6 +130,9 @@ class PostgreSQL(DBComponent):
                 guard=f"select 1 from pg_roles where rolname = '{REPLICATION_USER}'"),
             SQL(f"role {USER}", "postgresql", f"CREATE ROLE {USER} WITH LOGIN PASSWORD '{quote(password)}';",
                 guard=f"select 1 from pg_roles where rolname = '{USER}'"),
+            # A changed db_password: the role first, then (the mattermost component, later)
+            # the servers, which keep their open connections meanwhile.
+            role_password(USER, password),
             SQL(f"database {DATABASE}", "postgresql",
                 f"CREATE DATABASE {DATABASE} OWNER {USER} ENCODING 'UTF8' TEMPLATE template0;",
                 guard=f"select 1 from pg_database where datname = '{DATABASE}'"),
@@ -128,6 +141,7 @@ class PostgreSQL(DBComponent):
                 f"CREATE ROLE {monitor} WITH LOGIN PASSWORD '{quote(monitor_password)}';\n"
                 f"GRANT pg_monitor TO {monitor};",
                 guard=f"select 1 from pg_roles where rolname = '{monitor}'"),
+            role_password(monitor, monitor_password),
         ]
         steps += [SQL(f"replication slot {slot_name(h)}", "postgresql", slots_sql([h]),
                       guard=f"select 1 from pg_replication_slots where slot_name = '{slot_name(h)}'")
@@ -170,8 +184,13 @@ class PostgreSQLReplication(DBComponent):
                     Command(f"seed from {primary.name} (pg_basebackup)", seed_script(p, primary, host),
                             timeout=SEED_TIMEOUT),
                     Service(p.unit), *exporter]
-        return [File(path, content, owner="postgres", group="postgres", notify=("reload",)), Service(p.unit),
-                *exporter]
+        steps = [File(path, content, owner="postgres", group="postgres", notify=("reload",)), Service(p.unit)]
+        if host.name == primary.name:
+            # A changed replication password: every node's .pgpass has it by now (the
+            # postgresql component, before this one on every host), so the replicas'
+            # next connection uses it; their running streams are not affected.
+            steps.append(role_password(REPLICATION_USER, ctx.secrets.get(DB_REPLICATION_PASSWORD)))
+        return steps + exporter
 
     def _exporter(self, ctx: Context):
         s = ctx.settings

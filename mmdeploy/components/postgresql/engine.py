@@ -9,6 +9,7 @@ from ...dbtier import NodeState
 from ...errors import MMDeployError
 from ...facts import Fact
 from ...inventory import Host
+from ...passwords import postgres_matches
 from ...remote import Remote
 from ...step import run_checked
 from .config import FENCED, conninfo, paths
@@ -16,11 +17,28 @@ from .probe import parse_probe, probe
 from .scripts import SEED_TIMEOUT, psql, seed_script, slots_sql, stop_script, write_topology
 
 
+ACCOUNTS_PROBE = ("runuser -u postgres -- psql -XAtq -F ' ' -c "
+                  "\"select rolname, coalesce(rolpassword, '-') from pg_authid where rolcanlogin\"")
+
+
 class PGEngine:
     """dbtier.Engine for PostgreSQL streaming replication."""
 
     name = "postgresql"
     label = "PostgreSQL"
+
+    def account_probe(self) -> str:
+        """Read-only: every login role and its stored verifier (never logged: a fact)."""
+        return ACCOUNTS_PROBE
+
+    def account_matches(self, fact: Fact, user: str, client: str | None, password: str) -> bool | None:
+        """Whether role `user` has `password` (None: no such role). `client` is unused:
+        a PostgreSQL role is the same from every address."""
+        for line in fact.out.splitlines():
+            name, _, verifier = line.partition(" ")
+            if name == user:
+                return postgres_matches(verifier, user, password)
+        return None
 
     def probe(self, host: Host) -> list[str]:
         return [probe(paths(host))]
