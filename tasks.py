@@ -149,15 +149,23 @@ def _bed_settings() -> dict:
     return release.settings()
 
 
-@task(name="up", help={"pattern": "single, multi, cluster or allinone", "hosts": "N generic hosts instead"})
+@task(name="up", help={"pattern": "single, multi, cluster or allinone", "hosts": "N generic hosts instead",
+                       "sudo_user": "reach the hosts as this user with passwordless sudo instead of root"})
 @_cli
-def testbed_up(c, pattern=None, hosts=None):
+def testbed_up(c, pattern=None, hosts=None, sudo_user=None):
     """Start local Debian hosts (Docker containers with systemd and sshd) and write their inventory."""
     from mmdeploy import testbed
+    from mmdeploy.grammar import unix_user
 
     if pattern is None and hosts is None:
         pattern = "single"
-    path = testbed.up(ROOT, pattern=pattern, hosts=int(hosts) if hosts else None, settings=_bed_settings())
+    if sudo_user is not None:
+        try:
+            unix_user(sudo_user)
+        except ValueError as e:
+            raise Exit(f"--sudo-user: {e}", code=2) from None
+    path = testbed.up(ROOT, pattern=pattern, hosts=int(hosts) if hosts else None, settings=_bed_settings(),
+                      sudo_user=sudo_user)
     print(f"inventory: {path.relative_to(ROOT)}  (inv deploy --inventory {path.relative_to(ROOT)})")
 
 

@@ -564,8 +564,9 @@ umask 077
   curl -sS --fail-with-body --max-time 20 --unix-socket {SOCKET} -X "$1" -H 'Content-Type: application/json' \\
     --data-binary @- "http://localhost$2"
 }}
+# An unknown user is a 404 whose error body has an "id" too: only a user's id counts.
 id=$(curl -sS --max-time 20 --unix-socket {SOCKET} http://localhost/api/v4/users/username/{self.username} \\
-  | jq -r '.id // empty')
+  | jq -r 'select(.username == "{self.username}") | .id')
 if [ -z "$id" ]; then
   id=$(call POST /api/v4/users <<'MMDEPLOY_JSON' | jq -r .id
 {created}

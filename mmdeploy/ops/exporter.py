@@ -14,16 +14,17 @@ from .systemd import Service
 from .users import Group, User
 
 
-def exporter_steps(unit: str, env: str, secret: bool = True) -> list[Step]:
+def exporter_steps(unit: str, env: str, secret: bool = True, files: tuple[Step, ...] = ()) -> list[Step]:
     """Steps for the exporter `unit` with the EnvironmentFile text `env` (see env_file).
-    A secret one (a DSN with a password) is owned and moded as the package sets it."""
+    A secret one (a DSN with a password) is owned and moded as the package sets it.
+    `files`: more files it reads (a password file), made once its user exists."""
     path, notify = f"/etc/default/{unit}", (restart_handler(unit),)
     if secret:
         settings: Step = SecretFile(path, env, owner="prometheus", group="prometheus", mode="0640", notify=notify)
     else:
         settings = File(path, env, notify=notify)
     # The packages' own user, made first so the settings file can be owned by it.
-    return [Group("prometheus"), User("prometheus", home="/var/lib/prometheus"), settings, Packages(unit),
+    return [Group("prometheus"), User("prometheus", home="/var/lib/prometheus"), *files, settings, Packages(unit),
             Service(unit)]
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from .config import BED, GATEWAY, NETWORK, SUBNET, Log, TestbedError, container_name
 from .containers import (
     MAX_HOSTS,
+    host_keys,
+    known_hosts_path,
     PATTERNS,
     BedHost,
     LayoutConflict,
@@ -31,9 +33,11 @@ from .network import ensure_apt_cache, ensure_network, serve
 
 
 def up(root: Path, pattern: str | None = None, hosts: int | None = None, log: Log = print,
-       owner: str = "testbed", settings: dict | None = None, replace: bool = False) -> Path:
+       owner: str = "testbed", settings: dict | None = None, replace: bool = False,
+       sudo_user: str | None = None) -> Path:
     """Start the bed for a layout and write its inventory (with `settings` merged into its
-    bed settings); returns the inventory path.
+    bed settings); returns the inventory path. `sudo_user`: the inventory reaches the hosts
+    as this user with passwordless sudo instead of root.
 
     Containers of this bed that another owner created, or of another layout, are never
     reused: with `replace` they are removed first, else LayoutConflict names them."""
@@ -52,13 +56,13 @@ def up(root: Path, pattern: str | None = None, hosts: int | None = None, log: Lo
     ensure_image(log=log)
     ensure_network()  # before the apt cache check, which needs the gateway address
     apt_proxy = ensure_apt_cache(log)
-    start(bed, root, log, owner, name)
+    known_hosts = start(bed, root, log, owner, name, sudo_user)
     kind = pattern if pattern in ("multi", "cluster") else "single"
     return write_inventory(path_for(root, name if pattern else f"{hosts}"), bed, kind, key_path(root),
-                           apt_proxy, settings)
+                           apt_proxy, settings, known_hosts=known_hosts, user=sudo_user or "root")
 
 
 __all__ = ["BED", "GATEWAY", "IMAGE", "MAX_HOSTS", "NETWORK", "PATTERNS", "SUBNET", "BedHost", "LayoutConflict",
-           "TestbedError", "container_name", "down", "ensure_apt_cache", "ensure_engine", "ensure_image",
+           "TestbedError", "container_name", "down", "host_keys", "known_hosts_path", "ensure_apt_cache", "ensure_engine", "ensure_image",
            "ensure_network", "key_path", "layout", "mirrors", "path_for", "raise_kernel_limits", "serve", "status",
            "up", "write_inventory"]

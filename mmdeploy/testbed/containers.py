@@ -67,6 +67,38 @@ def key_path(root: Path) -> Path:
     return root / ".testbed" / "id_ed25519"
 
 
+def known_hosts_path(root: Path) -> Path:
+    """The bed's known_hosts: every container's own host keys, read from the container
+    itself (docker exec: no trust on first use), rewritten by every `up`."""
+    from .config import BED
+
+    return root / ".testbed" / f"known_hosts-bed{BED}"
+
+
+# A fresh container replaces the image's host keys (shared by every container made from
+# it) with keys of its own, once.
+OWN_HOST_KEYS = """\
+if [ ! -e /etc/ssh/.mmdeploy-own-host-keys ]; then
+  rm -f /etc/ssh/ssh_host_*
+  ssh-keygen -A >/dev/null
+  touch /etc/ssh/.mmdeploy-own-host-keys
+  systemctl restart ssh
+fi
+cat /etc/ssh/ssh_host_*_key.pub
+"""
+
+# ssh.user for a bed with a non-root user (`up(..., sudo_user=...)`): the user has
+# passwordless sudo, as on real hosts managed by an unprivileged account.
+SUDO_USER_SETUP = """\
+id -u {user} >/dev/null 2>&1 || useradd -m -s /bin/bash {user}
+install -d -o {user} -g {user} -m 0700 /home/{user}/.ssh
+cat > /home/{user}/.ssh/authorized_keys
+chown {user}:{user} /home/{user}/.ssh/authorized_keys && chmod 0600 /home/{user}/.ssh/authorized_keys
+echo '{user} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/90-mmdeploy-{user}
+chmod 0440 /etc/sudoers.d/90-mmdeploy-{user}
+"""
+
+
 def layout(pattern: str | None = None, hosts: int | None = None) -> list[BedHost]:
     """Fixed names and addresses (.11, .12, ...) for a pattern or for N generic hosts."""
     if (pattern is None) == (hosts is None):
@@ -108,10 +140,11 @@ def add_host_flags() -> list[str]:
     return flags
 
 
-def ssh_answers(key: Path, address: str) -> bool:
+def ssh_answers(key: Path, address: str, user: str = "root") -> bool:
+    # Only whether sshd lets the key in: the host keys are checked by every real connection.
     cmd = ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=3",
-           f"root@{address}", "true"]
+           f"{user}@{address}", "true"]
     return subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL).returncode == 0
 
 
@@ -135,7 +168,8 @@ def check_conflicts(hosts: list[BedHost]) -> None:
 
 
 def start_host(host: BedHost, pubkey: str, key: Path, add_hosts: list[str], log: Log,
-               owner: str = "testbed", layout_name: str = "") -> None:
+               owner: str = "testbed", layout_name: str = "", sudo_user: str | None = None) -> list[str]:
+    """Start (or create) one host; returns its known_hosts lines."""
     name = container_name(host.name)
     state = docker("inspect", "-f", "{{.State.Status}}", name, check=False)
     started = time.monotonic()
@@ -152,13 +186,23 @@ def start_host(host: BedHost, pubkey: str, key: Path, add_hosts: list[str], log:
             "mkdir -p /root/.ssh && chmod 700 /root/.ssh && "
             "cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys",
             input=pubkey)
+    if sudo_user:
+        docker("exec", "-i", name, "sh", "-c", SUDO_USER_SETUP.format(user=sudo_user), input=pubkey)
     deadline = started + SSH_WAIT
-    while not ssh_answers(key, host.address):
+    keys: list[str] = []
+    while True:
+        if not keys:  # sshd must be up (systemd boots) before its keys can be replaced
+            got = docker("exec", name, "bash", "-c", "systemctl is-active ssh >/dev/null && " + OWN_HOST_KEYS,
+                         check=False)
+            keys = got.stdout.split("\n") if got.returncode == 0 else []
+        if keys and ssh_answers(key, host.address, sudo_user or "root"):
+            break
         if time.monotonic() > deadline:
             raise TestbedError(f"{host.name} ({host.address}) did not answer SSH within "
                                f"{SSH_WAIT:.0f} s; see `docker logs {name}`")
         time.sleep(0.5)
     log(f"{host.name:<10} {host.address:<13} ready ({time.monotonic() - started:.1f} s)")
+    return [f"{host.address} {' '.join(line.split()[:2])}" for line in keys if line.strip()]
 
 
 def down(log: Log = print) -> None:
@@ -204,12 +248,25 @@ def _port_open(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def start(hosts: list[BedHost], root: Path, log: Log, owner: str, layout_name: str) -> None:
-    """Start (or create) every host in parallel and wait until each answers SSH."""
+def start(hosts: list[BedHost], root: Path, log: Log, owner: str, layout_name: str,
+          sudo_user: str | None = None) -> Path:
+    """Start (or create) every host in parallel and wait until each answers SSH; write the
+    bed's known_hosts (returned)."""
     pubkey = ensure_key(root)
     check_conflicts(hosts)
     key = key_path(root)
     add_hosts = add_host_flags()
     with ThreadPoolExecutor(max_workers=min(len(hosts), 8)) as pool:
         # list() re-raises the first failure; leaving the block waits for the other hosts.
-        list(pool.map(lambda h: start_host(h, pubkey, key, add_hosts, log, owner, layout_name), hosts))
+        lines = list(pool.map(lambda h: start_host(h, pubkey, key, add_hosts, log, owner, layout_name, sudo_user),
+                              hosts))
+    path = known_hosts_path(root)
+    path.write_text("".join(f"{line}\n" for host_lines in lines for line in host_lines))
+    return path
+
+
+def host_keys(host: str) -> list[str]:
+    """A bed host's current known_hosts lines, read from the container itself."""
+    address = next(s["address"] for s in status() if s["name"] == host)
+    out = docker("exec", container_name(host), "bash", "-c", "cat /etc/ssh/ssh_host_*_key.pub").stdout
+    return [f"{address} {' '.join(line.split()[:2])}" for line in out.splitlines() if line.strip()]

@@ -24,7 +24,7 @@ def path_for(root: Path, name: str) -> Path:
 
 
 def write(path: Path, hosts: list[BedHost], pattern: str, key: Path, apt_proxy: str | None,
-          settings: dict | None = None) -> Path:
+          settings: dict | None = None, known_hosts: Path | None = None, user: str = "root") -> Path:
     from ..inventory import merge
 
     bed_settings: dict = {
@@ -37,11 +37,12 @@ def write(path: Path, hosts: list[BedHost], pattern: str, key: Path, apt_proxy: 
     document = {
         "pattern": pattern,
         "ssh": {
-            "user": "root",
+            "user": user,
             "port": 22,
             "key": os.path.relpath(key, path.parent),  # relative to this file's folder
-            # The bed's containers share the image's host keys.
-            "strict_host_keys": False,
+            # Every container has host keys of its own, written to this file by the bed.
+            "strict_host_keys": known_hosts is not None,
+            **({"known_hosts": os.path.relpath(known_hosts, path.parent)} if known_hosts else {}),
         },
         "settings": merge(bed_settings, settings or {}),
         "hosts": [{"name": h.name, "address": h.address, "private_address": h.address, "roles": list(h.roles)}

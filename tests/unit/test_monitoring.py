@@ -126,7 +126,14 @@ def test_db_exporter_credentials_stay_out_of_facts_diffs_and_commands(site):
     # In place before the package starts the exporter.
     names = [s.name for s in steps]
     assert names.index("user prometheus") < names.index(env.name) < names.index("packages prometheus-postgres-exporter")
-    assert f"mmmonitor:{password}@127.0.0.1:5432/postgres" in env.content.decode()
+    # The password comes from a libpq password file (0600, the exporter's user), not the DSN.
+    assert "postgresql://mmmonitor@127.0.0.1:5432/postgres" in env.content.decode()
+    assert password not in env.content.decode()
+    passfile = next(s for s in steps if getattr(s, "path", "") == "/etc/default/prometheus-postgres-exporter.pgpass")
+    assert isinstance(passfile, SecretFile) and (passfile.owner, passfile.mode) == ("prometheus", "0600")
+    assert passfile.content.decode() == f"*:*:*:mmmonitor:{password}\n"
+    assert f'PGPASSFILE="{passfile.path}"' in env.content.decode()
+    assert names.index("user prometheus") < names.index(passfile.name) < names.index("packages prometheus-postgres-exporter")
     (probe,) = env.facts()
     change = env.check({probe: Fact(0, "")})
     assert password not in change.diff + change.summary + probe

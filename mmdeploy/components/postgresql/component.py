@@ -22,7 +22,7 @@ from ...errors import MMDeployError
 from ...inventory import Host
 from ...ops import SQL, Command, Directory, File, Packages, Service, unit
 from ...ops.sql import AccountPassword
-from ...ops.exporter import env_file, exporter_handlers, exporter_steps
+from ...ops.exporter import env_file, exporter_handlers, exporter_steps, restart_handler
 from ...ops.secretfile import SecretFile
 from .config import (
     DATABASE,
@@ -42,6 +42,7 @@ from .scripts import SEED_TIMEOUT, quote, seed_script, slots_sql
 
 EXPORTER = "prometheus-postgres-exporter"
 EXPORTER_PORT = 9187  # the Debian package's default
+EXPORTER_PASSFILE = f"/etc/default/{EXPORTER}.pgpass"
 
 
 def pgpass_escape(value: str) -> str:
@@ -195,9 +196,16 @@ class PostgreSQLReplication(DBComponent):
     def _exporter(self, ctx: Context):
         s = ctx.settings
         password = ctx.secrets.get(DB_MONITORING_PASSWORD)
-        dsn = (f"postgresql://{quote_url(s.monitoring.db_user)}:{quote_url(password, safe='')}"
-               "@127.0.0.1:5432/postgres?sslmode=disable")
-        return exporter_steps(EXPORTER, env_file("components/postgresql", DATA_SOURCE_NAME=dsn, ARGS=""))
+        # The password from a password file (libpq's format, which lib/pq reads too), not in
+        # the DSN: the exporter turns a URL into key=value pairs it cannot parse back when
+        # the password holds a quote or a backslash, and logs the whole DSN when it fails.
+        user = s.monitoring.db_user
+        passfile = SecretFile(EXPORTER_PASSFILE, f"*:*:*:{user}:{pgpass_escape(password)}\n",
+                              owner="prometheus", group="prometheus", mode="0600",
+                              notify=(restart_handler(EXPORTER),))
+        dsn = f"postgresql://{quote_url(user)}@127.0.0.1:5432/postgres?sslmode=disable"
+        return exporter_steps(EXPORTER, env_file("components/postgresql", DATA_SOURCE_NAME=dsn,
+                                                 PGPASSFILE=EXPORTER_PASSFILE, ARGS=""), files=(passfile,))
 
     def handlers(self, ctx: Context):
         u = paths(ctx.host).unit
