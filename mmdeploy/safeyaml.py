@@ -108,6 +108,9 @@ def _walk(root: yaml.Node, lines: dict, label: str) -> None:
         if seen_nodes > MAX_NODES:
             raise InventoryError([f"{label}:{root.start_mark.line + 1}: expands to more than {MAX_NODES} values "
                                   "(aliases that multiply: refused)"])
+        if len(loc) > MAX_DEPTH:  # aliases can nest deeper than the text does (a cycle: forever)
+            raise InventoryError([f"{label}:{node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep "
+                                  "(through aliases that multiply: refused)"])
         lines.setdefault(loc, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             seen: dict[str, int] = {}

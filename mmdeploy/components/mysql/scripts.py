@@ -13,11 +13,14 @@ SEED_TIMEOUT = 6 * 3600
 
 # Reads the replication password from the root-only client file into an SQL literal, so it
 # goes to the server on stdin and never on a command line. The file is read by the client
-# library's own option-file reader (my_print_defaults; --show for Oracle MySQL, which
-# masks passwords otherwise), so its quoting and escapes are undone exactly as the clients
-# undo them; then backslashes and quotes are doubled for the SQL literal.
-_PASSWORD = f"""pw=$( (my_print_defaults --defaults-file={REPLICATION_CNF} --show client 2>/dev/null \\
-  || my_print_defaults --defaults-file={REPLICATION_CNF} client) | sed -n 's/^--password=//p')
+# library's own option-file reader (my_print_defaults), so its quoting and escapes are
+# undone exactly as the clients undo them (Oracle MySQL masks a password as ***** unless
+# asked with --show, which MariaDB's does not know); then backslashes and quotes are
+# doubled for the SQL literal.
+_PASSWORD = f"""pw=$(my_print_defaults --defaults-file={REPLICATION_CNF} client | sed -n 's/^--password=//p')
+if [ "$pw" = '*****' ]; then
+  pw=$(my_print_defaults --defaults-file={REPLICATION_CNF} --show client | sed -n 's/^--password=//p')
+fi
 [ -n "$pw" ] || {{ echo "no replication password in {REPLICATION_CNF}" >&2; exit 1; }}
 pw=${{pw//\\\\/\\\\\\\\}}; pw=${{pw//\\'/\\'\\'}}
 """
