@@ -159,9 +159,11 @@ if ! flock -n 9; then
   exit 0
 fi
 printf '%s\\n' {record} > {HOST_HOLDER}
+trap 'rm -f {HOST_HOLDER}' EXIT
 echo "LOCKED $$"
-cat >/dev/null  # holds the lock until the control machine closes this input, or is gone
-rm -f {HOST_HOLDER}
+# Holds the lock until the control machine closes this input, or is gone. (It reads the
+# rest of this script too: nothing may follow it.)
+cat >/dev/null
 """
 
 

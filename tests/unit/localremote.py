@@ -34,3 +34,26 @@ class LocalRemote:
 
     def close(self):
         pass
+
+    def hold(self, script: str, timeout: float, what: str, wait: float = 30.0):
+        """Remote.hold with the local bash: the script runs until close() ends its input."""
+        if self.fail_connect:
+            self.connect()
+        self.round_trips += 1
+        self.scripts.append(script)
+        p = subprocess.Popen(["bash", "-s"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        p.stdin.write(PREAMBLE + script)
+        p.stdin.flush()
+        return p.stdout.readline().strip(), _LocalHeld(p)
+
+
+class _LocalHeld:
+    def __init__(self, proc):
+        self.proc = proc
+
+    def close(self, wait: float = 5.0) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait(wait)
