@@ -23,11 +23,13 @@ def bed():
     layout is reused within the session. MMDEPLOY_BED=N selects a separate bed."""
     current = {}
 
-    def start(pattern: str = "single", fresh: bool = False) -> Path:
-        if fresh or current.get("pattern") != pattern:
+    def start(pattern: str = "single", fresh: bool = False, sudo_user: str | None = None) -> Path:
+        """`sudo_user`: the inventory reaches the hosts as this user, with sudo."""
+        if fresh or current.get("pattern") != pattern or current.get("sudo_user") != sudo_user:
             testbed.down(log=lambda *_: None)
-            current["path"] = testbed.up(ROOT, pattern=pattern, owner="tests", log=lambda *_: None)
-            current["pattern"] = pattern
+            current["path"] = testbed.up(ROOT, pattern=pattern, owner="tests", log=lambda *_: None,
+                                         sudo_user=sudo_user)
+            current["pattern"], current["sudo_user"] = pattern, sudo_user
         return current["path"]
 
     yield start

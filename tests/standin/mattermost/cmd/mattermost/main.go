@@ -93,6 +93,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "Error: invalid configuration: MySQL is not supported by Mattermost", server.Version)
 		os.Exit(1)
 	}
+	if src.Kind != "database" {
+		if err := config.GenerateKeys(src.Path); err != nil {
+			boot.Log("error", "Failed to save the generated keys", "error", err.Error())
+			fmt.Fprintln(os.Stderr, "Error: failed to save configuration:", err)
+			os.Exit(1)
+		}
+	}
 	log := server.NewLogger(cfg)
 	if err := server.Run(cfg, src, log, server.Options{JobServerOnly: cmd == "jobserver"}); err != nil {
 		log.Log("error", "Server failed to start", "error", err.Error())

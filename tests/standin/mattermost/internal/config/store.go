@@ -8,6 +8,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -74,4 +75,51 @@ func PatchStored(src Source, patch []byte) ([]byte, bool, error) {
 		err = os.WriteFile(src.Path, out, 0o600)
 	}
 	return out, err == nil, err
+}
+
+// GenerateKeys does what the real model's SetDefaults does to an existing config on
+// start (server/public/model/config.go: SqlSettings.AtRestEncryptKey and
+// FileSettings.PublicLinkSalt are generated, 32 random characters, when empty) and the
+// file store then persists: the config file comes to hold secrets the server made.
+// Stand-in divergence: done for the file store only (the database store's config is
+// not read back by a deploy tool).
+func GenerateKeys(path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var cur map[string]any
+	if err := json.Unmarshal(raw, &cur); err != nil {
+		return err
+	}
+	changed := false
+	for _, key := range [][2]string{{"SqlSettings", "AtRestEncryptKey"}, {"FileSettings", "PublicLinkSalt"}} {
+		section, _ := cur[key[0]].(map[string]any)
+		if section == nil {
+			section = map[string]any{}
+			cur[key[0]] = section
+		}
+		if v, _ := section[key[1]].(string); v == "" {
+			section[key[1]] = randomString(32)
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	out, _ := json.MarshalIndent(cur, "", "    ")
+	return os.WriteFile(path, append(out, '\n'), 0o600)
+}
+
+// randomString is the model's NewRandomString: lowercase letters and digits.
+func randomString(n int) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
 }

@@ -3,6 +3,7 @@
 package config
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,5 +30,31 @@ func TestPatchStoredMergesValidatesAndWritesOnlyOnChange(t *testing.T) {
 	}
 	if _, _, err := PatchStored(src, []byte(`{"SqlSettings":{"DriverName":"oracle"}}`)); err == nil {
 		t.Fatal("an invalid patch was stored")
+	}
+}
+
+func TestGenerateKeysLikeTheRealServerOnStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, []byte(`{"SqlSettings": {"AtRestEncryptKey": ""}, "ServiceSettings": {"SiteURL": "x"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := GenerateKeys(path); err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]map[string]any
+	raw, _ := os.ReadFile(path)
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	key, salt := cfg["SqlSettings"]["AtRestEncryptKey"].(string), cfg["FileSettings"]["PublicLinkSalt"].(string)
+	if len(key) != 32 || len(salt) != 32 || cfg["ServiceSettings"]["SiteURL"] != "x" {
+		t.Fatalf("got %s", raw)
+	}
+	before, _ := os.ReadFile(path)
+	if err := GenerateKeys(path); err != nil { // kept once made
+		t.Fatal(err)
+	}
+	if after, _ := os.ReadFile(path); string(after) != string(before) {
+		t.Fatal("keys were regenerated")
 	}
 }
