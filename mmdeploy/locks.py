@@ -33,12 +33,15 @@ from typing import Callable
 
 from .errors import MMDeployError
 from .inventory import Host, Inventory
-from .remote import Held, Remote, Unreachable
+from .remote import SCRIPTS_LOCK, Held, Remote, Unreachable
 
 HOST_LOCK = "/run/lock/mmdeploy.lock"
 HOST_HOLDER = "/run/lock/mmdeploy.holder"
 # The longest a run may hold a host's lock (a base backup of a large database takes hours).
 HOST_HOLD_LIMIT = 24 * 3600
+# How long a run waits for the scripts an interrupted run left running on a host (an apt
+# install, a base backup) before it gives up on that host.
+ORPHANS_WAIT = 6 * 3600
 
 
 class LockHeld(MMDeployError):
@@ -161,6 +164,9 @@ fi
 printf '%s\\n' {record} > {HOST_HOLDER}
 trap 'rm -f {HOST_HOLDER}' EXIT
 echo "LOCKED $$"
+# Scripts of an interrupted run may still be running (they hold {SCRIPTS_LOCK} shared): they
+# finish first, so that this run starts from what they leave, not beside them.
+flock -x -w {ORPHANS_WAIT} {SCRIPTS_LOCK} true && echo READY || echo "STILL RUNNING"
 # Holds the lock until the control machine closes this input, or is gone. (It reads the
 # rest of this script too: nothing may follow it.)
 cat >/dev/null
@@ -180,6 +186,14 @@ def _lock_host(host: Host, info: dict, redact, connect_timeout: float | None,
             remote.close()
             return str(e)
         if first.startswith("LOCKED"):
+            ready = held.readline(10)
+            if not ready:
+                print(redact(f"{host.name}: waiting for commands of an interrupted run to finish"), flush=True)
+                ready = held.readline(ORPHANS_WAIT + 60)
+            if ready != "READY":
+                held.close()
+                remote.close()
+                return LockHeld(f"commands of an interrupted run are still running there ({ready or 'no answer'})")
             return remote, held
         held.close()
         try:

@@ -25,6 +25,9 @@ PREAMBLE = "set -o pipefail\nexport LC_ALL=C DEBIAN_FRONTEND=noninteractive\n"
 # that stopped answering (a partition drops packets) cannot hold a run forever.
 DEFAULT_TIMEOUT = 300.0
 GRACE = 10.0
+# Every script holds this lock (shared) on its host while it runs: a run that starts waits
+# (locks.py) for the scripts of an interrupted run, which go on after their run died.
+SCRIPTS_LOCK = "/run/lock/mmdeploy.scripts"
 # SSH keepalives detect a dead peer on an idle connection between commands.
 KEEPALIVE = 5
 UPLOAD_STALL = 60.0
@@ -170,7 +173,7 @@ class Remote:
         """
         conn = self.connect()
         limit = max(1, int(timeout))
-        shell = f"timeout -k 5 {limit} bash -s"
+        shell = f"flock -s {SCRIPTS_LOCK} timeout -k 5 {limit} bash -s"
         command = shell if self.host.ssh.user == "root" else f"sudo -n -H {shell}"
         started = time.monotonic()
         deadline = started + limit + GRACE
@@ -252,6 +255,19 @@ class Held:
 
     def __init__(self, chan):
         self.chan = chan
+
+    def readline(self, wait: float) -> str:
+        """The script's next line of output ("" when it ended or `wait` passed)."""
+        line, deadline = b"", time.monotonic() + wait
+        while not line.endswith(b"\n") and time.monotonic() < deadline:
+            try:
+                data = self.chan.recv(1)
+            except OSError:  # socket.timeout: nothing yet
+                continue
+            if not data:
+                break
+            line += data
+        return line.decode(errors="replace").strip()
 
     def read_rest(self, wait: float = 5.0) -> str:
         """What the script printed after its first line (until it exits)."""

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import pending
 from .component import Component, Context, ordered
 from .errors import InventoryError, MMDeployError
 from .facts import HOST_FACTS, Fact, FactCache
@@ -167,10 +168,15 @@ def _run_component(run: HostRun, component: Component, inventory: Inventory, sec
     notified: list[str] = []
     facts = {}
     stale = True
+    recorded: list[str] = []  # handlers an interrupted run left pending (pending.py)
     for i, step in enumerate(steps):
         try:
             if stale:  # one round trip for the facts of every step still to check
-                facts = run.facts.get(f for s in steps[i:] for f in s.facts())
+                extra = [pending.FACT] if i == 0 and handlers else []
+                facts = run.facts.get([*extra, *(f for s in steps[i:] for f in s.facts())])
+                if extra:
+                    recorded = pending.recorded(facts[pending.FACT], host, component.name, handlers)
+                    notified += recorded
                 stale = False
             change = step.check(facts)
         except MMDeployError as e:
@@ -190,6 +196,10 @@ def _run_component(run: HostRun, component: Component, inventory: Inventory, sec
         reporter.applying(host, component.name, step.name, change.summary)
         s0 = time.monotonic()
         try:
+            todo = tuple(n for n in step.notify if n in handlers and n not in recorded)
+            if todo:  # recorded before the change: a run killed after it still restarts
+                pending.record(run.remote, component.name, todo)
+                recorded += todo
             step.apply(run.remote, change)
         except MMDeployError as e:
             fail(step.name, str(e))
@@ -214,6 +224,12 @@ def _run_component(run: HostRun, component: Component, inventory: Inventory, sec
             fail(label, str(e))
             return results
         record(label, "changed", Change("run"), seconds=time.monotonic() - s0)
+    if mode == "apply" and recorded:
+        try:
+            pending.clear(run.remote, component.name, recorded)
+        except MMDeployError as e:
+            fail("(pending handlers)", str(e))
+            return results
     unknown = set(notified) - set(handlers)
     if unknown:
         fail("(handlers)", f"steps notify unknown handlers: {', '.join(sorted(unknown))}")

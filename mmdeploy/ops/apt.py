@@ -19,6 +19,10 @@ apt_get() {{ timeout 900 apt-get -q -y -o DPkg::Lock::Timeout=300 -o Acquire::ht
 update() {{ timeout 300 apt-get -q -o Acquire::http::Timeout=30 -o Acquire::Retries=3 update || \\
   timeout 300 apt-get -q -o Acquire::http::Timeout=30 -o Acquire::Retries=3 update; }}
 if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then update; fi
+# An install interrupted earlier (its run killed) leaves dpkg half-configured: finish it.
+if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || dpkg --audit 2>/dev/null | grep . >/dev/null; then
+  timeout 900 dpkg --force-confdef --force-confold --configure -a || true
+fi
 apt_get install --no-install-recommends {pkgs} || {{ update && apt_get install --no-install-recommends {pkgs}; }}
 """
 

@@ -192,7 +192,7 @@ def start_host(host: BedHost, pubkey: str, key: Path, add_hosts: list[str], log:
     keys: list[str] = []
     while True:
         if not keys:  # sshd must be up (systemd boots) before its keys can be replaced
-            got = docker("exec", name, "bash", "-c", "systemctl is-active ssh >/dev/null && " + OWN_HOST_KEYS,
+            got = docker("exec", name, "bash", "-c", "systemctl is-active ssh >/dev/null || exit 1\n" + OWN_HOST_KEYS,
                          check=False)
             keys = got.stdout.split("\n") if got.returncode == 0 else []
         if keys and ssh_answers(key, host.address, sudo_user or "root"):

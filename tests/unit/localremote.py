@@ -51,6 +51,12 @@ class _LocalHeld:
     def __init__(self, proc):
         self.proc = proc
 
+    def readline(self, wait: float) -> str:
+        import select
+
+        ready, _, _ = select.select([self.proc.stdout], [], [], wait)
+        return self.proc.stdout.readline().strip() if ready else ""
+
     def close(self, wait: float = 5.0) -> None:
         try:
             self.proc.stdin.close()

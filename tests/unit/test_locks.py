@@ -27,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def inv(write_inventory, tmp_path, monkeypatch):
     monkeypatch.setattr(locks, "HOST_LOCK", str(tmp_path / "host.lock"))
     monkeypatch.setattr(locks, "HOST_HOLDER", str(tmp_path / "host.holder"))
+    monkeypatch.setattr(locks, "SCRIPTS_LOCK", str(tmp_path / "scripts.lock"))
     monkeypatch.setattr(locks, "Remote", LocalRemote)
     return mmdeploy.load(write_inventory("""\
         pattern: single
@@ -43,6 +44,7 @@ def _holder_process(inventory_path, tmp_path) -> subprocess.Popen:
         from mmdeploy import inventory, locks
         from tests.unit.localremote import LocalRemote
         locks.HOST_LOCK, locks.HOST_HOLDER, locks.Remote = {str(tmp_path / 'host.lock')!r}, {str(tmp_path / 'host.holder')!r}, LocalRemote
+        locks.SCRIPTS_LOCK = {str(tmp_path / 'scripts.lock')!r}
         with locks.acquire(inventory.load({str(inventory_path)!r}), "deploy", str):
             print("held", flush=True)
             time.sleep(60)
@@ -123,3 +125,23 @@ def test_deploy_failover_and_rejoin_take_the_lock_plan_does_not(monkeypatch):
     assert "_locked(inventory, \"failover-db\"" in inspect.getsource(api.failover_db)
     assert "_locked(inventory, \"db.rejoin\"" in inspect.getsource(api.rejoin)
     assert 'if mode == "plan"' in inspect.getsource(api._run)
+
+
+def test_a_run_waits_for_the_commands_an_interrupted_run_left_running(inv, tmp_path, capsys):
+    """A script of a killed run still runs on the host (holding the scripts lock, shared,
+    as every script does): the next run takes the host only once it has finished."""
+    orphan = subprocess.Popen(["flock", "-s", str(tmp_path / "scripts.lock"), "sleep", "2"])
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    with locks.acquire(inv, "deploy", str) as lock:
+        assert "one" in lock.held
+        assert orphan.poll() == 0 and time.monotonic() - t0 >= 1.5
+    orphan.wait()
+
+
+def test_every_remote_script_holds_the_scripts_lock():
+    import inspect
+
+    from mmdeploy import remote
+
+    assert 'shell = f"flock -s {SCRIPTS_LOCK} timeout' in inspect.getsource(remote.Remote.run)

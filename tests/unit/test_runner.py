@@ -201,3 +201,21 @@ def test_prepare_reads_across_hosts_once_and_shares_the_result(site):
     report, _ = site("apply", [Topology(site.files)], limit=["app1"])
     assert [p.name for p in site.files.iterdir()] == ["app1"]
     assert "('db1', 'seen')" in (site.files / "app1" / "cluster").read_text()
+
+
+def test_a_handler_left_pending_by_an_interrupted_run_runs_next_time(site, monkeypatch):
+    """app1 writes its config (notifying restart), then fails before the handler, as a run
+    killed there would: the next run finds the files as wanted, and still restarts."""
+    from mmdeploy import pending
+
+    monkeypatch.setattr(pending, "DIR", str(site.tmp / "pending"))
+    monkeypatch.setattr(pending, "FACT", f"ls -1 {site.tmp / 'pending'} 2>/dev/null || true")
+    report, _ = site("apply", [Files(site.files, fail_on=("app1",))])
+    assert report.failed and not (site.files / "app1" / "restarts").exists()
+    assert (site.files / "db1" / "restarts").read_text() == "restart\n"
+    again, out = site("apply")
+    assert "app1         files       ~ handler restart: run" in out
+    assert (site.files / "app1" / "restarts").read_text() == "restart\n"
+    assert (site.files / "db1" / "restarts").read_text() == "restart\n"  # nothing pending there
+    third, _ = site("apply")
+    assert third.changed == 0 and (site.files / "app1" / "restarts").read_text() == "restart\n"

@@ -94,9 +94,13 @@ class PostgreSQL(DBComponent):
             File("/etc/postgresql-common/createcluster.d/mmdeploy.conf",
                  ctx.render("postgresql/createcluster.conf.j2")),
             Packages(f"postgresql-{p.version}"),
+            # A cluster whose creation was interrupted (config written, initdb cut short)
+            # has no pg_control: nothing in it can be data, it is made again.
             Command(f"create cluster {p.version}/main",
-                    f"pg_createcluster {p.version} main -- --data-checksums",
-                    unless=f"test -f {p.conf}/postgresql.conf"),
+                    f"set -e\nif [ -e {p.conf} ] && [ ! -f {p.data}/global/pg_control ]; then\n"
+                    f"  pg_dropcluster --stop {p.version} main || rm -rf {p.conf} {p.data}\nfi\n"
+                    f"pg_createcluster {p.version} main -- --data-checksums\n",
+                    unless=f"test -f {p.conf}/postgresql.conf && test -f {p.data}/global/pg_control"),
             File(f"{p.conf}/conf.d/mmdeploy.conf", ctx.render("postgresql/mmdeploy.conf.j2", size=sizing(memory_mb)),
                  owner="postgres", group="postgres", notify=("restart",)),
             File(f"{p.conf}/pg_hba.conf",

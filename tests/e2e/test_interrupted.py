@@ -1,0 +1,114 @@
+"""A cold deploy of the single pattern killed (SIGKILL, the control process) at several
+points, each time re-run: the runs converge without any manual cleanup, verify passes,
+and a last deploy changes nothing. Between the kills the secrets file stays complete and
+private (0600).
+
+The points are found in the deploy's own output (a step starting), plus a random delay,
+so the kill lands while that step runs on the host: an apt install, creating the
+PostgreSQL cluster, unpacking and activating the release, seeding the replica, creating
+the first admin (the old trap: a user made, its password not yet set), restarting
+Mattermost. A step that an earlier run already finished is not seen again: that point
+is skipped, and at least five different points must have been hit.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import mmdeploy
+
+from .conftest import ROOT, inv
+
+pytestmark = pytest.mark.e2e
+BED_SETTINGS = ["monitoring.grafana=false"]
+
+# (what, the start of a step in the deploy's output, delay range after it in seconds)
+POINTS = [
+    ("the first apt install", r"> packages ca-certificates curl gnupg: install", (0.5, 3.0)),
+    ("the PostgreSQL install", r"> packages postgresql-15: install", (2.0, 6.0)),
+    ("creating the cluster", r"> create cluster 15/main", (0.1, 0.8)),
+    ("unpacking the release", r"> release mattermost .* unpack", (0.2, 1.5)),
+    ("activating the release", r"> activate release", (0.0, 0.5)),
+    ("seeding the replica", r"> seed from db1", (0.5, 2.0)),
+    ("restarting Mattermost", r"app1 .* > handler restart: run", (0.5, 3.0)),
+    ("creating the first admin", r"> first admin sysadmin", (0.05, 0.6)),
+]
+
+
+def totals(output: str) -> tuple[int, int]:
+    (total,) = re.findall(r"^total\s+\d+\s+(\d+)\s+(\d+)", output, re.M)
+    return int(total[0]), int(total[1])
+
+
+def deploy_until(args: list[str], pattern: str, delay: tuple[float, float]) -> tuple[bool, str]:
+    """Run a deploy; when a line matches `pattern`, wait a random delay and SIGKILL it.
+    Returns (killed, output)."""
+    p = subprocess.Popen([sys.executable, "-m", "invoke", "deploy", *args, "--yes"], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env={**os.environ, "MMDEPLOY_RUN_DIR": str(ROOT / ".mmdeploy" / "runs")})
+    lines: list[str] = []
+    seen = threading.Event()
+
+    def read():
+        for line in p.stdout:
+            lines.append(line)
+            if re.search(pattern, line):
+                seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    while p.poll() is None and not seen.is_set():
+        time.sleep(0.05)
+    killed = False
+    if seen.is_set() and p.poll() is None:
+        time.sleep(random.uniform(*delay))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            killed = True
+    p.wait(1800)
+    reader.join(10)
+    return killed, "".join(lines)
+
+
+def test_a_killed_cold_deploy_converges_when_run_again(bed, standin_release):
+    path = str(bed("single", fresh=True))
+    secrets = Path(path).with_name(Path(path).stem + ".secrets.yml")
+    secrets.unlink(missing_ok=True)
+    overrides = standin_release() + BED_SETTINGS
+    args = ["--inventory", path, *[a for o in overrides for a in ("--set", o)]]
+    random.seed(os.environ.get("MMDEPLOY_KILL_SEED", time.time()))
+    hit = []
+    for what, pattern, delay in POINTS:
+        killed, output = deploy_until(args, pattern, delay)
+        if killed:
+            hit.append(what)
+        # The secrets file is whole and private after every kill.
+        if secrets.exists():
+            assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
+            assert set(yaml.safe_load(secrets.read_text())) <= {
+                "db_password", "db_replication_password", "db_monitoring_password", "mattermost_admin_password"}
+        assert not [p for p in secrets.parent.glob(f".{secrets.name}.*.tmp")]
+    assert len(hit) >= 5, f"only hit: {hit}"
+    # One more run finishes the work of every interrupted one, with nothing done by hand.
+    final = inv("deploy", *args, "--yes", check=False)
+    assert final.returncode == 0, final.stdout + final.stderr
+    verify = inv("verify", *args, check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    again = inv("deploy", *args, "--yes")
+    assert totals(again.stdout) == (0, 0), again.stdout
+    # The admin's password is the one in the secrets file, whatever was interrupted.
+    from mmdeploy.components.mattermost import SiteChecks
+
+    assert SiteChecks(mmdeploy.load(path, overrides)).login() is None
