@@ -125,10 +125,11 @@ class Remote:
         import shlex
 
         got = f"{e.key.get_name()} {e.key.fingerprint}" if hasattr(e.key, "fingerprint") else e.key.get_name()
+        kind = "ed25519" if "ed25519" in e.key.get_name() else "ecdsa" if "ecdsa" in e.key.get_name() else "rsa"
         return (f"{self.host.name}: the SSH host key of {self._known_as()} CHANGED (got {got}, which is not the "
                 f"key known for it): refusing to connect (strict_host_keys). Someone may be intercepting the "
                 f"connection, or the host was reinstalled. If the change is expected, verify the new key's "
-                f"fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then accept it: "
+                f"fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_{kind}_key.pub), then accept it: "
                 f"ssh-keygen -R {shlex.quote(self._known_as())} -f {self._known_hosts_file()} && "
                 f"ssh-keyscan {self._keyscan_args()} >> {self._known_hosts_file()}")
 

@@ -243,7 +243,7 @@ def test_a_changed_host_key_is_refused_and_can_be_accepted(site):
     time.sleep(1)
     plan = site.cli("plan", check=False)
     assert plan.returncode == 1
-    (line,) = [ln for ln in plan.stdout.splitlines() if ln.startswith("proxy1") and "FAILED" in ln]
+    line = next(ln for ln in plan.stdout.splitlines() if ln.startswith("proxy1") and "FAILED" in ln)
     assert "CHANGED" in line and "refusing to connect" in line and "ssh-keygen -R" in line
     for other in ("app1", "job1", "db1", "db2"):
         assert re.search(rf"^{other}\s+\d+\s+0\s+0\s", plan.stdout, re.M), plan.stdout  # unaffected
