@@ -118,10 +118,14 @@ def http_url(value: str) -> str:
 
 
 def source(value: str) -> str:
-    """Where an artifact comes from: an http(s) or file:// URL, or a local path."""
+    """Where an artifact comes from: an http(s) URL, or a local file (a path or file://),
+    which must be there now: a later step reads it."""
+    if value.startswith("file://"):
+        readable_file(value[7:])
+        return value
     if "://" in value:
-        return url(value, ("http", "https", "file")) if not value.startswith("file://") else path(value[7:])
-    return path(value)
+        return url(value, ("http", "https"))
+    return readable_file(value)
 
 
 def path(value: str) -> str:

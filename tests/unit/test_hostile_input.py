@@ -122,6 +122,9 @@ CASES = [
          expect="smtp.host"),
     Case("release url with shell quoting", with_settings("mattermost:\n  url: \"http://mirror/x'$(id)'.tar.gz\"\n"),
          expect="mattermost.url"),
+    Case("a release archive that is a missing local file", with_settings(
+        "mattermost:\n  url: /nonexistent/mattermost.tar.gz\n  sha256: " + "0" * 64 + "\n"),
+         expect="mattermost.url: no such file"),
     Case("license file that does not exist", with_settings("mattermost:\n  license_file: /nonexistent/mm.license\n"),
          expect="mattermost.license_file: no such file"),
     Case("tls.cert that does not exist",
