@@ -113,3 +113,23 @@ def test_a_killed_cold_deploy_converges_when_run_again(bed, standin_release):
     from mmdeploy.components.mattermost import SiteChecks
 
     assert SiteChecks(mmdeploy.load(path, overrides)).login() is None
+
+
+def test_an_admin_left_with_a_throwaway_password_gets_the_real_one(bed, standin_release):
+    """What a run killed between creating the first admin and setting its password leaves
+    (the user, with a password nobody knows, and no record of the real one being set):
+    the next deploy sets the password from the secrets file."""
+    from .conftest import on
+
+    path = str(bed("single"))
+    overrides = standin_release() + BED_SETTINGS
+    args = ["--inventory", path, *[a for o in overrides for a in ("--set", o)]]
+    inv("deploy", *args, "--yes")
+    on("app1", "/opt/mattermost/bin/mmctl --local user change-password sysadmin --password \"$(head -c 18 "
+               "/dev/urandom | base64)\" && rm -f /etc/mattermost/admin-password.sha256")
+    from mmdeploy.components.mattermost import SiteChecks
+
+    assert SiteChecks(mmdeploy.load(path, overrides)).login() is not None  # locked out, as that run left it
+    again = inv("deploy", *args, "--yes")
+    assert "first admin sysadmin" in again.stdout
+    assert SiteChecks(mmdeploy.load(path, overrides)).login() is None
