@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import mmdeploy  # noqa: E402
 from mmdeploy import dbtier, testbed  # noqa: E402
+from mmdeploy.dbtier.component import DB_PASSWORD  # noqa: E402
 from mmdeploy.secrets import Redactor, Secrets  # noqa: E402
 from tests.e2e.dbwriter import PostgresClient, Writer  # noqa: E402
 from tests.e2e.mysqlclient import MySQLClient  # noqa: E402
@@ -82,7 +83,7 @@ def round_(inv, client, scenario: str) -> dict:
     done = time.monotonic()
     time.sleep(2)
     w.stop()
-    new = result["new"]
+    new = result.new
     lost = len(w.acked_ids() - w.rows_on(inv.host(new).private_address))
     last_before, first_after, gap = w.gap(event)
     if scenario == "kill":  # bring the old primary back as a replica for the next round
@@ -107,7 +108,7 @@ def main() -> None:
     first = deploy(path, engine)
     again = deploy(path, engine)
     inv = mmdeploy.load(path, engine["set"])
-    client = engine["client"](Secrets(inv.secrets_path, Redactor()).get("db_password"))
+    client = engine["client"](Secrets(inv.secrets_path, Redactor()).get(DB_PASSWORD))
     print(f"engine {args.engine}: first deploy {first:.1f} s, second (no-op) deploy {again:.1f} s")
     print(f"{'scenario':<11} {'from':<4} {'to':<4} {'gap s':>6} {'from cmd s':>10} {'cmd s':>6} {'lost':>5} {'acked':>6}")
     results: dict[str, list[dict]] = {"kill": [], "switchover": []}
