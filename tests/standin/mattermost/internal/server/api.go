@@ -118,10 +118,9 @@ func (s *Server) Handler(local bool) http.Handler {
 	mux.HandleFunc("GET /api/v4/posts/{post_id}", s.auth(s.getPost))
 	mux.HandleFunc("POST /api/v4/users/logout", s.auth(s.logout))
 	mux.HandleFunc("PUT /api/v4/users/sessions/device", s.auth(s.attachDevice))
-	mux.HandleFunc("GET /api/v4/users/{user_id}/image", s.auth(s.userImage))
-	mux.HandleFunc("GET /api/v4/users/{user_id}/teams", s.auth(s.teamsForUser))
-	mux.HandleFunc("GET /api/v4/users/{user_id}/teams/members", s.auth(s.teamMembersForUser))
-	mux.HandleFunc("GET /api/v4/users/{user_id}/teams/{team_id}/channels", s.auth(s.channelsForUser))
+	// {user_id}/image, /teams, /teams/members, /teams/{team_id}/channels: one
+	// pattern, as Go's mux would see them conflict with users/username/{username}.
+	mux.HandleFunc("GET /api/v4/users/{user_id}/{rest...}", s.auth(s.userSubresource))
 	mux.HandleFunc("GET /api/v4/teams/name/{team_name}/channels/name/{channel_name}", s.auth(s.channelByTeamAndName))
 	mux.HandleFunc("GET /api/v4/channels/{channel_id}", s.auth(s.getChannel))
 	mux.HandleFunc("GET /api/v4/channels/{channel_id}/posts", s.auth(s.postsForChannel))

@@ -42,6 +42,23 @@ func (s *Server) selfOrAdmin(w http.ResponseWriter, r *http.Request, ss *session
 	return id, true
 }
 
+func (s *Server) userSubresource(w http.ResponseWriter, r *http.Request, ss *session) {
+	parts := strings.Split(r.PathValue("rest"), "/")
+	switch {
+	case len(parts) == 1 && parts[0] == "image":
+		s.userImage(w, r, ss)
+	case len(parts) == 1 && parts[0] == "teams":
+		s.teamsForUser(w, r, ss)
+	case len(parts) == 2 && parts[0] == "teams" && parts[1] == "members":
+		s.teamMembersForUser(w, r, ss)
+	case len(parts) == 3 && parts[0] == "teams" && parts[2] == "channels":
+		r.SetPathValue("team_id", parts[1])
+		s.channelsForUser(w, r, ss)
+	default:
+		s.writeErr(w, http.StatusNotFound, "api.context.404.app_error", "Sorry, we could not find the page.", "There doesn't appear to be an api call for the url='"+r.URL.Path+"'.")
+	}
+}
+
 func (s *Server) teamsForUser(w http.ResponseWriter, r *http.Request, ss *session) {
 	id, ok := s.selfOrAdmin(w, r, ss)
 	if !ok {

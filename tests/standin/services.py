@@ -1,0 +1,110 @@
+"""Throw-away local services for the stand-in's tests, on loopback only.
+
+PrivatePostgres: a PostgreSQL instance of its own (initdb in a temporary directory, a free
+port on 127.0.0.1, unix socket in that directory), so the tests need no PostgreSQL set up by
+hand and cannot disturb one that is. Debian's server binaries are used; when they are missing
+and we are root (CI on a fresh Debian 12), `apt-get install postgresql` brings them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    return Path(found[-1]).parent if found else None
+
+
+def ensure_postgres_binaries() -> tuple[Path | None, str]:
+    """(bin dir, why not) — installs Debian's postgresql when root and missing."""
+    b = _pg_bin()
+    if b:
+        return b, ""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return None, "PostgreSQL server binaries are not installed (apt-get install postgresql) and we are not root"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    r = subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], env=env, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
+        r = subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], env=env, capture_output=True, text=True, timeout=600)
+    b = _pg_bin()
+    return (b, "") if b else (None, "apt-get install postgresql failed: " + r.stderr[-300:])
+
+
+class PrivatePostgres:
+    """One PostgreSQL server for a test session; `database()` makes a fresh database."""
+
+    USER, PASSWORD = "mmuser", "mostest"
+
+    def __init__(self):
+        b, why = ensure_postgres_binaries()
+        if b is None:
+            raise RuntimeError(why)
+        # Not under pytest's 0700 tmp dir: the postgres user must reach it.
+        root = Path(tempfile.mkdtemp(prefix="mmstandin-pg-"))
+        self.bin, self.root, self.port = b, root, free_port()
+        self.data = root / "data"
+        self.run_as = None
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            self.run_as = "postgres"
+            pwd.getpwnam("postgres")
+            root.chmod(0o755)
+            shutil.chown(root, "postgres", "postgres")
+        self._cmd([str(b / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+        log = root / "pg.log"
+        self._cmd([str(b / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-w", "-t", "60", "start", "-o",
+                   f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} -c fsync=off"])
+        self.psql(f"CREATE ROLE {self.USER} LOGIN SUPERUSER PASSWORD '{self.PASSWORD}'")
+
+    def _cmd(self, args):
+        if self.run_as:
+            args = ["runuser", "-u", self.run_as, "--", *args]
+        subprocess.run(args, check=True, capture_output=True, timeout=120)
+
+    def psql(self, sql: str, db: str = "postgres") -> str:
+        args = [str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db, "-tAc", sql]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"psql: {r.stderr.strip()}")
+        return r.stdout.strip()
+
+    def database(self) -> str:
+        """A new empty database; returns its DSN (Mattermost's postgres:// form)."""
+        name = "mm_" + secrets.token_hex(4)
+        self.psql(f"CREATE DATABASE {name} OWNER {self.USER}")
+        return (f"postgres://{self.USER}:{self.PASSWORD}@127.0.0.1:{self.port}/{name}"
+                "?sslmode=disable&connect_timeout=5")
+
+    def stop(self):
+        try:
+            self._cmd([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"])
+        except subprocess.SubprocessError:
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def wait_port(port: int, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
