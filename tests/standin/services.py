@@ -108,3 +108,52 @@ def wait_port(port: int, timeout: float = 30) -> bool:
         except OSError:
             time.sleep(0.1)
     return False
+
+
+S3PROXY = "org.gaul:s3proxy:4.1.0:jar:jar-with-dependencies"
+
+
+class S3Proxy:
+    """s3proxy (Apache-2.0, from Maven Central) on a loopback port with a filesystem
+    backend and SigV4 credentials: an S3 server for the stand-in's amazons3 driver."""
+
+    ACCESS, SECRET = "standinaccess", "standinsecret0123456789"
+
+    def __init__(self, cache: Path):
+        jar = cache / "s3proxy-4.1.0-jar-with-dependencies.jar"
+        if not jar.exists():
+            if not (shutil.which("mvn") and shutil.which("java")):
+                raise RuntimeError("mvn and java are needed to fetch s3proxy from Maven Central")
+            cache.mkdir(parents=True, exist_ok=True)
+            r = subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={S3PROXY}", f"-DoutputDirectory={cache}"],
+                               capture_output=True, text=True, timeout=600)
+            if r.returncode != 0 or not jar.exists():
+                raise RuntimeError("mvn dependency:copy s3proxy failed: " + (r.stdout + r.stderr)[-300:])
+        self.root = Path(tempfile.mkdtemp(prefix="mmstandin-s3-"))
+        (self.root / "data").mkdir()
+        self.port = free_port()
+        props = self.root / "s3proxy.conf"
+        props.write_text(f"""s3proxy.endpoint=http://127.0.0.1:{self.port}
+s3proxy.authorization=aws-v2-or-v4
+s3proxy.identity={self.ACCESS}
+s3proxy.credential={self.SECRET}
+jclouds.provider=filesystem
+jclouds.filesystem.basedir={self.root / 'data'}
+""")
+        self.proc = subprocess.Popen(["java", "-Xmx256m", "-jar", str(jar), "--properties", str(props)],
+                                     stdout=(self.root / "s3proxy.log").open("w"), stderr=subprocess.STDOUT)
+        if not wait_port(self.port, 60):
+            self.stop()
+            raise RuntimeError("s3proxy did not start")
+
+    def objects(self, bucket: str) -> list[Path]:
+        return [p for p in (self.root / "data" / bucket).rglob("*") if p.is_file()]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -869,3 +869,55 @@ def test_a_broken_release_fails_its_health_check_and_exits(install, tmp_path):
     assert s == 500 and json.loads(body)["status"] == "UNHEALTHY"
     assert srv.proc.wait(timeout=20) == 1
     assert "built with --broken" in srv.log.read_text()
+
+
+def _upload(srv, token, channel, name, content):
+    boundary = "----standin" + secrets.token_hex(8)
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"channel_id\"\r\n\r\n{channel}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    return _http("POST", srv.url("/api/v4/files"), raw=form, token=token, ctype=f"multipart/form-data; boundary={boundary}")
+
+
+def test_files_in_s3_are_shared_by_two_nodes(pg, install, tmp_path):
+    from tests.standin.services import S3Proxy
+
+    try:
+        s3 = S3Proxy(ROOT / "tests" / "standin" / "dist" / "cache")
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        pytest.skip(f"cannot run s3proxy (Maven Central, Java 17): {e}")
+    files = {"FileSettings": {"DriverName": "amazons3", "AmazonS3Bucket": "mmfiles", "AmazonS3PathPrefix": "site1",
+                              "AmazonS3AccessKeyId": S3Proxy.ACCESS, "AmazonS3SecretAccessKey": S3Proxy.SECRET,
+                              "AmazonS3Endpoint": f"127.0.0.1:{s3.port}", "AmazonS3SSL": False, "AmazonS3Region": "us-east-1"}}
+    a = Server(install, tmp_path / "a", dsn=pg, extra_cfg=files)
+    b = Server(install, tmp_path / "b", dsn=pg, extra_cfg=files)
+    try:
+        assert a.wait_ready() and b.wait_ready(), a.log.read_text() + b.log.read_text()
+        assert "File store is ready" in a.log.read_text()  # the bucket was created at start, as the real server does
+        token, _, team = _admin_and_channel(a)
+        _, channel = _town_square(a, token, team)
+        content = os.urandom(200_000)
+        s, _, body = _upload(a, token, channel, "blob.bin", content)
+        assert s == 201, body
+        fid = json.loads(body)["file_infos"][0]["id"]
+        s, _, body = _http("GET", b.url(f"/api/v4/files/{fid}"), token=token)  # served by the other node, from S3
+        assert s == 200 and body == content
+        objs = s3.objects("mmfiles")
+        assert len(objs) == 1 and objs[0].read_bytes() == content
+        assert "site1" in str(objs[0]) and fid in str(objs[0])
+        assert not (tmp_path / "a" / "data").exists() or not list((tmp_path / "a" / "data").rglob("blob.bin"))
+        s, _, body = _http("GET", b.url("/api/v4/system/ping?get_server_status=true"))
+        assert s == 200 and json.loads(body)["filestore_status"] == "OK"
+        # wrong credentials: the health check says so
+        bad = Server(install, tmp_path / "c", dsn=pg, extra_cfg={"FileSettings": dict(files["FileSettings"], AmazonS3SecretAccessKey="wrong")})
+        try:
+            assert bad.wait_ready(), bad.log.read_text()
+            s, _, body = _http("GET", bad.url("/api/v4/system/ping?get_server_status=true"))
+            assert s == 500 and json.loads(body)["filestore_status"] == "UNHEALTHY"
+            assert "wrong" not in bad.log.read_text()
+        finally:
+            bad.stop()
+    finally:
+        a.stop()
+        b.stop()
+        s3.stop()
