@@ -157,3 +157,77 @@ jclouds.filesystem.basedir={self.root / 'data'}
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+OPENSEARCH = "org.opensearch.distribution.integ-test-zip:opensearch:2.19.6:zip"
+
+
+class OpenSearch:
+    """A single-node OpenSearch 2.19.6 (Apache-2.0; the integ-test-zip from Maven Central,
+    core modules only) on a loopback port, run by an unprivileged user (it refuses root)."""
+
+    def __init__(self, cache: Path):
+        z = cache / "opensearch-2.19.6.zip"
+        if not z.exists():
+            if not (shutil.which("mvn") and shutil.which("java")):
+                raise RuntimeError("mvn and java are needed to fetch OpenSearch from Maven Central")
+            cache.mkdir(parents=True, exist_ok=True)
+            r = subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={OPENSEARCH}", f"-DoutputDirectory={cache}"],
+                               capture_output=True, text=True, timeout=600)
+            if r.returncode != 0 or not z.exists():
+                raise RuntimeError("mvn dependency:copy opensearch failed: " + (r.stdout + r.stderr)[-300:])
+        self.root = Path(tempfile.mkdtemp(prefix="mmstandin-os-"))
+        self.root.chmod(0o755)
+        subprocess.run(["python3", "-m", "zipfile", "-e", str(z), str(self.root)], check=True, timeout=120)
+        home = self.root / "opensearch-2.19.6"
+        for p in (home / "bin").iterdir():
+            p.chmod(0o755)
+        self.port, tport = free_port(), free_port()
+        (home / "config" / "opensearch.yml").write_text(
+            f"network.host: 127.0.0.1\nhttp.port: {self.port}\ntransport.port: {tport}\n"
+            "discovery.type: single-node\npath.data: data\npath.logs: logs\n")
+        user = None
+        if os.geteuid() == 0:
+            user = "nobody"
+            subprocess.run(["chown", "-R", f"{user}:", str(self.root)], check=True)
+        java_home = str(Path(os.path.realpath(shutil.which("java"))).parents[1])
+        env = dict(os.environ, OPENSEARCH_JAVA_OPTS="-Xms256m -Xmx256m", JAVA_HOME=java_home, OPENSEARCH_JAVA_HOME=java_home)
+        cmd = [str(home / "bin" / "opensearch")]
+        if user:
+            cmd = ["runuser", "-u", user, "--", "env", f"JAVA_HOME={java_home}", f"OPENSEARCH_JAVA_HOME={java_home}",
+                   "OPENSEARCH_JAVA_OPTS=-Xms256m -Xmx256m", *cmd]
+        self.proc = subprocess.Popen(cmd, cwd=home, env=env, stdout=(self.root / "os.out").open("w"), stderr=subprocess.STDOUT)
+        if not wait_port(self.port, 120):
+            out = (self.root / "os.out").read_text()[-500:]
+            self.stop()
+            raise RuntimeError("OpenSearch did not start: " + out)
+        self.url = f"http://127.0.0.1:{self.port}"
+        import urllib.request
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/_cluster/health?wait_for_status=yellow&timeout=5s", timeout=10) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("OpenSearch did not become ready")
+                time.sleep(0.5)
+
+    def get(self, path: str):
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            return json.loads(r.read())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -921,3 +921,63 @@ def test_files_in_s3_are_shared_by_two_nodes(pg, install, tmp_path):
         a.stop()
         b.stop()
         s3.stop()
+
+
+def test_search_through_opensearch_only_with_a_license(pgserver, install, tmp_path):
+    from tests.standin.services import OpenSearch
+
+    try:
+        osrv = OpenSearch(ROOT / "tests" / "standin" / "dist" / "cache")
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        pytest.skip(f"cannot run OpenSearch (Maven Central, Java 17): {e}")
+    es = {"ElasticsearchSettings": {"Backend": "opensearch", "ConnectionURL": osrv.url, "EnableIndexing": True,
+                                    "EnableSearching": True, "IndexPrefix": "mmtest_", "Username": "", "Password": ""}}
+    pg = pgserver.database()
+    try:
+        # no license: search stays on the database and nothing is indexed
+        plain = Server(install, tmp_path / "plain", dsn=pg, extra_cfg=es)
+        try:
+            assert plain.wait_ready(), plain.log.read_text()
+            token, _, team = _admin_and_channel(plain)
+            team_id, channel = _town_square(plain, token, team)
+            s, _, body = _http("POST", plain.url("/api/v4/posts"), {"channel_id": channel, "message": "written before the license"}, token=token)
+            old = json.loads(body)["id"]
+            assert json.loads(_http("GET", plain.url("/api/v4/system/ping"))[2])["ActiveSearchBackend"] == "database"
+            s, h, body = _http("POST", plain.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "license"}, token=token)
+            assert s == 200 and h["X-Standin-Search-Backend"] == "database" and json.loads(body)["order"] == [old]
+            assert "no license for Elasticsearch/OpenSearch" in plain.log.read_text()
+            assert not [i for i in osrv.get("/_cat/indices?format=json") if i["index"].startswith("mmtest_")]
+        finally:
+            plain.stop()
+
+        cfg = dict(es, ServiceSettings={"LicenseFileLocation": str(_license(tmp_path))})
+        srv = Server(install, tmp_path / "lic", dsn=pg, extra_cfg=cfg)
+        try:
+            assert srv.wait_ready(), srv.log.read_text()
+            assert "Search engine is ready" in srv.log.read_text()
+            assert json.loads(_http("GET", srv.url("/api/v4/system/ping"))[2])["ActiveSearchBackend"] == "opensearch"
+            s, _, body = _http("POST", srv.url("/api/v4/posts"), {"channel_id": channel, "message": "indexed at once, licensed"}, token=token)
+            new = json.loads(body)
+            indexes = {i["index"] for i in osrv.get("/_cat/indices?format=json")}
+            day = time.strftime("%Y_%m_%d", time.localtime(new["create_at"] / 1000))
+            assert f"mmtest_posts_{day}" in indexes, indexes
+            s, h, body = _http("POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "licensed"}, token=token)
+            assert s == 200 and h["X-Standin-Search-Backend"] == "opensearch" and json.loads(body)["order"] == [new["id"]]
+            # the older post is found only after the bulk indexing job ran
+            s, h, body = _http("POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "before"}, token=token)
+            assert json.loads(body)["order"] == []
+            s, _, body = _http("POST", srv.url("/api/v4/jobs"), {"type": "elasticsearch_post_indexing"}, token=token)
+            assert s == 201, body
+            job = json.loads(body)["id"]
+
+            def done():
+                j = json.loads(_http("GET", srv.url(f"/api/v4/jobs/{job}"), token=token)[2])
+                return j if j["status"] in ("success", "error") else None
+            j = _wait(done, 30)
+            assert j and j["status"] == "success" and int(j["data"]["indexed_posts"]) >= 2, j
+            s, h, body = _http("POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "before"}, token=token)
+            assert json.loads(body)["order"] == [old] and h["X-Standin-Search-Backend"] == "opensearch"
+        finally:
+            srv.stop()
+    finally:
+        osrv.stop()
