@@ -981,3 +981,11 @@ def test_search_through_opensearch_only_with_a_license(pgserver, install, tmp_pa
             srv.stop()
     finally:
         osrv.stop()
+
+
+def test_go_unit_tests_of_the_stand_in_pass():
+    """license verification, config hash, cluster fan-out, search query mapping, schema numbers."""
+    r = subprocess.run(["go", "test", "-count=1", "./..."], cwd=ROOT / "tests" / "standin" / "mattermost",
+                       capture_output=True, text=True, timeout=600, env=dict(os.environ, GOFLAGS="-mod=mod"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "FAIL" not in r.stdout

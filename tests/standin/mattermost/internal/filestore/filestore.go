@@ -184,7 +184,10 @@ func (s *s3) Test(ctx context.Context) error {
 	}
 	if !ok {
 		if err := s.cl.MakeBucket(c, s.bucket, minio.MakeBucketOptions{Region: s.region}); err != nil {
-			return fmt.Errorf("bucket %q does not exist and could not be created: %w", s.bucket, err)
+			// another node may have created it at the same moment
+			if again, err2 := s.cl.BucketExists(c, s.bucket); err2 != nil || !again {
+				return fmt.Errorf("bucket %q does not exist and could not be created: %w", s.bucket, err)
+			}
 		}
 	}
 	if err := s.Write(ctx, "testfile", bytes.NewReader([]byte("testingwrite")), 12, "text/plain"); err != nil {
