@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -40,10 +41,14 @@ var (
 	BuildDate   = "n/a"
 )
 
-// VersionID is what the real server sends in X-Version-Id.
-func VersionID() string {
-	return Version + "." + BuildNumber + "." + BuildHash + ".false"
+// VersionID is what the real server sends in X-Version-Id: version, build
+// number, config hash and whether a license is in force.
+func (s *Server) VersionID() string {
+	return fmt.Sprintf("%s.%s.%s.%t", Version, BuildNumber, s.configHash, s.License() != nil)
 }
+
+// VersionID without a server (the broken build).
+func VersionID() string { return Version + "." + BuildNumber + "." + BuildHash + ".false" }
 
 const sessionLength = 30 * 24 * time.Hour
 
@@ -150,7 +155,7 @@ func (s *Server) Handler(local bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.Requests.Add(1)
 		w.Header().Set("X-Request-Id", mmid.New())
-		w.Header().Set("X-Version-Id", VersionID())
+		w.Header().Set("X-Version-Id", s.VersionID())
 		if local {
 			r = r.WithContext(contextWithLocal(r))
 		}

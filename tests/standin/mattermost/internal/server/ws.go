@@ -110,7 +110,7 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		case wc.userID.Load().(string) == "":
 			wc.reply(req.Seq, "FAIL", nil, map[string]any{"id": "api.web_socket_router.not_authenticated.app_error", "message": "Not authenticated", "status_code": 401})
 		case req.Action == "ping":
-			wc.reply(req.Seq, "OK", map[string]any{"text": "pong", "version": VersionID(), "server_time": time.Now().UnixMilli(), "node_id": s.NodeID}, nil)
+			wc.reply(req.Seq, "OK", map[string]any{"text": "pong", "version": s.VersionID(), "server_time": time.Now().UnixMilli(), "node_id": s.NodeID}, nil)
 		default:
 			wc.reply(req.Seq, "FAIL", nil, map[string]any{"id": "api.web_socket_router.bad_action.app_error", "message": "Unknown action", "status_code": 501})
 		}
@@ -160,7 +160,7 @@ func (wc *wsConn) event(name string, data map[string]any, broadcast map[string]a
 
 func (s *Server) hello(wc *wsConn) {
 	host, _ := os.Hostname()
-	wc.event("hello", map[string]any{"connection_id": wc.id, "server_version": VersionID(), "server_hostname": host},
+	wc.event("hello", map[string]any{"connection_id": wc.id, "server_version": s.VersionID(), "server_hostname": host},
 		map[string]any{"omit_users": nil, "user_id": wc.userID.Load().(string), "channel_id": "", "team_id": "", "connection_id": "", "omit_connection_id": ""})
 }
 
