@@ -42,7 +42,7 @@ WAIT_FOR_SOCKET = (f"for i in $(seq 120); do test -S {SOCKET} && {MMCTL} user li
 # A restart waits this long for a clean stop, then kills: a server whose database died
 # may never finish its in-flight requests. After a failover the wait is short (nothing
 # it holds can complete); a start waits for the server's READY (schema migrations).
-STOP_GRACE, STOP_GRACE_FAILOVER, START_LIMIT = 30, 3, 600
+STOP_GRACE, STOP_GRACE_FAILOVER, START_LIMIT = 30, 1, 600
 # mattermost.config_in_database: the units' environment (MM_CONFIG holds the DB password)
 # and the keys mmdeploy owns, patched into the database config with mmctl.
 ETC = "/etc/mattermost"

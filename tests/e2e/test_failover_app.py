@@ -130,7 +130,11 @@ def failover(site, fault, heal) -> dict:
     # Back on the network, the old primary stays fenced: it refuses writes.
     time.sleep(8)  # longer than the fence watcher's period
     assert refuses_writes(site, old), f"{old} takes writes after it came back"
-    assert "FENCED" in inv("db.status", "--inventory", site["path"], *site["sets"], check=False).stdout
+    deadline = time.monotonic() + 20  # the fence watchers mark it within a few seconds
+    while not re.search(rf"^{old}\s+FENCED", inv("db.status", "--inventory", site["path"], *site["sets"],
+                                                  check=False).stdout, re.M):
+        assert time.monotonic() < deadline, f"{old} is not shown as fenced"
+        time.sleep(2)
     rejoin = inv("db.rejoin", old, "--inventory", site["path"], *site["sets"], check=False)
     assert rejoin.returncode == 0, rejoin.stdout + rejoin.stderr
     verify = inv("verify", "--inventory", site["path"], *site["sets"], check=False)

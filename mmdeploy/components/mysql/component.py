@@ -131,6 +131,7 @@ def render_fence(ctx: Context) -> str:
     flavor = flavor_of(ctx.host)
     peers = [h.private_address for h in db_hosts(ctx.inventory) if h.name != ctx.host.name]
     return ctx.render("mysql/mmdeploy-mysql-fence.j2", peers=" ".join(peers), fenced=FENCED, cnf=REPLICATION_CNF,
+                      replica_status=flavor.replica_status,
                       promotions=PROMOTIONS, fence=fence_script(flavor, "mmdeploy-mysql-fence: $why"))
 
 
