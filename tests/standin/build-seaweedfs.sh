@@ -41,7 +41,7 @@ flock 9
 inputs() {
     echo "version=$VERSION module=$MODULE@$MODVER"
     go version
-    sha256sum < "$HERE/build-seaweedfs.sh"
+    grep -v '^ *#' "$HERE/build-seaweedfs.sh" | sha256sum  # comments do not cost a rebuild
 }
 WANT=$(inputs | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -f "$ARCHIVE" ] && [ -f "$ARCHIVE.sha256" ]; then
