@@ -8,8 +8,9 @@ that mmdeploy's components install them exactly as on a real site (only URL and 
   storage    linux_amd64.tar.gz                         real SeaweedFS 4.53 from the Go module proxy
 
 They are cached on the control machine outside the checkout, in $MMDEPLOY_BUILD_CACHE, by
-default `build/` beside the artifact cache ($MMDEPLOY_CACHE, ~/.cache/mmdeploy/artifacts),
-as build/<name>/<version>/<file> (+ .sha256). Each build script skips its work when its
+default ~/.cache/mmdeploy/build (beside mmdeploy's download cache ~/.cache/mmdeploy/artifacts;
+not derived from $MMDEPLOY_CACHE, which tests point at temporary directories), as
+<name>/<version>/<file> (+ .sha256). Each build script skips its work when its
 inputs are unchanged and holds an flock on its directory, so concurrent callers (bootstrap,
 several test sessions) wait for one build. SeaweedFS is the long pole: about 6-8 minutes and
 2.2-2.7 GB of memory cold.
@@ -29,7 +30,7 @@ from pathlib import Path
 from mmdeploy import artifacts
 
 HERE = Path(__file__).resolve().parent
-BUILD = Path(os.environ.get("MMDEPLOY_BUILD_CACHE", artifacts.CACHE.parent / "build"))
+BUILD = Path(os.environ.get("MMDEPLOY_BUILD_CACHE", Path.home() / ".cache" / "mmdeploy" / "build"))
 
 # SeaweedFS 4.53 as the Go module proxy knows it (no tagged module versions: a pseudo-version).
 SEAWEEDFS_MODULE_VERSION = "v0.0.0-20261109003541-7506e5f91cd6"
