@@ -197,6 +197,13 @@ class Component:
         """Rules spanning several keys of the merged settings: (key path, problem)."""
         return []
 
+    def validate_layout(self, inventory: Inventory) -> list[tuple[str, str]]:
+        """Rules on the hosts and their roles together with the settings (a layout that
+        cannot survive losing a host): (key path, problem), where the path is in the
+        inventory file's terms, e.g. "hosts.4.roles" or "settings.storage.server". Runs at
+        load time, after every other check passed, before any host is touched."""
+        return []
+
     def prepare(self, inventory: Inventory, view: ClusterView) -> Any:
         """Once per run, before any host's steps: read what spans hosts (for example which
         database node is the live primary). Only reads. The result is `ctx.shared`."""

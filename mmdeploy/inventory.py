@@ -201,7 +201,14 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inven
         )
     if problems.lines:
         raise InventoryError(problems.lines)
-    return Inventory(path=path, pattern=raw.pattern, hosts=tuple(hosts), settings=global_settings)
+    result = Inventory(path=path, pattern=raw.pattern, hosts=tuple(hosts), settings=global_settings)
+    # Rules on the layout as a whole (hosts, roles and settings together), from the components.
+    for c in reg.components:
+        for key, msg in c.validate_layout(result):
+            problems.add(tuple(int(p) if p.isdigit() else p for p in key.split(".")), msg)
+    if problems.lines:
+        raise InventoryError(problems.lines)
+    return result
 
 
 def inventory_path(pattern: str | None, inventory: str | None, hosts_dir: Path = Path("hosts")) -> Path:

@@ -1,4 +1,4 @@
-"""TEMPORARY (removed when the search, storage and push proxy components land): the roles
+"""TEMPORARY (removed when the search and push proxy components land): the roles
 the multi and cluster patterns need whose components are still being written."""
 
 from ..component import Component, Role
@@ -8,7 +8,6 @@ class PendingRoles(Component):
     name = "pending-roles"
     owns_roles = (
         Role("search", "search nodes", {"multi": 2, "cluster": 3}),
-        Role("storage", "S3 file storage nodes", {"multi": 2, "cluster": 4}),
         Role("pushproxy", "push proxies", {"multi": 2, "cluster": 2}),
     )
 
