@@ -115,10 +115,9 @@ def command_args(server: str, host: Host, inventory: Inventory) -> list[str]:
                 f"-defaultStoreDir={data}/filer", f"-defaultReplicaPlacement={plan.replication}",
                 f"-dataCenter={DATA_CENTER}"]
     else:
-        # Every gateway lists the filers in the same order, so all of them use the first
-        # live one: what one gateway wrote, another reads at once (filers replicate their
-        # metadata to each other, but asynchronously).
-        args = [f"-ip.bind={ip}", f"-port={common.s3_port(s)}", f"-filer={addresses(plan.storage, FILER_PORT)}",
+        # Its own host's filer first, the others as fallbacks.
+        filers = [host, *(h for h in plan.storage if h != host)]
+        args = [f"-ip.bind={ip}", f"-port={common.s3_port(s)}", f"-filer={addresses(filers, FILER_PORT)}",
                 f"-config={S3_CONFIG}", "-port.iceberg=0", "-port.lance=0", "-iam=false"]
     return ["-logtostderr=true", server, *args, f"-metricsPort={METRICS[server]}"]
 
