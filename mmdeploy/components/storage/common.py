@@ -172,7 +172,7 @@ def layout_problems(inventory: Inventory) -> list[tuple[str, str]]:
         if len(layout.volumes) == 1 and wanted > 1:
             problems.append(("settings.storage.replication", f"{layout.replication} keeps {wanted} copies, on different "
                                                              "volume servers; one storage host has one: use 000"))
-        elif len(layout.volumes) > 1 and len(layout.volumes) - 1 < wanted:
+        elif len(layout.volumes) > 1 and len(layout.volumes) - 1 < wanted and not problems:
             problems.append(("settings.storage.replication",
                              f"{layout.replication} keeps {wanted} copies on different volume servers: with one of the "
                              f"{len(layout.volumes)} down, new uploads cannot be placed; use 001 or add storage hosts"))
