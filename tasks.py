@@ -107,7 +107,7 @@ def up(c, pattern="single"):
     # A bed that `inv up` did not create for this layout (a test's, another layout's) is
     # never deployed onto: it is replaced. The inventory written holds every bed-only
     # setting, so later commands work on it alone.
-    path = testbed.up(ROOT, pattern=pattern, owner="up", replace=True, settings=_bed_settings())
+    path = testbed.up(ROOT, pattern=pattern, owner="up", replace=True, settings=_bed_settings(pattern))
     inv = mmdeploy.load(path)
     report = mmdeploy.deploy(inv)
     if report.failed:
@@ -140,12 +140,20 @@ def test(c, e2e=True, k=None):
 # --- test bed --------------------------------------------------------------------------
 
 
-def _bed_settings() -> dict:
+def _bed_settings(pattern: str | None = None) -> dict:
     """What the bed's inventory needs besides its hosts: the stand-ins for what cannot be
-    downloaded here (tests/standin), as local files."""
-    from tests.standin import release
+    downloaded here (tests/standin), as local files; for a layout with storage hosts,
+    the SeaweedFS release built from the Go module proxy (tests/standin/artifacts.py)."""
+    from mmdeploy import testbed
+    from mmdeploy.inventory import merge
+    from tests.standin import artifacts, release
 
-    return release.settings()
+    settings = release.settings()
+    if pattern and any("storage" in roles for _, roles in testbed.PATTERNS.get(pattern, [])):
+        archive, sha = artifacts.build("storage")
+        settings = merge(settings, {"storage": {"url": str(archive), "sha256": sha,
+                                                "version": artifacts.STORAGE.version}})
+    return settings
 
 
 @task(name="up", help={"pattern": "single, multi, cluster or allinone", "hosts": "N generic hosts instead"})
@@ -156,7 +164,7 @@ def testbed_up(c, pattern=None, hosts=None):
 
     if pattern is None and hosts is None:
         pattern = "single"
-    path = testbed.up(ROOT, pattern=pattern, hosts=int(hosts) if hosts else None, settings=_bed_settings())
+    path = testbed.up(ROOT, pattern=pattern, hosts=int(hosts) if hosts else None, settings=_bed_settings(pattern))
     print(f"inventory: {path.relative_to(ROOT)}  (inv deploy --inventory {path.relative_to(ROOT)})")
 
 

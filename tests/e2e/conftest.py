@@ -16,18 +16,21 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def bed():
-    """bed(pattern, fresh=False) -> inventory path of a started test bed with that layout.
+    """bed(pattern, fresh=False, hosts=None) -> inventory path of a started test bed with
+    that layout (hosts=N: N generic hosts instead of a pattern's).
 
     Containers are recreated when the layout changes or `fresh` is asked for (a module
     that changes topology, such as a failover, wants clean hosts); otherwise the same
     layout is reused within the session. MMDEPLOY_BED=N selects a separate bed."""
     current = {}
 
-    def start(pattern: str = "single", fresh: bool = False) -> Path:
-        if fresh or current.get("pattern") != pattern:
+    def start(pattern: str = "single", fresh: bool = False, hosts: int | None = None) -> Path:
+        layout = f"{hosts}-hosts" if hosts else pattern
+        if fresh or current.get("pattern") != layout:
             testbed.down(log=lambda *_: None)
-            current["path"] = testbed.up(ROOT, pattern=pattern, owner="tests", log=lambda *_: None)
-            current["pattern"] = pattern
+            current["path"] = testbed.up(ROOT, pattern=None if hosts else pattern, hosts=hosts, owner="tests",
+                                         log=lambda *_: None)
+            current["pattern"] = layout
         return current["path"]
 
     yield start
