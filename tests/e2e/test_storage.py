@@ -26,8 +26,8 @@ from mmdeploy.components.storage import common
 from .conftest import ROOT, inv, on
 
 pytestmark = pytest.mark.e2e
-STORAGE = ("base", "prometheus", "seaweedfs", "seaweedfs-master", "seaweedfs-volume", "seaweedfs-filer", "seaweedfs-s3")
-ONLY = ("--only", ",".join(STORAGE))
+STORAGE = ("base", "seaweedfs", "seaweedfs-master", "seaweedfs-volume", "seaweedfs-filer", "seaweedfs-s3")
+ONLY = ("--only", ",".join(STORAGE + ("prometheus",)))  # and Prometheus on the job host, scraping them
 CHECKS = ("--only", "seaweedfs-master,seaweedfs-s3")
 FIGURES: dict[str, str] = {}
 WRITTEN: dict[str, bytes] = {}  # uploaded while host2 was down
@@ -56,8 +56,9 @@ def site(bed):
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     path.with_name(path.stem + ".secrets.yml").unlink(missing_ok=True)
     t0 = time.monotonic()
-    first = inv("deploy", "--inventory", str(path), *ONLY, "--yes")
-    FIGURES["first deploy (install, 3 hosts)"] = f"{time.monotonic() - t0:.0f} s"
+    first = inv("deploy", "--inventory", str(path), "--only", ",".join(STORAGE), "--yes")
+    FIGURES["first deploy of SeaweedFS (3 hosts, from nothing)"] = f"{time.monotonic() - t0:.0f} s"
+    inv("deploy", "--inventory", str(path), "--only", "base,prometheus", "--yes")
     return str(path), first
 
 
@@ -95,7 +96,7 @@ BODIES["before/large"] = os.urandom(6 * 1024 * 1024)  # more than the filer's 4 
 def test_deploys_and_a_second_deploy_changes_nothing(site):
     path, first = site
     assert changed(first.stdout)[1] == 0, first.stdout
-    assert changed(first.stdout)[0] > 3 * 20
+    assert changed(first.stdout)[0] > 3 * 15
     t0 = time.monotonic()
     again = inv("deploy", "--inventory", path, *ONLY, "--yes")
     FIGURES["second deploy"] = f"{time.monotonic() - t0:.1f} s"

@@ -300,6 +300,19 @@ class Filer(_Server):
     def on(self, plan):
         return plan.storage
 
+    def server_steps(self, ctx: Context):
+        first = layout(ctx.inventory).storage[0]
+        if ctx.host == first:
+            return []
+        # Fresh filers started together each wait for the other to catch up, up to a
+        # minute (SeaweedFS's announce cap): the others start once the first answers.
+        # Never fatal: with the first host down, a filer starts on its own after the wait.
+        probe = ready_probe("filer", first, ctx.settings)
+        return [Command(f"first start after the filer on {first.name}",
+                        f"for i in $(seq {READY_LIMIT}); do {probe} && break; sleep 1; done\n",
+                        unless=f"systemctl is-enabled seaweedfs-filer >/dev/null 2>&1 || {probe}",
+                        timeout=READY_LIMIT + 30)]
+
 
 class Gateway(_Server):
     """The S3 gateways, behind the internal balancer; the first storage host also creates
@@ -361,7 +374,8 @@ for vols in nodes.values():
         rp = v.get("ReplicaPlacement") or {{}}
         expected[v["Id"]] = 1 + rp.get("node", 0) + rp.get("rack", 0) + rp.get("dc", 0)
 print(sum(1 for i in found if found[i] < expected[i]))
-MMDEPLOY_PY"""
+MMDEPLOY_PY
+"""  # the delimiter alone on its line, also inside $(...)
 
 
 def under_replicated_probe(plan: common.SeaweedLayout, host: Host) -> str:
