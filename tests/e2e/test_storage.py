@@ -168,10 +168,11 @@ def test_losing_a_storage_host(site, inventory):
     survivor = s3client(inventory, "host3")
     subprocess.run(["docker", "kill", testbed.container_name("host2")], check=True, capture_output=True)
     killed = time.monotonic()
-    first_ok, attempts, failures, written = None, 0, 0, {}
+    first_ok, attempts, failures, written, slowest = None, 0, 0, {}, 0.0
     while time.monotonic() - killed < 120:
         attempts += 1
         key, body = f"during/{attempts}", os.urandom(2000)
+        t0 = time.monotonic()
         try:
             survivor.put_object(Bucket=bucket, Key=key, Body=body)
             written[key] = body
@@ -179,13 +180,15 @@ def test_losing_a_storage_host(site, inventory):
                 first_ok = time.monotonic() - killed
         except Exception:  # timeouts and 5xx while the cluster notices the loss
             failures += 1
+        slowest = max(slowest, time.monotonic() - t0)
         if first_ok is not None and time.monotonic() - killed > first_ok + 20:
             break
         time.sleep(0.2)
     assert first_ok is not None, f"no upload succeeded within 120 s of losing host2 ({failures} failed)"
     FIGURES["uploads after killing a storage host"] = (
         f"first success {first_ok:.1f} s after the kill; {failures} of {attempts} attempts failed "
-        f"in the {time.monotonic() - killed:.0f} s measured")
+        f"in the {time.monotonic() - killed:.0f} s measured (client timeout 8 s, no retries); "
+        f"slowest upload {slowest:.1f} s")
     assert len(written) >= 20
     for key, body in BODIES.items():
         assert survivor.get_object(Bucket=bucket, Key=key)["Body"].read() == body
