@@ -31,8 +31,9 @@ class Sysctl(Step):
         return Change(", ".join(changes)) if changes else None
 
     def apply(self, remote: Remote, change: Change) -> None:
-        script = (
-            f"set -e\nprintf '%s' {shlex.quote(self._line)} > {self.path}\n"
-            f"sysctl -q -w {shlex.quote(f'{self.key}={self.value}')}\n"
-        )
+        script = f"set -e\nprintf '%s' {shlex.quote(self._line)} > {self.path}\n"
+        # The live value only when it differs: a container's /proc/sys is read-only, and
+        # its runtime may have set the value already (docker run --sysctl).
+        if change.summary.startswith("live "):
+            script += f"sysctl -q -w {shlex.quote(f'{self.key}={self.value}')}\n"
         run_checked(remote, script, self.name)
