@@ -24,6 +24,10 @@ RUN_FLAGS = (
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
     "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
     "--tmpfs", "/run", "--tmpfs", "/run/lock",
+    # /proc/sys is read-only in a container: set here what a deploy sets on real hosts
+    # (keepalived: HAProxy binds floating addresses it does not hold). Per network
+    # namespace, so it changes nothing outside the container.
+    "--sysctl", "net.ipv4.ip_nonlocal_bind=1",
 )
 SSH_WAIT = 60.0
 
@@ -52,6 +56,12 @@ PATTERNS: dict[str, list[tuple[str, list[str]]]] = {
         ("push1", ["pushproxy"]), ("push2", ["pushproxy"]),
     ],
     "allinone": [("aio1", ALL_ROLES)],
+    # The proxy tier on its own (tests/e2e/test_proxies.py): two proxies in front of two
+    # small backends, one of them also the job, monitoring and DB host.
+    "proxies": [
+        ("proxy1", ["proxy"]), ("proxy2", ["proxy"]),
+        ("app1", ["app", "jobserver", "monitoring", "db"]), ("app2", ["app"]),
+    ],
 }
 MAX_HOSTS = 60
 
