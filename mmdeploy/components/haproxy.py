@@ -9,8 +9,8 @@ tool Patroni's leader routing needs in the cluster pattern.
 
 For every balanced layer (registry().balanced_layers):
 - a frontend on the site's internal address (each floating address `proxy.vip`, bound on
-  every proxy thanks to net.ipv4.ip_nonlocal_bind; on a site without one, the proxy's own
-  private address) and the layer's port, open only to the hosts with the layer's `clients`
+  every proxy, the holder or not, with net.ipv4.ip_nonlocal_bind=1; on a site without
+  one, the proxy's own private address) and the layer's port, open only to the hosts with the layer's `clients`
   roles: any other source is refused at connect;
 - a backend of the layer's hosts, checked with an HTTP GET of its `health` path (HTTP
   mode) or a TCP connect (TCP mode, for a layer that declares no health path);
@@ -39,7 +39,7 @@ from pydantic import Field
 from ..component import Balanced, Check, Component, Context, Metrics
 from ..errors import MMDeployError
 from ..inventory import Host, Inventory
-from ..ops import Command, File, Packages, Service
+from ..ops import Command, File, Packages, Service, Sysctl
 from ..settings import Section
 
 CONF = "/etc/haproxy/haproxy.cfg"
@@ -81,14 +81,17 @@ class Haproxy(Component):
     roles = ("proxy",)
     settings = {"haproxy": HaproxySettings}
     metrics = (Metrics("haproxy", lambda s: s.haproxy.stats_port),)
-    # keepalived sets ip_nonlocal_bind before HAProxy binds the floating addresses.
-    after = ("base", "keepalived")
+    after = ("base",)
 
     def hosts(self, inventory: Inventory) -> list[Host]:
         return super().hosts(inventory) if _layers(inventory) else []
 
     def steps(self, ctx: Context):
-        return [
+        steps = []
+        if ctx.settings.proxy.vips:
+            # Listen on every floating address, held here or not (keepalived moves them).
+            steps.append(Sysctl("net.ipv4.ip_nonlocal_bind", 1))
+        return steps + [
             Packages("haproxy"),
             File(CONF, render(ctx), validate="haproxy -c -q -f {}", notify=RELOAD),
             Service("haproxy"),

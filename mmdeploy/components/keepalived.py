@@ -13,13 +13,14 @@ How it behaves, and why:
   clear text (RFC 3768 removed it); the unicast peers and the source check are what
   keeps strangers out.
 - Every node starts as BACKUP (keepalived's nopreempt requires it); the priority decides
-  the first holder. With nopreempt (the default) a recovered node does not take the
-  address back: one move per failure, not two.
+  the first holder: keepalived-start starts every proxy's keepalived at the same moment,
+  and the default priorities are far apart so that the preferred node claims first. With nopreempt (the default) a recovered node
+  does not take the address back: one move per failure, not two; after a failure the
+  survivor keeps every address it took over.
 - A track script asks NGINX over HTTPS on this host for its own health page (answered by
   NGINX itself, so a dead app tier does not empty the proxies), and HAProxy's monitor page
   when HAProxy runs here. A failing check puts the node in FAULT, which gives its
   addresses away: with nopreempt a lower priority (track weight) would move nothing.
-- net.ipv4.ip_nonlocal_bind=1, so HAProxy can listen on a VIP this node does not hold.
 - Every state change runs a notify script that writes the node exporter's textfile
   (keepalived_vrrp_state, keepalived_vrrp_transitions_total), so Prometheus sees which
   proxy holds which address and how often it moved.
@@ -34,6 +35,7 @@ import http.client
 import ipaddress
 import json
 import ssl
+import time
 from dataclasses import dataclass
 
 from pydantic import Field
@@ -41,7 +43,7 @@ from pydantic import Field
 from ..component import Check, Component, Context
 from ..errors import MMDeployError, StepFailed
 from ..inventory import Host, Inventory
-from ..ops import Command, Directory, File, Group, Packages, Service, Sysctl, User
+from ..ops import Command, Directory, File, Group, Packages, Service, User
 from ..settings import Section
 
 CONF = "/etc/keepalived/keepalived.conf"
@@ -73,7 +75,7 @@ class ProxySettings(Section):
     # VRRP router id of the first address; the next ones use the following ids.
     virtual_router_id: int = Field(default=51, ge=1, le=255)
     # Per host (vars): a higher priority is preferred. Default: the proxies' inventory
-    # order (150, 140, ...). The first address goes to the highest, the second to the next.
+    # order (250 down to 50). The first address goes to the highest, the second to the next.
     priority: int | None = Field(default=None, ge=1, le=254)
     # A recovered proxy does not take its address back.
     nopreempt: bool = True
@@ -109,8 +111,9 @@ class Keepalived(Component):
     name = "keepalived"
     roles = ("proxy",)
     settings = {"proxy": ProxySettings}
-    # NGINX answers its health page before the track script asks for it.
-    after = ("base", "node-exporter", "nginx")
+    # NGINX and HAProxy answer before the track scripts ask: every proxy starts with its
+    # checks passing, at about the same moment, so the priorities decide the first holders.
+    after = ("base", "node-exporter", "nginx", "haproxy")
 
     def enabled(self, host: Host) -> bool:
         return bool(host.settings.proxy.vips)
@@ -130,8 +133,6 @@ class Keepalived(Component):
             Packages("keepalived", "curl"),
             Group(SCRIPT_USER),
             User(SCRIPT_USER),
-            # HAProxy listens on every VIP, held here or not.
-            Sysctl("net.ipv4.ip_nonlocal_bind", 1),
             Directory(STATE_DIR),
             Directory(TEXTFILE_DIR),
             File(CHECK_NGINX, ctx.render("keepalived/check-nginx.sh.j2", path=NGINX_HEALTH), mode="0755"),
@@ -146,13 +147,16 @@ class Keepalived(Component):
             File(NOTIFY, ctx.render("keepalived/notify.sh.j2", state_dir=STATE_DIR, textfile_dir=TEXTFILE_DIR),
                  mode="0755"),
             File(CONF, conf, validate=VALIDATE, notify=RELOAD),
-            Service("keepalived"),
+            # Started at boot; the first start is keepalived-start's, on every proxy at once.
+            Command("enable keepalived", "systemctl enable keepalived",
+                    unless="systemctl is-enabled keepalived"),
         ]
         return steps
 
     def handlers(self, ctx: Context):
         # SIGHUP: keepalived re-reads its configuration and keeps the addresses it holds.
-        return {"reload": Command("reload keepalived", "systemctl reload-or-restart keepalived")}
+        # Only a running keepalived: a stopped one is started by keepalived-start.
+        return {"reload": Command("reload keepalived", "systemctl try-reload-or-restart keepalived")}
 
     def checks(self, inventory: Inventory):
         proxies = self.hosts(inventory)
@@ -169,14 +173,17 @@ class Keepalived(Component):
 # --- the instances ------------------------------------------------------------------------
 
 
-def default_priority(rank: int) -> int:
-    return max(1, 150 - 10 * rank)
+def default_priority(rank: int, count: int) -> int:
+    """250 for the first proxy down to 50 for the last, evenly spaced. Far apart on
+    purpose: when every node starts at once, the higher priority waits less before
+    claiming an address (VRRP's skew time), and with nopreempt the first claim stays."""
+    return 250 - round(200 * rank / max(1, count - 1))
 
 
 def priorities(inventory: Inventory) -> dict[str, int]:
     """Each proxy's priority: its `proxy.priority` host var, else from inventory order."""
-    proxies = [h for h in inventory.with_role("proxy")]
-    return {h.name: h.settings.proxy.priority or default_priority(i) for i, h in enumerate(proxies)}
+    proxies = inventory.with_role("proxy")
+    return {h.name: h.settings.proxy.priority or default_priority(i, len(proxies)) for i, h in enumerate(proxies)}
 
 
 def instances(inventory: Inventory, host: Host) -> list[Instance]:
@@ -343,9 +350,15 @@ def holders(inventory: Inventory, proxies: list[Host], address: str) -> tuple[li
     return found, problems
 
 
-def _one_holder(inventory: Inventory, proxies: list[Host], address: str):
+def _one_holder(inventory: Inventory, proxies: list[Host], address: str, wait: float = 10.0):
     def check() -> str | None:
-        found, problems = holders(inventory, proxies, address)
+        # Right after a deploy (or a failover) the proxies may still be electing a holder.
+        deadline = time.monotonic() + wait
+        while True:
+            found, problems = holders(inventory, proxies, address)
+            if len(found) == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         if len(found) == 1:
             return None
         detail = f" ({'; '.join(problems)})" if problems else ""
@@ -383,4 +396,22 @@ def _answers(inventory: Inventory, address: str):
     return check
 
 
-COMPONENTS = [Keepalived()]
+class KeepalivedStart(Component):
+    """Starts keepalived where it is not running, as a component of its own so that the
+    runner's barrier makes every proxy start it at about the same moment: a proxy whose
+    package install happened to finish first would otherwise claim every address before
+    the others run, and with nopreempt keep them. Started together, the priorities
+    decide (the active-active split of several addresses)."""
+
+    name = "keepalived-start"
+    roles = ("proxy",)
+    after = ("keepalived",)
+
+    def enabled(self, host: Host) -> bool:
+        return bool(host.settings.proxy.vips)
+
+    def steps(self, ctx: Context):
+        return [Service("keepalived")]
+
+
+COMPONENTS = [Keepalived(), KeepalivedStart()]

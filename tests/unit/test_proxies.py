@@ -112,12 +112,12 @@ def load_problems(path, overrides=()) -> list[str]:
 def test_two_addresses_are_active_active(site):
     lb1, lb2 = site(host="lb1"), site(host="lb2")
     assert [(i.name, i.router_id, i.vip, i.priority, i.peers) for i in instances(lb1.inventory, lb1.host)] == [
-        ("mm_vip1", 51, "10.0.0.100/24", 150, ("10.0.0.2",)),
-        ("mm_vip2", 52, "10.0.0.101/24", 140, ("10.0.0.2",)),
+        ("mm_vip1", 51, "10.0.0.100/24", 250, ("10.0.0.2",)),
+        ("mm_vip2", 52, "10.0.0.101/24", 50, ("10.0.0.2",)),
     ]
     # Each proxy is the preferred holder of one address and the backup of the other.
     assert [(i.name, i.priority, i.peers) for i in instances(lb2.inventory, lb2.host)] == [
-        ("mm_vip1", 140, ("10.0.0.1",)), ("mm_vip2", 150, ("10.0.0.1",))]
+        ("mm_vip1", 50, ("10.0.0.1",)), ("mm_vip2", 250, ("10.0.0.1",))]
 
 
 def test_keepalived_conf_unicast_backup_nopreempt_tracked(site):
@@ -126,7 +126,7 @@ def test_keepalived_conf_unicast_backup_nopreempt_tracked(site):
     assert "script_user keepalived_script" in conf
     assert "mcast" not in conf  # never multicast
     vip1 = instance_block(conf, "mm_vip1")
-    for line in ("state BACKUP", "interface ens3", "virtual_router_id 51", "priority 150", "advert_int 0.5",
+    for line in ("state BACKUP", "interface ens3", "virtual_router_id 51", "priority 250", "advert_int 0.5",
                  "nopreempt", "unicast_src_ip 10.0.0.1", "check_unicast_src", "10.0.0.100/24 dev ens3"):
         assert re.search(rf"^\s+{re.escape(line)}$", vip1, re.M), line
     assert re.search(r"unicast_peer \{\n\s+10\.0\.0\.2\n\s+\}", vip1)
@@ -145,11 +145,14 @@ def test_keepalived_steps(site):
     ctx = site()
     steps = Keepalived().steps(ctx)
     names = [s.name for s in steps]
-    (sysctl,) = [s for s in steps if isinstance(s, Sysctl)]
-    assert (sysctl.key, sysctl.value) == ("net.ipv4.ip_nonlocal_bind", "1")
     conf = next(s for s in steps if isinstance(s, File) and s.path == CONF)
     assert "keepalived -t -f" in conf.validate and conf.notify == ("reload",)
-    assert names[0] == "packages keepalived curl" and names[-1] == "service keepalived"
+    assert names[0] == "packages keepalived curl" and names[-1] == "enable keepalived"
+    # Started by keepalived-start, after every proxy is configured (the runner's barrier).
+    start = registry_module.registry().component("keepalived-start")
+    assert start.after == ("keepalived",) and [s.name for s in start.steps(ctx)] == ["service keepalived"]
+    assert [h.name for h in start.hosts(ctx.inventory)] == ["lb1", "lb2"]
+    assert Keepalived().handlers(ctx)["reload"].script == "systemctl try-reload-or-restart keepalived"
     # The scripts the configuration names exist before it is validated and loaded.
     for script in ("mmdeploy-check-nginx", "mmdeploy-notify"):
         step = next(s for s in steps if isinstance(s, File) and s.path.endswith(script))
@@ -165,7 +168,7 @@ def test_one_address_and_host_priorities(site):
     text = SITE.replace("vip: [10.0.0.100/24, 10.0.0.101/24]", "vip: 10.0.0.100/24").replace(
         "{name: lb2,", "{name: lb2, vars: {proxy: {priority: 200}},")
     lb1, lb2 = site(text=text, host="lb1"), site(text=text, host="lb2")
-    assert [(i.vip, i.priority) for i in instances(lb1.inventory, lb1.host)] == [("10.0.0.100/24", 150)]
+    assert [(i.vip, i.priority) for i in instances(lb1.inventory, lb1.host)] == [("10.0.0.100/24", 250)]
     assert [(i.vip, i.priority) for i in instances(lb2.inventory, lb2.host)] == [("10.0.0.100/24", 200)]
     conf = keepalived_conf(site("proxy.nopreempt=false", "proxy.advert_int=1", "proxy.virtual_router_id=7", text=text))
     assert not re.search(r"^\s+nopreempt$", conf, re.M)
@@ -255,11 +258,11 @@ hosts:
 
 
 def test_vip_is_site_wide_and_priorities_differ(write_inventory):
-    path = write_inventory(SITE.replace("{name: lb2,", "{name: lb2, vars: {proxy: {vip: 10.0.0.102/24, priority: 150}},"))
+    path = write_inventory(SITE.replace("{name: lb2,", "{name: lb2, vars: {proxy: {vip: 10.0.0.102/24, priority: 250}},"))
     assert load_problems(path) == [
         f"{path}:8: hosts[1].vars.proxy.vip: proxy.vip is one for the whole site: set it under settings:, "
         "not in a host's vars",
-        f"{path}:7: hosts[0]: lb1's default priority 150 equals lb2's: give lb1 a proxy.priority of its own in its vars",
+        f"{path}:7: hosts[0]: lb1's default priority 250 equals lb2's: give lb1 a proxy.priority of its own in its vars",
     ]
     path = write_inventory(SITE.replace("{name: lb2,", "{name: lb2, vars: {proxy: {priority: 7}},").replace(
         "{name: lb1,", "{name: lb1, vars: {proxy: {priority: 7}},"))
@@ -368,7 +371,11 @@ def test_haproxy_steps_validate_and_reload(site, with_layers):
     assert conf.path == "/etc/haproxy/haproxy.cfg"
     assert conf.validate == "haproxy -c -q -f {}" and conf.notify == ("reload",)
     assert "systemctl reload-or-restart haproxy" in Haproxy().handlers(ctx)["reload"].script
-    assert Haproxy.after == ("base", "keepalived")  # ip_nonlocal_bind before a VIP is bound
+    # It binds floating addresses it may not hold, and it answers before keepalived asks.
+    (sysctl,) = [s for s in steps if isinstance(s, Sysctl)]
+    assert (sysctl.key, sysctl.value) == ("net.ipv4.ip_nonlocal_bind", "1")
+    assert steps.index(sysctl) < steps.index(conf)
+    assert "haproxy" in Keepalived.after and "keepalived" not in Haproxy.after
 
 
 def test_without_vip_haproxy_listens_on_the_proxy_itself(site, with_layers):
@@ -376,6 +383,7 @@ def test_without_vip_haproxy_listens_on_the_proxy_itself(site, with_layers):
     ctx = site(text=text, host="lb2")
     (search, push) = layers(ctx.inventory, ctx.host)
     assert search.binds == ("10.0.0.2:9200",) and push.binds == ("10.0.0.2:8066",)
+    assert not [s for s in Haproxy().steps(ctx) if isinstance(s, Sysctl)]  # only local addresses
 
 
 def test_client_on_a_proxy_reaches_it_from_the_vip(site, with_layers):
