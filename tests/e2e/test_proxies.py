@@ -188,6 +188,22 @@ def test_haproxy_keeps_answering_when_a_backend_stops(site):
              15, "HAProxy takes app2 back")
 
 
+def test_nginx_stopped_on_a_holder_gives_its_address_away(site):
+    """The track script asks NGINX itself: a stopped NGINX is a FAULT, not just a dead host."""
+    inv, (vip1, vip2) = site
+    assert holds("proxy2", vip2)
+    on("proxy2", "systemctl stop nginx")
+    try:
+        moved = wait_for(lambda: holds("proxy1", vip2), 10, f"{vip2} moves to proxy1")
+        print(f"\nNGINX stopped on the holder of {vip2}: the address moved in {moved:.1f}s")
+        assert not holds("proxy2", vip2)
+    finally:
+        on("proxy2", "systemctl start nginx")
+    assert metric(inv.host("proxy2").address, 9100, f'keepalived_vrrp_state{{instance="mm_vip2",vip="{vip2}"}} 1')
+    time.sleep(3)  # back as a backup, and with nopreempt it leaves the address where it is
+    assert holds("proxy1", vip2) and not holds("proxy2", vip2)
+
+
 class Probe(threading.Thread):
     """GET https://<address>/ every 50 ms from the control machine, each on a new
     connection; records (time, ok)."""
