@@ -247,7 +247,7 @@ class Probe(threading.Thread):
 def test_killed_holder_moves_its_address_and_recovery_does_not_move_it_back(site):
     inv, (vip1, vip2) = site
     assert holds("proxy1", vip1)
-    before = on("proxy2", f"cat /var/lib/mmdeploy/keepalived/mm_vip1.transitions").strip()
+    before = on("proxy2", "cat /var/lib/mmdeploy/keepalived/mm_vip1.transitions").strip()
     probe = Probe(vip1, inv.settings.domain)
     probe.start()
     try:

@@ -4,14 +4,13 @@ components declare as Balanced (a fake component declares them here)."""
 
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
 import mmdeploy.registry as registry_module
 from mmdeploy import inventory
-from mmdeploy.component import Balanced, Component, Context, render as render_template
+from mmdeploy.component import Balanced, Component, Context
 from mmdeploy.components.haproxy import Haproxy, layers, server_states
 from mmdeploy.components.haproxy import render as render_haproxy
 from mmdeploy.components.keepalived import CONF, Keepalived, instances
@@ -429,7 +428,8 @@ def test_sysctl_persists_without_writing_an_equal_live_value():
     """A container's /proc/sys is read-only: a value already live is only persisted."""
 
     class Recorder:
-        scripts: list[str] = []
+        def __init__(self):
+            self.scripts: list[str] = []
 
         def run(self, script, **kw):
             from mmdeploy.remote import Result
