@@ -86,6 +86,26 @@ class Haproxy(Component):
     def hosts(self, inventory: Inventory) -> list[Host]:
         return super().hosts(inventory) if _layers(inventory) else []
 
+    def validate_layout(self, inventory: Inventory) -> list[tuple[str, str]]:
+        """Without a floating address HAProxy listens on each proxy's private address and
+        the layer's port: a proxy that serves a layer of several hosts itself would hold
+        that address and port twice."""
+        if inventory.settings.proxy.vips:
+            return []
+        problems = []
+        for balanced, servers in _layers(inventory):
+            port = balanced.port_for(inventory.settings)
+            if len(servers) < 2:
+                continue  # a single node is reached directly (see layers())
+            for h in servers:
+                if h.has("proxy") and balanced.port_for(h.settings) == port:
+                    problems.append((f"hosts.{inventory.hosts.index(h)}.roles",
+                                     f"{h.name} is a proxy and serves {balanced.name} on port {port} itself, where "
+                                     f"HAProxy balances {balanced.name} over {', '.join(x.name for x in servers)}: "
+                                     f"keep {balanced.name} off the proxy hosts, or set proxy.vip (HAProxy then "
+                                     "listens on the floating address)"))
+        return problems
+
     def steps(self, ctx: Context):
         steps = []
         if ctx.settings.proxy.vips:
@@ -124,6 +144,8 @@ def layers(inventory: Inventory, host: Host) -> list[Layer]:
     result = []
     for balanced, servers in _layers(inventory):
         port = balanced.port_for(inventory.settings)
+        if not vips and any(h.name == host.name for h in servers):
+            continue  # this proxy is the layer's only node: clients reach it here directly
         client_hosts = [h for h in inventory.hosts if any(h.has(r) for r in balanced.clients)]
         clients = [h.private_address for h in client_hosts]
         # A client on a proxy that holds the address reaches it from that very address.

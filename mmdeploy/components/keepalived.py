@@ -118,7 +118,7 @@ class Keepalived(Component):
     def enabled(self, host: Host) -> bool:
         return bool(host.settings.proxy.vips)
 
-    def validate_inventory(self, inventory: Inventory) -> list[tuple[str, str]]:
+    def validate_layout(self, inventory: Inventory) -> list[tuple[str, str]]:
         return vip_problems(inventory)
 
     def steps(self, ctx: Context):

@@ -43,6 +43,19 @@ hosts:
 """
 
 
+# No layer behind the internal balancer (no storage, search or push hosts): no HAProxy.
+NO_LAYER = """\
+pattern: single
+settings:
+  domain: chat.example.com
+  proxy: {vip: 10.0.0.100/24}
+hosts:
+  - {name: lb1, address: 192.0.2.1, private_address: 10.0.0.1, roles: [proxy]}
+  - {name: lb2, address: 192.0.2.2, private_address: 10.0.0.2, roles: [proxy]}
+  - {name: app1, address: 192.0.2.11, private_address: 10.0.0.11, roles: [app, jobserver, monitoring, db]}
+"""
+
+
 class FakeSearch(Component):
     """A layer served on several hosts, as the search component will declare it."""
 
@@ -129,7 +142,8 @@ def test_keepalived_conf_unicast_backup_nopreempt_tracked(site):
                  "nopreempt", "unicast_src_ip 10.0.0.1", "check_unicast_src", "10.0.0.100/24 dev ens3"):
         assert re.search(rf"^\s+{re.escape(line)}$", vip1, re.M), line
     assert re.search(r"unicast_peer \{\n\s+10\.0\.0\.2\n\s+\}", vip1)
-    assert re.search(r"track_script \{\n\s+chk_nginx\n\s+\}", vip1)  # no balanced layer: no HAProxy
+    # The storage hosts' S3 layer is balanced by HAProxy here: tracked too.
+    assert re.search(r"track_script \{\n\s+chk_nginx\n\s+chk_haproxy\n\s+\}", vip1)
     assert "state MASTER" not in conf  # nopreempt needs BACKUP everywhere
     for state in ("MASTER", "BACKUP", "FAULT", "STOP"):
         assert f'notify_{state.lower()} "/etc/keepalived/mmdeploy-notify mm_vip1 10.0.0.100 {state}" root' in vip1
@@ -158,9 +172,17 @@ def test_keepalived_steps(site):
         assert step.mode == "0755" and step.owner == "root" and names.index(step.name) < names.index(conf.name)
     check = next(s for s in steps if isinstance(s, File) and s.path.endswith("mmdeploy-check-nginx"))
     assert "curl -fsk --max-time 1 -o /dev/null https://127.0.0.1/mmdeploy-proxy-health" in check.content.decode()
-    # The HAProxy check is removed when no HAProxy runs here.
-    assert "command remove /etc/keepalived/mmdeploy-check-haproxy" not in names
-    assert "remove /etc/keepalived/mmdeploy-check-haproxy" in names
+    assert "file /etc/keepalived/mmdeploy-check-haproxy" in names
+
+
+def test_without_haproxy_only_nginx_is_tracked(site):
+    ctx = site(text=NO_LAYER)
+    conf = keepalived_conf(ctx)
+    assert re.search(r"track_script \{\n\s+chk_nginx\n\s+\}", instance_block(conf, "mm_vip1"))
+    assert "chk_haproxy" not in conf
+    names = [s.name for s in Keepalived().steps(ctx)]
+    assert "remove /etc/keepalived/mmdeploy-check-haproxy" in names  # a former HAProxy check goes
+    assert "file /etc/keepalived/mmdeploy-check-haproxy" not in names
 
 
 def test_one_address_and_host_priorities(site):
@@ -302,15 +324,15 @@ def test_notify_writes_the_textfile_and_counts_transitions(site, tmp_path):
 
 
 def test_no_balanced_layer_no_haproxy(site):
-    ctx = site()
+    ctx = site(text=NO_LAYER)
     assert Haproxy().hosts(ctx.inventory) == []
     assert "haproxy" not in [j.name for j in scrape_jobs(ctx.inventory)]
 
 
 def test_balanced_layers_derive_haproxy_and_its_scrape_job(site, with_layers):
     ctx = site()
-    assert [(b.name, [h.name for h in hosts]) for b, hosts in with_layers.balanced_layers(ctx.inventory)] == [
-        ("search", ["s1", "s2", "s3"]), ("push", ["s1", "s2"])]
+    found = {b.name: [h.name for h in hosts] for b, hosts in with_layers.balanced_layers(ctx.inventory)}
+    assert found == {"storage": ["s1", "s2", "s3", "s4"], "search": ["s1", "s2", "s3"], "push": ["s1", "s2"]}
     assert [h.name for h in Haproxy().hosts(ctx.inventory)] == ["lb1", "lb2"]
     jobs = {j.name: [t.address for t in j.targets] for j in scrape_jobs(ctx.inventory)}
     assert jobs["haproxy"] == ["10.0.0.1:8405", "10.0.0.2:8405"]
@@ -380,8 +402,8 @@ def test_haproxy_steps_validate_and_reload(site, with_layers):
 def test_without_vip_haproxy_listens_on_the_proxy_itself(site, with_layers):
     text = SITE.replace("  proxy:\n    vip: [10.0.0.100/24, 10.0.0.101/24]\n", "")
     ctx = site(text=text, host="lb2")
-    (search, push) = layers(ctx.inventory, ctx.host)
-    assert search.binds == ("10.0.0.2:9200",) and push.binds == ("10.0.0.2:8066",)
+    binds = {layer.name: layer.binds for layer in layers(ctx.inventory, ctx.host)}
+    assert binds == {"storage": ("10.0.0.2:8333",), "search": ("10.0.0.2:9200",), "push": ("10.0.0.2:8066",)}
     assert not [s for s in Haproxy().steps(ctx) if isinstance(s, Sysctl)]  # only local addresses
 
 
@@ -446,3 +468,39 @@ def test_sysctl_persists_without_writing_an_equal_live_value():
     change = step.check({probe: Fact(0, "0\n|\n")})
     step.apply(remote, change)
     assert "sysctl -q -w net.ipv4.ip_nonlocal_bind=1" in remote.scripts[-1]
+
+
+def test_a_proxy_serving_a_layer_itself(site, with_layers, write_inventory):
+    # One proxy that is also the only search node (all in one): reached directly, no frontend.
+    text = """\
+pattern: single
+hosts:
+  - {name: aio, address: 10.0.0.5, roles: [proxy, app, jobserver, monitoring, db, search]}
+"""
+    ctx = site(text=text, host="aio")
+    assert [layer.name for layer in layers(ctx.inventory, ctx.host)] == []
+    # A proxy among several nodes of a layer, without a floating address: refused at load.
+    text = SITE.replace("  proxy:\n    vip: [10.0.0.100/24, 10.0.0.101/24]\n", "").replace(
+        "private_address: 10.0.0.2, roles: [proxy]", "private_address: 10.0.0.2, roles: [proxy, search]")
+    path = write_inventory(text)
+    assert load_problems(path) == [
+        f"{path}:6: hosts[1].roles: lb2 is a proxy and serves search on port 9200 itself, where HAProxy balances "
+        "search over lb2, s1, s2, s3: keep search off the proxy hosts, or set proxy.vip (HAProxy then listens on "
+        "the floating address)"]
+    # With floating addresses HAProxy listens there, the node on its own address: no clash.
+    ctx = site(text=SITE.replace("private_address: 10.0.0.2, roles: [proxy]",
+                                 "private_address: 10.0.0.2, roles: [proxy, search]"), host="lb2")
+    (search,) = [layer for layer in layers(ctx.inventory, ctx.host) if layer.name == "search"]
+    assert search.binds == ("10.0.0.100:9200", "10.0.0.101:9200") and "10.0.0.2:9200" in [s.address for s in search.servers]
+
+
+def test_the_storage_layer_goes_through_haproxy(site):
+    """The real S3 storage component's Balanced declaration, without fakes."""
+    conf = render_haproxy(site())
+    frontend, backend = section(conf, "frontend storage"), section(conf, "backend storage")
+    assert re.findall(r"bind (\S+)", frontend) == ["10.0.0.100:8333", "10.0.0.101:8333"]
+    # Mattermost on the app servers and the job server: their private addresses only.
+    assert "tcp-request connection reject unless { src 10.0.0.11 10.0.0.12 10.0.0.13 10.0.0.21 }" in frontend
+    assert "option httpchk GET /healthz" in backend and "balance leastconn" in backend
+    assert re.findall(r"server (\S+) (\S+) check", backend) == [
+        ("s1", "10.0.0.41:8333"), ("s2", "10.0.0.42:8333"), ("s3", "10.0.0.43:8333"), ("s4", "10.0.0.44:8333")]
