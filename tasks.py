@@ -98,16 +98,18 @@ def verify(c, pattern=None, inventory=None, set=None, only=None):
     print("all checks passed")
 
 
-@task(help={"pattern": "test-bed layout to deploy: single (default), allinone, multi, cluster"})
+@task(help={"pattern": "test-bed layout to deploy: single (default), allinone, multi, cluster",
+            "distro": "Debian suite of the test-bed hosts: bookworm (default) or trixie"})
 @_cli
-def up(c, pattern="single"):
+def up(c, pattern="single", distro="bookworm"):
     """The main job: start the local test bed, deploy Mattermost onto it, verify, print the URL."""
     from mmdeploy import testbed
 
     # A bed that `inv up` did not create for this layout (a test's, another layout's) is
     # never deployed onto: it is replaced. The inventory written holds every bed-only
     # setting, so later commands work on it alone.
-    path = testbed.up(ROOT, pattern=pattern, owner="up", replace=True, settings=_bed_settings(pattern))
+    path = testbed.up(ROOT, pattern=pattern, owner="up", replace=True, settings=_bed_settings(pattern),
+                      distro=distro)
     inv = mmdeploy.load(path)
     report = mmdeploy.deploy(inv)
     if report.failed:
@@ -156,15 +158,17 @@ def _bed_settings(pattern: str | None = None) -> dict:
     return settings
 
 
-@task(name="up", help={"pattern": "single, multi, cluster or allinone", "hosts": "N generic hosts instead"})
+@task(name="up", help={"pattern": "single, multi, cluster or allinone", "hosts": "N generic hosts instead",
+                       "distro": "Debian suite of the hosts: bookworm (default) or trixie"})
 @_cli
-def testbed_up(c, pattern=None, hosts=None):
+def testbed_up(c, pattern=None, hosts=None, distro="bookworm"):
     """Start local Debian hosts (Docker containers with systemd and sshd) and write their inventory."""
     from mmdeploy import testbed
 
     if pattern is None and hosts is None:
         pattern = "single"
-    path = testbed.up(ROOT, pattern=pattern, hosts=int(hosts) if hosts else None, settings=_bed_settings(pattern))
+    path = testbed.up(ROOT, pattern=pattern, hosts=int(hosts) if hosts else None, settings=_bed_settings(pattern),
+                      distro=distro)
     print(f"inventory: {path.relative_to(ROOT)}  (inv deploy --inventory {path.relative_to(ROOT)})")
 
 

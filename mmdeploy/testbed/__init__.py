@@ -24,21 +24,25 @@ from .containers import (
     status,
 )
 from .engine import ensure_engine, raise_kernel_limits
-from .image import IMAGE, ensure_image, mirrors
+from .image import IMAGE, SUITE, SUITES, ensure_image, image_for, mirrors
 from .inventory import path_for
 from .inventory import write as write_inventory
 from .network import ensure_apt_cache, ensure_network, serve
 
 
 def up(root: Path, pattern: str | None = None, hosts: int | None = None, log: Log = print,
-       owner: str = "testbed", settings: dict | None = None, replace: bool = False) -> Path:
+       owner: str = "testbed", settings: dict | None = None, replace: bool = False,
+       distro: str = SUITE) -> Path:
     """Start the bed for a layout and write its inventory (with `settings` merged into its
-    bed settings); returns the inventory path.
+    bed settings); returns the inventory path. `distro` is the Debian suite of the hosts
+    (bookworm, trixie); another suite is another layout (its name gets `-<suite>`).
 
     Containers of this bed that another owner created, or of another layout, are never
     reused: with `replace` they are removed first, else LayoutConflict names them."""
     bed = layout(pattern, hosts)
-    name = pattern or f"{hosts}-hosts"
+    image = image_for(distro)  # an unknown suite is refused before anything starts
+    suffix = "" if distro == SUITE else f"-{distro}"
+    name = (pattern or f"{hosts}-hosts") + suffix
     existing = status()
     foreign = [s for s in existing if s["owner"] != owner or s["layout"] != name]
     if foreign:
@@ -49,16 +53,17 @@ def up(root: Path, pattern: str | None = None, hosts: int | None = None, log: Lo
         log(f"replacing the test bed {NETWORK} (it held containers of another owner or layout)")
         down(log)
     ensure_engine()
-    ensure_image(log=log)
+    ensure_image(log=log, suite=distro)
     ensure_network()  # before the apt cache check, which needs the gateway address
     apt_proxy = ensure_apt_cache(log)
-    start(bed, root, log, owner, name)
+    start(bed, root, log, owner, name, image)
     kind = pattern if pattern in ("multi", "cluster") else "single"
-    return write_inventory(path_for(root, name if pattern else f"{hosts}"), bed, kind, key_path(root),
+    return write_inventory(path_for(root, name if pattern else f"{hosts}{suffix}"), bed, kind, key_path(root),
                            apt_proxy, settings)
 
 
-__all__ = ["BED", "GATEWAY", "IMAGE", "MAX_HOSTS", "NETWORK", "PATTERNS", "SUBNET", "BedHost", "LayoutConflict",
-           "TestbedError", "container_name", "down", "ensure_apt_cache", "ensure_engine", "ensure_image",
+__all__ = ["BED", "GATEWAY", "IMAGE", "MAX_HOSTS", "NETWORK", "PATTERNS", "SUBNET", "SUITE", "SUITES", "BedHost",
+           "LayoutConflict", "TestbedError", "container_name", "down", "ensure_apt_cache", "ensure_engine",
+           "ensure_image", "image_for",
            "ensure_network", "key_path", "layout", "mirrors", "path_for", "raise_kernel_limits", "serve", "status",
            "up", "write_inventory"]

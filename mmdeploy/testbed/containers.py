@@ -145,7 +145,7 @@ def check_conflicts(hosts: list[BedHost]) -> None:
 
 
 def start_host(host: BedHost, pubkey: str, key: Path, add_hosts: list[str], log: Log,
-               owner: str = "testbed", layout_name: str = "") -> None:
+               owner: str = "testbed", layout_name: str = "", image: str = IMAGE) -> None:
     name = container_name(host.name)
     state = docker("inspect", "-f", "{{.State.Status}}", name, check=False)
     started = time.monotonic()
@@ -155,7 +155,7 @@ def start_host(host: BedHost, pubkey: str, key: Path, add_hosts: list[str], log:
                 "--label", f"{ROLES_LABEL}={','.join(host.roles)}",
                 "--label", f"{OWNER_LABEL}={owner}", "--label", f"{LAYOUT_LABEL}={layout_name}",
                 # SIGRTMIN+3 makes `docker stop` a clean systemd shutdown (import cannot set it).
-                "--stop-signal", "SIGRTMIN+3", *RUN_FLAGS, *add_hosts, IMAGE)
+                "--stop-signal", "SIGRTMIN+3", *RUN_FLAGS, *add_hosts, image)
     elif state.stdout.strip() != "running":
         docker("start", name)
     docker("exec", "-i", name, "sh", "-c",
@@ -214,7 +214,7 @@ def _port_open(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def start(hosts: list[BedHost], root: Path, log: Log, owner: str, layout_name: str) -> None:
+def start(hosts: list[BedHost], root: Path, log: Log, owner: str, layout_name: str, image: str = IMAGE) -> None:
     """Start (or create) every host in parallel and wait until each answers SSH."""
     pubkey = ensure_key(root)
     check_conflicts(hosts)
@@ -222,4 +222,5 @@ def start(hosts: list[BedHost], root: Path, log: Log, owner: str, layout_name: s
     add_hosts = add_host_flags()
     with ThreadPoolExecutor(max_workers=min(len(hosts), 8)) as pool:
         # list() re-raises the first failure; leaving the block waits for the other hosts.
-        list(pool.map(lambda h: start_host(h, pubkey, key, add_hosts, log, owner, layout_name), hosts))
+        list(pool.map(lambda h: start_host(h, pubkey, key, add_hosts, log, owner, layout_name, image),
+                      hosts))

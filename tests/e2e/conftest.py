@@ -16,20 +16,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def bed():
-    """bed(pattern, fresh=False, hosts=None) -> inventory path of a started test bed with
-    that layout (hosts=N: N generic hosts instead of a pattern's).
+    """bed(pattern, fresh=False, hosts=None, distro="bookworm") -> inventory path of a started
+    test bed with that layout (hosts=N: N generic hosts instead of a pattern's), on hosts of
+    that Debian suite.
 
     Containers are recreated when the layout changes or `fresh` is asked for (a module
     that changes topology, such as a failover, wants clean hosts); otherwise the same
     layout is reused within the session. MMDEPLOY_BED=N selects a separate bed."""
     current = {}
 
-    def start(pattern: str = "single", fresh: bool = False, hosts: int | None = None) -> Path:
-        layout = f"{hosts}-hosts" if hosts else pattern
+    def start(pattern: str = "single", fresh: bool = False, hosts: int | None = None,
+              distro: str = testbed.SUITE) -> Path:
+        layout = (f"{hosts}-hosts" if hosts else pattern, distro)
         if fresh or current.get("pattern") != layout:
             testbed.down(log=lambda *_: None)
             current["path"] = testbed.up(ROOT, pattern=None if hosts else pattern, hosts=hosts, owner="tests",
-                                         log=lambda *_: None)
+                                         log=lambda *_: None, distro=distro)
             current["pattern"] = layout
         return current["path"]
 

@@ -13,6 +13,8 @@ from mmdeploy.ops import Command, File
 from mmdeploy.ops.secretfile import SecretFile
 from mmdeploy.secrets import Redactor, Secrets
 
+from .hostfacts import HostFacts
+
 SITE = """\
 pattern: multi
 settings:
@@ -36,7 +38,7 @@ hosts:
 def site(write_inventory, tmp_path):
     def load(*overrides):
         inv = inventory.load(write_inventory(SITE), overrides)
-        return Context(inv, inv.host("lb1"), Secrets(tmp_path / "s.yml", Redactor()), None)
+        return Context(inv, inv.host("lb1"), Secrets(tmp_path / "s.yml", Redactor()), HostFacts())
 
     return load
 

@@ -19,7 +19,7 @@ import zlib
 from collections import Counter
 from typing import Mapping
 
-from ... import releases
+from ... import distros, releases
 from ...component import Context, Metrics
 from ...dbtier import Topology
 from ...dbtier.component import (
@@ -33,7 +33,7 @@ from ...errors import MMDeployError
 from ...facts import Fact
 from ...inventory import Host, Inventory
 from ...ops import SQL, Command, File, Packages, Service, unit
-from ...ops.exporter import env_file, exporter_handlers, exporter_steps
+from ...ops.exporter import env_file, exporter_handlers, exporter_steps, restart_handler
 from ...ops.secretfile import SecretFile
 from ...remote import Remote
 from ...step import Change, Step, run_checked
@@ -58,12 +58,17 @@ from .gtid import missing_on
 from .probe import parse_probe
 from .scripts import SEED_TIMEOUT, fence_script, follow_script, seed_script
 
-EXPORTER = "prometheus-mysqld-exporter"
+EXPORTER_CNF = "/etc/mysql/mmdeploy-exporter.cnf"
 EXPORTER_PORT = 9104  # the Debian package's default
 
 
 def db_hosts(inventory: Inventory) -> list[Host]:
     return [h for h in inventory.with_role("db") if h.settings.database.engine == "mysql"]
+
+
+def exporter(ctx: Context) -> str:
+    """The mysqld exporter's package (and unit) on this host's distribution."""
+    return distros.of(ctx.facts.host("os")).exporter("mysqld")
 
 
 def flavor_of(host: Host) -> Flavor:
@@ -180,7 +185,7 @@ class MySQL(DBComponent):
             steps += _oracle_repo_steps(ctx)
         pid = "/run/mysqld/mysqld.pid"
         steps += [
-            Packages(*flavor.packages()),
+            Packages(*flavor.packages(distros.of(ctx.facts.host("os")))),
             File(flavor.conf_path, render_config(ctx)),
             SecretFile(REPLICATION_CNF, f"[client]\nuser={REPLICATION_USER}\npassword={repl_password}\n"),
             File("/usr/local/sbin/mmdeploy-mysql-fence", render_fence(ctx), mode="0755", notify=("restart fence",)),
@@ -299,9 +304,18 @@ class MySQLReplication(DBComponent):
         return [Replicate(topo, ctx.host, ctx.settings.database.mysql_series), *exporter]
 
     def _exporter(self, ctx: Context) -> list[Step]:
-        password = ctx.secrets.get(DB_MONITORING_PASSWORD)
-        dsn = f"{ctx.settings.monitoring.db_user}:{password}@unix(/run/mysqld/mysqld.sock)/"
-        return exporter_steps(EXPORTER, env_file("components/mysql", DATA_SOURCE_NAME=dsn, ARGS=""))
+        password, user = ctx.secrets.get(DB_MONITORING_PASSWORD), ctx.settings.monitoring.db_user
+        unit = exporter(ctx)
+        if distros.of(ctx.facts.host("os")).mysqld_exporter_reads_dsn:
+            dsn = f"{user}:{password}@unix(/run/mysqld/mysqld.sock)/"
+            return exporter_steps(unit, env_file("components/mysql", DATA_SOURCE_NAME=dsn, ARGS=""))
+        # 0.15 and later ignore DATA_SOURCE_NAME: the login is in a my.cnf file of its own.
+        steps = exporter_steps(unit, env_file("components/mysql", ARGS=f"--config.my-cnf={EXPORTER_CNF}"),
+                               secret=False)
+        cnf = SecretFile(EXPORTER_CNF, f"[client]\nuser={user}\npassword={password}\nsocket=/run/mysqld/mysqld.sock\n",
+                         owner="prometheus", group="prometheus", mode="0640", notify=(restart_handler(unit),))
+        steps.insert(2, cnf)  # once its user exists, before the package starts it
+        return steps
 
     def handlers(self, ctx: Context):
-        return exporter_handlers(EXPORTER)
+        return exporter_handlers(exporter(ctx))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import quote as quote_url
 
+from ... import distros
 from ...component import Context, Metrics
 from ...dbtier import Topology
 from ...dbtier.component import (
@@ -38,8 +39,12 @@ from .config import (
 )
 from .scripts import SEED_TIMEOUT, quote, seed_script, slots_sql
 
-EXPORTER = "prometheus-postgres-exporter"
 EXPORTER_PORT = 9187  # the Debian package's default
+
+
+def exporter(ctx: Context) -> str:
+    """The postgres exporter's package (and unit) on this host's distribution."""
+    return distros.of(ctx.facts.host("os")).exporter("postgres")
 
 
 def pgpass_escape(value: str) -> str:
@@ -71,7 +76,7 @@ class PostgreSQL(DBComponent):
 
     def steps(self, ctx: Context):
         topo: Topology = ctx.shared
-        host, p = ctx.host, paths(ctx.host)
+        host, p = ctx.host, paths(ctx.host, ctx.facts.host("os"))
         memory_mb = ctx.settings.database.memory_mb or int(ctx.facts.host("mem_kb")) // 1024
         clients, peers = hba_addresses(ctx.inventory, host)
         monitor = ctx.settings.monitoring.db_user
@@ -135,7 +140,7 @@ class PostgreSQL(DBComponent):
         return steps
 
     def handlers(self, ctx: Context):
-        u = paths(ctx.host).unit
+        u = paths(ctx.host, ctx.facts.host("os")).unit
         # try-*: a stopped (not yet seeded, or fenced) server is not started by a config change.
         return {
             "restart": Command(f"restart {u}", f"systemctl try-restart {u}"),
@@ -158,7 +163,7 @@ class PostgreSQLReplication(DBComponent):
 
     def steps(self, ctx: Context):
         topo: Topology = ctx.shared
-        host, p = ctx.host, paths(ctx.host)
+        host, p = ctx.host, paths(ctx.host, ctx.facts.host("os"))
         exporter = self._exporter(ctx)
         if topo.states[host.name].fenced:
             return exporter  # a former primary stays down until `inv db.rejoin`
@@ -178,9 +183,9 @@ class PostgreSQLReplication(DBComponent):
         password = ctx.secrets.get(DB_MONITORING_PASSWORD)
         dsn = (f"postgresql://{quote_url(s.monitoring.db_user)}:{quote_url(password, safe='')}"
                "@127.0.0.1:5432/postgres?sslmode=disable")
-        return exporter_steps(EXPORTER, env_file("components/postgresql", DATA_SOURCE_NAME=dsn, ARGS=""))
+        return exporter_steps(exporter(ctx), env_file("components/postgresql", DATA_SOURCE_NAME=dsn, ARGS=""))
 
     def handlers(self, ctx: Context):
-        u = paths(ctx.host).unit
+        u = paths(ctx.host, ctx.facts.host("os")).unit
         return {"reload": Command(f"reload {u}", f"systemctl try-reload-or-restart {u}"),
-                **exporter_handlers(EXPORTER)}
+                **exporter_handlers(exporter(ctx))}
