@@ -13,6 +13,7 @@ from pathlib import Path
 from invoke import Collection, Exit, task
 
 import mmdeploy
+from mmdeploy import jsonout
 from mmdeploy.errors import MMDeployError
 
 ROOT = Path(__file__).resolve().parent
@@ -36,6 +37,18 @@ def _load(pattern, inventory, overrides=()):
     return mmdeploy.load(mmdeploy.inventory_path(pattern, inventory, ROOT / "hosts"), overrides)
 
 
+def _output(json: bool) -> dict:
+    """Where a run's lines go: standard error when standard output carries the JSON
+    document; a live per-host view on a terminal; else one line per change."""
+    if json:
+        return {"out": sys.stderr}
+    return {"live": sys.stdout.isatty()}
+
+
+def _json(document: dict, inv) -> None:
+    jsonout.dump(document, sys.stdout, mmdeploy.session(inv)[0])
+
+
 def _names(value: str | None) -> list[str] | None:
     """A comma-separated flag: None when not given; given but naming nothing ("", ",")
     is an empty list, which the API refuses rather than reading it as "all"."""
@@ -50,6 +63,7 @@ _HELP = {
     "only": "comma-separated component names: only these components",
     "verbose": "also print steps that are already as wanted",
     "yes": "apply without showing the plan and asking",
+    "json": "print one JSON document on standard output (schema: docs/json.md); other output goes to stderr",
 }
 
 
@@ -57,45 +71,56 @@ def _help(*names):
     return {n: _HELP[n] for n in names}
 
 
-@task(help=_help("pattern", "inventory", "limit", "set", "only", "verbose"), iterable=["set"])
+@task(help=_help("pattern", "inventory", "limit", "set", "only", "verbose", "json"), iterable=["set"])
 @_cli
-def plan(c, pattern=None, inventory=None, limit=None, set=None, only=None, verbose=False):
+def plan(c, pattern=None, inventory=None, limit=None, set=None, only=None, verbose=False, json=False):
     """Show, host by host, every step that would change and each file's diff. Changes nothing."""
     inv = _load(pattern, inventory, set or ())
-    report = mmdeploy.plan(inv, limit=_names(limit), only=_names(only), verbose=verbose)
+    report = mmdeploy.plan(inv, limit=_names(limit), only=_names(only), verbose=verbose, **_output(json))
+    if json:
+        _json(jsonout.run(report, inv), inv)
     if report.failed:
         raise Exit(code=1)
 
 
-@task(help=_help("pattern", "inventory", "limit", "set", "only", "yes", "verbose"), iterable=["set"])
+@task(help=_help("pattern", "inventory", "limit", "set", "only", "yes", "verbose", "json"), iterable=["set"])
 @_cli
-def deploy(c, pattern=None, inventory=None, limit=None, set=None, only=None, yes=False, verbose=False):
-    """Apply the inventory: hosts in parallel, components in dependency order."""
+def deploy(c, pattern=None, inventory=None, limit=None, set=None, only=None, yes=False, verbose=False, json=False):
+    """Apply the inventory: hosts in parallel, components in dependency order; asks first on a terminal."""
     inv = _load(pattern, inventory, set or ())
     if not yes and sys.stdin.isatty() and sys.stdout.isatty():
-        preview = mmdeploy.plan(inv, limit=_names(limit), only=_names(only))
+        preview = mmdeploy.plan(inv, limit=_names(limit), only=_names(only), **_output(json))
         if preview.failed:
             raise Exit(code=1)
         if preview.changed == 0:
-            print("Nothing to change.")
+            print("Nothing to change.", file=sys.stderr if json else sys.stdout)
+            if json:
+                _json(jsonout.run(preview, inv), inv)
             return
-        if input(f"Apply these {preview.changed} changes? [y/N] ").strip().lower() not in ("y", "yes"):
+        print(f"Apply these {preview.changed} changes? [y/N] ", end="", flush=True,
+              file=sys.stderr if json else sys.stdout)
+        if input().strip().lower() not in ("y", "yes"):
             raise Exit("Not applied.", code=1)
-    report = mmdeploy.deploy(inv, limit=_names(limit), only=_names(only), verbose=verbose)
+    report = mmdeploy.deploy(inv, limit=_names(limit), only=_names(only), verbose=verbose, **_output(json))
+    if json:
+        _json(jsonout.run(report, inv), inv)
     if report.failed:
         raise Exit(code=1)
 
 
-@task(help=_help("pattern", "inventory", "set", "only"), iterable=["set"])
+@task(help=_help("pattern", "inventory", "set", "only", "json"), iterable=["set"])
 @_cli
-def verify(c, pattern=None, inventory=None, set=None, only=None):
+def verify(c, pattern=None, inventory=None, set=None, only=None, json=False):
     """End-to-end health checks of a deployed inventory; names each failing check."""
     inv = _load(pattern, inventory, set or ())
-    failures = [r for r in mmdeploy.verify(inv, only=_names(only)) if not r.ok]
+    results = mmdeploy.verify(inv, only=_names(only), out=sys.stderr if json else None)
+    if json:
+        _json(jsonout.verify(results, inv), inv)
+    failures = [r for r in results if not r.ok]
     if failures:
         print(f"{len(failures)} check(s) failed", file=sys.stderr)
         raise Exit(code=1)
-    print("all checks passed")
+    print("all checks passed", file=sys.stderr if json else sys.stdout)
 
 
 @task(help={"pattern": "test-bed layout to deploy: single (default), allinone, multi, cluster",
@@ -205,14 +230,18 @@ def bench_noop(c, hosts="1,5,10", steps=20):
 # --- database tier ---------------------------------------------------------------------
 
 
-@task(name="status", help=_help("pattern", "inventory", "set"), iterable=["set"])
+@task(name="status", help=_help("pattern", "inventory", "set", "json"), iterable=["set"])
 @_cli
-def db_status(c, pattern=None, inventory=None, set=None):
+def db_status(c, pattern=None, inventory=None, set=None, json=False):
     """Per DB node: role, writable or read-only, position and lag, replicas, sync state. Reads only."""
     from mmdeploy import dbtier
 
-    states = mmdeploy.db_status(_load(pattern, inventory, set or ()))
-    print(dbtier.format_status(states))
+    inv = _load(pattern, inventory, set or ())
+    states = mmdeploy.db_status(inv)
+    if json:
+        _json(jsonout.db_status(states, inv), inv)
+    else:
+        print(dbtier.format_status(states))
     if sum(s.writable for s in states) != 1:
         raise Exit("expected exactly one writable DB node", code=1)
 

@@ -55,15 +55,16 @@ def session(inventory: Inventory) -> tuple[Redactor, Secrets]:
 
 
 def plan(inventory: Inventory, *, limit: list[str] | None = None, only: list[str] | None = None,
-         out: TextIO | None = None, verbose: bool = False) -> RunReport:
-    """Every step that would change, with diffs; changes nothing."""
-    return _run(inventory, "plan", limit, only, out, verbose)
+         out: TextIO | None = None, verbose: bool = False, live: bool = False) -> RunReport:
+    """Every step that would change, with diffs; changes nothing. `live`: a per-host
+    progress view for a terminal (live.py) instead of one line per change."""
+    return _run(inventory, "plan", limit, only, out, verbose, live)
 
 
 def deploy(inventory: Inventory, *, limit: list[str] | None = None, only: list[str] | None = None,
-           out: TextIO | None = None, verbose: bool = False) -> RunReport:
+           out: TextIO | None = None, verbose: bool = False, live: bool = False) -> RunReport:
     """Apply the inventory; a second deploy of the same inventory changes nothing."""
-    return _run(inventory, "apply", limit, only, out, verbose)
+    return _run(inventory, "apply", limit, only, out, verbose, live)
 
 
 @dataclass
@@ -153,14 +154,24 @@ def rejoin(inventory: Inventory, host: str, out: TextIO | None = None) -> Topolo
                          redactor=redactor)
 
 
-def _run(inventory, mode, limit, only, out, verbose) -> RunReport:
+def _run(inventory: Inventory, mode: str, limit: list[str] | None, only: list[str] | None, out: TextIO | None,
+         verbose: bool, live: bool = False) -> RunReport:
     from .registry import registry
 
     redactor, secrets = session(inventory)
     selected = registry().by_name(only)
     runner.select_hosts(inventory, limit)  # bad --limit is bad input: refuse before connecting
-    reporter = Reporter(redactor, out=out, verbose=verbose)
-    return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit)
+    if live:
+        from .live import LiveReporter
+
+        reporter: Reporter = LiveReporter(redactor, out=out, verbose=verbose)
+    else:
+        reporter = Reporter(redactor, out=out, verbose=verbose)
+    try:
+        return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit)
+    finally:
+        if live:
+            reporter.stop()  # type: ignore[attr-defined]  # the view ends even when the run raised
 
 
 __all__ = ["CheckResult", "FailoverReport", "MMDeployError", "db_status", "deploy", "failover_db",
