@@ -142,14 +142,32 @@ def up(c, pattern="single", distro="bookworm"):
     print()
     if not all(r.ok for r in mmdeploy.verify(inv)):
         raise Exit(code=1)
+    from mmdeploy import topology as drawing
+
+    picture = drawing.render(mmdeploy.topology_graph(inv), path.with_suffix(".svg"))
     proxy, mm = inv.with_role("proxy")[0], inv.settings.mattermost
     print(f"""
 Mattermost ({inv.pattern} pattern, {len(inv.hosts)} test-bed hosts, {path.relative_to(ROOT)}) is up:
   URL:      https://{proxy.address}/   (site URL https://{inv.settings.domain}; self-signed certificate)
   login:    {mm.admin_username}, team '{mm.team_name}'
   password: key mattermost_admin_password in {inv.secrets_path.relative_to(ROOT)}
+  topology: {picture.relative_to(ROOT)}   (inv topology --inventory {path.relative_to(ROOT)} redraws it)
 The Mattermost server on the test bed is a stand-in (tests/standin/): the real release
 cannot be downloaded on this machine. On real hosts the same deploy installs the official one.""")
+
+
+@task(help={**_help("pattern", "inventory", "set"),
+            "out": "the picture to write: .svg (default topology.svg), .png, .pdf or .dot",
+            "offline": "draw from the inventory alone, without asking the hosts"}, iterable=["set"])
+@_cli
+def topology(c, pattern=None, inventory=None, out="topology.svg", offline=False, set=None):
+    """Draw the deployment: hosts by layer, floating addresses, flows with ports, and (unless
+    --offline) live state read from the hosts: VIP holder, DB primary and replicas, hosts down."""
+    from mmdeploy import topology as drawing
+
+    inv = _load(pattern, inventory, set or ())
+    path = drawing.render(mmdeploy.topology_graph(inv, live=not offline), Path(out))
+    print(f"topology: {path}")
 
 
 @task(help={"e2e": "include the end-to-end tests on the test bed (default true)",
@@ -278,4 +296,4 @@ def db_rejoin(c, host, pattern=None, inventory=None, set=None):
 testbed_ns = Collection("testbed", testbed_up, testbed_down, testbed_status)
 bench_ns = Collection("bench", bench_noop)
 db_ns = Collection("db", db_status, db_rejoin)
-ns = Collection(plan, deploy, verify, up, test, failover_db, testbed_ns, bench_ns, db_ns)
+ns = Collection(plan, deploy, verify, up, test, failover_db, topology, testbed_ns, bench_ns, db_ns)

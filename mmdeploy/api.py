@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from . import inventory as _inventory
 from . import runner
@@ -31,6 +31,9 @@ from .inventory import Inventory
 from .report import Reporter
 from .runner import RunReport
 from .secrets import Redactor, Secrets
+
+if TYPE_CHECKING:
+    from .topology import Graph
 
 
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inventory:
@@ -154,6 +157,16 @@ def rejoin(inventory: Inventory, host: str, out: TextIO | None = None) -> Topolo
                          redactor=redactor)
 
 
+def topology_graph(inventory: Inventory, *, live: bool = True) -> "Graph":
+    """The deployment as a graph (topology.py): hosts by layer, floating addresses,
+    balancers and flows with ports; with `live`, annotated with what the hosts say now
+    (read-only, time-limited: the floating address holders, DB primary and replicas, hosts
+    that do not answer). Draw it with mmdeploy.topology.render(graph, path)."""
+    from . import topology
+
+    return topology.build(inventory, topology.read_live(inventory) if live else None)
+
+
 def _run(inventory: Inventory, mode: str, limit: list[str] | None, only: list[str] | None, out: TextIO | None,
          verbose: bool, live: bool = False) -> RunReport:
     from .registry import registry
@@ -175,4 +188,4 @@ def _run(inventory: Inventory, mode: str, limit: list[str] | None, only: list[st
 
 
 __all__ = ["CheckResult", "FailoverReport", "MMDeployError", "db_status", "deploy", "failover_db",
-           "inventory_path", "load", "plan", "rejoin", "session", "verify"]
+           "inventory_path", "load", "plan", "rejoin", "session", "topology_graph", "verify"]
