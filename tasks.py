@@ -170,6 +170,34 @@ def topology(c, pattern=None, inventory=None, out="topology.svg", offline=False,
     print(f"topology: {path}")
 
 
+@task(help={"users": "the number of users to size for",
+            "out": "also write a starting inventory there (addresses as placeholders to fill in)",
+            "mb_per_user_month": "files uploaded per user per month, MB (low 1-5, medium 5-25, high 25-100; default 15)",
+            "domain": "the site's domain in the written inventory",
+            "force": "overwrite --out if it exists"})
+@_cli
+def size(c, users, out=None, mb_per_user_month=15.0, domain="chat.example.com", force=False):
+    """Recommend the pattern and, per role, host count, vCPU, memory and disk for N users (sources
+    cited per figure); with --out, write a starting inventory."""
+    from mmdeploy import sizing
+    from mmdeploy.errors import InventoryError
+
+    try:
+        count = int(users)
+    except ValueError:
+        raise InventoryError([f"--users: expected a whole number, got {users!r}"]) from None
+    rec = sizing.recommend(count, float(mb_per_user_month))
+    print(f"{count:,} users: the {rec.pattern} pattern (Mattermost's {rec.tier.users:,}-user reference architecture)\n")
+    print(rec.table())
+    if out:
+        path = Path(out)
+        if path.exists() and not force:
+            raise InventoryError([f"--out: {path} exists (use --force to overwrite)"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(sizing.inventory(rec, domain))
+        print(f"\ninventory: {path} (fill in the addresses, then: inv plan --inventory {path})")
+
+
 @task(help={"e2e": "include the end-to-end tests on the test bed (default true)",
             "k": "only tests matching this pytest expression"})
 def test(c, e2e=True, k=None):
@@ -296,4 +324,4 @@ def db_rejoin(c, host, pattern=None, inventory=None, set=None):
 testbed_ns = Collection("testbed", testbed_up, testbed_down, testbed_status)
 bench_ns = Collection("bench", bench_noop)
 db_ns = Collection("db", db_status, db_rejoin)
-ns = Collection(plan, deploy, verify, up, test, failover_db, topology, testbed_ns, bench_ns, db_ns)
+ns = Collection(plan, deploy, verify, up, test, failover_db, topology, size, testbed_ns, bench_ns, db_ns)
