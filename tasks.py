@@ -198,6 +198,23 @@ def size(c, users, out=None, mb_per_user_month=15.0, domain="chat.example.com", 
         print(f"\ninventory: {path} (fill in the addresses, then: inv plan --inventory {path})")
 
 
+@task(help={**_help("pattern", "inventory", "set"),
+            "out": "the directory to write the manifests into (kubectl apply -k DIR)"}, iterable=["set"])
+@_cli
+def k8s(c, pattern=None, inventory=None, out="k8s", set=None):
+    """Render the Kubernetes pattern (report 6.4) from the inventory: the Mattermost operator's custom
+    resource, the secrets it references, an NGINX ingress with TLS. Contacts no host and no cluster."""
+    from mmdeploy import k8s as kubernetes
+
+    inv = _load(pattern, inventory, set or ())
+    rendered = kubernetes.manifests(inv, mmdeploy.session(inv)[1])
+    for path in rendered.write(Path(out)):
+        print(f"wrote {path}" + ("  (secret values: mode 0600, keep it out of git)" if path.name == "secrets.yaml" else ""))
+    for item in rendered.placeholders:
+        print(f"fill in: {item}")
+    print(f"then: kubectl apply -k {out}   (needs the Mattermost operator and an NGINX ingress controller)")
+
+
 @task(help={"e2e": "include the end-to-end tests on the test bed (default true)",
             "k": "only tests matching this pytest expression"})
 def test(c, e2e=True, k=None):
@@ -324,4 +341,5 @@ def db_rejoin(c, host, pattern=None, inventory=None, set=None):
 testbed_ns = Collection("testbed", testbed_up, testbed_down, testbed_status)
 bench_ns = Collection("bench", bench_noop)
 db_ns = Collection("db", db_status, db_rejoin)
-ns = Collection(plan, deploy, verify, up, test, failover_db, topology, size, testbed_ns, bench_ns, db_ns)
+ns = Collection(plan, deploy, verify, up, test, failover_db, topology, size, k8s, testbed_ns, bench_ns,
+                db_ns)
