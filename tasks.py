@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a host failed or a check failed, 2 bad input (nothing w
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -215,6 +216,24 @@ def k8s(c, pattern=None, inventory=None, out="k8s", set=None):
     print(f"then: kubectl apply -k {out}   (needs the Mattermost operator and an NGINX ingress controller)")
 
 
+@task(help={"pattern": "single, multi or cluster: VMs for the hosts of hosts/PATTERN.yml",
+            "inventory": "another inventory whose hosts (names, roles) to make VMs for",
+            "out": "the directory for the Vagrantfile and the inventory (default vagrant/PATTERN)",
+            "distro": "the Debian box: bookworm (default) or trixie"})
+@_cli
+def vagrant(c, pattern=None, inventory=None, out=None, distro="bookworm"):
+    """Write a Vagrantfile for a pattern's hosts (box, addresses, memory per role) and the inventory
+    that deploys onto those VMs."""
+    from mmdeploy import vagrant as vms
+
+    inv = _load(pattern, inventory)
+    directory = Path(out) if out else ROOT / "vagrant" / inv.pattern
+    shown = os.path.relpath(directory, Path.cwd())
+    vfile, inv_file = vms.write(inv, directory, distro, where=shown)
+    print(f"wrote {os.path.relpath(vfile)} and {os.path.relpath(inv_file)}")
+    print(f"then: cd {shown} && vagrant up; inv deploy --inventory {os.path.relpath(inv_file)}")
+
+
 @task(help={"e2e": "include the end-to-end tests on the test bed (default true)",
             "k": "only tests matching this pytest expression"})
 def test(c, e2e=True, k=None):
@@ -341,5 +360,5 @@ def db_rejoin(c, host, pattern=None, inventory=None, set=None):
 testbed_ns = Collection("testbed", testbed_up, testbed_down, testbed_status)
 bench_ns = Collection("bench", bench_noop)
 db_ns = Collection("db", db_status, db_rejoin)
-ns = Collection(plan, deploy, verify, up, test, failover_db, topology, size, k8s, testbed_ns, bench_ns,
+ns = Collection(plan, deploy, verify, up, test, failover_db, topology, size, k8s, vagrant, testbed_ns, bench_ns,
                 db_ns)
