@@ -104,7 +104,7 @@ def verify(inventory: Inventory, *, only: list[str] | None = None, out: TextIO |
     return results
 
 
-def _report(out: TextIO, redact, result: CheckResult) -> CheckResult:
+def _report(out: TextIO, redact: Redactor, result: CheckResult) -> CheckResult:
     line = f"{'ok' if result.ok else 'FAIL':<4} {result.name}" + (f": {result.problem}" if result.problem else "")
     print(redact(line), file=out, flush=True)
     return result

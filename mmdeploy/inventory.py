@@ -15,7 +15,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -274,7 +274,7 @@ class _Problems:
             self.pydantic(e, prefix, self.settings_model)
 
 
-def _explain(err: dict, model: type[BaseModel], loc: tuple) -> str:
+def _explain(err: Mapping[str, Any], model: type[BaseModel], loc: tuple) -> str:
     kind, given = err["type"], err.get("input")
     if kind == "extra_forbidden":
         known = _known_keys(model, loc[:-1])

@@ -129,14 +129,14 @@ def build(components: list[Component], template_dirs: list[Path] | tuple[Path, .
         if unknown:
             raise RegistryError(f"component {c.name} runs on role(s) no component declares: {', '.join(unknown)}")
     fields: dict[str, Any] = {key: (model, model()) for key, model in sections.items()}
-    model = create_model("Settings", __base__=CoreSettings, **fields)
+    tree = create_model("Settings", __base__=CoreSettings, **fields)
     from .component import ordered
 
     try:
         ordered(components)
     except ValueError as e:
         raise RegistryError(str(e)) from None
-    return Registry(tuple(components), roles, sections, secrets, model, tuple(template_dirs))
+    return Registry(tuple(components), roles, sections, secrets, tree, tuple(template_dirs))
 
 
 @cache

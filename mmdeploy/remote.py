@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import MMDeployError
 from .inventory import Host
@@ -58,7 +58,7 @@ class Remote:
         self._conn = None
         self._lock = threading.Lock()
 
-    def connect(self):
+    def connect(self) -> Any:  # a fabric.Connection (fabric ships no types)
         if self._conn is None:
             import fabric  # imported here so that `import mmdeploy` stays light
             import paramiko

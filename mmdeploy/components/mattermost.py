@@ -139,7 +139,7 @@ def config(ctx: Context, primary: Host, replicas: list[Host]) -> dict:
     apps = ctx.inventory.with_role("app")
     smtp = s.smtp
     smtp_password = ctx.secrets.optional(SMTP_PASSWORD) or ""
-    wanted = {
+    wanted: dict[str, Any] = {
         "ServiceSettings": {
             "SiteURL": f"https://{s.domain}",
             "ListenAddress": f":{mm.port}",

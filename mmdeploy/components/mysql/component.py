@@ -257,7 +257,8 @@ class Replicate(Step):
 
     def __init__(self, topology: Topology, host: Host, series: str):
         self.topology, self.host, self.flavor, self.series = topology, host, flavor_of(host), series
-        self.name = f"replicate from {topology.primary.name}"
+        self.primary = topology.require_primary()
+        self.name = f"replicate from {self.primary.name}"
         self._probe = self.flavor.probe()
 
     def facts(self) -> list[str]:
@@ -268,13 +269,13 @@ class Replicate(Step):
         states[self.host.name] = parse_probe(self.flavor, self.host, facts[self._probe])
         action = plan_replica(Topology(self.topology.hosts, states, self.topology.primary, self.topology.reason),
                               self.host)
-        primary = f"{self.topology.primary.name} ({self.topology.primary.private_address})"
+        primary = f"{self.primary.name} ({self.primary.private_address})"
         return {None: None, "start": Change("start replication"),
                 "repoint": Change(f"re-point to {primary}"),
                 "seed": Change(f"seed from {primary} and replicate")}[action]
 
     def apply(self, remote: Remote, change: Change) -> None:
-        primary = self.topology.primary
+        primary = self.primary
         if change.summary == "start replication":
             script = f"mysql --protocol=socket -e '{self.flavor.start_replica}'"
         elif change.summary.startswith("re-point"):

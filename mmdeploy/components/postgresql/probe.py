@@ -77,8 +77,8 @@ def parse_probe(host: Host, fact: Fact) -> NodeState:
     fenced = values.get("fenced") == "1"
     replicas = []
     for row in lists["replica"]:
-        name, address, state, sync_state, _flush = (row.split(",") + [""] * 5)[:5]
-        replicas.append(f"{name}({address}) {state} {sync_state}")
+        name, address, replication, sync_state, _flush = (row.split(",") + [""] * 5)[:5]
+        replicas.append(f"{name}({address}) {replication} {sync_state}")
     state = NodeState(host=host, reachable=True, running=running, role=role,
                       writable=running and not in_recovery and values.get("read_only") == "off",
                       fenced=fenced)
