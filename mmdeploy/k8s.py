@@ -30,13 +30,14 @@ from typing import Any
 
 import yaml
 
-from .inventory import Inventory
-from .secrets import Secrets
+from .inventory import Host, Inventory
+from .secrets import Secret, Secrets
 
 NAMESPACE = "mattermost"
 NAME = "mattermost"
 CR_API = "installation.mattermost.com/v1beta1"
-DB_SECRET, S3_SECRET, LICENSE_SECRET, TLS_SECRET = "mattermost-db", "mattermost-s3", "mattermost-license", "mattermost-tls"
+DB_SECRET, S3_SECRET = "mattermost-db", "mattermost-s3"
+LICENSE_SECRET, TLS_SECRET = "mattermost-license", "mattermost-tls"
 IMAGES = {"enterprise": "mattermost/mattermost-enterprise-edition", "team": "mattermost/mattermost-team-edition"}
 S3_BUCKET = "mattermost"
 SEARCH_PORT, S3_PORT = 9200, 8333  # the services' default ports, when no balanced layer says otherwise
@@ -107,7 +108,7 @@ def manifests(inventory: Inventory, secrets: Secrets) -> Manifests:
     password = secrets.get(DB_PASSWORD)
     db_values: dict[str, str] = {}
     if dbs:
-        def dsn(host):
+        def dsn(host: Host) -> str:
             text = datasource(s, host, password)
             return text if text.startswith("postgres") else "mysql://" + text  # the operator reads the scheme
 
@@ -192,5 +193,5 @@ def manifests(inventory: Inventory, secrets: Secrets) -> Manifests:
     return Manifests(documents, todo)
 
 
-def _declared(secrets: Secrets, name: str):
+def _declared(secrets: Secrets, name: str) -> Secret | None:
     return secrets.declared.get(name)

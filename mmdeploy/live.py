@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
 from rich.console import Console, Group
@@ -82,7 +83,7 @@ class LiveReporter(Reporter):
 
     # --- the runner's events ----------------------------------------------------------
 
-    def open_log(self, path) -> None:
+    def open_log(self, path: Path) -> None:
         super().open_log(path)
         self.started = time.monotonic()
 

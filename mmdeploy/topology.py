@@ -177,8 +177,7 @@ def build(inventory: Inventory, live: LiveState | None = None) -> Graph:
                 if entry not in per_layer[layer_of(h)]:
                     per_layer[layer_of(h)].append(entry)
         for layer, jobs in per_layer.items():
-            if layer == layer_of(monitors[0]) and len(graph_layer := [h for h in inventory.hosts
-                                                                     if layer_of(h) == layer]) == 1:
+            if layer == layer_of(monitors[0]) and sum(layer_of(h) == layer for h in inventory.hosts) == 1:
                 continue  # it scrapes itself: no flow between hosts
             flows.append(Flow("metrics", monitors[0].name, f"layer:{layer}", None, ", ".join(jobs)))
 
@@ -220,10 +219,10 @@ def _annotate(graph: Graph, inventory: Inventory, live: LiveState) -> None:
             elif not state.running:
                 node.notes.append("database down")
     for vip, holder in live.vip_holders.items():
-        node = graph.nodes.get(f"vip:{vip}")
-        if node is not None:
-            node.notes.append(f"held by {holder}" if holder else "held by no host")
-            node.state = "up" if holder else "down"
+        vip_node = graph.nodes.get(f"vip:{vip}")
+        if vip_node is not None:
+            vip_node.notes.append(f"held by {holder}" if holder else "held by no host")
+            vip_node.state = "up" if holder else "down"
     if live.vip_holders:  # the floating address points at its holder only
         graph.flows = [f for f in graph.flows if f.kind != "vip"] + [
             Flow("vip", f"vip:{vip}", holder, None, "(holder)") for vip, holder in live.vip_holders.items() if holder]

@@ -88,7 +88,8 @@ end
 
 
 def inventory_text(inventory: Inventory, vms: list[VM], provider: str = "virtualbox") -> str:
-    header = (f"# The {inventory.pattern} pattern on the VMs of the Vagrantfile beside this file (`vagrant up` first),\n"
+    header = (f"# The {inventory.pattern} pattern on the VMs of the Vagrantfile beside this file "
+              "(`vagrant up` first),\n"
               f"# written by `inv vagrant --pattern {inventory.pattern}`. Each VM has its own Vagrant-generated key\n"
               f"# (for libvirt, replace virtualbox by libvirt in the key paths).\n")
     document = {
@@ -101,7 +102,8 @@ def inventory_text(inventory: Inventory, vms: list[VM], provider: str = "virtual
     return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=None)
 
 
-def write(inventory: Inventory, directory: Path, distro: str = "bookworm", where: str | None = None) -> tuple[Path, Path]:
+def write(inventory: Inventory, directory: Path, distro: str = "bookworm",
+          where: str | None = None) -> tuple[Path, Path]:
     """Write DIR/Vagrantfile and DIR/<pattern>.yml; returns both paths. `where` is how the
     Vagrantfile's comment names DIR (default: DIR as given)."""
     if distro not in BOXES:

@@ -89,7 +89,8 @@ def test_license_and_mysql(tmp_path):
     assert spec["licenseSecret"] == "mattermost-license"
     secrets = {d["metadata"]["name"]: d["stringData"] for d in rendered.documents["secrets.yaml"]}
     assert secrets["mattermost-license"] == {"license": "LICENSE-TEXT"}
-    assert secrets["mattermost-db"]["DB_CONNECTION_STRING"].startswith("mysql://mmuser:")  # the operator reads the scheme
+    # The operator tells the engine from the scheme.
+    assert secrets["mattermost-db"]["DB_CONNECTION_STRING"].startswith("mysql://mmuser:")
 
 
 def test_the_schema_check_is_real(validator, tmp_path):

@@ -22,7 +22,8 @@ TEST_NET = itertools.chain(*(ipaddress.ip_network(n).hosts() for n in
 
 
 @pytest.mark.parametrize("users, pattern, tier", [
-    (150, "single", 200), (1999, "single", 2000), (2000, "multi", 2000), (2001, "multi", 25000), (10000, "cluster", 25000),
+    (150, "single", 200), (1999, "single", 2000), (2000, "multi", 2000), (2001, "multi", 25000),
+    (10000, "cluster", 25000),
     (25000, "cluster", 25000), (50000, "cluster", 50000), (100000, "cluster", 100000), (500000, "cluster", 100000),
 ])
 def test_pattern_and_tier(users, pattern, tier):
