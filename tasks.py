@@ -75,7 +75,9 @@ def _help(*names):
 @task(help=_help("pattern", "inventory", "limit", "set", "only", "verbose", "json"), iterable=["set"])
 @_cli
 def plan(c, pattern=None, inventory=None, limit=None, set=None, only=None, verbose=False, json=False):
-    """Show, host by host, every step that would change and each file's diff. Changes nothing."""
+    """Show every step that would change, with diffs; changes nothing (--limit, --only, --json).
+
+    Host by host, each step that would change and each file's unified diff."""
     inv = _load(pattern, inventory, set or ())
     report = mmdeploy.plan(inv, limit=_names(limit), only=_names(only), verbose=verbose, **_output(json))
     if json:
@@ -87,7 +89,10 @@ def plan(c, pattern=None, inventory=None, limit=None, set=None, only=None, verbo
 @task(help=_help("pattern", "inventory", "limit", "set", "only", "yes", "verbose", "json"), iterable=["set"])
 @_cli
 def deploy(c, pattern=None, inventory=None, limit=None, set=None, only=None, yes=False, verbose=False, json=False):
-    """Apply the inventory: hosts in parallel, components in dependency order; asks first on a terminal."""
+    """Apply the inventory, hosts in parallel (--yes: do not ask first; --json for scripts).
+
+    Components in dependency order; on a terminal it shows the plan and asks first, with a
+    live per-host view while it runs."""
     inv = _load(pattern, inventory, set or ())
     if not yes and sys.stdin.isatty() and sys.stdout.isatty():
         preview = mmdeploy.plan(inv, limit=_names(limit), only=_names(only), **_output(json))
@@ -112,7 +117,7 @@ def deploy(c, pattern=None, inventory=None, limit=None, set=None, only=None, yes
 @task(help=_help("pattern", "inventory", "set", "only", "json"), iterable=["set"])
 @_cli
 def verify(c, pattern=None, inventory=None, set=None, only=None, json=False):
-    """End-to-end health checks of a deployed inventory; names each failing check."""
+    """End-to-end health checks; names each failing check (--only, --json)."""
     inv = _load(pattern, inventory, set or ())
     results = mmdeploy.verify(inv, only=_names(only), out=sys.stderr if json else None)
     if json:
@@ -128,7 +133,7 @@ def verify(c, pattern=None, inventory=None, set=None, only=None, json=False):
             "distro": "Debian suite of the test-bed hosts: bookworm (default) or trixie"})
 @_cli
 def up(c, pattern="single", distro="bookworm"):
-    """The main job: start the local test bed, deploy Mattermost onto it, verify, print the URL."""
+    """The main job: test bed up, deploy, verify, print the URL and topology (--pattern, --distro)."""
     from mmdeploy import testbed
 
     # A bed that `inv up` did not create for this layout (a test's, another layout's) is
@@ -162,8 +167,10 @@ cannot be downloaded on this machine. On real hosts the same deploy installs the
             "offline": "draw from the inventory alone, without asking the hosts"}, iterable=["set"])
 @_cli
 def topology(c, pattern=None, inventory=None, out="topology.svg", offline=False, set=None):
-    """Draw the deployment: hosts by layer, floating addresses, flows with ports, and (unless
-    --offline) live state read from the hosts: VIP holder, DB primary and replicas, hosts down."""
+    """Draw the deployment with its live state as an SVG picture (--out F, --offline).
+
+    Hosts by layer, floating addresses, flows with ports, and (unless --offline) live state
+    read from the hosts: VIP holder, DB primary and replicas, hosts down."""
     from mmdeploy import topology as drawing
 
     inv = _load(pattern, inventory, set or ())
@@ -173,13 +180,15 @@ def topology(c, pattern=None, inventory=None, out="topology.svg", offline=False,
 
 @task(help={"users": "the number of users to size for",
             "out": "also write a starting inventory there (addresses as placeholders to fill in)",
-            "mb_per_user_month": "files uploaded per user per month, MB (low 1-5, medium 5-25, high 25-100; default 15)",
+            "mb_per_user_month": "MB of files per user per month (low 1-5, medium 5-25, high 25-100; default 15)",
             "domain": "the site's domain in the written inventory",
             "force": "overwrite --out if it exists"})
 @_cli
 def size(c, users, out=None, mb_per_user_month=15.0, domain="chat.example.com", force=False):
-    """Recommend the pattern and, per role, host count, vCPU, memory and disk for N users (sources
-    cited per figure); with --out, write a starting inventory."""
+    """Size a site: pattern and per-role hosts, vCPU, memory, disk (--users N, --out F).
+
+    Figures from the report's Table 1 and Mattermost's reference architectures, each with its
+    source; with --out, also a starting inventory with placeholders for the addresses."""
     from mmdeploy import sizing
     from mmdeploy.errors import InventoryError
 
@@ -203,14 +212,17 @@ def size(c, users, out=None, mb_per_user_month=15.0, domain="chat.example.com", 
             "out": "the directory to write the manifests into (kubectl apply -k DIR)"}, iterable=["set"])
 @_cli
 def k8s(c, pattern=None, inventory=None, out="k8s", set=None):
-    """Render the Kubernetes pattern (report 6.4) from the inventory: the Mattermost operator's custom
-    resource, the secrets it references, an NGINX ingress with TLS. Contacts no host and no cluster."""
+    """Render the Kubernetes pattern's manifests from the inventory (--out DIR).
+
+    The report's section 6.4: the Mattermost operator's custom resource, the secrets it
+    references, an NGINX ingress with TLS. Contacts no host and no cluster."""
     from mmdeploy import k8s as kubernetes
 
     inv = _load(pattern, inventory, set or ())
     rendered = kubernetes.manifests(inv, mmdeploy.session(inv)[1])
     for path in rendered.write(Path(out)):
-        print(f"wrote {path}" + ("  (secret values: mode 0600, keep it out of git)" if path.name == "secrets.yaml" else ""))
+        secret = path.name == "secrets.yaml"
+        print(f"wrote {path}" + ("  (secret values: mode 0600, keep it out of git)" if secret else ""))
     for item in rendered.placeholders:
         print(f"fill in: {item}")
     print(f"then: kubectl apply -k {out}   (needs the Mattermost operator and an NGINX ingress controller)")
@@ -222,8 +234,9 @@ def k8s(c, pattern=None, inventory=None, out="k8s", set=None):
             "distro": "the Debian box: bookworm (default) or trixie"})
 @_cli
 def vagrant(c, pattern=None, inventory=None, out=None, distro="bookworm"):
-    """Write a Vagrantfile for a pattern's hosts (box, addresses, memory per role) and the inventory
-    that deploys onto those VMs."""
+    """Write a Vagrantfile and inventory for a pattern's hosts (--pattern, --out DIR, --distro).
+
+    Box, host-only addresses and memory per role; the inventory deploys onto those VMs."""
     from mmdeploy import vagrant as vms
 
     inv = _load(pattern, inventory)
@@ -235,9 +248,15 @@ def vagrant(c, pattern=None, inventory=None, out=None, distro="bookworm"):
 
 
 @task(help={"e2e": "include the end-to-end tests on the test bed (default true)",
-            "k": "only tests matching this pytest expression"})
-def test(c, e2e=True, k=None):
-    """The whole test suite: unit tests, then end-to-end tests on the local test bed."""
+            "k": "only tests matching this pytest expression",
+            "lint": "run ruff and mypy first (default true)"})
+def test(c, e2e=True, k=None, lint=True):
+    """Run ruff, mypy, the unit and the end-to-end tests (--no-e2e, -k EXPR, --no-lint)."""
+    if lint:
+        for check in ([sys.executable, "-m", "ruff", "check", "."], [sys.executable, "-m", "mypy"]):
+            print("$ " + " ".join(["python3", *check[1:]]), flush=True)
+            if subprocess.call(check, cwd=ROOT) != 0:
+                raise Exit(f"{check[2]} found problems", code=1)
     args = [sys.executable, "-m", "pytest", "-ra"]
     if not e2e:
         args += ["-m", "not e2e"]
@@ -269,7 +288,9 @@ def _bed_settings(pattern: str | None = None) -> dict:
                        "distro": "Debian suite of the hosts: bookworm (default) or trixie"})
 @_cli
 def testbed_up(c, pattern=None, hosts=None, distro="bookworm"):
-    """Start local Debian hosts (Docker containers with systemd and sshd) and write their inventory."""
+    """Start local Debian test-bed hosts and write their inventory (--pattern, --hosts N, --distro).
+
+    Docker containers with systemd and sshd, reached over SSH like real hosts."""
     from mmdeploy import testbed
 
     if pattern is None and hosts is None:
@@ -304,7 +325,7 @@ def testbed_status(c):
 @task(name="noop", help={"hosts": "comma-separated host counts (default 1,5,10)",
                          "steps": "steps in the demo component (default 20)"})
 def bench_noop(c, hosts="1,5,10", steps=20):
-    """Benchmark: time the no-op re-run of the demo component on N test-bed hosts."""
+    """Benchmark the no-op re-run of the demo component on test-bed hosts (--hosts, --steps)."""
     raise Exit(code=subprocess.call([sys.executable, str(ROOT / "benchmarks" / "noop.py"),
                                      "--hosts", str(hosts), "--steps", str(steps)], cwd=ROOT))
 
@@ -315,7 +336,7 @@ def bench_noop(c, hosts="1,5,10", steps=20):
 @task(name="status", help=_help("pattern", "inventory", "set", "json"), iterable=["set"])
 @_cli
 def db_status(c, pattern=None, inventory=None, set=None, json=False):
-    """Per DB node: role, writable or read-only, position and lag, replicas, sync state. Reads only."""
+    """Per DB node: role, access, position, lag, replicas, sync; reads only (--json)."""
     from mmdeploy import dbtier
 
     inv = _load(pattern, inventory, set or ())
@@ -334,8 +355,10 @@ def db_status(c, pattern=None, inventory=None, set=None, json=False):
       iterable=["set"])
 @_cli
 def failover_db(c, pattern=None, inventory=None, to=None, force=False, set=None):
-    """Switch the DB primary (planned when it answers, failover when it does not): fence, promote,
-    re-point the replicas, then the Mattermost servers one at a time."""
+    """Switch the DB primary: fence, promote, re-point replicas and Mattermost (--to H, --force).
+
+    Planned when the primary answers, failover when it does not; the Mattermost servers are
+    re-pointed one at a time."""
     report = mmdeploy.failover_db(_load(pattern, inventory, set or ()), to=to, force=force)
     print(f"\ndatabase: {report.db.new} is the primary (was {report.db.old or 'none'}; old primary: {report.db.fenced})")
     for r in report.clients.results:
