@@ -577,7 +577,7 @@ def test_two_licensed_nodes_form_a_cluster_and_share_websocket_events(pg, instal
         assert {tuple(sorted(i)) for i in infos} == {("config_hash", "hostname", "id", "ipaddress", "schema_version", "version")}
         assert all(len(i["id"]) == 26 and i["version"] == VERSION and i["schema_version"] == "11.1.0" for i in infos)
         # same settings on both nodes (only their ports differ... which are part of the config): hashes are per config
-        rows = a_rows = None
+        rows = None
         import psycopg
 
         with psycopg.connect(pg.replace("&connect_timeout=5", "")) as conn:
