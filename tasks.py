@@ -142,7 +142,7 @@ def up(c, pattern="single", distro="bookworm"):
     path = testbed.up(ROOT, pattern=pattern, owner="up", replace=True, settings=_bed_settings(pattern),
                       distro=distro)
     inv = mmdeploy.load(path)
-    report = mmdeploy.deploy(inv)
+    report = mmdeploy.deploy(inv, live=sys.stdout.isatty())
     if report.failed:
         raise Exit(code=1)
     print()
