@@ -248,7 +248,8 @@ def vip_problems(inventory: Inventory) -> list[tuple[str, str]]:
     def where(j: int) -> str:
         return f"{key}.{j}" if isinstance(s.vip, list) else key
 
-    parsed: list[ipaddress.IPv4Interface | None] = []
+    parsed: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface | None] = []  # only IPv4 gets in
+    iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface | None
     for j, vip in enumerate(vips):
         parsed.append(None)
         try:
