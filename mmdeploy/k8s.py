@@ -14,8 +14,8 @@ deploy uses, the documents `kubectl apply -k DIR` takes:
   and the TLS certificate;
 - a kustomization.yaml listing them.
 Secret values are written only into secrets.yaml (mode 0600, never printed). What the
-inventory does not know (S3 keys without a storage component, a certificate when TLS is
-self-signed on the hosts) is a visible placeholder, listed in `Manifests.placeholders`.
+inventory does not know (a certificate when TLS is self-signed on the hosts, S3 keys when
+no storage component declares them) is a visible placeholder, listed in `Manifests.placeholders`.
 
 Nothing here talks to a cluster: no Kubernetes runs on the machines this is built on;
 the custom resource is checked against the operator's own CRD schema in the tests.
@@ -149,7 +149,8 @@ def manifests(inventory: Inventory, secrets: Secrets) -> Manifests:
     s3 = _endpoint(inventory, "storage", "storage", S3_PORT)
     if s3:
         keys = {}
-        for key, name in (("accesskey", "s3_access_key"), ("secretkey", "s3_secret_key")):
+        # The storage component's credentials of Mattermost's bucket (components/storage).
+        for key, name in (("accesskey", "storage_access_key"), ("secretkey", "storage_secret_key")):
             declared = _declared(secrets, name)
             if declared is not None:
                 keys[key] = secrets.get(declared)
@@ -157,9 +158,11 @@ def manifests(inventory: Inventory, secrets: Secrets) -> Manifests:
                 keys[key] = placeholder(f"the S3 {key} of the storage layer")
                 todo.append(f"secrets.yaml: {S3_SECRET}: {key}")
         secret_docs.append(_secret(S3_SECRET, keys))
-        spec["fileStore"] = {"external": {"url": s3, "bucket": S3_BUCKET, "secret": S3_SECRET}}
+        storage = getattr(s, "storage", None)
+        bucket, region = getattr(storage, "bucket", S3_BUCKET), getattr(storage, "region", "us-east-1")
+        spec["fileStore"] = {"external": {"url": s3, "bucket": bucket, "secret": S3_SECRET}}
         spec["mattermostEnv"] += [{"name": "MM_FILESETTINGS_AMAZONS3SSL", "value": "false"},
-                                  {"name": "MM_FILESETTINGS_AMAZONS3REGION", "value": "us-east-1"}]
+                                  {"name": "MM_FILESETTINGS_AMAZONS3REGION", "value": region}]
     search = _endpoint(inventory, "search", "search", SEARCH_PORT)
     if search:
         spec["elasticSearch"] = {"host": f"http://{search}"}

@@ -96,6 +96,11 @@ def layer_of(host: Host) -> str:
     return next((r for r in LAYERS if host.has(r)), host.roles[0])
 
 
+def vip_id(vip: str) -> str:
+    """A floating address's node id: no ':' (Graphviz reads node:port), no dots."""
+    return "vip_" + vip.replace(".", "_").replace(":", "_")
+
+
 def _is_layer(inventory: Inventory, name: str) -> bool:
     return any(layer_of(h) == name for h in inventory.hosts)
 
@@ -123,9 +128,9 @@ def build(inventory: Inventory, live: LiveState | None = None) -> Graph:
 
     # Users reach NGINX over HTTPS: at the floating address(es), else at each proxy.
     for vip in vips:
-        nodes[f"vip:{vip}"] = Node(f"vip:{vip}", f"floating address\n{vip}", "vips", "vip")
-        flows.append(Flow("https", "users", f"vip:{vip}", 443))
-        flows.append(Flow("vip", f"vip:{vip}", "layer:proxy", None, "(keepalived)"))
+        nodes[vip_id(vip)] = Node(vip_id(vip), f"floating address\n{vip}", "vips", "vip")
+        flows.append(Flow("https", "users", vip_id(vip), 443))
+        flows.append(Flow("vip", vip_id(vip), "layer:proxy", None, "(keepalived)"))
     if not vips:
         flows += [Flow("https", "users", p.name, 443) for p in proxies]
     if proxies and apps:
@@ -157,7 +162,7 @@ def build(inventory: Inventory, live: LiveState | None = None) -> Graph:
         if declared and proxies:
             b, _ = declared
             bport = b.port_for(s)
-            entry = f"vip:{vips[0]}" if vips else "layer:proxy"
+            entry = vip_id(vips[0]) if vips else "layer:proxy"
             for client in b.clients:
                 if _is_layer(inventory, client):
                     flows.append(Flow(BALANCED_KINDS.get(b.name, kind), f"layer:{client}", entry, bport,
@@ -219,13 +224,13 @@ def _annotate(graph: Graph, inventory: Inventory, live: LiveState) -> None:
             elif not state.running:
                 node.notes.append("database down")
     for vip, holder in live.vip_holders.items():
-        vip_node = graph.nodes.get(f"vip:{vip}")
+        vip_node = graph.nodes.get(vip_id(vip))
         if vip_node is not None:
             vip_node.notes.append(f"held by {holder}" if holder else "held by no host")
             vip_node.state = "up" if holder else "down"
     if live.vip_holders:  # the floating address points at its holder only
         graph.flows = [f for f in graph.flows if f.kind != "vip"] + [
-            Flow("vip", f"vip:{vip}", holder, None, "(holder)") for vip, holder in live.vip_holders.items() if holder]
+            Flow("vip", vip_id(vip), holder, None, "(holder)") for vip, holder in live.vip_holders.items() if holder]
 
 
 # --- live state ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import yaml
 import mmdeploy
 from mmdeploy import k8s
 from mmdeploy.dbtier.component import DB_PASSWORD
+from mmdeploy.registry import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "tests" / "k8s" / "installation.mattermost.com_mattermosts.yaml"
@@ -34,7 +35,6 @@ def validator():
 def render(pattern, tmp_path, overrides=()):
     inv = mmdeploy.load(ROOT / "hosts" / f"{pattern}.yml", list(overrides))
     # The example's secrets file would land beside it in hosts/: keep it in tmp_path.
-    from mmdeploy.registry import registry
     from mmdeploy.secrets import Redactor, Secrets
 
     secrets = Secrets(tmp_path / "site.secrets.yml", Redactor(), registry().secrets.values())
@@ -67,11 +67,15 @@ def test_every_referenced_secret_is_rendered_with_the_keys_the_operator_reads(tm
     primary = inv.with_role("db")[0]
     assert db["DB_CONNECTION_STRING"].startswith(f"postgres://mmuser:{password}@{primary.private_address}:5432/")
     assert db["MM_SQLSETTINGS_DATASOURCEREPLICAS"].count("postgres://") == len(inv.with_role("db")) - 1
-    assert set(by_name["mattermost-s3"]["stringData"]) == {"accesskey", "secretkey"}
+    s3 = by_name["mattermost-s3"]["stringData"]
+    assert s3 == {"accesskey": secrets.get(registry().secrets["storage_access_key"]),
+                  "secretkey": secrets.get(registry().secrets["storage_secret_key"])}
     assert by_name["mattermost-tls"]["type"] == "kubernetes.io/tls"
     assert set(by_name["mattermost-tls"]["stringData"]) == {"tls.crt", "tls.key"}
-    # External S3 and search: the storage and search layers outside the cluster.
-    assert spec["fileStore"]["external"]["url"].startswith(inv.with_role("storage")[0].private_address)
+    # External S3 and search: the storage and search layers outside the cluster, S3 at the
+    # internal balancer's floating address (balancer.endpoint), as the hosts reach it.
+    assert spec["fileStore"]["external"] == {"url": "10.0.0.100:8333", "bucket": "mattermost",
+                                             "secret": "mattermost-s3"}
     assert spec["elasticSearch"]["host"] == f"http://{inv.with_role('search')[0].private_address}:9200"
     # What the inventory cannot know is a visible placeholder, and listed.
     assert any("tls.crt" in p for p in rendered.placeholders)

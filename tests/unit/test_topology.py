@@ -74,12 +74,17 @@ def test_balanced_layers_come_from_the_declarations(monkeypatch):
     real = registry.registry()
     built = registry.build([*real.components, Search()], real.template_dirs)
     monkeypatch.setattr(registry, "registry", lambda: built)
-    graph = topology.build(example("multi"))
+    inv = example("multi")  # proxy.vip 10.0.0.100: clients reach the balancer there
+    entry = topology.vip_id("10.0.0.100")
+    graph = topology.build(inv)
     search = [f for f in graph.flows if f.kind == "search"]
     assert {(f.src, f.dst, f.port) for f in search} == {
-        ("layer:app", "layer:proxy", 9200), ("layer:jobserver", "layer:proxy", 9200),  # clients -> balancer
+        ("layer:app", entry, 9200), ("layer:jobserver", entry, 9200),  # clients -> balancer
         ("layer:proxy", "layer:search", 9200)}  # balancer -> layer
-    assert all(f.note == "(internal balancer)" for f in search if f.dst == "layer:proxy")
+    assert all(f.note == "(internal balancer)" for f in search if f.dst == entry)
+    # The storage component declares its layer the same way (SeaweedFS's S3 port).
+    s3 = {(f.src, f.dst, f.port) for f in graph.flows if f.kind == "s3"}
+    assert ("layer:app", entry, 8333) in s3 and ("layer:proxy", "layer:storage", 8333) in s3
 
 
 def node_state(inv, name, role, writable=False, streaming=False):
@@ -106,15 +111,18 @@ def test_live_state_after_a_failover_and_a_host_down():
     assert "[DOWN]" in source and "live state" in source
 
 
-def test_floating_address_and_its_holder(write_inventory, monkeypatch):
-    inv = example("multi")
-    monkeypatch.setattr(topology, "_vips", lambda _inv: ["203.0.113.100"])
+def test_floating_address_and_its_holder():
+    inv = example("multi")  # proxy.vip: 10.0.0.100/24
+    vip = topology.vip_id("10.0.0.100")
     offline = topology.build(inv)
-    assert ("https", "users", "vip:203.0.113.100") in {(f.kind, f.src, f.dst) for f in offline.flows}
-    assert ("vip", "vip:203.0.113.100", "layer:proxy") in {(f.kind, f.src, f.dst) for f in offline.flows}
-    live = topology.build(inv, topology.LiveState(vip_holders={"203.0.113.100": "proxy2"}))
-    assert ("vip", "vip:203.0.113.100", "proxy2") in {(f.kind, f.src, f.dst) for f in live.flows}
-    assert "held by proxy2" in live.nodes["vip:203.0.113.100"].notes
+    assert ("https", "users", vip) in {(f.kind, f.src, f.dst) for f in offline.flows}
+    assert ("vip", vip, "layer:proxy") in {(f.kind, f.src, f.dst) for f in offline.flows}
+    assert not [f for f in offline.flows if f.kind == "https" and f.dst.startswith("proxy")]
+    live = topology.build(inv, topology.LiveState(vip_holders={"10.0.0.100": "proxy2"}))
+    assert ("vip", vip, "proxy2") in {(f.kind, f.src, f.dst) for f in live.flows}
+    assert "held by proxy2" in live.nodes[vip].notes
+    source = topology.to_dot(live).source
+    assert f"{vip} -> proxy2" in source and "vip:" not in source  # a ':' would be read as a port
 
 
 @pytest.mark.skipif(shutil.which("dot") is None,
