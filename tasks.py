@@ -100,8 +100,8 @@ def deploy(c, pattern=None, inventory=None, limit=None, set=None, only=None, yes
             raise Exit(code=1)
         if preview.changed == 0:
             print("Nothing to change.", file=sys.stderr if json else sys.stdout)
-            if json:
-                _json(jsonout.run(preview, inv), inv)
+            if json:  # nothing was applied: the deploy's document, with no change
+                _json({**jsonout.run(preview, inv), "kind": "deploy"}, inv)
             return
         print(f"Apply these {preview.changed} changes? [y/N] ", end="", flush=True,
               file=sys.stderr if json else sys.stdout)
