@@ -193,10 +193,10 @@ def tiebreaker(inventory: Inventory) -> Host | None:
 
 
 def cluster_nodes(inventory: Inventory) -> list[Host]:
-    """Every node of the search cluster, in inventory order: the search hosts (data nodes)
-    and the tiebreaker when there is one."""
+    """Every node of the search cluster: the search hosts (data nodes) in inventory order,
+    then the tiebreaker when there is one."""
     extra = tiebreaker(inventory)
-    return [h for h in inventory.hosts if h.has("search") or h is extra]
+    return inventory.with_role("search") + ([extra] if extra else [])
 
 
 def heap_mb(host: Host, mem_kb: int) -> int:
@@ -414,7 +414,7 @@ def _bootstrap_done(e: Engine, host: Host) -> Command:
         f"""set -e
 uuid=
 for i in $(seq {FORM_WAIT}); do
-  uuid=$(curl -s -m 3 {url}/ | sed -n 's/.*"cluster_uuid" *: *"\\([^"]*\\)".*/\\1/p')
+  uuid=$(curl -s -m 3 {url}/ | sed -n 's/.*"cluster_uuid" *: *"\\([^"]*\\)".*/\\1/p') || true
   if [ -n "$uuid" ] && [ "$uuid" != _na_ ]; then break; fi
   sleep 1
 done
