@@ -342,12 +342,13 @@ class Search(Component):
                  notify=RESTART),
             Directory(e.data, owner=e.user, group=e.user, mode="0750"),
             Directory(e.logs, owner=e.user, group=e.user, mode="0750"),
-            # The keystore format may change between releases: upgraded on activation (the
-            # tool refuses when it is current already; the node itself says when it is not).
+            # The keystore format may change between releases: upgraded when another release
+            # was live (the tool refuses when it is current already; the node says when not).
             Command(f"activate release {version}",
-                    f"set -e\nln -sfn {release} {e.home}\n"
-                    f"{env} {release}/bin/{e.name}-keystore upgrade >/dev/null 2>&1 || true\n"
-                    f"chown root:{e.user} {keystore}\nchmod 0660 {keystore}\n",
+                    f"set -e\nprevious=$(readlink {e.home} || true)\nln -sfn {release} {e.home}\n"
+                    f"if [ -n \"$previous\" ]; then\n"
+                    f"  {env} {release}/bin/{e.name}-keystore upgrade >/dev/null 2>&1 || true\n"
+                    f"  chown root:{e.user} {keystore}\n  chmod 0660 {keystore}\nfi\n",
                     unless=f'test "$(readlink {e.home})" = {release}', notify=RESTART, timeout=120),
             Sysctl("vm.max_map_count", MAX_MAP_COUNT, minimum=True),
             unit(f"{e.name}.service", ctx.render("search/search.service.j2", engine=e,
