@@ -17,7 +17,8 @@ Layout and quorum:
 - Two search hosts: two data nodes cannot keep a quorum when one dies, so a third,
   data-less cluster-manager node (the tiebreaker; OpenSearch has no voting-only role,
   Elasticsearch's is used) runs on the first host with role monitoring, else jobserver,
-  that is not a search host. Validation refuses two search hosts without one.
+  that is not a search host; its HTTP API listens on the loopback interface only (it
+  serves no clients). Validation refuses two search hosts without one.
 - Three or more: every search host is a cluster-manager-eligible data node.
 Every index gets `search.replicas` replicas (default: 1, or 0 on a single node), so one
 node's loss loses no index data; validation refuses a layout that would (0 replicas on
@@ -225,7 +226,9 @@ def hostport(address: str, port: int) -> str:
 
 
 def url_of(host: Host) -> str:
-    return f"http://{hostport(host.private_address, host.settings.search.port)}"
+    """The node's HTTP API as seen on the node itself (the tiebreaker's is on loopback)."""
+    address = host.private_address if host.has("search") else "127.0.0.1"
+    return f"http://{hostport(address, host.settings.search.port)}"
 
 
 def artifacts(settings: Any) -> tuple[Artifact, Artifact]:

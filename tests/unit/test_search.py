@@ -119,6 +119,10 @@ def test_two_search_hosts_and_a_tiebreaker_on_the_monitoring_host(site):
     tie = config_of(ctx("job1"))
     assert tie["node.roles"] == ["cluster_manager"]  # votes, holds no data
     assert tie["network.host"] == "10.0.0.4" and tie["discovery.seed_hosts"] == conf["discovery.seed_hosts"]
+    # It serves no clients: HTTP on loopback, so a proxy on that host can balance port 9200.
+    assert tie["http.host"] == "127.0.0.1" and "http.host" not in conf
+    assert se.url_of(ctx.inv.host("job1")) == "http://127.0.0.1:9200"
+    assert se.url_of(ctx.inv.host("search1")) == "http://10.0.0.41:9200"
     # The tiebreaker may be the elected manager, which checks Mattermost's icu analyzers.
     assert [s for s in se.Search().steps(ctx("job1")) if isinstance(s, se.Plugin)]
 
@@ -129,7 +133,7 @@ def test_tiebreaker_prefers_monitoring_then_jobserver_and_never_a_search_host(wr
                  "  - {name: db3, address: 192.0.2.7, roles: [db]}\n  - {name: mon1, address: 192.0.2.8, roles: [monitoring]}\n")
     assert se.tiebreaker(inventory.load(write_inventory(text))).name == "mon1"
     only_jobs = layout(2, pattern="single", job="jobserver").replace(
-        "192.0.2.1, roles: [proxy]", "192.0.2.1, roles: [proxy, monitoring, search]").replace(
+        "192.0.2.2, roles: [app]", "192.0.2.2, roles: [app, monitoring, search]").replace(
         "  - {name: search2, address: 192.0.2.42, private_address: 10.0.0.42, roles: [search]}\n", "")
     assert se.tiebreaker(inventory.load(write_inventory(only_jobs, "jobs.yml"))).name == "job1"
 
