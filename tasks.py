@@ -139,8 +139,13 @@ def up(c, pattern="single", distro="bookworm"):
     # A bed that `inv up` did not create for this layout (a test's, another layout's) is
     # never deployed onto: it is replaced. The inventory written holds every bed-only
     # setting, so later commands work on it alone.
+<<<<<<< HEAD
     path = testbed.up(ROOT, pattern=pattern, owner="up", replace=True, settings=_bed_settings(pattern),
                       distro=distro)
+=======
+    path = testbed.up(ROOT, pattern=pattern, owner="up", replace=True, settings=_bed_settings(pattern))
+    _prepare_bed(pattern)
+>>>>>>> search
     inv = mmdeploy.load(path)
     report = mmdeploy.deploy(inv, live=sys.stdout.isatty())
     if report.failed:
@@ -271,17 +276,28 @@ def test(c, e2e=True, k=None, lint=True):
 def _bed_settings(pattern: str | None = None) -> dict:
     """What the bed's inventory needs besides its hosts: the stand-ins for what cannot be
     downloaded here (tests/standin), as local files; for a layout with storage hosts,
-    the SeaweedFS release built from the Go module proxy (tests/standin/artifacts.py)."""
+    the SeaweedFS release built from the Go module proxy, with search hosts OpenSearch
+    from Maven Central and a small heap (tests/standin/artifacts.py)."""
     from mmdeploy import testbed
     from mmdeploy.inventory import merge
     from tests.standin import artifacts, release
 
     settings = release.settings()
-    if pattern and any("storage" in roles for _, roles in testbed.PATTERNS.get(pattern, [])):
+    roles = {r for _, rs in testbed.PATTERNS.get(pattern or "", []) for r in rs}
+    if "storage" in roles:
         archive, sha = artifacts.build("storage")
         settings = merge(settings, {"storage": {"url": str(archive), "sha256": sha,
                                                 "version": artifacts.STORAGE.version}})
-    return settings
+    return merge(settings, artifacts.bed_settings(roles))
+
+
+def _prepare_bed(pattern: str | None) -> None:
+    """Test-bed-only setup of the started containers, before any deploy
+    (tests/standin/artifacts.prepare_bed: the open-files shim for OpenSearch)."""
+    from mmdeploy import testbed
+    from tests.standin import artifacts
+
+    artifacts.prepare_bed(testbed.PATTERNS.get(pattern or "", []))
 
 
 @task(name="up", help={"pattern": "single, multi, cluster or allinone", "hosts": "N generic hosts instead",
@@ -295,8 +311,13 @@ def testbed_up(c, pattern=None, hosts=None, distro="bookworm"):
 
     if pattern is None and hosts is None:
         pattern = "single"
+<<<<<<< HEAD
     path = testbed.up(ROOT, pattern=pattern, hosts=int(hosts) if hosts else None, settings=_bed_settings(pattern),
                       distro=distro)
+=======
+    path = testbed.up(ROOT, pattern=pattern, hosts=int(hosts) if hosts else None, settings=_bed_settings(pattern))
+    _prepare_bed(pattern)
+>>>>>>> search
     print(f"inventory: {path.relative_to(ROOT)}  (inv deploy --inventory {path.relative_to(ROOT)})")
 
 

@@ -65,12 +65,14 @@ class Balanced:
     internal balancer on the proxy hosts (balancer.py): the balancer listens on `port` at
     the site's internal address and spreads requests over the component's hosts on the
     same port, checking each with an HTTP GET of `health` ("" for a TCP check). Only
-    hosts with one of `clients` roles may connect."""
+    hosts with one of `clients` roles may connect. `when` may narrow the component's hosts
+    that serve it (a search cluster's data-less tiebreaker serves no clients)."""
 
     name: str
     port: int | Callable[[Any], int]
     health: str = ""
     clients: tuple[str, ...] = ("app", "jobserver")
+    when: Callable[[Host], bool] | None = None
 
     def port_for(self, settings: Any) -> int:
         return self.port(settings) if callable(self.port) else self.port

@@ -59,7 +59,13 @@ class Registry:
 
     def balanced_layers(self, inventory: Inventory) -> list[tuple[Balanced, list[Host]]]:
         """Every layer a component serves behind the internal balancer, with its hosts."""
-        return [(b, c.hosts(inventory)) for c in self.components for b in c.balanced if c.hosts(inventory)]
+        layers = []
+        for c in self.components:
+            for b in c.balanced:
+                hosts = [h for h in c.hosts(inventory) if b.when is None or b.when(h)]
+                if hosts:
+                    layers.append((b, hosts))
+        return layers
 
     def scrape_jobs(self, inventory: Inventory) -> list[tuple[str, list[tuple[Host, Metrics]]]]:
         """(job name, [(host, metrics)]) for every declared metrics target, in declaration order."""

@@ -22,7 +22,11 @@ def bed():
 
     Containers are recreated when the layout changes or `fresh` is asked for (a module
     that changes topology, such as a failover, wants clean hosts); otherwise the same
-    layout is reused within the session. MMDEPLOY_BED=N selects a separate bed."""
+    layout is reused within the session. MMDEPLOY_BED=N selects a separate bed. A
+    pattern's layout with search hosts gets the OpenSearch archives in its inventory and
+    the bed-only setup of its containers (tests/standin/artifacts.py)."""
+    from tests.standin import artifacts
+
     current = {}
 
     def start(pattern: str = "single", fresh: bool = False, hosts: int | None = None,
@@ -30,8 +34,11 @@ def bed():
         layout = (f"{hosts}-hosts" if hosts else pattern, distro)
         if fresh or current.get("pattern") != layout:
             testbed.down(log=lambda *_: None)
+            spec = [] if hosts else testbed.PATTERNS.get(pattern, [])
             current["path"] = testbed.up(ROOT, pattern=None if hosts else pattern, hosts=hosts, owner="tests",
-                                         log=lambda *_: None, distro=distro)
+                                         log=lambda *_: None, distro=distro,
+                                         settings=artifacts.bed_settings({r for _, rs in spec for r in rs}))
+            artifacts.prepare_bed(spec)
             current["pattern"] = layout
         return current["path"]
 

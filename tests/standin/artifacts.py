@@ -127,6 +127,66 @@ def bed_nofile_shim() -> Path:
     return target
 
 
+BED_SHIM_PATH = "/usr/local/lib/mmdeploy-bed-nofile.so"
+BED_DROPIN_PATH = "/etc/systemd/system/opensearch.service.d/zz-mmdeploy-bed.conf"
+
+
+def install_bed_nofile_shim(container: str) -> None:
+    """TEST BED ONLY: put the shim and its drop-in into a bed container (before mmdeploy
+    installs OpenSearch there; the drop-in waits for the unit). mmdeploy itself never
+    knows about them: on real hosts the open-file limit is simply 65535."""
+    shim = bed_nofile_shim()
+    for command, stdin in (
+        (["docker", "cp", str(shim), f"{container}:{BED_SHIM_PATH}"], None),
+        (["docker", "exec", "-i", container, "sh", "-c",
+          f"mkdir -p {os.path.dirname(BED_DROPIN_PATH)} && cat > {BED_DROPIN_PATH} && systemctl daemon-reload"],
+         BED_NOFILE_DROPIN),
+    ):
+        r = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise BuildError(f"bed nofile shim into {container}: {' '.join(command[:3])} failed: {r.stderr.strip()}")
+
+
+def settings(*sections: str, icu: bool = False) -> dict:
+    """overrides() as inventory settings, with the archives as local files (an air-gapped
+    site's mirror) instead of a URL served by this process: a bed's inventory holding them
+    works on its own, in any later process."""
+    result: dict = {}
+    for section in sections or tuple(BUILDS):
+        path, sha = build(section)
+        result[section] = {"url": str(path), "sha256": sha, "version": BUILDS[section].version}
+    if icu:
+        path, sha = icu_plugin()
+        result.setdefault("search", {}).update(icu_url=str(path), icu_sha256=sha)
+    return result
+
+
+# The bed's hosts report the whole machine's memory, which several beds share: small heaps.
+BED_SEARCH_HEAP = {"heap_mb": 512, "manager_heap_mb": 256}
+
+
+def bed_settings(roles: set[str]) -> dict:
+    """What a bed whose hosts carry `roles` needs in its inventory for the archives built
+    here (so far: search, when it has search hosts)."""
+    if "search" not in roles:
+        return {}
+    found = settings("search", icu=True)
+    found["search"].update(BED_SEARCH_HEAP)
+    return found
+
+
+def prepare_bed(hosts: list[tuple[str, list[str]]]) -> None:
+    """TEST BED ONLY setup right after the bed's containers start, before any deploy: the
+    open-files shim on every host of a bed that has search hosts (the tiebreaker beside two
+    search hosts runs OpenSearch on a monitoring or job host). `hosts`: (name, roles)."""
+    if not any("search" in roles for _, roles in hosts):
+        return
+    from mmdeploy import testbed
+
+    for name, _ in hosts:
+        install_bed_nofile_shim(testbed.container_name(name))
+
+
 _served: str | None = None
 
 

@@ -74,9 +74,12 @@ class FakePush(Component):
 
 @pytest.fixture
 def with_layers(monkeypatch):
-    """The registry with the fake balanced layers added (as the real components will)."""
+    """The registry with the fake balanced layers added where no real component serves
+    them yet (as the real components will)."""
     real = registry_module.registry()
-    fake = registry_module.build([*real.components, FakeSearch(), FakePush()], real.template_dirs)
+    served = {b.name for c in real.components for b in c.balanced}
+    extra = [c for c in (FakeSearch(), FakePush()) if not {b.name for b in c.balanced} & served]
+    fake = registry_module.build([*real.components, *extra], real.template_dirs)
     monkeypatch.setattr(registry_module, "registry", lambda: fake)
     return fake
 
