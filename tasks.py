@@ -139,13 +139,9 @@ def up(c, pattern="single", distro="bookworm"):
     # A bed that `inv up` did not create for this layout (a test's, another layout's) is
     # never deployed onto: it is replaced. The inventory written holds every bed-only
     # setting, so later commands work on it alone.
-<<<<<<< HEAD
     path = testbed.up(ROOT, pattern=pattern, owner="up", replace=True, settings=_bed_settings(pattern),
                       distro=distro)
-=======
-    path = testbed.up(ROOT, pattern=pattern, owner="up", replace=True, settings=_bed_settings(pattern))
     _prepare_bed(pattern)
->>>>>>> search
     inv = mmdeploy.load(path)
     report = mmdeploy.deploy(inv, live=sys.stdout.isatty())
     if report.failed:
@@ -311,13 +307,9 @@ def testbed_up(c, pattern=None, hosts=None, distro="bookworm"):
 
     if pattern is None and hosts is None:
         pattern = "single"
-<<<<<<< HEAD
     path = testbed.up(ROOT, pattern=pattern, hosts=int(hosts) if hosts else None, settings=_bed_settings(pattern),
                       distro=distro)
-=======
-    path = testbed.up(ROOT, pattern=pattern, hosts=int(hosts) if hosts else None, settings=_bed_settings(pattern))
     _prepare_bed(pattern)
->>>>>>> search
     print(f"inventory: {path.relative_to(ROOT)}  (inv deploy --inventory {path.relative_to(ROOT)})")
 
 
