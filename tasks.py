@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a host failed or a check failed, 2 bad input (nothing w
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from invoke import Collection, Exit, task
 
 import mmdeploy
+from mmdeploy import jsonout
 from mmdeploy.errors import MMDeployError
 
 ROOT = Path(__file__).resolve().parent
@@ -37,6 +39,18 @@ def _load(pattern, inventory, overrides=()):
     return mmdeploy.load(mmdeploy.inventory_path(pattern, inventory, ROOT / "hosts"), overrides)
 
 
+def _output(json: bool) -> dict:
+    """Where a run's lines go: standard error when standard output carries the JSON
+    document; a live per-host view on a terminal; else one line per change."""
+    if json:
+        return {"out": sys.stderr}
+    return {"live": sys.stdout.isatty()}
+
+
+def _json(document: dict, inv) -> None:
+    jsonout.dump(document, sys.stdout, mmdeploy.session(inv)[0])
+
+
 def _names(value: str | None) -> list[str] | None:
     """A comma-separated flag: None when not given; given but naming nothing ("", ",")
     is an empty list, which the API refuses rather than reading it as "all"."""
@@ -51,6 +65,7 @@ _HELP = {
     "only": "comma-separated component names: only these components",
     "verbose": "also print steps that are already as wanted",
     "yes": "apply without showing the plan and asking",
+    "json": "print one JSON document on standard output (schema: docs/json.md); other output goes to stderr",
 }
 
 
@@ -58,78 +73,192 @@ def _help(*names):
     return {n: _HELP[n] for n in names}
 
 
-@task(help=_help("pattern", "inventory", "limit", "set", "only", "verbose"), iterable=["set"])
+@task(help=_help("pattern", "inventory", "limit", "set", "only", "verbose", "json"), iterable=["set"])
 @_cli
-def plan(c, pattern=None, inventory=None, limit=None, set=None, only=None, verbose=False):
-    """Show, host by host, every step that would change and each file's diff. Changes nothing."""
+def plan(c, pattern=None, inventory=None, limit=None, set=None, only=None, verbose=False, json=False):
+    """Show every step that would change, with diffs; changes nothing (--limit, --only, --json).
+
+    Host by host, each step that would change and each file's unified diff."""
     inv = _load(pattern, inventory, set or ())
-    report = mmdeploy.plan(inv, limit=_names(limit), only=_names(only), verbose=verbose)
+    report = mmdeploy.plan(inv, limit=_names(limit), only=_names(only), verbose=verbose, **_output(json))
+    if json:
+        _json(jsonout.run(report, inv), inv)
     if report.failed:
         raise Exit(code=1)
 
 
-@task(help=_help("pattern", "inventory", "limit", "set", "only", "yes", "verbose"), iterable=["set"])
+@task(help=_help("pattern", "inventory", "limit", "set", "only", "yes", "verbose", "json"), iterable=["set"])
 @_cli
-def deploy(c, pattern=None, inventory=None, limit=None, set=None, only=None, yes=False, verbose=False):
-    """Apply the inventory: hosts in parallel, components in dependency order."""
+def deploy(c, pattern=None, inventory=None, limit=None, set=None, only=None, yes=False, verbose=False, json=False):
+    """Apply the inventory, hosts in parallel (--yes: do not ask first; --json for scripts).
+
+    Components in dependency order; on a terminal it shows the plan and asks first, with a
+    live per-host view while it runs."""
     inv = _load(pattern, inventory, set or ())
     if not yes and sys.stdin.isatty() and sys.stdout.isatty():
-        preview = mmdeploy.plan(inv, limit=_names(limit), only=_names(only))
+        preview = mmdeploy.plan(inv, limit=_names(limit), only=_names(only), **_output(json))
         if preview.failed:
             raise Exit(code=1)
         if preview.changed == 0:
-            print("Nothing to change.")
+            print("Nothing to change.", file=sys.stderr if json else sys.stdout)
+            if json:  # nothing was applied: the deploy's document, with no change
+                _json({**jsonout.run(preview, inv), "kind": "deploy"}, inv)
             return
-        if input(f"Apply these {preview.changed} changes? [y/N] ").strip().lower() not in ("y", "yes"):
+        print(f"Apply these {preview.changed} changes? [y/N] ", end="", flush=True,
+              file=sys.stderr if json else sys.stdout)
+        if input().strip().lower() not in ("y", "yes"):
             raise Exit("Not applied.", code=1)
-    report = mmdeploy.deploy(inv, limit=_names(limit), only=_names(only), verbose=verbose)
+    report = mmdeploy.deploy(inv, limit=_names(limit), only=_names(only), verbose=verbose, **_output(json))
+    if json:
+        _json(jsonout.run(report, inv), inv)
     if report.failed:
         raise Exit(code=1)
 
 
-@task(help=_help("pattern", "inventory", "set", "only"), iterable=["set"])
+@task(help=_help("pattern", "inventory", "set", "only", "json"), iterable=["set"])
 @_cli
-def verify(c, pattern=None, inventory=None, set=None, only=None):
-    """End-to-end health checks of a deployed inventory; names each failing check."""
+def verify(c, pattern=None, inventory=None, set=None, only=None, json=False):
+    """End-to-end health checks; names each failing check (--only, --json)."""
     inv = _load(pattern, inventory, set or ())
-    failures = [r for r in mmdeploy.verify(inv, only=_names(only)) if not r.ok]
+    results = mmdeploy.verify(inv, only=_names(only), out=sys.stderr if json else None)
+    if json:
+        _json(jsonout.verify(results, inv), inv)
+    failures = [r for r in results if not r.ok]
     if failures:
         print(f"{len(failures)} check(s) failed", file=sys.stderr)
         raise Exit(code=1)
-    print("all checks passed")
+    print("all checks passed", file=sys.stderr if json else sys.stdout)
 
 
-@task(help={"pattern": "test-bed layout to deploy: single (default), allinone, multi, cluster"})
+@task(help={"pattern": "test-bed layout to deploy: single (default), allinone, multi, cluster",
+            "distro": "Debian suite of the test-bed hosts: bookworm (default) or trixie"})
 @_cli
-def up(c, pattern="single"):
-    """The main job: start the local test bed, deploy Mattermost onto it, verify, print the URL."""
+def up(c, pattern="single", distro="bookworm"):
+    """The main job: test bed up, deploy, verify, print the URL and topology (--pattern, --distro)."""
     from mmdeploy import testbed
 
     # A bed that `inv up` did not create for this layout (a test's, another layout's) is
     # never deployed onto: it is replaced. The inventory written holds every bed-only
     # setting, so later commands work on it alone.
-    path = testbed.up(ROOT, pattern=pattern, owner="up", replace=True, settings=_bed_settings())
+    path = testbed.up(ROOT, pattern=pattern, owner="up", replace=True, settings=_bed_settings(pattern),
+                      distro=distro)
+    _prepare_bed(pattern)
     inv = mmdeploy.load(path)
-    report = mmdeploy.deploy(inv)
+    report = mmdeploy.deploy(inv, live=sys.stdout.isatty())
     if report.failed:
         raise Exit(code=1)
     print()
     if not all(r.ok for r in mmdeploy.verify(inv)):
         raise Exit(code=1)
+    from mmdeploy import topology as drawing
+
+    picture = drawing.render(mmdeploy.topology_graph(inv), path.with_suffix(".svg"))
     proxy, mm = inv.with_role("proxy")[0], inv.settings.mattermost
     print(f"""
 Mattermost ({inv.pattern} pattern, {len(inv.hosts)} test-bed hosts, {path.relative_to(ROOT)}) is up:
   URL:      https://{proxy.address}/   (site URL https://{inv.settings.domain}; self-signed certificate)
   login:    {mm.admin_username}, team '{mm.team_name}'
   password: key mattermost_admin_password in {inv.secrets_path.relative_to(ROOT)}
+  topology: {picture.relative_to(ROOT)}   (inv topology --inventory {path.relative_to(ROOT)} redraws it)
 The Mattermost server on the test bed is a stand-in (tests/standin/): the real release
 cannot be downloaded on this machine. On real hosts the same deploy installs the official one.""")
 
 
+@task(help={**_help("pattern", "inventory", "set"),
+            "out": "the picture to write: .svg (default topology.svg), .png, .pdf or .dot",
+            "offline": "draw from the inventory alone, without asking the hosts"}, iterable=["set"])
+@_cli
+def topology(c, pattern=None, inventory=None, out="topology.svg", offline=False, set=None):
+    """Draw the deployment with its live state as an SVG picture (--out F, --offline).
+
+    Hosts by layer, floating addresses, flows with ports, and (unless --offline) live state
+    read from the hosts: VIP holder, DB primary and replicas, hosts down."""
+    from mmdeploy import topology as drawing
+
+    inv = _load(pattern, inventory, set or ())
+    path = drawing.render(mmdeploy.topology_graph(inv, live=not offline), Path(out))
+    print(f"topology: {path}")
+
+
+@task(help={"users": "the number of users to size for",
+            "out": "also write a starting inventory there (addresses as placeholders to fill in)",
+            "mb_per_user_month": "MB of files per user per month (low 1-5, medium 5-25, high 25-100; default 15)",
+            "domain": "the site's domain in the written inventory",
+            "force": "overwrite --out if it exists"})
+@_cli
+def size(c, users, out=None, mb_per_user_month=15.0, domain="chat.example.com", force=False):
+    """Size a site: pattern and per-role hosts, vCPU, memory, disk (--users N, --out F).
+
+    Figures from the report's Table 1 and Mattermost's reference architectures, each with its
+    source; with --out, also a starting inventory with placeholders for the addresses."""
+    from mmdeploy import sizing
+    from mmdeploy.errors import InventoryError
+
+    try:
+        count = int(users)
+    except ValueError:
+        raise InventoryError([f"--users: expected a whole number, got {users!r}"]) from None
+    rec = sizing.recommend(count, float(mb_per_user_month))
+    print(f"{count:,} users: the {rec.pattern} pattern (Mattermost's {rec.tier.users:,}-user reference architecture)\n")
+    print(rec.table())
+    if out:
+        path = Path(out)
+        if path.exists() and not force:
+            raise InventoryError([f"--out: {path} exists (use --force to overwrite)"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(sizing.inventory(rec, domain))
+        print(f"\ninventory: {path} (fill in the addresses, then: inv plan --inventory {path})")
+
+
+@task(help={**_help("pattern", "inventory", "set"),
+            "out": "the directory to write the manifests into (kubectl apply -k DIR)"}, iterable=["set"])
+@_cli
+def k8s(c, pattern=None, inventory=None, out="k8s", set=None):
+    """Render the Kubernetes pattern's manifests from the inventory (--out DIR).
+
+    The report's section 6.4: the Mattermost operator's custom resource, the secrets it
+    references, an NGINX ingress with TLS. Contacts no host and no cluster."""
+    from mmdeploy import k8s as kubernetes
+
+    inv = _load(pattern, inventory, set or ())
+    rendered = kubernetes.manifests(inv, mmdeploy.session(inv)[1])
+    for path in rendered.write(Path(out)):
+        secret = path.name == "secrets.yaml"
+        print(f"wrote {path}" + ("  (secret values: mode 0600, keep it out of git)" if secret else ""))
+    for item in rendered.placeholders:
+        print(f"fill in: {item}")
+    print(f"then: kubectl apply -k {out}   (needs the Mattermost operator and an NGINX ingress controller)")
+
+
+@task(help={"pattern": "single, multi or cluster: VMs for the hosts of hosts/PATTERN.yml",
+            "inventory": "another inventory whose hosts (names, roles) to make VMs for",
+            "out": "the directory for the Vagrantfile and the inventory (default vagrant/PATTERN)",
+            "distro": "the Debian box: bookworm (default) or trixie"})
+@_cli
+def vagrant(c, pattern=None, inventory=None, out=None, distro="bookworm"):
+    """Write a Vagrantfile and inventory for a pattern's hosts (--pattern, --out DIR, --distro).
+
+    Box, host-only addresses and memory per role; the inventory deploys onto those VMs."""
+    from mmdeploy import vagrant as vms
+
+    inv = _load(pattern, inventory)
+    directory = Path(out) if out else ROOT / "vagrant" / inv.pattern
+    shown = os.path.relpath(directory, Path.cwd())
+    vfile, inv_file = vms.write(inv, directory, distro, where=shown)
+    print(f"wrote {os.path.relpath(vfile)} and {os.path.relpath(inv_file)}")
+    print(f"then: cd {shown} && vagrant up; inv deploy --inventory {os.path.relpath(inv_file)}")
+
+
 @task(help={"e2e": "include the end-to-end tests on the test bed (default true)",
-            "k": "only tests matching this pytest expression"})
-def test(c, e2e=True, k=None):
-    """The whole test suite: unit tests, then end-to-end tests on the local test bed."""
+            "k": "only tests matching this pytest expression",
+            "lint": "run ruff and mypy first (default true)"})
+def test(c, e2e=True, k=None, lint=True):
+    """Run ruff, mypy, the unit and the end-to-end tests (--no-e2e, -k EXPR, --no-lint)."""
+    if lint:
+        for check in ([sys.executable, "-m", "ruff", "check", "."], [sys.executable, "-m", "mypy"]):
+            print("$ " + " ".join(["python3", *check[1:]]), flush=True)
+            if subprocess.call(check, cwd=ROOT) != 0:
+                raise Exit(f"{check[2]} found problems", code=1)
     args = [sys.executable, "-m", "pytest", "-ra"]
     if not e2e:
         args += ["-m", "not e2e"]
@@ -141,19 +270,41 @@ def test(c, e2e=True, k=None):
 # --- test bed --------------------------------------------------------------------------
 
 
-def _bed_settings() -> dict:
+def _bed_settings(pattern: str | None = None) -> dict:
     """What the bed's inventory needs besides its hosts: the stand-ins for what cannot be
-    downloaded here (tests/standin), as local files."""
-    from tests.standin import release
+    downloaded here (tests/standin), as local files; for a layout with storage hosts,
+    the SeaweedFS release built from the Go module proxy, with search hosts OpenSearch
+    from Maven Central and a small heap (tests/standin/artifacts.py)."""
+    from mmdeploy import testbed
+    from mmdeploy.inventory import merge
+    from tests.standin import artifacts, release
 
-    return release.settings()
+    settings = release.settings()
+    roles = {r for _, rs in testbed.PATTERNS.get(pattern or "", []) for r in rs}
+    if "storage" in roles:
+        archive, sha = artifacts.build("storage")
+        settings = merge(settings, {"storage": {"url": str(archive), "sha256": sha,
+                                                "version": artifacts.STORAGE.version}})
+    return merge(settings, artifacts.bed_settings(roles))
+
+
+def _prepare_bed(pattern: str | None) -> None:
+    """Test-bed-only setup of the started containers, before any deploy
+    (tests/standin/artifacts.prepare_bed: the open-files shim for OpenSearch)."""
+    from mmdeploy import testbed
+    from tests.standin import artifacts
+
+    artifacts.prepare_bed(testbed.PATTERNS.get(pattern or "", []))
 
 
 @task(name="up", help={"pattern": "single, multi, cluster or allinone", "hosts": "N generic hosts instead",
+                       "distro": "Debian suite of the hosts: bookworm (default) or trixie",
                        "sudo_user": "reach the hosts as this user with passwordless sudo instead of root"})
 @_cli
-def testbed_up(c, pattern=None, hosts=None, sudo_user=None):
-    """Start local Debian hosts (Docker containers with systemd and sshd) and write their inventory."""
+def testbed_up(c, pattern=None, hosts=None, distro="bookworm", sudo_user=None):
+    """Start local Debian test-bed hosts and write their inventory (--pattern, --hosts N, --distro, --sudo-user).
+
+    Docker containers with systemd and sshd, reached over SSH like real hosts."""
     from mmdeploy import testbed
     from mmdeploy.grammar import unix_user
 
@@ -164,8 +315,9 @@ def testbed_up(c, pattern=None, hosts=None, sudo_user=None):
             unix_user(sudo_user)
         except ValueError as e:
             raise Exit(f"--sudo-user: {e}", code=2) from None
-    path = testbed.up(ROOT, pattern=pattern, hosts=int(hosts) if hosts else None, settings=_bed_settings(),
-                      sudo_user=sudo_user)
+    path = testbed.up(ROOT, pattern=pattern, hosts=int(hosts) if hosts else None, settings=_bed_settings(pattern),
+                      distro=distro, sudo_user=sudo_user)
+    _prepare_bed(pattern)
     print(f"inventory: {path.relative_to(ROOT)}  (inv deploy --inventory {path.relative_to(ROOT)})")
 
 
@@ -194,7 +346,7 @@ def testbed_status(c):
 @task(name="noop", help={"hosts": "comma-separated host counts (default 1,5,10)",
                          "steps": "steps in the demo component (default 20)"})
 def bench_noop(c, hosts="1,5,10", steps=20):
-    """Benchmark: time the no-op re-run of the demo component on N test-bed hosts."""
+    """Benchmark the no-op re-run of the demo component on test-bed hosts (--hosts, --steps)."""
     raise Exit(code=subprocess.call([sys.executable, str(ROOT / "benchmarks" / "noop.py"),
                                      "--hosts", str(hosts), "--steps", str(steps)], cwd=ROOT))
 
@@ -202,14 +354,18 @@ def bench_noop(c, hosts="1,5,10", steps=20):
 # --- database tier ---------------------------------------------------------------------
 
 
-@task(name="status", help=_help("pattern", "inventory", "set"), iterable=["set"])
+@task(name="status", help=_help("pattern", "inventory", "set", "json"), iterable=["set"])
 @_cli
-def db_status(c, pattern=None, inventory=None, set=None):
-    """Per DB node: role, writable or read-only, position and lag, replicas, sync state. Reads only."""
+def db_status(c, pattern=None, inventory=None, set=None, json=False):
+    """Per DB node: role, access, position, lag, replicas, sync; reads only (--json)."""
     from mmdeploy import dbtier
 
-    states = mmdeploy.db_status(_load(pattern, inventory, set or ()))
-    print(dbtier.format_status(states))
+    inv = _load(pattern, inventory, set or ())
+    states = mmdeploy.db_status(inv)
+    if json:
+        _json(jsonout.db_status(states, inv), inv)
+    else:
+        print(dbtier.format_status(states))
     if sum(s.writable for s in states) != 1:
         raise Exit("expected exactly one writable DB node", code=1)
 
@@ -220,8 +376,10 @@ def db_status(c, pattern=None, inventory=None, set=None):
       iterable=["set"])
 @_cli
 def failover_db(c, pattern=None, inventory=None, to=None, force=False, set=None):
-    """Switch the DB primary (planned when it answers, failover when it does not): fence, promote,
-    re-point the replicas, then the Mattermost servers one at a time."""
+    """Switch the DB primary: fence, promote, re-point replicas and Mattermost (--to H, --force).
+
+    Planned when the primary answers, failover when it does not; the Mattermost servers are
+    re-pointed one at a time."""
     report = mmdeploy.failover_db(_load(pattern, inventory, set or ()), to=to, force=force)
     print(f"\ndatabase: {report.db.new} is the primary (was {report.db.old or 'none'}; old primary: {report.db.fenced})")
     for r in report.clients.results:
@@ -246,4 +404,5 @@ def db_rejoin(c, host, pattern=None, inventory=None, set=None):
 testbed_ns = Collection("testbed", testbed_up, testbed_down, testbed_status)
 bench_ns = Collection("bench", bench_noop)
 db_ns = Collection("db", db_status, db_rejoin)
-ns = Collection(plan, deploy, verify, up, test, failover_db, testbed_ns, bench_ns, db_ns)
+ns = Collection(plan, deploy, verify, up, test, failover_db, topology, size, k8s, vagrant, testbed_ns, bench_ns,
+                db_ns)

@@ -13,11 +13,12 @@ from .api import (
     plan,
     rejoin,
     session,
+    topology_graph,
     verify,
 )
 from .errors import InventoryError, MMDeployError
 from .locks import LockHeld
 
 __all__ = ["CheckResult", "FailoverReport", "InventoryError", "LockHeld", "MMDeployError", "db_status", "deploy",
-           "failover_db", "inventory_path", "load", "plan", "rejoin", "session", "verify"]
+           "failover_db", "inventory_path", "load", "plan", "rejoin", "session", "topology_graph", "verify"]
 __version__ = "0.2.0"

@@ -25,7 +25,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Callable, Iterator, TextIO
 
 from . import inventory as _inventory
 from . import locks, runner
@@ -36,6 +36,9 @@ from .inventory import Inventory
 from .report import Reporter
 from .runner import RunReport
 from .secrets import Redactor, Secrets
+
+if TYPE_CHECKING:
+    from .topology import Graph
 
 
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inventory:
@@ -60,15 +63,16 @@ def session(inventory: Inventory) -> tuple[Redactor, Secrets]:
 
 
 def plan(inventory: Inventory, *, limit: list[str] | None = None, only: list[str] | None = None,
-         out: TextIO | None = None, verbose: bool = False) -> RunReport:
-    """Every step that would change, with diffs; changes nothing."""
-    return _run(inventory, "plan", limit, only, out, verbose)
+         out: TextIO | None = None, verbose: bool = False, live: bool = False) -> RunReport:
+    """Every step that would change, with diffs; changes nothing. `live`: a per-host
+    progress view for a terminal (live.py) instead of one line per change."""
+    return _run(inventory, "plan", limit, only, out, verbose, live)
 
 
 def deploy(inventory: Inventory, *, limit: list[str] | None = None, only: list[str] | None = None,
-           out: TextIO | None = None, verbose: bool = False) -> RunReport:
+           out: TextIO | None = None, verbose: bool = False, live: bool = False) -> RunReport:
     """Apply the inventory; a second deploy of the same inventory changes nothing."""
-    return _run(inventory, "apply", limit, only, out, verbose)
+    return _run(inventory, "apply", limit, only, out, verbose, live)
 
 
 @dataclass
@@ -80,7 +84,7 @@ class CheckResult:
 
 
 @contextmanager
-def _masked(redact):
+def _masked(redact: Callable[[str], str]) -> Iterator[None]:
     """Errors leave with every secret masked in their message."""
     try:
         yield
@@ -89,7 +93,8 @@ def _masked(redact):
 
 
 @contextmanager
-def _locked(inventory: Inventory, what: str, redact, connect_timeout: float | None = None):
+def _locked(inventory: Inventory, what: str, redact: Callable[[str], str],
+            connect_timeout: float | None = None) -> Iterator[None]:
     """The inventory's run lock on this machine and the hosts, for the block."""
     with locks.acquire(inventory, what, redact, connect_timeout=connect_timeout):
         yield
@@ -103,7 +108,7 @@ def verify(inventory: Inventory, *, only: list[str] | None = None, out: TextIO |
         return _verify(inventory, only, out or sys.stdout, redact)
 
 
-def _verify(inventory, only, out, redact) -> list[CheckResult]:
+def _verify(inventory: Inventory, only: list[str] | None, out: TextIO, redact: Redactor) -> list[CheckResult]:
     from .registry import registry
 
     results = []
@@ -125,7 +130,7 @@ def _verify(inventory, only, out, redact) -> list[CheckResult]:
     return results
 
 
-def _report(out: TextIO, redact, result: CheckResult) -> CheckResult:
+def _report(out: TextIO, redact: Redactor, result: CheckResult) -> CheckResult:
     if result.problem:
         result.problem = redact(result.problem)
     line = f"{'ok' if result.ok else 'FAIL':<4} {result.name}" + (f": {result.problem}" if result.problem else "")
@@ -188,19 +193,39 @@ def rejoin(inventory: Inventory, host: str, out: TextIO | None = None) -> Topolo
                              redactor=redactor)
 
 
-def _run(inventory, mode, limit, only, out, verbose) -> RunReport:
+def topology_graph(inventory: Inventory, *, live: bool = True) -> "Graph":
+    """The deployment as a graph (topology.py): hosts by layer, floating addresses,
+    balancers and flows with ports; with `live`, annotated with what the hosts say now
+    (read-only, time-limited: the floating address holders, DB primary and replicas, hosts
+    that do not answer). Draw it with mmdeploy.topology.render(graph, path)."""
+    from . import topology
+
+    return topology.build(inventory, topology.read_live(inventory) if live else None)
+
+
+def _run(inventory: Inventory, mode: str, limit: list[str] | None, only: list[str] | None, out: TextIO | None,
+         verbose: bool, live: bool = False) -> RunReport:
     from .registry import registry
 
     redactor, secrets = session(inventory)
     selected = registry().by_name(only)
     runner.select_hosts(inventory, limit)  # bad --limit is bad input: refuse before connecting
-    reporter = Reporter(redactor, out=out, verbose=verbose)
-    with _masked(redactor):
-        if mode == "plan":  # reads only: no lock
-            return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit)
-        with _locked(inventory, "deploy", redactor):
-            return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit)
+    if live:
+        from .live import LiveReporter
+
+        reporter: Reporter = LiveReporter(redactor, out=out, verbose=verbose)
+    else:
+        reporter = Reporter(redactor, out=out, verbose=verbose)
+    try:
+        with _masked(redactor):
+            if mode == "plan":  # reads only: no lock
+                return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit)
+            with _locked(inventory, "deploy", redactor):
+                return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit)
+    finally:
+        if live:
+            reporter.stop()  # type: ignore[attr-defined]  # the view ends even when the run raised
 
 
 __all__ = ["CheckResult", "FailoverReport", "MMDeployError", "db_status", "deploy", "failover_db",
-           "inventory_path", "load", "plan", "rejoin", "session", "verify"]
+           "inventory_path", "load", "plan", "rejoin", "session", "topology_graph", "verify"]

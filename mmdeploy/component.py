@@ -65,12 +65,14 @@ class Balanced:
     internal balancer on the proxy hosts (balancer.py): the balancer listens on `port` at
     the site's internal address and spreads requests over the component's hosts on the
     same port, checking each with an HTTP GET of `health` ("" for a TCP check). Only
-    hosts with one of `clients` roles may connect."""
+    hosts with one of `clients` roles may connect. `when` may narrow the component's hosts
+    that serve it (a search cluster's data-less tiebreaker serves no clients)."""
 
     name: str
     port: int | Callable[[Any], int]
     health: str = ""
     clients: tuple[str, ...] = ("app", "jobserver")
+    when: Callable[[Host], bool] | None = None
 
     def port_for(self, settings: Any) -> int:
         return self.port(settings) if callable(self.port) else self.port
@@ -195,6 +197,13 @@ class Component:
 
     def validate(self, settings: Any) -> list[tuple[str, str]]:
         """Rules spanning several keys of the merged settings: (key path, problem)."""
+        return []
+
+    def validate_layout(self, inventory: Inventory) -> list[tuple[str, str]]:
+        """Rules on the hosts and their roles together with the settings (a layout that
+        cannot survive losing a host): (key path, problem), where the path is in the
+        inventory file's terms, e.g. "hosts.4.roles" or "settings.storage.server". Runs at
+        load time, after every other check passed, before any host is touched."""
         return []
 
     def prepare(self, inventory: Inventory, view: ClusterView) -> Any:

@@ -1,5 +1,9 @@
 """Errors the tool reports to its users; each carries the exit code the CLI uses."""
 
+from __future__ import annotations
+
+from typing import Callable
+
 
 class MMDeployError(Exception):
     exit_code = 1
@@ -19,7 +23,7 @@ class StepFailed(MMDeployError):
     """A step's apply (or a fact probe) failed on a host."""
 
 
-def redacted(error: MMDeployError, redact) -> MMDeployError:
+def redacted(error: MMDeployError, redact: Callable[[str], str]) -> MMDeployError:
     """The same error with every secret in its message masked (for messages that quote a
     host's output, which may hold one in any of its forms)."""
     if isinstance(error, InventoryError):

@@ -63,7 +63,7 @@ def hostname(value: str) -> str:
 def address(value: str) -> str:
     """An IP address or a host name: where a host is reached."""
     if not (is_ip(value) or is_hostname(value)):
-        raise ValueError("expected an IP address or a host name (RFC 1123)")
+        raise ValueError("expected an IP address or host name (RFC 1123)")
     return value
 
 

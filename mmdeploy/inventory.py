@@ -14,7 +14,7 @@ import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -206,7 +206,14 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inven
         )
     if problems.lines:
         raise InventoryError(problems.lines)
-    return Inventory(path=path, pattern=raw.pattern, hosts=tuple(hosts), settings=global_settings)
+    result = Inventory(path=path, pattern=raw.pattern, hosts=tuple(hosts), settings=global_settings)
+    # Rules on the layout as a whole (hosts, roles and settings together), from the components.
+    for c in reg.components:
+        for key, msg in c.validate_layout(result):
+            problems.add(tuple(int(p) if p.isdigit() else p for p in key.split(".")), msg)
+    if problems.lines:
+        raise InventoryError(problems.lines)
+    return result
 
 
 def inventory_path(pattern: str | None, inventory: str | None, hosts_dir: Path = Path("hosts")) -> Path:
@@ -273,7 +280,7 @@ class _Problems:
             self.pydantic(e, prefix, self.settings_model)
 
 
-def _explain(err: dict, model: type[BaseModel], loc: tuple) -> str:
+def _explain(err: Mapping[str, Any], model: type[BaseModel], loc: tuple) -> str:
     kind, given = err["type"], err.get("input")
     if kind == "extra_forbidden":
         known = _known_keys(model, loc[:-1])

@@ -59,7 +59,13 @@ class Registry:
 
     def balanced_layers(self, inventory: Inventory) -> list[tuple[Balanced, list[Host]]]:
         """Every layer a component serves behind the internal balancer, with its hosts."""
-        return [(b, c.hosts(inventory)) for c in self.components for b in c.balanced if c.hosts(inventory)]
+        layers = []
+        for c in self.components:
+            for b in c.balanced:
+                hosts = [h for h in c.hosts(inventory) if b.when is None or b.when(h)]
+                if hosts:
+                    layers.append((b, hosts))
+        return layers
 
     def scrape_jobs(self, inventory: Inventory) -> list[tuple[str, list[tuple[Host, Metrics]]]]:
         """(job name, [(host, metrics)]) for every declared metrics target, in declaration order."""
@@ -129,14 +135,14 @@ def build(components: list[Component], template_dirs: list[Path] | tuple[Path, .
         if unknown:
             raise RegistryError(f"component {c.name} runs on role(s) no component declares: {', '.join(unknown)}")
     fields: dict[str, Any] = {key: (model, model()) for key, model in sections.items()}
-    model = create_model("Settings", __base__=CoreSettings, **fields)
+    tree = create_model("Settings", __base__=CoreSettings, **fields)
     from .component import ordered
 
     try:
         ordered(components)
     except ValueError as e:
         raise RegistryError(str(e)) from None
-    return Registry(tuple(components), roles, sections, secrets, model, tuple(template_dirs))
+    return Registry(tuple(components), roles, sections, secrets, tree, tuple(template_dirs))
 
 
 @cache

@@ -247,7 +247,7 @@ def warnings(version: str, today: date, engine: str = "postgresql") -> list[str]
         out.append(f"Mattermost {version}: support for the {_label(line)} ended on "
                    f"{line.support_end}, it gets no more security fixes; "
                    f"{_suggest(st.suggested, engine, version)} (see {line.source})")
-    elif st.days_left <= NEAR_END.days:
+    elif st.days_left is not None and st.days_left <= NEAR_END.days:
         out.append(f"Mattermost {version}: support for the {_label(line)} ends on "
                    f"{line.support_end} (in {st.days_left} days); "
                    f"{_suggest(st.suggested, engine, version)} (see {line.source})")

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import MMDeployError
 from .inventory import Host
@@ -65,7 +65,7 @@ class Remote:
         self._conn = None
         self._lock = threading.Lock()
 
-    def connect(self):
+    def connect(self) -> Any:  # a fabric.Connection (fabric ships no types)
         if self._conn is None:
             import fabric  # imported here so that `import mmdeploy` stays light
             import paramiko
@@ -184,10 +184,13 @@ class Remote:
         if transport is None or not transport.is_active():
             self.close()
             raise Unreachable(f"SSH connection to {self.host.address} was lost")
+        opening = min(limit, 30)
         try:
-            chan = transport.open_session(timeout=min(limit, 30))
+            chan = transport.open_session(timeout=opening)
         except Exception as e:
-            raise Unreachable(f"SSH session to {self.host.address} failed: {e}") from None
+            self.close()
+            raise Unreachable(f"{self.host.name}: {what or 'command'}: no SSH session from {self.host.address} "
+                              f"within {opening} s ({e})") from None
         try:
             chan.settimeout(1.0)
             chan.exec_command(command)

@@ -67,11 +67,11 @@ def parse(raw: bytes | str, label: str) -> tuple[Any, dict[tuple, int]]:
             loader.dispose()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        line = f":{mark.line + 1}" if mark else ""
+        where = f":{mark.line + 1}" if mark else ""
         context = ""
         if e.context and e.context_mark and e.context_mark is not mark:
             context = f" ({e.context} at line {e.context_mark.line + 1})"
-        raise InventoryError([f"{label}{line}: malformed YAML: {e.problem or e.context}{context}"]) from None
+        raise InventoryError([f"{label}{where}: malformed YAML: {e.problem or e.context}{context}"]) from None
     except yaml.reader.ReaderError as e:
         line = text.count("\n", 0, e.position) + 1
         raise InventoryError([f"{label}:{line}: character {e.character!r} is not allowed in YAML"]) from None
@@ -90,7 +90,8 @@ def _check_depth(text: str, label: str) -> None:
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                raise InventoryError([f"{label}:{event.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep"])
+                line = event.start_mark.line + 1 if event.start_mark else 0
+                raise InventoryError([f"{label}:{line}: nested more than {MAX_DEPTH} levels deep"])
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
 

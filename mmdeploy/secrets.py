@@ -86,7 +86,7 @@ class Redactor:
     def __init__(self) -> None:
         self._values: set[str] = set()
         self._forms: set[str] = set()
-        self._pattern: re.Pattern | None = None
+        self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
 
     def add(self, value: str | None) -> None:

@@ -1,5 +1,5 @@
-"""TEMPORARY (removed when the search, storage and push proxy components land): the roles
-the multi and cluster patterns need whose components are still being written."""
+"""TEMPORARY (removed when the push proxy component lands): the roles the multi and
+cluster patterns need whose components are still being written."""
 
 from ..component import Component, Role
 
@@ -7,8 +7,6 @@ from ..component import Component, Role
 class PendingRoles(Component):
     name = "pending-roles"
     owns_roles = (
-        Role("search", "search nodes", {"multi": 2, "cluster": 3}),
-        Role("storage", "S3 file storage nodes", {"multi": 2, "cluster": 4}),
         Role("pushproxy", "push proxies", {"multi": 2, "cluster": 2}),
     )
 

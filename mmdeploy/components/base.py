@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..component import Component, Context
 from ..ops import File, Packages
 from ..ops.command import Command
+from ..step import Step
 
 APT_PROXY_FILE = "/etc/apt/apt.conf.d/01mmdeploy-proxy"
 
@@ -15,7 +16,7 @@ class Base(Component):
 
     def steps(self, ctx: Context):
         proxy = ctx.settings.apt_proxy
-        steps = []
+        steps: list[Step] = []
         if proxy:
             steps.append(File(APT_PROXY_FILE, ctx.render("base/apt-proxy.conf.j2", proxy=proxy.rstrip("/"))))
         else:

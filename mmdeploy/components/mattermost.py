@@ -27,7 +27,7 @@ from ..component import Check, Component, Context, Metrics, Role
 from ..dbtier import Topology, engine_for, read_topology
 from ..dbtier.component import DB_PASSWORD
 from ..errors import MMDeployError, StepFailed
-from ..grammar import Address, DomainList, Email, ReadableFile, Source, is_hostname
+from ..grammar import Address, DomainList, Email, ReadableFile, Source
 from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Group, JsonSettings, Packages, Service, Unpacked, User, unit
 from ..ops.exporter import env_file
@@ -49,7 +49,7 @@ WAIT_FOR_SOCKET = (f"for i in $(seq 120); do test -S {SOCKET} && {MMCTL} user li
 # A restart waits this long for a clean stop, then kills: a server whose database died
 # may never finish its in-flight requests. After a failover the wait is short (nothing
 # it holds can complete); a start waits for the server's READY (schema migrations).
-STOP_GRACE, STOP_GRACE_FAILOVER, START_LIMIT = 30, 3, 600
+STOP_GRACE, STOP_GRACE_FAILOVER, START_LIMIT = 30, 1, 600
 # mattermost.config_in_database: the units' environment (MM_CONFIG holds the DB password)
 # and the keys mmdeploy owns, patched into the database config with mmctl.
 ETC = "/etc/mattermost"
@@ -183,7 +183,7 @@ def config(ctx: Context, primary: Host, replicas: list[Host]) -> dict:
     apps = ctx.inventory.with_role("app")
     smtp = s.smtp
     smtp_password = ctx.secrets.optional(SMTP_PASSWORD) or ""
-    wanted = {
+    wanted: dict[str, Any] = {
         "ServiceSettings": {
             "SiteURL": f"https://{s.domain}",
             "ListenAddress": f":{mm.port}",
@@ -320,8 +320,8 @@ def mask_config(config: dict, before: dict | None = None) -> dict:
                 continue
             for key, value in settings.items():
                 if SECRET_NAME.search(key) and value not in ("", None):
-                    path = ("PluginSettings", "Plugins", plugin, key)
-                    _put(out, path, masked(path, value, MASK))
+                    key_path: tuple = ("PluginSettings", "Plugins", plugin, key)
+                    _put(out, key_path, masked(key_path, value, MASK))
     return out
 
 

@@ -24,6 +24,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from .. import distros
 from ..component import Check, Component, Context, Metrics, Role
 from ..errors import InventoryError
 from ..grammar import Email, NginxBlock, ReadableFile
@@ -85,10 +86,10 @@ class Nginx(Component):
             File(CONF, render(ctx), validate="nginx -t -q -c {}", notify=RELOAD),
             Service("nginx"),
         ]
-        # The exporter reads the stub_status page served on the loopback interface;
-        # retries: after a reboot it may start before nginx answers.
-        args = (f"-nginx.scrape-uri=http://127.0.0.1:{s.nginx.status_port}/stub_status "
-                "-nginx.retries=10")
+        # The exporter reads the stub_status page served on the loopback interface; its
+        # flags differ between the distributions' exporter versions (distros.py).
+        args = distros.of(ctx.facts.host("os")).nginx_exporter_args(
+            f"http://127.0.0.1:{s.nginx.status_port}/stub_status")
         steps += exporter_steps(EXPORTER, env_file("components/nginx", ARGS=args), secret=False)
         if acme:
             steps.append(_acme_certificate(ctx))

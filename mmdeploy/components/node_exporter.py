@@ -4,6 +4,7 @@ nginx components), each declaring its scrape target."""
 
 from __future__ import annotations
 
+from .. import distros
 from ..component import Component, Context, Metrics
 from ..ops import Packages, Service
 
@@ -17,7 +18,8 @@ class NodeExporter(Component):
     after = ("base",)
 
     def steps(self, ctx: Context):
-        return [Packages("prometheus-node-exporter"), Service("prometheus-node-exporter")]
+        package = distros.of(ctx.facts.host("os")).exporter("node")
+        return [Packages(package), Service(package)]
 
 
 COMPONENTS = [NodeExporter()]

@@ -28,8 +28,9 @@ class DatabaseSettings(Section):
     flavor: Literal["mariadb", "mysql"] = "mariadb"
     # Oracle MySQL's release series (flavor mysql): its APT repository and statements.
     mysql_series: Literal["8.0", "8.4"] = "8.4"
-    # PostgreSQL from the distribution's own packages (15 on Debian 12).
-    postgresql_version: str = Field(default="15", pattern=r"^\d{2}$")
+    # PostgreSQL from the distribution's own packages; unset: the version the host's
+    # distribution ships (distros.py: 15 on Debian 12, 17 on Debian 13).
+    postgresql_version: str | None = Field(default=None, pattern=r"^\d{2}$")
     # Commits wait for one replica (ANY 1) whenever there is one; false opts out.
     synchronous: bool = True
     # Memory the DB sizes itself for; unset: the host's total memory.

@@ -25,7 +25,7 @@ from .topology import NodeState, Topology, decide, describe, unreachable
 
 # A dead host must cost seconds, not the inventory's SSH timeout: write unavailability
 # during a failover starts with this probe.
-CONNECT_TIMEOUT = 2.0
+CONNECT_TIMEOUT = 1.0
 APPLY_TIMEOUT = 60.0
 Out = Callable[[str], None]
 

@@ -35,7 +35,7 @@ class NodeState:
     has_data: bool = False  # holds a database of this site (not a fresh install)
     streaming: bool = False  # a replica receiving and applying from its upstream
     named_primary: str | None = None  # the primary its own topology file names, if any
-    extra: dict = field(default_factory=dict)  # engine-specific raw values
+    extra: dict[str, Any] = field(default_factory=dict)  # engine-specific raw values
 
 
 def unreachable(host: Host, why: str) -> NodeState:

@@ -6,11 +6,11 @@ script on the host.
 
 from .apt import Packages
 from .command import Command
-from .archive import Unpacked
+from .archive import Binary, Unpacked
 from .files import Directory, File, JsonSettings
 from .sql import SQL
 from .sysctl import Sysctl
 from .systemd import Service, unit
 from .users import Group, User
 
-__all__ = ["Packages", "Command", "Directory", "File", "JsonSettings", "Unpacked", "SQL", "Sysctl", "Service", "unit", "Group", "User"]
+__all__ = ["Binary", "Packages", "Command", "Directory", "File", "JsonSettings", "Unpacked", "SQL", "Sysctl", "Service", "unit", "Group", "User"]

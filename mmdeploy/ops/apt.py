@@ -27,6 +27,12 @@ apt_get install --no-install-recommends {pkgs} || {{ update && apt_get install -
 """
 
 
+def install_script(packages: str) -> str:
+    """The shell script Packages runs to install `packages` (space-separated), for a step
+    that decides what to install only once an earlier step has run."""
+    return _INSTALL.format(pkgs=packages)
+
+
 class Packages(Step):
     """Packages installed (optionally `name=version`) or absent."""
 
@@ -70,5 +76,5 @@ class Packages(Step):
         if self.state == "absent":
             script = f"apt-get -q -y -o DPkg::Lock::Timeout=300 purge {pkgs}"
         else:
-            script = _INSTALL.format(pkgs=pkgs)
+            script = install_script(pkgs)
         run_checked(remote, script, self.name, timeout=self.timeout)

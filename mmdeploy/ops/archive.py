@@ -52,3 +52,40 @@ class Unpacked(Step):
             f"rm -rf {dest} && mv {dest}.tmp {dest}\n"
         )
         run_checked(remote, script, self.name, timeout=self.timeout)
+
+
+class Binary(Step):
+    """A release that is a single executable (no archive), installed at `path` after its
+    sha256 is verified on the host; compared by that checksum."""
+
+    timeout = 900
+
+    def __init__(self, artifact: Artifact, path: str, *, fetch_on_host: bool = False,
+                 notify: tuple[str, ...] = ()):
+        self.artifact, self.path, self.fetch_on_host = artifact, path, fetch_on_host
+        self.notify = tuple(notify)
+        self.name = f"binary {artifact.name} {artifact.version} at {path}"
+        self._probe = f"sha256sum {shlex.quote(path)} | cut -d' ' -f1"
+
+    def facts(self) -> list[str]:
+        return [self._probe]
+
+    def check(self, facts: Mapping[str, Fact]) -> Change | None:
+        if facts[self._probe].out.strip() == self.artifact.sha256:
+            return None
+        return Change(f"install {self.artifact.filename} (sha256 {self.artifact.sha256[:12]})")
+
+    def apply(self, remote: Remote, change: Change) -> None:
+        tmp = f"/tmp/mmdeploy-{self.artifact.sha256[:16]}-{self.artifact.filename}"
+        q_tmp, path = shlex.quote(tmp), shlex.quote(self.path)
+        if self.fetch_on_host:
+            get = f"curl -fsSL --retry 3 -o {q_tmp} {shlex.quote(self.artifact.url)}\n"
+        else:
+            remote.put(fetch(self.artifact), tmp)
+            get = ""
+        script = (
+            f"set -e\ntrap 'rm -f {q_tmp}' EXIT\n{get}"
+            f"echo '{self.artifact.sha256}  {tmp}' | sha256sum -c --quiet -\n"
+            f"install -D -o root -g root -m 0755 {q_tmp} {path}\n"
+        )
+        run_checked(remote, script, self.name, timeout=self.timeout)

@@ -152,6 +152,8 @@ class JsonSettings(Step):
         return Change("create" if not current else "update keys", _diff(self.path, before.encode(), after.encode(), not current))
 
     def apply(self, remote: Remote, change: Change) -> None:
+        if self._file is None:  # check() makes the file it applies
+            raise RuntimeError(f"{self.name}: apply() before check()")
         self._file.apply(remote, change)
 
 

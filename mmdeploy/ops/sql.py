@@ -64,10 +64,13 @@ class AccountPassword(SQL):
                  matches: Callable[[Fact], bool | None], notify: tuple[str, ...] = ()):
         super().__init__(name, engine, statement, notify=notify)
         self.name = f"password of {name}"
-        self._probe, self._matches = probe, matches
+        self._account_probe, self._matches = probe, matches
+
+    def facts(self) -> list[str]:
+        return [self._account_probe]
 
     def check(self, facts: Mapping[str, Fact]) -> Change | None:
-        fact = facts[self._probe]
+        fact = facts[self._account_probe]
         if not fact.ok:
             return Change("set (its current password could not be read: database not reachable yet)")
         return Change("set (changed in the secrets)") if self._matches(fact) is False else None

@@ -26,7 +26,7 @@ from .containers import (
     status,
 )
 from .engine import ensure_engine, raise_kernel_limits
-from .image import IMAGE, ensure_image, mirrors
+from .image import IMAGE, SUITE, SUITES, ensure_image, image_for, mirrors
 from .inventory import path_for
 from .inventory import write as write_inventory
 from .network import ensure_apt_cache, ensure_network, serve
@@ -34,15 +34,19 @@ from .network import ensure_apt_cache, ensure_network, serve
 
 def up(root: Path, pattern: str | None = None, hosts: int | None = None, log: Log = print,
        owner: str = "testbed", settings: dict | None = None, replace: bool = False,
-       sudo_user: str | None = None) -> Path:
+       distro: str = SUITE, sudo_user: str | None = None) -> Path:
     """Start the bed for a layout and write its inventory (with `settings` merged into its
-    bed settings); returns the inventory path. `sudo_user`: the inventory reaches the hosts
-    as this user with passwordless sudo instead of root.
+    bed settings); returns the inventory path. `distro` is the Debian suite of the hosts
+    (bookworm, trixie); another suite is another layout (its name gets `-<suite>`).
+    `sudo_user`: the inventory reaches the hosts as this user with passwordless sudo
+    instead of root.
 
     Containers of this bed that another owner created, or of another layout, are never
     reused: with `replace` they are removed first, else LayoutConflict names them."""
     bed = layout(pattern, hosts)
-    name = pattern or f"{hosts}-hosts"
+    image = image_for(distro)  # an unknown suite is refused before anything starts
+    suffix = "" if distro == SUITE else f"-{distro}"
+    name = (pattern or f"{hosts}-hosts") + suffix
     existing = status()
     foreign = [s for s in existing if s["owner"] != owner or s["layout"] != name]
     if foreign:
@@ -53,16 +57,17 @@ def up(root: Path, pattern: str | None = None, hosts: int | None = None, log: Lo
         log(f"replacing the test bed {NETWORK} (it held containers of another owner or layout)")
         down(log)
     ensure_engine()
-    ensure_image(log=log)
+    ensure_image(log=log, suite=distro)
     ensure_network()  # before the apt cache check, which needs the gateway address
     apt_proxy = ensure_apt_cache(log)
-    known_hosts = start(bed, root, log, owner, name, sudo_user)
+    known_hosts = start(bed, root, log, owner, name, image, sudo_user)
     kind = pattern if pattern in ("multi", "cluster") else "single"
-    return write_inventory(path_for(root, name if pattern else f"{hosts}"), bed, kind, key_path(root),
+    return write_inventory(path_for(root, name if pattern else f"{hosts}{suffix}"), bed, kind, key_path(root),
                            apt_proxy, settings, known_hosts=known_hosts, user=sudo_user or "root")
 
 
-__all__ = ["BED", "GATEWAY", "IMAGE", "MAX_HOSTS", "NETWORK", "PATTERNS", "SUBNET", "BedHost", "LayoutConflict",
-           "TestbedError", "container_name", "down", "host_keys", "known_hosts_path", "ensure_apt_cache", "ensure_engine", "ensure_image",
+__all__ = ["BED", "GATEWAY", "IMAGE", "MAX_HOSTS", "NETWORK", "PATTERNS", "SUBNET", "SUITE", "SUITES", "BedHost",
+           "LayoutConflict", "TestbedError", "container_name", "down", "ensure_apt_cache", "ensure_engine",
+           "ensure_image", "host_keys", "image_for", "known_hosts_path",
            "ensure_network", "key_path", "layout", "mirrors", "path_for", "raise_kernel_limits", "serve", "status",
            "up", "write_inventory"]

@@ -24,6 +24,10 @@ RUN_FLAGS = (
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
     "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
     "--tmpfs", "/run", "--tmpfs", "/run/lock",
+    # /proc/sys is read-only in a container: set here what a deploy sets on real hosts
+    # (keepalived: HAProxy binds floating addresses it does not hold). Per network
+    # namespace, so it changes nothing outside the container.
+    "--sysctl", "net.ipv4.ip_nonlocal_bind=1",
 )
 SSH_WAIT = 60.0
 
@@ -52,6 +56,12 @@ PATTERNS: dict[str, list[tuple[str, list[str]]]] = {
         ("push1", ["pushproxy"]), ("push2", ["pushproxy"]),
     ],
     "allinone": [("aio1", ALL_ROLES)],
+    # The proxy tier on its own (tests/e2e/test_proxies.py): two proxies in front of two
+    # small backends, one of them also the job, monitoring and DB host.
+    "proxies": [
+        ("proxy1", ["proxy"]), ("proxy2", ["proxy"]),
+        ("app1", ["app", "jobserver", "monitoring", "db"]), ("app2", ["app"]),
+    ],
 }
 MAX_HOSTS = 60
 
@@ -168,7 +178,8 @@ def check_conflicts(hosts: list[BedHost]) -> None:
 
 
 def start_host(host: BedHost, pubkey: str, key: Path, add_hosts: list[str], log: Log,
-               owner: str = "testbed", layout_name: str = "", sudo_user: str | None = None) -> list[str]:
+               owner: str = "testbed", layout_name: str = "", image: str = IMAGE,
+               sudo_user: str | None = None) -> list[str]:
     """Start (or create) one host; returns its known_hosts lines."""
     name = container_name(host.name)
     state = docker("inspect", "-f", "{{.State.Status}}", name, check=False)
@@ -179,7 +190,7 @@ def start_host(host: BedHost, pubkey: str, key: Path, add_hosts: list[str], log:
                 "--label", f"{ROLES_LABEL}={','.join(host.roles)}",
                 "--label", f"{OWNER_LABEL}={owner}", "--label", f"{LAYOUT_LABEL}={layout_name}",
                 # SIGRTMIN+3 makes `docker stop` a clean systemd shutdown (import cannot set it).
-                "--stop-signal", "SIGRTMIN+3", *RUN_FLAGS, *add_hosts, IMAGE)
+                "--stop-signal", "SIGRTMIN+3", *RUN_FLAGS, *add_hosts, image)
     elif state.stdout.strip() != "running":
         docker("start", name)
     docker("exec", "-i", name, "sh", "-c",
@@ -248,7 +259,7 @@ def _port_open(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def start(hosts: list[BedHost], root: Path, log: Log, owner: str, layout_name: str,
+def start(hosts: list[BedHost], root: Path, log: Log, owner: str, layout_name: str, image: str = IMAGE,
           sudo_user: str | None = None) -> Path:
     """Start (or create) every host in parallel and wait until each answers SSH; write the
     bed's known_hosts (returned)."""
@@ -258,8 +269,8 @@ def start(hosts: list[BedHost], root: Path, log: Log, owner: str, layout_name: s
     add_hosts = add_host_flags()
     with ThreadPoolExecutor(max_workers=min(len(hosts), 8)) as pool:
         # list() re-raises the first failure; leaving the block waits for the other hosts.
-        lines = list(pool.map(lambda h: start_host(h, pubkey, key, add_hosts, log, owner, layout_name, sudo_user),
-                              hosts))
+        lines = list(pool.map(lambda h: start_host(h, pubkey, key, add_hosts, log, owner, layout_name, image,
+                                                   sudo_user), hosts))
     path = known_hosts_path(root)
     path.write_text("".join(f"{line}\n" for host_lines in lines for line in host_lines))
     return path

@@ -1,8 +1,11 @@
-"""The bed's image without a registry: debootstrap + `docker import`, cached.
+"""The bed's images without a registry: debootstrap + `docker import`, cached, one per
+Debian suite (mmdeploy-bed:bookworm, mmdeploy-bed:trixie).
 
 The Debian mirror is the one the control machine's own apt sources name (or
-MMDEPLOY_DEBIAN_MIRROR), never a host written into the code; an apt-cacher-ng on the
-control machine (network.py) keeps repeated installs from re-downloading.
+MMDEPLOY_DEBIAN_MIRROR), never a host written into the code; another suite (trixie on a
+bookworm control machine) comes from the same mirror under its own suite name. An
+apt-cacher-ng on the control machine (network.py) keeps repeated installs from
+re-downloading.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from pathlib import Path
 from .config import Log, TestbedError
 from .engine import apt_install, docker
 
-IMAGE = "mmdeploy-bed:bookworm"
+# The bed's distributions: `--distro NAME` picks one; bookworm is the default.
+SUITES = ("bookworm", "trixie")
 SUITE = "bookworm"
+IMAGE = f"mmdeploy-bed:{SUITE}"
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("openssh-server,python3,sudo,iproute2,procps,ca-certificates,systemd,systemd-sysv,"
             "dbus,curl,gnupg,less")
@@ -51,9 +56,17 @@ def apt_sources(root: Path = Path("/etc/apt")) -> list[tuple[str, list[str]]]:
     return found
 
 
+def image_for(suite: str = SUITE) -> str:
+    """The cached image of a suite: mmdeploy-bed:<suite>."""
+    if suite not in SUITES:
+        raise TestbedError(f"unknown test-bed distribution {suite!r}; use one of {', '.join(SUITES)}")
+    return f"mmdeploy-bed:{suite}"
+
+
 def mirrors(root: Path = Path("/etc/apt")) -> tuple[str, str]:
     """(Debian mirror, security mirror): MMDEPLOY_DEBIAN_MIRROR, else the control machine's
-    own sources for the suite, else deb.debian.org."""
+    own sources (the URIs serving its own suite, which serve every other suite too), else
+    deb.debian.org."""
     override = os.environ.get("MMDEPLOY_DEBIAN_MIRROR")
     if override:
         base = override.rstrip("/")
@@ -61,9 +74,9 @@ def mirrors(root: Path = Path("/etc/apt")) -> tuple[str, str]:
     main = security = None
     for uri, suites in apt_sources(root):
         uri = uri.rstrip("/")
-        if uri.startswith("http") and SUITE in suites and main is None:
+        if uri.startswith("http") and any(s in SUITES for s in suites) and main is None:
             main = uri
-        if uri.startswith("http") and f"{SUITE}-security" in suites and security is None:
+        if uri.startswith("http") and any(f"{s}-security" in suites for s in SUITES) and security is None:
             security = uri
     main = main or FALLBACK_MIRROR
     return main, security or main + "-security"
@@ -79,15 +92,15 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def _prepare_rootfs(root: Path) -> None:
+def _prepare_rootfs(root: Path, suite: str = SUITE) -> None:
     """Turn a debootstrapped tree into a systemd + sshd container image."""
     bundle = "etc/ssl/certs/ca-certificates.crt"
     shutil.copyfile(f"/{bundle}", root / bundle)
     main, security = mirrors()
     _write(root / "etc/apt/sources.list",
-           f"deb {main} {SUITE} main\n"
-           f"deb {main} {SUITE}-updates main\n"
-           f"deb {security} {SUITE}-security main\n")
+           f"deb {main} {suite} main\n"
+           f"deb {main} {suite}-updates main\n"
+           f"deb {security} {suite}-security main\n")
     _write(root / "etc/apt/apt.conf.d/99mmdeploy-testbed",
            "// Mirrors may serve snapshot archives whose Release files are past Valid-Until.\n"
            'Acquire::Check-Valid-Until "false";\n'
@@ -118,15 +131,17 @@ def _unmount_below(path: Path) -> None:
         subprocess.run(["umount", "-l", mount], capture_output=True)
 
 
-def ensure_image(rebuild: bool = False, log: Log = print) -> None:
-    """Build IMAGE with debootstrap + docker import unless it is already cached."""
+def ensure_image(rebuild: bool = False, log: Log = print, suite: str = SUITE) -> str:
+    """Build the suite's image with debootstrap + docker import unless it is already
+    cached; returns its name."""
     from .network import ACNG_LOCAL, ensure_apt_cache
 
-    previous = docker("image", "inspect", "-f", "{{.Id}}", IMAGE, check=False)
+    image = image_for(suite)
+    previous = docker("image", "inspect", "-f", "{{.Id}}", image, check=False)
     if not rebuild and previous.returncode == 0:
-        return
+        return image
     if os.geteuid() != 0:
-        raise TestbedError(f"building {IMAGE} needs debootstrap as root; "
+        raise TestbedError(f"building {image} needs debootstrap as root; "
                            "run `inv testbed.up` as root")
     if not shutil.which("debootstrap"):
         apt_install("debootstrap", log)
@@ -135,30 +150,31 @@ def ensure_image(rebuild: bool = False, log: Log = print) -> None:
         env["http_proxy"] = ACNG_LOCAL
     rootfs = Path(tempfile.mkdtemp(prefix="mmdeploy-bed-", dir="/var/tmp"))
     try:
-        log(f"debootstrap bookworm into {rootfs} (a few minutes)")
+        log(f"debootstrap {suite} into {rootfs} (a few minutes)")
         started = time.monotonic()
         proc = subprocess.run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}",
-                               SUITE, str(rootfs), mirrors()[0]],
+                               suite, str(rootfs), mirrors()[0]],
                               env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
             raise TestbedError("debootstrap failed (check the mirror and apt proxy):\n"
                                + "\n".join(tail))
         log(f"debootstrap done in {time.monotonic() - started:.0f} s; preparing image")
-        _prepare_rootfs(rootfs)
-        log(f"importing {IMAGE}")
+        _prepare_rootfs(rootfs, suite)
+        log(f"importing {image}")
         tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."],
                                stdout=subprocess.PIPE)
         assert tar.stdout is not None
         # container=docker tells systemd it runs in a container.
         result = docker("import", "-c", 'CMD ["/sbin/init"]', "-c", "ENV container=docker",
-                         "-", IMAGE, check=False, input=tar.stdout)
+                         "-", image, check=False, input=tar.stdout)
         tar.stdout.close()
         if tar.wait() != 0 or result.returncode != 0:
-            raise TestbedError(f"importing {IMAGE} failed: {result.stderr.strip()}")
+            raise TestbedError(f"importing {image} failed: {result.stderr.strip()}")
         if previous.returncode == 0:  # else a rebuild leaves the old image dangling
             docker("image", "rm", previous.stdout.strip(), check=False)
-        log(f"image {IMAGE} ready")
+        log(f"image {image} ready")
+        return image
     finally:
         _unmount_below(rootfs)
         shutil.rmtree(rootfs, ignore_errors=True)

@@ -4,12 +4,13 @@ bed-only settings (the stand-in artifacts, the apt cache, Grafana off) are in it
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
 import yaml
 
-from .config import BED
+from .config import BED, SUBNET
 from .containers import BedHost
 
 HEADER = """\
@@ -23,6 +24,16 @@ def path_for(root: Path, name: str) -> Path:
     return root / "hosts" / f"{bed_name}-{name}.yml"
 
 
+def floating_addresses(pattern: str, hosts: list[BedHost]) -> list[str]:
+    """The proxies' floating addresses on the bed's network (.100, .101: above every
+    layout's hosts): one for multi, two for cluster (active-active); none with fewer
+    than two proxies."""
+    if pattern not in ("multi", "cluster") or sum("proxy" in h.roles for h in hosts) < 2:
+        return []
+    network = ipaddress.ip_network(SUBNET)
+    return [f"{network[100 + i]}/{network.prefixlen}" for i in range(2 if pattern == "cluster" else 1)]
+
+
 def write(path: Path, hosts: list[BedHost], pattern: str, key: Path, apt_proxy: str | None,
           settings: dict | None = None, known_hosts: Path | None = None, user: str = "root") -> Path:
     from ..inventory import merge
@@ -34,6 +45,9 @@ def write(path: Path, hosts: list[BedHost], pattern: str, key: Path, apt_proxy: 
     }
     if apt_proxy:
         bed_settings["apt_proxy"] = apt_proxy
+    vips = floating_addresses(pattern, hosts)
+    if vips:
+        bed_settings["proxy"] = {"vip": vips if len(vips) > 1 else vips[0]}
     document = {
         "pattern": pattern,
         "ssh": {

@@ -57,7 +57,7 @@ def _acng(action: str) -> None:
 
 def resolves(name: str) -> str | None:
     try:
-        return socket.getaddrinfo(name, 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+        return str(socket.getaddrinfo(name, 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
     except OSError:
         return None
 

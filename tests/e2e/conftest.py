@@ -16,20 +16,31 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def bed():
-    """bed(pattern, fresh=False) -> inventory path of a started test bed with that layout.
+    """bed(pattern, fresh=False, hosts=None, distro="bookworm") -> inventory path of a started
+    test bed with that layout (hosts=N: N generic hosts instead of a pattern's), on hosts of
+    that Debian suite.
 
     Containers are recreated when the layout changes or `fresh` is asked for (a module
     that changes topology, such as a failover, wants clean hosts); otherwise the same
-    layout is reused within the session. MMDEPLOY_BED=N selects a separate bed."""
+    layout is reused within the session. MMDEPLOY_BED=N selects a separate bed. A
+    pattern's layout with search hosts gets the OpenSearch archives in its inventory and
+    the bed-only setup of its containers (tests/standin/artifacts.py)."""
+    from tests.standin import artifacts
+
     current = {}
 
-    def start(pattern: str = "single", fresh: bool = False, sudo_user: str | None = None) -> Path:
+    def start(pattern: str = "single", fresh: bool = False, hosts: int | None = None,
+              distro: str = testbed.SUITE, sudo_user: str | None = None) -> Path:
         """`sudo_user`: the inventory reaches the hosts as this user, with sudo."""
-        if fresh or current.get("pattern") != pattern or current.get("sudo_user") != sudo_user:
+        layout = (f"{hosts}-hosts" if hosts else pattern, distro, sudo_user)
+        if fresh or current.get("pattern") != layout:
             testbed.down(log=lambda *_: None)
-            current["path"] = testbed.up(ROOT, pattern=pattern, owner="tests", log=lambda *_: None,
-                                         sudo_user=sudo_user)
-            current["pattern"], current["sudo_user"] = pattern, sudo_user
+            spec = [] if hosts else testbed.PATTERNS.get(pattern, [])
+            current["path"] = testbed.up(ROOT, pattern=None if hosts else pattern, hosts=hosts, owner="tests",
+                                         log=lambda *_: None, distro=distro, sudo_user=sudo_user,
+                                         settings=artifacts.bed_settings({r for _, rs in spec for r in rs}))
+            artifacts.prepare_bed(spec)
+            current["pattern"] = layout
         return current["path"]
 
     yield start

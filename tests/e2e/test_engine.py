@@ -120,3 +120,44 @@ def test_interactive_deploy_shows_the_plan_and_asks(single, addr):
     text = seen.decode()
     assert "+<p>asked</p>" in text and "Apply these" in text
     assert "asked" not in page(addr["app1"])
+
+
+def test_every_command_has_a_time_limit(single):
+    """A command that runs too long is stopped on the host at its limit; a host that stops
+    answering mid-command (packets dropped, not refused) costs the limit, not forever."""
+    import subprocess
+    import time
+
+    from mmdeploy import testbed
+    from mmdeploy.remote import Remote, TimedOut, Unreachable
+
+    inventory = mmdeploy.load(single[0])
+    host = inventory.host("app1")
+    remote = Remote(host, lambda s: s)
+    try:
+        t0 = time.monotonic()
+        result = remote.run("sleep 30", timeout=2, what="a long sleep")
+        assert result.rc == 124 and time.monotonic() - t0 < 10
+        assert remote.run("echo still usable", timeout=10).stdout.strip() == "still usable"
+        subprocess.run(["docker", "network", "disconnect", testbed.NETWORK, testbed.container_name("app1")],
+                       check=True, capture_output=True)
+        try:
+            t0 = time.monotonic()
+            # Either the session cannot open, or it opened and the command never answers.
+            with pytest.raises((TimedOut, Unreachable), match=r"a hung probe.* within 3 s"):
+                remote.run("sleep 1; echo done", timeout=3, what="a hung probe")
+            assert time.monotonic() - t0 < 3 + 15
+        finally:
+            subprocess.run(["docker", "network", "connect", "--ip", host.address, testbed.NETWORK,
+                            testbed.container_name("app1")], check=True, capture_output=True)
+        # The connection was dropped; the next command reconnects.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert remote.run("echo back", timeout=10).stdout.strip() == "back"
+                break
+            except mmdeploy.MMDeployError:
+                assert time.monotonic() < deadline
+                time.sleep(1)
+    finally:
+        remote.close()

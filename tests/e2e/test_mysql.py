@@ -124,7 +124,7 @@ def test_mmuser_only_from_app_and_job_hosts(site):
 def test_exporter_logs_in_on_primary_and_replica(site):
     # The monitoring account is made on the primary and reaches the replica by replication.
     path, _, addr = site
-    inv("deploy", "--inventory", path, "--only", "base,mysql,mysql-replication,exporters", "--limit", "db1,db2",
+    inv("deploy", "--inventory", path, "--only", "base,mysql,mysql-replication,node-exporter", "--limit", "db1,db2",
         "--yes")
     for name in ("db1", "db2"):
         assert metric(addr[name], 9104, "mysql_up 1"), f"{name}: the mysqld exporter does not report mysql_up 1"

@@ -14,6 +14,7 @@ import pytest
 
 import mmdeploy
 from mmdeploy import dbtier, testbed
+from mmdeploy.dbtier.component import DB_PASSWORD
 from mmdeploy.secrets import Redactor, Secrets
 
 from .conftest import inv, metric
@@ -34,7 +35,7 @@ def site(bed):
     seconds = time.monotonic() - t0
     print(f"\nfirst deploy of the PostgreSQL tier: {seconds:.1f} s")
     inventory = mmdeploy.load(path)
-    client = PostgresClient("mmuser", Secrets(inventory.secrets_path, Redactor()).get("db_password"), "mattermost")
+    client = PostgresClient("mmuser", Secrets(inventory.secrets_path, Redactor()).get(DB_PASSWORD), "mattermost")
     return {"path": path, "inv": inventory, "first": first, "client": client,
             "addr": {h.name: h.private_address for h in inventory.with_role("db")}}
 
@@ -106,7 +107,7 @@ def test_deploy_replicates_synchronously_and_redeploy_changes_nothing(site):
 
 def test_exporter_logs_in_on_primary_and_replica(site):
     # The monitoring role is made on the primary and reaches the replica by replication.
-    inv("deploy", "--inventory", site["path"], "--only", "base,postgresql,postgresql-replication,exporters",
+    inv("deploy", "--inventory", site["path"], "--only", "base,postgresql,postgresql-replication,node-exporter",
         "--limit", "db1,db2", *SETTINGS, "--yes")
     for name, address in site["addr"].items():
         assert metric(address, 9187, "pg_up 1"), f"{name}: the postgres exporter does not report pg_up 1"

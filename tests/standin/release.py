@@ -1,9 +1,13 @@
 """The stand-in Mattermost release for the test bed (see build.sh and mattermost/): built
 once, served over HTTP from the bed's gateway, and handed to the Mattermost component as
-`--set` overrides, exactly as an operator points it at a mirror."""
+`--set` overrides, exactly as an operator points it at a mirror.
+
+VERSION is the default stand-in version; any X.Y.Z builds (11.x refuses MySQL like the real
+v11). `license_file()` writes a TEST Enterprise license that only the stand-in accepts."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,21 +15,26 @@ from mmdeploy import testbed
 
 HERE = Path(__file__).resolve().parent
 DIST = HERE / "dist"
-VERSION = "10.11.4"
+VERSION = os.environ.get("MMSTANDIN_VERSION", "10.11.4")
+LICENSE_KEY = Path(os.environ.get("MMSTANDIN_LICENSE_KEY", HERE / ".license-key.pem"))
 
 
-def build(version: str = VERSION) -> tuple[str, str]:
-    """(archive file name, sha256), building the archive if its sources changed."""
-    subprocess.run(["bash", str(HERE / "build.sh"), version, str(DIST)], check=True, capture_output=True)
+def build(version: str = VERSION, broken: bool = False) -> tuple[str, str]:
+    """(archive file name, sha256), building the archive if its sources changed. A broken
+    release (ping answers 500, the server exits) goes to dist/broken/ under the same name."""
+    out = DIST / "broken" if broken else DIST
+    subprocess.run(["bash", str(HERE / "build.sh"), version, str(out), *(["--broken"] if broken else [])],
+                   check=True, capture_output=True)
     archive = f"mattermost-{version}-linux-amd64.tar.gz"
-    return archive, (DIST / f"{archive}.sha256").read_text().split()[0]
+    return archive, (out / f"{archive}.sha256").read_text().split()[0]
 
 
-def overrides(version: str = VERSION) -> list[str]:
+def overrides(version: str = VERSION, broken: bool = False) -> list[str]:
     """Build, serve on the bed's gateway (the bed must be up), and return the overrides."""
-    archive, sha = build(version)
+    archive, sha = build(version, broken)
     url = testbed.serve(DIST)
-    return [f"mattermost.version={version}", f"mattermost.url={url}/{archive}", f"mattermost.sha256={sha}"]
+    path = f"broken/{archive}" if broken else archive
+    return [f"mattermost.version={version}", f"mattermost.url={url}/{path}", f"mattermost.sha256={sha}"]
 
 
 def settings(version: str = VERSION) -> dict:
@@ -34,3 +43,12 @@ def settings(version: str = VERSION) -> dict:
     works on its own, in any later process."""
     archive, sha = build(version)
     return {"mattermost": {"version": version, "url": str(DIST / archive), "sha256": sha}}
+
+
+def license_file(path: Path, features: str = "all", days: int = 365) -> Path:
+    """Write a TEST license (cluster, elastic_search, ... or 'all') signed with the project's
+    test key; the stand-in built from the same checkout accepts it, the real server does not."""
+    build()  # makes the key and dist/mklicense
+    subprocess.run([str(DIST / "mklicense"), "-key", str(LICENSE_KEY), "-out", str(path), "-features", features,
+                    "-days", str(days)], check=True, capture_output=True)
+    return path

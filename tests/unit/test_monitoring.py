@@ -22,6 +22,8 @@ from mmdeploy.dbtier import NodeState, Topology
 from mmdeploy.registry import registry
 from mmdeploy.dbtier.component import DB_MONITORING_PASSWORD
 
+from .hostfacts import HostFacts
+
 SITE = """\
 pattern: single
 settings:
@@ -39,7 +41,7 @@ hosts:
 def site(write_inventory, tmp_path):
     def load(*overrides, host="job1"):
         inv = inventory.load(write_inventory(SITE), overrides)
-        return Context(inv, inv.host(host), Secrets(tmp_path / "s.yml", Redactor()), None)
+        return Context(inv, inv.host(host), Secrets(tmp_path / "s.yml", Redactor()), HostFacts())
 
     return load
 

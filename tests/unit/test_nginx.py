@@ -13,6 +13,8 @@ from mmdeploy.ops import Command, File
 from mmdeploy.ops.secretfile import SecretFile
 from mmdeploy.secrets import Redactor, Secrets
 
+from .hostfacts import HostFacts
+
 SITE = """\
 pattern: multi
 settings:
@@ -36,7 +38,7 @@ hosts:
 def site(write_inventory, tmp_path):
     def load(*overrides):
         inv = inventory.load(write_inventory(SITE), overrides)
-        return Context(inv, inv.host("lb1"), Secrets(tmp_path / "s.yml", Redactor()), None)
+        return Context(inv, inv.host("lb1"), Secrets(tmp_path / "s.yml", Redactor()), HostFacts())
 
     return load
 
@@ -84,11 +86,47 @@ def test_websocket_location(site):
     assert "proxy_pass http://backend;" in ws
 
 
+def upstream_of(conf: str) -> str:
+    return conf[conf.index("upstream backend {"): conf.index("}", conf.index("upstream backend {"))]
+
+
 def test_upstream_of_every_app_server_with_keepalive(site):
-    conf = render(site())
-    upstream = conf[conf.index("upstream backend {"): conf.index("}", conf.index("upstream backend {"))]
-    assert re.findall(r"server (\S+);", upstream) == ["10.0.0.11:8065", "10.0.0.12:8065", "10.0.0.13:8065"]
+    upstream = upstream_of(render(site()))
+    # Several app servers: one that fails is left out for a while (passive detection).
+    assert re.findall(r"server (\S+) max_fails=2 fail_timeout=10s;", upstream) == [
+        "10.0.0.11:8065", "10.0.0.12:8065", "10.0.0.13:8065"]
     assert "keepalive 32;" in upstream
+    assert "ip_hash" not in upstream and "sticky" not in upstream  # Mattermost needs none
+
+
+def test_several_app_servers_retry_only_what_is_safe(site):
+    https = server_block(render(site()), "443 ssl http2 default_server;")
+    assert "proxy_next_upstream error timeout http_502 http_503 http_504;" in https
+    assert "proxy_next_upstream_tries 3;" in https
+    assert "proxy_connect_timeout 5s;" in https
+    # NGINX's default keeps non-idempotent requests (POST, PATCH) from being sent twice.
+    assert "non_idempotent" not in https
+    # The websocket location inherits the short connect timeout (no 90 s wait on a dead server).
+    ws = https[https.index("location ~ /api/v[0-9]+/(users/)?websocket$"):]
+    ws = ws[: ws.index("}")]
+    assert "proxy_connect_timeout" not in ws
+
+
+def test_one_app_server_keeps_the_single_pattern_config(write_inventory, tmp_path):
+    from tests.unit.conftest import SINGLE
+
+    inv = inventory.load(write_inventory(SINGLE))
+    conf = render(Context(inv, inv.host("proxy1"), Secrets(tmp_path / "s.yml", Redactor()), None))
+    assert re.findall(r"server (\S+);", upstream_of(conf)) == ["10.0.0.12:8065"]
+    assert "proxy_next_upstream" not in conf and "max_fails" not in conf
+    assert "proxy_connect_timeout 90s;" in conf
+
+
+def test_proxy_health_page_needs_no_app_server(site):
+    https = server_block(render(site()), "443 ssl http2 default_server;")
+    health = https[https.index("location = /mmdeploy-proxy-health {"):]
+    health = health[: health.index("}")]
+    assert 'return 200 "ok\\n";' in health and "proxy_pass" not in health
 
 
 def test_static_asset_cache_as_in_mattermost_guide(site):
@@ -105,7 +143,7 @@ def test_settings_reach_the_config(site):
                        "mattermost.port=8000", "nginx.status_port=8123"))
     assert "client_max_body_size 200M;" in conf
     assert "        add_header X-Robots-Tag none;\n" in server_block(conf, "443 ssl")
-    assert "server 10.0.0.11:8000;" in conf
+    assert "server 10.0.0.11:8000 " in conf
     status = server_block(conf, "127.0.0.1:8123;")
     assert "stub_status;" in status
 

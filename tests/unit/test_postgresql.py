@@ -215,7 +215,7 @@ def test_synchronous_opt_out(write_inventory):
 
 class FakeFacts:
     def host(self, name):
-        return {"mem_kb": str(8 * 1024 * 1024)}[name]
+        return {"mem_kb": str(8 * 1024 * 1024), "os": "debian 12 bookworm"}[name]
 
 
 def steps_for(inv, name, tmp_path, primary="db1"):

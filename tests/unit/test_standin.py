@@ -8,9 +8,9 @@ and configcheck, and run ``bin/mattermost`` + ``bin/mmctl --local`` against a
 local PostgreSQL on 127.0.0.1:5432 when one is reachable (the DB part is
 skipped, with the reason, otherwise). All traffic stays on loopback.
 
-DB credentials: $MMDEPLOY_STANDIN_PG_DSN, default
-postgres://mmuser:mostest@127.0.0.1:5432/mattermost_test?sslmode=disable
-(the stand-in creates its tables there; names used are unique per run).
+The database is a private PostgreSQL started for these tests (tests/standin/services.py:
+initdb in a temporary directory, a free loopback port; Debian's postgresql is installed
+first when it is missing and we are root, as in CI); each test gets a database of its own.
 """
 
 from __future__ import annotations
@@ -37,10 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "tests" / "standin" / "build.sh"
 VERSION = "11.1.0"
 ARCHIVE = f"mattermost-{VERSION}-linux-amd64.tar.gz"
-PG_DSN = os.environ.get(
-    "MMDEPLOY_STANDIN_PG_DSN",
-    "postgres://mmuser:mostest@127.0.0.1:5432/mattermost_test?sslmode=disable&connect_timeout=5",
-)
+LICENSE_KEY = Path(os.environ.get("MMSTANDIN_LICENSE_KEY", ROOT / "tests" / "standin" / ".license-key.pem"))
 
 pytestmark = pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed: cannot build the stand-in")
 
@@ -175,16 +172,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _pg_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 class Server:
-    def __init__(self, install: Path, tmp: Path, extra_env=None, extra_cfg=None):
+    def __init__(self, install: Path, tmp: Path, extra_env=None, extra_cfg=None, dsn=None):
+        tmp.mkdir(parents=True, exist_ok=True)
         self.port, self.mport = _free_port(), _free_port()
         self.sock = str(tmp / "local.socket")
         cfg = {
@@ -200,7 +190,8 @@ class Server:
         self.cfg_path = tmp / "config.json"
         self.cfg_path.write_text(json.dumps(cfg))
         # The real DataSource comes from the environment, as operators often do.
-        env = dict(os.environ, MM_SQLSETTINGS_DATASOURCE=PG_DSN, MMSTANDIN_DB_PING_INTERVAL_SECONDS="0.2")
+        env = dict(os.environ, MM_SQLSETTINGS_DATASOURCE=dsn or "postgres://nobody:x@127.0.0.1:1/none",
+                   MMSTANDIN_DB_PING_INTERVAL_SECONDS="0.2", MMSTANDIN_CLUSTER_DISCOVERY_SECONDS="0.5")
         env.update(extra_env or {})
         self.log = tmp / "server.log"
         self.proc = subprocess.Popen([str(install / "bin" / "mattermost"), "--config", str(self.cfg_path)],
@@ -239,10 +230,10 @@ class Server:
                               text=True, env=env, timeout=30)
 
 
-def _http(method, url, body=None, token=None):
-    data = json.dumps(body).encode() if body is not None else None
+def _http(method, url, body=None, token=None, raw=None, ctype="application/json"):
+    data = json.dumps(body).encode() if body is not None else raw
     req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
+    req.add_header("Content-Type", ctype)
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     try:
@@ -305,22 +296,27 @@ def _ws_recv(s, buf):
 
 
 @pytest.fixture(scope="module")
-def pg():
-    if not _pg_reachable():
-        pytest.skip("no PostgreSQL reachable on 127.0.0.1:5432: the stand-in's database part is not exercised "
-                    "(install Debian's postgresql and create role mmuser/mostest with database mattermost_test)")
-    return PG_DSN
+def pgserver(tmp_path_factory):
+    from tests.standin.services import PrivatePostgres
+
+    try:
+        srv = PrivatePostgres()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        pytest.skip(f"cannot start a private PostgreSQL for the stand-in's database tests: {e}")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def pg(pgserver):
+    """A fresh database of the private PostgreSQL (its DSN)."""
+    return pgserver.database()
 
 
 def test_server_end_to_end_against_postgresql(pg, install, tmp_path):
-    srv = Server(install, tmp_path)
+    srv = Server(install, tmp_path, dsn=pg)
     try:
-        if not srv.wait_ready():
-            log = srv.log.read_text()
-            if "password authentication failed" in log or "does not exist" in log:
-                pytest.skip(f"PostgreSQL on 127.0.0.1:5432 refused {PG_DSN.split('@')[0].split(':')[1][2:]}: "
-                            f"set MMDEPLOY_STANDIN_PG_DSN ({log.splitlines()[-1][:200]})")
-            pytest.fail("stand-in did not start:\n" + log)
+        assert srv.wait_ready(), srv.log.read_text()
 
         status, _, body = _http("GET", srv.url("/api/v4/system/ping?get_server_status=true"))
         ping = json.loads(body)
@@ -408,8 +404,9 @@ def test_server_end_to_end_against_postgresql(pg, install, tmp_path):
 def test_posts_are_read_through_replicas(pg, install, tmp_path):
     # Two "replicas": one is the same database (reachable), one refuses connections.
     # Set as MM_SQLSETTINGS_DATASOURCEREPLICAS: a []string override is space-separated.
-    srv = Server(install, tmp_path, extra_env={
-        "MM_SQLSETTINGS_DATASOURCEREPLICAS": f"{PG_DSN} postgres://mmuser:x@127.0.0.1:1/none?sslmode=disable"})
+    srv = Server(install, tmp_path, dsn=pg, extra_env={
+        "MM_SQLSETTINGS_DATASOURCEREPLICAS": f"{pg} postgres://mmuser:x@127.0.0.1:1/none?sslmode=disable"},
+        extra_cfg={"ServiceSettings": {"LicenseFileLocation": str(_license(tmp_path, "none"))}})
     try:
         assert srv.wait_ready(), srv.log.read_text()
         suffix = secrets.token_hex(4)
@@ -437,11 +434,11 @@ def test_posts_are_read_through_replicas(pg, install, tmp_path):
 
 
 def test_refuses_to_start_on_bad_sql_settings(pg, install, tmp_path):
-    srv = Server(install, tmp_path, extra_env={"MM_SQLSETTINGS_DRIVERNAME": "oracle"})
+    srv = Server(install, tmp_path, dsn=pg, extra_env={"MM_SQLSETTINGS_DRIVERNAME": "oracle"})
     assert srv.proc.wait(timeout=10) != 0
     log = srv.log.read_text()
     assert "refusing to start" in log and "DriverName" in log
-    srv2 = Server(install, tmp_path, extra_env={"MM_SQLSETTINGS_DATASOURCE": ""})
+    srv2 = Server(install, tmp_path, dsn=pg, extra_env={"MM_SQLSETTINGS_DATASOURCE": ""})
     assert srv2.proc.wait(timeout=10) != 0
     assert "DataSource is empty" in srv2.log.read_text()
 
@@ -461,3 +458,534 @@ def test_gives_up_after_retries_when_the_database_is_unreachable(install, tmp_pa
     log = srv.log.read_text()
     assert log.count("Failed to ping DB") == 4 and "after 5 attempts" in log
     assert ":pw@" not in log  # the password is redacted
+
+
+# ---------- licenses, cluster, files, push, schema (all against the private PostgreSQL) ----------
+
+_DIST = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remember_dist(dist):
+    _DIST["dir"] = dist
+
+
+def _license(tmp: Path, features="all", days=365, name="mattermost.mattermost-license") -> Path:
+    """A TEST license signed with the project's key (dist/mklicense)."""
+    path = tmp / name
+    tmp.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run([str(_DIST["dir"] / "mklicense"), "-key", str(LICENSE_KEY), "-out", str(path),
+                        "-features", features, "-days", str(days)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return path
+
+
+def _ws_try_recv(s, buf, timeout):
+    """The next text frame, or None when nothing arrives in time."""
+    s.settimeout(timeout)
+    try:
+        return _ws_recv(s, buf)
+    except (socket.timeout, TimeoutError):
+        return None
+    finally:
+        s.settimeout(10)
+
+
+def _admin_and_channel(srv, prefix="u"):
+    """A system admin in a team, logged in: (token, user id, team id, town-square channel id)."""
+    suffix = secrets.token_hex(3)
+    user, team, pw = f"{prefix}{suffix}", f"t{suffix}", "Sup3r-secret!"
+    assert srv.mmctl("user", "create", "--email", f"{user}@example.com", "--username", user, "--password", pw,
+                     "--system-admin").returncode == 0
+    assert srv.mmctl("team", "create", "--name", team, "--display-name", "T").returncode == 0
+    assert srv.mmctl("team", "users", "add", team, user).returncode == 0
+    return _login(srv, user, pw) + (team,)
+
+
+def _login(srv, user, pw, device_id=None):
+    body = {"login_id": user, "password": pw}
+    if device_id:
+        body["device_id"] = device_id
+    status, headers, body = _http("POST", srv.url("/api/v4/users/login"), body)
+    assert status == 200, body
+    token, uid = headers["Token"], json.loads(body)["id"]
+    return token, uid
+
+
+def _town_square(srv, token, team):
+    status, _, body = _http("GET", srv.url(f"/api/v4/teams/name/{team}/channels/name/town-square"), token=token)
+    assert status == 200, body
+    c = json.loads(body)
+    return c["team_id"], c["id"]
+
+
+def _cluster_cfg(name, gossip_port, lic=None):
+    cfg = {"ClusterSettings": {"Enable": True, "ClusterName": name, "GossipPort": gossip_port,
+                               "AdvertiseAddress": "127.0.0.1", "BindAddress": "127.0.0.1", "UseIPAddress": True}}
+    if lic:
+        cfg["ServiceSettings"] = {"LicenseFileLocation": str(lic)}
+    return cfg
+
+
+def _node(install, tmp, dsn, name, lic=None):
+    from tests.standin.services import free_port
+
+    srv = Server(install, tmp, dsn=dsn, extra_cfg=_cluster_cfg(name, free_port(), lic))
+    assert srv.wait_ready(), srv.log.read_text()
+    return srv
+
+
+def _posted_crosses(a, b, token, channel_id, wait=4.0):
+    """Post through node a; the `posted` event seen by a websocket client on node b, or None."""
+    ws, buf = _ws_connect(b.port, token)
+    try:
+        assert _ws_recv(ws, buf)["event"] == "hello"
+        msg = f"cross-node {secrets.token_hex(4)}"
+        status, _, body = _http("POST", a.url("/api/v4/posts"), {"channel_id": channel_id, "message": msg}, token=token)
+        assert status == 201, body
+        ev = _ws_try_recv(ws, buf, wait)
+        return ev if ev and ev.get("event") == "posted" and json.loads(ev["data"]["post"])["message"] == msg else None
+    finally:
+        ws.close()
+
+
+def _wait(pred, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.2)
+    return pred()
+
+
+def test_two_licensed_nodes_form_a_cluster_and_share_websocket_events(pg, install, tmp_path):
+    lic = _license(tmp_path)
+    a = _node(install, tmp_path / "a", pg, "mm-test", lic)
+    b = _node(install, tmp_path / "b", pg, "mm-test", lic)
+    try:
+        token, _, team = _admin_and_channel(a)
+        _, channel = _town_square(a, token, team)
+
+        def status():
+            s, _, body = _http("GET", a.url("/api/v4/cluster/status"), token=token)
+            assert s == 200, body
+            infos = json.loads(body)
+            return infos if len(infos) == 2 else None
+        infos = _wait(status)
+        assert infos, "the two nodes did not find each other"
+        assert {tuple(sorted(i)) for i in infos} == {("config_hash", "hostname", "id", "ipaddress", "schema_version", "version")}
+        assert all(len(i["id"]) == 26 and i["version"] == VERSION and i["schema_version"] == "11.1.0" for i in infos)
+        # same settings on both nodes (only their ports differ... which are part of the config): hashes are per config
+        rows = None
+        import psycopg
+
+        with psycopg.connect(pg.replace("&connect_timeout=5", "")) as conn:
+            rows = conn.execute("SELECT type, clustername, hostname, gossipport, lastpingat FROM clusterdiscovery").fetchall()
+        assert len(rows) == 2 and {r[0] for r in rows} == {"mattermost_app"} and {r[1] for r in rows} == {"mm-test"}
+        assert all(r[2] == "127.0.0.1" and r[4] > 0 for r in rows), rows
+
+        s, _, body = _http("GET", b.url("/api/v4/license/client?format=old"), token=token)
+        assert s == 200 and json.loads(body)["IsLicensed"] == "true" and json.loads(body)["Cluster"] == "true"
+        s, _, body = _http("GET", b.url("/api/v4/license/client?format=old"))
+        assert json.loads(body)["IsLicensed"] == "true" and "Id" not in json.loads(body)  # sanitized without a session
+
+        ev = _posted_crosses(a, b, token, channel)
+        assert ev is not None, "a post made on node A did not reach a websocket client on node B\n" + b.log.read_text()[-2000:]
+        assert ev["broadcast"]["channel_id"] == channel
+        assert _posted_crosses(b, a, token, channel) is not None
+    finally:
+        a.stop()
+        rc = b.stop()
+    assert rc == 0
+    with psycopg.connect(pg.replace("&connect_timeout=5", "")) as conn:  # each node removed its row
+        assert conn.execute("SELECT count(*) FROM clusterdiscovery").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("case", ["no-license", "cluster-name-differs", "license-without-cluster"])
+def test_websocket_events_do_not_cross_nodes_when_ha_is_not_in_force(case, pgserver, install, tmp_path):
+    pg = pgserver.database()
+    lic = None
+    if case == "cluster-name-differs":
+        lic = _license(tmp_path)
+    elif case == "license-without-cluster":
+        lic = _license(tmp_path, "elastic_search")
+    a = _node(install, tmp_path / "a", pg, "mm-test", lic)
+    b = _node(install, tmp_path / "b", pg, "mm-other" if case == "cluster-name-differs" else "mm-test", lic)
+    try:
+        token, _, team = _admin_and_channel(a)
+        _, channel = _town_square(a, token, team)
+        time.sleep(2)  # several discovery rounds
+        assert _posted_crosses(a, b, token, channel, wait=3) is None
+        s, _, body = _http("GET", a.url("/api/v4/cluster/status"), token=token)
+        infos = json.loads(body)
+        if case == "cluster-name-differs":
+            assert len(infos) == 1  # a cluster of one
+        else:
+            assert infos == []
+            assert "cluster mode is inactive" in a.log.read_text()
+        s, _, body = _http("GET", a.url("/api/v4/license/client?format=old"), token=token)
+        assert json.loads(body)["IsLicensed"] == ("false" if case == "no-license" else "true")
+        if case == "no-license":
+            assert "No license: Enterprise features are inactive" in a.log.read_text()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_license_signed_by_another_key_is_refused(pg, install, tmp_path):
+    import base64 as b64
+
+    lic = _license(tmp_path)
+    raw = bytearray(b64.b64decode(lic.read_text()))
+    raw[-1] ^= 0xFF  # break the signature
+    lic.write_text(b64.b64encode(bytes(raw)).decode())
+    a = _node(install, tmp_path / "a", pg, "mm-test", lic)
+    try:
+        token, _, _ = _admin_and_channel(a)
+        s, _, body = _http("GET", a.url("/api/v4/license/client?format=old"), token=token)
+        assert json.loads(body) == {"IsLicensed": "false"}
+        log = a.log.read_text()
+        assert "appears to be invalid" in log and "invalid signature" in log
+    finally:
+        a.stop()
+
+
+def test_client_bootstrap_files_push_and_logout(pg, install, tmp_path):
+    import http.server
+    import threading
+
+    received = []
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"status":"OK"}')
+
+        def log_message(self, *a):
+            pass
+
+    proxy = http.server.HTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    srv = Server(install, tmp_path, dsn=pg, extra_cfg={"EmailSettings": {
+        "SendPushNotifications": True, "PushNotificationServer": f"http://127.0.0.1:{proxy.server_port}"}})
+    try:
+        assert srv.wait_ready(), srv.log.read_text()
+        token, uid, team = _admin_and_channel(srv)
+        team_id, channel = _town_square(srv, token, team)
+        # a second user, on a phone
+        assert srv.mmctl("user", "create", "--email", "phone@example.com", "--username", "phoneuser",
+                         "--password", "Sup3r-secret!").returncode == 0
+        assert srv.mmctl("team", "users", "add", team, "phoneuser").returncode == 0
+        ptoken, puid = _login(srv, "phoneuser", "Sup3r-secret!", device_id="android_rn:device-token-1")
+
+        s, _, body = _http("GET", srv.url("/api/v4/users/me/teams"), token=token)
+        assert s == 200 and [t["name"] for t in json.loads(body)] == [team]
+        s, _, body = _http("GET", srv.url(f"/api/v4/users/{uid}/teams/members"), token=token)
+        assert s == 200 and json.loads(body)[0]["team_id"] == team_id and json.loads(body)[0]["user_id"] == uid
+        s, _, body = _http("GET", srv.url(f"/api/v4/users/me/teams/{team_id}/channels"), token=token)
+        assert s == 200 and {c["name"] for c in json.loads(body)} == {"town-square", "off-topic"}
+        s, _, body = _http("GET", srv.url(f"/api/v4/users/{puid}/teams"), token=ptoken)
+        assert s == 200
+        assert _http("GET", srv.url(f"/api/v4/users/{uid}/teams"), token=ptoken)[0] == 403
+        s, h, body = _http("GET", srv.url(f"/api/v4/users/{uid}/image"), token=token)
+        assert s == 200 and body[:4] == b"\x89PNG"
+
+        # a file through POST /api/v4/files, attached to a post
+        boundary = "----standin" + secrets.token_hex(8)
+        content = b"hello from the stand-in\n" * 10
+        form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"channel_id\"\r\n\r\n{channel}\r\n"
+                f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"notes.txt\"\r\n"
+                f"Content-Type: text/plain\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+        s, _, body = _http("POST", srv.url("/api/v4/files"), raw=form, token=token,
+                           ctype=f"multipart/form-data; boundary={boundary}")
+        assert s == 201, body
+        info = json.loads(body)["file_infos"][0]
+        assert len(info["id"]) == 26 and info["name"] == "notes.txt" and info["size"] == len(content)
+        s, _, body = _http("POST", srv.url("/api/v4/posts"),
+                           {"channel_id": channel, "message": "see the file @phoneuser", "file_ids": [info["id"]]}, token=token)
+        assert s == 201, body
+        post = json.loads(body)
+        assert post["file_ids"] == [info["id"]] and post["metadata"]["files"][0]["post_id"] == post["id"]
+        s, h, body = _http("GET", srv.url(f"/api/v4/files/{info['id']}"), token=ptoken)  # a channel member
+        assert s == 200 and body == content and "notes.txt" in h["Content-Disposition"]
+        s, _, body = _http("GET", srv.url(f"/api/v4/files/{info['id']}/info"), token=token)
+        assert s == 200 and json.loads(body)["post_id"] == post["id"]
+        stored = list((tmp_path / "data").rglob("notes.txt"))
+        assert len(stored) == 1 and stored[0].read_bytes() == content
+        assert f"/channels/{channel}/users/{uid}/{info['id']}/" in str(stored[0])
+
+        # the push proxy got the real PushNotification JSON for the mention
+        assert _wait(lambda: received, 10), srv.log.read_text()[-2000:]
+        path, pn = received[0]
+        assert path == "/api/v1/send_push"
+        assert (pn["platform"], pn["device_id"], pn["post_id"], pn["channel_id"], pn["type"], pn["version"]) == \
+            ("android_rn", "device-token-1", post["id"], channel, "message", "v2")
+        assert pn["sender_id"] == uid and "see the file" in pn["message"] and len(pn["ack_id"]) == 26
+
+        # a reply, and the channel's posts as the real PostList
+        s, _, body = _http("POST", srv.url("/api/v4/posts"), {"channel_id": channel, "message": "reply", "root_id": post["id"]},
+                           token=ptoken)
+        assert s == 201 and json.loads(body)["root_id"] == post["id"]
+        s, _, body = _http("GET", srv.url(f"/api/v4/channels/{channel}/posts?page=0&per_page=1"), token=token)
+        pl = json.loads(body)
+        assert s == 200 and len(pl["order"]) == 1 and set(pl["posts"]) == set(pl["order"])
+        s, _, body = _http("GET", srv.url(f"/api/v4/channels/{channel}/posts?since={post['create_at']}"), token=token)
+        assert [json.loads(body)["posts"][i]["message"] for i in json.loads(body)["order"]] == ["reply"]
+        s, _, body = _http("POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "SEE file"}, token=ptoken)
+        assert s == 200 and json.loads(body)["order"] == [post["id"]]
+
+        # a later device registration moves the device to the new session; logout ends a session
+        s, _, _ = _http("PUT", srv.url("/api/v4/users/sessions/device"), {"device_id": "apple:tok-2"}, token=ptoken)
+        assert s == 200
+        s, _, _ = _http("POST", srv.url("/api/v4/users/logout"), {}, token=ptoken)
+        assert s == 200
+        assert _http("GET", srv.url("/api/v4/users/me"), token=ptoken)[0] == 401
+    finally:
+        srv.stop()
+        proxy.shutdown()
+
+
+def _count_jobs(dsn):
+    import psycopg
+
+    with psycopg.connect(dsn.replace("&connect_timeout=5", "")) as conn:
+        return conn.execute("SELECT count(*) FROM jobs WHERE type = 'standin_heartbeat'").fetchone()[0]
+
+
+def _start_with_config_dsn(install, tmp, dsn, env=None):
+    """A server whose DataSource is in its config file (no MM_SQLSETTINGS_DATASOURCE override)."""
+    srv = Server(install, tmp, dsn=dsn, extra_env=env, extra_cfg={"SqlSettings": {"DataSource": dsn}})
+    srv.proc.kill()
+    srv.proc.wait()
+    penv = {k: v for k, v in srv_env(env).items() if k != "MM_SQLSETTINGS_DATASOURCE"}
+    srv.proc = subprocess.Popen([str(install / "bin" / "mattermost"), "--config", str(srv.cfg_path)],
+                                stdout=srv.log.open("a"), stderr=subprocess.STDOUT, env=penv)
+    assert srv.wait_ready(), srv.log.read_text()
+    return srv
+
+
+def srv_env(extra):
+    return dict(os.environ, MMSTANDIN_DB_PING_INTERVAL_SECONDS="0.2", **(extra or {}))
+
+
+def test_database_recycle_moves_the_server_and_its_jobs_to_a_new_primary(pgserver, install, tmp_path):
+    first = pgserver.database()
+    env = {"MMSTANDIN_JOB_INTERVAL_SECONDS": "0.5"}
+    srv = _start_with_config_dsn(install, tmp_path, first, env)
+    token, _, _ = _admin_and_channel(srv)
+    assert srv.stop() == 0
+    # "promote a replica": a copy of the primary, as a failed-over replica holds the same data
+    second_name = "mm_" + secrets.token_hex(4)
+    pgserver.psql(f"CREATE DATABASE {second_name} TEMPLATE {first.split('/')[3].split('?')[0]}")
+    second = first.replace(first.split("/")[3].split("?")[0], second_name)
+    srv = _start_with_config_dsn(install, tmp_path / "2", first, env)
+    try:
+        n_first = _wait(lambda: _count_jobs(first) or None)
+        base_second = _count_jobs(second)
+        cfg = json.loads(srv.cfg_path.read_text())
+        cfg["SqlSettings"]["DataSource"] = second
+        srv.cfg_path.write_text(json.dumps(cfg))
+        assert _http("POST", srv.url("/api/v4/database/recycle"), {}, token=None)[0] == 401
+        s, _, body = _http("POST", srv.url("/api/v4/database/recycle"), {}, token=token)
+        assert s == 200, body
+        assert "Recycled the database connections" in srv.log.read_text()
+        # the job loop now writes through the new primary, and no longer through the old one
+        assert _wait(lambda: _count_jobs(second) >= base_second + 2, 10)
+        frozen = _count_jobs(first)
+        time.sleep(1.5)
+        assert _count_jobs(first) == frozen and frozen >= n_first
+        s, _, body = _http("GET", srv.url("/api/v4/system/ping?get_server_status=true"))
+        assert s == 200 and json.loads(body)["database_status"] == "OK"
+        # a DataSource that does not answer is refused in bounded time, and the server keeps the working one
+        cfg["SqlSettings"]["DataSource"] = "postgres://mmuser:x@127.0.0.1:1/none?sslmode=disable&connect_timeout=2"
+        srv.cfg_path.write_text(json.dumps(cfg))
+        t0 = time.monotonic()
+        s, _, body = _http("POST", srv.url("/api/v4/database/recycle"), {}, token=token)
+        assert s == 500 and time.monotonic() - t0 < 10 and "mmuser:x@" not in body.decode()
+        assert _http("GET", srv.url("/api/v4/system/ping?get_server_status=true"))[0] == 200
+    finally:
+        srv.stop()
+
+
+def test_ping_reports_a_dead_database_without_hanging(install, tmp_path):
+    from tests.standin.services import PrivatePostgres
+
+    try:
+        own = PrivatePostgres()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        pytest.skip(f"cannot start a private PostgreSQL: {e}")
+    srv = Server(install, tmp_path / "srv", dsn=own.database(), extra_cfg={"SqlSettings": {"QueryTimeout": 5}})
+    try:
+        assert srv.wait_ready(), srv.log.read_text()
+        assert json.loads(_http("GET", srv.url("/api/v4/system/ping?get_server_status=true"))[2])["database_status"] == "OK"
+        own.stop()
+        t0 = time.monotonic()
+        s, _, body = _http("GET", srv.url("/api/v4/system/ping?get_server_status=true"))
+        assert time.monotonic() - t0 < 10
+        assert s == 500 and json.loads(body)["database_status"] == "UNHEALTHY" and json.loads(body)["status"] == "UNHEALTHY"
+        assert _http("GET", srv.url("/api/v4/system/ping"))[0] == 200  # the plain ping does not touch the database
+    finally:
+        srv.stop()
+        own.stop()
+
+
+def test_an_older_server_refuses_a_newer_schema(pg, install, tmp_path):
+    import psycopg
+
+    srv = Server(install, tmp_path / "a", dsn=pg)
+    assert srv.wait_ready(), srv.log.read_text()
+    assert srv.stop() == 0
+    dsn = pg.replace("&connect_timeout=5", "")
+    with psycopg.connect(dsn) as conn:
+        rows = dict(conn.execute("SELECT version, name FROM db_migrations").fetchall())
+        assert rows[11001] == "release_11.1.0" and 1 in rows and 2 in rows
+        assert conn.execute("SELECT value FROM systems WHERE name = 'Version'").fetchone()[0] == "11.1.0"
+        # what an upgrade to 11.2 leaves behind
+        conn.execute("INSERT INTO db_migrations (version, name) VALUES (11002, 'release_11.2.0')")
+    srv = Server(install, tmp_path / "b", dsn=pg)
+    assert srv.proc.wait(timeout=30) == 1
+    log = srv.log.read_text()
+    assert "Refusing to start: the database schema is newer than this server" in log
+    assert "does not support downgrading" in log and "11.2.0" in log
+
+
+def test_a_broken_release_fails_its_health_check_and_exits(install, tmp_path):
+    out = tmp_path / "broken"
+    r = subprocess.run(["bash", str(BUILD), VERSION, str(out), "--broken"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(out / ARCHIVE) as t:
+        names = set(t.getnames())
+        t.extractall(tmp_path / "opt", filter="tar")
+    with tarfile.open(_DIST["dir"] / ARCHIVE) as t:
+        assert names == set(t.getnames())  # same layout as the good release
+    broken = tmp_path / "opt" / "mattermost"
+    srv = Server(broken, tmp_path / "run", extra_env={"MMSTANDIN_BROKEN_EXIT_SECONDS": "3"})
+    assert srv.wait_ready(), srv.log.read_text()
+    s, _, body = _http("GET", srv.url("/api/v4/system/ping?get_server_status=true"))
+    assert s == 500 and json.loads(body)["status"] == "UNHEALTHY"
+    assert srv.proc.wait(timeout=20) == 1
+    assert "built with --broken" in srv.log.read_text()
+
+
+def _upload(srv, token, channel, name, content):
+    boundary = "----standin" + secrets.token_hex(8)
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"channel_id\"\r\n\r\n{channel}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    return _http("POST", srv.url("/api/v4/files"), raw=form, token=token, ctype=f"multipart/form-data; boundary={boundary}")
+
+
+def test_files_in_s3_are_shared_by_two_nodes(pg, install, tmp_path):
+    from tests.standin.services import S3Proxy
+
+    try:
+        s3 = S3Proxy(ROOT / "tests" / "standin" / "dist" / "cache")
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        pytest.skip(f"cannot run s3proxy (Maven Central, Java 17): {e}")
+    files = {"FileSettings": {"DriverName": "amazons3", "AmazonS3Bucket": "mmfiles", "AmazonS3PathPrefix": "site1",
+                              "AmazonS3AccessKeyId": S3Proxy.ACCESS, "AmazonS3SecretAccessKey": S3Proxy.SECRET,
+                              "AmazonS3Endpoint": f"127.0.0.1:{s3.port}", "AmazonS3SSL": False, "AmazonS3Region": "us-east-1"}}
+    a = Server(install, tmp_path / "a", dsn=pg, extra_cfg=files)
+    b = Server(install, tmp_path / "b", dsn=pg, extra_cfg=files)
+    try:
+        assert a.wait_ready() and b.wait_ready(), a.log.read_text() + b.log.read_text()
+        assert "File store is ready" in a.log.read_text()  # the bucket was created at start, as the real server does
+        token, _, team = _admin_and_channel(a)
+        _, channel = _town_square(a, token, team)
+        content = os.urandom(200_000)
+        s, _, body = _upload(a, token, channel, "blob.bin", content)
+        assert s == 201, body
+        fid = json.loads(body)["file_infos"][0]["id"]
+        s, _, body = _http("GET", b.url(f"/api/v4/files/{fid}"), token=token)  # served by the other node, from S3
+        assert s == 200 and body == content
+        objs = s3.objects("mmfiles")
+        assert len(objs) == 1 and objs[0].read_bytes() == content
+        assert "site1" in str(objs[0]) and fid in str(objs[0])
+        assert not (tmp_path / "a" / "data").exists() or not list((tmp_path / "a" / "data").rglob("blob.bin"))
+        s, _, body = _http("GET", b.url("/api/v4/system/ping?get_server_status=true"))
+        assert s == 200 and json.loads(body)["filestore_status"] == "OK"
+        # wrong credentials: the health check says so
+        bad = Server(install, tmp_path / "c", dsn=pg, extra_cfg={"FileSettings": dict(files["FileSettings"], AmazonS3SecretAccessKey="wrong")})
+        try:
+            assert bad.wait_ready(), bad.log.read_text()
+            s, _, body = _http("GET", bad.url("/api/v4/system/ping?get_server_status=true"))
+            assert s == 500 and json.loads(body)["filestore_status"] == "UNHEALTHY"
+            assert "wrong" not in bad.log.read_text()
+        finally:
+            bad.stop()
+    finally:
+        a.stop()
+        b.stop()
+        s3.stop()
+
+
+def test_search_through_opensearch_only_with_a_license(pgserver, install, tmp_path):
+    from tests.standin.services import OpenSearch
+
+    try:
+        osrv = OpenSearch(ROOT / "tests" / "standin" / "dist" / "cache")
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        pytest.skip(f"cannot run OpenSearch (Maven Central, Java 17): {e}")
+    es = {"ElasticsearchSettings": {"Backend": "opensearch", "ConnectionURL": osrv.url, "EnableIndexing": True,
+                                    "EnableSearching": True, "IndexPrefix": "mmtest_", "Username": "", "Password": ""}}
+    pg = pgserver.database()
+    try:
+        # no license: search stays on the database and nothing is indexed
+        plain = Server(install, tmp_path / "plain", dsn=pg, extra_cfg=es)
+        try:
+            assert plain.wait_ready(), plain.log.read_text()
+            token, _, team = _admin_and_channel(plain)
+            team_id, channel = _town_square(plain, token, team)
+            s, _, body = _http("POST", plain.url("/api/v4/posts"), {"channel_id": channel, "message": "written before the license"}, token=token)
+            old = json.loads(body)["id"]
+            assert json.loads(_http("GET", plain.url("/api/v4/system/ping"))[2])["ActiveSearchBackend"] == "database"
+            s, h, body = _http("POST", plain.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "license"}, token=token)
+            assert s == 200 and h["X-Standin-Search-Backend"] == "database" and json.loads(body)["order"] == [old]
+            assert "no license for Elasticsearch/OpenSearch" in plain.log.read_text()
+            assert not [i for i in osrv.get("/_cat/indices?format=json") if i["index"].startswith("mmtest_")]
+        finally:
+            plain.stop()
+
+        cfg = dict(es, ServiceSettings={"LicenseFileLocation": str(_license(tmp_path))})
+        srv = Server(install, tmp_path / "lic", dsn=pg, extra_cfg=cfg)
+        try:
+            assert srv.wait_ready(), srv.log.read_text()
+            assert "Search engine is ready" in srv.log.read_text()
+            assert json.loads(_http("GET", srv.url("/api/v4/system/ping"))[2])["ActiveSearchBackend"] == "opensearch"
+            s, _, body = _http("POST", srv.url("/api/v4/posts"), {"channel_id": channel, "message": "indexed at once, licensed"}, token=token)
+            new = json.loads(body)
+            indexes = {i["index"] for i in osrv.get("/_cat/indices?format=json")}
+            day = time.strftime("%Y_%m_%d", time.localtime(new["create_at"] / 1000))
+            assert f"mmtest_posts_{day}" in indexes, indexes
+            s, h, body = _http("POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "licensed"}, token=token)
+            assert s == 200 and h["X-Standin-Search-Backend"] == "opensearch" and json.loads(body)["order"] == [new["id"]]
+            # the older post is found only after the bulk indexing job ran
+            s, h, body = _http("POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "before"}, token=token)
+            assert json.loads(body)["order"] == []
+            s, _, body = _http("POST", srv.url("/api/v4/jobs"), {"type": "elasticsearch_post_indexing"}, token=token)
+            assert s == 201, body
+            job = json.loads(body)["id"]
+
+            def done():
+                j = json.loads(_http("GET", srv.url(f"/api/v4/jobs/{job}"), token=token)[2])
+                return j if j["status"] in ("success", "error") else None
+            j = _wait(done, 30)
+            assert j and j["status"] == "success" and int(j["data"]["indexed_posts"]) >= 2, j
+            s, h, body = _http("POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "before"}, token=token)
+            assert json.loads(body)["order"] == [old] and h["X-Standin-Search-Backend"] == "opensearch"
+        finally:
+            srv.stop()
+    finally:
+        osrv.stop()
+
+
+def test_go_unit_tests_of_the_stand_in_pass():
+    """license verification, config hash, cluster fan-out, search query mapping, schema numbers."""
+    r = subprocess.run(["go", "test", "-count=1", "./..."], cwd=ROOT / "tests" / "standin" / "mattermost",
+                       capture_output=True, text=True, timeout=600, env=dict(os.environ, GOFLAGS="-mod=mod"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "FAIL" not in r.stdout

@@ -19,7 +19,7 @@ import zlib
 from collections import Counter
 from typing import Mapping
 
-from ... import releases
+from ... import distros, releases
 from ...component import Context, Metrics
 from ...dbtier import Topology
 from ...dbtier.component import (
@@ -33,8 +33,8 @@ from ...errors import MMDeployError
 from ...facts import Fact
 from ...inventory import Host, Inventory
 from ...ops import SQL, Command, File, Packages, Service, unit
+from ...ops.exporter import env_file, exporter_handlers, exporter_steps, restart_handler
 from ...ops.sql import AccountPassword
-from ...ops.exporter import env_file, exporter_handlers, exporter_steps
 from ...ops.secretfile import SecretFile
 from ...remote import Remote
 from ...secrets import option_file_value
@@ -60,12 +60,17 @@ from .gtid import missing_on
 from .probe import parse_probe
 from .scripts import SEED_TIMEOUT, fence_script, follow_script, seed_script
 
-EXPORTER = "prometheus-mysqld-exporter"
+EXPORTER_CNF = "/etc/mysql/mmdeploy-exporter.cnf"
 EXPORTER_PORT = 9104  # the Debian package's default
 
 
 def db_hosts(inventory: Inventory) -> list[Host]:
     return [h for h in inventory.with_role("db") if h.settings.database.engine == "mysql"]
+
+
+def exporter(ctx: Context) -> str:
+    """The mysqld exporter's package (and unit) on this host's distribution."""
+    return distros.of(ctx.facts.host("os")).exporter("mysqld")
 
 
 def flavor_of(host: Host) -> Flavor:
@@ -154,6 +159,7 @@ def render_fence(ctx: Context) -> str:
     flavor = flavor_of(ctx.host)
     peers = [h.private_address for h in db_hosts(ctx.inventory) if h.name != ctx.host.name]
     return ctx.render("mysql/mmdeploy-mysql-fence.j2", peers=" ".join(peers), fenced=FENCED, cnf=REPLICATION_CNF,
+                      replica_status=flavor.replica_status,
                       promotions=PROMOTIONS, fence=fence_script(flavor, "mmdeploy-mysql-fence: $why"))
 
 
@@ -202,7 +208,7 @@ class MySQL(DBComponent):
             steps += _oracle_repo_steps(ctx)
         pid = "/run/mysqld/mysqld.pid"
         steps += [
-            Packages(*flavor.packages()),
+            Packages(*flavor.packages(distros.of(ctx.facts.host("os")))),
             File(flavor.conf_path, render_config(ctx)),
             # The option file's own quoting: any password reads back as it is (scripts.py).
             SecretFile(REPLICATION_CNF, f"[client]\nuser={REPLICATION_USER}\n"
@@ -279,7 +285,8 @@ class Replicate(Step):
 
     def __init__(self, topology: Topology, host: Host, series: str):
         self.topology, self.host, self.flavor, self.series = topology, host, flavor_of(host), series
-        self.name = f"replicate from {topology.primary.name}"
+        self.primary = topology.require_primary()
+        self.name = f"replicate from {self.primary.name}"
         self._probe = self.flavor.probe()
 
     def facts(self) -> list[str]:
@@ -290,13 +297,13 @@ class Replicate(Step):
         states[self.host.name] = parse_probe(self.flavor, self.host, facts[self._probe])
         action = plan_replica(Topology(self.topology.hosts, states, self.topology.primary, self.topology.reason),
                               self.host)
-        primary = f"{self.topology.primary.name} ({self.topology.primary.private_address})"
+        primary = f"{self.primary.name} ({self.primary.private_address})"
         return {None: None, "start": Change("start replication"),
                 "repoint": Change(f"re-point to {primary}"),
                 "seed": Change(f"seed from {primary} and replicate")}[action]
 
     def apply(self, remote: Remote, change: Change) -> None:
-        primary = self.topology.primary
+        primary = self.primary
         if change.summary == "start replication":
             script = f"mysql --protocol=socket -e '{self.flavor.start_replica}'"
         elif change.summary.startswith("re-point"):
@@ -327,9 +334,21 @@ class MySQLReplication(DBComponent):
                 source_password(flavor_of(ctx.host), ctx.secrets.get(DB_REPLICATION_PASSWORD)), *exporter]
 
     def _exporter(self, ctx: Context) -> list[Step]:
-        password = ctx.secrets.get(DB_MONITORING_PASSWORD)
-        dsn = f"{ctx.settings.monitoring.db_user}:{password}@unix(/run/mysqld/mysqld.sock)/"
-        return exporter_steps(EXPORTER, env_file("components/mysql", DATA_SOURCE_NAME=dsn, ARGS=""))
+        password, user = ctx.secrets.get(DB_MONITORING_PASSWORD), ctx.settings.monitoring.db_user
+        unit = exporter(ctx)
+        if distros.of(ctx.facts.host("os")).mysqld_exporter_reads_dsn:
+            dsn = f"{user}:{password}@unix(/run/mysqld/mysqld.sock)/"
+            return exporter_steps(unit, env_file("components/mysql", DATA_SOURCE_NAME=dsn, ARGS=""))
+        # 0.15 and later ignore DATA_SOURCE_NAME: the login is in a my.cnf file of its own.
+        # The password is not in it: that file is read as INI with $VARIABLES expanded, which
+        # would change a password holding '$', ';' or '#'; the exporter takes it as it is from
+        # MYSQLD_EXPORTER_PASSWORD (in the root-only environment file).
+        steps = exporter_steps(unit, env_file("components/mysql", MYSQLD_EXPORTER_PASSWORD=password,
+                                              ARGS=f"--config.my-cnf={EXPORTER_CNF}"))
+        cnf = SecretFile(EXPORTER_CNF, f"[client]\nuser={user}\nsocket=/run/mysqld/mysqld.sock\n",
+                         owner="prometheus", group="prometheus", mode="0640", notify=(restart_handler(unit),))
+        steps.insert(2, cnf)  # once its user exists, before the package starts it
+        return steps
 
     def handlers(self, ctx: Context):
-        return exporter_handlers(EXPORTER)
+        return exporter_handlers(exporter(ctx))

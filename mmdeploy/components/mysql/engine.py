@@ -123,6 +123,7 @@ done
         mine = self._fresh(remote)
         known = run_checked(remote, primary_known_script(self.flavor, primary),
                             f"read {primary.name}'s GTIDs from {remote.host.name}").stdout.strip()
+        errant: list[str] | str
         if self.flavor.mariadb:
             errant = maria_missing(mine.applied, maria_state_map(*known.split("\t")))
         else:

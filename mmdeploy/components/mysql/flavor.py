@@ -7,6 +7,8 @@ import ipaddress
 import shlex
 from dataclasses import dataclass
 
+from ...distros import Distro
+
 DATABASE, USER, REPLICATION_USER = "mattermost", "mmuser", "mmrepl"
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 REPLICATION_CNF = "/etc/mysql/mmdeploy-replication.cnf"
@@ -68,9 +70,10 @@ class Flavor:
     def mariadb(self) -> bool:
         return self.name == "mariadb"
 
-    def packages(self) -> list[str]:
-        # Oracle MySQL: Ubuntu's own packages, or the same names from MySQL's APT repository.
-        return ["mariadb-server", "mariadb-client"] if self.mariadb else ["mysql-server", "mysql-client"]
+    def packages(self, distro: Distro) -> list[str]:
+        # MariaDB: the distribution's own (distros.py). Oracle MySQL: Ubuntu's own packages,
+        # or the same names from MySQL's APT repository.
+        return list(distro.mariadb_packages) if self.mariadb else ["mysql-server", "mysql-client"]
 
     # statements
 

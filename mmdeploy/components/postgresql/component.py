@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import quote as quote_url
 
+from ... import distros
 from ...component import Context, Metrics
 from ...dbtier import Topology
 from ...dbtier.component import (
@@ -40,9 +41,12 @@ from .config import (
 from .engine import PGEngine
 from .scripts import SEED_TIMEOUT, quote, seed_script, slots_sql
 
-EXPORTER = "prometheus-postgres-exporter"
 EXPORTER_PORT = 9187  # the Debian package's default
-EXPORTER_PASSFILE = f"/etc/default/{EXPORTER}.pgpass"
+
+
+def exporter(ctx: Context) -> str:
+    """The postgres exporter's package (and unit) on this host's distribution."""
+    return distros.of(ctx.facts.host("os")).exporter("postgres")
 
 
 def pgpass_escape(value: str) -> str:
@@ -82,7 +86,7 @@ class PostgreSQL(DBComponent):
 
     def steps(self, ctx: Context):
         topo: Topology = ctx.shared
-        host, p = ctx.host, paths(ctx.host)
+        host, p = ctx.host, paths(ctx.host, ctx.facts.host("os"))
         memory_mb = ctx.settings.database.memory_mb or int(ctx.facts.host("mem_kb")) // 1024
         clients, peers = hba_addresses(ctx.inventory, host)
         monitor = ctx.settings.monitoring.db_user
@@ -154,7 +158,7 @@ class PostgreSQL(DBComponent):
         return steps
 
     def handlers(self, ctx: Context):
-        u = paths(ctx.host).unit
+        u = paths(ctx.host, ctx.facts.host("os")).unit
         # try-*: a stopped (not yet seeded, or fenced) server is not started by a config change.
         return {
             "restart": Command(f"restart {u}", f"systemctl try-restart {u}"),
@@ -177,7 +181,7 @@ class PostgreSQLReplication(DBComponent):
 
     def steps(self, ctx: Context):
         topo: Topology = ctx.shared
-        host, p = ctx.host, paths(ctx.host)
+        host, p = ctx.host, paths(ctx.host, ctx.facts.host("os"))
         exporter = self._exporter(ctx)
         if topo.states[host.name].fenced:
             return exporter  # a former primary stays down until `inv db.rejoin`
@@ -203,15 +207,15 @@ class PostgreSQLReplication(DBComponent):
         # The password from a password file (libpq's format, which lib/pq reads too), not in
         # the DSN: the exporter turns a URL into key=value pairs it cannot parse back when
         # the password holds a quote or a backslash, and logs the whole DSN when it fails.
-        user = s.monitoring.db_user
-        passfile = SecretFile(EXPORTER_PASSFILE, f"*:*:*:{user}:{pgpass_escape(password)}\n",
-                              owner="prometheus", group="prometheus", mode="0600",
-                              notify=(restart_handler(EXPORTER),))
+        user, name = s.monitoring.db_user, exporter(ctx)
+        passfile = f"/etc/default/{name}.pgpass"
+        secret = SecretFile(passfile, f"*:*:*:{user}:{pgpass_escape(password)}\n",
+                            owner="prometheus", group="prometheus", mode="0600", notify=(restart_handler(name),))
         dsn = f"postgresql://{quote_url(user)}@127.0.0.1:5432/postgres?sslmode=disable"
-        return exporter_steps(EXPORTER, env_file("components/postgresql", DATA_SOURCE_NAME=dsn,
-                                                 PGPASSFILE=EXPORTER_PASSFILE, ARGS=""), files=(passfile,))
+        return exporter_steps(name, env_file("components/postgresql", DATA_SOURCE_NAME=dsn, PGPASSFILE=passfile,
+                                             ARGS=""), files=(secret,))
 
     def handlers(self, ctx: Context):
-        u = paths(ctx.host).unit
+        u = paths(ctx.host, ctx.facts.host("os")).unit
         return {"reload": Command(f"reload {u}", f"systemctl try-reload-or-restart {u}"),
-                **exporter_handlers(EXPORTER)}
+                **exporter_handlers(exporter(ctx))}

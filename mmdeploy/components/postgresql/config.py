@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ... import distros
+from ...errors import MMDeployError
 from ...inventory import Host, Inventory
 
 DATABASE, USER, REPLICATION_USER = "mattermost", "mmuser", "replicator"
@@ -39,8 +41,30 @@ class Paths:
         return f"postgresql@{self.version}-main"
 
 
-def paths(host: Host) -> Paths:
-    return Paths(host.settings.database.postgresql_version)
+def version(host: Host, os_fact: str | None) -> str:
+    """database.postgresql_version when set, else the version the host's distribution
+    ships (distros.py), from its os fact."""
+    configured = host.settings.database.postgresql_version
+    if configured:
+        return configured
+    if not os_fact:
+        raise MMDeployError(f"{host.name}: PostgreSQL version unknown (set database.postgresql_version)")
+    return distros.of(os_fact).postgresql
+
+
+def paths(host: Host, os_fact: str | None = None) -> Paths:
+    return Paths(version(host, os_fact))
+
+
+# The version in a shell script that runs before any fact is read (the node probe):
+# $PGV, set by PROBE_VERSION from the setting or the host's /etc/os-release.
+SHELL_PATHS = Paths("$PGV")
+
+
+def shell_version(host: Host) -> str:
+    """`PGV=...`: the configured version, else the distribution's (distros.shell_lookup)."""
+    configured = host.settings.database.postgresql_version
+    return f"PGV={configured}" if configured else f"PGV={distros.shell_lookup('postgresql')}"
 
 
 def slot_name(host: Host) -> str:

@@ -7,12 +7,12 @@ from typing import Mapping
 
 from ...dbtier import NodeState
 from ...errors import MMDeployError
-from ...facts import Fact
+from ...facts import HOST_FACTS, Fact
 from ...inventory import Host
 from ...passwords import postgres_matches
 from ...remote import Remote
 from ...step import run_checked
-from .config import FENCED, conninfo, paths
+from .config import FENCED, Paths, conninfo, paths
 from .probe import parse_probe, probe
 from .scripts import SEED_TIMEOUT, psql, seed_script, slots_sql, stop_script, write_topology
 
@@ -26,6 +26,9 @@ class PGEngine:
 
     name = "postgresql"
     label = "PostgreSQL"
+
+    def __init__(self) -> None:
+        self._versions: dict[str, str] = {}  # host -> the version its probe found
 
     def account_probe(self) -> str:
         """Read-only: every login role and its stored verifier (never logged: a fact)."""
@@ -41,10 +44,23 @@ class PGEngine:
         return None
 
     def probe(self, host: Host) -> list[str]:
-        return [probe(paths(host))]
+        return [probe(host)]
 
     def state(self, host: Host, facts: Mapping[str, Fact]) -> NodeState:
-        return parse_probe(host, facts[probe(paths(host))])
+        state = parse_probe(host, facts[probe(host)])
+        if state.extra.get("version"):
+            self._versions[host.name] = state.extra["version"]
+        return state
+
+    def _paths(self, remote: Remote) -> Paths:
+        """The host's paths: its version as its probe found it, else from its os-release."""
+        host = remote.host
+        if host.name in self._versions and not host.settings.database.postgresql_version:
+            return Paths(self._versions[host.name])
+        os_fact = None
+        if not host.settings.database.postgresql_version:
+            os_fact = run_checked(remote, HOST_FACTS["os"], f"read {host.name}'s distribution", timeout=30).stdout
+        return paths(host, os_fact)
 
     def fence(self, remote: Remote) -> None:
         # A fast shutdown cuts every client and first streams all WAL (up to the shutdown
@@ -54,7 +70,7 @@ class PGEngine:
         self.stop_and_mask(remote)
 
     def stop_and_mask(self, remote: Remote) -> None:
-        p = paths(remote.host)
+        p = self._paths(remote)
         run_checked(remote, f"""\
 set -e
 echo "fenced (stopped) by mmdeploy failover-db at $(date -Is)" > {FENCED}
@@ -90,13 +106,14 @@ done
 
     def attach(self, remote: Remote, peers: list[Host], replicas: list[Host]) -> None:
         """Primary side: a slot for every other DB host; commits wait for ANY 1 of `replicas`."""
-        write_topology(remote, remote.host, replicas)
+        write_topology(remote, self._paths(remote), remote.host, replicas)
         psql(remote, slots_sql(peers) + "\nselect pg_reload_conf();", f"slots and sync on {remote.host.name}")
 
     def repoint(self, remote: Remote, replica: NodeState, primary: Host) -> None:
         # primary_conninfo is reloadable; the replica follows the new timeline by streaming.
-        write_topology(remote, primary, [])
-        run_checked(remote, f"systemctl reload {paths(remote.host).unit}", f"re-point {remote.host.name}")
+        p = self._paths(remote)
+        write_topology(remote, p, primary, [])
+        run_checked(remote, f"systemctl reload {p.unit}", f"re-point {remote.host.name}")
 
     def wait_streaming(self, remote: Remote, timeout: float) -> bool:
         result = remote.run(f"""\
@@ -109,7 +126,7 @@ done
         return result.ok
 
     def rejoin(self, remote: Remote, old_primary: NodeState, primary: Host) -> None:
-        p = paths(remote.host)
+        p = self._paths(remote)
         source = shlex.quote(conninfo(primary, dbname="postgres"))
         # Stopped with its own unit (a fast shutdown; once masked, systemd would only send
         # SIGTERM, a smart shutdown that waits for every client), then masked while it is
@@ -126,7 +143,7 @@ esac
 cd /tmp  # runuser keeps root's working directory, which postgres cannot enter
 runuser -u postgres -- {p.bin}/pg_rewind -D {p.data} --config-file={p.conf}/postgresql.conf --source-server={source}
 """, timeout=SEED_TIMEOUT, what="pg_rewind")
-        write_topology(remote, primary, [])
+        write_topology(remote, p, primary, [])
         if not result.ok:  # e.g. the WAL it needs is gone: a fresh copy (pg_rewind's output is in the log)
             run_checked(remote, seed_script(p, primary, remote.host), f"re-seed {remote.host.name} (pg_rewind failed)",
                         timeout=SEED_TIMEOUT)

@@ -5,12 +5,16 @@ from __future__ import annotations
 from ...dbtier import NodeState
 from ...facts import Fact
 from ...inventory import Host
-from .config import FENCED, TOPOLOGY, Paths
+from .config import FENCED, SHELL_PATHS, TOPOLOGY, shell_version
 
 
-def probe(p: Paths) -> str:
-    """One read-only script; prints key=value lines that parse_probe reads."""
+def probe(host: Host) -> str:
+    """One read-only script; prints key=value lines that parse_probe reads. The version
+    (and so every path) is the setting's, else the host's distribution's."""
+    p = SHELL_PATHS
     return f"""\
+{shell_version(host)}
+echo "version=$PGV"
 D={p.data}; C={p.conf}
 echo "installed=$(test -x {p.bin}/postgres && echo 1 || echo 0)"
 echo "data=$(test -f $D/PG_VERSION && echo 1 || echo 0)"
@@ -73,13 +77,13 @@ def parse_probe(host: Host, fact: Fact) -> NodeState:
     fenced = values.get("fenced") == "1"
     replicas = []
     for row in lists["replica"]:
-        name, address, state, sync_state, _flush = (row.split(",") + [""] * 5)[:5]
-        replicas.append(f"{name}({address}) {state} {sync_state}")
+        name, address, replication, sync_state, _flush = (row.split(",") + [""] * 5)[:5]
+        replicas.append(f"{name}({address}) {replication} {sync_state}")
     state = NodeState(host=host, reachable=True, running=running, role=role,
                       writable=running and not in_recovery and values.get("read_only") == "off",
                       fenced=fenced)
     state.extra = {k: values.get(k, "") for k in ("sysid", "cluster_state", "conf_primary", "conf_upstream",
-                                                     "unit", "timeline", "installed", "data")}
+                                                     "unit", "timeline", "installed", "data", "version")}
     state.has_data = values.get("data") == "1" and bool(values.get("conf_primary"))  # not a bare stub
     state.named_primary = values.get("conf_primary") or None
     state.extra["slots"] = [s.split(",")[0] for s in lists["slot"]]

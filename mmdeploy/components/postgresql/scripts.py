@@ -8,7 +8,7 @@ from ...inventory import Host
 from ...ops import File
 from ...remote import Remote
 from ...step import Change, run_checked
-from .config import FENCED, TOPOLOGY, Paths, conninfo, paths, slot_name, topology_conf
+from .config import FENCED, TOPOLOGY, Paths, conninfo, slot_name, topology_conf
 
 # A base backup copies the whole database: hours on a large site, not minutes.
 SEED_TIMEOUT = 6 * 3600
@@ -29,9 +29,9 @@ systemctl start {p.unit}
 """
 
 
-def write_topology(remote: Remote, primary: Host, replicas: list[Host]) -> None:
+def write_topology(remote: Remote, p: Paths, primary: Host, replicas: list[Host]) -> None:
     host = remote.host
-    File(f"{paths(host).conf}/conf.d/{TOPOLOGY}", topology_conf(host, primary, replicas),
+    File(f"{p.conf}/conf.d/{TOPOLOGY}", topology_conf(host, primary, replicas),
          owner="postgres", group="postgres").apply(remote, Change("update"))
 
 
@@ -44,8 +44,6 @@ def slots_sql(peers: list[Host]) -> str:
     return "\n".join(
         f"select pg_create_physical_replication_slot('{slot_name(h)}', true) where not exists "
         f"(select 1 from pg_replication_slots where slot_name = '{slot_name(h)}');" for h in peers)
-
-
 
 
 def stop_script(unit: str, within: int = 60) -> str:

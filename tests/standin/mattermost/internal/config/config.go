@@ -41,6 +41,7 @@ type Config struct {
 		ListenAddress           *string
 		EnableLocalMode         *bool
 		LocalModeSocketLocation *string
+		LicenseFileLocation     *string
 	}
 	SqlSettings struct {
 		DriverName         *string
@@ -55,8 +56,40 @@ type Config struct {
 		ListenAddress *string
 	}
 	FileSettings struct {
-		DriverName *string
-		Directory  *string
+		DriverName                         *string
+		Directory                          *string
+		MaxFileSize                        *int64
+		AmazonS3AccessKeyId                *string
+		AmazonS3SecretAccessKey            *string
+		AmazonS3Bucket                     *string
+		AmazonS3PathPrefix                 *string
+		AmazonS3Region                     *string
+		AmazonS3Endpoint                   *string
+		AmazonS3SSL                        *bool
+		AmazonS3SignV2                     *bool
+		AmazonS3SSE                        *bool
+		AmazonS3Trace                      *bool
+		AmazonS3RequestTimeoutMilliseconds *int64
+	}
+	EmailSettings struct {
+		SendPushNotifications    *bool
+		PushNotificationServer   *string
+		PushNotificationContents *string
+	}
+	ElasticsearchSettings struct {
+		ConnectionURL         *string
+		Backend               *string
+		Username              *string
+		Password              *string
+		EnableIndexing        *bool
+		EnableSearching       *bool
+		EnableAutocomplete    *bool
+		Sniff                 *bool
+		IndexPrefix           *string
+		SkipTLSVerification   *bool
+		RequestTimeoutSeconds *int
+		LiveIndexingBatchSize *int
+		BatchSize             *int
 	}
 	LogSettings struct {
 		EnableConsole *bool
@@ -71,14 +104,42 @@ type Config struct {
 		SiteName *string
 	}
 	ClusterSettings struct {
-		Enable      *bool
-		ClusterName *string
+		Enable                  *bool
+		ClusterName             *string
+		OverrideHostname        *string
+		NetworkInterface        *string
+		BindAddress             *string
+		AdvertiseAddress        *string
+		UseIPAddress            *bool
+		EnableGossipEncryption  *bool
+		EnableGossipCompression *bool
+		GossipPort              *int
+		ReadOnlyConfig          *bool
 	}
 }
 
 func sp(s string) *string { return &s }
 func bp(b bool) *bool     { return &b }
 func ip(i int) *int       { return &i }
+func i64(i int64) *int64  { return &i }
+
+func defStr(p **string, v string) {
+	if *p == nil {
+		*p = sp(v)
+	}
+}
+
+func defBool(p **bool, v bool) {
+	if *p == nil {
+		*p = bp(v)
+	}
+}
+
+func defInt(p **int, v int) {
+	if *p == nil {
+		*p = ip(v)
+	}
+}
 
 // SetDefaults fills unset settings with Mattermost's defaults. Note: like the
 // real model, DriverName and DataSource get defaults only when absent (nil);
@@ -150,12 +211,55 @@ func (c *Config) SetDefaults() {
 	if c.TeamSettings.SiteName == nil {
 		c.TeamSettings.SiteName = sp("Mattermost")
 	}
-	if c.ClusterSettings.Enable == nil {
-		c.ClusterSettings.Enable = bp(false)
+	cs := &c.ClusterSettings
+	defBool(&cs.Enable, false)
+	defStr(&cs.ClusterName, "")
+	defStr(&cs.OverrideHostname, "")
+	defStr(&cs.NetworkInterface, "")
+	defStr(&cs.BindAddress, "")
+	defStr(&cs.AdvertiseAddress, "")
+	defBool(&cs.UseIPAddress, true)
+	defBool(&cs.EnableGossipEncryption, true)
+	defBool(&cs.EnableGossipCompression, true)
+	defInt(&cs.GossipPort, 8074)
+	defBool(&cs.ReadOnlyConfig, true)
+	defStr(&s.LicenseFileLocation, "")
+	if f.MaxFileSize == nil {
+		f.MaxFileSize = i64(100 * 1024 * 1024)
 	}
-	if c.ClusterSettings.ClusterName == nil {
-		c.ClusterSettings.ClusterName = sp("")
+	defStr(&f.AmazonS3AccessKeyId, "")
+	defStr(&f.AmazonS3SecretAccessKey, "")
+	defStr(&f.AmazonS3Bucket, "")
+	defStr(&f.AmazonS3PathPrefix, "")
+	defStr(&f.AmazonS3Region, "")
+	defStr(&f.AmazonS3Endpoint, "s3.amazonaws.com")
+	defBool(&f.AmazonS3SSL, true)
+	defBool(&f.AmazonS3SignV2, false)
+	defBool(&f.AmazonS3SSE, false)
+	defBool(&f.AmazonS3Trace, false)
+	if f.AmazonS3RequestTimeoutMilliseconds == nil {
+		f.AmazonS3RequestTimeoutMilliseconds = i64(30000)
 	}
+	e := &c.EmailSettings
+	defBool(&e.SendPushNotifications, true)
+	// Divergence: the real default server is Mattermost's hosted push service;
+	// the stand-in never contacts it, so its default is empty.
+	defStr(&e.PushNotificationServer, "")
+	defStr(&e.PushNotificationContents, "full")
+	es := &c.ElasticsearchSettings
+	defStr(&es.ConnectionURL, "http://localhost:9200")
+	defStr(&es.Backend, "elasticsearch")
+	defStr(&es.Username, "elastic")
+	defStr(&es.Password, "changeme")
+	defBool(&es.EnableIndexing, false)
+	defBool(&es.EnableSearching, false)
+	defBool(&es.EnableAutocomplete, false)
+	defBool(&es.Sniff, true)
+	defStr(&es.IndexPrefix, "")
+	defBool(&es.SkipTLSVerification, false)
+	defInt(&es.RequestTimeoutSeconds, 30)
+	defInt(&es.LiveIndexingBatchSize, 10)
+	defInt(&es.BatchSize, 10000)
 }
 
 // IsValid applies the start-up checks the stand-in shares with the real
@@ -178,6 +282,15 @@ func (c *Config) IsValid() error {
 	}
 	if *c.ServiceSettings.ListenAddress == "" {
 		return errors.New("ServiceSettings.ListenAddress is empty (model.config.is_valid.listen_address.app_error)")
+	}
+	if d := *c.FileSettings.DriverName; d != "local" && d != "amazons3" {
+		return fmt.Errorf("FileSettings.DriverName %q is invalid: must be local or amazons3 (model.config.is_valid.file_driver.app_error)", d)
+	}
+	if b := *c.ElasticsearchSettings.Backend; b != "elasticsearch" && b != "opensearch" {
+		return fmt.Errorf("ElasticsearchSettings.Backend %q is invalid: must be elasticsearch or opensearch (model.config.is_valid.elastic_search.invalid_backend.app_error)", b)
+	}
+	if *c.ElasticsearchSettings.EnableSearching && !*c.ElasticsearchSettings.EnableIndexing {
+		return errors.New("ElasticsearchSettings.EnableIndexing must be true when EnableSearching is (model.config.is_valid.elastic_search.enable_searching.app_error)")
 	}
 	if u := *c.ServiceSettings.SiteURL; u != "" {
 		pu, err := url.ParseRequestURI(u)

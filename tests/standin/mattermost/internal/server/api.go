@@ -8,8 +8,10 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -20,10 +22,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mattermost/mattermost/server/public/model"
 	"golang.org/x/crypto/bcrypt"
 
+	"mmdeploy.test/standin/mattermost/internal/cluster"
 	"mmdeploy.test/standin/mattermost/internal/config"
+	"mmdeploy.test/standin/mattermost/internal/filestore"
 	"mmdeploy.test/standin/mattermost/internal/mmid"
+	"mmdeploy.test/standin/mattermost/internal/search"
 	"mmdeploy.test/standin/mattermost/internal/store"
 )
 
@@ -35,10 +41,14 @@ var (
 	BuildDate   = "n/a"
 )
 
-// VersionID is what the real server sends in X-Version-Id.
-func VersionID() string {
-	return Version + "." + BuildNumber + "." + BuildHash + ".false"
+// VersionID is what the real server sends in X-Version-Id: version, build
+// number, config hash and whether a license is in force.
+func (s *Server) VersionID() string {
+	return fmt.Sprintf("%s.%s.%s.%t", Version, BuildNumber, s.configHash, s.License() != nil)
 }
+
+// VersionID without a server (the broken build).
+func VersionID() string { return Version + "." + BuildNumber + "." + BuildHash + ".false" }
 
 const sessionLength = 30 * 24 * time.Hour
 
@@ -50,11 +60,21 @@ type Server struct {
 	Log   *Logger
 	Hub   *Hub
 
+	NodeID        string
+	license       atomic.Pointer[model.License]
+	Cluster       *cluster.Cluster // nil unless cluster mode is active
+	Files         filestore.Backend
+	Search        *search.Engine // nil unless search is active
+	schemaVersion string
+	configHash    string
+
 	Requests     atomic.Int64
 	Errors       atomic.Int64
 	Logins       atomic.Int64
 	LoginFails   atomic.Int64
 	PostsCreated atomic.Int64
+	PostsIndexed atomic.Int64
+	PushesSent   atomic.Int64
 	JobRuns      atomic.Int64
 	StartTime    time.Time
 }
@@ -101,6 +121,25 @@ func (s *Server) Handler(local bool) http.Handler {
 	mux.HandleFunc("GET /api/v4/teams/{team_id}/channels/name/{channel_name}", s.auth(s.getChannelByName))
 	mux.HandleFunc("POST /api/v4/posts", s.auth(s.createPost))
 	mux.HandleFunc("GET /api/v4/posts/{post_id}", s.auth(s.getPost))
+	mux.HandleFunc("POST /api/v4/users/logout", s.auth(s.logout))
+	mux.HandleFunc("PUT /api/v4/users/sessions/device", s.auth(s.attachDevice))
+	// {user_id}/image, /teams, /teams/members, /teams/{team_id}/channels: one
+	// pattern, as Go's mux would see them conflict with users/username/{username}.
+	mux.HandleFunc("GET /api/v4/users/{user_id}/{rest...}", s.auth(s.userSubresource))
+	mux.HandleFunc("GET /api/v4/teams/name/{team_name}/channels/name/{channel_name}", s.auth(s.channelByTeamAndName))
+	mux.HandleFunc("GET /api/v4/channels/{channel_id}", s.auth(s.getChannel))
+	mux.HandleFunc("GET /api/v4/channels/{channel_id}/posts", s.auth(s.postsForChannel))
+	mux.HandleFunc("POST /api/v4/teams/{team_id}/posts/search", s.auth(s.searchPosts))
+	mux.HandleFunc("POST /api/v4/files", s.auth(s.uploadFiles))
+	mux.HandleFunc("GET /api/v4/files/{file_id}", s.auth(s.getFile))
+	mux.HandleFunc("GET /api/v4/files/{file_id}/info", s.auth(s.getFileInfo))
+	mux.HandleFunc("GET /api/v4/license/client", s.clientLicense)
+	mux.HandleFunc("POST /api/v4/license", s.auth(s.uploadLicense))
+	mux.HandleFunc("DELETE /api/v4/license", s.auth(s.removeLicense))
+	mux.HandleFunc("GET /api/v4/cluster/status", s.auth(s.clusterStatus))
+	mux.HandleFunc("POST /api/v4/database/recycle", s.auth(s.recycleDB))
+	mux.HandleFunc("POST /api/v4/jobs", s.auth(s.createJob))
+	mux.HandleFunc("GET /api/v4/jobs/{job_id}", s.auth(s.getJob))
 	if !local {
 		mux.HandleFunc("GET /api/v4/websocket", s.websocket)
 	} else { // the stand-in serves the config API to local mode only (mmctl --local)
@@ -116,7 +155,7 @@ func (s *Server) Handler(local bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.Requests.Add(1)
 		w.Header().Set("X-Request-Id", mmid.New())
-		w.Header().Set("X-Version-Id", VersionID())
+		w.Header().Set("X-Version-Id", s.VersionID())
 		if local {
 			r = r.WithContext(contextWithLocal(r))
 		}
@@ -146,7 +185,7 @@ func (s *Server) static(w http.ResponseWriter, r *http.Request) {
 func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
 	resp := map[string]any{
 		"status":               "OK",
-		"ActiveSearchBackend":  "database",
+		"ActiveSearchBackend":  s.activeSearchBackend(),
 		"AndroidLatestVersion": "",
 		"AndroidMinVersion":    "",
 		"IosLatestVersion":     "",
@@ -175,26 +214,21 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) fileStoreCheck() error {
-	if *s.Cfg.FileSettings.DriverName != "local" {
-		return nil // S3 is not reproduced by the stand-in
+	if s.Files == nil {
+		return errors.New("file store is not configured")
 	}
-	dir := *s.Cfg.FileSettings.Directory
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
-	}
-	p := filepath.Join(dir, "testfile")
-	if err := os.WriteFile(p, []byte("testingwrite"), 0o600); err != nil {
-		return err
-	}
-	return os.Remove(p)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.Files.Test(ctx)
 }
 
 // ---- auth ----
 
 type session struct {
-	UserId string
-	Roles  string
-	Local  bool
+	SessionId string
+	UserId    string
+	Roles     string
+	Local     bool
 }
 
 func (ss *session) isAdmin() bool {
@@ -235,7 +269,7 @@ func (s *Server) sessionFor(token string) (*session, error) {
 	if err != nil || u.DeleteAt != 0 {
 		return nil, errors.New("user gone")
 	}
-	return &session{UserId: u.Id, Roles: u.Roles}, nil
+	return &session{SessionId: st.Id, UserId: u.Id, Roles: u.Roles}, nil
 }
 
 func (s *Server) auth(h handler) http.HandlerFunc {
@@ -308,6 +342,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		if err := s.Store.SaveSession(ss); err != nil {
 			s.writeErr(w, http.StatusInternalServerError, "app.session.save.app_error", "Unable to save the session.", err.Error())
 			return
+		}
+		if body.DeviceId != "" { // mobile apps log in with their device id
+			s.Store.AttachDevice(ss.Id, body.DeviceId)
 		}
 		s.Logins.Add(1)
 		maxAge := int(sessionLength / time.Second)
@@ -675,16 +712,53 @@ func (s *Server) createPost(w http.ResponseWriter, r *http.Request, ss *session)
 		s.forbidden(w, "create_post")
 		return
 	}
+	if body.RootId != "" {
+		root, _, err := s.Store.GetPost(body.RootId)
+		if err != nil || root.ChannelId != c.Id {
+			s.writeErr(w, http.StatusBadRequest, "api.post.create_post.root_id.app_error", "Invalid RootId parameter.", "")
+			return
+		}
+		if root.RootId != "" {
+			body.RootId = root.RootId // replies thread on the root, as in the real server
+		}
+	}
+	if len(body.FileIds) > 10 {
+		s.writeErr(w, http.StatusBadRequest, "model.post.is_valid.file_ids.app_error", "Invalid file ids.", "")
+		return
+	}
+	var files []*store.FileInfo
+	for _, id := range body.FileIds {
+		fi, err := s.Store.GetFileInfo(id)
+		if err != nil || fi.CreatorId != ss.UserId || fi.ChannelId != c.Id || fi.PostId != "" {
+			s.writeErr(w, http.StatusBadRequest, "api.post.create_post.file_ids.app_error", "Invalid file ids.", id)
+			return
+		}
+		files = append(files, fi)
+	}
 	now := time.Now().UnixMilli()
 	p := &store.Post{Id: mmid.New(), CreateAt: now, UpdateAt: now, UserId: ss.UserId, ChannelId: c.Id, RootId: body.RootId,
-		Message: body.Message, Type: "", Props: map[string]any{}, PendingPostId: body.PendingPostId, Metadata: map[string]any{}}
+		Message: body.Message, Type: "", Props: map[string]any{}, PendingPostId: body.PendingPostId, FileIds: body.FileIds, Metadata: map[string]any{}}
+	if body.Props != nil {
+		p.Props = body.Props
+	}
 	if err := s.Store.SavePost(p); err != nil {
 		s.writeErr(w, http.StatusInternalServerError, "app.post.save.app_error", "Unable to save the post.", err.Error())
 		return
 	}
+	if len(files) > 0 {
+		s.Store.AttachFilesToPost(p.Id, ss.UserId, body.FileIds)
+		for _, f := range files {
+			f.PostId = p.Id
+		}
+		p.Metadata["files"] = files
+	}
 	s.PostsCreated.Add(1)
 	if s.Hub != nil {
 		s.Hub.BroadcastPosted(s, c, p)
+	}
+	s.indexPost(p, c)
+	if u, err := s.Store.GetUserBy("Id", ss.UserId); err == nil {
+		s.sendPushes(c, p, u)
 	}
 	writeJSON(w, http.StatusCreated, p)
 }

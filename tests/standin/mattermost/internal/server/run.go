@@ -19,11 +19,14 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"mmdeploy.test/standin/mattermost/internal/config"
+	"mmdeploy.test/standin/mattermost/internal/filestore"
+	"mmdeploy.test/standin/mattermost/internal/mmid"
 	"mmdeploy.test/standin/mattermost/internal/store"
 )
 
@@ -47,20 +50,53 @@ type Options struct {
 // validated config and blocks until SIGTERM/SIGINT. It returns an error
 // (non-zero exit) when start-up fails.
 func Run(cfg *config.Config, src config.Source, log *Logger, opt Options) error {
-	s := &Server{Cfg: cfg, Src: src, Log: log, Hub: NewHub(), StartTime: time.Now()}
+	s := &Server{Cfg: cfg, Src: src, Log: log, Hub: NewHub(), StartTime: time.Now(), NodeID: mmid.New()}
 	mode := "server"
 	if opt.JobServerOnly {
 		mode = "jobserver"
 	}
 	log.Log("info", "Server is initializing...", "go_version", runtime.Version(), "mode", mode)
 	log.Log("info", "Loaded config", "source", src.Kind, "path", src.Path)
-	st, err := store.Open(cfg, log.Log)
+	if Broken == "true" {
+		return runBroken(cfg, log)
+	}
+	st, err := store.Open(cfg, log.Log, Version)
+	if errors.Is(err, store.ErrSchemaTooNew) {
+		log.Log("fatal", "Refusing to start: the database schema is newer than this server", "current_version", Version, "error", err.Error())
+		return err
+	}
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	s.Store = st
 	log.Log("info", "Current version is "+Version, "current_version", Version, "build_number", BuildNumber, "build_hash", BuildHash)
+	s.schemaVersion = st.SchemaVersion()
+	s.configHash = ConfigHash(cfg)
+	s.loadLicense()
+	st.Licensed = func() bool { return s.License() != nil }
+	if n := len(cfg.SqlSettings.DataSourceReplicas); n > 0 && s.License() == nil {
+		log.Log("warn", "SqlSettings.DataSourceReplicas are set but there is no license: all reads go to the primary", "replicas", n)
+	}
+	if fs, err := filestore.New(cfg); err != nil {
+		log.Log("error", "Problem with file storage settings", "error", err.Error())
+	} else {
+		s.Files = fs
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		if err := fs.Test(ctx); err != nil {
+			log.Log("error", "Problem with file storage settings", "driver", fs.Name(), "error", err.Error())
+		} else {
+			log.Log("info", "File store is ready", "driver", fs.Name())
+		}
+		cancel()
+	}
+	s.startSearch()
+	if err := s.startCluster(); err != nil {
+		return err
+	}
+	if s.Cluster != nil {
+		defer s.Cluster.Stop()
+	}
 
 	var servers []*http.Server
 	var listeners []net.Listener
@@ -144,6 +180,40 @@ func Run(cfg *config.Config, src config.Source, log *Logger, opt Options) error 
 	return nil
 }
 
+// Broken is "true" in a release built with build.sh --broken.
+var Broken = "false"
+
+// runBroken is the deliberately broken release (build.sh --broken) for
+// upgrade-rollback tests: it touches no database, answers every request with
+// 500, tells systemd it is ready and exits 1 after MMSTANDIN_BROKEN_EXIT_SECONDS
+// (default 20), like a release that crashes shortly after start.
+func runBroken(cfg *config.Config, log *Logger) error {
+	log.Log("error", "This stand-in release was built with --broken: it fails its health check and exits", "version", Version)
+	l, err := net.Listen("tcp", *cfg.ServiceSettings.ListenAddress)
+	if err != nil {
+		return err
+	}
+	go http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Version-Id", VersionID())
+		writeJSON(w, http.StatusInternalServerError, map[string]any{"status": "UNHEALTHY", "database_status": "UNHEALTHY",
+			"id": "app.standin.broken_release", "message": "deliberately broken stand-in release"})
+	}))
+	Notify("READY=1")
+	wait := 20.0
+	if v, err := strconv.ParseFloat(os.Getenv("MMSTANDIN_BROKEN_EXIT_SECONDS"), 64); err == nil && v >= 0 {
+		wait = v
+	}
+	time.Sleep(time.Duration(wait * float64(time.Second)))
+	return errors.New("deliberately broken stand-in release (build.sh --broken)")
+}
+
+func discoveryInterval() time.Duration {
+	if v, err := strconv.ParseFloat(os.Getenv("MMSTANDIN_CLUSTER_DISCOVERY_SECONDS"), 64); err == nil && v > 0 {
+		return time.Duration(v * float64(time.Second))
+	}
+	return 10 * time.Second
+}
+
 func jobInterval() time.Duration {
 	if v := os.Getenv("MMSTANDIN_JOB_INTERVAL_SECONDS"); v != "" {
 		if d, err := time.ParseDuration(v + "s"); err == nil && d > 0 {
@@ -151,26 +221,6 @@ func jobInterval() time.Duration {
 		}
 	}
 	return time.Minute
-}
-
-// jobLoop stands in for the job workers/scheduler: every interval it records
-// a heartbeat job in the Jobs table and a Systems row.
-func (s *Server) jobLoop(ctx context.Context) {
-	host, _ := os.Hostname()
-	t := time.NewTicker(jobInterval())
-	defer t.Stop()
-	for {
-		if err := s.Store.RecordJobRun("standin_heartbeat", host); err != nil {
-			s.Log.Log("error", "Job run failed", "error", err.Error())
-		} else {
-			s.JobRuns.Add(1)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {

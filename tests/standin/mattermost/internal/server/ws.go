@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/mattermost/mattermost/server/public/model"
 
 	"mmdeploy.test/standin/mattermost/internal/mmid"
 	"mmdeploy.test/standin/mattermost/internal/store"
@@ -109,7 +110,7 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		case wc.userID.Load().(string) == "":
 			wc.reply(req.Seq, "FAIL", nil, map[string]any{"id": "api.web_socket_router.not_authenticated.app_error", "message": "Not authenticated", "status_code": 401})
 		case req.Action == "ping":
-			wc.reply(req.Seq, "OK", map[string]any{"text": "pong", "version": VersionID(), "server_time": time.Now().UnixMilli(), "node_id": ""}, nil)
+			wc.reply(req.Seq, "OK", map[string]any{"text": "pong", "version": s.VersionID(), "server_time": time.Now().UnixMilli(), "node_id": s.NodeID}, nil)
 		default:
 			wc.reply(req.Seq, "FAIL", nil, map[string]any{"id": "api.web_socket_router.bad_action.app_error", "message": "Unknown action", "status_code": 501})
 		}
@@ -159,31 +160,66 @@ func (wc *wsConn) event(name string, data map[string]any, broadcast map[string]a
 
 func (s *Server) hello(wc *wsConn) {
 	host, _ := os.Hostname()
-	wc.event("hello", map[string]any{"connection_id": wc.id, "server_version": VersionID(), "server_hostname": host},
+	wc.event("hello", map[string]any{"connection_id": wc.id, "server_version": s.VersionID(), "server_hostname": host},
 		map[string]any{"omit_users": nil, "user_id": wc.userID.Load().(string), "channel_id": "", "team_id": "", "connection_id": "", "omit_connection_id": ""})
 }
 
-// BroadcastPosted sends a `posted` event to connected members of the channel.
+// wsEvent is the real WebSocketEvent JSON (event, data, broadcast); it is
+// also what a "publish" cluster message carries to the other nodes.
+type wsEvent struct {
+	Event     string         `json:"event"`
+	Data      map[string]any `json:"data"`
+	Broadcast wsBroadcast    `json:"broadcast"`
+}
+
+type wsBroadcast struct {
+	OmitUsers        map[string]bool `json:"omit_users"`
+	UserId           string          `json:"user_id"`
+	ChannelId        string          `json:"channel_id"`
+	TeamId           string          `json:"team_id"`
+	ConnectionId     string          `json:"connection_id"`
+	OmitConnectionId string          `json:"omit_connection_id"`
+}
+
+// BroadcastPosted sends a `posted` event to the channel's members connected
+// here and, in cluster mode, to every other node (a "publish" cluster message),
+// as the real server's hub does.
 func (h *Hub) BroadcastPosted(s *Server, c *store.Channel, p *store.Post) {
-	members, err := s.Store.ChannelMemberIDs(c.Id)
-	if err != nil {
-		return
-	}
 	sender := ""
 	if u, err := s.Store.GetUserBy("Id", p.UserId); err == nil {
 		sender = "@" + u.Username
 	}
 	pj, _ := json.Marshal(p)
+	ev := &wsEvent{Event: "posted", Data: map[string]any{"channel_display_name": c.DisplayName, "channel_name": c.Name, "channel_type": c.Type,
+		"post": string(pj), "sender_name": sender, "team_id": c.TeamId, "set_online": true},
+		Broadcast: wsBroadcast{ChannelId: c.Id}}
+	h.deliver(s, ev)
+	if s.Cluster != nil {
+		data, _ := json.Marshal(ev)
+		s.Cluster.Send(&model.ClusterMessage{Event: model.ClusterEventPublish, SendType: model.ClusterSendBestEffort, Data: data})
+	}
+}
+
+// deliver sends an event to the matching connections of this node.
+func (h *Hub) deliver(s *Server, ev *wsEvent) {
+	var members map[string]bool
+	if ev.Broadcast.ChannelId != "" {
+		m, err := s.Store.ChannelMemberIDs(ev.Broadcast.ChannelId)
+		if err != nil {
+			s.Log.Log("warn", "Websocket: cannot read channel members", "error", err.Error())
+			return
+		}
+		members = m
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for wc := range h.conns {
 		uid := wc.userID.Load().(string)
-		if uid == "" || !members[uid] {
+		if uid == "" || (members != nil && !members[uid]) || (ev.Broadcast.UserId != "" && ev.Broadcast.UserId != uid) || ev.Broadcast.OmitUsers[uid] {
 			continue
 		}
 		h.Broadcasts.Add(1)
-		wc.event("posted", map[string]any{"channel_display_name": c.DisplayName, "channel_name": c.Name, "channel_type": c.Type,
-			"post": string(pj), "sender_name": sender, "team_id": c.TeamId, "set_online": true},
-			map[string]any{"omit_users": nil, "user_id": "", "channel_id": c.Id, "team_id": "", "connection_id": "", "omit_connection_id": ""})
+		wc.event(ev.Event, ev.Data, map[string]any{"omit_users": ev.Broadcast.OmitUsers, "user_id": ev.Broadcast.UserId,
+			"channel_id": ev.Broadcast.ChannelId, "team_id": ev.Broadcast.TeamId, "connection_id": "", "omit_connection_id": ""})
 	}
 }

@@ -12,6 +12,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -55,12 +56,14 @@ type replica struct {
 
 // Store is the stand-in's database layer.
 type Store struct {
-	Driver   string
-	primary  *sql.DB
-	replicas []*replica
-	rr       atomic.Uint64
-	log      Logf
-	timeout  time.Duration
+	Driver  string
+	p       atomic.Pointer[pools] // swapped by Recycle
+	rr      atomic.Uint64
+	log     Logf
+	timeout time.Duration
+	// Licensed reports whether a valid license is loaded: like the real
+	// server, reads use DataSourceReplicas only with a license.
+	Licensed func() bool
 
 	ReplicaReads atomic.Int64
 	PrimaryReads atomic.Int64
@@ -79,20 +82,14 @@ func pingInterval() time.Duration {
 // Open connects to the primary with the real server's retry loop, creates the
 // tables if missing and opens the replicas (an unreachable replica is logged
 // and left out of rotation until it answers).
-func Open(cfg *config.Config, log Logf) (*Store, error) {
+func Open(cfg *config.Config, log Logf, serverVersion string) (*Store, error) {
 	driver := *cfg.SqlSettings.DriverName
-	dsn, err := config.DriverDSN(driver, *cfg.SqlSettings.DataSource)
+	s := &Store{Driver: driver, log: log, timeout: time.Duration(*cfg.SqlSettings.QueryTimeout) * time.Second,
+		Licensed: func() bool { return false }}
+	db, err := s.openPrimary(cfg)
 	if err != nil {
 		return nil, err
 	}
-	db, err := sql.Open(driver, dsn)
-	if err != nil {
-		return nil, err
-	}
-	db.SetMaxIdleConns(*cfg.SqlSettings.MaxIdleConns)
-	db.SetMaxOpenConns(*cfg.SqlSettings.MaxOpenConns)
-	db.SetConnMaxLifetime(time.Hour)
-	s := &Store{Driver: driver, primary: db, log: log, timeout: time.Duration(*cfg.SqlSettings.QueryTimeout) * time.Second}
 	interval := pingInterval()
 	for i := 0; ; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), interval)
@@ -109,49 +106,110 @@ func Open(cfg *config.Config, log Logf) (*Store, error) {
 		time.Sleep(interval)
 	}
 	log("info", "Pinged the database", "driver", driver, "datasource", config.RedactDSN(*cfg.SqlSettings.DataSource))
-	if err := s.createTables(); err != nil {
+	reps, err := s.openReplicas(cfg)
+	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("creating tables: %w", err)
+		return nil, err
 	}
+	s.p.Store(&pools{primary: db, replicas: reps})
+	if err := s.migrate(serverVersion); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+type pools struct {
+	primary  *sql.DB
+	replicas []*replica
+}
+
+func (s *Store) db() *sql.DB { return s.p.Load().primary }
+
+func (s *Store) openPrimary(cfg *config.Config) (*sql.DB, error) {
+	dsn, err := config.DriverDSN(s.Driver, *cfg.SqlSettings.DataSource)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open(s.Driver, dsn)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxIdleConns(*cfg.SqlSettings.MaxIdleConns)
+	db.SetMaxOpenConns(*cfg.SqlSettings.MaxOpenConns)
+	db.SetConnMaxLifetime(time.Hour)
+	return db, nil
+}
+
+func (s *Store) openReplicas(cfg *config.Config) ([]*replica, error) {
+	var out []*replica
 	for i, r := range cfg.SqlSettings.DataSourceReplicas {
-		rdsn, err := config.DriverDSN(driver, r)
+		rdsn, err := config.DriverDSN(s.Driver, r)
 		if err != nil {
 			return nil, err
 		}
-		rdb, err := sql.Open(driver, rdsn)
+		rdb, err := sql.Open(s.Driver, rdsn)
 		if err != nil {
 			return nil, err
 		}
 		rep := &replica{name: fmt.Sprintf("replica%d", i), db: rdb}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := rdb.PingContext(ctx); err != nil {
-			log("warn", "Read replica is unreachable; using the primary until it answers", "replica", rep.name, "datasource", config.RedactDSN(r), "error", err.Error())
+			s.log("warn", "Read replica is unreachable; using the primary until it answers", "replica", rep.name, "datasource", config.RedactDSN(r), "error", err.Error())
 			rep.offlineUntil.Store(time.Now().Add(10 * time.Second).UnixMilli())
 		}
 		cancel()
-		s.replicas = append(s.replicas, rep)
+		out = append(out, rep)
 	}
-	return s, nil
+	return out, nil
 }
 
-// Close closes every connection pool.
-func (s *Store) Close() {
-	s.primary.Close()
-	for _, r := range s.replicas {
+// Recycle replaces every connection pool with new connections to the
+// SqlSettings of cfg (POST /api/v4/database/recycle, as after a DataSource
+// change in HA). The new primary must answer a ping within the query timeout;
+// the old pools are closed after in-flight queries had time to finish.
+func (s *Store) Recycle(cfg *config.Config) error {
+	db, err := s.openPrimary(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return fmt.Errorf("the new primary does not answer: %w", err)
+	}
+	reps, err := s.openReplicas(cfg)
+	if err != nil {
+		db.Close()
+		return err
+	}
+	old := s.p.Swap(&pools{primary: db, replicas: reps})
+	s.log("info", "Recycled the database connections", "datasource", config.RedactDSN(*cfg.SqlSettings.DataSource), "replicas", len(reps))
+	time.AfterFunc(s.timeout+time.Second, func() { old.close() })
+	return nil
+}
+
+func (p *pools) close() {
+	p.primary.Close()
+	for _, r := range p.replicas {
 		r.db.Close()
 	}
 }
 
+// Close closes every connection pool.
+func (s *Store) Close() { s.p.Load().close() }
+
 // Stats for /metrics.
-func (s *Store) PrimaryOpenConnections() int { return s.primary.Stats().OpenConnections }
+func (s *Store) PrimaryOpenConnections() int { return s.db().Stats().OpenConnections }
 func (s *Store) ReplicaOpenConnections() int {
 	n := 0
-	for _, r := range s.replicas {
+	for _, r := range s.p.Load().replicas {
 		n += r.db.Stats().OpenConnections
 	}
 	return n
 }
-func (s *Store) ReplicaCount() int { return len(s.replicas) }
+func (s *Store) ReplicaCount() int { return len(s.p.Load().replicas) }
 
 func (s *Store) q(query string) string {
 	if s.Driver != "postgres" {
@@ -177,7 +235,7 @@ func (s *Store) ctx() (context.Context, context.CancelFunc) {
 func (s *Store) exec(query string, args ...any) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	_, err := s.primary.ExecContext(ctx, s.q(query), args...)
+	_, err := s.db().ExecContext(ctx, s.q(query), args...)
 	return mapErr(err)
 }
 
@@ -199,7 +257,7 @@ func mapErr(err error) error {
 	return err
 }
 
-func (s *Store) createTables() error {
+func (s *Store) baseDDL() []string {
 	text := "TEXT"
 	if s.Driver == "mysql" {
 		text = "MEDIUMTEXT"
@@ -227,30 +285,11 @@ func (s *Store) createTables() error {
 		`CREATE TABLE IF NOT EXISTS Jobs (Id VARCHAR(26) PRIMARY KEY, Type VARCHAR(32), Priority BIGINT, CreateAt BIGINT,
 			StartAt BIGINT, LastActivityAt BIGINT, Status VARCHAR(32), Progress BIGINT, Data ` + text + `)`,
 	}
-	// Like the real server's migrations (morph takes a database lock), only one server
-	// creates the schema at a time: app and job servers start together, and concurrent
-	// CREATE TABLE IF NOT EXISTS still collide in PostgreSQL's catalog.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	conn, err := s.primary.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	lock, unlock := `SELECT pg_advisory_lock(7283412)`, `SELECT pg_advisory_unlock(7283412)`
-	if s.Driver == "mysql" {
-		lock, unlock = `SELECT GET_LOCK('mattermost_migrations', 120)`, `SELECT RELEASE_LOCK('mattermost_migrations')`
-	}
-	if _, err := conn.ExecContext(ctx, lock); err != nil {
-		return fmt.Errorf("taking the migration lock: %w", err)
-	}
-	defer conn.ExecContext(context.Background(), unlock)
-	for _, d := range ddl {
-		if _, err := conn.ExecContext(ctx, d); err != nil {
-			return mapErr(err)
-		}
-	}
-	// Rows the real server writes on first start.
+	return ddl
+}
+
+// firstRunRows writes the Systems rows the real server writes on first start.
+func (s *Store) firstRunRows() error {
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	for _, kv := range [][2]string{{"DiagnosticId", mmid.New()}, {"FirstServerRunTimestamp", now}} {
 		if _, err := s.GetSystem(kv[0]); errors.Is(err, ErrNotFound) {
@@ -267,7 +306,7 @@ func (s *Store) GetSystem(name string) (string, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	var v string
-	err := s.primary.QueryRowContext(ctx, s.q(`SELECT Value FROM Systems WHERE Name = ?`), name).Scan(&v)
+	err := s.db().QueryRowContext(ctx, s.q(`SELECT Value FROM Systems WHERE Name = ?`), name).Scan(&v)
 	return v, mapErr(err)
 }
 
@@ -338,14 +377,14 @@ func (s *Store) GetUserBy(col, value string) (*User, error) {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	return scanUser(s.primary.QueryRowContext(ctx, s.q(`SELECT `+userCols+` FROM Users WHERE `+col+` = ?`), value))
+	return scanUser(s.db().QueryRowContext(ctx, s.q(`SELECT `+userCols+` FROM Users WHERE `+col+` = ?`), value))
 }
 
 // ListUsers returns users ordered by username.
 func (s *Store) ListUsers(offset, limit int) ([]*User, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	rows, err := s.primary.QueryContext(ctx, s.q(`SELECT `+userCols+` FROM Users ORDER BY Username LIMIT ? OFFSET ?`), limit, offset)
+	rows, err := s.db().QueryContext(ctx, s.q(`SELECT `+userCols+` FROM Users ORDER BY Username LIMIT ? OFFSET ?`), limit, offset)
 	if err != nil {
 		return nil, err
 	}
@@ -374,21 +413,21 @@ func (s *Store) UpdateUserPassword(id, hash string) error {
 // ---- sessions ----
 
 type Session struct {
-	Id, Token, UserId, Roles string
-	CreateAt, ExpiresAt      int64
+	Id, Token, UserId, Roles, DeviceId string
+	CreateAt, ExpiresAt                int64
 }
 
 func (s *Store) SaveSession(ss *Session) error {
-	return s.exec(`INSERT INTO Sessions (Id, Token, CreateAt, ExpiresAt, LastActivityAt, UserId, Roles) VALUES (?,?,?,?,?,?,?)`,
-		ss.Id, ss.Token, ss.CreateAt, ss.ExpiresAt, ss.CreateAt, ss.UserId, ss.Roles)
+	return s.exec(`INSERT INTO Sessions (Id, Token, CreateAt, ExpiresAt, LastActivityAt, UserId, Roles, DeviceId) VALUES (?,?,?,?,?,?,?,?)`,
+		ss.Id, ss.Token, ss.CreateAt, ss.ExpiresAt, ss.CreateAt, ss.UserId, ss.Roles, ss.DeviceId)
 }
 
 func (s *Store) GetSession(token string) (*Session, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	var ss Session
-	err := s.primary.QueryRowContext(ctx, s.q(`SELECT Id, Token, CreateAt, ExpiresAt, UserId, Roles FROM Sessions WHERE Token = ?`), token).
-		Scan(&ss.Id, &ss.Token, &ss.CreateAt, &ss.ExpiresAt, &ss.UserId, &ss.Roles)
+	err := s.db().QueryRowContext(ctx, s.q(`SELECT Id, Token, CreateAt, ExpiresAt, UserId, Roles, DeviceId FROM Sessions WHERE Token = ?`), token).
+		Scan(&ss.Id, &ss.Token, &ss.CreateAt, &ss.ExpiresAt, &ss.UserId, &ss.Roles, &ss.DeviceId)
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -452,7 +491,7 @@ func scanChannel(row interface{ Scan(...any) error }) (*Channel, error) {
 func (s *Store) SaveTeam(t *Team) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	tx, err := s.primary.BeginTx(ctx, nil)
+	tx, err := s.db().BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -477,14 +516,14 @@ func (s *Store) GetTeamBy(col, value string) (*Team, error) {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	return scanTeam(s.primary.QueryRowContext(ctx, s.q(`SELECT `+teamCols+` FROM Teams WHERE `+col+` = ? AND DeleteAt = 0`), value))
+	return scanTeam(s.db().QueryRowContext(ctx, s.q(`SELECT `+teamCols+` FROM Teams WHERE `+col+` = ? AND DeleteAt = 0`), value))
 }
 
 // ListTeams returns all teams ordered by name.
 func (s *Store) ListTeams() ([]*Team, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	rows, err := s.primary.QueryContext(ctx, s.q(`SELECT `+teamCols+` FROM Teams WHERE DeleteAt = 0 ORDER BY Name`))
+	rows, err := s.db().QueryContext(ctx, s.q(`SELECT `+teamCols+` FROM Teams WHERE DeleteAt = 0 ORDER BY Name`))
 	if err != nil {
 		return nil, err
 	}
@@ -505,7 +544,7 @@ func (s *Store) ListTeams() ([]*Team, error) {
 func (s *Store) AddTeamMember(teamID, userID string) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	tx, err := s.primary.BeginTx(ctx, nil)
+	tx, err := s.db().BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -540,7 +579,7 @@ func (s *Store) IsChannelMember(channelID, userID string) (bool, error) {
 func (s *Store) ChannelMemberIDs(channelID string) (map[string]bool, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	rows, err := s.primary.QueryContext(ctx, s.q(`SELECT UserId FROM ChannelMembers WHERE ChannelId = ?`), channelID)
+	rows, err := s.db().QueryContext(ctx, s.q(`SELECT UserId FROM ChannelMembers WHERE ChannelId = ?`), channelID)
 	if err != nil {
 		return nil, err
 	}
@@ -560,7 +599,7 @@ func (s *Store) exists(query string, args ...any) (bool, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	var one int
-	err := s.primary.QueryRowContext(ctx, s.q(query), args...).Scan(&one)
+	err := s.db().QueryRowContext(ctx, s.q(query), args...).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -571,14 +610,14 @@ func (s *Store) exists(query string, args ...any) (bool, error) {
 func (s *Store) GetChannelByName(teamID, name string) (*Channel, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	return scanChannel(s.primary.QueryRowContext(ctx, s.q(`SELECT `+channelCols+` FROM Channels WHERE TeamId = ? AND Name = ? AND DeleteAt = 0`), teamID, name))
+	return scanChannel(s.db().QueryRowContext(ctx, s.q(`SELECT `+channelCols+` FROM Channels WHERE TeamId = ? AND Name = ? AND DeleteAt = 0`), teamID, name))
 }
 
 // GetChannel finds a channel by id.
 func (s *Store) GetChannel(id string) (*Channel, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	return scanChannel(s.primary.QueryRowContext(ctx, s.q(`SELECT `+channelCols+` FROM Channels WHERE Id = ?`), id))
+	return scanChannel(s.db().QueryRowContext(ctx, s.q(`SELECT `+channelCols+` FROM Channels WHERE Id = ?`), id))
 }
 
 // ---- posts ----
@@ -599,31 +638,57 @@ type Post struct {
 	Props         map[string]any `json:"props"`
 	Hashtags      string         `json:"hashtags"`
 	PendingPostId string         `json:"pending_post_id"`
+	FileIds       []string       `json:"file_ids,omitempty"`
 	ReplyCount    int64          `json:"reply_count"`
 	Metadata      map[string]any `json:"metadata"`
 }
 
+const postCols = `Id, CreateAt, UpdateAt, EditAt, DeleteAt, IsPinned, UserId, ChannelId, RootId, OriginalId, Message, Type, Props, Hashtags, FileIds`
+
+func scanPost(row interface{ Scan(...any) error }) (*Post, error) {
+	var p Post
+	var props, fileIds string
+	if err := row.Scan(&p.Id, &p.CreateAt, &p.UpdateAt, &p.EditAt, &p.DeleteAt, &p.IsPinned, &p.UserId, &p.ChannelId,
+		&p.RootId, &p.OriginalId, &p.Message, &p.Type, &props, &p.Hashtags, &fileIds); err != nil {
+		return nil, mapErr(err)
+	}
+	p.Props = map[string]any{}
+	json.Unmarshal([]byte(props), &p.Props)
+	json.Unmarshal([]byte(fileIds), &p.FileIds)
+	p.Metadata = map[string]any{}
+	return &p, nil
+}
+
 // SavePost inserts a post and bumps the channel's counters.
 func (s *Store) SavePost(p *Post) error {
-	if err := s.exec(`INSERT INTO Posts (Id, CreateAt, UpdateAt, EditAt, DeleteAt, IsPinned, UserId, ChannelId, RootId, OriginalId, Message, Type, Props, Hashtags)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		p.Id, p.CreateAt, p.UpdateAt, p.EditAt, p.DeleteAt, p.IsPinned, p.UserId, p.ChannelId, p.RootId, p.OriginalId, p.Message, p.Type, "{}", p.Hashtags); err != nil {
+	fileIds, _ := json.Marshal(p.FileIds)
+	if p.FileIds == nil {
+		fileIds = []byte("[]")
+	}
+	props, _ := json.Marshal(p.Props)
+	if err := s.exec(`INSERT INTO Posts (`+postCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		p.Id, p.CreateAt, p.UpdateAt, p.EditAt, p.DeleteAt, p.IsPinned, p.UserId, p.ChannelId, p.RootId, p.OriginalId, p.Message, p.Type, string(props), p.Hashtags, string(fileIds)); err != nil {
 		return err
 	}
 	return s.exec(`UPDATE Channels SET LastPostAt = ?, TotalMsgCount = TotalMsgCount + 1 WHERE Id = ?`, p.CreateAt, p.ChannelId)
 }
 
 // readDB picks the next online replica round-robin, else the primary.
+// Without a license the real server reads only from the primary.
 func (s *Store) readDB() (*sql.DB, *replica) {
-	n := len(s.replicas)
+	p := s.p.Load()
+	n := len(p.replicas)
+	if n == 0 || !s.Licensed() {
+		return p.primary, nil
+	}
 	now := time.Now().UnixMilli()
 	for i := 0; i < n; i++ {
-		r := s.replicas[int(s.rr.Add(1)-1)%n]
+		r := p.replicas[int(s.rr.Add(1)-1)%n]
 		if until := r.offlineUntil.Load(); until == 0 || until <= now {
 			return r.db, r
 		}
 	}
-	return s.primary, nil
+	return p.primary, nil
 }
 
 // GetPost reads a post through a read replica when configured; a replica
@@ -640,7 +705,7 @@ func (s *Store) GetPost(id string) (*Post, string, error) {
 		}
 		s.log("warn", "Read replica failed; falling back to the primary", "replica", rep.name, "error", err.Error())
 		rep.offlineUntil.Store(time.Now().Add(10 * time.Second).UnixMilli())
-		p, err = s.getPostFrom(s.primary, id)
+		p, err = s.getPostFrom(s.db(), id)
 	}
 	s.PrimaryReads.Add(1)
 	return p, "primary", err
@@ -649,17 +714,7 @@ func (s *Store) GetPost(id string) (*Post, string, error) {
 func (s *Store) getPostFrom(db *sql.DB, id string) (*Post, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	var p Post
-	var props string
-	err := db.QueryRowContext(ctx, s.q(`SELECT Id, CreateAt, UpdateAt, EditAt, DeleteAt, IsPinned, UserId, ChannelId, RootId, OriginalId, Message, Type, Props, Hashtags
-		FROM Posts WHERE Id = ? AND DeleteAt = 0`), id).
-		Scan(&p.Id, &p.CreateAt, &p.UpdateAt, &p.EditAt, &p.DeleteAt, &p.IsPinned, &p.UserId, &p.ChannelId, &p.RootId, &p.OriginalId, &p.Message, &p.Type, &props, &p.Hashtags)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	p.Props = map[string]any{}
-	p.Metadata = map[string]any{}
-	return &p, nil
+	return scanPost(db.QueryRowContext(ctx, s.q(`SELECT `+postCols+` FROM Posts WHERE Id = ? AND DeleteAt = 0`), id))
 }
 
 // CountPosts counts posts on the primary (metrics).
@@ -667,14 +722,14 @@ func (s *Store) CountPosts() (int64, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	var n int64
-	err := s.primary.QueryRowContext(ctx, `SELECT COUNT(*) FROM Posts`).Scan(&n)
+	err := s.db().QueryRowContext(ctx, `SELECT COUNT(*) FROM Posts`).Scan(&n)
 	return n, err
 }
 
 // ---- jobs ----
 
 // RecordJobRun upserts the job server's heartbeat job row.
-func (s *Store) RecordJobRun(jobType, host string) error {
+func (s *Store) RecordJobRun(jobType, host, dbHost string) error {
 	now := time.Now().UnixMilli()
 	name := "JobServerHeartbeat_" + host
 	if len(name) > 64 {
@@ -684,5 +739,5 @@ func (s *Store) RecordJobRun(jobType, host string) error {
 		return err
 	}
 	return s.exec(`INSERT INTO Jobs (Id, Type, Priority, CreateAt, StartAt, LastActivityAt, Status, Progress, Data) VALUES (?,?,?,?,?,?,?,?,?)`,
-		mmid.New(), jobType, 0, now, now, now, "success", 100, `{"host":"`+host+`"}`)
+		mmid.New(), jobType, 0, now, now, now, "success", 100, `{"host":"`+host+`","datasource_host":"`+dbHost+`"}`)
 }

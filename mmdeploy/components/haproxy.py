@@ -1,0 +1,222 @@
+"""HAProxy: the internal balancer on the proxy hosts, from Debian's package (2.6).
+
+NGINX faces the users (TLS, HTTP/2, websockets, the static cache); HAProxy balances the
+layers the other components serve on several hosts (component.Balanced: search, S3
+storage, push proxy), because it checks every backend actively (a dead node leaves the
+pool within seconds, before a request finds it), retries a failed connection on another
+node, shows per-layer and per-server state and counters to Prometheus, and is the same
+tool Patroni's leader routing needs in the cluster pattern.
+
+For every balanced layer (registry().balanced_layers):
+- a frontend on the site's internal address (each floating address `proxy.vip`, bound on
+  every proxy, the holder or not, with net.ipv4.ip_nonlocal_bind=1; on a site without
+  one, the proxy's own private address) and the layer's port, open only to the hosts with the layer's `clients`
+  roles: any other source is refused at connect;
+- a backend of the layer's hosts, checked with an HTTP GET of its `health` path (HTTP
+  mode) or a TCP connect (TCP mode, for a layer that declares no health path);
+- `balance leastconn`: requests to these layers vary from milliseconds to minutes (a
+  search query, a large file upload or download), so the node with the fewest open
+  connections is a better choice than the next in turn (roundrobin);
+- `retries` with `option redispatch`: a connection that fails goes to another node.
+  Only connection failures are retried, so no request is ever sent twice.
+
+Its own metrics: a stats listener on the private address (Prometheus's built-in
+exporter, compiled into Debian's 2.6 build: `haproxy -vv` lists prometheus-exporter),
+open to the monitoring hosts only, with a monitor page keepalived's track script asks.
+The candidate configuration is checked with `haproxy -c` before it replaces the live one;
+a change is applied by a reload (new workers take over, open connections finish).
+With no balanced layer declared, HAProxy is not installed.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from pydantic import Field
+
+from ..component import Balanced, Check, Component, Context, Metrics
+from ..errors import MMDeployError
+from ..inventory import Host, Inventory
+from ..ops import Command, File, Packages, Service, Sysctl
+from ..settings import Section
+
+CONF = "/etc/haproxy/haproxy.cfg"
+HEALTH = "/healthz"  # the monitor page keepalived's track script asks for
+RELOAD = ("reload",)
+
+
+class HaproxySettings(Section):
+    """The internal balancer on the proxy hosts (components/haproxy.py)."""
+
+    # HAProxy's stats listener: Prometheus metrics at /metrics, the monitor page at /healthz.
+    stats_port: int = Field(default=8405, ge=1, le=65535)
+    # How often each backend server is checked; two failed checks take it out of the pool.
+    check_interval: str = Field(default="2s", pattern=r"^\d+(ms|s)$")
+    # How long a server may stay silent in the middle of a request (a long search).
+    timeout_server: str = Field(default="60s", pattern=r"^\d+(ms|s|m)$")
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    address: str  # host:port
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One balanced layer as HAProxy serves it."""
+
+    name: str
+    mode: str  # http or tcp
+    health: str
+    binds: tuple[str, ...]  # address:port
+    clients: tuple[str, ...]  # source addresses allowed
+    servers: tuple[Server, ...]
+
+
+class Haproxy(Component):
+    name = "haproxy"
+    roles = ("proxy",)
+    settings = {"haproxy": HaproxySettings}
+    metrics = (Metrics("haproxy", lambda s: s.haproxy.stats_port),)
+    after = ("base",)
+
+    def hosts(self, inventory: Inventory) -> list[Host]:
+        return super().hosts(inventory) if _layers(inventory) else []
+
+    def validate_layout(self, inventory: Inventory) -> list[tuple[str, str]]:
+        """Without a floating address HAProxy listens on each proxy's private address and
+        the layer's port: a proxy that serves a layer of several hosts itself would hold
+        that address and port twice."""
+        if inventory.settings.proxy.vips:
+            return []
+        problems = []
+        for balanced, servers in _layers(inventory):
+            port = balanced.port_for(inventory.settings)
+            if len(servers) < 2:
+                continue  # a single node is reached directly (see layers())
+            for h in servers:
+                if h.has("proxy") and balanced.port_for(h.settings) == port:
+                    problems.append((f"hosts.{inventory.hosts.index(h)}.roles",
+                                     f"{h.name} is a proxy and serves {balanced.name} on port {port} itself, where "
+                                     f"HAProxy balances {balanced.name} over {', '.join(x.name for x in servers)}: "
+                                     f"keep {balanced.name} off the proxy hosts, or set proxy.vip (HAProxy then "
+                                     "listens on the floating address)"))
+        return problems
+
+    def steps(self, ctx: Context):
+        steps = []
+        if ctx.settings.proxy.vips:
+            # Listen on every floating address, held here or not (keepalived moves them).
+            steps.append(Sysctl("net.ipv4.ip_nonlocal_bind", 1))
+        return steps + [
+            Packages("haproxy"),
+            File(CONF, render(ctx), validate="haproxy -c -q -f {}", notify=RELOAD),
+            Service("haproxy"),
+        ]
+
+    def handlers(self, ctx: Context):
+        # Debian's unit checks the configuration again and hands over to new workers.
+        return {"reload": Command("reload haproxy", f"haproxy -c -q -f {CONF} && systemctl reload-or-restart haproxy")}
+
+    def checks(self, inventory: Inventory):
+        layers = [b.name for b, _ in _layers(inventory)]
+        return [Check(f"HAProxy on {h.name}: every server of {', '.join(layers)} up", _servers_up(inventory, h))
+                for h in self.hosts(inventory)]
+
+
+def _layers(inventory: Inventory) -> list[tuple[Balanced, list[Host]]]:
+    from ..registry import registry
+
+    return registry().balanced_layers(inventory)
+
+
+def hostport(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def layers(inventory: Inventory, host: Host) -> list[Layer]:
+    """Every balanced layer as `host` (a proxy) serves it."""
+    vips = [v.split("/")[0] for v in inventory.settings.proxy.vips]
+    listen_on = vips or [host.private_address]
+    result = []
+    for balanced, servers in _layers(inventory):
+        port = balanced.port_for(inventory.settings)
+        if not vips and any(h.name == host.name for h in servers):
+            continue  # this proxy is the layer's only node: clients reach it here directly
+        client_hosts = [h for h in inventory.hosts if any(h.has(r) for r in balanced.clients)]
+        clients = [h.private_address for h in client_hosts]
+        # A client on a proxy that holds the address reaches it from that very address.
+        if any(h.has("proxy") for h in client_hosts):
+            clients += vips
+        result.append(Layer(
+            name=_ident(balanced.name),
+            mode="http" if balanced.health else "tcp",
+            health=balanced.health,
+            binds=tuple(hostport(a, port) for a in listen_on),
+            clients=tuple(dict.fromkeys(clients)),
+            servers=tuple(Server(_ident(h.name), hostport(h.private_address, balanced.port_for(h.settings)))
+                          for h in servers),
+        ))
+    return result
+
+
+def render(ctx: Context) -> str:
+    monitoring = [h.private_address for h in ctx.inventory.with_role("monitoring")]
+    return ctx.render("haproxy/haproxy.cfg.j2", layers=layers(ctx.inventory, ctx.host),
+                      stats_bind=[hostport(ctx.host.private_address, ctx.settings.haproxy.stats_port),
+                                  hostport("127.0.0.1", ctx.settings.haproxy.stats_port)],
+                      monitoring=["127.0.0.1", *dict.fromkeys(monitoring)], health=HEALTH)
+
+
+def _ident(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.:-]", "_", name)
+
+
+# --- verify -------------------------------------------------------------------------------
+
+
+def server_states(metrics: str) -> dict[tuple[str, str], bool]:
+    """(backend, server) -> up, from HAProxy's Prometheus page (haproxy_server_status has
+    one sample per state; the one set to 1 is the server's)."""
+    states: dict[tuple[str, str], bool] = {}
+    pattern = re.compile(r'^haproxy_server_status\{([^}]*)\} (\S+)$')
+    for line in metrics.splitlines():
+        m = pattern.match(line)
+        if not m or float(m.group(2)) != 1:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        states[(labels.get("proxy", ""), labels.get("server", ""))] = labels.get("state") == "UP"
+    return states
+
+
+def _servers_up(inventory: Inventory, host: Host):
+    def check() -> str | None:
+        from ..api import session
+        from ..remote import Remote
+
+        port = host.settings.haproxy.stats_port
+        remote = Remote(host, session(inventory)[0])
+        try:
+            result = remote.run(f"curl -fsS --max-time 5 {shlex.quote(f'http://127.0.0.1:{port}/metrics')}",
+                                timeout=15, what="reading HAProxy's metrics", log_output=False)
+        except MMDeployError as e:
+            return str(e)
+        finally:
+            remote.close()
+        if not result.ok:
+            return f"HAProxy's metrics on {host.name}: {result.stderr.strip() or result.rc}"
+        states = server_states(result.stdout)
+        down = [f"{backend}/{server}" for (backend, server), up in states.items() if not up]
+        wanted = {layer.name for layer in layers(inventory, host)}
+        missing = wanted - {backend for backend, _ in states}
+        if missing:
+            return f"no servers reported for {', '.join(sorted(missing))}"
+        return f"down: {', '.join(sorted(down))}" if down else None
+
+    return check
+
+
+COMPONENTS = [Haproxy()]
