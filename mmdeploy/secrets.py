@@ -47,6 +47,8 @@ class Secret:
     doc: str
     generate: bool = True
     max_bytes: int | None = None
+    # A grammar the consumer needs (an S3 access key goes into a SigV4 credential scope).
+    pattern: str | None = None
 
     @property
     def env(self) -> str:
@@ -120,6 +122,8 @@ def problem(secret: Secret | None, value: object) -> str | None:
         return f"shorter than {MIN_LENGTH} characters (too short to keep out of the output)"
     if secret is not None and secret.max_bytes and len(value.encode()) > secret.max_bytes:
         return f"longer than {secret.max_bytes} bytes, the most {secret.doc} can be"
+    if secret is not None and secret.pattern and not re.fullmatch(secret.pattern, value):
+        return f"{secret.doc} must match {secret.pattern}"
     return None
 
 

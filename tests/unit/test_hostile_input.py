@@ -184,6 +184,8 @@ CASES = [
     Case("a secret too short to redact", secrets="db_password: abc\n", expect="shorter than", names="secrets"),
     Case("an admin password longer than bcrypt takes", secrets=f"mattermost_admin_password: {'x' * 80}\n",
          expect="longer than 72 bytes", names="secrets"),
+    Case("an S3 access key that breaks a SigV4 credential", secrets="storage_access_key: 'AKIA/x y,z'\n",
+         expect="must match", names="secrets"),
     Case("a secrets file readable by others", secrets="db_password: abcdefghijkl\n", secrets_mode=0o644,
          expect="chmod 600", names="secrets"),
     Case("a secrets file that is not UTF-8", secrets=b"db_password: \xff\xfeabcdefgh\n", expect="not UTF-8",

@@ -30,7 +30,8 @@ STORAGE = Role("storage", "S3 file storage nodes", {"multi": 2, "cluster": 4})
 # The S3 credentials of Mattermost's bucket. Mattermost's component declares the very same
 # Secret objects (name, doc and generate equal) for FileSettings.AmazonS3AccessKeyId and
 # AmazonS3SecretAccessKey; the registry accepts a secret declared identically twice.
-ACCESS_KEY = Secret("storage_access_key", "the S3 access key of Mattermost's file storage bucket")
+ACCESS_KEY = Secret("storage_access_key", "the S3 access key of Mattermost's file storage bucket",
+                    pattern=r"[A-Za-z0-9._-]{3,128}")
 SECRET_KEY = Secret("storage_secret_key", "the S3 secret key of Mattermost's file storage bucket")
 
 # Where the bucket helper (s3.py, the same file verify imports) lives on storage hosts.

@@ -145,8 +145,11 @@ def env_file(ctx: Context) -> str:
     """The JWT keys of security.toml, as the environment variables SeaweedFS reads them from."""
     values = {"WEED_JWT_SIGNING_KEY": JWT_VOLUME, "WEED_JWT_FILER_SIGNING_KEY": JWT_FILER,
               "WEED_JWT_FILER_SIGNING_READ_KEY": JWT_FILER_READ}
+    # A systemd EnvironmentFile: double-quoted, backslash and quote escaped (any key reads back).
     lines = ["# Managed by mmdeploy (components/storage/seaweedfs.py): SeaweedFS's JWT signing keys."]
-    lines += [f"{name}={ctx.secrets.get(secret)}" for name, secret in values.items()]
+    for name, secret in values.items():
+        value = ctx.secrets.get(secret).replace("\\", "\\\\").replace('"', '\\"')
+        lines.append(f'{name}="{value}"')
     return "\n".join(lines) + "\n"
 
 
