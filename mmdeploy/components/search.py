@@ -49,6 +49,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import Field
 
+from ..grammar import Source
 from ..artifacts import Artifact, fetch
 from ..component import Balanced, Check, Component, Context, Metrics, Role
 from ..errors import MMDeployError
@@ -146,10 +147,10 @@ class SearchSettings(Section):
     version: str | None = Field(default=None, pattern=r"^\d+\.\d+\.\d+$")
     # The release tarball: the official URL unless a mirror or local file is given; the
     # sha256 is required (published beside the tarball as <file>.sha512/.sha256).
-    url: str | None = None
+    url: Source | None = None
     sha256: str | None = Field(default=None, pattern=SHA256)
     # The analysis-icu plugin zip of the same version (Mattermost's index templates need it).
-    icu_url: str | None = None
+    icu_url: Source | None = None
     icu_sha256: str | None = Field(default=None, pattern=SHA256)
     fetch_on_host: bool = False  # hosts download the archives themselves instead of an upload
     cluster_name: str = Field(default="mattermost", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")

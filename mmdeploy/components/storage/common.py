@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ...grammar import Source
 from ...artifacts import Artifact
 from ...component import Check, Role
 from ...errors import MMDeployError
@@ -51,7 +52,7 @@ class StorageSettings(Section):
     version: str | None = Field(default=None, pattern=r"^(\d+\.\d+(\.\d+)?|RELEASE\.[0-9TZ:-]+)$")
     # The release (SeaweedFS: its linux_amd64.tar.gz; MinIO: the minio binary): official URL
     # unless a mirror or local file is given. The sha256 is required.
-    url: str | None = None
+    url: Source | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     fetch_on_host: bool = False  # hosts download it themselves instead of an upload
     # The bucket Mattermost stores its files in, created by the deploy (S3 naming rules).
