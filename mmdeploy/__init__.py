@@ -12,6 +12,7 @@ from .api import (
     load,
     plan,
     rejoin,
+    run_warnings,
     session,
     topology_graph,
     verify,
@@ -19,5 +20,6 @@ from .api import (
 from .errors import InventoryError, MMDeployError
 
 __all__ = ["CheckResult", "FailoverReport", "InventoryError", "MMDeployError", "db_status", "deploy",
-           "failover_db", "inventory_path", "load", "plan", "rejoin", "session", "topology_graph", "verify"]
+           "failover_db", "inventory_path", "load", "plan", "rejoin", "run_warnings", "session",
+           "topology_graph", "verify"]
 __version__ = "0.2.0"
