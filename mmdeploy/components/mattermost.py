@@ -791,42 +791,72 @@ class SiteChecks:
             return Warn(f"{head}; the license does not grant: {'; '.join(lost)}")
         return Info(head)
 
-    def _cluster_status(self) -> list[dict]:
+    def _cluster_views(self) -> dict[str, list[dict]]:
+        """GET /api/v4/cluster/status on every app server itself: each node's view of its
+        cluster (a node in another cluster sees only that one)."""
         if self._status is None:
-            with self.client() as c:
-                r = c.get(f"{self.base}/api/v4/cluster/status", headers=self._auth())
-            if r.status_code != 200:
-                raise MMDeployError(f"cluster/status: HTTP {r.status_code} {r.text[:200]}")
-            self._status = r.json() or []
+            import httpx
+
+            views = {}
+            with self.node_client() as c:
+                for h in self.apps:
+                    try:
+                        r = c.get(f"{self.node(h)}/api/v4/cluster/status", headers=self._auth())
+                    except httpx.HTTPError as e:
+                        raise MMDeployError(f"cluster/status on {h.name}: {type(e).__name__}: {e}") from None
+                    if r.status_code != 200:
+                        raise MMDeployError(f"cluster/status on {h.name}: HTTP {r.status_code} {r.text[:200]}")
+                    views[h.name] = r.json() or []
+            self._status = views
         return self._status
 
-    def _node_info(self, host: Host) -> dict | None:
-        """The cluster/status entry of an app server (by its gossip address, else its name)."""
-        for info in self._cluster_status():
-            if info.get("ipaddress") == host.private_address or info.get("hostname") == host.name:
-                return info
-        return None
+    def _members(self, view: list[dict]) -> dict[str, dict]:
+        """The app servers a cluster/status answer lists (by gossip address, else name)."""
+        found = {}
+        for h in self.apps:
+            for info in view:
+                if info.get("ipaddress") == h.private_address or info.get("hostname") == h.name:
+                    found[h.name] = info
+        return found
 
     def cluster_members(self) -> str | None:
-        missing = [h.name for h in self.apps if self._node_info(h) is None]
+        """Every app server sees every other in its cluster/status: one cluster. Servers
+        that have just started find each other within a discovery round (ClusterDiscovery,
+        every few seconds): a licensed cluster gets 2 x CHECK_WAIT to form."""
+        import time
+
+        everyone = sorted(h.name for h in self.apps)
         name = cluster_name(self.inventory.settings)
-        if missing and not self.licensed_for("Cluster"):
-            return Warn(f"cluster mode is inactive without a license granting it: "
-                        f"{', '.join(missing)} not in the cluster (cluster/status lists {len(self._cluster_status())})")
-        if missing:
-            return (f"{', '.join(missing)} not in the cluster {name!r} (cluster/status lists "
-                    f"{', '.join(i.get('hostname', '?') for i in self._cluster_status()) or 'no node'}): "
-                    f"check ClusterName on each server and that port {GOSSIP_PORT} (TCP and UDP) is open between them")
-        versions = {h.name: self._node_info(h).get("version", "") for h in self.apps}
-        if len(set(versions.values())) > 1:
-            return "cluster nodes run different versions: " + ", ".join(f"{n} {v}" for n, v in sorted(versions.items()))
-        return Info(f"{len(self.apps)} app servers in {name!r}: {', '.join(sorted(versions))}")
+        deadline = time.monotonic() + 2 * CHECK_WAIT
+        while True:
+            views = {n: self._members(view) for n, view in self._cluster_views().items()}
+            formed = all(sorted(v) == everyone for v in views.values())
+            if formed or not self.licensed_for("Cluster") or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+            self._status = None  # ask again
+        if formed:
+            versions = {n: info.get("version", "") for n, info in next(iter(views.values())).items()}
+            if len(set(versions.values())) > 1:
+                return "cluster nodes run different versions: " + ", ".join(f"{n} {v}" for n, v in sorted(versions.items()))
+            return Info(f"{len(everyone)} app servers in {name!r}: {', '.join(everyone)}")
+        seen = "; ".join(f"{n} sees {', '.join(sorted(v)) or 'no node'}" for n, v in sorted(views.items()))
+        if not self.licensed_for("Cluster"):
+            return Warn(f"cluster mode is inactive without a license granting it ({seen})")
+        # The largest group that sees alike is the cluster; the others are named (all on a tie).
+        odd = differing({n: ",".join(sorted(v)) for n, v in views.items()})
+        head = (f"the app servers do not form one cluster {name!r}" if len(odd) == len(views)
+                else f"{', '.join(odd)} not in the cluster {name!r} of the others")
+        return (f"{head} ({seen}): check ClusterName on each server and that port {GOSSIP_PORT} (TCP and UDP) "
+                "is open between them")
 
     def config_hashes(self) -> str | None:
         """The same effective config on every app server: the cluster's config hashes when
-        every node is in cluster/status, else the hash each node's X-Version-Id carries."""
-        if all(self._node_info(h) for h in self.apps):
-            hashes = {h.name: self._node_info(h).get("config_hash", "") for h in self.apps}
+        the app servers form one cluster, else the hash each node's X-Version-Id carries."""
+        views = {name: self._members(view) for name, view in self._cluster_views().items()}
+        own = {name: v.get(name) for name, v in views.items()}  # each node's own entry
+        if all(own.values()):
+            hashes = {name: info.get("config_hash", "") for name, info in own.items()}
             source = "cluster/status"
         else:
             found, problems = self._version_ids()

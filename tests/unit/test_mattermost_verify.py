@@ -226,10 +226,11 @@ def test_a_healthy_licensed_cluster_passes(fake):
 def test_a_node_with_another_cluster_name_fails_and_is_named(fake):
     fake.nodes["192.0.2.3"][3:5] = ["beef00", "green"]  # its own config, its own cluster
     results = run_all(fake)
-    assert results["members"].startswith("app2 not in the cluster 'mmdeploy-chat.example.com'")
+    # Two nodes, each alone: nobody is the majority, both are named, with what each sees.
+    assert results["members"].startswith("the app servers do not form one cluster 'mmdeploy-chat.example.com' "
+                                         "(app1 sees app1; app2 sees app2)")
     assert "port 8074" in results["members"]
-    # Two nodes, two hashes: nobody is the majority, both are named.
-    assert results["hashes"].startswith("config differs on app1, app2 (X-Version-Id")
+    assert results["hashes"] == "config differs on app1, app2 (cluster/status: app1 c0ffee, app2 beef00)"
     assert results["websocket"].startswith("app2 got no posted event for a post made on app1")
     assert "ClusterName" in results["websocket"]
     assert results["every node"] is None and results["file"] is None  # the database and S3 are shared
@@ -241,7 +242,8 @@ def test_without_a_license_features_are_reported_inactive_and_websocket_fails(fa
     assert isinstance(results["license"], Warn)
     assert results["license"].startswith("no license (mattermost.license_file): inactive: cluster mode")
     assert "search on OpenSearch" in results["license"] and "read replicas" not in results["license"]
-    assert isinstance(results["members"], Warn) and "without a license" in results["members"]
+    assert results["members"] == "cluster mode is inactive without a license granting it (app1 sees no node; " \
+        "app2 sees no node)"
     assert isinstance(results["search"], Warn) and "by database" in results["search"]
     assert results["hashes"] == "c0ffee on app1, app2 (X-Version-Id: the nodes form no cluster)"
     assert results["websocket"].startswith("app2 got no posted event")  # the quiet HA failure fails
@@ -327,3 +329,16 @@ def test_helpers():
             'transport=""} 2\nservice_notifications_total{platform="android",type="clear",transport=""} 3\n'
             'service_notifications_by_app_version_total{platform="android",app_version="2"} 9\n')
     assert mm.push_total(text) == 5.0
+
+
+def test_the_odd_node_of_three_is_named(fake, write_inventory, tmp_path):
+    three = fake.inv.path.read_text().replace(
+        "  - {name: job1,", "  - {name: app3, address: 192.0.2.6, private_address: 10.0.0.6, roles: [app]}\n  - {name: job1,")
+    path = write_inventory(three, "three.yml")
+    inv = inventory.load(path)
+    inv.secrets_path.write_text("mattermost_admin_password: s3cret-admin\n")
+    fake.nodes["192.0.2.6"] = ["app3", "10.0.0.6", VERSION, "c0ffee", "green"]
+    checks = mm.SiteChecks(inv, transport=httpx.MockTransport(fake.handle), ws_connect=fake.ws_connect, today=TODAY)
+    assert checks.cluster_members().startswith("app3 not in the cluster 'mmdeploy-chat.example.com' of the others "
+                                               "(app1 sees app1, app2; app2 sees app1, app2; app3 sees app3)")
+    assert checks.cross_node_websocket().startswith("app3 got no posted event for a post made on app1")
