@@ -134,8 +134,8 @@ class TimeSettings(Section):
 
 ADMIN_PASSWORD = Secret("mattermost_admin_password", "the first system admin's password")
 # Declared identically by the storage component, which creates the S3 user.
-STORAGE_ACCESS_KEY = Secret("storage_access_key", "the S3 access key of Mattermost's file storage")
-STORAGE_SECRET_KEY = Secret("storage_secret_key", "the S3 secret key of Mattermost's file storage")
+STORAGE_ACCESS_KEY = Secret("storage_access_key", "the S3 access key of Mattermost's file storage bucket")
+STORAGE_SECRET_KEY = Secret("storage_secret_key", "the S3 secret key of Mattermost's file storage bucket")
 SMTP_PASSWORD = Secret("smtp_password", "the SMTP server's password (never generated)", generate=False)
 
 
@@ -314,7 +314,9 @@ class Mattermost(Component):
     settings = {"mattermost": MattermostSettings, "smtp": SMTPSettings, "time": TimeSettings}
     secrets = (DB_PASSWORD, SMTP_PASSWORD, STORAGE_ACCESS_KEY, STORAGE_SECRET_KEY)
     metrics = (Metrics("mattermost", lambda s: s.mattermost.metrics_port),)
-    after = ("base", "postgresql-replication", "mysql-replication")
+    # The bucket and the push proxies exist before Mattermost first starts (its start-up
+    # checks the file store).
+    after = ("base", "postgresql-replication", "mysql-replication", "seaweedfs", "minio", "pushproxy")
     follows_db = True
 
     def validate(self, settings):

@@ -351,6 +351,20 @@ def test_multi_services_at_the_balancer(multi):
     assert cfg["ClusterSettings"]["Enable"] is True
 
 
+def test_multi_storage_from_the_storage_component(write_inventory, tmp_path):
+    """The storage component (components/storage) declares the layer: Mattermost's S3
+    endpoint is the balancer's address on its port, the bucket and region its settings'."""
+    inv = inventory.load(write_inventory(MULTI.format(sha="a" * 64), "multi.yml"),
+                         ["storage.bucket=chat-files", "storage.region=eu-west-1"])
+    db = [inv.host(f"db{i}") for i in (1, 2, 3)]
+    states = {h.name: NodeState(h, True, True, "primary" if h is db[0] else "replica", h is db[0]) for h in db}
+    ctx = Context(inv, inv.host("app2"), Secrets(tmp_path / "s.yml", Redactor()), FakeFacts(),
+                  mm.DBView(Topology(db, states, db[0], "w")))
+    files = mm.config(ctx, db[0], db[1:])["FileSettings"]
+    assert (files["AmazonS3Endpoint"], files["AmazonS3Bucket"], files["AmazonS3Region"]) == \
+        ("10.0.0.1:8333", "chat-files", "eu-west-1")
+
+
 def test_multi_config_is_valid_for_mattermost(multi, tmp_path):
     """The rendered keys pass Mattermost's own model validation (SetDefaults + IsValid of the
     Apache-2.0 model package, tests/standin/configcheck), as the server checks at start."""
