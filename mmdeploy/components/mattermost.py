@@ -996,10 +996,9 @@ class SiteChecks:
         import secrets
         import time
 
-        from .pushproxy import platforms
-
+        # The push proxy's apps with credentials (its settings, read through the model).
         pp = getattr(self.inventory.settings, "pushproxy", None)
-        kinds = platforms(pp) if pp else []
+        kinds = [app.type for app in [*getattr(pp, "apple", []), *getattr(pp, "android", [])]]
         if not kinds:
             return Warn("not tested: no APNs or FCM credentials (pushproxy.apple, pushproxy.android)")
         proxies = self.inventory.with_role("pushproxy")
