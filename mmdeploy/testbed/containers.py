@@ -62,10 +62,11 @@ PATTERNS: dict[str, list[tuple[str, list[str]]]] = {
         ("proxy1", ["proxy"]), ("proxy2", ["proxy"]),
         ("app1", ["app", "jobserver", "monitoring", "db"]), ("app2", ["app"]),
     ],
-    # The smallest Mattermost cluster: two app servers that also run the two push proxies,
-    # and one host for the job server, monitoring and the database (inventory pattern single).
+    # The smallest Mattermost cluster: two app servers that also run the push proxies and
+    # the S3 storage, and one host for the job server, monitoring, the database and the
+    # storage tier's third master (inventory pattern single).
     "pair": [
-        ("proxy1", ["proxy"]), ("app1", ["app", "pushproxy"]), ("app2", ["app", "pushproxy"]),
+        ("proxy1", ["proxy"]), ("app1", ["app", "pushproxy", "storage"]), ("app2", ["app", "pushproxy", "storage"]),
         ("job1", ["jobserver", "monitoring", "db"]),
     ],
 }

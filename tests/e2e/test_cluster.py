@@ -1,6 +1,7 @@
 """Two Mattermost app servers in cluster mode on the `pair` bed (proxy1; app1 and app2, each
-with a push proxy; job1 with the job server, monitoring and the database), the config in
-the database as in the multi pattern, with the stand-in release and the push proxy stand-in.
+with a push proxy and SeaweedFS S3 storage; job1 with the job server, monitoring, the
+database and the storage's third master), the config in the database as in the multi
+pattern, with the stand-in release and the push proxy stand-in.
 
 The license gate end to end: without a license everything is deployed and verify says which
 features are inactive, and the cross-node websocket check fails as it must; a license
@@ -8,9 +9,8 @@ without the cluster feature is a warning; the full license, a changed file the s
 ignore, is uploaded by the deploy and the cluster forms. Then the quiet HA failure of a node
 with another ClusterName fails verify, naming that node.
 
-Not here (other components, other branches): S3 storage and search. So the file check fails
-on this bed, as it must with each server's own disk; the push proxies are addressed directly
-until the internal balancer (HAProxy on the proxies) lands."""
+Not here: search (another branch). The push proxies and S3 gateways are addressed directly
+(app1's) until the internal balancer (HAProxy on the proxies, branch `proxies`) lands."""
 
 import json
 import re
@@ -30,7 +30,6 @@ from .conftest import ROOT, inv, on
 from .test_single import totals
 
 pytestmark = pytest.mark.e2e
-FILE_CHECK = "file uploaded on app1 downloads from app2"
 CROSS = ["every app server in the cluster (cluster/status)", "websocket on app2 receives a post made on app1"]
 
 
@@ -55,8 +54,10 @@ def site(bed):
     app1 = next(h for h in data["hosts"] if h["name"] == "app1")["private_address"]
     settings["mattermost"].update(
         config_in_database=True,  # as the multi pattern does
-        # Until the internal balancer on the proxies lands (branch `proxies`): app1's push proxy directly.
-        config={"EmailSettings": {"PushNotificationServer": f"http://{app1}:8066"}})
+        # Until the internal balancer on the proxies lands (branch `proxies`): app1's push
+        # proxy and S3 gateway directly.
+        config={"EmailSettings": {"PushNotificationServer": f"http://{app1}:8066"},
+                "FileSettings": {"AmazonS3Endpoint": f"{app1}:8333"}})
     data["settings"] = settings
     path = base.with_name(base.stem + "-cluster.yml")
     path.with_name(path.stem + ".secrets.yml").unlink(missing_ok=True)
@@ -88,11 +89,16 @@ def test_unlicensed_everything_deployed_features_inactive_websocket_fails(site):
     assert status == "FAIL" and detail.startswith("app2 got no posted event for a post made on app1"), out
     assert results["same config on every app server"][0] == "ok", out
     assert results["post written through the proxy readable on every app server"][0] == "ok", out
+    assert results["file uploaded on app1 downloads from app2"][0] == "ok", out  # S3 needs no license
     assert results["a mention reaches the push proxy"][0] == "ok", out
     # The cluster settings are in place, waiting for a license.
     cfg = json.loads(on("job1", "runuser -u postgres -- psql -d mattermost -tAc "
                                 "'SELECT value FROM configurations WHERE active'"))
     assert cfg["ClusterSettings"]["Enable"] is True and cfg["ClusterSettings"]["ClusterName"] == "mmdeploy-mm.testbed.local"
+    secrets = yaml.safe_load(open(path.replace(".yml", ".secrets.yml")))
+    files = cfg["FileSettings"]
+    assert (files["DriverName"], files["AmazonS3Bucket"], files["AmazonS3SSL"]) == ("amazons3", "mattermost", False)
+    assert files["AmazonS3AccessKeyId"] == secrets["storage_access_key"]  # the storage tier's S3 user
     assert "AdvertiseAddress=" not in on("app1", "systemctl show -p Environment mattermost")
     assert 'MM_CLUSTERSETTINGS_ADVERTISEADDRESS="10.213.' in on("app2", "cat /etc/mattermost/mattermost.env")
 
@@ -117,15 +123,13 @@ def test_the_full_license_is_uploaded_and_the_cluster_forms(site):
     deploy = inv("deploy", "--inventory", path, "--yes")
     assert len(re.findall(r"^app[12] +mattermost +~ handler license: run", deploy.stdout, re.M)) == 2
     results, out = verify(path)
-    failed = {name: r for name, r in results.items() if r[0] != "ok" and name != FILE_CHECK}
+    failed = {name: r for name, r in results.items() if r[0] != "ok"}
     assert not failed, out
     assert results["Enterprise license"][1].startswith("enterprise, expires")
     assert results["every app server in the cluster (cluster/status)"][1] == \
         "2 app servers in 'mmdeploy-mm.testbed.local': app1, app2"
     assert results["Mattermost version on every app server"][1].startswith(
         f"Mattermost {releases.DEFAULT_VERSION} (11.7 ESR): supported until 2027-05-15")
-    # Without shared storage each server keeps its own files: the check says so.
-    assert results[FILE_CHECK][0] == "FAIL" and "the file store must be shared, S3" in results[FILE_CHECK][1]
 
 
 def test_second_deploy_changes_nothing(site):

@@ -63,11 +63,11 @@ def test_allinone():
 
 
 def test_pair():
-    """The smallest Mattermost cluster: two app servers (each with a push proxy)."""
+    """The smallest Mattermost cluster: two app servers (each with a push proxy and storage)."""
     assert table(layout("pair")) == [
         ("proxy1", f"{NET}.11", ["proxy"]),
-        ("app1", f"{NET}.12", ["app", "pushproxy"]),
-        ("app2", f"{NET}.13", ["app", "pushproxy"]),
+        ("app1", f"{NET}.12", ["app", "pushproxy", "storage"]),
+        ("app2", f"{NET}.13", ["app", "pushproxy", "storage"]),
         ("job1", f"{NET}.14", ["jobserver", "monitoring", "db"]),
     ]
 
