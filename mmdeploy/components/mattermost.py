@@ -39,6 +39,7 @@ from ..ops import Command, Directory, File, Group, JsonSettings, Packages, Servi
 from ..ops.secretfile import SecretFile
 from ..secrets import Secret
 from ..settings import Section
+from ..step import Step
 
 HOME = "/opt/mattermost"
 RELEASES = "/opt/mattermost-releases"
@@ -277,6 +278,12 @@ def services(ctx: Context) -> dict:
             "EnableAutocomplete": True,
             "IndexPrefix": getattr(se, "index_prefix", ""),
         }
+        if se is not None and hasattr(se, "replicas_for"):
+            # Mattermost creates its indexes itself: with as many replicas as the search
+            # tier keeps (one node's loss loses no index; a single node stays green).
+            replicas = se.replicas_for(len(inventory.with_role("search")))
+            wanted["ElasticsearchSettings"].update(
+                {f"{kind}IndexReplicas": replicas for kind in ("Post", "Channel", "User")})
     push = inventory.with_role("pushproxy") and balancer.endpoint(inventory, "pushproxy")
     if push:
         wanted["EmailSettings"] = {"SendPushNotifications": True,
@@ -482,10 +489,10 @@ CAN_SET_TIME = 'test $(( 0x$(sed -n "s/^CapBnd:[[:space:]]*//p" /proc/self/statu
 CHRONY_CONF = "/etc/chrony/chrony.conf"
 
 
-def time_sync(ctx: Context) -> list:
+def time_sync(ctx: Context) -> list[Step]:
     """chrony from Debian; time.servers replace Debian's pool."""
     servers = ctx.settings.time.servers
-    steps = [Packages("chrony")]
+    steps: list[Step] = [Packages("chrony")]
     if servers:
         steps.append(File(CHRONY_CONF, ctx.render("mattermost/chrony.conf.j2", servers=servers),
                           notify=("restart chrony",)))
@@ -621,7 +628,7 @@ class SiteChecks:
         self.transport, self.ws_connect = transport, ws_connect or _ws_connect
         self.today = today or date.today()
         self._license: dict | None = None
-        self._status: list | None = None
+        self._status: dict[str, list[dict]] | None = None
         self._channel: tuple[str, str] | None = None
 
     def client(self):
@@ -856,8 +863,8 @@ class SiteChecks:
         """The same effective config on every app server: the cluster's config hashes when
         the app servers form one cluster, else the hash each node's X-Version-Id carries."""
         views = {name: self._members(view) for name, view in self._cluster_views().items()}
-        own = {name: v.get(name) for name, v in views.items()}  # each node's own entry
-        if all(own.values()):
+        own = {name: v[name] for name, v in views.items() if name in v}  # each node's own entry
+        if len(own) == len(views):
             hashes = {name: info.get("config_hash", "") for name, info in own.items()}
             source = "cluster/status"
         else:
@@ -1028,7 +1035,7 @@ class SiteChecks:
             return Info(f"service_notifications_total rose on {', '.join(by)}")
         if not counted and recorded is None:
             return Warn("cannot observe the push proxies from here: enable pushproxy.metrics and let this "
-                        f"machine reach port {pp.port} of {', '.join(h.name for h in proxies)}")
+                        f"machine reach port {getattr(pp, 'port', 8066)} of {', '.join(h.name for h in proxies)}")
         return (f"no push proxy took the notification of post {post['id']} within {CHECK_WAIT:.0f} s "
                 "(EmailSettings.PushNotificationServer, the balancer, the proxies' credentials)")
 

@@ -9,8 +9,9 @@ without the cluster feature is a warning; the full license, a changed file the s
 ignore, is uploaded by the deploy and the cluster forms. Then the quiet HA failure of a node
 with another ClusterName fails verify, naming that node.
 
-Not here: search (another branch). The push proxies and S3 gateways are addressed directly
-(app1's) until the internal balancer (HAProxy on the proxies, branch `proxies`) lands."""
+Mattermost reaches the push proxies and the S3 gateways through the internal balancer
+(HAProxy on proxy1). Not here: search (its e2e is the search component's; the bulk index job
+and the search check are unit-tested)."""
 
 import json
 import re
@@ -51,13 +52,7 @@ def site(bed):
     data = yaml.safe_load(base.read_text())
     roles = {r for h in data["hosts"] for r in h["roles"]}
     settings = merge(data["settings"], standin_bed.settings(ROOT, roles, licensed=False))
-    app1 = next(h for h in data["hosts"] if h["name"] == "app1")["private_address"]
-    settings["mattermost"].update(
-        config_in_database=True,  # as the multi pattern does
-        # Until the internal balancer on the proxies lands (branch `proxies`): app1's push
-        # proxy and S3 gateway directly.
-        config={"EmailSettings": {"PushNotificationServer": f"http://{app1}:8066"},
-                "FileSettings": {"AmazonS3Endpoint": f"{app1}:8333"}})
+    settings["mattermost"]["config_in_database"] = True  # as the multi pattern does
     data["settings"] = settings
     path = base.with_name(base.stem + "-cluster.yml")
     path.with_name(path.stem + ".secrets.yml").unlink(missing_ok=True)
@@ -97,7 +92,10 @@ def test_unlicensed_everything_deployed_features_inactive_websocket_fails(site):
     assert cfg["ClusterSettings"]["Enable"] is True and cfg["ClusterSettings"]["ClusterName"] == "mmdeploy-mm.testbed.local"
     secrets = yaml.safe_load(open(path.replace(".yml", ".secrets.yml")))
     files = cfg["FileSettings"]
+    proxy1 = next(h for h in site.data["hosts"] if h["name"] == "proxy1")["private_address"]
     assert (files["DriverName"], files["AmazonS3Bucket"], files["AmazonS3SSL"]) == ("amazons3", "mattermost", False)
+    assert files["AmazonS3Endpoint"] == f"{proxy1}:8333"  # HAProxy on proxy1 in front of the gateways
+    assert cfg["EmailSettings"]["PushNotificationServer"] == f"http://{proxy1}:8066"
     assert files["AmazonS3AccessKeyId"] == secrets["storage_access_key"]  # the storage tier's S3 user
     assert "AdvertiseAddress=" not in on("app1", "systemctl show -p Environment mattermost")
     assert 'MM_CLUSTERSETTINGS_ADVERTISEADDRESS="10.213.' in on("app2", "cat /etc/mattermost/mattermost.env")

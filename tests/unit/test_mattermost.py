@@ -344,6 +344,8 @@ def test_multi_services_at_the_balancer(multi):
     search = cfg["ElasticsearchSettings"]
     assert search["ConnectionURL"] == "http://10.0.0.1:9200" and search["Backend"] == "opensearch"
     assert search["EnableIndexing"] and search["EnableSearching"] and search["EnableAutocomplete"]
+    # As many index replicas as the search tier keeps (components/search.py: 1 on two nodes).
+    assert (search["PostIndexReplicas"], search["ChannelIndexReplicas"], search["UserIndexReplicas"]) == (1, 1, 1)
     email = cfg["EmailSettings"]
     assert email["SendPushNotifications"] is True and email["PushNotificationServer"] == "http://10.0.0.1:8066"
     assert email["SMTPServer"] == ""  # the push keys join the mail keys, they do not replace them
