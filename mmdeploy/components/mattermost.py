@@ -401,9 +401,12 @@ class Mattermost(Component):
         limits = HA_LIMITS if ha else {"nofile": 49152, "nproc": None}
         name = unit_name(host)
         command = "" if host.has("app") else " jobserver"  # a dedicated job server
-        steps += [unit(f"{name}.service", ctx.render("mattermost/mattermost.service.j2", command=command,
-                                                     env_file=env_file, **limits), notify=restart),
-                  Service(name)]
+        steps.append(unit(f"{name}.service", ctx.render("mattermost/mattermost.service.j2", command=command,
+                                                        env_file=env_file, **limits), notify=restart))
+        first = ctx.inventory.with_role("app")[0]
+        if host != first and not view.failover:
+            steps.append(first_start_after(first, name))
+        steps.append(Service(name))
         return steps
 
     def checks(self, inventory):
@@ -481,6 +484,23 @@ class Mattermost(Component):
             steps.append(SecretFile(CONFIG_PATCH, json.dumps(wanted, indent=2, sort_keys=True) + "\n",
                                     notify=("patch-config",)))
         return steps
+
+
+FIRST_START_WAIT = 300
+
+
+def first_start_after(first: Host, unit_name: str) -> Command:
+    """The other servers start for the first time only once the first app server answers:
+    its first start creates the schema and the database config, and two servers creating
+    them at once collide (PostgreSQL: duplicate key on pg_type for the Configurations
+    table). As Mattermost's HA guide builds a cluster: one server first, then the others.
+    Skipped whenever this server already runs (every later deploy, a failover re-point)."""
+    url = f"http://{first.private_address}:{first.settings.mattermost.port}/api/v4/system/ping"
+    return Command(
+        f"first start after {first.name}",
+        f"for i in $(seq {FIRST_START_WAIT // 2}); do curl -fsS -m 5 -o /dev/null {url} && exit 0; sleep 2; done\n"
+        f"echo '{first.name} did not answer {url} within {FIRST_START_WAIT} s: it starts first' >&2; exit 1\n",
+        unless=f"systemctl is-active {unit_name} >/dev/null", timeout=FIRST_START_WAIT + 120)
 
 
 # chrony refuses to start where the clock cannot be set (ConditionCapability=CAP_SYS_TIME:

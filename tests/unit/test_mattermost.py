@@ -284,6 +284,9 @@ def test_failover_repoint_skips_the_cluster_extras(site):
     names = [s.name for s in mm.Mattermost().steps(ctx)]
     assert not any(n.startswith("sysctl") or "chrony" in n for n in names)
     assert "json /opt/mattermost/config/config.json" in names
+    other = site("app2")
+    other.shared = mm.DBView(other.shared.topology, failover=True)
+    assert not any(s.name.startswith("first start after") for s in mm.Mattermost().steps(other))
     assert mm.Mattermost().handlers(ctx)["restart"].script.startswith("set -e\nif ! timeout 1 systemctl stop")
 
 
@@ -400,3 +403,17 @@ def test_release_warnings_once_per_version(site, write_inventory):
     assert len(found) == 2  # a known-bad patch, out of support: said once though 4 hosts run it
     assert all(w.startswith("Mattermost 10.5.1") for w in found)
     assert mm.Mattermost().warnings(site.inv, date(2026, 11, 29)) == []  # the default is supported
+
+
+def test_the_other_servers_start_after_the_first(site):
+    """On a fresh database the first app server starts alone (it creates the schema and the
+    database config); the others wait, bounded, until it answers, then start."""
+    first = [s.name for s in mm.Mattermost().steps(site("app1"))]
+    assert not any(n.startswith("first start after") for n in first)
+    for name, unit in (("app2", "mattermost"), ("job1", "mattermost-jobserver")):
+        steps = mm.Mattermost().steps(site(name))
+        names = [s.name for s in steps]
+        wait = steps[names.index("first start after app1")]
+        assert names.index("first start after app1") == names.index(f"service {unit}") - 1
+        assert "http://10.0.0.2:8065/api/v4/system/ping" in wait.script and "seq 150" in wait.script
+        assert wait.unless == f"systemctl is-active {unit} >/dev/null" and wait.timeout == 420
