@@ -123,14 +123,15 @@ def verify(c, pattern=None, inventory=None, set=None, only=None, json=False):
     results = mmdeploy.verify(inv, only=_names(only), out=sys.stderr if json else None)
     if json:
         _json(jsonout.verify(results, inv), inv)
-    failures = [r for r in results if not r.ok]
+    failures, warned = [r for r in results if not r.ok], sum(r.warning for r in results)
     if failures:
-        print(f"{len(failures)} check(s) failed", file=sys.stderr)
+        print(f"{len(failures)} check(s) failed" + (f", {warned} warning(s)" if warned else ""), file=sys.stderr)
         raise Exit(code=1)
-    print("all checks passed", file=sys.stderr if json else sys.stdout)
+    print("all checks passed" + (f" ({warned} warning(s): see the warn lines)" if warned else ""),
+          file=sys.stderr if json else sys.stdout)
 
 
-@task(help={"pattern": "test-bed layout to deploy: single (default), allinone, multi, cluster",
+@task(help={"pattern": "test-bed layout to deploy: single (default), allinone, pair, multi, cluster",
             "distro": "Debian suite of the test-bed hosts: bookworm (default) or trixie"})
 @_cli
 def up(c, pattern="single", distro="bookworm"):
@@ -270,22 +271,15 @@ def test(c, e2e=True, k=None, lint=True):
 # --- test bed --------------------------------------------------------------------------
 
 
-def _bed_settings(pattern: str | None = None) -> dict:
-    """What the bed's inventory needs besides its hosts: the stand-ins for what cannot be
-    downloaded here (tests/standin), as local files; for a layout with storage hosts,
-    the SeaweedFS release built from the Go module proxy, with search hosts OpenSearch
-    from Maven Central and a small heap (tests/standin/artifacts.py)."""
+def _bed_settings(pattern: str | None = None, hosts: int | None = None) -> dict:
+    """What the bed's inventory needs besides its hosts: the stand-ins and builds of what
+    cannot be downloaded here (tests/standin) as local files, a test license, dummy push
+    credentials (tests/standin/bed.py)."""
     from mmdeploy import testbed
-    from mmdeploy.inventory import merge
-    from tests.standin import artifacts, release
+    from tests.standin import bed
 
-    settings = release.settings()
-    roles = {r for _, rs in testbed.PATTERNS.get(pattern or "", []) for r in rs}
-    if "storage" in roles:
-        archive, sha = artifacts.build("storage")
-        settings = merge(settings, {"storage": {"url": str(archive), "sha256": sha,
-                                                "version": artifacts.STORAGE.version}})
-    return merge(settings, artifacts.bed_settings(roles))
+    roles = {r for h in testbed.layout(pattern, hosts) for r in h.roles}
+    return bed.settings(ROOT, roles)
 
 
 def _prepare_bed(pattern: str | None) -> None:
@@ -297,7 +291,7 @@ def _prepare_bed(pattern: str | None) -> None:
     artifacts.prepare_bed(testbed.PATTERNS.get(pattern or "", []))
 
 
-@task(name="up", help={"pattern": "single, multi, cluster or allinone", "hosts": "N generic hosts instead",
+@task(name="up", help={"pattern": "single, multi, cluster, allinone or pair", "hosts": "N generic hosts instead",
                        "distro": "Debian suite of the hosts: bookworm (default) or trixie",
                        "sudo_user": "reach the hosts as this user with passwordless sudo instead of root"})
 @_cli
@@ -315,8 +309,9 @@ def testbed_up(c, pattern=None, hosts=None, distro="bookworm", sudo_user=None):
             unix_user(sudo_user)
         except ValueError as e:
             raise Exit(f"--sudo-user: {e}", code=2) from None
-    path = testbed.up(ROOT, pattern=pattern, hosts=int(hosts) if hosts else None, settings=_bed_settings(pattern),
-                      distro=distro, sudo_user=sudo_user)
+    hosts = int(hosts) if hosts else None
+    path = testbed.up(ROOT, pattern=pattern, hosts=hosts, settings=_bed_settings(pattern, hosts), distro=distro,
+                      sudo_user=sudo_user)
     _prepare_bed(pattern)
     print(f"inventory: {path.relative_to(ROOT)}  (inv deploy --inventory {path.relative_to(ROOT)})")
 

@@ -12,6 +12,7 @@ from .api import (
     load,
     plan,
     rejoin,
+    run_warnings,
     session,
     topology_graph,
     verify,
@@ -20,5 +21,6 @@ from .errors import InventoryError, MMDeployError
 from .locks import LockHeld
 
 __all__ = ["CheckResult", "FailoverReport", "InventoryError", "LockHeld", "MMDeployError", "db_status", "deploy",
-           "failover_db", "inventory_path", "load", "plan", "rejoin", "session", "topology_graph", "verify"]
+           "failover_db", "inventory_path", "load", "plan", "rejoin", "run_warnings", "session",
+           "topology_graph", "verify"]
 __version__ = "0.2.0"

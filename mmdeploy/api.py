@@ -3,9 +3,10 @@ results (the CLI in tasks.py only formats them).
 
     import mmdeploy
     inv = mmdeploy.load(mmdeploy.inventory_path(pattern="single"), overrides=["mattermost.port=8065"])
-    report = mmdeploy.plan(inv)             # reads only; report.changed, report.failed, report.results
+    report = mmdeploy.plan(inv)             # reads only; report.changed, report.failed, report.results,
+                                            # report.warnings (e.g. a release past its support end)
     report = mmdeploy.deploy(inv)           # applies; a second deploy changes nothing
-    results = mmdeploy.verify(inv)          # [CheckResult(name, ok, problem, seconds), ...]
+    results = mmdeploy.verify(inv)          # [CheckResult(name, ok, problem, seconds, detail, warning), ...]
     nodes = mmdeploy.db_status(inv)         # [NodeState, ...]
     failover = mmdeploy.failover_db(inv)    # DB switchover/failover, then every DB client re-pointed
     mmdeploy.rejoin(inv, "db1")             # a former primary back as a replica
@@ -24,6 +25,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, TextIO
 
@@ -81,6 +83,8 @@ class CheckResult:
     ok: bool
     problem: str | None
     seconds: float
+    detail: str | None = None  # what a passing check saw (component.Info / component.Warn)
+    warning: bool = False  # passed, with a warning the operator should read
 
 
 @contextmanager
@@ -109,6 +113,7 @@ def verify(inventory: Inventory, *, only: list[str] | None = None, out: TextIO |
 
 
 def _verify(inventory: Inventory, only: list[str] | None, out: TextIO, redact: Redactor) -> list[CheckResult]:
+    from .component import Info, Warn
     from .registry import registry
 
     results = []
@@ -125,15 +130,23 @@ def _verify(inventory: Inventory, only: list[str] | None, out: TextIO, redact: R
                 problem = check.run()
             except Exception as e:
                 problem = f"{type(e).__name__}: {e}"
-            results.append(_report(out, redact, CheckResult(check.name, problem is None, problem,
-                                                            time.monotonic() - t0)))
+            seconds = time.monotonic() - t0
+            if isinstance(problem, (Info, Warn)):
+                result = CheckResult(check.name, True, None, seconds, str(problem), isinstance(problem, Warn))
+            else:
+                result = CheckResult(check.name, problem is None, problem, seconds)
+            results.append(_report(out, redact, result))
     return results
 
 
 def _report(out: TextIO, redact: Redactor, result: CheckResult) -> CheckResult:
+    mark = "FAIL" if not result.ok else "warn" if result.warning else "ok"
     if result.problem:
         result.problem = redact(result.problem)
-    line = f"{'ok' if result.ok else 'FAIL':<4} {result.name}" + (f": {result.problem}" if result.problem else "")
+    if result.detail:
+        result.detail = redact(result.detail)
+    text = result.problem or result.detail
+    line = f"{mark:<4} {result.name}" + (f": {text}" if text else "")
     print(redact(line), file=out, flush=True)
     return result
 
@@ -203,6 +216,18 @@ def topology_graph(inventory: Inventory, *, live: bool = True) -> "Graph":
     return topology.build(inventory, topology.read_live(inventory) if live else None)
 
 
+def run_warnings(inventory: Inventory, *, only: list[str] | None = None, today: date | None = None) -> list[str]:
+    """What the selected components warn about before a run (a Mattermost release past its
+    support end, ...); `today` defaults to the real date."""
+    from .registry import registry
+
+    today = today or date.today()
+    found: list[str] = []
+    for component in registry().by_name(only):
+        found += [w for w in component.warnings(inventory, today) if w not in found]
+    return found
+
+
 def _run(inventory: Inventory, mode: str, limit: list[str] | None, only: list[str] | None, out: TextIO | None,
          verbose: bool, live: bool = False) -> RunReport:
     from .registry import registry
@@ -217,15 +242,18 @@ def _run(inventory: Inventory, mode: str, limit: list[str] | None, only: list[st
     else:
         reporter = Reporter(redactor, out=out, verbose=verbose)
     try:
+        warnings = run_warnings(inventory, only=only)
         with _masked(redactor):
             if mode == "plan":  # reads only: no lock
-                return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit)
+                return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit,
+                                  warnings=warnings)
             with _locked(inventory, "deploy", redactor):
-                return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit)
+                return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit,
+                                  warnings=warnings)
     finally:
         if live:
             reporter.stop()  # type: ignore[attr-defined]  # the view ends even when the run raised
 
 
 __all__ = ["CheckResult", "FailoverReport", "MMDeployError", "db_status", "deploy", "failover_db",
-           "inventory_path", "load", "plan", "rejoin", "session", "topology_graph", "verify"]
+           "inventory_path", "load", "plan", "rejoin", "run_warnings", "session", "topology_graph", "verify"]

@@ -158,10 +158,20 @@ class Context:
 
 @dataclass
 class Check:
-    """One named verify check; `run` returns None when healthy or the problem found."""
+    """One named verify check; `run` returns None when healthy or the problem found, or an
+    Info/Warn: healthy, with a line worth printing (the running version, a feature that is
+    inactive without a license)."""
 
     name: str
     run: Callable[[], str | None]
+
+
+class Info(str):
+    """A check's informative finding: the check passed, and this says what was seen."""
+
+
+class Warn(str):
+    """A check's warning: nothing is broken, but the operator should know (printed as warn)."""
 
 
 class ClusterView(Protocol):
@@ -223,6 +233,11 @@ class Component:
         return {}
 
     def checks(self, inventory: Inventory) -> list[Check]:
+        return []
+
+    def warnings(self, inventory: Inventory, today: Any) -> list[str]:
+        """Warnings `plan` and `deploy` print before the steps (and return in the report),
+        e.g. a release past its support end; `today` is a datetime.date."""
         return []
 
     def __repr__(self) -> str:

@@ -385,6 +385,7 @@ def _settings(reg, merged: dict, problems: _Problems, where: tuple, known: set) 
         return model(), set()
     found = {p for c in reg.components for p in c.validate(settings)}
     for key, msg in sorted(found - known):
-        problems.add(where + tuple(key.split(".")), msg)
+        # "pushproxy.apple.0.topic": list indices as numbers, so the line and path are found.
+        problems.add(where + tuple(int(p) if p.isdigit() else p for p in key.split(".")), msg)
     return settings, found
 

@@ -35,6 +35,7 @@ def run(report: RunReport, inventory: Inventory) -> dict[str, Any]:
         "changed": report.changed,
         "seconds": round(report.seconds, 3),
         "log_dir": str(report.log_dir) if report.log_dir else None,
+        "warnings": list(report.warnings),
         "hosts": [{"name": name, "ok": h.ok, "changed": h.changed, "failed": h.failed,
                    "round_trips": h.remote.round_trips, "seconds": round(h.seconds, 3), "error": h.error}
                   for name, h in report.hosts.items()],
@@ -47,8 +48,8 @@ def run(report: RunReport, inventory: Inventory) -> dict[str, Any]:
 
 def verify(results: list[CheckResult], inventory: Inventory) -> dict[str, Any]:
     doc = _header("verify", inventory, all(r.ok for r in results))
-    doc["checks"] = [{"name": r.name, "ok": r.ok, "problem": r.problem, "seconds": round(r.seconds, 3)}
-                     for r in results]
+    doc["checks"] = [{"name": r.name, "ok": r.ok, "problem": r.problem, "seconds": round(r.seconds, 3),
+                      "detail": r.detail, "warning": r.warning} for r in results]
     return doc
 
 

@@ -23,8 +23,9 @@ PATTERNS = {
     p.name: p
     for p in (
         Pattern("single", "< 2,000", {"expected_users": 2000}),
-        Pattern("multi", "2,000 - 10,000", {"expected_users": 10000}),
-        Pattern("cluster", "> 10,000", {"expected_users": 50000}),
+        # Several app servers share one config: in the database, as Mattermost's HA docs recommend.
+        Pattern("multi", "2,000 - 10,000", {"expected_users": 10000, "mattermost": {"config_in_database": True}}),
+        Pattern("cluster", "> 10,000", {"expected_users": 50000, "mattermost": {"config_in_database": True}}),
     )
 }
 

@@ -48,6 +48,7 @@ class RunReport:
     results: list[StepResult] = field(default_factory=list)
     log_dir: Path | None = None
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # printed before the steps
 
     @property
     def failed(self) -> bool:
@@ -80,9 +81,9 @@ def select_hosts(inventory: Inventory, limit: list[str] | None) -> list[Host]:
 
 def run(inventory: Inventory, components: list[Component], *, mode: str, secrets: Secrets,
         reporter: Reporter, limit: list[str] | None = None, run_root: Path | None = None,
-        shared: dict[str, object] | None = None) -> RunReport:
+        shared: dict[str, object] | None = None, warnings: list[str] | tuple[str, ...] = ()) -> RunReport:
     """`shared` gives a component's ctx.shared instead of its prepare() (a re-point after a
-    failover passes the topology the failover decided)."""
+    failover passes the topology the failover decided). `warnings` are printed first."""
     if mode not in ("plan", "apply"):
         raise ValueError(mode)
     started = time.monotonic()
@@ -94,7 +95,9 @@ def run(inventory: Inventory, components: list[Component], *, mode: str, secrets
     for h in hosts:
         remote = Remote(h, secrets.redact, log_dir / f"{h.name}.log")
         runs[h.name] = HostRun(h, remote, FactCache(remote))
-    report = RunReport(mode, runs, log_dir=log_dir)
+    report = RunReport(mode, runs, log_dir=log_dir, warnings=list(warnings))
+    for warning in report.warnings:
+        reporter.print(f"warning: {warning}")
 
     with ThreadPoolExecutor(max_workers=min(32, len(runs))) as pool:
         list(pool.map(lambda r: _connect(r, reporter), runs.values()))

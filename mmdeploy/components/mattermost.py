@@ -5,6 +5,15 @@ data, logs, plugins, client) run by the system user `mattermost` under systemd. 
 release is unpacked side by side under /opt/mattermost-releases/<version> and copied into
 /opt/mattermost without touching config, data, logs or plugins, so an upgrade keeps the
 user's config and data and the previous release stays on disk for a rollback.
+
+With several app servers (or always in the multi and cluster patterns) the servers form a
+Mattermost cluster as its high availability docs describe: the same ClusterName on every
+node, gossip on 8074 (TCP and UDP) at each host's private address, the documented kernel
+and file limits, time kept by chrony. The services of those patterns are wired in when the
+inventory has their hosts: S3 file storage, OpenSearch/Elasticsearch (bulk-indexed once by
+the job server) and the push proxy, each at its internal balancer address (balancer.py).
+Cluster mode, search and read replicas need an Enterprise license (mattermost.license_file):
+without one everything is configured anyway, and `verify` says which features are inactive.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets as secrets_module
 import shlex
@@ -22,14 +32,15 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from .. import balancer, releases
 from ..artifacts import Artifact
-from ..component import Check, Component, Context, Metrics, Role
+from ..component import Check, Component, Context, Info, Metrics, Role, Warn
 from ..dbtier import Topology, engine_for, read_topology
 from ..dbtier.component import DB_PASSWORD
 from ..errors import MMDeployError, StepFailed
 from ..grammar import Address, DomainList, Email, ReadableFile, Source
 from ..inventory import Host, Inventory
-from ..ops import Command, Directory, File, Group, JsonSettings, Packages, Service, Unpacked, User, unit
+from ..ops import Command, Directory, File, Group, JsonSettings, Packages, Service, Sysctl, Unpacked, User, unit
 from ..ops.exporter import env_file
 from ..ops.secretfile import SecretFile
 from ..secrets import Secret
@@ -57,10 +68,29 @@ ENV_FILE = f"{ETC}/mattermost.env"
 CONFIG_PATCH = f"{ETC}/config-patch.json"
 # What the server owns inside /opt/mattermost and a release copy must never overwrite.
 PERSISTENT = ("config", "data", "logs", "plugins", "client/plugins")
+GOSSIP_PORT = 8074
+# Mattermost's high availability docs ("Configuration and compatibility"): more room for
+# websocket connections on every app server. Left out of its list: vm.min_free_kbytes (2%
+# of the host's memory: a per-machine figure), BBR/fq (a kernel module and qdisc) and the
+# TCP buffer sizes (tuned for one 10 Gbit/s network). Added: the ports Mattermost listens
+# on are reserved, so the widened ephemeral range never hands them to an outgoing connection.
+HA_SYSCTL = {
+    "net.ipv4.ip_local_port_range": "1025 65000",
+    "net.ipv4.ip_local_reserved_ports": "8065,8067,8074",
+    "net.ipv4.tcp_fin_timeout": "30",
+    "net.ipv4.tcp_tw_reuse": "1",
+    "net.core.somaxconn": "4096",
+    "net.ipv4.tcp_max_syn_backlog": "8192",
+    "net.ipv4.tcp_slow_start_after_idle": "0",
+}
+# The same docs raise the open files to 65536 and processes to 8192; for a systemd service
+# that is the unit's limits (limits.conf applies to login sessions only). The default unit
+# keeps the install guide's 49152.
+HA_LIMITS = {"nofile": 65536, "nproc": 8192}
 
 
 class MattermostSettings(Section):
-    version: str = Field(default="10.11.4", pattern=r"^\d+\.\d+\.\d+$")
+    version: str = Field(default=releases.DEFAULT_VERSION, pattern=r"^\d+\.\d+\.\d+$")
     edition: Literal["enterprise", "team"] = "enterprise"
     # The release archive: official URL unless a mirror or local file is given; the
     # sha256 is required (from the release page, or the mirror's .sha256 file).
@@ -69,7 +99,9 @@ class MattermostSettings(Section):
     fetch_on_host: bool = False  # hosts download the archive themselves instead of an upload
     port: int = Field(default=8065, ge=1, le=65535)
     metrics_port: int = Field(default=8067, ge=1, le=65535)
-    license_file: ReadableFile | None = None  # path on the control machine (Enterprise features)
+    # The Enterprise license, a file on the control machine: installed before the first
+    # start, uploaded (mmctl license upload) when it changes later.
+    license_file: ReadableFile | None = None
     require_email_verification: bool = False
     restrict_creation_to_domains: DomainList = ""  # comma-separated e-mail domains
     # Mattermost's user name rule: a letter, then letters, digits, ".", "-" or "_" (3-22).
@@ -77,8 +109,14 @@ class MattermostSettings(Section):
     admin_email: Email = "sysadmin@example.com"
     team_name: str = Field(default="main", pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")
     # The config lives in the database (MM_CONFIG=<DSN>) instead of config.json: one
-    # config for all servers, editable in the System Console on any of them.
+    # config for all servers, editable in the System Console on any of them. The multi and
+    # cluster patterns turn it on (patterns.py).
     config_in_database: bool = False
+    # Cluster mode (several app servers, or the multi/cluster pattern): only nodes with the
+    # same name join; empty: derived from the site's domain, the same on every node.
+    cluster_name: str = ""
+    # Kernel settings for the app and job servers of a cluster ({} to leave the kernel alone).
+    ha_sysctl: dict[str, str] = HA_SYSCTL
     # Deep-merged into config.json last: any of Mattermost's settings, e.g.
     # {"ServiceSettings": {"EnableCustomEmoji": true}}.
     config: dict = {}
@@ -95,7 +133,18 @@ class SMTPSettings(Section):
     from_address: Email = "mattermost@example.com"
 
 
+class TimeSettings(Section):
+    """Time sync with chrony on the servers of a Mattermost cluster (its docs require it, so
+    that posts are ordered alike on every node). No servers: Debian's NTP pool."""
+
+    servers: list[str] = []
+
+
 ADMIN_PASSWORD = Secret("mattermost_admin_password", "the first system admin's password", max_bytes=72)
+# Declared identically by the storage component, which creates the S3 user.
+STORAGE_ACCESS_KEY = Secret("storage_access_key", "the S3 access key of Mattermost's file storage bucket",
+                            pattern=r"[A-Za-z0-9._-]{3,128}")
+STORAGE_SECRET_KEY = Secret("storage_secret_key", "the S3 secret key of Mattermost's file storage bucket")
 SMTP_PASSWORD = Secret("smtp_password", "the SMTP server's password (never generated)", generate=False)
 
 
@@ -154,6 +203,16 @@ def artifact(settings: Any) -> Artifact:
     return Artifact("mattermost", mm.version, mm.url or release_url(mm.version, mm.edition), mm.sha256)
 
 
+def clustered(inventory: Inventory) -> bool:
+    """Cluster mode: more than one app server, or a pattern built for several."""
+    return len(inventory.with_role("app")) > 1 or inventory.pattern in ("multi", "cluster")
+
+
+def cluster_name(settings: Any) -> str:
+    """The same on every node of a site (nodes with another name never join)."""
+    return settings.mattermost.cluster_name or f"mmdeploy-{settings.domain}"
+
+
 def dedicated_jobserver(inventory: Inventory) -> bool:
     """A job server host that is not also an app server: then app servers run no jobs."""
     return any(h.has("jobserver") and not h.has("app") for h in inventory.hosts)
@@ -180,7 +239,6 @@ def config(ctx: Context, primary: Host, replicas: list[Host]) -> dict:
     s, mm, host = ctx.settings, ctx.settings.mattermost, ctx.host
     password = ctx.secrets.get(DB_PASSWORD)
     runs_jobs = host.has("jobserver") or not dedicated_jobserver(ctx.inventory)
-    apps = ctx.inventory.with_role("app")
     smtp = s.smtp
     smtp_password = ctx.secrets.optional(SMTP_PASSWORD) or ""
     wanted: dict[str, Any] = {
@@ -213,14 +271,68 @@ def config(ctx: Context, primary: Host, replicas: list[Host]) -> dict:
         "LogSettings": {"EnableConsole": True, "ConsoleLevel": "INFO", "EnableFile": True,
                         "FileLocation": f"{HOME}/logs"},
         "JobSettings": {"RunJobs": runs_jobs, "RunScheduler": runs_jobs},
-        "ClusterSettings": {"Enable": len(apps) > 1, "ClusterName": f"mmdeploy-{s.domain}"},
+        "ClusterSettings": {
+            "Enable": clustered(ctx.inventory),
+            "ClusterName": cluster_name(s),
+            "GossipPort": GOSSIP_PORT,
+            # The other nodes reach this one at its private address (UseIPAddress would pick
+            # the first non-loopback interface, which on a host with several may be the wrong one).
+            "AdvertiseAddress": host.private_address,
+            "UseIPAddress": True,
+        },
         "PluginSettings": {"Directory": f"{HOME}/plugins", "ClientDirectory": f"{HOME}/client/plugins"},
     }
     if mm.license_file:
         wanted["ServiceSettings"]["LicenseFileLocation"] = LICENSE
     from ..inventory import merge
 
-    return merge(wanted, mm.config)
+    return merge(wanted, services(ctx), mm.config)
+
+
+def services(ctx: Context) -> dict:
+    """The keys for the multi pattern's services, for each of them the inventory has hosts
+    for: S3 file storage, search, push proxy, all at their internal balancer address."""
+    s, inventory = ctx.settings, ctx.inventory
+    wanted: dict = {}
+    storage = inventory.with_role("storage") and balancer.endpoint(inventory, "storage")
+    if storage:
+        st = getattr(s, "storage", None)
+        wanted["FileSettings"] = {
+            "DriverName": "amazons3",
+            "AmazonS3Endpoint": f"{storage[0]}:{storage[1]}",
+            "AmazonS3Bucket": getattr(st, "bucket", "mattermost"),
+            "AmazonS3Region": getattr(st, "region", "us-east-1"),
+            "AmazonS3PathPrefix": "",
+            # Plain HTTP: the storage tier is reached through the internal balancer on the
+            # site's private network, which does not terminate TLS; the S3 requests are still
+            # signed (SigV4), so they cannot be forged or replayed there.
+            "AmazonS3SSL": bool(getattr(st, "ssl", False)),
+            "AmazonS3SignV2": False,
+            "AmazonS3AccessKeyId": ctx.secrets.get(STORAGE_ACCESS_KEY),
+            "AmazonS3SecretAccessKey": ctx.secrets.get(STORAGE_SECRET_KEY),
+        }
+    search = inventory.with_role("search") and balancer.endpoint(inventory, "search")
+    if search:
+        se = getattr(s, "search", None)
+        wanted["ElasticsearchSettings"] = {
+            "ConnectionURL": f"http://{search[0]}:{search[1]}",
+            "Backend": getattr(se, "engine", "opensearch"),
+            "EnableIndexing": True,
+            "EnableSearching": True,
+            "EnableAutocomplete": True,
+            "IndexPrefix": getattr(se, "index_prefix", ""),
+        }
+        if se is not None and hasattr(se, "replicas_for"):
+            # Mattermost creates its indexes itself: with as many replicas as the search
+            # tier keeps (one node's loss loses no index; a single node stays green).
+            replicas = se.replicas_for(len(inventory.with_role("search")))
+            wanted["ElasticsearchSettings"].update(
+                {f"{kind}IndexReplicas": replicas for kind in ("Post", "Channel", "User")})
+    push = inventory.with_role("pushproxy") and balancer.endpoint(inventory, "pushproxy")
+    if push:
+        wanted["EmailSettings"] = {"SendPushNotifications": True,
+                                   "PushNotificationServer": f"http://{push[0]}:{push[1]}"}
+    return wanted
 
 
 # Mattermost's own secret-bearing settings: those its model's Config.Sanitize() replaces
@@ -352,11 +464,29 @@ class Mattermost(Component):
     owns_roles = (Role("app", "Mattermost app servers (in cluster mode when there are several)",
                        {"single": 1, "multi": 2, "cluster": 3}),
                   Role("jobserver", "the Mattermost job server", {"single": 1, "multi": 1, "cluster": 1}))
-    settings = {"mattermost": MattermostSettings, "smtp": SMTPSettings}
-    secrets = (DB_PASSWORD, SMTP_PASSWORD)
+    settings = {"mattermost": MattermostSettings, "smtp": SMTPSettings, "time": TimeSettings}
+    secrets = (DB_PASSWORD, SMTP_PASSWORD, STORAGE_ACCESS_KEY, STORAGE_SECRET_KEY)
     metrics = (Metrics("mattermost", lambda s: s.mattermost.metrics_port),)
-    after = ("base", "postgresql-replication", "mysql-replication")
+    # The bucket and the push proxies exist before Mattermost first starts (its start-up
+    # checks the file store).
+    after = ("base", "postgresql-replication", "mysql-replication", "seaweedfs", "minio", "pushproxy")
     follows_db = True
+
+    def validate(self, settings):
+        path = settings.mattermost.license_file
+        if path and not os.path.isfile(os.path.expanduser(path)):
+            return [("mattermost.license_file", f"no such file on this machine: {path}")]
+        return []
+
+    def warnings(self, inventory, today):
+        """Release-support warnings, once per distinct version the inventory deploys."""
+        found: list[str] = []
+        for host in self.hosts(inventory):
+            s = host.settings
+            for w in releases.warnings(s.mattermost.version, today, s.database.engine):
+                if w not in found:
+                    found.append(w)
+        return found
 
     def prepare(self, inventory, view):
         topology = read_topology(inventory, view)
@@ -380,6 +510,7 @@ class Mattermost(Component):
             return []  # never deployed here: a failover re-points servers, it does not install them
         release = f"{RELEASES}/{mm.version}"
         restart = ("restart",)
+        ha = clustered(ctx.inventory)
         steps = [
             Packages("rsync", "curl", "jq"),
             Group("mattermost"),
@@ -404,11 +535,13 @@ class Mattermost(Component):
         ]
         if mm.license_file:
             try:
-                license_text = open(mm.license_file, "rb").read()
+                license_text = open(os.path.expanduser(mm.license_file), "rb").read()
             except OSError as e:
                 raise MMDeployError(f"settings.mattermost.license_file: cannot read {mm.license_file}: {e}") from None
+            # In place before the first start, which stores it in the database; a server
+            # that already has one there ignores the file: the "license" handler uploads it.
             steps.append(File(LICENSE, license_text, owner="mattermost", group="mattermost", mode="0600",
-                              notify=restart))
+                              notify=("license", *restart) if host.has("app") else restart))
         if not view.failover:  # a failover changes no password: nothing to wait for
             client = ctx.host.private_address
             if s.database.engine == "mysql":
@@ -416,6 +549,9 @@ class Mattermost(Component):
 
                 client = client_host(client)
             steps.append(DatabaseAccepts(view, client, ctx.secrets.get(DB_PASSWORD)))
+        if ha and not view.failover:  # a failover only re-points: nothing here changes then
+            steps += [Sysctl(key, value) for key, value in mm.ha_sysctl.items()]
+            steps += time_sync(ctx)
         wanted = config(ctx, primary, replicas)
         if mm.config_in_database:
             steps += self._config_in_database(ctx, wanted)
@@ -423,32 +559,55 @@ class Mattermost(Component):
             steps.append(JsonSettings(CONFIG, wanted, owner="mattermost", group="mattermost", mode="0600",
                                       notify=restart, mask=mask_config))
         env_file = ENV_FILE if mm.config_in_database else ""
-        if host.has("app"):
-            steps += [unit("mattermost.service", ctx.render("mattermost/mattermost.service.j2", command="",
-                                                            env_file=env_file), notify=restart),
-                      Service("mattermost")]
-        else:  # a dedicated job server
-            steps += [unit("mattermost-jobserver.service",
-                           ctx.render("mattermost/mattermost.service.j2", command=" jobserver", env_file=env_file),
-                           notify=restart),
-                      Service("mattermost-jobserver")]
+        limits = HA_LIMITS if ha else {"nofile": 49152, "nproc": None}
+        name = unit_name(host)
+        command = "" if host.has("app") else " jobserver"  # a dedicated job server
+        steps.append(unit(f"{name}.service", ctx.render("mattermost/mattermost.service.j2", command=command,
+                                                        env_file=env_file, **limits), notify=restart))
+        first = ctx.inventory.with_role("app")[0]
+        if host != first and not view.failover:
+            steps.append(first_start_after(first, name))
+        steps.append(Service(name))
         return steps
 
     def checks(self, inventory):
         if not inventory.with_role("proxy"):
             return []
         site = SiteChecks(inventory)
-        return [
+        checks = [
             Check("HTTPS ping through NGINX over HTTP/2", site.ping),
             Check(f"login as {site.mm.admin_username}", site.login),
             Check("post created through the API and read back", site.post_roundtrip),
             Check("websocket upgrade through NGINX", site.websocket),
+            Check("Mattermost version on every app server", site.versions),
+            Check("Enterprise license", site.license),
         ]
+        if len(site.apps) > 1:
+            checks += [
+                Check("every app server in the cluster (cluster/status)", site.cluster_members),
+                Check("same config on every app server", site.config_hashes),
+                Check("post written through the proxy readable on every app server", site.post_on_every_node),
+                Check(f"websocket on {', '.join(h.name for h in site.apps[1:])} receives a post made on "
+                      f"{site.apps[0].name}", site.cross_node_websocket),
+                Check(f"file uploaded on {site.apps[0].name} downloads from "
+                      f"{', '.join(h.name for h in site.apps[1:])}", site.cross_node_file),
+            ]
+        if inventory.with_role("search"):
+            checks.append(Check("search finds a fresh post", site.search))
+        if inventory.with_role("pushproxy"):
+            checks.append(Check("a mention reaches the push proxy", site.push))
+        return checks
 
     def handlers(self, ctx: Context):
         name = unit_name(ctx.host)
         grace = STOP_GRACE_FAILOVER if ctx.shared.failover else STOP_GRACE
-        handlers = {"restart": restart(name, grace)}
+        handlers = {}
+        if ctx.host.has("app"):
+            # Before the restart, which starts the features the new license grants.
+            handlers["license"] = Command(
+                "upload the license", f"set -e\n{WAIT_FOR_SOCKET}{MMCTL} license upload {LICENSE}\n",
+                timeout=180)
+        handlers["restart"] = restart(name, grace)
         if ctx.settings.mattermost.config_in_database and ctx.host.has("app"):
             # Listeners and SqlSettings are read at start-up: restart after the patch.
             again = restart(name, STOP_GRACE)
@@ -456,14 +615,15 @@ class Mattermost(Component):
                 "patch the database config",
                 f"set -e\n{WAIT_FOR_SOCKET}{MMCTL} config patch {CONFIG_PATCH}\n{again.script}",
                 timeout=again.timeout + 180)
+        handlers["restart chrony"] = Command("restart chrony", "systemctl try-restart chrony", timeout=60)
         return handlers
 
     def _config_in_database(self, ctx: Context, wanted: dict) -> list:
         """MM_CONFIG=<DSN> for the units from a root-only environment file, and the keys
         mmdeploy owns as a 0600 patch file that `mmctl --local config patch` applies when it
         changes. The database config is shared by all servers, so what differs per host
-        (which one runs the jobs) goes into the environment, which Mattermost overrides
-        on top of the stored config without saving it."""
+        (which one runs the jobs, the address it gossips at) goes into the environment,
+        which Mattermost overrides on top of the stored config without saving it."""
         jobs, dsn = wanted["JobSettings"], wanted["SqlSettings"]["DataSource"]
         env = {
             # Mattermost tells a database store from a file by the DSN's scheme.
@@ -475,6 +635,7 @@ class Mattermost(Component):
             "MM_SERVICESETTINGS_ENABLELOCALMODE": "true",
             "MM_JOBSETTINGS_RUNJOBS": str(jobs.pop("RunJobs")).lower(),
             "MM_JOBSETTINGS_RUNSCHEDULER": str(jobs.pop("RunScheduler")).lower(),
+            "MM_CLUSTERSETTINGS_ADVERTISEADDRESS": wanted["ClusterSettings"].pop("AdvertiseAddress"),
         }
         if not jobs:
             del wanted["JobSettings"]
@@ -486,6 +647,41 @@ class Mattermost(Component):
             steps.append(SecretFile(CONFIG_PATCH, json.dumps(wanted, indent=2, sort_keys=True) + "\n",
                                     notify=("patch-config",)))
         return steps
+
+
+FIRST_START_WAIT = 300
+
+
+def first_start_after(first: Host, unit_name: str) -> Command:
+    """The other servers start for the first time only once the first app server answers:
+    its first start creates the schema and the database config, and two servers creating
+    them at once collide (PostgreSQL: duplicate key on pg_type for the Configurations
+    table). As Mattermost's HA guide builds a cluster: one server first, then the others.
+    Skipped whenever this server already runs (every later deploy, a failover re-point)."""
+    url = f"http://{first.private_address}:{first.settings.mattermost.port}/api/v4/system/ping"
+    return Command(
+        f"first start after {first.name}",
+        f"for i in $(seq {FIRST_START_WAIT // 2}); do curl -fsS -m 5 -o /dev/null {url} && exit 0; sleep 2; done\n"
+        f"echo '{first.name} did not answer {url} within {FIRST_START_WAIT} s: it starts first' >&2; exit 1\n",
+        unless=f"systemctl is-active {unit_name} >/dev/null", timeout=FIRST_START_WAIT + 120)
+
+
+# chrony refuses to start where the clock cannot be set (ConditionCapability=CAP_SYS_TIME:
+# a container, whose clock is its host's); there it is installed but never started.
+CAN_SET_TIME = 'test $(( 0x$(sed -n "s/^CapBnd:[[:space:]]*//p" /proc/self/status) >> 25 & 1 )) = 1'
+CHRONY_CONF = "/etc/chrony/chrony.conf"
+
+
+def time_sync(ctx: Context) -> list[Step]:
+    """chrony from Debian; time.servers replace Debian's pool."""
+    servers = ctx.settings.time.servers
+    steps: list[Step] = [Packages("chrony")]
+    if servers:
+        steps.append(File(CHRONY_CONF, ctx.render("mattermost/chrony.conf.j2", servers=servers),
+                          notify=("restart chrony",)))
+    if ctx.facts.get([CAN_SET_TIME])[CAN_SET_TIME].ok:
+        steps.append(Service("chrony"))
+    return steps
 
 
 class MattermostAdmin(Component):
@@ -590,31 +786,109 @@ mv -f {ADMIN_MARKER}.tmp {ADMIN_MARKER}
         run_checked(remote, script, self.name, log_as=logged, timeout=self.timeout)
 
 
-# --- verify: only Mattermost's real API v4, through the NGINX proxy -----------------------
+BULK_INDEX = "elasticsearch_post_indexing"
+LOCAL_API = f"curl -sS -m 20 --unix-socket {SOCKET} http://localhost/api/v4"
+
+
+class MattermostSearchIndex(Component):
+    """Once, after the first deploy with search hosts: the bulk indexing job, which the job
+    server runs, so the posts written before search was wired in are found too. Asked for
+    through the local-mode API (POST /api/v4/jobs) on the first app server; never again once
+    such a job is pending, running or done."""
+
+    name = "mattermost-search-index"
+    roles = ("app",)
+    after = ("mattermost",)
+
+    def hosts(self, inventory):
+        return inventory.with_role("app")[:1] if inventory.with_role("search") else []
+
+    def steps(self, ctx: Context):
+        if balancer.endpoint(ctx.inventory, "search") is None:
+            return []  # search hosts, but no component serving them (yet): nothing to index into
+        done = ('.[] | select(.status == "pending" or .status == "in_progress" or .status == "success")')
+        return [Command(
+            "bulk index the posts into search",
+            f"set -e\n{WAIT_FOR_SOCKET}"
+            f"{LOCAL_API}/jobs -X POST -H 'Content-Type: application/json' "
+            f"-d '{{\"type\": \"{BULK_INDEX}\"}}' | jq -e .id >/dev/null\n",
+            unless=f"{LOCAL_API}/jobs/type/{BULK_INDEX} | jq -e '[{done}] | length > 0' >/dev/null",
+            timeout=300,
+        )]
+
+
+# --- verify: only Mattermost's real API v4, through the NGINX proxy and on each node --------
+
+# Every wait in a check is bounded: a cluster that does not gossip must fail, not hang.
+CHECK_WAIT = 15.0
+VERIFY_USER = "mmdeploy-verify"  # the user whose phone `verify` pretends to be (push check)
+
+
+def parse_version_id(header: str) -> tuple[str, str, bool] | None:
+    """X-Version-Id, as every response carries it: VERSION.BUILD.CONFIGHASH.LICENSED
+    (e.g. 11.7.15.1234.ab12....true) -> (version, config hash, licensed)."""
+    parts = header.split(".")
+    if len(parts) < 6 or not all(p.isdigit() for p in parts[:3]):
+        return None
+    return ".".join(parts[:3]), parts[-2], parts[-1] == "true"
+
+
+def differing(values: dict[str, str]) -> list[str]:
+    """The names whose value differs from the most common one (all of them on a tie)."""
+    counts: dict[str, int] = {}
+    for v in values.values():
+        counts[v] = counts.get(v, 0) + 1
+    top = max(counts.values(), default=0)
+    if list(counts.values()).count(top) > 1:
+        return sorted(values)
+    common = next(v for v, n in counts.items() if n == top)
+    return sorted(name for name, v in values.items() if v != common)
 
 
 class SiteChecks:
-    """End-to-end checks of a deployed site, run from the control machine through NGINX:
-    ping over HTTP/2, login, a post written and read back, a websocket hello."""
+    """End-to-end checks of a deployed site, run from the control machine: through NGINX
+    (ping over HTTP/2, login, a post written and read back, a websocket hello) and, for a
+    cluster, on each app server directly at its port (same version and config, a post seen
+    everywhere, a websocket event and a file across nodes), search and push.
 
-    def __init__(self, inventory: Inventory):
+    `transport` (an httpx transport) and `ws_connect` replace the network in unit tests."""
+
+    def __init__(self, inventory: Inventory, *, transport=None, ws_connect=None, today=None):
+        from datetime import date
+
         from ..secrets import Redactor, Secrets
 
         self.inventory = inventory
         self.proxy = inventory.with_role("proxy")[0]
         self.base = f"https://{self.proxy.address}"
+        self.apps = inventory.with_role("app")
         s = inventory.settings
         self.domain, self.mm = s.domain, s.mattermost
         # The test bed's certificate is self-signed by mmdeploy: nothing to verify it against.
         self.verify_tls = s.tls.mode != "self-signed"
         self.password = Secrets(inventory.secrets_path, Redactor()).existing(ADMIN_PASSWORD)
         self.token: str | None = None
+        self.transport, self.ws_connect = transport, ws_connect or _ws_connect
+        self.today = today or date.today()
+        self._license: dict | None = None
+        self._status: dict[str, list[dict]] | None = None
+        self._channel: tuple[str, str] | None = None
 
     def client(self):
         import httpx
 
-        return httpx.Client(http2=True, verify=self.verify_tls, timeout=10,
+        return httpx.Client(http2=True, verify=self.verify_tls, timeout=10, transport=self.transport,
                             headers={"Host": self.domain, "X-Requested-With": "XMLHttpRequest"})
+
+    def node_client(self):
+        """Plain HTTP to the app servers' own port, as NGINX reaches them."""
+        import httpx
+
+        return httpx.Client(timeout=10, transport=self.transport, headers={"X-Requested-With": "XMLHttpRequest"})
+
+    @staticmethod
+    def node(host: Host) -> str:
+        return f"http://{host.address}:{host.settings.mattermost.port}"
 
     def ping(self) -> str | None:
         with self.client() as c:
@@ -636,31 +910,45 @@ class SiteChecks:
         self.token = r.headers["Token"]
         return None
 
+    def _auth(self) -> dict:
+        if not self.token and (problem := self.login()):
+            raise MMDeployError(problem)
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def _town_square(self, c) -> tuple[str, str]:
+        """(team id, channel id) of the team's town-square, where the checks post."""
+        if self._channel is None:
+            auth = self._auth()
+            team = c.get(f"{self.base}/api/v4/teams/name/{self.mm.team_name}", headers=auth)
+            if team.status_code != 200:
+                raise MMDeployError(f"team {self.mm.team_name}: HTTP {team.status_code}")
+            channel = c.get(f"{self.base}/api/v4/teams/{team.json()['id']}/channels/name/town-square", headers=auth)
+            if channel.status_code != 200:
+                raise MMDeployError(f"channel town-square: HTTP {channel.status_code}")
+            self._channel = team.json()["id"], channel.json()["id"]
+        return self._channel
+
+    def _post(self, c, base: str, message: str) -> dict:
+        """Create a post in town-square through `base` (the proxy or one node)."""
+        _, channel = self._town_square(c)
+        r = c.post(f"{base}/api/v4/posts", headers=self._auth(), json={"channel_id": channel, "message": message})
+        if r.status_code != 201:
+            raise MMDeployError(f"create post at {base}: HTTP {r.status_code} {r.text[:200]}")
+        return r.json()
+
     def post_roundtrip(self) -> str | None:
         import time
 
-        if not self.token and (problem := self.login()):
-            return problem
-        auth = {"Authorization": f"Bearer {self.token}"}
         with self.client() as c:
-            team = c.get(f"{self.base}/api/v4/teams/name/{self.mm.team_name}", headers=auth)
-            if team.status_code != 200:
-                return f"team {self.mm.team_name}: HTTP {team.status_code}"
-            channel = c.get(f"{self.base}/api/v4/teams/{team.json()['id']}/channels/name/town-square", headers=auth)
-            if channel.status_code != 200:
-                return f"channel town-square: HTTP {channel.status_code}"
             message = f"mmdeploy verify {time.time():.0f}"
-            created = c.post(f"{self.base}/api/v4/posts", headers=auth,
-                             json={"channel_id": channel.json()["id"], "message": message})
-            if created.status_code != 201:
-                return f"create post: HTTP {created.status_code} {created.text[:200]}"
+            created = self._post(c, self.base, message)
             # A replica may lag a moment behind the primary; read until it has the post.
             for _ in range(20):
-                got = c.get(f"{self.base}/api/v4/posts/{created.json()['id']}", headers=auth)
+                got = c.get(f"{self.base}/api/v4/posts/{created['id']}", headers=self._auth())
                 if got.status_code == 200 and got.json().get("message") == message:
                     return None
                 time.sleep(0.25)
-        return f"post {created.json()['id']} could not be read back: HTTP {got.status_code}"
+        return f"post {created['id']} could not be read back: HTTP {got.status_code}"
 
     def websocket(self) -> str | None:
         import json
@@ -668,19 +956,433 @@ class SiteChecks:
 
         from websockets.sync.client import connect
 
-        if not self.token and (problem := self.login()):
-            return problem
+        auth = self._auth()
         context = ssl.create_default_context()
         if not self.verify_tls:
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
         url = f"wss://{self.proxy.address}/api/v4/websocket"
         try:
-            with connect(url, ssl=context, additional_headers={"Authorization": f"Bearer {self.token}"},
-                         open_timeout=10) as ws:
+            with connect(url, ssl=context, additional_headers=auth, open_timeout=10) as ws:
                 event = json.loads(ws.recv(timeout=10))
         except Exception as e:  # handshake refused, timeout, TLS error: all are the finding
             return f"websocket upgrade at {url}: {type(e).__name__}: {e}"
         return None if event.get("event") == "hello" else f"websocket: expected a hello event, got {event}"
 
+    # --- the version, the license, the cluster ------------------------------------------
 
-COMPONENTS = [Mattermost(), MattermostAdmin()]
+    def _version_ids(self) -> tuple[dict[str, tuple[str, str, bool]], list[str]]:
+        """X-Version-Id of every app server, asked directly: {name: (version, hash, licensed)}."""
+        import httpx
+
+        found, problems = {}, []
+        with self.node_client() as c:
+            for h in self.apps:
+                try:
+                    r = c.get(f"{self.node(h)}/api/v4/system/ping")
+                except httpx.HTTPError as e:
+                    problems.append(f"{h.name} ({self.node(h)}): {type(e).__name__}: {e}")
+                    continue
+                parsed = parse_version_id(r.headers.get("X-Version-Id", ""))
+                if parsed is None:
+                    problems.append(f"{h.name}: HTTP {r.status_code} without a Mattermost X-Version-Id")
+                else:
+                    found[h.name] = parsed
+        return found, problems
+
+    def versions(self) -> str | None:
+        """The running version (from the servers, not the inventory) and its support status;
+        fails only when the app servers disagree or do not answer."""
+        found, problems = self._version_ids()
+        if problems:
+            return "; ".join(problems)
+        versions = {name: v[0] for name, v in found.items()}
+        if len(set(versions.values())) > 1:
+            return "app servers run different versions: " + ", ".join(f"{n} {v}" for n, v in sorted(versions.items()))
+        version = next(iter(versions.values()))
+        text = releases.summary(version, self.today)
+        if version != self.mm.version:
+            text += f" (the inventory says {self.mm.version}: deploy to change it)"
+        return Info(text)
+
+    def _license_info(self) -> dict:
+        if self._license is None:
+            with self.client() as c:
+                r = c.get(f"{self.base}/api/v4/license/client", params={"format": "old"}, headers=self._auth())
+            if r.status_code != 200:
+                raise MMDeployError(f"license/client: HTTP {r.status_code} {r.text[:200]}")
+            self._license = r.json()
+        return self._license
+
+    def _needs(self) -> dict[str, str]:
+        """License feature -> what this site loses without it."""
+        needs = {}
+        if len(self.apps) > 1:
+            needs["Cluster"] = f"cluster mode (the {len(self.apps)} app servers run alone: no shared websocket events or caches)"
+        if self.inventory.with_role("search"):
+            needs["Elasticsearch"] = "search on OpenSearch/Elasticsearch (the database answers searches)"
+        if len(self.inventory.with_role("db")) > 1:
+            needs[""] = "read replicas (every read goes to the primary)"
+        return needs
+
+    def licensed_for(self, feature: str) -> bool:
+        lic = self._license_info()
+        return lic.get("IsLicensed") == "true" and (not feature or lic.get(feature) == "true")
+
+    def license(self) -> str | None:
+        """Which Enterprise features the site has: a warning, never a failure."""
+        lic = self._license_info()
+        lost = [what for feature, what in self._needs().items() if not self.licensed_for(feature)]
+        if lic.get("IsLicensed") != "true":
+            inactive = "; ".join(lost) if lost else "none this site uses"
+            return Warn(f"no license (mattermost.license_file): inactive: {inactive}")
+        from datetime import datetime, timezone
+
+        expires = datetime.fromtimestamp(int(lic.get("ExpiresAt", "0")) / 1000, timezone.utc).date()
+        head = f"{lic.get('SkuShortName') or 'licensed'}, expires {expires}"
+        if lost:
+            return Warn(f"{head}; the license does not grant: {'; '.join(lost)}")
+        return Info(head)
+
+    def _cluster_views(self) -> dict[str, list[dict]]:
+        """GET /api/v4/cluster/status on every app server itself: each node's view of its
+        cluster (a node in another cluster sees only that one)."""
+        if self._status is None:
+            import httpx
+
+            views = {}
+            with self.node_client() as c:
+                for h in self.apps:
+                    try:
+                        r = c.get(f"{self.node(h)}/api/v4/cluster/status", headers=self._auth())
+                    except httpx.HTTPError as e:
+                        raise MMDeployError(f"cluster/status on {h.name}: {type(e).__name__}: {e}") from None
+                    if r.status_code != 200:
+                        raise MMDeployError(f"cluster/status on {h.name}: HTTP {r.status_code} {r.text[:200]}")
+                    views[h.name] = r.json() or []
+            self._status = views
+        return self._status
+
+    def _members(self, view: list[dict]) -> dict[str, dict]:
+        """The app servers a cluster/status answer lists (by gossip address, else name)."""
+        found = {}
+        for h in self.apps:
+            for info in view:
+                if info.get("ipaddress") == h.private_address or info.get("hostname") == h.name:
+                    found[h.name] = info
+        return found
+
+    def cluster_members(self) -> str | None:
+        """Every app server sees every other in its cluster/status: one cluster. Servers
+        that have just started find each other within a discovery round (ClusterDiscovery,
+        every few seconds): a licensed cluster gets 2 x CHECK_WAIT to form."""
+        import time
+
+        everyone = sorted(h.name for h in self.apps)
+        name = cluster_name(self.inventory.settings)
+        deadline = time.monotonic() + 2 * CHECK_WAIT
+        while True:
+            views = {n: self._members(view) for n, view in self._cluster_views().items()}
+            formed = all(sorted(v) == everyone for v in views.values())
+            if formed or not self.licensed_for("Cluster") or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+            self._status = None  # ask again
+        if formed:
+            versions = {n: info.get("version", "") for n, info in next(iter(views.values())).items()}
+            if len(set(versions.values())) > 1:
+                return "cluster nodes run different versions: " + ", ".join(f"{n} {v}" for n, v in sorted(versions.items()))
+            return Info(f"{len(everyone)} app servers in {name!r}: {', '.join(everyone)}")
+        seen = "; ".join(f"{n} sees {', '.join(sorted(v)) or 'no node'}" for n, v in sorted(views.items()))
+        if not self.licensed_for("Cluster"):
+            return Warn(f"cluster mode is inactive without a license granting it ({seen})")
+        # The largest group that sees alike is the cluster; the others are named (all on a tie).
+        odd = differing({n: ",".join(sorted(v)) for n, v in views.items()})
+        head = (f"the app servers do not form one cluster {name!r}" if len(odd) == len(views)
+                else f"{', '.join(odd)} not in the cluster {name!r} of the others")
+        return (f"{head} ({seen}): check ClusterName on each server and that port {GOSSIP_PORT} (TCP and UDP) "
+                "is open between them")
+
+    def config_hashes(self) -> str | None:
+        """The same effective config on every app server: the cluster's config hashes when
+        the app servers form one cluster, else the hash each node's X-Version-Id carries."""
+        views = {name: self._members(view) for name, view in self._cluster_views().items()}
+        own = {name: v[name] for name, v in views.items() if name in v}  # each node's own entry
+        if len(own) == len(views):
+            hashes = {name: info.get("config_hash", "") for name, info in own.items()}
+            source = "cluster/status"
+        else:
+            found, problems = self._version_ids()
+            if problems:
+                return "; ".join(problems)
+            hashes = {name: v[1] for name, v in found.items()}
+            source = "X-Version-Id: the nodes form no cluster"
+        odd = differing(hashes)
+        if odd:
+            return (f"config differs on {', '.join(odd)} ({source}: "
+                    + ", ".join(f"{n} {hashes[n][:12]}" for n in sorted(hashes)) + ")")
+        return Info(f"{next(iter(hashes.values()))[:12]} on {', '.join(sorted(hashes))} ({source})")
+
+    # --- across the nodes -----------------------------------------------------------------
+
+    def post_on_every_node(self) -> str | None:
+        import time
+
+        with self.client() as c:
+            post = self._post(c, self.base, f"mmdeploy verify: every node {time.time():.0f}")
+        waiting = {h.name: h for h in self.apps}
+        deadline = time.monotonic() + CHECK_WAIT
+        last: dict[str, str] = {}
+        with self.node_client() as c:
+            while waiting and time.monotonic() < deadline:
+                for name, h in list(waiting.items()):
+                    r = c.get(f"{self.node(h)}/api/v4/posts/{post['id']}", headers=self._auth())
+                    if r.status_code == 200 and r.json().get("id") == post["id"]:
+                        del waiting[name]
+                    else:
+                        last[name] = f"HTTP {r.status_code}"
+                if waiting:
+                    time.sleep(0.5)
+        if waiting:
+            return f"post {post['id']} not readable within {CHECK_WAIT:.0f} s on " + \
+                ", ".join(f"{n} ({last.get(n, '?')})" for n in sorted(waiting))
+        return None
+
+    def cross_node_websocket(self) -> str | None:
+        """A client on every other app server receives the `posted` event of a post made on
+        the first: the event crosses the cluster by gossip. Nodes that do not form a cluster
+        (another ClusterName, no license, port 8074 closed) serve every request but never
+        pass events on; this is how that quiet failure shows."""
+        import json
+        import time
+        from contextlib import ExitStack
+
+        auth = self._auth()
+        source, listeners = self.apps[0], self.apps[1:]
+        problems = []
+        with ExitStack() as stack, self.node_client() as c:
+            sockets = {}
+            for h in listeners:
+                url = f"ws://{h.address}:{h.settings.mattermost.port}/api/v4/websocket"
+                try:
+                    ws = stack.enter_context(self.ws_connect(url, auth))
+                    hello = json.loads(ws.recv(timeout=10))
+                except Exception as e:
+                    problems.append(f"{h.name}: websocket at {url}: {type(e).__name__}: {e}")
+                    continue
+                if hello.get("event") != "hello":
+                    problems.append(f"{h.name}: expected a hello event, got {hello}")
+                    continue
+                sockets[h.name] = ws
+            if not sockets:
+                return "; ".join(problems)
+            post = self._post(c, self.node(source), f"mmdeploy verify: websocket across nodes {time.time():.0f}")
+            deadline = time.monotonic() + CHECK_WAIT
+            for name, ws in sockets.items():
+                if not _await_posted(ws, post["id"], deadline):
+                    problems.append(f"{name} got no posted event for a post made on {source.name} within "
+                                    f"{CHECK_WAIT:.0f} s (the nodes do not form one cluster: check the license, "
+                                    f"ClusterName and port {GOSSIP_PORT} between them)")
+        return "; ".join(problems) or None
+
+    def cross_node_file(self) -> str | None:
+        """A file uploaded on the first app server downloads from every other one: the file
+        store is shared (S3), not each server's own disk."""
+        import secrets
+        import time
+
+        source = self.apps[0]
+        content = f"mmdeploy verify {time.time():.0f} {secrets.token_hex(16)}\n".encode()
+        with self.node_client() as c:
+            _, channel = self._town_square(c)
+            r = c.post(f"{self.node(source)}/api/v4/files", headers=self._auth(), data={"channel_id": channel},
+                       files={"files": ("mmdeploy-verify.txt", content, "text/plain")})
+            if r.status_code != 201:
+                return f"upload on {source.name}: HTTP {r.status_code} {r.text[:200]}"
+            file_id = r.json()["file_infos"][0]["id"]
+            problems = []
+            for h in self.apps[1:]:
+                got = c.get(f"{self.node(h)}/api/v4/files/{file_id}", headers=self._auth())
+                if got.status_code != 200 or got.content != content:
+                    problems.append(f"{h.name}: HTTP {got.status_code}")
+        if problems:
+            return (f"file {file_id} uploaded on {source.name} is not served by " + ", ".join(problems)
+                    + " (each server keeps its own files: the file store must be shared, S3)")
+        return None
+
+    # --- search and push ------------------------------------------------------------------
+
+    def search(self) -> str | None:
+        import secrets
+        import time
+
+        term = f"mmdeployverify{secrets.token_hex(6)}"
+        with self.client() as c:
+            team, _ = self._town_square(c)
+            post = self._post(c, self.base, f"search check {term}")
+            ping = c.get(f"{self.base}/api/v4/system/ping")
+            backend = ping.json().get("ActiveSearchBackend", "database") if ping.status_code == 200 else "?"
+            started, found = time.monotonic(), False
+            while time.monotonic() - started < CHECK_WAIT:  # an index refreshes about every second
+                r = c.post(f"{self.base}/api/v4/teams/{team}/posts/search", headers=self._auth(),
+                           json={"terms": term, "is_or_search": False})
+                if r.status_code == 200 and post["id"] in (r.json().get("order") or []):
+                    found = True
+                    break
+                time.sleep(1)
+        if not found:
+            return f"a post with {term!r} was not found within {CHECK_WAIT:.0f} s (search backend: {backend})"
+        took = f"found in {time.monotonic() - started:.1f} s by {backend}"
+        if backend in ("opensearch", "elasticsearch"):
+            return Info(took)
+        if self.licensed_for("Elasticsearch"):
+            return f"{took}: the search hosts are not used (check ElasticsearchSettings and the search tier)"
+        return Warn(f"{took}: OpenSearch/Elasticsearch is inactive without a license granting it")
+
+    def push(self) -> str | None:
+        """A mention of a user whose session has a phone (a device id) makes Mattermost send
+        a push notification through the push proxies. Seen on the proxies' own counter
+        (service_notifications_total, with pushproxy.metrics) and, on mmdeploy's test
+        stand-in, in its record of what it received."""
+        import secrets
+        import time
+
+        # The push proxy's apps with credentials (its settings, read through the model).
+        pp = getattr(self.inventory.settings, "pushproxy", None)
+        kinds = [app.type for app in [*getattr(pp, "apple", []), *getattr(pp, "android", [])]]
+        if not kinds:
+            return Warn("not tested: no APNs or FCM credentials (pushproxy.apple, pushproxy.android)")
+        proxies = self.inventory.with_role("pushproxy")
+        nonce = secrets.token_hex(6)
+        user_token = None
+        counted, increased, recorded = {}, False, None
+        with self.client() as c:
+            try:
+                user_id, user_token = self._verify_user(c, f"{kinds[0]}-v2:mmdeploy-verify-{nonce}")
+                before = self._push_counts(proxies)
+                post = self._post(c, self.base, f"@{VERIFY_USER} push check {nonce}")
+                deadline = time.monotonic() + CHECK_WAIT
+                while time.monotonic() < deadline:
+                    counted = self._push_counts(proxies)
+                    increased = sum(counted.values()) > sum(before.values())
+                    recorded = self._push_recorded(proxies, post["id"])
+                    if increased or recorded:
+                        break
+                    time.sleep(0.5)
+            finally:
+                if user_token:  # no device sessions pile up across runs
+                    c.post(f"{self.base}/api/v4/users/logout", headers={"Authorization": f"Bearer {user_token}"})
+        if recorded:
+            return Info(f"{recorded} recorded the notification for post {post['id']}")
+        if increased:
+            by = [n for n in counted if counted[n] > before.get(n, 0)]
+            return Info(f"service_notifications_total rose on {', '.join(by)}")
+        if not counted and recorded is None:
+            return Warn("cannot observe the push proxies from here: enable pushproxy.metrics and let this "
+                        f"machine reach port {getattr(pp, 'port', 8066)} of {', '.join(h.name for h in proxies)}")
+        return (f"no push proxy took the notification of post {post['id']} within {CHECK_WAIT:.0f} s "
+                "(EmailSettings.PushNotificationServer, the balancer, the proxies' credentials)")
+
+    def _push_counts(self, proxies: list[Host]) -> dict[str, float]:
+        """service_notifications_total of each proxy that answers /metrics."""
+        import httpx
+
+        counts = {}
+        with httpx.Client(timeout=5, transport=self.transport) as c:
+            for h in proxies:
+                try:
+                    r = c.get(f"http://{h.address}:{h.settings.pushproxy.port}/metrics")
+                except httpx.HTTPError:
+                    continue
+                if r.status_code == 200:
+                    counts[h.name] = push_total(r.text)
+        return counts
+
+    def _push_recorded(self, proxies: list[Host], post_id: str) -> str | None:
+        """The proxy whose record lists `post_id` (mmdeploy's test stand-in only: the real
+        proxy has no such endpoint); "" when none does, None when no proxy keeps a record."""
+        import httpx
+
+        seen_record = False
+        with httpx.Client(timeout=5, transport=self.transport) as c:
+            for h in proxies:
+                try:
+                    r = c.get(f"http://{h.address}:{h.settings.pushproxy.port}/api/v1/received")
+                except httpx.HTTPError:
+                    continue
+                if r.status_code != 200 or r.headers.get("X-Mmdeploy-Standin") != "pushproxy":
+                    continue
+                seen_record = True
+                if any((i.get("notification") or {}).get("post_id") == post_id for i in r.json().get("received", [])):
+                    return h.name
+        return "" if seen_record else None
+
+    def _verify_user(self, c, device_id: str) -> tuple[str, str]:
+        """The verify user (created once, new random password each run), in the team, with
+        push on for every mention whatever its status; logged in as a phone with `device_id`."""
+        import secrets
+
+        auth, base = self._auth(), self.base
+        password = secrets.token_urlsafe(18) + "aA1!"
+        r = c.get(f"{base}/api/v4/users/username/{VERIFY_USER}", headers=auth)
+        if r.status_code == 200:
+            user_id = r.json()["id"]
+            r = c.put(f"{base}/api/v4/users/{user_id}/password", headers=auth, json={"new_password": password})
+        else:
+            r = c.post(f"{base}/api/v4/users", headers=auth,
+                       json={"username": VERIFY_USER, "email": f"{VERIFY_USER}@{self.domain}", "password": password})
+            user_id = r.json().get("id", "") if r.status_code == 201 else ""
+        if r.status_code not in (200, 201):
+            raise MMDeployError(f"verify user {VERIFY_USER}: HTTP {r.status_code} {r.text[:200]}")
+        team, _ = self._town_square(c)
+        r = c.post(f"{base}/api/v4/teams/{team}/members", headers=auth, json={"team_id": team, "user_id": user_id})
+        if r.status_code not in (200, 201):
+            raise MMDeployError(f"add {VERIFY_USER} to {self.mm.team_name}: HTTP {r.status_code} {r.text[:200]}")
+        props = {"push": "mention", "push_status": "online", "desktop": "mention", "email": "false", "channel": "true"}
+        r = c.put(f"{base}/api/v4/users/{user_id}/patch", headers=auth, json={"notify_props": props})
+        if r.status_code != 200:
+            raise MMDeployError(f"{VERIFY_USER} notification settings: HTTP {r.status_code} {r.text[:200]}")
+        r = c.post(f"{base}/api/v4/users/login",
+                   json={"login_id": VERIFY_USER, "password": password, "device_id": device_id})
+        if r.status_code != 200 or not r.headers.get("Token"):
+            raise MMDeployError(f"login as {VERIFY_USER}: HTTP {r.status_code} {r.text[:200]}")
+        return user_id, r.headers["Token"]
+
+
+def push_total(metrics: str) -> float:
+    """service_notifications_total of a push proxy's /metrics, all labels summed."""
+    total = 0.0
+    for line in metrics.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name == "service_notifications_total":
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _ws_connect(url: str, headers: dict):
+    from websockets.sync.client import connect
+
+    return connect(url, additional_headers=headers, open_timeout=10)
+
+
+def _await_posted(ws, post_id: str, deadline: float) -> bool:
+    """Read events until the `posted` event of `post_id`, or the deadline."""
+    import json
+    import time
+
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            event = json.loads(ws.recv(timeout=left))
+        except TimeoutError:
+            return False
+        except Exception:
+            return False
+        if event.get("event") == "posted":
+            try:
+                if json.loads(event["data"]["post"]).get("id") == post_id:
+                    return True
+            except (KeyError, TypeError, ValueError):
+                continue
+    return False
+
+
+COMPONENTS = [Mattermost(), MattermostAdmin(), MattermostSearchIndex()]

@@ -62,6 +62,13 @@ PATTERNS: dict[str, list[tuple[str, list[str]]]] = {
         ("proxy1", ["proxy"]), ("proxy2", ["proxy"]),
         ("app1", ["app", "jobserver", "monitoring", "db"]), ("app2", ["app"]),
     ],
+    # The smallest Mattermost cluster: two app servers that also run the push proxies and
+    # the S3 storage, and one host for the job server, monitoring, the database and the
+    # storage tier's third master (inventory pattern single).
+    "pair": [
+        ("proxy1", ["proxy"]), ("app1", ["app", "pushproxy", "storage"]), ("app2", ["app", "pushproxy", "storage"]),
+        ("job1", ["jobserver", "monitoring", "db"]),
+    ],
 }
 MAX_HOSTS = 60
 
@@ -177,6 +184,18 @@ def check_conflicts(hosts: list[BedHost]) -> None:
                                f"{host.name} there; run `inv testbed.down` first")
 
 
+def sysctl_flags(host: BedHost) -> list[str]:
+    """A container cannot set kernel parameters (/proc/sys is read-only in it): Mattermost
+    servers get the network ones its HA docs ask for (the mattermost component's
+    ha_sysctl defaults) from Docker at creation, as a cloud image may preset them; the
+    deploy then finds them set and persists them."""
+    if not {"app", "jobserver"} & set(host.roles):
+        return []
+    from ..components.mattermost import HA_SYSCTL
+
+    return [arg for key, value in HA_SYSCTL.items() for arg in ("--sysctl", f"{key}={value}")]
+
+
 def start_host(host: BedHost, pubkey: str, key: Path, add_hosts: list[str], log: Log,
                owner: str = "testbed", layout_name: str = "", image: str = IMAGE,
                sudo_user: str | None = None) -> list[str]:
@@ -190,7 +209,7 @@ def start_host(host: BedHost, pubkey: str, key: Path, add_hosts: list[str], log:
                 "--label", f"{ROLES_LABEL}={','.join(host.roles)}",
                 "--label", f"{OWNER_LABEL}={owner}", "--label", f"{LAYOUT_LABEL}={layout_name}",
                 # SIGRTMIN+3 makes `docker stop` a clean systemd shutdown (import cannot set it).
-                "--stop-signal", "SIGRTMIN+3", *RUN_FLAGS, *add_hosts, image)
+                "--stop-signal", "SIGRTMIN+3", *RUN_FLAGS, *sysctl_flags(host), *add_hosts, image)
     elif state.stdout.strip() != "running":
         docker("start", name)
     docker("exec", "-i", name, "sh", "-c",

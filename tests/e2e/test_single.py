@@ -147,22 +147,26 @@ def test_upgrade_side_by_side_keeps_config_and_data_then_rolls_back(site):
 
     path, overrides, _, _ = site
     config = "/opt/mattermost/config/config.json"
+    # The default version and its next patch, within one release line (the schema stays).
+    current = release.VERSION
+    major, minor, patch = current.split(".")
+    next_patch = f"{major}.{minor}.{int(patch) + 1}"
     on("app1", "install -o mattermost -g mattermost /dev/null /opt/mattermost/data/kept-across-upgrades && "
                f"jq '.TeamSettings.SiteName = \"Set In The Console\"' {config} > /tmp/c.json && "
                f"install -o mattermost -g mattermost -m 0600 /tmp/c.json {config}")
-    newer = release.overrides("10.11.5") + BED_SETTINGS
+    newer = release.overrides(next_patch) + BED_SETTINGS
     upgrade = inv("deploy", "--inventory", path, *sets(newer), "--yes")
-    assert "release mattermost 10.11.5" in upgrade.stdout
-    assert "Version: 10.11.5" in on("app1", "/opt/mattermost/bin/mattermost version")
-    assert on("app1", "ls /opt/mattermost-releases").split() == ["10.11.4", "10.11.5"]
+    assert f"release mattermost {next_patch}" in upgrade.stdout
+    assert f"Version: {next_patch}" in on("app1", "/opt/mattermost/bin/mattermost version")
+    assert on("app1", "ls /opt/mattermost-releases").split() == sorted([current, next_patch])
     assert on("app1", "test -e /opt/mattermost/data/kept-across-upgrades && echo kept").strip() == "kept"
     assert on("app1", f"jq -r .TeamSettings.SiteName {config}").strip() == "Set In The Console"
     verify = inv("verify", "--inventory", path, *sets(newer), check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     rollback = inv("deploy", "--inventory", path, *sets(overrides), "--yes")
-    assert "release mattermost 10.11.4" not in rollback.stdout  # still on disk: no download, no unpack
-    assert "activate release 10.11.4" in rollback.stdout
-    assert "Version: 10.11.4" in on("app1", "/opt/mattermost/bin/mattermost version")
+    assert f"release mattermost {current}" not in rollback.stdout  # still on disk: no download, no unpack
+    assert f"activate release {current}" in rollback.stdout
+    assert f"Version: {current}" in on("app1", "/opt/mattermost/bin/mattermost version")
     assert on("app1", f"jq -r .TeamSettings.SiteName {config}").strip() == "Set In The Console"
 
 

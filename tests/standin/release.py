@@ -12,10 +12,13 @@ import subprocess
 from pathlib import Path
 
 from mmdeploy import testbed
+from mmdeploy.releases import DEFAULT_VERSION
 
 HERE = Path(__file__).resolve().parent
 DIST = HERE / "dist"
-VERSION = os.environ.get("MMSTANDIN_VERSION", "10.11.4")
+# The default follows mmdeploy's own (releases.DEFAULT_VERSION), so a bed deploys what a
+# site gets by default.
+VERSION = os.environ.get("MMSTANDIN_VERSION", DEFAULT_VERSION)
 LICENSE_KEY = Path(os.environ.get("MMSTANDIN_LICENSE_KEY", HERE / ".license-key.pem"))
 
 

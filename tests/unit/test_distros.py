@@ -135,7 +135,7 @@ def test_nginx_exporter_flags_per_series():
 
 def test_mysqld_exporter_login_per_series(write_inventory, tmp_path):
     """bookworm's 0.14 reads DATA_SOURCE_NAME; trixie's 0.17 only a my.cnf file."""
-    mysql = "settings: {domain: chat.example.com, database: {engine: mysql}}"
+    mysql = "settings: {domain: chat.example.com, database: {engine: mysql}, mattermost: {version: 10.11.23}}"
     inv = inventory.load(write_inventory(SITE.replace("settings: {domain: chat.example.com}", mysql)))
     topo = Topology([inv.host("db1")], {}, inv.host("db1"), "writable")
     secrets = Secrets(tmp_path / "s.yml", Redactor())

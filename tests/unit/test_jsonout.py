@@ -41,9 +41,11 @@ def test_plan_and_deploy_documents(tmp_path, write_inventory, monkeypatch, valid
     redactor = Redactor()
     secrets = Secrets(tmp_path / "site.secrets.yml", redactor)
     report = runner.run(inv, [Files(tmp_path / "hosts", fail_on=("db1",))], mode=mode, secrets=secrets,
-                        reporter=Reporter(redactor, out=io.StringIO()), run_root=tmp_path / "runs")
+                        reporter=Reporter(redactor, out=io.StringIO()), run_root=tmp_path / "runs",
+                        warnings=["Mattermost 10.5.1 is a known-bad patch"])
     doc = roundtrip(jsonout.run(report, inv), redactor)
     validator.validate(doc)
+    assert doc["warnings"] == ["Mattermost 10.5.1 is a known-bad patch"]
     hosts = {h["name"]: h for h in doc["hosts"]}
     if mode == "plan":  # a plan only says the failing command would run
         assert doc["kind"] == "plan" and doc["ok"] is True and hosts["db1"]["error"] is None
@@ -63,11 +65,13 @@ def test_plan_and_deploy_documents(tmp_path, write_inventory, monkeypatch, valid
 
 def test_verify_document(tmp_path, write_inventory, validator):
     inv = inventory.load(write_inventory(SINGLE))
-    results = [api.CheckResult("HTTPS ping", True, None, 0.12), api.CheckResult("replication", False, "db2 lags", 1.5)]
+    results = [api.CheckResult("HTTPS ping", True, None, 0.12), api.CheckResult("replication", False, "db2 lags", 1.5),
+               api.CheckResult("license", True, None, 0.2, "no license: cluster mode inactive", True)]
     doc = roundtrip(jsonout.verify(results, inv))
     validator.validate(doc)
     assert doc["ok"] is False and doc["checks"][1] == {"name": "replication", "ok": False, "problem": "db2 lags",
-                                                        "seconds": 1.5}
+                                                        "seconds": 1.5, "detail": None, "warning": False}
+    assert doc["checks"][2]["detail"] == "no license: cluster mode inactive" and doc["checks"][2]["warning"] is True
 
 
 def test_db_status_document(write_inventory, validator):

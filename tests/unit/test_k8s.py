@@ -88,7 +88,7 @@ def test_license_and_mysql(tmp_path):
     license_file = tmp_path / "mattermost.license"
     license_file.write_text("LICENSE-TEXT\n")
     inv, _, rendered = render("single", tmp_path, [f"mattermost.license_file={license_file}",
-                                                   "database.engine=mysql"])
+                                                   "database.engine=mysql", "mattermost.version=10.11.23"])
     spec = rendered.custom_resource["spec"]
     assert spec["licenseSecret"] == "mattermost-license"
     secrets = {d["metadata"]["name"]: d["stringData"] for d in rendered.documents["secrets.yaml"]}

@@ -3,7 +3,8 @@ job server placement, first admin without a secret on any command line."""
 
 import pytest
 
-from mmdeploy import inventory
+from mmdeploy import inventory, releases
+from mmdeploy.facts import Fact
 from mmdeploy.component import Context
 from mmdeploy.components import mattermost as mm
 from mmdeploy.errors import MMDeployError
@@ -32,6 +33,16 @@ hosts:
 """
 
 
+class FakeFacts:
+    """Every probe answers `ok` (a host whose clock chrony may set, unless told otherwise)."""
+
+    def __init__(self, ok=True):
+        self.ok = ok
+
+    def get(self, commands):
+        return {c: Fact(0 if self.ok else 1, "") for c in commands}
+
+
 @pytest.fixture
 def site(write_inventory, tmp_path, request):
     inv = inventory.load(write_inventory(SITE.format(sha="a" * 64)), getattr(request, "param", ()))
@@ -40,8 +51,8 @@ def site(write_inventory, tmp_path, request):
     db1, db2 = inv.host("db1"), inv.host("db2")
     states = {"db1": NodeState(db1, True, True, "primary", True), "db2": NodeState(db2, True, True, "replica", False)}
 
-    def ctx(name):
-        return Context(inv, inv.host(name), secrets, facts=None,
+    def ctx(name, facts=None):
+        return Context(inv, inv.host(name), secrets, facts=facts or FakeFacts(),
                        shared=mm.DBView(Topology([db1, db2], states, db1, "writable")))
 
     ctx.inv, ctx.secrets = inv, secrets
@@ -56,7 +67,9 @@ def test_release_url_is_the_official_pattern():
 
 
 def test_artifact_needs_a_checksum(site, write_inventory):
-    assert mm.artifact(site.inv.settings).url == mm.release_url("10.11.4", "enterprise")
+    # The default version is the release table's (issue #15): the current ESR's newest patch.
+    assert site.inv.settings.mattermost.version == releases.DEFAULT_VERSION
+    assert mm.artifact(site.inv.settings).url == mm.release_url(releases.DEFAULT_VERSION, "enterprise")
     bare = inventory.load(write_inventory(SITE.replace('    sha256: "{sha}"\n', "").format(), "bare.yml"))
     with pytest.raises(MMDeployError, match="settings.mattermost.sha256 is required"):
         mm.artifact(bare.settings)
@@ -112,8 +125,8 @@ def test_units_and_first_admin(site):
 
 
 def test_unit_file_follows_mattermost_docs(site):
-    text = site("app1").render("mattermost/mattermost.service.j2", command="", env_file="")
-    assert "EnvironmentFile" not in text
+    text = site("app1").render("mattermost/mattermost.service.j2", command="", env_file="", nofile=49152, nproc=None)
+    assert "EnvironmentFile" not in text and "LimitNPROC" not in text
     for line in ("Type=notify", "TimeoutStartSec=3600", "KillMode=mixed", "Restart=always",
                  "LimitNOFILE=49152", "User=mattermost", "ExecStart=/opt/mattermost/bin/mattermost\n"):
         assert line in text
@@ -123,7 +136,7 @@ def test_config_in_database_off_keeps_config_json(site):
     names = [s.name for s in mm.Mattermost().steps(site("app1"))]
     assert "json /opt/mattermost/config/config.json" in names
     assert not any(mm.ETC in n for n in names)
-    assert list(mm.Mattermost().handlers(site("app1"))) == ["restart"]
+    assert list(mm.Mattermost().handlers(site("app1"))) == ["license", "restart", "restart chrony"]
 
 
 DB_CONFIG = ["mattermost.config_in_database=true"]
@@ -139,7 +152,8 @@ def test_config_in_database(site):
     dsn = mm.datasource(site.inv.settings, site.inv.host("db1"), password)
     assert env.content.decode().splitlines() == [
         f'MM_CONFIG="{dsn}"', f'MM_SQLSETTINGS_DATASOURCE="{dsn}"', 'MM_SERVICESETTINGS_ENABLELOCALMODE="true"',
-        'MM_JOBSETTINGS_RUNJOBS="false"', 'MM_JOBSETTINGS_RUNSCHEDULER="false"']
+        'MM_JOBSETTINGS_RUNJOBS="false"', 'MM_JOBSETTINGS_RUNSCHEDULER="false"',
+        'MM_CLUSTERSETTINGS_ADVERTISEADDRESS="10.0.0.2"']
     # Per host in the environment: the shared database config cannot say who runs jobs.
     job_env = next(s for s in job1 if isinstance(s, File) and s.path == mm.ENV_FILE).content.decode()
     assert 'MM_JOBSETTINGS_RUNJOBS="true"' in job_env
@@ -147,6 +161,8 @@ def test_config_in_database(site):
     assert isinstance(patch, SecretFile) and patch.mode == "0600" and patch.notify == ("patch-config",)
     keys = __import__("json").loads(patch.content)
     assert keys["SqlSettings"]["DataSource"] == dsn and "JobSettings" not in keys
+    # The shared config names no host: each gossips at its own address from the environment.
+    assert "AdvertiseAddress" not in keys["ClusterSettings"] and keys["ClusterSettings"]["Enable"] is True
     assert keys["ServiceSettings"]["EnableCustomEmoji"] is True
     assert not any(isinstance(s, File) and s.path == mm.CONFIG_PATCH for s in job1)  # no local socket there
     units = [s for s in app1 + job1 if isinstance(s, File) and s.path.startswith("/etc/systemd/system/")]
@@ -161,7 +177,248 @@ def test_config_in_database(site):
             assert password not in step.script and password not in (step.unless or "")
 
 
-@pytest.mark.parametrize("site", [DB_CONFIG + ["database.engine=mysql"]], indirect=True)
+@pytest.mark.parametrize("site", [DB_CONFIG + ["database.engine=mysql", "mattermost.version=10.11.23"]], indirect=True)
 def test_config_in_database_mysql_dsn_scheme(site):
     env = next(s for s in mm.Mattermost().steps(site("app1")) if isinstance(s, File) and s.path == mm.ENV_FILE)
     assert env.content.decode().startswith('MM_CONFIG="mysql://mmuser:')
+
+
+# --- cluster mode and the multi pattern's services ------------------------------------------
+
+
+def test_cluster_settings_per_host(site):
+    app1 = mm.config(site("app1"), site.inv.host("db1"), [])
+    app2 = mm.config(site("app2"), site.inv.host("db1"), [])
+    job = mm.config(site("job1"), site.inv.host("db1"), [])
+    # The same name on every node (derived from the site), each gossiping at its private address.
+    for cfg in (app1, app2, job):
+        assert cfg["ClusterSettings"]["ClusterName"] == "mmdeploy-chat.example.com"
+        assert cfg["ClusterSettings"]["GossipPort"] == 8074 and cfg["ClusterSettings"]["Enable"] is True
+    assert app1["ClusterSettings"]["AdvertiseAddress"] == "10.0.0.2"
+    assert app2["ClusterSettings"]["AdvertiseAddress"] == "10.0.0.3"
+    assert job["ClusterSettings"]["AdvertiseAddress"] == "192.0.2.4"  # no private address: its address
+    # Without storage, search or push hosts nothing of them is configured.
+    assert app1["FileSettings"]["DriverName"] == "local" and "ElasticsearchSettings" not in app1
+    assert "PushNotificationServer" not in app1["EmailSettings"]
+
+
+@pytest.mark.parametrize("site", [["mattermost.cluster_name=blue"]], indirect=True)
+def test_cluster_name_setting(site):
+    assert mm.config(site("app2"), site.inv.host("db1"), [])["ClusterSettings"]["ClusterName"] == "blue"
+
+
+def test_cluster_steps_sysctl_limits_and_chrony(site):
+    steps = {s.name: s for s in mm.Mattermost().steps(site("app1"))}
+    sysctl = {name for name in steps if name.startswith("sysctl ")}
+    assert sysctl == {f"sysctl {k}" for k in mm.HA_SYSCTL}
+    assert steps["sysctl net.ipv4.ip_local_reserved_ports"].value == "8065,8067,8074"
+    unit = steps["file /etc/systemd/system/mattermost.service"].content.decode()
+    assert "LimitNOFILE=65536\nLimitNPROC=8192\n" in unit
+    assert "packages chrony" in steps and "service chrony" in steps
+    # A host whose clock cannot be set (a container): chrony installed, never started.
+    in_container = [s.name for s in mm.Mattermost().steps(site("app1", FakeFacts(ok=False)))]
+    assert "service chrony" not in in_container
+    # NTP servers of the site's own replace Debian's pool.
+    assert not any(n.startswith("file /etc/chrony") for n in steps)
+
+
+@pytest.mark.parametrize("site", [["time.servers=[ntp1.example.com]"]], indirect=True)
+def test_time_servers(site):
+    steps = {s.name: s for s in mm.Mattermost().steps(site("app1"))}
+    conf = steps["file /etc/chrony/chrony.conf"].content.decode()
+    assert "server ntp1.example.com iburst\n" in conf and "\npool " not in conf
+    assert steps["file /etc/chrony/chrony.conf"].notify == ("restart chrony",)
+
+
+def test_one_app_server_is_no_cluster(write_inventory, tmp_path):
+    one = SITE.replace("  - {{name: app2, address: 192.0.2.3, private_address: 10.0.0.3, roles: [app]}}\n", "")
+    inv = inventory.load(write_inventory(one.format(sha="a" * 64)))
+    db1 = inv.host("db1")
+    ctx = Context(inv, inv.host("app1"), Secrets(tmp_path / "s.yml", Redactor()), FakeFacts(),
+                  mm.DBView(Topology([db1], {"db1": NodeState(db1, True, True, "primary", True)}, db1, "w")))
+    assert mm.config(ctx, db1, [])["ClusterSettings"]["Enable"] is False
+    names = [s.name for s in mm.Mattermost().steps(ctx)]
+    assert not any(n.startswith("sysctl") or "chrony" in n for n in names)
+    unit = next(s for s in mm.Mattermost().steps(ctx) if s.name.endswith("mattermost.service")).content.decode()
+    assert "LimitNOFILE=49152\n\n[Install]" in unit and "LimitNPROC" not in unit  # as before this change
+
+
+def test_license_installed_before_start_and_uploaded_when_changed(site, tmp_path, write_inventory):
+    lic = tmp_path / "site.mattermost-license"
+    lic.write_text("TEST-LICENSE")
+    inv_path = write_inventory(SITE.format(sha="a" * 64), "lic.yml")
+    inv = inventory.load(inv_path, [f"mattermost.license_file={lic}"])
+    db1 = inv.host("db1")
+    view = mm.DBView(Topology([db1], {"db1": NodeState(db1, True, True, "primary", True)}, db1, "w"))
+
+    def ctx(name):
+        return Context(inv, inv.host(name), Secrets(tmp_path / "s.yml", Redactor()), FakeFacts(), view)
+
+    app = mm.Mattermost().steps(ctx("app1"))
+    names = [s.name for s in app]
+    license_step = app[names.index(f"file {mm.LICENSE}")]
+    # The file is in place before the service starts (the first start stores it in the database).
+    assert names.index(f"file {mm.LICENSE}") < names.index("service mattermost")
+    assert license_step.mode == "0600" and license_step.notify == ("license", "restart")
+    handlers = mm.Mattermost().handlers(ctx("app1"))
+    assert list(handlers)[:2] == ["license", "restart"]  # the upload, then the restart that applies it
+    assert f"mmctl --local license upload {mm.LICENSE}" in handlers["license"].script
+    assert mm.config(ctx("app1"), db1, [])["ServiceSettings"]["LicenseFileLocation"] == mm.LICENSE
+    # The job server has no local socket: it gets the file, and reads the database's license.
+    job = mm.Mattermost().steps(ctx("job1"))
+    assert next(s for s in job if s.name == f"file {mm.LICENSE}").notify == ("restart",)
+    assert "license" not in mm.Mattermost().handlers(ctx("job1"))
+
+
+def test_missing_license_file_is_refused_before_any_host(write_inventory):
+    from mmdeploy.errors import InventoryError
+
+    path = write_inventory(SITE.format(sha="a" * 64).replace(
+        "  mattermost:\n", "  mattermost:\n    license_file: /nonexistent/site.mattermost-license\n"))
+    with pytest.raises(InventoryError) as e:
+        inventory.load(path)
+    (line,) = [p for p in e.value.problems if "license_file" in p]
+    assert line.startswith(f"{path}:5: settings.mattermost.license_file: no such file")
+
+
+def test_failover_repoint_skips_the_cluster_extras(site):
+    """A re-point after a DB failover only rewrites the config and restarts: no packages,
+    no sysctl, no license upload (it must stay fast and not wait on the database)."""
+    ctx = site("app1")
+    ctx.shared = mm.DBView(ctx.shared.topology, failover=True)
+    names = [s.name for s in mm.Mattermost().steps(ctx)]
+    assert not any(n.startswith("sysctl") or "chrony" in n for n in names)
+    assert "json /opt/mattermost/config/config.json" in names
+    other = site("app2")
+    other.shared = mm.DBView(other.shared.topology, failover=True)
+    assert not any(s.name.startswith("first start after") for s in mm.Mattermost().steps(other))
+    assert mm.Mattermost().handlers(ctx)["restart"].script.startswith("set -e\nif ! timeout 1 systemctl stop")
+
+
+MULTI = """\
+pattern: multi
+settings:
+  domain: chat.example.com
+  mattermost: {{sha256: "{sha}"}}
+hosts:
+  - {{name: proxy1, address: 192.0.2.1, private_address: 10.0.0.1, roles: [proxy]}}
+  - {{name: proxy2, address: 192.0.2.2, private_address: 10.0.0.2, roles: [proxy]}}
+  - {{name: app1, address: 192.0.2.3, private_address: 10.0.0.3, roles: [app]}}
+  - {{name: app2, address: 192.0.2.4, private_address: 10.0.0.4, roles: [app]}}
+  - {{name: job1, address: 192.0.2.5, private_address: 10.0.0.5, roles: [jobserver, monitoring]}}
+  - {{name: db1, address: 192.0.2.6, private_address: 10.0.0.6, roles: [db]}}
+  - {{name: db2, address: 192.0.2.7, private_address: 10.0.0.7, roles: [db]}}
+  - {{name: db3, address: 192.0.2.8, private_address: 10.0.0.8, roles: [db]}}
+  - {{name: search1, address: 192.0.2.9, private_address: 10.0.0.9, roles: [search]}}
+  - {{name: search2, address: 192.0.2.10, private_address: 10.0.0.10, roles: [search]}}
+  - {{name: storage1, address: 192.0.2.11, private_address: 10.0.0.11, roles: [storage]}}
+  - {{name: storage2, address: 192.0.2.12, private_address: 10.0.0.12, roles: [storage]}}
+  - {{name: push1, address: 192.0.2.13, private_address: 10.0.0.13, roles: [pushproxy]}}
+  - {{name: push2, address: 192.0.2.14, private_address: 10.0.0.14, roles: [pushproxy]}}
+"""
+# What the proxies' balancer serves (balancer.endpoint): the storage and search components
+# are other branches', so their layers are given here as they will declare them.
+LAYERS = {"storage": ("10.0.0.1", 8333), "search": ("10.0.0.1", 9200), "pushproxy": ("10.0.0.1", 8066)}
+
+
+@pytest.fixture
+def multi(write_inventory, tmp_path, monkeypatch):
+    monkeypatch.setattr(mm.balancer, "endpoint", lambda inv, layer: LAYERS.get(layer))
+    inv = inventory.load(write_inventory(MULTI.format(sha="a" * 64), "multi.yml"))
+    db = [inv.host(f"db{i}") for i in (1, 2, 3)]
+    states = {h.name: NodeState(h, True, True, "primary" if h is db[0] else "replica", h is db[0]) for h in db}
+    secrets = Secrets(tmp_path / "s.yml", Redactor())
+
+    def ctx(name):
+        return Context(inv, inv.host(name), secrets, FakeFacts(), mm.DBView(Topology(db, states, db[0], "w")))
+
+    ctx.inv, ctx.secrets, ctx.db = inv, secrets, db
+    return ctx
+
+
+def test_multi_pattern_keeps_the_config_in_the_database(multi):
+    assert multi.inv.settings.mattermost.config_in_database is True  # the pattern's default
+    names = [s.name for s in mm.Mattermost().steps(multi("app1"))]
+    assert f"file {mm.CONFIG_PATCH}" in names and "json /opt/mattermost/config/config.json" not in names
+
+
+def test_multi_services_at_the_balancer(multi):
+    cfg = mm.config(multi("app1"), multi.db[0], multi.db[1:])
+    files = cfg["FileSettings"]
+    assert files["DriverName"] == "amazons3" and files["AmazonS3Endpoint"] == "10.0.0.1:8333"
+    assert (files["AmazonS3SSL"], files["AmazonS3SignV2"], files["AmazonS3Bucket"]) == (False, False, "mattermost")
+    assert files["AmazonS3AccessKeyId"] == multi.secrets.get(mm.STORAGE_ACCESS_KEY)
+    assert files["AmazonS3SecretAccessKey"] == multi.secrets.get(mm.STORAGE_SECRET_KEY)
+    search = cfg["ElasticsearchSettings"]
+    assert search["ConnectionURL"] == "http://10.0.0.1:9200" and search["Backend"] == "opensearch"
+    assert search["EnableIndexing"] and search["EnableSearching"] and search["EnableAutocomplete"]
+    # As many index replicas as the search tier keeps (components/search.py: 1 on two nodes).
+    assert (search["PostIndexReplicas"], search["ChannelIndexReplicas"], search["UserIndexReplicas"]) == (1, 1, 1)
+    email = cfg["EmailSettings"]
+    assert email["SendPushNotifications"] is True and email["PushNotificationServer"] == "http://10.0.0.1:8066"
+    assert email["SMTPServer"] == ""  # the push keys join the mail keys, they do not replace them
+    assert len(cfg["SqlSettings"]["DataSourceReplicas"]) == 2
+    assert cfg["ClusterSettings"]["Enable"] is True
+
+
+def test_multi_storage_from_the_storage_component(write_inventory, tmp_path):
+    """The storage component (components/storage) declares the layer: Mattermost's S3
+    endpoint is the balancer's address on its port, the bucket and region its settings'."""
+    inv = inventory.load(write_inventory(MULTI.format(sha="a" * 64), "multi.yml"),
+                         ["storage.bucket=chat-files", "storage.region=eu-west-1"])
+    db = [inv.host(f"db{i}") for i in (1, 2, 3)]
+    states = {h.name: NodeState(h, True, True, "primary" if h is db[0] else "replica", h is db[0]) for h in db}
+    ctx = Context(inv, inv.host("app2"), Secrets(tmp_path / "s.yml", Redactor()), FakeFacts(),
+                  mm.DBView(Topology(db, states, db[0], "w")))
+    files = mm.config(ctx, db[0], db[1:])["FileSettings"]
+    assert (files["AmazonS3Endpoint"], files["AmazonS3Bucket"], files["AmazonS3Region"]) == \
+        ("10.0.0.1:8333", "chat-files", "eu-west-1")
+
+
+def test_multi_config_is_valid_for_mattermost(multi, tmp_path):
+    """The rendered keys pass Mattermost's own model validation (SetDefaults + IsValid of the
+    Apache-2.0 model package, tests/standin/configcheck), as the server checks at start."""
+    import json
+    import subprocess
+
+    from tests.standin import release
+
+    release.build()  # also builds dist/configcheck
+    cfg = mm.config(multi("app1"), multi.db[0], multi.db[1:])
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    p = subprocess.run([str(release.DIST / "configcheck"), str(path)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stdout + p.stderr
+
+
+def test_search_index_job_once_on_the_first_app_server(multi):
+    component = mm.MattermostSearchIndex()
+    assert [h.name for h in component.hosts(multi.inv)] == ["app1"]
+    (step,) = component.steps(multi("app1"))
+    assert '"type": "elasticsearch_post_indexing"' in step.script and "/api/v4/jobs" in step.script
+    # Skipped once a job of that type is pending, running or done.
+    assert "/api/v4/jobs/type/elasticsearch_post_indexing" in step.unless and "success" in step.unless
+
+
+def test_release_warnings_once_per_version(site, write_inventory):
+    from datetime import date
+
+    old = inventory.load(write_inventory(SITE.format(sha="a" * 64), "old.yml"), ["mattermost.version=10.5.1"])
+    found = mm.Mattermost().warnings(old, date(2026, 11, 29))
+    assert len(found) == 2  # a known-bad patch, out of support: said once though 4 hosts run it
+    assert all(w.startswith("Mattermost 10.5.1") for w in found)
+    assert mm.Mattermost().warnings(site.inv, date(2026, 11, 29)) == []  # the default is supported
+
+
+def test_the_other_servers_start_after_the_first(site):
+    """On a fresh database the first app server starts alone (it creates the schema and the
+    database config); the others wait, bounded, until it answers, then start."""
+    first = [s.name for s in mm.Mattermost().steps(site("app1"))]
+    assert not any(n.startswith("first start after") for n in first)
+    for name, unit in (("app2", "mattermost"), ("job1", "mattermost-jobserver")):
+        steps = mm.Mattermost().steps(site(name))
+        names = [s.name for s in steps]
+        wait = steps[names.index("first start after app1")]
+        assert names.index("first start after app1") == names.index(f"service {unit}") - 1
+        assert "http://10.0.0.2:8065/api/v4/system/ping" in wait.script and "seq 150" in wait.script
+        assert wait.unless == f"systemctl is-active {unit} >/dev/null" and wait.timeout == 420

@@ -91,7 +91,7 @@ def test_scrape_targets_from_the_inventory(site):
 
 
 def test_mysql_engine_and_settings_change_the_targets(site):
-    config = rendered_config(site("database.engine=mysql", "mattermost.metrics_port=9999",
+    config = rendered_config(site("database.engine=mysql", "mattermost.version=10.11.23", "mattermost.metrics_port=9999",
                                   "monitoring.scrape_interval=1m"))
     jobs = targets(config)
     assert "postgres" not in jobs and jobs["mysql"] == ["10.0.0.4:9104", "10.0.0.5:9104"]
@@ -115,7 +115,7 @@ def test_exporters_per_role(site):
     assert not any("postgres" in n or "nginx" in n for n in names["app1"])
     assert "packages prometheus-nginx-exporter" in names["proxy1"]
     assert "service prometheus-postgres-exporter" in names["db1"]
-    mysql = [s.name for s in Exporters().steps(site("database.engine=mysql", host="db1"))]
+    mysql = [s.name for s in Exporters().steps(site("database.engine=mysql", "mattermost.version=10.11.23", host="db1"))]
     assert "packages prometheus-mysqld-exporter" in mysql and not any("postgres" in n for n in mysql)
 
 

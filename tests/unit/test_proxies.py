@@ -65,11 +65,12 @@ class FakeSearch(Component):
 
 
 class FakePush(Component):
-    """A layer with no health path: checked with a TCP connect; only app servers may use it."""
+    """A layer with no health path: checked with a TCP connect; only app servers may use it.
+    (The real layers all declare an HTTP health path: this one stands for a TCP layer.)"""
 
-    name = "fake-push"
+    name = "fake-tcp"
     roles = ("pushproxy",)
-    balanced = (Balanced("push", 8066, clients=("app",)),)
+    balanced = (Balanced("tcp-demo", 8099, clients=("app",)),)
 
 
 @pytest.fixture
@@ -335,7 +336,8 @@ def test_no_balanced_layer_no_haproxy(site):
 def test_balanced_layers_derive_haproxy_and_its_scrape_job(site, with_layers):
     ctx = site()
     found = {b.name: [h.name for h in hosts] for b, hosts in with_layers.balanced_layers(ctx.inventory)}
-    assert found == {"storage": ["s1", "s2", "s3", "s4"], "search": ["s1", "s2", "s3"], "push": ["s1", "s2"]}
+    assert found == {"storage": ["s1", "s2", "s3", "s4"], "search": ["s1", "s2", "s3"], "pushproxy": ["s1", "s2"],
+                     "tcp-demo": ["s1", "s2"]}
     assert [h.name for h in Haproxy().hosts(ctx.inventory)] == ["lb1", "lb2"]
     jobs = {j.name: [t.address for t in j.targets] for j in scrape_jobs(ctx.inventory)}
     assert jobs["haproxy"] == ["10.0.0.1:8405", "10.0.0.2:8405"]
@@ -358,9 +360,11 @@ def test_haproxy_frontends_on_every_vip_for_their_clients_only(site, with_layers
     assert re.findall(r"bind (\S+)", search) == ["10.0.0.100:9200", "10.0.0.101:9200"]
     assert "tcp-request connection reject unless { src 10.0.0.11 10.0.0.12 10.0.0.13 10.0.0.21 }" in search
     assert "mode http" in search and "default_backend search" in search
-    push = section(conf, "frontend push")
-    assert "tcp-request connection reject unless { src 10.0.0.11 10.0.0.12 10.0.0.13 }" in push  # app only
-    assert "mode tcp" in push
+    push = section(conf, "frontend pushproxy")  # components/pushproxy.py: app and job servers
+    assert "tcp-request connection reject unless { src 10.0.0.11 10.0.0.12 10.0.0.13 10.0.0.21 }" in push
+    tcp = section(conf, "frontend tcp-demo")
+    assert "tcp-request connection reject unless { src 10.0.0.11 10.0.0.12 10.0.0.13 }" in tcp  # app only
+    assert "mode tcp" in tcp
 
 
 def test_haproxy_backends_checked_balanced_retried(site, with_layers):
@@ -369,8 +373,10 @@ def test_haproxy_backends_checked_balanced_retried(site, with_layers):
     assert "balance leastconn" in search and "option httpchk GET /_cluster/health" in search
     assert re.findall(r"server (\S+) (\S+) check", search) == [
         ("s1", "10.0.0.41:9200"), ("s2", "10.0.0.42:9200"), ("s3", "10.0.0.43:9200")]
-    push = section(conf, "backend push")
-    assert "httpchk" not in push and "mode tcp" in push  # a TCP check
+    push = section(conf, "backend pushproxy")
+    assert "option httpchk GET /version" in push
+    tcp = section(conf, "backend tcp-demo")
+    assert "httpchk" not in tcp and "mode tcp" in tcp  # a TCP check
     defaults = section(conf, "defaults")
     for line in ("retries 2", "option redispatch 1", "timeout connect 2s", "timeout server 60s",
                  "default-server inter 2s fall 2 rise 2"):
@@ -406,7 +412,8 @@ def test_without_vip_haproxy_listens_on_the_proxy_itself(site, with_layers):
     text = SITE.replace("  proxy:\n    vip: [10.0.0.100/24, 10.0.0.101/24]\n", "")
     ctx = site(text=text, host="lb2")
     binds = {layer.name: layer.binds for layer in layers(ctx.inventory, ctx.host)}
-    assert binds == {"storage": ("10.0.0.2:8333",), "search": ("10.0.0.2:9200",), "push": ("10.0.0.2:8066",)}
+    assert binds == {"storage": ("10.0.0.2:8333",), "search": ("10.0.0.2:9200",), "pushproxy": ("10.0.0.2:8066",),
+                     "tcp-demo": ("10.0.0.2:8099",)}
     assert not [s for s in Haproxy().steps(ctx) if isinstance(s, Sysctl)]  # only local addresses
 
 

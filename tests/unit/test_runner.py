@@ -75,12 +75,13 @@ def site(tmp_path, write_inventory, monkeypatch):
     files = tmp_path / "hosts"
     files.mkdir()
 
-    def run(mode, components=None, limit=None, inv=inv):
+    def run(mode, components=None, limit=None, inv=inv, warnings=()):
         out = io.StringIO()
         redactor = Redactor()
         secrets = Secrets(tmp_path / "site.secrets.yml", redactor)
         report = runner.run(inv, components or [Files(files)], mode=mode, secrets=secrets,
-                            reporter=Reporter(redactor, out=out), limit=limit, run_root=tmp_path / "runs")
+                            reporter=Reporter(redactor, out=out), limit=limit, run_root=tmp_path / "runs",
+                            warnings=warnings)
         return report, out.getvalue()
 
     run.files, run.unreachable, run.inv, run.tmp = files, unreachable, inv, tmp_path
@@ -219,3 +220,82 @@ def test_a_handler_left_pending_by_an_interrupted_run_runs_next_time(site, monke
     assert (site.files / "db1" / "restarts").read_text() == "restart\n"  # nothing pending there
     third, _ = site("apply")
     assert third.changed == 0 and (site.files / "app1" / "restarts").read_text() == "restart\n"
+
+
+def test_warnings_come_first_in_the_output_and_the_report(site):
+    """Release warnings (issue #15) are printed before any step, copied to the run log, and
+    returned in the report so API users see them."""
+    warning = "Mattermost 10.5.1 is a known-bad patch: bundles Jira plugin v4.2.0"
+    report, out = site("plan", warnings=[warning])
+    assert report.warnings == [warning]
+    lines = out.splitlines()
+    assert lines[0] == f"warning: {warning}"
+    assert any("would create" in line for line in lines[1:])
+    log = next((site.tmp / "runs").iterdir()) / "output.log"
+    assert log.read_text().splitlines()[0] == f"warning: {warning}"
+    assert site("plan")[0].warnings == []
+
+
+def test_run_warnings_once_per_version_from_the_selected_components(write_inventory):
+    """api.run_warnings asks the selected components: Mattermost's are releases.warnings for
+    each distinct version its hosts deploy (host vars may differ), each said once."""
+    from datetime import date
+
+    import mmdeploy
+    from mmdeploy import releases
+
+    path = write_inventory(SINGLE.replace("    roles: [proxy]\n", "    roles: [proxy]\n    vars: {mattermost: {version: 11.8.5}}\n"))
+    inv = inventory.load(path, ["mattermost.version=10.5.1"])  # --set wins over host vars: one version
+    day = date(2026, 11, 29)
+    found = mmdeploy.run_warnings(inv, today=day)
+    assert found == releases.warnings("10.5.1", day)
+    assert len(found) == 2 and mmdeploy.run_warnings(inv, only=["base"], today=day) == []
+    mixed = inventory.load(write_inventory("""\
+pattern: single
+hosts:
+  - {name: proxy1, address: 192.0.2.1, roles: [proxy]}
+  - {name: app1, address: 192.0.2.2, roles: [app, monitoring, db]}
+  - {name: app2, address: 192.0.2.3, roles: [app], vars: {mattermost: {version: 11.8.5}}}
+  - {name: job1, address: 192.0.2.4, roles: [jobserver], vars: {mattermost: {version: 11.8.5}}}
+""", "mixed.yml"))
+    later = date(2027, 5, 1)
+    assert mmdeploy.run_warnings(mixed, today=day) == releases.warnings("11.8.5", day)  # the default is fine
+    assert mmdeploy.run_warnings(mixed, today=later) == \
+        releases.warnings(releases.DEFAULT_VERSION, later) + releases.warnings("11.8.5", later)
+
+
+def test_verify_reports_info_and_warnings_as_passing(write_inventory, monkeypatch):
+    """A check may pass with a line worth reading (Info: the running version) or a warning
+    (Warn: a feature inactive without a license); only a problem fails, and a check that
+    raises fails with the reason."""
+    import mmdeploy
+    from mmdeploy import registry as registry_module
+    from mmdeploy.component import Check, Info, Warn
+
+    class Checked(Component):
+        name = "checked"
+
+        def checks(self, inv):
+            def boom():
+                raise RuntimeError("no route to host")
+            return [Check("version", lambda: Info("Mattermost 11.7.15 (11.7 ESR)")),
+                    Check("license", lambda: Warn("no license: cluster mode inactive")),
+                    Check("plain", lambda: None), Check("broken", lambda: "app2 not in the cluster"),
+                    Check("raises", boom)]
+
+    class Registry:
+        secrets: dict = {}
+
+        def by_name(self, names):
+            return [Checked()]
+
+    inv = inventory.load(write_inventory(SINGLE))
+    monkeypatch.setattr(registry_module, "registry", lambda: Registry())
+    out = io.StringIO()
+    results = mmdeploy.verify(inv, out=out)
+    assert out.getvalue().splitlines() == [
+        "ok   version: Mattermost 11.7.15 (11.7 ESR)", "warn license: no license: cluster mode inactive",
+        "ok   plain", "FAIL broken: app2 not in the cluster", "FAIL raises: RuntimeError: no route to host"]
+    assert [(r.ok, r.warning) for r in results] == [(True, False), (True, True), (True, False), (False, False),
+                                                     (False, False)]
+    assert results[0].detail == "Mattermost 11.7.15 (11.7 ESR)" and results[0].problem is None

@@ -983,6 +983,52 @@ def test_search_through_opensearch_only_with_a_license(pgserver, install, tmp_pa
         osrv.stop()
 
 
+def test_license_upload_replaces_a_stored_license_jobs_by_type_and_user_patch(pg, install, tmp_path):
+    """As on the real server: once a license is in the database a changed file is ignored,
+    and `mmctl --local license upload` installs the new one; GET /api/v4/jobs/type/{type}
+    lists the jobs a deploy asks for once; PUT /api/v4/users/{id}/patch checks notify_props."""
+    lic = tmp_path / "site.mattermost-license"
+    lic.write_bytes(_license(tmp_path / "a", features="elastic_search").read_bytes())
+    srv = Server(install, tmp_path / "srv", dsn=pg, extra_cfg={"ServiceSettings": {"LicenseFileLocation": str(lic)}})
+    try:
+        assert srv.wait_ready(), srv.log.read_text()
+        token, uid, _ = _admin_and_channel(srv)
+
+        def client_license():
+            return json.loads(_http("GET", srv.url("/api/v4/license/client?format=old"), token=token)[2])
+        first = client_license()
+        assert first["IsLicensed"] == "true" and first["Cluster"] == "false"
+        lic.write_bytes(_license(tmp_path / "b", features="all").read_bytes())
+        srv.stop()
+        srv = Server(install, tmp_path / "srv", dsn=pg, extra_cfg={"ServiceSettings": {"LicenseFileLocation": str(lic)}})
+        assert srv.wait_ready(), srv.log.read_text()
+        assert client_license()["Id"] == first["Id"]  # the stored license wins over the changed file
+        r = srv.mmctl("license", "upload", str(lic))
+        assert r.returncode == 0 and r.stdout.strip() == "Uploaded license file", r.stderr
+        assert client_license()["Cluster"] == "true" and client_license()["Id"] != first["Id"]
+        bad = tmp_path / "bad-license"
+        bad.write_text("not a license")
+        r = srv.mmctl("license", "upload", str(bad))
+        assert r.returncode == 1 and "Invalid license file" in r.stderr
+
+        s, _, body = _http("POST", srv.url("/api/v4/jobs"), {"type": "elasticsearch_post_indexing"}, token=token)
+        assert s == 201, body
+        created = json.loads(body)["id"]
+        s, _, body = _http("GET", srv.url("/api/v4/jobs/type/elasticsearch_post_indexing"), token=token)
+        assert s == 200 and [j["id"] for j in json.loads(body)] == [created], body
+        assert json.loads(_http("GET", srv.url("/api/v4/jobs/type/no_such_type"), token=token)[2]) == []
+
+        props = {"push": "mention", "push_status": "online"}
+        s, _, body = _http("PUT", srv.url(f"/api/v4/users/{uid}/patch"), {"nickname": "verify", "notify_props": props},
+                           token=token)
+        assert s == 200 and json.loads(body)["nickname"] == "verify", body
+        s, _, body = _http("PUT", srv.url(f"/api/v4/users/{uid}/patch"), {"notify_props": {"push_status": "never"}},
+                           token=token)
+        assert s == 400 and b"notify" in body
+    finally:
+        srv.stop()
+
+
 def test_go_unit_tests_of_the_stand_in_pass():
     """license verification, config hash, cluster fan-out, search query mapping, schema numbers."""
     r = subprocess.run(["go", "test", "-count=1", "./..."], cwd=ROOT / "tests" / "standin" / "mattermost",

@@ -62,6 +62,27 @@ def test_allinone():
     assert table(layout("allinone")) == [("aio1", f"{NET}.11", ALL)]
 
 
+def test_pair():
+    """The smallest Mattermost cluster: two app servers (each with a push proxy and storage)."""
+    assert table(layout("pair")) == [
+        ("proxy1", f"{NET}.11", ["proxy"]),
+        ("app1", f"{NET}.12", ["app", "pushproxy", "storage"]),
+        ("app2", f"{NET}.13", ["app", "pushproxy", "storage"]),
+        ("job1", f"{NET}.14", ["jobserver", "monitoring", "db"]),
+    ]
+
+
+def test_mattermost_hosts_get_the_ha_sysctls_from_docker():
+    from mmdeploy.components.mattermost import HA_SYSCTL
+    from mmdeploy.testbed.containers import sysctl_flags
+
+    hosts = {h.name: h for h in layout("pair")}
+    flags = sysctl_flags(hosts["app1"])
+    assert flags[:2] == ["--sysctl", "net.ipv4.ip_local_port_range=1025 65000"]
+    assert len(flags) == 2 * len(HA_SYSCTL) and sysctl_flags(hosts["job1"]) == flags
+    assert sysctl_flags(hosts["proxy1"]) == []
+
+
 @pytest.mark.parametrize("n", [1, 3, 40])
 def test_n_hosts(n):
     hosts = layout(hosts=n)

@@ -2,8 +2,8 @@
 // used because the release tarball cannot be downloaded on the test machines.
 // It reproduces the boundary a deploy tool touches: the `--local` commands
 // `user create`, `user list`, `user change-password [--hashed]`, `team create`, `team list`, `team users add`,
-// `config patch <config-file>` (GET /api/v4/config, the file merged on top, PUT /api/v4/config/patch) and
-// `system status`, with mmctl's syntax, spoken as HTTP API v4 over the
+// `config patch <config-file>` (GET /api/v4/config, the file merged on top, PUT /api/v4/config/patch),
+// `license upload <file>` (POST /api/v4/license, multipart field "license") and `system status`, with mmctl's syntax, spoken as HTTP API v4 over the
 // local-mode unix socket (MMCTL_LOCAL_SOCKET_PATH, default
 // /var/tmp/mattermost_local.socket); `--json` output; errors on stderr and a
 // non-zero exit. Remote (non --local) mode is not reproduced.
@@ -16,10 +16,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -77,6 +79,31 @@ func (c *client) do(method, path string, body, out any) error {
 	}
 	if out != nil {
 		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// upload POSTs one file as multipart/form-data field `field`, as mmctl's client does.
+func (c *client) upload(path, field, name string, data []byte) error {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, _ := mw.CreateFormFile(field, name)
+	fw.Write(data)
+	mw.Close()
+	req, _ := http.NewRequest("POST", "http://_"+path, &body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		var ae apiError
+		if json.Unmarshal(out, &ae) == nil && ae.Message != "" {
+			return &ae
+		}
+		return fmt.Errorf("POST %s: HTTP %d", path, resp.StatusCode)
 	}
 	return nil
 }
@@ -326,6 +353,18 @@ func run(c *client, a []string) error {
 		if failed {
 			return errors.New("failed to add some users to the team")
 		}
+	case cmd == "license upload":
+		if len(a) != 3 {
+			return fmt.Errorf("accepts 1 arg(s), received %d", len(a)-2)
+		}
+		data, err := os.ReadFile(a[2])
+		if err != nil {
+			return err
+		}
+		if err := c.upload("/api/v4/license", "license", filepath.Base(a[2]), data); err != nil {
+			return err
+		}
+		fmt.Println("Uploaded license file")
 	case cmd == "system status":
 		var st map[string]any
 		err := c.do("GET", "/api/v4/system/ping?get_server_status=true", nil, &st)
@@ -338,7 +377,7 @@ func run(c *client, a []string) error {
 		}
 		fmt.Printf("Server Status: %v\nDatabase Status: %v\nFilestore Status: %v\n", st["status"], st["database_status"], st["filestore_status"])
 	default:
-		return fmt.Errorf("unknown command %q (this stand-in implements: user create, user list, user change-password, team create, team list, team users add, system status)", strings.Join(a, " "))
+		return fmt.Errorf("unknown command %q (this stand-in implements: user create, user list, user change-password, team create, team list, team users add, license upload, system status)", strings.Join(a, " "))
 	}
 	return nil
 }

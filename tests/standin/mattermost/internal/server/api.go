@@ -113,6 +113,7 @@ func (s *Server) Handler(local bool) http.Handler {
 	mux.HandleFunc("GET /api/v4/users/email/{email}", s.auth(s.getUser("Email", "email")))
 	mux.HandleFunc("PUT /api/v4/users/{user_id}/roles", s.auth(s.updateRoles))
 	mux.HandleFunc("PUT /api/v4/users/{user_id}/password", s.auth(s.updatePassword))
+	mux.HandleFunc("PUT /api/v4/users/{user_id}/patch", s.auth(s.patchUser))
 	mux.HandleFunc("POST /api/v4/teams", s.auth(s.createTeam))
 	mux.HandleFunc("GET /api/v4/teams", s.auth(s.listTeams))
 	mux.HandleFunc("GET /api/v4/teams/{team_id}", s.auth(s.getTeam("Id", "team_id")))
@@ -140,6 +141,7 @@ func (s *Server) Handler(local bool) http.Handler {
 	mux.HandleFunc("POST /api/v4/database/recycle", s.auth(s.recycleDB))
 	mux.HandleFunc("POST /api/v4/jobs", s.auth(s.createJob))
 	mux.HandleFunc("GET /api/v4/jobs/{job_id}", s.auth(s.getJob))
+	mux.HandleFunc("GET /api/v4/jobs/type/{job_type}", s.auth(s.getJobsByType))
 	if !local {
 		mux.HandleFunc("GET /api/v4/websocket", s.websocket)
 	} else { // the stand-in serves the config API to local mode only (mmctl --local)
@@ -490,6 +492,61 @@ func (s *Server) updateRoles(w http.ResponseWriter, r *http.Request, ss *session
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "OK"})
+}
+
+// patchUser is PUT /users/{id}/patch by the user or a system admin: the profile fields
+// the stand-in keeps (nickname, first_name, last_name) are changed; notify_props are
+// checked and accepted but not kept, since the stand-in pushes every @mention to the
+// user's devices, as the real server does with push "mention" and push_status "online".
+func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, ss *session) {
+	var body struct {
+		Nickname    *string           `json:"nickname"`
+		FirstName   *string           `json:"first_name"`
+		LastName    *string           `json:"last_name"`
+		NotifyProps map[string]string `json:"notify_props"`
+	}
+	if err := decode(r, &body); err != nil {
+		s.writeErr(w, http.StatusBadRequest, "api.context.invalid_body_param.app_error", "Invalid or missing user in request body.", err.Error())
+		return
+	}
+	u, err := s.Store.GetUserBy("Id", r.PathValue("user_id"))
+	if err != nil {
+		s.writeErr(w, http.StatusNotFound, "app.user.missing_account.const", "Unable to find the user.", "")
+		return
+	}
+	if !ss.isAdmin() && ss.UserId != u.Id {
+		s.forbidden(w, "edit_other_users")
+		return
+	}
+	for key, allowed := range map[string][]string{"push": {"all", "mention", "none"}, "push_status": {"online", "away", "offline"},
+		"desktop": {"all", "mention", "none"}, "email": {"true", "false"}, "channel": {"true", "false"}} {
+		if v, ok := body.NotifyProps[key]; ok && !contains(allowed, v) {
+			s.writeErr(w, http.StatusBadRequest, "model.user.is_valid.notify_props.app_error", "Invalid notify props.", key+"="+v)
+			return
+		}
+	}
+	for _, f := range []struct {
+		value *string
+		field *string
+	}{{body.Nickname, &u.Nickname}, {body.FirstName, &u.FirstName}, {body.LastName, &u.LastName}} {
+		if f.value != nil {
+			*f.field = *f.value
+		}
+	}
+	if err := s.Store.UpdateUserProfile(u); err != nil {
+		s.writeErr(w, http.StatusInternalServerError, "app.user.update.app_error", "Unable to update the user.", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, sanitize(u))
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
 
 // updatePassword is PUT /users/{id}/password: the user with its current password, or a

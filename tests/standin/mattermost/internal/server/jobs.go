@@ -4,7 +4,7 @@
 //   - every interval (MMSTANDIN_JOB_INTERVAL_SECONDS, default 60) a
 //     "standin_heartbeat" job row (status success, data.host and
 //     data.datasource_host) and a Systems row JobServerHeartbeat_<host>;
-//   - jobs created with POST /api/v4/jobs are picked up by a worker (possibly
+//   - jobs created with POST /api/v4/jobs (listed by GET /api/v4/jobs/type/{type}) are picked up by a worker (possibly
 //     another node: the job server) — "elasticsearch_post_indexing" bulk-indexes
 //     every post into Elasticsearch/OpenSearch.
 //
@@ -66,6 +66,25 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request, ss *session) {
 		return
 	}
 	writeJSON(w, http.StatusOK, j)
+}
+
+// getJobsByType is GET /api/v4/jobs/type/{job_type} (page 0, per_page up to 200): the
+// jobs of a type, newest first; a deploy tool asks it before starting a job only once.
+func (s *Server) getJobsByType(w http.ResponseWriter, r *http.Request, ss *session) {
+	if !ss.isAdmin() {
+		s.forbidden(w, "manage_jobs")
+		return
+	}
+	perPage := 60
+	if v, err := strconv.Atoi(r.URL.Query().Get("per_page")); err == nil && v > 0 && v <= 200 {
+		perPage = v
+	}
+	jobs, err := s.Store.JobsByType(r.PathValue("job_type"), perPage)
+	if err != nil {
+		s.writeErr(w, http.StatusInternalServerError, "app.job.get_all.app_error", "Unable to get the jobs.", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, jobs)
 }
 
 // jobLoop runs the heartbeat and the pending jobs.

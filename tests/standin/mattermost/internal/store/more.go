@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -420,6 +421,26 @@ func (s *Store) GetJob(id string) (*Job, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	return scanJob(s.db().QueryRowContext(ctx, s.q(`SELECT `+jobCols+` FROM Jobs WHERE Id = ?`), id))
+}
+
+// JobsByType lists the jobs of a type, newest first (GET /api/v4/jobs/type/{type}).
+func (s *Store) JobsByType(typ string, limit int) ([]*Job, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	rows, err := s.db().QueryContext(ctx, s.q(`SELECT `+jobCols+` FROM Jobs WHERE Type = ? ORDER BY CreateAt DESC LIMIT `+strconv.Itoa(limit)), typ)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	jobs := []*Job{}
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, mapErr(rows.Err())
 }
 
 // ClaimPendingJob moves the oldest pending job of a type to in_progress (one worker wins).

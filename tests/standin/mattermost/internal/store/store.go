@@ -405,6 +405,13 @@ func (s *Store) UpdateUserRoles(id, roles string) error {
 	return s.exec(`UPDATE Users SET Roles = ?, UpdateAt = ? WHERE Id = ?`, roles, time.Now().UnixMilli(), id)
 }
 
+// UpdateUserProfile stores a user's nickname and names.
+func (s *Store) UpdateUserProfile(u *User) error {
+	u.UpdateAt = time.Now().UnixMilli()
+	return s.exec(`UPDATE Users SET Nickname = ?, FirstName = ?, LastName = ?, UpdateAt = ? WHERE Id = ?`,
+		u.Nickname, u.FirstName, u.LastName, u.UpdateAt, u.Id)
+}
+
 // UpdateUserPassword stores an already-hashed (bcrypt) password.
 func (s *Store) UpdateUserPassword(id, hash string) error {
 	return s.exec(`UPDATE Users SET Password = ?, UpdateAt = ? WHERE Id = ?`, hash, time.Now().UnixMilli(), id)
