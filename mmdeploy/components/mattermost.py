@@ -20,7 +20,7 @@ from pydantic import Field
 
 from ..artifacts import Artifact
 from ..component import Check, Component, Context, Metrics, Role
-from ..dbtier import Topology, read_topology
+from ..dbtier import Topology, client_endpoints, read_topology
 from ..dbtier.component import DB_PASSWORD
 from ..errors import MMDeployError
 from ..inventory import Host, Inventory
@@ -121,17 +121,18 @@ def dedicated_jobserver(inventory: Inventory) -> bool:
     return any(h.has("jobserver") and not h.has("app") for h in inventory.hosts)
 
 
-def datasource(settings: Any, db: Host, password: str) -> str:
-    """The DSN Mattermost's SqlSettings takes, in the form its docs give per driver."""
+def datasource(settings: Any, address: str, password: str) -> str:
+    """The DSN Mattermost's SqlSettings takes, in the form its docs give per driver;
+    `address` is "host:port" from dbtier.client_endpoints."""
     pw = quote(password, safe="")
     if settings.database.engine == "postgresql":
-        return (f"postgres://mmuser:{pw}@{db.private_address}:5432/mattermost"
+        return (f"postgres://mmuser:{pw}@{address}/mattermost"
                 "?sslmode=disable&connect_timeout=10&binary_parameters=yes")
-    return (f"mmuser:{pw}@tcp({db.private_address}:3306)/mattermost"
+    return (f"mmuser:{pw}@tcp({address})/mattermost"
             "?charset=utf8mb4,utf8&writeTimeout=30s")
 
 
-def config(ctx: Context, primary: Host, replicas: list[Host]) -> dict:
+def config(ctx: Context, primary: str, replicas: list[str]) -> dict:
     """The keys of config.json mmdeploy owns on this host (the server keeps the rest)."""
     s, mm, host = ctx.settings, ctx.settings.mattermost, ctx.host
     password = ctx.secrets.get(DB_PASSWORD)
@@ -220,7 +221,8 @@ class Mattermost(Component):
 
     def steps(self, ctx: Context):
         view: DBView = ctx.shared
-        primary, replicas = view.topology.require_primary(), view.topology.readers
+        # The live primary and readers, or the routes that follow Patroni's leader.
+        primary, replicas = client_endpoints(ctx.inventory, view.topology)
         s, mm, host = ctx.settings, ctx.settings.mattermost, ctx.host
         if view.failover and not ctx.facts.get([f"test -f {CONFIG}"])[f"test -f {CONFIG}"].ok:
             return []  # never deployed here: a failover re-points servers, it does not install them

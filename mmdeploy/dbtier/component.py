@@ -36,6 +36,10 @@ class DatabaseSettings(Section):
     memory_mb: int | None = Field(default=None, ge=256)
     # Addresses (IP or CIDR) allowed in as the Mattermost user besides the app and job hosts.
     extra_clients: list[str] = []
+    # Who moves the primary when it fails: "none" (an operator, with `inv failover-db`) or
+    # "patroni" (automatically: Patroni with etcd on the DB hosts, the clients routed to the
+    # leader by HAProxy on the proxies; PostgreSQL only). The cluster pattern's default.
+    ha: Literal["none", "patroni"] = "none"
 
 
 class DBComponent(Component):
