@@ -260,7 +260,11 @@ def _managed_failover(tier: Tier, to: str | None, force: bool) -> FailoverResult
     if not candidates:
         raise MMDeployError("no running replica to promote: " +
                             "; ".join(f"{s.host.name}: {describe(s)}" for s in states.values()))
-    target = states[to] if to else engine.most_advanced(candidates)
+    best = engine.most_advanced(candidates)
+    target = states[to] if to else best
+    if target is not best and best.extra.get("patroni_role") == "sync_standby":
+        raise InventoryError([f"--to: {to} is not the synchronous standby ({best.host.name}); only that one holds "
+                              "every acknowledged commit, and Patroni promotes no other. Nothing was changed."])
     tier.say(f"primary {old_state.host.name if old_state else '(none)'} "
              f"({'writable' if leading else 'not taking writes'}); replicas {', '.join(c.host.name for c in candidates)}")
     if not leading and not force:

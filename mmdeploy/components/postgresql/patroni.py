@@ -292,8 +292,8 @@ class Patroni(DBComponent):
 
 
 def layout_problems(inventory: Inventory) -> list[tuple[str, str]]:
-    """database.ha patroni needs PostgreSQL, a proxy host for HAProxy's routes (and no proxy
-    that is also a DB host: both would listen on 5432), and the cluster pattern needs it."""
+    """database.ha patroni needs PostgreSQL and no proxy that is also a DB host (HAProxy's
+    route and the server would both listen on 5432); the cluster pattern needs it."""
     problems = []
     db = inventory.settings.database
     if inventory.pattern == "cluster" and db.engine != "postgresql":
@@ -310,10 +310,6 @@ def layout_problems(inventory: Inventory) -> list[tuple[str, str]]:
         problems.append(("settings.database.ha", "patroni manages PostgreSQL only: use engine postgresql, or ha none"))
     if db.ha != "patroni" or db.engine != "postgresql":
         return problems
-    proxies = inventory.with_role("proxy")
-    if not proxies:
-        problems.append(("hosts", "database.ha patroni routes the clients to the leader through HAProxy on the "
-                                  "proxy hosts: add a host with role 'proxy'"))
     for i, h in enumerate(inventory.hosts):
         if h.has("proxy") and h.has("db"):
             problems.append((f"hosts.{i}.roles", f"{h.name} is a proxy and a DB host: HAProxy's PostgreSQL route "
