@@ -190,8 +190,8 @@ def parse_status(inventory: Inventory, output: str) -> tuple[dict[str, dict], st
     except ValueError:
         rows = []
     found: dict[str, dict] = {}
-    ids: dict[int, str] = {}
-    leader_id = None
+    ids: dict[object, str] = {}
+    leader_id: object = None
     for row in rows:
         name = by_url.get(row.get("Endpoint", ""))
         status = row.get("Status") or {}

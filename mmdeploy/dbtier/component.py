@@ -4,7 +4,7 @@ section, the database secrets, the hosts they run on, the live topology they act
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -50,7 +50,7 @@ class DBComponent(Component):
     roles = ("db",)
     owns_roles = (DB_ROLE,)
     settings = {"database": DatabaseSettings}
-    secrets = (DB_PASSWORD, DB_REPLICATION_PASSWORD, DB_MONITORING_PASSWORD)
+    secrets: ClassVar[tuple[Secret, ...]] = (DB_PASSWORD, DB_REPLICATION_PASSWORD, DB_MONITORING_PASSWORD)
 
     def enabled(self, host: Host) -> bool:
         return host.settings.database.engine == self.engine

@@ -12,7 +12,7 @@ import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, cast
 
 from ..errors import InventoryError, MMDeployError
 from ..facts import FactCache
@@ -20,7 +20,7 @@ from ..inventory import Host, Inventory
 from ..remote import Remote
 from ..runner import run_dir
 from ..secrets import Redactor
-from .engine import Engine, engine_for
+from .engine import Engine, ManagedEngine, engine_for
 from .topology import NodeState, Topology, decide, describe, unreachable
 
 # A dead host must cost seconds, not the inventory's SSH timeout: write unavailability
@@ -244,14 +244,13 @@ def _managed_failover(tier: Tier, to: str | None, force: bool) -> FailoverResult
     Without --force a planned switchover from a leader that answers; with --force a
     failover to the candidate, whether the leader answers or not. The manager fences the
     old leader (it loses its lock) and brings it back as a replica."""
-    engine = tier.engine
+    engine = cast(ManagedEngine, tier.engine)
     names = [h.name for h in tier.hosts]
     if to is not None and to not in names:
         raise InventoryError([f"--to: {to!r} is not a DB host (DB hosts: {', '.join(names)}); nothing was changed"])
     states = tier.states()
     old = topology(tier, states)
     old_state = None if old.fresh else old.primary_state
-    leading = old_state is not None and old_state.writable
     candidates = [s for s in states.values() if s.role == "replica" and s.running
                   and (old_state is None or s.host.name != old_state.host.name)]
     if to is not None and to not in [c.host.name for c in candidates]:
@@ -265,6 +264,7 @@ def _managed_failover(tier: Tier, to: str | None, force: bool) -> FailoverResult
     if target is not best and best.extra.get("patroni_role") == "sync_standby":
         raise InventoryError([f"--to: {to} is not the synchronous standby ({best.host.name}); only that one holds "
                               "every acknowledged commit, and Patroni promotes no other. Nothing was changed."])
+    leading = old_state is not None and old_state.writable
     tier.say(f"primary {old_state.host.name if old_state else '(none)'} "
              f"({'writable' if leading else 'not taking writes'}); replicas {', '.join(c.host.name for c in candidates)}")
     if not leading and not force:
@@ -273,7 +273,7 @@ def _managed_failover(tier: Tier, to: str | None, force: bool) -> FailoverResult
             "once the leader's lock expires (patroni.ttl). To promote a replica of your choice now, run "
             "failover-db --force [--to HOST]. Nothing was changed.")
     remote = tier.remotes[target.host.name]
-    if leading and not force:
+    if old_state is not None and old_state.writable and not force:
         tier.say(f"switchover {old_state.host.name} -> {target.host.name} (Patroni)")
         engine.switchover(remote, old_state.host, target.host)
         fenced = "demoted by Patroni (switchover): it follows the new leader"
@@ -284,7 +284,7 @@ def _managed_failover(tier: Tier, to: str | None, force: bool) -> FailoverResult
     final = _wait_for_leader(tier, target.host.name, 60)
     tier.say(f"{target.host.name} is the leader")
     others = [h for h in final.replicas if final.states[h.name].running]
-    behind = [h.name for h in others if not _wait(lambda h=h: tier.states([h])[h.name].streaming, 30)]
+    behind = [h.name for h in others if not _streams(tier, h, 30)]
     for name in behind:
         tier.say(f"warning: {name} does not stream from {target.host.name} yet (see inv db.status)")
     final = topology(tier, tier.states())
@@ -296,6 +296,10 @@ def _managed_failover(tier: Tier, to: str | None, force: bool) -> FailoverResult
                           repointed=[h.name for h in others], rejoined=rejoined,
                           seconds=round(time.monotonic() - tier.started, 2), topology=final, behind=behind,
                           timeline=list(tier.lines))
+
+
+def _streams(tier: Tier, host: Host, timeout: float) -> bool:
+    return _wait(lambda: tier.states([host])[host.name].streaming, timeout)
 
 
 def _wait(ready: Callable[[], bool], timeout: float, every: float = 0.5) -> bool:
@@ -313,7 +317,8 @@ def _wait_for_leader(tier: Tier, name: str, timeout: float) -> Topology:
     def ready() -> bool:
         topo = topology(tier, tier.states())
         found[:] = [topo]
-        return topo.primary is not None and topo.primary.name == name and topo.primary_state.writable
+        state = topo.primary_state
+        return state is not None and state.host.name == name and state.writable
 
     if not _wait(ready, timeout):
         raise MMDeployError(f"{name} did not become the writable leader within {timeout:.0f} s "
@@ -355,7 +360,7 @@ def _managed_rejoin(tier: Tier, host: str) -> Topology:
     """With Patroni: a node that streams already is left alone; one whose Patroni is
     stopped is started (it rewinds a diverged former leader and follows); one that still
     does not stream after that gets a fresh copy of the leader (Patroni's reinitialize)."""
-    engine = tier.engine
+    engine = cast(ManagedEngine, tier.engine)
     states = tier.states()
     topo = topology(tier, states)
     primary = topo.primary_state

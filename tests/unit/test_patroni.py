@@ -14,10 +14,10 @@ from mmdeploy.components import etcd
 from mmdeploy.components.haproxy import expected_up, layer_problems, layers
 from mmdeploy.components.haproxy import render as render_haproxy
 from mmdeploy.components.mattermost import datasource
-from mmdeploy.components.postgresql import PatroniEngine, PGEngine, patroni
+from mmdeploy.components.postgresql import PatroniEngine, patroni
 from mmdeploy.components.postgresql.patroni_engine import patroni_probe
 from mmdeploy.components.postgresql.probe import probe
-from mmdeploy.components.postgresql.config import paths
+from mmdeploy.components.postgresql.config import Paths
 from mmdeploy.dbtier import NodeState, decide
 from mmdeploy.dbtier.component import DB_REPLICATION_PASSWORD
 from mmdeploy.errors import InventoryError, MMDeployError
@@ -122,7 +122,7 @@ def test_patronis_timing_rule_and_etcds_odd_quorum(write_inventory):
 
 def test_patroni_configuration(site):
     ctx = site()
-    doc = yaml.safe_load(patroni.config(ctx, 4096))
+    doc = yaml.safe_load(patroni.config(ctx, Paths("15"), 4096))
     password = ctx.secrets.get(DB_REPLICATION_PASSWORD)
     assert (doc["scope"], doc["namespace"], doc["name"]) == ("mattermost", "/mmdeploy/", "db1")
     # Its own etcd member first, then the others; REST API on the private address only.
@@ -151,8 +151,8 @@ def test_patroni_configuration(site):
 def test_the_rule_holds_for_the_defaults_and_the_step_order(site):
     ctx = site()
     assert patroni.Patroni().validate(ctx.inventory.settings) == []
-    first = patroni.start_script(ctx.inventory, ctx.host, wait_for_init=False)
-    other = patroni.start_script(ctx.inventory, ctx.inventory.host("db2"), wait_for_init=True)
+    first = patroni.start_script(ctx.host, Paths("15"), wait_for_init=False)
+    other = patroni.start_script(ctx.inventory.host("db2"), Paths("15"), wait_for_init=True)
     assert "initialize" not in first and "systemctl start patroni@15-main" in first
     assert "get --print-value-only /mmdeploy/mattermost/initialize" in other
     assert other.index("initialize") < other.index("systemctl start")
@@ -279,7 +279,7 @@ CLUSTER = ('{"members": [{"name": "db1", "role": "leader", "state": "running", "
 
 
 def facts(host, pg_out, own, cluster=CLUSTER, unit="active"):
-    return {probe(paths(host)): Fact(0, pg_out),
+    return {probe(host): Fact(0, pg_out),
             patroni_probe(host): Fact(0, f"unit={unit}\npatroni={own}\ncluster={cluster}\n")}
 
 

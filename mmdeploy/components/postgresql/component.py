@@ -14,7 +14,6 @@ from ...component import Context, Metrics
 from ...dbtier import Topology
 from ...dbtier.component import (
     DB_MONITORING_PASSWORD,
-    DB_PASSWORD,
     DB_REPLICATION_PASSWORD,
     DBComponent,
     replication_check,
@@ -31,6 +30,7 @@ from .config import (
     REPLICATION_USER,
     TOPOLOGY,
     USER,
+    Paths,
     hba_addresses,
     paths,
     sizing,
@@ -79,7 +79,7 @@ class PostgreSQL(DBComponent):
         host, p = ctx.host, paths(ctx.host, ctx.facts.host("os"))
         memory_mb = ctx.settings.database.memory_mb or int(ctx.facts.host("mem_kb")) // 1024
         if host.settings.database.ha == "patroni":
-            return self._under_patroni(ctx, memory_mb)
+            return self._under_patroni(ctx, p, memory_mb)
         clients, peers = hba_addresses(ctx.inventory, host)
         monitor = ctx.settings.monitoring.db_user
         repl_password = ctx.secrets.get(DB_REPLICATION_PASSWORD)
@@ -122,13 +122,12 @@ class PostgreSQL(DBComponent):
                   for h in others]
         return steps
 
-    def _under_patroni(self, ctx: Context, memory_mb: int) -> list:
+    def _under_patroni(self, ctx: Context, p: Paths, memory_mb: int) -> list:
         """database.ha patroni: the package and Debian's cluster layout (its configuration
         directory; Patroni creates the data or copies it from the leader), the settings
         Patroni leaves to postgresql.conf, and postgresql@V-main no longer started.
         pg_hba.conf is Patroni's (its configuration lists the same rules). Leftovers of
         streaming replication (a tier being converted) go: Patroni fences and follows."""
-        p = paths(ctx.host)
         fence_files = ["/etc/systemd/system/mmdeploy-pg-fence.service", "/usr/local/sbin/mmdeploy-pg-fence",
                        f"/etc/systemd/system/{p.unit}.service.d/mmdeploy-fence.conf", f"{p.conf}/conf.d/{TOPOLOGY}"]
         return [

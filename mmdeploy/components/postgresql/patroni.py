@@ -59,7 +59,7 @@ from ...remote import Remote
 from ...secrets import Secret
 from ...settings import Section
 from ...step import Change, Step, run_checked
-from .config import REPLICATION_USER, hba_addresses, paths, sizing
+from .config import REPLICATION_USER, Paths, hba_addresses, paths, sizing
 from .scripts import SEED_TIMEOUT, role_steps
 
 REST_PASSWORD = Secret("patroni_rest_password", "the password of Patroni's REST API (switchover, restart, ...)")
@@ -89,12 +89,12 @@ class PatroniSettings(Section):
     replicas_port: int = Field(default=5433, ge=1, le=65535)
 
 
-def unit(host: Host) -> str:
-    return f"patroni@{paths(host).version}-main"
+def unit(p: Paths) -> str:
+    return f"patroni@{p.version}-main"
 
 
-def conf_path(host: Host) -> str:
-    return f"/etc/patroni/{paths(host).version}-main.yml"
+def conf_path(p: Paths) -> str:
+    return f"/etc/patroni/{p.version}-main.yml"
 
 
 def members(inventory: Inventory) -> list[Host]:
@@ -109,9 +109,9 @@ def rest_url(host: Host, path: str = "") -> str:
     return f"http://{host.private_address}:{host.settings.patroni.rest_port}{path}"
 
 
-def ctl(host: Host) -> str:
+def ctl(p: Paths) -> str:
     """patronictl with this node's configuration (the REST API's password comes from it)."""
-    return f"patronictl -c {conf_path(host)}"
+    return f"patronictl -c {conf_path(p)}"
 
 
 def hba_lines(inventory: Inventory, host: Host) -> list[str]:
@@ -164,10 +164,9 @@ def dynamic(settings, memory_mb: int) -> dict:
     }
 
 
-def config(ctx: Context, memory_mb: int) -> str:
+def config(ctx: Context, pg: Paths, memory_mb: int) -> str:
     """/etc/patroni/V-main.yml for this node (secrets inside: a 0600 file of postgres)."""
     host, inv, p = ctx.host, ctx.inventory, ctx.settings.patroni
-    pg = paths(host)
     repl = {"username": REPLICATION_USER, "password": ctx.secrets.get(DB_REPLICATION_PASSWORD)}
     etcd_hosts = [f"{h.private_address}:{h.settings.etcd.client_port}" for h in members(inv)]
     own = f"{host.private_address}:{host.settings.etcd.client_port}"
@@ -255,34 +254,35 @@ class Patroni(DBComponent):
 
     def steps(self, ctx: Context):
         topo: Topology = ctx.shared
-        host, p = ctx.host, paths(ctx.host)
+        host, p = ctx.host, paths(ctx.host, ctx.facts.host("os"))
         memory_mb = ctx.settings.database.memory_mb or int(ctx.facts.host("mem_kb")) // 1024
         first = topo.primary.name if topo.primary is not None else members(ctx.inventory)[0].name
         steps: list[Step] = [
             Packages("patroni", "curl"),
             Directory("/etc/patroni"),
-            SecretFile(conf_path(host), config(ctx, memory_mb), owner="postgres", group="postgres",
+            SecretFile(conf_path(p), config(ctx, p, memory_mb), owner="postgres", group="postgres",
                        notify=("reload",)),
-            Directory(f"/etc/systemd/system/{unit(host)}.service.d"),
-            File(f"/etc/systemd/system/{unit(host)}.service.d/mmdeploy.conf",
+            Directory(f"/etc/systemd/system/{unit(p)}.service.d"),
+            File(f"/etc/systemd/system/{unit(p)}.service.d/mmdeploy.conf",
                  ctx.render("patroni/unit.conf.j2"), then="systemctl daemon-reload"),
-            Command(f"start {unit(host)}" + ("" if host.name == first else f" (after {first})"),
-                    start_script(ctx.inventory, host, wait_for_init=host.name != first),
-                    unless=f"systemctl is-active {unit(host)} >/dev/null && systemctl is-enabled {unit(host)} >/dev/null",
+            Command(f"start {unit(p)}" + ("" if host.name == first else f" (after {first})"),
+                    start_script(host, p, wait_for_init=host.name != first),
+                    unless=f"systemctl is-active {unit(p)} >/dev/null && systemctl is-enabled {unit(p)} >/dev/null",
                     timeout=START_WAIT + SEED_TIMEOUT + 60),
-            Command(f"{host.name} runs under Patroni", running_script(host),
+            Command(f"{host.name} runs under Patroni", running_script(host, p),
                     unless=f"curl -s -o /dev/null -w '%{{http_code}}' -m 5 {rest_url(host, '/health')} | grep 200 >/dev/null",
                     timeout=SEED_TIMEOUT + 60),
         ]
         if host.name == first:
-            steps.append(DynamicConfig(host, dynamic(ctx.settings, memory_mb)))
+            steps.append(DynamicConfig(p, dynamic(ctx.settings, memory_mb)))
         # Written by the leader only; on a replica each guard finds the node in recovery.
         steps += role_steps(ctx, on_replica="skip")
-        steps.append(HandOver(host))
+        steps.append(HandOver(host, p))
         return steps
 
     def handlers(self, ctx: Context):
-        return {"reload": Command(f"reload {unit(ctx.host)}", f"systemctl try-reload-or-restart {unit(ctx.host)}")}
+        u = unit(paths(ctx.host, ctx.facts.host("os")))
+        return {"reload": Command(f"reload {u}", f"systemctl try-reload-or-restart {u}")}
 
     def checks(self, inventory: Inventory):
         if not members(inventory):
@@ -317,7 +317,7 @@ def layout_problems(inventory: Inventory) -> list[tuple[str, str]]:
     return problems
 
 
-def start_script(inventory: Inventory, host: Host, wait_for_init: bool) -> str:
+def start_script(host: Host, p: Paths, wait_for_init: bool) -> str:
     """Start Patroni on this node. A node other than the first waits until the first one
     has initialised the cluster in etcd (a new cluster, or the running primary taken
     over): started before that, a replica with data would abort, and one without data
@@ -336,17 +336,17 @@ def start_script(inventory: Inventory, host: Host, wait_for_init: bool) -> str:
                 f"[ -n \"$({get})\" ] || {{ echo 'the cluster was not initialised in etcd within {START_WAIT} s' >&2; "
                 "exit 1; }\n")
     return f"""set -e
-{wait}systemctl enable {unit(host)}
-systemctl start {unit(host)}
+{wait}systemctl enable {unit(p)}
+systemctl start {unit(p)}
 """
 
 
-def running_script(host: Host) -> str:
+def running_script(host: Host, p: Paths) -> str:
     """Wait until Patroni reports this node's PostgreSQL running: the leader right after
     its start, a new replica once its copy of the leader is made (pg_basebackup)."""
     return f"""for i in $(seq {SEED_TIMEOUT}); do
   [ "$(curl -s -o /dev/null -w '%{{http_code}}' -m 5 {rest_url(host, '/health')})" = 200 ] && exit 0
-  systemctl is-active {unit(host)} >/dev/null || {{ echo "{unit(host)} stopped: see journalctl -u {unit(host)}" >&2; exit 1; }}
+  systemctl is-active {unit(p)} >/dev/null || {{ echo "{unit(p)} stopped: see journalctl -u {unit(p)}" >&2; exit 1; }}
   sleep 1
 done
 echo "PostgreSQL on {host.name} was not running under Patroni within {SEED_TIMEOUT} s" >&2
@@ -360,10 +360,10 @@ class DynamicConfig(Step):
     `patronictl edit-config --apply -` (a merge). A parameter that needs a restart is
     then pending on every node (shown by db.status)."""
 
-    def __init__(self, host: Host, wanted: dict):
-        self.host, self.wanted = host, wanted
+    def __init__(self, p: Paths, wanted: dict):
+        self.paths, self.wanted = p, wanted
         self.name = "patroni cluster configuration"
-        self._probe = f"{ctl(host)} show-config 2>/dev/null"
+        self._probe = f"{ctl(p)} show-config 2>/dev/null"
         self.timeout = 60
 
     def facts(self) -> list[str]:
@@ -379,7 +379,7 @@ class DynamicConfig(Step):
 
     def apply(self, remote: Remote, change: Change) -> None:
         body = yaml.safe_dump(self.wanted, sort_keys=True)
-        run_checked(remote, f"{ctl(self.host)} edit-config --force --apply - <<'MMDEPLOY_YAML'\n{body}MMDEPLOY_YAML\n",
+        run_checked(remote, f"{ctl(self.paths)} edit-config --force --apply - <<'MMDEPLOY_YAML'\n{body}MMDEPLOY_YAML\n",
                     self.name, timeout=self.timeout)
 
 
@@ -399,14 +399,14 @@ def config_differences(current: dict, wanted: dict, prefix: str = "") -> list[st
 class HandOver(Step):
     """A node whose PostgreSQL is still the one postgresql@V-main started (a tier converted
     from streaming replication) is restarted once by Patroni, so that Patroni runs it
-    from now on (Patroni's conversion procedure). Replicas go first: the leader waits
-    until every other member has been handed over."""
+    from now on (Patroni's conversion procedure). Replicas go first: each records its
+    hand-over in etcd, and the leader waits for every other running member's record."""
 
-    def __init__(self, host: Host):
-        self.host = host
+    def __init__(self, host: Host, p: Paths):
+        self.host, self.paths = host, p
         self.name = "PostgreSQL handed over to Patroni"
-        self._probe = f"systemctl show -p MainPID --value postgresql@{paths(host).version}-main"
-        self.timeout = 300
+        self._probe = f"systemctl show -p MainPID --value {p.unit}"
+        self.timeout = 420
 
     def facts(self) -> list[str]:
         return [self._probe]
@@ -417,22 +417,31 @@ class HandOver(Step):
             if pid not in ("", "0") else None
 
     def apply(self, remote: Remote, change: Change) -> None:
-        h = self.host
+        from ..etcd import ETCDCTL
+
+        h, p = self.host, self.paths
+        etcdctl = f"{ETCDCTL} --endpoints=http://127.0.0.1:{h.settings.etcd.client_port}"
+        marks = f"/mmdeploy-handover/{h.settings.patroni.scope}"
+        field = "import json,sys; d=json.load(sys.stdin); "
         run_checked(remote, f"""set -e
-cluster=$(curl -s -m 5 {rest_url(h, '/cluster')})
-role=$(echo "$cluster" | python3 -c 'import json,sys; print(next((m["role"] for m in json.load(sys.stdin)["members"] if m["name"] == "{h.name}"), ""))')
-if [ "$role" = leader ] || [ "$role" = master ]; then
-  # The replicas first: wait until no other member is still run by its postgresql@ unit.
+role=$(curl -s -m 5 {rest_url(h, '/patroni')} | python3 -c '{field}print(d.get("role", ""))')
+if [ "$role" = master ] || [ "$role" = primary ]; then
+  others=$(curl -s -m 5 {rest_url(h, '/cluster')} | python3 -c '{field}print(" ".join(
+    m["name"] for m in d["members"] if m["name"] != "{h.name}" and m.get("state") == "running"))')
   for i in $(seq 240); do
-    busy=$(curl -s -m 5 {rest_url(h, '/cluster')} | python3 -c 'import json,sys; print(" ".join(m["name"] for m in json.load(sys.stdin)["members"] if m["name"] != "{h.name}" and m.get("state") != "running"))')
-    [ -z "$busy" ] && break
+    left=""
+    for m in $others; do [ -n "$({etcdctl} get --print-value-only {marks}/$m)" ] || left="$left $m"; done
+    [ -z "$left" ] && break
     sleep 1
   done
 fi
-{ctl(h)} restart {h.settings.patroni.scope} {h.name} --force
+{ctl(p)} restart {h.settings.patroni.scope} {h.name} --force
 for i in $(seq 120); do
-  [ "$(systemctl show -p MainPID --value postgresql@{paths(h).version}-main)" = 0 ] && \\
-    [ "$(curl -s -o /dev/null -w '%{{http_code}}' -m 5 {rest_url(h, '/health')})" = 200 ] && exit 0
+  if [ "$(systemctl show -p MainPID --value {p.unit})" = 0 ] && \\
+     [ "$(curl -s -o /dev/null -w '%{{http_code}}' -m 5 {rest_url(h, '/health')})" = 200 ]; then
+    {etcdctl} put {marks}/{h.name} "$(date -Is)" >/dev/null
+    exit 0
+  fi
   sleep 1
 done
 echo "{h.name} did not come back under Patroni within 120 s" >&2

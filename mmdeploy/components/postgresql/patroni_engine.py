@@ -20,17 +20,19 @@ from ...facts import Fact
 from ...inventory import Host, Inventory
 from ...remote import Remote
 from ...step import run_checked
-from .config import paths
+from .config import SHELL_PATHS, shell_version
 from .engine import PGEngine
 from .patroni import ctl, rest_url, unit
-from .probe import parse_probe, probe
+from .probe import probe
 from .scripts import SEED_TIMEOUT
 
 
 def patroni_probe(host: Host) -> str:
-    """This node's own Patroni status and its view of the cluster, one JSON line each."""
+    """This node's own Patroni status and its view of the cluster, one JSON line each (the
+    version in the unit's name as the node probe finds it: the setting, else the host's)."""
     own, cluster = (shlex.quote(rest_url(host, p)) for p in ("/patroni", "/cluster"))
-    return (f"echo \"unit=$(systemctl is-active {unit(host)} 2>/dev/null)\"\n"
+    return (f"{shell_version(host)}\n"
+            f"echo \"unit=$(systemctl is-active {unit(SHELL_PATHS)} 2>/dev/null)\"\n"
             f"echo \"patroni=$(curl -s -m 3 {own})\"\n"
             f"echo \"cluster=$(curl -s -m 3 {cluster})\"\n")
 
@@ -68,17 +70,17 @@ class PatroniEngine(PGEngine):
     manages_failover = True
 
     def probe(self, host: Host) -> list[str]:
-        return [probe(paths(host)), patroni_probe(host)]
+        return [probe(host), patroni_probe(host)]
 
     def state(self, host: Host, facts: Mapping[str, Fact]) -> NodeState:
-        node = parse_probe(host, facts[probe(paths(host))])
+        node = super().state(host, facts)
         unit_state, own, view = parse_patroni(facts[patroni_probe(host)].out)
         node.fenced = False  # Patroni fences: a node without the leader lock never writes
         node.has_data = node.extra.get("data") == "1"
         node.named_primary = leader_of(view)
         receiver = node.sync.split(" from ")[-1] if node.role == "replica" else ""
         node.upstream = receiver if receiver and receiver != "-" else None
-        member = next((m for m in view.get("members", []) if m.get("name") == host.name), {})
+        member: dict = next((m for m in view.get("members", []) if m.get("name") == host.name), {})
         role = own.get("role") or member.get("role") or "-"
         if role == "replica" and host.name in sync_standbys(view):
             role = "sync_standby"
@@ -119,25 +121,26 @@ class PatroniEngine(PGEngine):
         """Planned: the leader stops cleanly (its last WAL reaches the candidate) and the
         candidate takes the lock; the old leader follows it."""
         scope = remote.host.settings.patroni.scope
-        return run_checked(remote, f"{ctl(remote.host)} switchover {scope} --leader {leader.name} "
+        return run_checked(remote, f"{ctl(self._paths(remote))} switchover {scope} --leader {leader.name} "
                                    f"--candidate {candidate.name} --force",
                            f"Patroni switchover {leader.name} -> {candidate.name}", timeout=120).stdout
 
     def failover_to(self, remote: Remote, candidate: Host) -> str:
         """Unplanned (--force): promote `candidate` now, whether the leader answers or not."""
         scope = remote.host.settings.patroni.scope
-        return run_checked(remote, f"{ctl(remote.host)} failover {scope} --candidate {candidate.name} --force",
+        return run_checked(remote, f"{ctl(self._paths(remote))} failover {scope} --candidate {candidate.name} --force",
                            f"Patroni failover to {candidate.name}", timeout=120).stdout
 
     def start_member(self, remote: Remote) -> None:
         """Patroni on a node that stopped (a host back from a crash): it rewinds the old
         leader's diverged WAL (pg_rewind) and follows the leader by itself."""
-        run_checked(remote, f"systemctl start {unit(remote.host)}", f"start {unit(remote.host)}", timeout=60)
+        u = unit(self._paths(remote))
+        run_checked(remote, f"systemctl start {u}", f"start {u}", timeout=60)
 
     def reinitialize(self, remote: Remote, member: Host) -> None:
         """A fresh copy of the leader when a rewind cannot bring the node back."""
         scope = remote.host.settings.patroni.scope
-        run_checked(remote, f"{ctl(remote.host)} reinit {scope} {member.name} --force --wait",
+        run_checked(remote, f"{ctl(self._paths(remote))} reinit {scope} {member.name} --force --wait",
                     f"Patroni reinitialize {member.name}", timeout=SEED_TIMEOUT)
 
     def routes(self, inventory: Inventory) -> tuple[str, list[str]]:
