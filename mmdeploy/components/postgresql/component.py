@@ -21,7 +21,7 @@ from ...dbtier.component import (
 from ...errors import MMDeployError
 from ...inventory import Host
 from ...ops import SQL, Command, Directory, File, Packages, Service, unit
-from ...ops.exporter import env_file, exporter_handlers, exporter_steps
+from ...ops.exporter import env_file, exporter_handlers, exporter_steps, restart_handler
 from ...ops.secretfile import SecretFile
 from .config import (
     DATABASE,
@@ -40,6 +40,7 @@ from .config import (
 from .scripts import SEED_TIMEOUT, role_steps, seed_script, slots_sql
 
 EXPORTER_PORT = 9187  # the Debian package's default
+QUERIES = "/etc/prometheus-postgres-exporter/mmdeploy-queries.yaml"
 
 
 def exporter(ctx: Context) -> str:
@@ -201,7 +202,12 @@ class PostgreSQLReplication(DBComponent):
         password = ctx.secrets.get(DB_MONITORING_PASSWORD)
         dsn = (f"postgresql://{quote_url(s.monitoring.db_user)}:{quote_url(password, safe='')}"
                "@127.0.0.1:5432/postgres?sslmode=disable")
-        return exporter_steps(exporter(ctx), env_file("components/postgresql", DATA_SOURCE_NAME=dsn, ARGS=""))
+        unit = exporter(ctx)
+        # The role and the lag the alert rules (components/alerting.py) read.
+        queries = File(QUERIES, ctx.render("postgresql/exporter-queries.yaml.j2"), notify=(restart_handler(unit),))
+        return [Directory(QUERIES.rsplit("/", 1)[0]), queries,
+                *exporter_steps(unit, env_file("components/postgresql", DATA_SOURCE_NAME=dsn,
+                                               ARGS=f"--extend.query-path={QUERIES}"))]
 
     def handlers(self, ctx: Context):
         u = paths(ctx.host, ctx.facts.host("os")).unit
