@@ -2,13 +2,16 @@
 (NGINX and HAProxy's DB routes), app1, job1 (job server, monitoring), db1-db3 (PostgreSQL
 under Patroni, etcd). The stand-in Mattermost reaches the database only through HAProxy.
 
-In order, sharing the bed: deploy, a second deploy changes nothing, verify passes; a
-`docker kill` of the leader while a writer commits to the DB nodes and a client posts
-through NGINX: no command is run, Patroni fails over by itself, no acknowledged write or
-post is lost, and the gaps are measured; the old leader, started again, comes back as a
-replica by itself (never as a second writer) and a deploy changes nothing; then the CLI
-on Patroni: failover-db (switchover), its refusals, --force, and db.rejoin."""
+In order, sharing the bed: deploy, a second deploy changes nothing, verify passes; promtool
+evaluates the installed alert rules; a `docker kill` of the leader while a writer commits
+to the DB nodes and a client posts through NGINX: no command is run, Patroni fails over by
+itself, no acknowledged write or post is lost, the gaps are measured, and the alerts fire
+(Alertmanager's API, and its webhook to a receiver on the bed's gateway); the old leader,
+started again, comes back as a replica by itself (never as a second writer), a deploy
+changes nothing and the host's alert resolves; then the CLI on Patroni: failover-db
+(switchover), its refusals, --force, and db.rejoin."""
 
+import os
 import re
 import subprocess
 import time
@@ -18,6 +21,7 @@ import pytest
 
 import mmdeploy
 from mmdeploy import testbed
+from mmdeploy.components.alerting import WEBHOOK, firing
 from mmdeploy.components.mattermost import ADMIN_PASSWORD
 from mmdeploy.dbtier.component import DB_PASSWORD
 from mmdeploy.secrets import Redactor, Secrets
@@ -25,6 +29,7 @@ from mmdeploy.secrets import Redactor, Secrets
 from .conftest import ROOT, inv, on
 from .dbwriter import PostgresClient, Writer
 from .poster import Poster
+from .webhook import Receiver
 
 pytestmark = pytest.mark.e2e
 ROLES = {"proxy1": ["proxy"], "app1": ["app"], "job1": ["jobserver", "monitoring"],
@@ -55,16 +60,21 @@ def small_bed(name: str = "patroni") -> Path:
 @pytest.fixture(scope="module")
 def site():
     path = str(small_bed())
+    # Alertmanager posts to a receiver on the bed's gateway (the secret alert_webhook_url).
+    receiver = Receiver(testbed.GATEWAY)
+    os.environ[WEBHOOK.env] = receiver.url
     t0 = time.monotonic()
     first = inv("deploy", "--inventory", path, "--yes")
     FIGURES["cold deploy (s)"] = round(time.monotonic() - t0, 1)
     inventory = mmdeploy.load(path)
     secrets = Secrets(inventory.secrets_path, Redactor())
-    yield {"path": path, "inv": inventory, "first": first,
+    yield {"path": path, "inv": inventory, "first": first, "receiver": receiver,
            "client": PostgresClient("mmuser", secrets.get(DB_PASSWORD), "mattermost"),
            "password": secrets.existing(ADMIN_PASSWORD),
            "addr": {h.name: h.private_address for h in inventory.with_role("db")}}
     print("\nPatroni figures on the small bed: " + ", ".join(f"{k} {v}" for k, v in FIGURES.items()))
+    receiver.close()
+    os.environ.pop(WEBHOOK.env, None)
 
 
 def changed(output: str) -> int:
@@ -118,6 +128,18 @@ def test_deploy_is_idempotent_and_verified(site):
     lines = status(site)
     assert sum("leader; synchronous standby:" in line for line in lines.values()) == 1
     assert sum("synchronous standby, receiver streaming" in line for line in lines.values()) == 1
+    assert "ok   alerting on job1: rules loaded, Alertmanager ready and used by Prometheus" in verify.stdout
+    assert firing(site["inv"].host("job1")) == []  # a healthy site raises nothing
+
+
+def test_alert_rules_evaluate_as_intended(site):
+    """promtool evaluates the installed rules against made-up series (every concern)."""
+    container = testbed.container_name("job1")
+    subprocess.run(["docker", "cp", str(Path(__file__).parent / "data" / "alert-rules-test.yml"),
+                    f"{container}:/tmp/mmdeploy-alert-rules-test.yml"], check=True, capture_output=True)
+    result = subprocess.run(["docker", "exec", container, "promtool", "test", "rules",
+                             "/tmp/mmdeploy-alert-rules-test.yml"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
 
 
 def test_the_leader_dies_and_patroni_fails_over_alone(site):
@@ -141,6 +163,14 @@ def test_the_leader_dies_and_patroni_fails_over_alone(site):
           f"posts through NGINX paused {post_gap:.2f} s; {len(w.acked)} writes, {len(p.acked)} posts acknowledged")
     new = leader(site)
     assert new != old
+    # Alerts: the dead host (its other alerts inhibited) and the changed primary, in
+    # Alertmanager's API and posted to the webhook.
+    monitor = site["inv"].host("job1")
+    wait_for(lambda: {"HostDown"} <= {a["labels"]["alertname"] for a in firing(monitor)
+                                      if a["labels"].get("host") == old}, 120, f"HostDown {old}", every=5)
+    wait_for(lambda: site["receiver"].seen("HostDown", "firing", host=old), 60, "HostDown posted", every=2)
+    wait_for(lambda: any(a["labels"]["alertname"] == "DatabasePrimaryChanged" and a["labels"].get("host") == new
+                         for a in firing(monitor)), 120, "DatabasePrimaryChanged", every=5)
     assert w.acked_ids() - w.rows_on(site["addr"][new]) == set(), "acknowledged writes lost"
     assert p.missing() == [], "acknowledged posts lost"
     assert gap <= 20, f"writes paused {gap:.1f} s"  # the target (8 s) is a figure: this bed is shared
@@ -160,6 +190,8 @@ def test_the_leader_dies_and_patroni_fails_over_alone(site):
     assert refused.returncode != 0 and "read-only transaction" in refused.stderr
     assert changed(inv("deploy", "--inventory", site["path"], "--yes").stdout) == 0
     assert inv("verify", "--inventory", site["path"], check=False).returncode == 0
+    wait_for(lambda: site["receiver"].seen("HostDown", "resolved", host=old), 180, "HostDown resolved", every=5)
+    assert not any(a["labels"]["alertname"] == "HostDown" for a in firing(monitor))
 
 
 def test_failover_db_is_a_patroni_switchover(site):
