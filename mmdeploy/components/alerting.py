@@ -73,8 +73,8 @@ class Alerting(Component):
     roles = ("monitoring", "proxy")
     settings = {"alerting": AlertingSettings}
     secrets = (WEBHOOK,)
-    # The rules name the other components' metrics; Prometheus reloads after its own config.
-    after = ("base", "node-exporter", "prometheus")
+    # The certificate check asks NGINX; Prometheus reloads after its own config.
+    after = ("base", "node-exporter", "nginx", "prometheus")
 
     def enabled(self, host: Host) -> bool:
         return host.settings.alerting.enabled
