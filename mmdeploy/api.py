@@ -189,6 +189,10 @@ def failover_db(inventory: Inventory, *, to: str | None = None, force: bool = Fa
 
     with _masked(redactor), _locked(inventory, "failover-db", redactor, CONNECT_TIMEOUT):
         result = dbtier.failover(inventory, to=to, force=force, out=say, redactor=redactor)
+        if getattr(dbtier.engine_for(inventory.settings.database), "manages_failover", False):
+            # The clients connect through the routes that follow the leader: nothing to re-point.
+            say(f"[{result.seconds:5.1f}s] the clients follow {result.new} through the leader route (HAProxy)")
+            return FailoverReport(result, dbclients.RepointReport())
         clients = dbclients.repoint(inventory, result.topology, say, started=time.monotonic() - result.seconds)
     return FailoverReport(result, clients)
 

@@ -64,18 +64,39 @@ class Balanced:
     """A layer this component serves on several hosts, reached by its clients through the
     internal balancer on the proxy hosts (balancer.py): the balancer listens on `port` at
     the site's internal address and spreads requests over the component's hosts on the
-    same port, checking each with an HTTP GET of `health` ("" for a TCP check). Only
+    same port, checking each with an HTTP GET of `health` ("" for a TCP check; "METHOD
+    /path" for another method, such as OPTIONS, answered with a status alone). Only
     hosts with one of `clients` roles may connect. `when` may narrow the component's hosts
-    that serve it (a search cluster's data-less tiebreaker serves no clients)."""
+    that serve it (a search cluster's data-less tiebreaker serves no clients).
+
+    A database route (a leader and its replicas) adds: `server_port`, the servers' port
+    when it differs from `port`; `check_port`, where the HTTP health check is asked while
+    the traffic itself is TCP (Patroni's REST API beside PostgreSQL); `sessions="long"`
+    for connections held for minutes (a connection pool): long idle timeouts, checks every
+    second, and a server's connections cut when it is marked down, so that no client keeps
+    writing to a demoted leader; `up`, what verify expects: "all" servers up, exactly
+    "one" (a leader route, where the others answer their check with "not me"), or "any"."""
 
     name: str
     port: int | Callable[[Any], int]
     health: str = ""
     clients: tuple[str, ...] = ("app", "jobserver")
     when: Callable[[Host], bool] | None = None
+    server_port: int | Callable[[Any], int] | None = None
+    check_port: int | Callable[[Any], int] | None = None
+    sessions: str = "short"  # short | long
+    up: str = "all"  # all | one | any
 
     def port_for(self, settings: Any) -> int:
         return self.port(settings) if callable(self.port) else self.port
+
+    def server_port_for(self, settings: Any) -> int:
+        port = self.port if self.server_port is None else self.server_port
+        return port(settings) if callable(port) else port
+
+    def check_port_for(self, settings: Any) -> int | None:
+        port = self.check_port
+        return port(settings) if callable(port) else port
 
 
 class Rendered(str):

@@ -93,6 +93,7 @@ def _secret(name: str, values: dict[str, str], kind: str = "Opaque") -> dict[str
 def manifests(inventory: Inventory, secrets: Secrets) -> Manifests:
     from . import sizing
     from .components.mattermost import datasource
+    from .dbtier import engine_for
     from .dbtier.component import DB_PASSWORD
 
     s = inventory.settings
@@ -108,13 +109,19 @@ def manifests(inventory: Inventory, secrets: Secrets) -> Manifests:
     password = secrets.get(DB_PASSWORD)
     db_values: dict[str, str] = {}
     if dbs:
-        def dsn(host: Host) -> str:
-            text = datasource(s, host, password)
+        def dsn(address: str) -> str:
+            text = datasource(s, address, password)
             return text if text.startswith("postgres") else "mysql://" + text  # the operator reads the scheme
 
-        db_values["DB_CONNECTION_STRING"] = dsn(dbs[0])
-        if len(dbs) > 1:
-            db_values["MM_SQLSETTINGS_DATASOURCEREPLICAS"] = ",".join(dsn(h) for h in dbs[1:])
+        engine = engine_for(s.database)
+        routes = getattr(engine, "routes", None)
+        if routes is not None:  # Patroni: HAProxy's routes follow the leader
+            primary, replicas = routes(inventory)
+        else:
+            primary, replicas = _at(dbs[0], engine.port), [_at(h, engine.port) for h in dbs[1:]]
+        db_values["DB_CONNECTION_STRING"] = dsn(primary)
+        if replicas:
+            db_values["MM_SQLSETTINGS_DATASOURCEREPLICAS"] = ",".join(dsn(a) for a in replicas)
     else:
         db_values["DB_CONNECTION_STRING"] = placeholder("the database connection string")
         todo.append(f"secrets.yaml: {DB_SECRET}: DB_CONNECTION_STRING (no host has the db role)")
@@ -198,3 +205,8 @@ def manifests(inventory: Inventory, secrets: Secrets) -> Manifests:
 
 def _declared(secrets: Secrets, name: str) -> Secret | None:
     return secrets.declared.get(name)
+
+
+def _at(host: Host, port: int) -> str:
+    address = host.private_address
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"

@@ -25,7 +25,9 @@ PATTERNS = {
         Pattern("single", "< 2,000", {"expected_users": 2000}),
         # Several app servers share one config: in the database, as Mattermost's HA docs recommend.
         Pattern("multi", "2,000 - 10,000", {"expected_users": 10000, "mattermost": {"config_in_database": True}}),
-        Pattern("cluster", "> 10,000", {"expected_users": 50000, "mattermost": {"config_in_database": True}}),
+        # No human in the failover loop: Patroni moves the DB primary by itself.
+        Pattern("cluster", "> 10,000", {"expected_users": 50000, "mattermost": {"config_in_database": True},
+                                        "database": {"ha": "patroni"}}),
     )
 }
 

@@ -62,6 +62,7 @@ class HaproxySettings(Section):
 class Server:
     name: str
     address: str  # host:port
+    check_port: int | None = None  # the health check's port when it is not the traffic's
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Layer:
     binds: tuple[str, ...]  # address:port
     clients: tuple[str, ...]  # source addresses allowed
     servers: tuple[Server, ...]
+    long_sessions: bool = False  # a connection pool's connections (component.Balanced.sessions)
 
 
 class Haproxy(Component):
@@ -153,12 +155,15 @@ def layers(inventory: Inventory, host: Host) -> list[Layer]:
             clients += vips
         result.append(Layer(
             name=_ident(balanced.name),
-            mode="http" if balanced.health else "tcp",
+            # An HTTP check on a port of its own (Patroni's REST API) fronts TCP traffic.
+            mode="http" if balanced.health and balanced.check_port is None else "tcp",
             health=balanced.health,
             binds=tuple(hostport(a, port) for a in listen_on),
             clients=tuple(dict.fromkeys(clients)),
-            servers=tuple(Server(_ident(h.name), hostport(h.private_address, balanced.port_for(h.settings)))
+            servers=tuple(Server(_ident(h.name), hostport(h.private_address, balanced.server_port_for(h.settings)),
+                                 balanced.check_port_for(h.settings))
                           for h in servers),
+            long_sessions=balanced.sessions == "long",
         ))
     return result
 
@@ -192,6 +197,31 @@ def server_states(metrics: str) -> dict[tuple[str, str], bool]:
     return states
 
 
+def expected_up(inventory: Inventory, host: Host) -> dict[str, str]:
+    """Each layer `host` serves -> how many of its servers verify expects up (Balanced.up)."""
+    wanted = {_ident(b.name): b.up for b, _ in _layers(inventory)}
+    return {layer.name: wanted.get(layer.name, "all") for layer in layers(inventory, host)}
+
+
+def layer_problems(states: dict[tuple[str, str], bool], expected: dict[str, str]) -> str | None:
+    """What is wrong with the servers' states against what each layer expects: every
+    server up ("all"), exactly one ("one": a leader route), or at least one ("any")."""
+    problems = []
+    for layer, up in expected.items():
+        servers = {server: ok for (backend, server), ok in states.items() if backend == layer}
+        if not servers:
+            problems.append(f"no servers reported for {layer}")
+            continue
+        healthy = sorted(s for s, ok in servers.items() if ok)
+        if up == "one" and len(healthy) != 1:
+            problems.append(f"{layer}: {len(healthy)} servers up ({', '.join(healthy) or 'none'}), expected exactly one")
+        elif up == "any" and not healthy:
+            problems.append(f"{layer}: no server up")
+        elif up == "all" and len(healthy) < len(servers):
+            problems.append("down: " + ", ".join(f"{layer}/{s}" for s in sorted(servers) if not servers[s]))
+    return "; ".join(problems) or None
+
+
 def _servers_up(inventory: Inventory, host: Host):
     def check() -> str | None:
         from ..api import session
@@ -208,13 +238,7 @@ def _servers_up(inventory: Inventory, host: Host):
             remote.close()
         if not result.ok:
             return f"HAProxy's metrics on {host.name}: {result.stderr.strip() or result.rc}"
-        states = server_states(result.stdout)
-        down = [f"{backend}/{server}" for (backend, server), up in states.items() if not up]
-        wanted = {layer.name for layer in layers(inventory, host)}
-        missing = wanted - {backend for backend, _ in states}
-        if missing:
-            return f"no servers reported for {', '.join(sorted(missing))}"
-        return f"down: {', '.join(sorted(down))}" if down else None
+        return layer_problems(server_states(result.stdout), expected_up(inventory, host))
 
     return check
 

@@ -35,7 +35,7 @@ from pydantic import Field
 from .. import balancer, releases
 from ..artifacts import Artifact
 from ..component import Check, Component, Context, Info, Metrics, Role, Warn
-from ..dbtier import Topology, engine_for, read_topology
+from ..dbtier import Topology, client_endpoints, engine_for, read_topology
 from ..dbtier.component import DB_PASSWORD
 from ..errors import MMDeployError, StepFailed
 from ..grammar import Address, DomainList, Email, ReadableFile, Source
@@ -218,23 +218,19 @@ def dedicated_jobserver(inventory: Inventory) -> bool:
     return any(h.has("jobserver") and not h.has("app") for h in inventory.hosts)
 
 
-def datasource(settings: Any, db: Host, password: str) -> str:
-    """The DSN Mattermost's SqlSettings takes, in the form its docs give per driver."""
+def datasource(settings: Any, address: str, password: str) -> str:
+    """The DSN Mattermost's SqlSettings takes, in the form its docs give per driver;
+    `address` is "host:port" from dbtier.client_endpoints."""
     if settings.database.engine == "postgresql":  # a URL: the password percent-encoded
-        return (f"postgres://mmuser:{quote(password, safe='')}@{_url_host(db.private_address)}:5432/mattermost"
+        return (f"postgres://mmuser:{quote(password, safe='')}@{address}/mattermost"
                 "?sslmode=disable&connect_timeout=10&binary_parameters=yes")
     # The MySQL driver's own form: it takes everything between the first ':' and the last
     # '@' (before the last '/') as the password, unescaped; so the password goes in as is.
-    host = f"[{db.private_address}]" if ":" in db.private_address else db.private_address
-    return (f"mmuser:{password}@tcp({host}:3306)/mattermost"
+    return (f"mmuser:{password}@tcp({address})/mattermost"
             "?charset=utf8mb4,utf8&writeTimeout=30s")
 
 
-def _url_host(address: str) -> str:
-    return f"[{address}]" if ":" in address else address
-
-
-def config(ctx: Context, primary: Host, replicas: list[Host]) -> dict:
+def config(ctx: Context, primary: str, replicas: list[str]) -> dict:
     """The keys of config.json mmdeploy owns on this host (the server keeps the rest)."""
     s, mm, host = ctx.settings, ctx.settings.mattermost, ctx.host
     password = ctx.secrets.get(DB_PASSWORD)
@@ -504,7 +500,8 @@ class Mattermost(Component):
 
     def steps(self, ctx: Context):
         view: DBView = ctx.shared
-        primary, replicas = view.topology.require_primary(), view.topology.readers
+        # The live primary and readers, or the routes that follow Patroni's leader.
+        primary, replicas = client_endpoints(ctx.inventory, view.topology)
         s, mm, host = ctx.settings, ctx.settings.mattermost, ctx.host
         if view.failover and not ctx.facts.get([f"test -f {CONFIG}"])[f"test -f {CONFIG}"].ok:
             return []  # never deployed here: a failover re-points servers, it does not install them

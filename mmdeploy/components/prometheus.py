@@ -73,7 +73,11 @@ class Prometheus(Component):
     after = ("base", "node-exporter")
 
     def steps(self, ctx: Context):
-        config = ctx.render("prometheus/prometheus.yml.j2", jobs=scrape_jobs(ctx.inventory))
+        # Alertmanager runs on the monitoring hosts where alerting is on (components/alerting.py).
+        alertmanagers = [f"{h.private_address}:9093" for h in ctx.inventory.with_role("monitoring")
+                         if h.settings.alerting.enabled]
+        config = ctx.render("prometheus/prometheus.yml.j2", jobs=scrape_jobs(ctx.inventory),
+                            alertmanagers=alertmanagers)
         return [
             Packages("prometheus"),
             File("/etc/prometheus/prometheus.yml", config, validate="promtool check config {}", notify=("reload",)),

@@ -4,7 +4,7 @@ section, the database secrets, the hosts they run on, the live topology they act
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -37,6 +37,10 @@ class DatabaseSettings(Section):
     memory_mb: int | None = Field(default=None, ge=256)
     # Addresses (IP or CIDR) allowed in as the Mattermost user besides the app and job hosts.
     extra_clients: list[Network] = []
+    # Who moves the primary when it fails: "none" (an operator, with `inv failover-db`) or
+    # "patroni" (automatically: Patroni with etcd on the DB hosts, the clients routed to the
+    # leader by HAProxy on the proxies; PostgreSQL only). The cluster pattern's default.
+    ha: Literal["none", "patroni"] = "none"
 
 
 class DBComponent(Component):
@@ -47,7 +51,7 @@ class DBComponent(Component):
     roles = ("db",)
     owns_roles = (DB_ROLE,)
     settings = {"database": DatabaseSettings}
-    secrets = (DB_PASSWORD, DB_REPLICATION_PASSWORD, DB_MONITORING_PASSWORD)
+    secrets: ClassVar[tuple[Secret, ...]] = (DB_PASSWORD, DB_REPLICATION_PASSWORD, DB_MONITORING_PASSWORD)
 
     def enabled(self, host: Host) -> bool:
         return host.settings.database.engine == self.engine

@@ -23,6 +23,7 @@ from .topology import NodeState
 class Engine(Protocol):
     name: str  # "postgresql" | "mysql": the package under components/
     label: str  # how messages name it: "PostgreSQL", "MySQL-family"
+    port: int  # where its clients connect on a DB host
 
     def probe(self, host: Host) -> list[str]:
         """Read-only shell commands (batched as facts) that `state` parses."""
@@ -69,6 +70,33 @@ class Engine(Protocol):
 
     def rejoin(self, remote: Remote, old_primary: NodeState, primary: Host) -> None:
         """Bring a former primary back as a replica of `primary`, never as a writer."""
+
+
+class ManagedEngine(Engine, Protocol):
+    """An engine whose tier has an HA manager that fences, promotes and re-points by
+    itself (Patroni: database.ha patroni). dbtier still decides from one view (the
+    manager's view is part of each NodeState) and asks the manager to act; the streaming
+    methods above (fence, promote, attach, repoint, rejoin) are refused."""
+
+    manages_failover: bool  # True
+
+    def switchover(self, remote: Remote, leader: Host, candidate: Host) -> str:
+        """Planned: the leader hands over to `candidate` and follows it."""
+        ...
+
+    def failover_to(self, remote: Remote, candidate: Host) -> str:
+        """Unplanned: `candidate` takes over now, whether the leader answers or not."""
+        ...
+
+    def start_member(self, remote: Remote) -> None:
+        """Start the manager on a node where it stopped; it rewinds and follows."""
+
+    def reinitialize(self, remote: Remote, member: Host) -> None:
+        """A fresh copy of the leader for `member` (run on the leader's host)."""
+
+    def routes(self, inventory) -> tuple[str, list[str]]:
+        """("address:port" of the leader route, [replica routes]) the clients use."""
+        ...
 
 
 def engine_for(settings) -> Engine:

@@ -12,7 +12,7 @@ import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, cast
 
 from ..errors import InventoryError, MMDeployError
 from ..facts import FactCache
@@ -20,7 +20,7 @@ from ..inventory import Host, Inventory
 from ..remote import Remote
 from ..runner import run_dir
 from ..secrets import Redactor
-from .engine import Engine, engine_for
+from .engine import Engine, ManagedEngine, engine_for
 from .topology import NodeState, Topology, decide, describe, unreachable
 
 # A dead host must cost seconds, not the inventory's SSH timeout: write unavailability
@@ -161,6 +161,8 @@ def failover(inventory: Inventory, to: str | None = None, force: bool = False, o
 
 
 def _failover(tier: Tier, to: str | None, force: bool) -> FailoverResult:
+    if getattr(tier.engine, "manages_failover", False):
+        return _managed_failover(tier, to, force)
     names = [h.name for h in tier.hosts]
     if to is not None and to not in names:
         raise InventoryError([f"--to: {to!r} is not a DB host (DB hosts: {', '.join(names)}); nothing was changed"])
@@ -237,6 +239,94 @@ def _failover(tier: Tier, to: str | None, force: bool) -> FailoverResult:
                           timeline=list(tier.lines))
 
 
+def _managed_failover(tier: Tier, to: str | None, force: bool) -> FailoverResult:
+    """A tier whose HA manager (Patroni) moves the primary by itself: the same decision
+    (topology.decide, the most advanced replica or `to`), carried out by the manager.
+    Without --force a planned switchover from a leader that answers; with --force a
+    failover to the candidate, whether the leader answers or not. The manager fences the
+    old leader (it loses its lock) and brings it back as a replica."""
+    engine = cast(ManagedEngine, tier.engine)
+    names = [h.name for h in tier.hosts]
+    if to is not None and to not in names:
+        raise InventoryError([f"--to: {to!r} is not a DB host (DB hosts: {', '.join(names)}); nothing was changed"])
+    states = tier.states()
+    old = topology(tier, states)
+    old_state = None if old.fresh else old.primary_state
+    candidates = [s for s in states.values() if s.role == "replica" and s.running
+                  and (old_state is None or s.host.name != old_state.host.name)]
+    if to is not None and to not in [c.host.name for c in candidates]:
+        what = "the primary" if old_state and old_state.host.name == to else describe(states[to])
+        raise InventoryError([f"--to: {to} is not a running replica (it is {what}); nothing was changed"])
+    if not candidates:
+        raise MMDeployError("no running replica to promote: " +
+                            "; ".join(f"{s.host.name}: {describe(s)}" for s in states.values()))
+    best = engine.most_advanced(candidates)
+    target = states[to] if to else best
+    if target is not best and best.extra.get("patroni_role") == "sync_standby":
+        raise InventoryError([f"--to: {to} is not the synchronous standby ({best.host.name}); only that one holds "
+                              "every acknowledged commit, and Patroni promotes no other. Nothing was changed."])
+    leading = old_state is not None and old_state.writable
+    tier.say(f"primary {old_state.host.name if old_state else '(none)'} "
+             f"({'writable' if leading else 'not taking writes'}); replicas {', '.join(c.host.name for c in candidates)}")
+    if not leading and not force:
+        raise MMDeployError(
+            "no leader takes writes, so there is nothing to switch over from: Patroni fails over by itself "
+            "once the leader's lock expires (patroni.ttl). To promote a replica of your choice now, run "
+            "failover-db --force [--to HOST]. Nothing was changed.")
+    remote = tier.remotes[target.host.name]
+    if old_state is not None and old_state.writable and not force:
+        tier.say(f"switchover {old_state.host.name} -> {target.host.name} (Patroni)")
+        engine.switchover(remote, old_state.host, target.host)
+        fenced = "demoted by Patroni (switchover): it follows the new leader"
+    else:
+        tier.say(f"failover to {target.host.name} (Patroni)")
+        engine.failover_to(remote, target.host)
+        fenced = "its lock taken by Patroni: it follows the new leader when it runs"
+    final = _wait_for_leader(tier, target.host.name, 60)
+    tier.say(f"{target.host.name} is the leader")
+    others = [h for h in final.replicas if final.states[h.name].running]
+    behind = [h.name for h in others if not _streams(tier, h, 30)]
+    for name in behind:
+        tier.say(f"warning: {name} does not stream from {target.host.name} yet (see inv db.status)")
+    final = topology(tier, tier.states())
+    rejoined = old_state.host.name if old_state and final.states[old_state.host.name].streaming else None
+    if rejoined:
+        tier.say(f"{rejoined} follows {target.host.name} as a replica")
+    tier.say(f"database done: {target.host.name} is the primary")
+    return FailoverResult(old=old_state.host.name if old_state else None, new=target.host.name, fenced=fenced,
+                          repointed=[h.name for h in others], rejoined=rejoined,
+                          seconds=round(time.monotonic() - tier.started, 2), topology=final, behind=behind,
+                          timeline=list(tier.lines))
+
+
+def _streams(tier: Tier, host: Host, timeout: float) -> bool:
+    return _wait(lambda: tier.states([host])[host.name].streaming, timeout)
+
+
+def _wait(ready: Callable[[], bool], timeout: float, every: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True
+
+
+def _wait_for_leader(tier: Tier, name: str, timeout: float) -> Topology:
+    found: list[Topology] = []
+
+    def ready() -> bool:
+        topo = topology(tier, tier.states())
+        found[:] = [topo]
+        state = topo.primary_state
+        return state is not None and state.host.name == name and state.writable
+
+    if not _wait(ready, timeout):
+        raise MMDeployError(f"{name} did not become the writable leader within {timeout:.0f} s "
+                            f"(now: {describe(found[0].primary_state) if found and found[0].primary_state else 'none'})")
+    return found[0]
+
+
 def rejoin(inventory: Inventory, host: str, out: Out = print, redactor: Redactor | None = None) -> Topology:
     """Bring a former primary (or any broken replica) back as a replica of the primary."""
     tier = Tier(inventory, "db-rejoin", out, redactor)
@@ -244,6 +334,8 @@ def rejoin(inventory: Inventory, host: str, out: Out = print, redactor: Redactor
         names = [h.name for h in tier.hosts]
         if host not in names:
             raise InventoryError([f"{host!r} is not a DB host (DB hosts: {', '.join(names)})"])
+        if getattr(tier.engine, "manages_failover", False):
+            return _managed_rejoin(tier, host)
         states = tier.states()
         topo = topology(tier, states)
         primary = topo.primary_state
@@ -263,6 +355,58 @@ def rejoin(inventory: Inventory, host: str, out: Out = print, redactor: Redactor
         return final
     finally:
         tier.close()
+
+
+def _managed_rejoin(tier: Tier, host: str) -> Topology:
+    """With Patroni: a node that streams already is left alone; one whose Patroni is
+    stopped is started (it rewinds a diverged former leader and follows); one that still
+    does not stream after that gets a fresh copy of the leader (Patroni's reinitialize)."""
+    engine = cast(ManagedEngine, tier.engine)
+    states = tier.states()
+    topo = topology(tier, states)
+    primary = topo.primary_state
+    if primary is None or not primary.writable:
+        raise MMDeployError("no writable primary to rejoin to: " +
+                            "; ".join(f"{s.host.name}: {describe(s)}" for s in states.values()))
+    if primary.host.name == host:
+        raise InventoryError([f"{host} is the primary; db.rejoin brings a former primary back as a replica"])
+    node = states[host]
+    if not node.reachable:
+        raise MMDeployError(f"{host} does not answer over SSH: {node.detail}")
+    remote = tier.remotes[host]
+    h = tier.host(host)
+
+    def streams() -> bool:
+        return tier.states([h])[host].streaming
+
+    if node.streaming:
+        tier.say(f"{host} already replicates from {primary.host.name}")
+    else:
+        if node.extra.get("patroni_unit") != "active":
+            tier.say(f"starting Patroni on {host} (it rewinds and follows {primary.host.name})")
+            engine.start_member(remote)
+        if not _wait(streams, 90, every=1):
+            tier.say(f"{host} does not follow after a rewind: a fresh copy of {primary.host.name} (reinitialize)")
+            engine.reinitialize(tier.remotes[primary.host.name], h)
+            if not _wait(streams, 120, every=1):
+                raise MMDeployError(f"{host} was reinitialized but does not stream from {primary.host.name}")
+        tier.say(f"{host} replicates from {primary.host.name}")
+    return topology(tier, tier.states())
+
+
+def client_endpoints(inventory: Inventory, topology: Topology) -> tuple[str, list[str]]:
+    """Where the database's clients (Mattermost's DataSource and DataSourceReplicas)
+    connect, as "address:port": the live primary and the replicas serving reads, or, when
+    an HA manager moves the primary (Patroni), the routes that follow it (HAProxy)."""
+    engine = engine_for(inventory.settings.database)
+    routes = getattr(engine, "routes", None)
+    if routes is not None:
+        return routes(inventory)
+
+    def at(h: Host) -> str:
+        return f"[{h.private_address}]:{engine.port}" if ":" in h.private_address else f"{h.private_address}:{engine.port}"
+
+    return at(topology.require_primary()), [at(h) for h in topology.readers]
 
 
 def read_topology(inventory: Inventory, view, hosts: list[Host] | None = None) -> Topology:

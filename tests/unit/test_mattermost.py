@@ -76,7 +76,8 @@ def test_artifact_needs_a_checksum(site, write_inventory):
 
 
 def test_config_keys(site):
-    cfg = mm.config(site("app1"), site.inv.host("db1"), [site.inv.host("db2")])
+    cfg = mm.config(site("app1"), f"{site.inv.host('db1').private_address}:5432",
+                    [f"{site.inv.host('db2').private_address}:5432"])
     password = site.secrets.get(DB_PASSWORD)
     assert cfg["SqlSettings"]["DriverName"] == "postgres"
     assert cfg["SqlSettings"]["DataSource"] == (
@@ -90,7 +91,7 @@ def test_config_keys(site):
     assert cfg["ClusterSettings"]["Enable"] is True  # two app servers
     # A dedicated job server runs the jobs; the app servers do not.
     assert cfg["JobSettings"] == {"RunJobs": False, "RunScheduler": False}
-    job = mm.config(site("job1"), site.inv.host("db1"), [])
+    job = mm.config(site("job1"), f"{site.inv.host('db1').private_address}:5432", [])
     assert job["JobSettings"] == {"RunJobs": True, "RunScheduler": True}
 
 
@@ -100,7 +101,7 @@ def test_mysql_datasource(site):
     s = settings_model().model_validate({"database": {"engine": "mysql"}})
     # The MySQL driver (go-sql-driver/mysql ParseDSN) does not percent-decode: the password
     # is everything between the first ':' and the last '@' before the last '/', as is.
-    dsn = mm.datasource(s, site.inv.host("db1"), "p@ss/w:%41'\"")
+    dsn = mm.datasource(s, "10.0.0.5:3306", "p@ss/w:%41'\"")
     assert dsn == "mmuser:p@ss/w:%41'\"@tcp(10.0.0.5:3306)/mattermost?charset=utf8mb4,utf8&writeTimeout=30s"
     slash = dsn.rfind("/")
     at = dsn.rfind("@", 0, slash)
@@ -149,7 +150,7 @@ def test_config_in_database(site):
     assert not any(isinstance(s, JsonSettings) for s in app1 + job1)  # the database holds it
     env = next(s for s in app1 if isinstance(s, File) and s.path == mm.ENV_FILE)
     assert isinstance(env, SecretFile) and (env.owner, env.mode) == ("root", "0600") and env.notify == ("restart",)
-    dsn = mm.datasource(site.inv.settings, site.inv.host("db1"), password)
+    dsn = mm.datasource(site.inv.settings, "10.0.0.5:5432", password)
     assert env.content.decode().splitlines() == [
         f'MM_CONFIG="{dsn}"', f'MM_SQLSETTINGS_DATASOURCE="{dsn}"', 'MM_SERVICESETTINGS_ENABLELOCALMODE="true"',
         'MM_JOBSETTINGS_RUNJOBS="false"', 'MM_JOBSETTINGS_RUNSCHEDULER="false"',

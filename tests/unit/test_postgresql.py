@@ -250,8 +250,8 @@ def test_users_database_and_slots_only_on_the_primary(site, tmp_path):
     primary = steps_for(inv, "db1", tmp_path)
     replica = steps_for(inv, "db2", tmp_path)
     sql = [s for s in primary.values() if isinstance(s, SQL)]
-    assert [s.name for s in sql] == ["sql role replicator", "sql role mmuser", "password of role mmuser",
-                                     "sql database mattermost", "sql role mmmonitor", "password of role mmmonitor",
+    assert [s.name for s in sql] == ["sql role replicator", "sql role mmuser", "sql database mattermost",
+                                     "sql role mmmonitor", "password of role mmuser", "password of role mmmonitor",
                                      "sql replication slot db2"]
     assert not [s for s in replica.values() if isinstance(s, SQL)]
     password = Secrets(tmp_path / "s.yml", Redactor()).get(DB_PASSWORD)

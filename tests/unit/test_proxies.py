@@ -337,7 +337,8 @@ def test_balanced_layers_derive_haproxy_and_its_scrape_job(site, with_layers):
     ctx = site()
     found = {b.name: [h.name for h in hosts] for b, hosts in with_layers.balanced_layers(ctx.inventory)}
     assert found == {"storage": ["s1", "s2", "s3", "s4"], "search": ["s1", "s2", "s3"], "pushproxy": ["s1", "s2"],
-                     "tcp-demo": ["s1", "s2"]}
+                     "tcp-demo": ["s1", "s2"],
+                     "postgresql": ["db1", "db2", "db3"], "postgresql-replicas": ["db1", "db2", "db3"]}
     assert [h.name for h in Haproxy().hosts(ctx.inventory)] == ["lb1", "lb2"]
     jobs = {j.name: [t.address for t in j.targets] for j in scrape_jobs(ctx.inventory)}
     assert jobs["haproxy"] == ["10.0.0.1:8405", "10.0.0.2:8405"]
@@ -413,7 +414,8 @@ def test_without_vip_haproxy_listens_on_the_proxy_itself(site, with_layers):
     ctx = site(text=text, host="lb2")
     binds = {layer.name: layer.binds for layer in layers(ctx.inventory, ctx.host)}
     assert binds == {"storage": ("10.0.0.2:8333",), "search": ("10.0.0.2:9200",), "pushproxy": ("10.0.0.2:8066",),
-                     "tcp-demo": ("10.0.0.2:8099",)}
+                     "tcp-demo": ("10.0.0.2:8099",),
+                     "postgresql": ("10.0.0.2:5432",), "postgresql-replicas": ("10.0.0.2:5433",)}
     assert not [s for s in Haproxy().steps(ctx) if isinstance(s, Sysctl)]  # only local addresses
 
 

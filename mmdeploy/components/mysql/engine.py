@@ -23,6 +23,7 @@ class MySQLEngine:
 
     name = "mysql"
     label = "MySQL-family"
+    port = 3306
 
     def __init__(self, flavor: str = "mariadb", semi_sync: bool = True, series: str = "8.4"):
         self.flavor, self.semi_sync, self.series = FLAVORS[flavor], semi_sync, series

@@ -32,6 +32,7 @@ from .config import (
     REPLICATION_USER,
     TOPOLOGY,
     USER,
+    Paths,
     hba_addresses,
     paths,
     sizing,
@@ -39,9 +40,10 @@ from .config import (
     topology_conf,
 )
 from .engine import PGEngine
-from .scripts import SEED_TIMEOUT, quote, seed_script, slots_sql
+from .scripts import SEED_TIMEOUT, quote, role_steps, seed_script, slots_sql
 
 EXPORTER_PORT = 9187  # the Debian package's default
+QUERIES = "/etc/prometheus-postgres-exporter/mmdeploy-queries.yaml"
 
 
 def exporter(ctx: Context) -> str:
@@ -88,6 +90,8 @@ class PostgreSQL(DBComponent):
         topo: Topology = ctx.shared
         host, p = ctx.host, paths(ctx.host, ctx.facts.host("os"))
         memory_mb = ctx.settings.database.memory_mb or int(ctx.facts.host("mem_kb")) // 1024
+        if host.settings.database.ha == "patroni":
+            return self._under_patroni(ctx, p, memory_mb)
         clients, peers = hba_addresses(ctx.inventory, host)
         monitor = ctx.settings.monitoring.db_user
         repl_password = ctx.secrets.get(DB_REPLICATION_PASSWORD)
@@ -105,7 +109,8 @@ class PostgreSQL(DBComponent):
                     f"  pg_dropcluster --stop {p.version} main || rm -rf {p.conf} {p.data}\nfi\n"
                     f"pg_createcluster {p.version} main -- --data-checksums\n",
                     unless=f"test -f {p.conf}/postgresql.conf && test -f {p.data}/global/pg_control"),
-            File(f"{p.conf}/conf.d/mmdeploy.conf", ctx.render("postgresql/mmdeploy.conf.j2", size=sizing(memory_mb)),
+            File(f"{p.conf}/conf.d/mmdeploy.conf", ctx.render("postgresql/mmdeploy.conf.j2", size=sizing(memory_mb),
+                            patroni=False),
                  owner="postgres", group="postgres", notify=("restart",)),
             File(f"{p.conf}/pg_hba.conf",
                  ctx.render("postgresql/pg_hba.conf.j2", clients=clients, peers=peers, database=DATABASE,
@@ -126,41 +131,53 @@ class PostgreSQL(DBComponent):
         ]
         if topo.primary is None or host.name != topo.primary.name:  # the replication step says why
             return steps
-        password, monitor_password = ctx.secrets.get(DB_PASSWORD), ctx.secrets.get(DB_MONITORING_PASSWORD)
         others = [h for h in self.hosts(ctx.inventory) if h.name != host.name]
-        steps += [
-            Service(p.unit),
-            SQL(f"role {REPLICATION_USER}", "postgresql",
-                f"CREATE ROLE {REPLICATION_USER} WITH REPLICATION LOGIN PASSWORD '{quote(repl_password)}';\n"
-                # pg_rewind reads the new primary's files through these, without superuser.
-                + "".join(f"GRANT EXECUTE ON FUNCTION pg_catalog.{f} TO {REPLICATION_USER};\n" for f in (
-                    "pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)",
-                    "pg_read_binary_file(text)", "pg_read_binary_file(text, bigint, bigint, boolean)")),
-                guard=f"select 1 from pg_roles where rolname = '{REPLICATION_USER}'"),
-            SQL(f"role {USER}", "postgresql", f"CREATE ROLE {USER} WITH LOGIN PASSWORD '{quote(password)}';",
-                guard=f"select 1 from pg_roles where rolname = '{USER}'"),
-            # A changed db_password: the role first, then (the mattermost component, later)
-            # the servers, which keep their open connections meanwhile.
-            role_password(USER, password),
-            SQL(f"database {DATABASE}", "postgresql",
-                f"CREATE DATABASE {DATABASE} OWNER {USER} ENCODING 'UTF8' TEMPLATE template0;",
-                guard=f"select 1 from pg_database where datname = '{DATABASE}'"),
-            # The postgres exporter's login (below): read-only statistics.
-            SQL(f"role {monitor}", "postgresql",
-                f"CREATE ROLE {monitor} WITH LOGIN PASSWORD '{quote(monitor_password)}';\n"
-                f"GRANT pg_monitor TO {monitor};",
-                guard=f"select 1 from pg_roles where rolname = '{monitor}'"),
-            role_password(monitor, monitor_password),
-        ]
+        password, monitor_password = ctx.secrets.get(DB_PASSWORD), ctx.secrets.get(DB_MONITORING_PASSWORD)
+        # A changed db_password: the role first, then (the mattermost component, later) the
+        # servers, which keep their open connections meanwhile.
+        steps += [Service(p.unit), *role_steps(ctx), role_password(USER, password),
+                  role_password(monitor, monitor_password)]
         steps += [SQL(f"replication slot {slot_name(h)}", "postgresql", slots_sql([h]),
                       guard=f"select 1 from pg_replication_slots where slot_name = '{slot_name(h)}'")
                   for h in others]
         return steps
 
+    def _under_patroni(self, ctx: Context, p: Paths, memory_mb: int) -> list:
+        """database.ha patroni: the package and Debian's cluster layout (its configuration
+        directory; Patroni creates the data or copies it from the leader), the settings
+        Patroni leaves to postgresql.conf, and postgresql@V-main no longer started.
+        pg_hba.conf is Patroni's (its configuration lists the same rules). Leftovers of
+        streaming replication (a tier being converted) go: Patroni fences and follows."""
+        fence_files = ["/etc/systemd/system/mmdeploy-pg-fence.service", "/usr/local/sbin/mmdeploy-pg-fence",
+                       f"/etc/systemd/system/{p.unit}.service.d/mmdeploy-fence.conf", f"{p.conf}/conf.d/{TOPOLOGY}"]
+        return [
+            Directory("/etc/postgresql-common/createcluster.d"),
+            File("/etc/postgresql-common/createcluster.d/mmdeploy.conf",
+                 ctx.render("postgresql/createcluster.conf.j2")),
+            Packages(f"postgresql-{p.version}"),
+            Command(f"create cluster {p.version}/main's configuration (Patroni makes its data)",
+                    f"set -e\npg_createcluster --start-conf=manual {p.version} main\nfind {p.data} -mindepth 1 -delete\n",
+                    unless=f"test -f {p.conf}/postgresql.conf || test -f {p.conf}/postgresql.base.conf"),
+            File(f"{p.conf}/conf.d/mmdeploy.conf",
+                 ctx.render("postgresql/mmdeploy.conf.j2", size=sizing(memory_mb), patroni=True),
+                 owner="postgres", group="postgres", notify=("reload under patroni",)),
+            # Not started at boot by postgresql.service, nor by its own unit: Patroni runs it.
+            File(f"{p.conf}/start.conf", "manual\n", owner="postgres", group="postgres"),
+            Command(f"disable {p.unit} (Patroni runs the server)", f"systemctl disable {p.unit}",
+                    unless=f"! systemctl is-enabled {p.unit} >/dev/null 2>&1"),
+            Command("remove the streaming-replication fence and topology (Patroni's job now)",
+                    "systemctl disable --now mmdeploy-pg-fence 2>/dev/null || true\n"
+                    f"rm -f {' '.join(fence_files)}\nsystemctl daemon-reload\n",
+                    unless=" && ".join(f"test ! -e {f}" for f in fence_files)),
+        ]
+
     def handlers(self, ctx: Context):
         u = paths(ctx.host, ctx.facts.host("os")).unit
         # try-*: a stopped (not yet seeded, or fenced) server is not started by a config change.
         return {
+            "reload under patroni": Command(
+                "reload PostgreSQL's configuration",
+                "runuser -u postgres -- psql -XAtq -c 'select pg_reload_conf()' >/dev/null 2>&1 || true"),
             "restart": Command(f"restart {u}", f"systemctl try-restart {u}"),
             "reload": Command(f"reload {u}", f"systemctl try-reload-or-restart {u}"),
             "restart fence": Command("restart mmdeploy-pg-fence", "systemctl restart mmdeploy-pg-fence"),
@@ -176,13 +193,16 @@ class PostgreSQLReplication(DBComponent):
 
     name = "postgresql-replication"
     engine = "postgresql"
-    after = ("postgresql",)
+    # Under Patroni (database.ha patroni) the topology is Patroni's: only the exporter.
+    after = ("postgresql", "patroni")
     metrics = (Metrics("postgres", EXPORTER_PORT),)
 
     def steps(self, ctx: Context):
         topo: Topology = ctx.shared
         host, p = ctx.host, paths(ctx.host, ctx.facts.host("os"))
         exporter = self._exporter(ctx)
+        if host.settings.database.ha == "patroni":
+            return exporter
         if topo.states[host.name].fenced:
             return exporter  # a former primary stays down until `inv db.rejoin`
         primary = topo.require_primary()
@@ -212,8 +232,11 @@ class PostgreSQLReplication(DBComponent):
         secret = SecretFile(passfile, f"*:*:*:{user}:{pgpass_escape(password)}\n",
                             owner="prometheus", group="prometheus", mode="0600", notify=(restart_handler(name),))
         dsn = f"postgresql://{quote_url(user)}@127.0.0.1:5432/postgres?sslmode=disable"
-        return exporter_steps(name, env_file("components/postgresql", DATA_SOURCE_NAME=dsn, PGPASSFILE=passfile,
-                                             ARGS=""), files=(secret,))
+        # The role and the lag the alert rules (components/alerting.py) read.
+        queries = File(QUERIES, ctx.render("postgresql/exporter-queries.yaml.j2"), notify=(restart_handler(name),))
+        return [Directory(QUERIES.rsplit("/", 1)[0]), queries,
+                *exporter_steps(name, env_file("components/postgresql", DATA_SOURCE_NAME=dsn, PGPASSFILE=passfile,
+                                               ARGS=f"--extend.query-path={QUERIES}"), files=(secret,))]
 
     def handlers(self, ctx: Context):
         u = paths(ctx.host, ctx.facts.host("os")).unit

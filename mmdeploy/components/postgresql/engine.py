@@ -26,6 +26,7 @@ class PGEngine:
 
     name = "postgresql"
     label = "PostgreSQL"
+    port = 5432
 
     def __init__(self) -> None:
         self._versions: dict[str, str] = {}  # host -> the version its probe found
@@ -159,7 +160,3 @@ systemctl start {p.unit}
         if not self.wait_streaming(remote, 60):
             raise MMDeployError(f"{remote.host.name} was rejoined but does not stream from {primary.name}")
 
-
-def engine(settings) -> PGEngine:
-    """The dbtier entry point (settings: the inventory's DatabaseSettings)."""
-    return PGEngine()

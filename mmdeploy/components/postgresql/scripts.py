@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import shlex
 
+from ...dbtier.component import DB_MONITORING_PASSWORD, DB_PASSWORD, DB_REPLICATION_PASSWORD
 from ...inventory import Host
-from ...ops import File
+from ...ops import SQL, File
 from ...remote import Remote
 from ...step import Change, run_checked
-from .config import FENCED, TOPOLOGY, Paths, conninfo, slot_name, topology_conf
+from .config import DATABASE, FENCED, REPLICATION_USER, TOPOLOGY, USER, Paths, conninfo, slot_name, topology_conf
 
 # A base backup copies the whole database: hours on a large site, not minutes.
 SEED_TIMEOUT = 6 * 3600
@@ -44,6 +45,40 @@ def slots_sql(peers: list[Host]) -> str:
     return "\n".join(
         f"select pg_create_physical_replication_slot('{slot_name(h)}', true) where not exists "
         f"(select 1 from pg_replication_slots where slot_name = '{slot_name(h)}');" for h in peers)
+
+
+def role_steps(ctx, on_replica: str = "fail") -> list[SQL]:
+    """The database's roles and the database itself, on the primary. With
+    on_replica="skip" (Patroni: every node gets these steps, and which one leads is known
+    only when they run) a node in recovery has nothing to do: the leader's roles reach it
+    by replication."""
+    monitor = ctx.settings.monitoring.db_user
+    repl_password = ctx.secrets.get(DB_REPLICATION_PASSWORD)
+    password, monitor_password = ctx.secrets.get(DB_PASSWORD), ctx.secrets.get(DB_MONITORING_PASSWORD)
+
+    def guard(query: str) -> str:
+        return f"select 1 where pg_is_in_recovery() or exists ({query})" if on_replica == "skip" else query
+
+    return [
+        SQL(f"role {REPLICATION_USER}", "postgresql",
+            f"CREATE ROLE {REPLICATION_USER} WITH REPLICATION LOGIN PASSWORD '{quote(repl_password)}';\n"
+            # pg_rewind reads the new primary's files through these, without superuser.
+            + "".join(f"GRANT EXECUTE ON FUNCTION pg_catalog.{f} TO {REPLICATION_USER};\n" for f in (
+                "pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)",
+                "pg_read_binary_file(text)", "pg_read_binary_file(text, bigint, bigint, boolean)")),
+            guard=guard(f"select 1 from pg_roles where rolname = '{REPLICATION_USER}'")),
+        SQL(f"role {USER}", "postgresql", f"CREATE ROLE {USER} WITH LOGIN PASSWORD '{quote(password)}';",
+            guard=guard(f"select 1 from pg_roles where rolname = '{USER}'")),
+        SQL(f"database {DATABASE}", "postgresql",
+            f"CREATE DATABASE {DATABASE} OWNER {USER} ENCODING 'UTF8' TEMPLATE template0;",
+            guard=guard(f"select 1 from pg_database where datname = '{DATABASE}'")),
+        # The postgres exporter's login: read-only statistics.
+        SQL(f"role {monitor}", "postgresql",
+            f"CREATE ROLE {monitor} WITH LOGIN PASSWORD '{quote(monitor_password)}';\n"
+            f"GRANT pg_monitor TO {monitor};",
+            guard=guard(f"select 1 from pg_roles where rolname = '{monitor}'")),
+    ]
+
 
 
 def stop_script(unit: str, within: int = 60) -> str:
