@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from invoke import Collection, Exit, task
@@ -242,7 +243,93 @@ def db_rejoin(c, host, pattern=None, inventory=None, set=None):
     mmdeploy.rejoin(_load(pattern, inventory, set or ()), host)
 
 
+# --- day 2: upgrades, backups, migration, drift --------------------------------------------
+
+
+def _node_table(report) -> None:
+    for n in report.nodes:
+        moved = f"{n.before or '?'} -> {n.after or '?'}" if n.before != n.after else (n.after or "?")
+        drain = f"  drained in {n.drain_seconds:.1f} s" if n.drain_seconds is not None else ""
+        print(f"  {n.host:<12} {n.role:<9} {n.status:<11} {moved:<22} {n.seconds:6.1f} s{drain}"
+              + (f"\n  {'':<12} {n.problem}" if n.problem else ""))
+    for w in report.warnings:
+        print(f"  warning: {w}")
+
+
+@task(help={**_help("pattern", "inventory", "set"), "version": "the Mattermost version to upgrade to "
+            "(give its url/sha256 with --set, as for deploy)", "no_backup": "skip the backup before a "
+            "schema-changing upgrade"}, iterable=["set"])
+@_cli
+def upgrade(c, version=None, pattern=None, inventory=None, set=None, no_backup=False):
+    """Upgrade Mattermost: rolling within a series (job server, then one drained app server at a
+    time, verified, rolled back automatically on failure); across series as Mattermost documents."""
+    overrides = list(set or ()) + ([f"mattermost.version={version}"] if version else [])
+    report = mmdeploy.upgrade(_load(pattern, inventory, overrides), backup_first=not no_backup)
+    print(f"\n{report.action} ({report.procedure}) in {report.seconds:.1f} s: {report.message}")
+    _node_table(report)
+    if report.downtime_seconds is not None:
+        print(f"  no app server behind the proxies for {report.downtime_seconds:.1f} s")
+    if not report.ok:
+        raise Exit(code=1)
+
+
+@task(help=_help("pattern", "inventory", "set"), iterable=["set"])
+@_cli
+def rollback(c, pattern=None, inventory=None, set=None):
+    """Return every Mattermost node to the release it ran before its last upgrade (kept on disk)."""
+    report = mmdeploy.rollback(_load(pattern, inventory, set or ()))
+    print(f"\nrollback in {report.seconds:.1f} s: {report.message}")
+    _node_table(report)
+    if not report.ok:
+        raise Exit(code=1)
+
+
+@task(name="backup", help={**_help("pattern", "inventory", "set"), "now": "run a backup now (else: show the "
+                            "backups and the timers)", "full": "with --now: a full backup (default: differential)"},
+      iterable=["set"])
+@_cli
+def backup_task(c, pattern=None, inventory=None, set=None, now=False, full=False):
+    """Backups: with --now, a backup run now on the backup host; without, what the repository holds,
+    the last runs and when the timers run next (deploy installs the timers: settings.backup)."""
+    inv = _load(pattern, inventory, set or ())
+    if now:
+        report = mmdeploy.backup(inv, kind="full" if full else "diff")
+        print(f"\n{report.message} in {report.seconds:.1f} s")
+        if not report.ok:
+            raise Exit(code=1)
+        return
+    st = mmdeploy.backup_status(inv)
+    print(f"repository: {st.repository} ({st.engine})")
+    for b in st.database:
+        print(f"  database {b['label']:<28} {b['type']:<5} {b.get('size') or 0:>12} bytes")
+    for f in st.files:
+        print(f"  files    {f}")
+    for part, last in sorted(st.last.items()):
+        good = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last["success"])) if "success" in last else "never"
+        print(f"  {part}: last good backup {good} UTC; last run {'ok' if last.get('ok') else 'FAILED'}")
+    for timer, when in st.timers.items():
+        print(f"  {timer}: next {when}")
+
+
+@task(name="restore", help={**_help("pattern", "inventory", "set"),
+                            "to_time": "PostgreSQL: restore to this moment (ISO 8601, UTC unless an offset is given)",
+                            "to_host": "the DB host to restore onto (default: the primary)",
+                            "no_files": "do not put Mattermost's files and plugins back"}, iterable=["set"])
+@_cli
+def restore_task(c, pattern=None, inventory=None, set=None, to_time=None, to_host=None, no_files=False):
+    """Restore the database from the backups (stopping and starting Mattermost around it), rejoin the
+    other DB nodes, put the files back, verify."""
+    report = mmdeploy.restore(_load(pattern, inventory, set or ()), to_time=to_time, to_host=to_host,
+                              files=not no_files)
+    print(f"\n{report.message}: database in {report.database_seconds:.1f} s, all in {report.seconds:.1f} s")
+    for line in report.checks_failed:
+        print(f"  FAIL {line}")
+    if not report.ok:
+        raise Exit(code=1)
+
+
 testbed_ns = Collection("testbed", testbed_up, testbed_down, testbed_status)
 bench_ns = Collection("bench", bench_noop)
 db_ns = Collection("db", db_status, db_rejoin)
-ns = Collection(plan, deploy, verify, up, test, failover_db, testbed_ns, bench_ns, db_ns)
+ns = Collection(plan, deploy, verify, up, test, failover_db, upgrade, rollback, backup_task, restore_task, testbed_ns,
+                bench_ns, db_ns)

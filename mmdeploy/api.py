@@ -153,6 +153,60 @@ def rejoin(inventory: Inventory, host: str, out: TextIO | None = None) -> Topolo
                          redactor=redactor)
 
 
+def _say(inventory: Inventory, out: TextIO | None):
+    out = out or sys.stdout
+    redactor = session(inventory)[0]
+    return lambda line: print(redactor(line), file=out, flush=True)
+
+
+def upgrade(inventory: Inventory, *, out: TextIO | None = None, drain_timeout: float = 30.0,
+            verify_timeout: float = 60.0, backup_first: bool = True):
+    """Every Mattermost node to the inventory's mattermost.version: rolling within a
+    series (job server first, then one drained app server at a time, each verified
+    directly and rolled back automatically when it fails), Mattermost's short service
+    interruption across series (a backup first). Returns an upgrade.UpgradeReport."""
+    from . import upgrade as _upgrade
+
+    return _upgrade.upgrade(inventory, out=_say(inventory, out), drain_timeout=drain_timeout,
+                            verify_timeout=verify_timeout, backup_first=backup_first)
+
+
+def rollback(inventory: Inventory, *, out: TextIO | None = None, drain_timeout: float = 30.0,
+             verify_timeout: float = 60.0):
+    """Every Mattermost node back to the release it ran before its last upgrade
+    (refused after a schema change, as Mattermost documents). An upgrade.UpgradeReport."""
+    from . import upgrade as _upgrade
+
+    return _upgrade.rollback(inventory, out=_say(inventory, out), drain_timeout=drain_timeout,
+                             verify_timeout=verify_timeout)
+
+
+def backup(inventory: Inventory, *, kind: str = "diff", out: TextIO | None = None):
+    """A backup run now on the backup host (the database, then Mattermost's config, plugins
+    and local files), as the timers run it. A backup.BackupReport."""
+    from . import backup as _backup
+
+    return _backup.backup(inventory, kind=kind, out=_say(inventory, out))
+
+
+def backup_status(inventory: Inventory):
+    """The backups in the repository, the last runs and the timers. A backup.BackupStatus."""
+    from . import backup as _backup
+
+    return _backup.status(inventory)
+
+
+def restore(inventory: Inventory, *, to_time: str | None = None, to_host: str | None = None, files: bool = True,
+            out: TextIO | None = None):
+    """Restore the database (PostgreSQL: to `to_time`, else the newest archived moment;
+    MariaDB: its newest backup) onto the primary or `to_host`, with Mattermost stopped
+    around it, the other DB nodes rejoined and the files put back; then verify. A
+    backup.RestoreReport."""
+    from . import backup as _backup
+
+    return _backup.restore(inventory, to_time=to_time, to_host=to_host, files=files, out=_say(inventory, out))
+
+
 def _run(inventory, mode, limit, only, out, verbose) -> RunReport:
     from .registry import registry
 
@@ -164,4 +218,5 @@ def _run(inventory, mode, limit, only, out, verbose) -> RunReport:
 
 
 __all__ = ["CheckResult", "FailoverReport", "MMDeployError", "db_status", "deploy", "failover_db",
-           "inventory_path", "load", "plan", "rejoin", "session", "verify"]
+           "inventory_path", "load", "plan", "rejoin", "rollback", "session", "upgrade", "verify", "backup",
+           "backup_status", "restore"]

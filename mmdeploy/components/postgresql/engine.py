@@ -11,7 +11,7 @@ from ...facts import Fact
 from ...inventory import Host
 from ...remote import Remote
 from ...step import run_checked
-from .config import FENCED, conninfo, paths
+from .config import DATABASE, FENCED, conninfo, paths
 from .probe import parse_probe, probe
 from .scripts import SEED_TIMEOUT, psql, seed_script, slots_sql, stop_script, write_topology
 
@@ -21,6 +21,14 @@ class PGEngine:
 
     name = "postgresql"
     label = "PostgreSQL"
+    # Mattermost's schema version (X.Y.0), kept in its Systems table.
+    schema_version_sql = "select value from systems where name = 'Version'"
+
+    def app_query(self, sql: str) -> str:
+        """A script that runs `sql` on Mattermost's database as the superuser, on the
+        host; rows come back tab-separated, without headers."""
+        return (f"cd /tmp && runuser -u postgres -- psql -XAtq -F $'\\t' -v ON_ERROR_STOP=1 -d {DATABASE} "
+                f"<<'MMDEPLOY_SQL'\n{sql}\nMMDEPLOY_SQL\n")
 
     def probe(self, host: Host) -> list[str]:
         return [probe(paths(host))]

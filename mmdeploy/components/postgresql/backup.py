@@ -1,0 +1,159 @@
+"""PostgreSQL's part of backups: pgBackRest (Debian's 2.45) with a dedicated repository
+host (the backup host), continuous WAL archiving from whichever DB node is the primary,
+full and differential backups, and point-in-time restore.
+
+The repository host reaches every DB node as `postgres` over SSH (to back up from the
+primary it finds among them); each DB node reaches the repository host as `pgbackrest`
+(archive-push, and restore). Pure rendering and scripts: components/backup.py installs
+them, mmdeploy/backup.py runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from ...inventory import Host
+from .config import FENCED, paths
+
+STANZA = "mattermost"
+REPO_USER = "pgbackrest"
+REPO_HOME = "/var/lib/pgbackrest"  # the repository user's home (its SSH key)
+CONF = "/etc/pgbackrest.conf"
+ARCHIVE_CONF = "mmdeploy-backup.conf"  # in the cluster's conf.d
+LOG_DIR = "/var/log/pgbackrest"
+# WAL is archived at least this often while the site writes: the newest point a restore
+# can reach without the primary.
+ARCHIVE_TIMEOUT = 60
+
+
+def archive_conf() -> str:
+    return ("# Managed by mmdeploy (components/backup.py): continuous WAL archiving to the pgBackRest\n"
+            "# repository on the backup host (active on the primary only).\n"
+            "archive_mode = on\n"
+            f"archive_command = 'pgbackrest --stanza={STANZA} archive-push %p'\n"
+            f"archive_timeout = {ARCHIVE_TIMEOUT}\n")
+
+
+def db_conf(db: Host, repo: Host) -> str:
+    """/etc/pgbackrest.conf on a DB node: where the repository is."""
+    p = paths(db)
+    return f"""\
+# Managed by mmdeploy (components/backup.py): this node's side of pgBackRest.
+[global]
+repo1-host={repo.private_address}
+repo1-host-user={REPO_USER}
+log-level-console=warn
+log-level-file=info
+log-path={LOG_DIR}
+
+[{STANZA}]
+pg1-path={p.data}
+pg1-port=5432
+"""
+
+
+def repo_conf(repo: Host, dbs: list[Host], settings, s3_keys: tuple[str, str] | None = None) -> str:
+    """/etc/pgbackrest.conf on the backup host: the repository (a directory there, or an
+    S3 bucket), the retention, and every DB node (pgBackRest backs up from the primary it
+    finds among them)."""
+    b = settings.backup
+    lines = ["# Managed by mmdeploy (components/backup.py): the pgBackRest repository.", "[global]"]
+    if b.repository == "s3":
+        s3 = b.s3
+        access, secret = s3_keys or ("", "")
+        endpoint, _, port = s3.endpoint.partition(":")
+        lines += ["repo1-type=s3", f"repo1-path={s3.path}", f"repo1-s3-bucket={s3.bucket}",
+                  f"repo1-s3-endpoint={endpoint}", f"repo1-s3-region={s3.region}",
+                  f"repo1-s3-uri-style={s3.uri_style}", f"repo1-s3-key={access}", f"repo1-s3-key-secret={secret}",
+                  f"repo1-storage-verify-tls={'y' if s3.verify_tls else 'n'}"]
+        if port:
+            lines.append(f"repo1-storage-port={port}")
+    else:
+        lines.append(f"repo1-path={b.path}/pgbackrest")
+    lines += [f"repo1-retention-full={b.retention_full}", f"repo1-retention-diff={b.retention_diff}",
+              "start-fast=y", "compress-type=zst", "process-max=2", "log-level-console=info",
+              "log-level-file=info", f"log-path={LOG_DIR}", "", f"[{STANZA}]"]
+    for i, db in enumerate(dbs, start=1):
+        p = paths(db)
+        lines += [f"pg{i}-host={db.private_address}", f"pg{i}-host-user=postgres", f"pg{i}-path={p.data}",
+                  f"pg{i}-port=5432"]
+    return "\n".join(lines) + "\n"
+
+
+def as_repo(command: str) -> str:
+    return f"cd /tmp && runuser -u {REPO_USER} -- pgbackrest --stanza={STANZA} {command}"
+
+
+def stanza_ready() -> str:
+    """Succeeds when the stanza exists in the repository (status 0 ok, or 2: no backup yet)."""
+    return f"{as_repo('info --output=json')} | jq -e '.[0].status.code == 0 or .[0].status.code == 2' >/dev/null"
+
+
+def stanza_create() -> str:
+    return (f"set -e\n{as_repo('stanza-create')}\n"
+            # Proves the whole path: the primary archives a WAL segment into the repository.
+            f"{as_repo('check')}\n")
+
+
+def backup_command(kind: str) -> str:
+    return as_repo(f"--type={kind} backup")
+
+
+def info_command() -> str:
+    return as_repo("info --output=json")
+
+
+def parse_info(text: str) -> list[dict]:
+    """pgBackRest's `info --output=json` as [{label, type, start, stop, size, repo_size}], oldest first."""
+    try:
+        data = json.loads(text or "[]")
+    except ValueError:
+        return []
+    out = []
+    for stanza in data:
+        for b in stanza.get("backup", []):
+            info = b.get("info", {})
+            out.append({"label": b.get("label"), "type": b.get("type"), "start": b.get("timestamp", {}).get("start"),
+                        "stop": b.get("timestamp", {}).get("stop"), "size": info.get("size"),
+                        "repo_size": info.get("repository", {}).get("delta")})
+    return out
+
+
+def switch_wal_script(timeout: int = 60) -> str:
+    """On the primary before a restore: close the current WAL segment and wait until it is
+    archived, so that a restore can reach the last moments before the problem."""
+    return f"""\
+set -e
+cd /tmp
+seg=$(runuser -u postgres -- psql -XAtq -c "select pg_walfile_name(pg_switch_wal())")
+end=$((SECONDS + {timeout}))
+until [ "$(runuser -u postgres -- psql -XAtq -c "select coalesce(last_archived_wal >= '$seg', false) from pg_stat_archiver")" = t ]; do
+  [ $SECONDS -lt $end ] || {{ echo "WAL segment $seg was not archived within {timeout} s" >&2; exit 1; }}
+  sleep 0.5
+done
+echo "archived up to $seg"
+"""
+
+
+def restore_script(db: Host, to_time: str | None) -> str:
+    """On the target DB node, its server stopped: restore the data directory from the
+    repository (the newest backup, then the archived WAL up to `to_time` or to the end),
+    then start it as the primary."""
+    p = paths(db)
+    target = (f" --type=time --target={shlex.quote(to_time)} --target-action=promote" if to_time
+              else " --type=default")
+    return f"""\
+set -e
+cd /tmp
+systemctl unmask {p.unit} 2>/dev/null || true
+rm -f {p.data}/standby.signal {FENCED}
+runuser -u postgres -- pgbackrest --stanza={STANZA} --delta{target} restore
+systemctl start {p.unit}
+end=$((SECONDS + 600))
+until [ "$(runuser -u postgres -- psql -XAtq -c 'select not pg_is_in_recovery()' 2>/dev/null)" = t ]; do
+  [ $SECONDS -lt $end ] || {{ echo "the restored server did not finish recovery within 600 s" >&2; exit 1; }}
+  sleep 1
+done
+echo "restored and promoted"
+"""
