@@ -328,8 +328,46 @@ def restore_task(c, pattern=None, inventory=None, set=None, to_time=None, to_hos
         raise Exit(code=1)
 
 
+@task(help=_help("pattern", "inventory", "set"), iterable=["set"])
+@_cli
+def drift(c, pattern=None, inventory=None, set=None):
+    """Where nodes that must be identical disagree (release, config, plugins, units, TLS certificate,
+    upstream) and where a node disagrees with the inventory; exit 1 when there is a difference."""
+    from mmdeploy.drift import format_report
+
+    report = mmdeploy.drift(_load(pattern, inventory, set or ()))
+    print(format_report(report))
+    if not report.ok:
+        raise Exit(code=1)
+
+
+@task(name="migrate", help={**_help("pattern", "inventory", "set"), "to": "the target engine: postgresql",
+                            "dry_run": "only the checks and pgloader's dry run (no downtime, no data moved)"},
+      iterable=["set"])
+@_cli
+def db_migrate(c, to="postgresql", pattern=None, inventory=None, set=None, dry_run=False):
+    """Move the MySQL-family database to PostgreSQL (Mattermost's documented path with pgloader), compare
+    every table, cut every server over; the old tier stays read-only for a rollback."""
+    overrides = list(set or ()) + [f"database.engine={to}"]
+    report = mmdeploy.migrate_db(_load(pattern, inventory, overrides), to=to, dry_run=dry_run)
+    print(f"\n{report.message} ({report.seconds:.1f} s)")
+    for t in report.tables:
+        print(f"  {'ok  ' if t.ok else 'DIFF'} {t.table:<24} {t.source_rows:>8} -> {t.target_rows:<8} "
+              f"{(t.target_sum or '')[:12]}")
+    for p in report.problems:
+        print(f"  problem: {p}")
+    for w in report.warnings:
+        print(f"  warning: {w}")
+    for line in report.checks_failed:
+        print(f"  FAIL {line}")
+    if report.cut_over:
+        print(f"  {report.downtime_seconds:.1f} s without Mattermost; pgloader {report.load_seconds:.1f} s")
+    if not report.ok:
+        raise Exit(code=1)
+
+
 testbed_ns = Collection("testbed", testbed_up, testbed_down, testbed_status)
 bench_ns = Collection("bench", bench_noop)
-db_ns = Collection("db", db_status, db_rejoin)
-ns = Collection(plan, deploy, verify, up, test, failover_db, upgrade, rollback, backup_task, restore_task, testbed_ns,
+db_ns = Collection("db", db_status, db_rejoin, db_migrate)
+ns = Collection(plan, deploy, verify, up, test, failover_db, upgrade, rollback, drift, backup_task, restore_task, testbed_ns,
                 bench_ns, db_ns)

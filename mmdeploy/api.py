@@ -207,6 +207,25 @@ def restore(inventory: Inventory, *, to_time: str | None = None, to_host: str | 
     return _backup.restore(inventory, to_time=to_time, to_host=to_host, files=files, out=_say(inventory, out))
 
 
+def migrate_db(inventory: Inventory, *, to: str = "postgresql", dry_run: bool = False, out: TextIO | None = None):
+    """Move a MySQL-family tier to PostgreSQL along Mattermost's documented path (the
+    inventory names the target engine; the source is the MySQL tier on the db hosts):
+    checks and pgloader's dry run, then the data-only load, per-table counts and
+    checksums, and the cut-over of every app and job server. A migrate.MigrationReport."""
+    from . import migrate as _migrate
+
+    return _migrate.migrate(inventory, to=to, dry_run=dry_run, out=_say(inventory, out))
+
+
+def drift(inventory: Inventory):
+    """Where nodes that must be identical disagree (release, config, plugins, unit files,
+    the proxies' certificate and upstream), and where a node disagrees with the
+    inventory. Reads only. A drift.DriftReport (ok: no difference)."""
+    from . import drift as _drift
+
+    return _drift.drift(inventory)
+
+
 def _run(inventory, mode, limit, only, out, verbose) -> RunReport:
     from .registry import registry
 
@@ -219,4 +238,4 @@ def _run(inventory, mode, limit, only, out, verbose) -> RunReport:
 
 __all__ = ["CheckResult", "FailoverReport", "MMDeployError", "db_status", "deploy", "failover_db",
            "inventory_path", "load", "plan", "rejoin", "rollback", "session", "upgrade", "verify", "backup",
-           "backup_status", "restore"]
+           "backup_status", "drift", "migrate_db", "restore"]
