@@ -258,13 +258,14 @@ def _node_table(report) -> None:
 
 @task(help={**_help("pattern", "inventory", "set"), "version": "the Mattermost version to upgrade to "
             "(give its url/sha256 with --set, as for deploy)", "no_backup": "skip the backup before a "
-            "schema-changing upgrade"}, iterable=["set"])
+            "schema-changing upgrade", "limit": "comma-separated Mattermost nodes only (a canary)"},
+      iterable=["set"])
 @_cli
-def upgrade(c, version=None, pattern=None, inventory=None, set=None, no_backup=False):
+def upgrade(c, version=None, pattern=None, inventory=None, set=None, no_backup=False, limit=None):
     """Upgrade Mattermost: rolling within a series (job server, then one drained app server at a
     time, verified, rolled back automatically on failure); across series as Mattermost documents."""
     overrides = list(set or ()) + ([f"mattermost.version={version}"] if version else [])
-    report = mmdeploy.upgrade(_load(pattern, inventory, overrides), backup_first=not no_backup)
+    report = mmdeploy.upgrade(_load(pattern, inventory, overrides), backup_first=not no_backup, limit=_names(limit))
     print(f"\n{report.action} ({report.procedure}) in {report.seconds:.1f} s: {report.message}")
     _node_table(report)
     if report.downtime_seconds is not None:
@@ -273,11 +274,12 @@ def upgrade(c, version=None, pattern=None, inventory=None, set=None, no_backup=F
         raise Exit(code=1)
 
 
-@task(help=_help("pattern", "inventory", "set"), iterable=["set"])
+@task(help={**_help("pattern", "inventory", "set"), "limit": "comma-separated Mattermost nodes only"},
+      iterable=["set"])
 @_cli
-def rollback(c, pattern=None, inventory=None, set=None):
+def rollback(c, pattern=None, inventory=None, set=None, limit=None):
     """Return every Mattermost node to the release it ran before its last upgrade (kept on disk)."""
-    report = mmdeploy.rollback(_load(pattern, inventory, set or ()))
+    report = mmdeploy.rollback(_load(pattern, inventory, set or ()), limit=_names(limit))
     print(f"\nrollback in {report.seconds:.1f} s: {report.message}")
     _node_table(report)
     if not report.ok:
@@ -333,7 +335,7 @@ def restore_task(c, pattern=None, inventory=None, set=None, to_time=None, to_hos
 def drift(c, pattern=None, inventory=None, set=None):
     """Where nodes that must be identical disagree (release, config, plugins, units, TLS certificate,
     upstream) and where a node disagrees with the inventory; exit 1 when there is a difference."""
-    from mmdeploy.drift import format_report
+    from mmdeploy.driftcheck import format_report
 
     report = mmdeploy.drift(_load(pattern, inventory, set or ()))
     print(format_report(report))

@@ -5,18 +5,26 @@ Everything the command line does is here, with structured results (see api.py)."
 from .api import (
     CheckResult,
     FailoverReport,
+    backup,
+    backup_status,
     db_status,
     deploy,
+    drift,
     failover_db,
     inventory_path,
     load,
+    migrate_db,
     plan,
     rejoin,
+    restore,
+    rollback,
     session,
+    upgrade,
     verify,
 )
 from .errors import InventoryError, MMDeployError
 
-__all__ = ["CheckResult", "FailoverReport", "InventoryError", "MMDeployError", "db_status", "deploy",
-           "failover_db", "inventory_path", "load", "plan", "rejoin", "session", "verify"]
+__all__ = ["CheckResult", "FailoverReport", "InventoryError", "MMDeployError", "backup", "backup_status",
+           "db_status", "deploy", "drift", "failover_db", "inventory_path", "load", "migrate_db", "plan", "rejoin",
+           "restore", "rollback", "session", "upgrade", "verify"]
 __version__ = "0.2.0"

@@ -160,38 +160,38 @@ def _say(inventory: Inventory, out: TextIO | None):
 
 
 def upgrade(inventory: Inventory, *, out: TextIO | None = None, drain_timeout: float = 30.0,
-            verify_timeout: float = 60.0, backup_first: bool = True):
+            verify_timeout: float = 60.0, backup_first: bool = True, limit: list[str] | None = None):
     """Every Mattermost node to the inventory's mattermost.version: rolling within a
     series (job server first, then one drained app server at a time, each verified
     directly and rolled back automatically when it fails), Mattermost's short service
-    interruption across series (a backup first). Returns an upgrade.UpgradeReport."""
-    from . import upgrade as _upgrade
+    interruption across series (a backup first). Returns an upgrades.UpgradeReport."""
+    from . import upgrades as _upgrade
 
     return _upgrade.upgrade(inventory, out=_say(inventory, out), drain_timeout=drain_timeout,
-                            verify_timeout=verify_timeout, backup_first=backup_first)
+                            verify_timeout=verify_timeout, backup_first=backup_first, limit=limit)
 
 
 def rollback(inventory: Inventory, *, out: TextIO | None = None, drain_timeout: float = 30.0,
-             verify_timeout: float = 60.0):
+             verify_timeout: float = 60.0, limit: list[str] | None = None):
     """Every Mattermost node back to the release it ran before its last upgrade
-    (refused after a schema change, as Mattermost documents). An upgrade.UpgradeReport."""
-    from . import upgrade as _upgrade
+    (refused after a schema change, as Mattermost documents). An upgrades.UpgradeReport."""
+    from . import upgrades as _upgrade
 
     return _upgrade.rollback(inventory, out=_say(inventory, out), drain_timeout=drain_timeout,
-                             verify_timeout=verify_timeout)
+                             verify_timeout=verify_timeout, limit=limit)
 
 
 def backup(inventory: Inventory, *, kind: str = "diff", out: TextIO | None = None):
     """A backup run now on the backup host (the database, then Mattermost's config, plugins
-    and local files), as the timers run it. A backup.BackupReport."""
-    from . import backup as _backup
+    and local files), as the timers run it. A backups.BackupReport."""
+    from . import backups as _backup
 
     return _backup.backup(inventory, kind=kind, out=_say(inventory, out))
 
 
 def backup_status(inventory: Inventory):
-    """The backups in the repository, the last runs and the timers. A backup.BackupStatus."""
-    from . import backup as _backup
+    """The backups in the repository, the last runs and the timers. A backups.BackupStatus."""
+    from . import backups as _backup
 
     return _backup.status(inventory)
 
@@ -201,8 +201,8 @@ def restore(inventory: Inventory, *, to_time: str | None = None, to_host: str | 
     """Restore the database (PostgreSQL: to `to_time`, else the newest archived moment;
     MariaDB: its newest backup) onto the primary or `to_host`, with Mattermost stopped
     around it, the other DB nodes rejoined and the files put back; then verify. A
-    backup.RestoreReport."""
-    from . import backup as _backup
+    backups.RestoreReport."""
+    from . import backups as _backup
 
     return _backup.restore(inventory, to_time=to_time, to_host=to_host, files=files, out=_say(inventory, out))
 
@@ -220,8 +220,8 @@ def migrate_db(inventory: Inventory, *, to: str = "postgresql", dry_run: bool = 
 def drift(inventory: Inventory):
     """Where nodes that must be identical disagree (release, config, plugins, unit files,
     the proxies' certificate and upstream), and where a node disagrees with the
-    inventory. Reads only. A drift.DriftReport (ok: no difference)."""
-    from . import drift as _drift
+    inventory. Reads only. A driftcheck.DriftReport (ok: no difference)."""
+    from . import driftcheck as _drift
 
     return _drift.drift(inventory)
 

@@ -145,7 +145,7 @@ def migrate(inventory: Inventory, to: str = "postgresql", dry_run: bool = False,
     from .components.mysql import migrate as my
     from .components.mysql.component import flavor_of
     from .components.postgresql import migrate as pg
-    from .upgrade import mattermost_nodes, read_node
+    from .upgrades import mattermost_nodes, read_node
 
     if to != "postgresql":
         raise InventoryError([f"--to: only postgresql is a migration target, got {to!r}"])

@@ -70,7 +70,7 @@ class BackupS3(Section):
 
 
 class BackupSettings(Section):
-    """Backups (components/backup.py, mmdeploy/backup.py)."""
+    """Backups (components/backup.py, mmdeploy/backups.py)."""
 
     enabled: bool = False
     # host: a directory on the backup host; s3: pgBackRest's repository in `s3` (MariaDB

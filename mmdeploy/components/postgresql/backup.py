@@ -5,7 +5,7 @@ full and differential backups, and point-in-time restore.
 The repository host reaches every DB node as `postgres` over SSH (to back up from the
 primary it finds among them); each DB node reaches the repository host as `pgbackrest`
 (archive-push, and restore). Pure rendering and scripts: components/backup.py installs
-them, mmdeploy/backup.py runs them.
+them, mmdeploy/backups.py runs them.
 """
 
 from __future__ import annotations

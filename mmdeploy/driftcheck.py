@@ -124,17 +124,19 @@ def drift(inventory: Inventory, out=None) -> DriftReport:
     jobs = [h for h in inventory.hosts if h.has("jobserver") and not h.has("app")]
     proxies = inventory.with_role("proxy")
     mm = inventory.settings.mattermost
+    mm_names = {h.name for h in apps + jobs}
+    proxy_names = {h.name for h in proxies}
     with Fleet(inventory, "drift", out) as fleet:
         def read(h: Host) -> tuple[str, dict]:
-            script = _proxy_script() if h in proxies and h not in apps + jobs else _mattermost_script(h)
-            result = fleet.remote(h).run(script, timeout=60, what=f"read {h.name}")
-            facts = _parse(result.stdout)
-            if h in proxies and h in apps + jobs:  # an all-in-one host is both
-                facts.update({k: v for k, v in _parse(fleet.remote(h).run(_proxy_script(), timeout=60).stdout).items()
-                              if k in ("certificate", "server")})
+            script = _mattermost_script(h) if h.name in mm_names else _proxy_script()
+            facts = _parse(fleet.remote(h).run(script, timeout=60, what=f"read {h.name}").stdout)
+            if h.name in proxy_names and h.name in mm_names:  # an all-in-one host is both
+                more = _parse(fleet.remote(h).run(_proxy_script(), timeout=60, what=f"read {h.name}").stdout)
+                facts.update(certificate=more.get("certificate"), server=more["server"])
             return h.name, facts
 
-        report.facts = dict(fleet.parallel(read, list(dict.fromkeys(apps + jobs + proxies))))
+        hosts = [h for h in inventory.hosts if h.name in mm_names | proxy_names]
+        report.facts = dict(fleet.parallel(read, hosts))
     f, d = report.facts, report.differences
     for group, hosts in (("app", apps), ("jobserver", jobs)):
         compare(group, "release", {h.name: f[h.name].get("version") or "unknown" for h in hosts}, d)
@@ -148,14 +150,14 @@ def drift(inventory: Inventory, out=None) -> DriftReport:
         version = f[h.name].get("version") or "unknown"
         if version != mm.version:
             d.append(Difference("inventory", h.name, f"release {version}", f"mattermost.version {mm.version}",
-                                "app" if h in apps else "jobserver"))
+                                "app" if h.has("app") else "jobserver"))
         if f[h.name].get("driver") and f[h.name]["driver"] != driver:
             d.append(Difference("inventory", h.name, f"database driver {f[h.name]['driver']}",
                                 f"{driver} (database.engine {inventory.settings.database.engine})",
-                                "app" if h in apps else "jobserver"))
+                                "app" if h.has("app") else "jobserver"))
         if f[h.name].get("active") != "active":
             d.append(Difference("inventory", h.name, f"{unit_name(h)} {f[h.name].get('active') or 'unknown'}",
-                                "active", "app" if h in apps else "jobserver"))
+                                "active", "app" if h.has("app") else "jobserver"))
     wanted = sorted(f"{h.private_address}:{h.settings.mattermost.port}" for h in apps)
     for p in proxies:
         servers = [s.split()[0] for s in f[p.name]["server"]]

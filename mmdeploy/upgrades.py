@@ -316,6 +316,13 @@ def _record_previous(fleet: Fleet, host: Host, version: str, started_at: str) ->
                 timeout=30)
 
 
+def _restore_previous(fleet: Fleet, state: NodeState) -> None:
+    """The previous-release record as it was before this upgrade."""
+    script = (f"echo '{state.previous} {state.previous_at or ''}' > {PREVIOUS}" if state.previous
+              else f"rm -f {PREVIOUS}")
+    run_checked(fleet.remote(state.host), script, f"previous release on {state.host.name}", timeout=30)
+
+
 def _activate(fleet: Fleet, host: Host, version: str, start: bool = True) -> None:
     """Switch a node to a release already on its disk and (re)start it: a rollback."""
     script = activate_script(version)
@@ -354,11 +361,12 @@ def _schema_version(inventory: Inventory) -> str | None:
 
 
 def upgrade(inventory: Inventory, out: Out | None = None, drain_timeout: float = DRAIN_TIMEOUT,
-            verify_timeout: float = VERIFY_TIMEOUT, backup_first: bool = True) -> UpgradeReport:
-    """Bring every Mattermost node to the inventory's mattermost.version (see the module
-    docstring for the procedure)."""
+            verify_timeout: float = VERIFY_TIMEOUT, backup_first: bool = True,
+            limit: list[str] | None = None) -> UpgradeReport:
+    """Bring every Mattermost node (or those named in `limit`: a canary) to the
+    inventory's mattermost.version (see the module docstring for the procedure)."""
     target = inventory.settings.mattermost.version
-    nodes = mattermost_nodes(inventory)
+    nodes = _limited(mattermost_nodes(inventory), limit)
     if not nodes:
         raise InventoryError(["no host has the app or jobserver role: nothing to upgrade"])
     report = UpgradeReport("upgrade", target, "none", started_at=_utc_now())
@@ -393,6 +401,17 @@ def upgrade(inventory: Inventory, out: Out | None = None, drain_timeout: float =
         else:
             _rolling(fleet, inventory, states, source, target, report, drain_timeout, verify_timeout)
         return _done(report, fleet)
+
+
+def _limited(nodes: list[Host], limit: list[str] | None) -> list[Host]:
+    if limit is None:
+        return nodes
+    names = {h.name for h in nodes}
+    unknown = [n for n in limit if n not in names]
+    if unknown or not limit:
+        raise InventoryError([f"--limit: {', '.join(unknown) or '(nothing)'} is not a Mattermost node "
+                              f"({', '.join(sorted(names))})"])
+    return [h for h in nodes if h.name in limit]
 
 
 def _done(report: UpgradeReport, fleet: Fleet) -> UpgradeReport:
@@ -438,7 +457,7 @@ def _rolling(fleet: Fleet, inventory: Inventory, states: dict[str, NodeState], s
         except MMDeployError as e:
             back = str(e)
         if back is None:
-            _record_previous(fleet, host, target, report.started_at)  # so `inv rollback` does not repeat it
+            _restore_previous(fleet, state)  # as before this upgrade: `inv rollback` must not pick the failed one
             result.after, result.status = state.version, "rolled-back"
             if drain_it:
                 set_upstream(fleet, host, down=False)
@@ -465,7 +484,7 @@ def _rolling(fleet: Fleet, inventory: Inventory, states: dict[str, NodeState], s
 
 def _schema_change(fleet: Fleet, inventory: Inventory, states: dict[str, NodeState], source: str, target: str,
                    report: UpgradeReport, backup_first: bool, verify_timeout: float) -> None:
-    from . import backup as backups
+    from . import backups
 
     schema_before = _schema_version(inventory)
     if backup_first and backups.configured(inventory):
@@ -555,7 +574,7 @@ def _schema_failed(fleet, inventory, states, order, source, target, schema_befor
             report.nodes[0].after = state.version if why is None else None
             report.nodes[0].status = "rolled-back" if why is None else "failed"
         if why is None:
-            _record_previous(fleet, state.host, target, report.started_at)
+            _restore_previous(fleet, state)
             if state.role == "app":
                 set_upstream(fleet, state.host, down=False)
     report.message = (f"{first.host.name}: {target} failed its check ({problem}); every node is back on {source}"
@@ -569,11 +588,11 @@ def _schema_failed(fleet, inventory, states, order, source, target, schema_befor
 
 
 def rollback(inventory: Inventory, out: Out | None = None, drain_timeout: float = DRAIN_TIMEOUT,
-             verify_timeout: float = VERIFY_TIMEOUT) -> UpgradeReport:
+             verify_timeout: float = VERIFY_TIMEOUT, limit: list[str] | None = None) -> UpgradeReport:
     """Every node back to the release it ran before its last upgrade (on its disk), job
     server first, app servers one at a time behind the proxies. Refused when the
     database schema is newer than that release knows."""
-    nodes = mattermost_nodes(inventory)
+    nodes = _limited(mattermost_nodes(inventory), limit)
     report = UpgradeReport("rollback", None, "rolling", started_at=_utc_now())
     with Fleet(inventory, "rollback", out) as fleet:
         states = {s.host.name: s for s in fleet.parallel(lambda h: read_node(fleet, h), nodes)}

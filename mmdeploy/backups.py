@@ -232,7 +232,7 @@ def _restore(fleet: Fleet, inventory: Inventory, repo: Host, engine, states, wri
     from .components.postgresql.scripts import stop_script
     from .components.postgresql.config import paths
     from .dbtier import rejoin
-    from .upgrade import mattermost_nodes
+    from .upgrades import mattermost_nodes
 
     pg = engine.name == "postgresql"
     dbs = inventory.with_role("db")
