@@ -316,13 +316,16 @@ def backup_task(c, pattern=None, inventory=None, set=None, now=False, full=False
 @task(name="restore", help={**_help("pattern", "inventory", "set"),
                             "to_time": "PostgreSQL: restore to this moment (ISO 8601, UTC unless an offset is given)",
                             "to_host": "the DB host to restore onto (default: the primary)",
-                            "no_files": "do not put Mattermost's files and plugins back"}, iterable=["set"])
+                            "no_files": "do not put Mattermost's files and plugins back",
+                            "no_start": "leave Mattermost stopped (then `inv rollback` to an older release)"},
+      iterable=["set"])
 @_cli
-def restore_task(c, pattern=None, inventory=None, set=None, to_time=None, to_host=None, no_files=False):
+def restore_task(c, pattern=None, inventory=None, set=None, to_time=None, to_host=None, no_files=False,
+                 no_start=False):
     """Restore the database from the backups (stopping and starting Mattermost around it), rejoin the
     other DB nodes, put the files back, verify."""
     report = mmdeploy.restore(_load(pattern, inventory, set or ()), to_time=to_time, to_host=to_host,
-                              files=not no_files)
+                              files=not no_files, start=not no_start)
     print(f"\n{report.message}: database in {report.database_seconds:.1f} s, all in {report.seconds:.1f} s")
     for line in report.checks_failed:
         print(f"  FAIL {line}")

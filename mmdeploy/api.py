@@ -197,14 +197,15 @@ def backup_status(inventory: Inventory):
 
 
 def restore(inventory: Inventory, *, to_time: str | None = None, to_host: str | None = None, files: bool = True,
-            out: TextIO | None = None):
+            start: bool = True, out: TextIO | None = None):
     """Restore the database (PostgreSQL: to `to_time`, else the newest archived moment;
     MariaDB: its newest backup) onto the primary or `to_host`, with Mattermost stopped
     around it, the other DB nodes rejoined and the files put back; then verify. A
     backups.RestoreReport."""
     from . import backups as _backup
 
-    return _backup.restore(inventory, to_time=to_time, to_host=to_host, files=files, out=_say(inventory, out))
+    return _backup.restore(inventory, to_time=to_time, to_host=to_host, files=files, start=start,
+                           out=_say(inventory, out))
 
 
 def migrate_db(inventory: Inventory, *, to: str = "postgresql", dry_run: bool = False, out: TextIO | None = None):

@@ -191,7 +191,9 @@ def pgbackrest_time(value: str, now: datetime | None = None) -> str:
 
 
 def restore(inventory: Inventory, to_time: str | None = None, to_host: str | None = None, files: bool = True,
-            out: Out | None = None) -> RestoreReport:
+            start: bool = True, out: Out | None = None) -> RestoreReport:
+    """`start` False leaves Mattermost stopped: the first step of going back to an older
+    release after a schema-changing upgrade (`inv rollback` starts it)."""
     from . import dbtier
     from .dbtier import engine_for
 
@@ -217,7 +219,7 @@ def restore(inventory: Inventory, to_time: str | None = None, to_host: str | Non
     report = RestoreReport(False, to_host, target_time)
     with Fleet(inventory, "restore", out) as fleet:
         try:
-            _restore(fleet, inventory, repo, engine, states, writable, target, target_time, files, report)
+            _restore(fleet, inventory, repo, engine, states, writable, target, target_time, files, start, report)
         finally:
             report.seconds = fleet.elapsed()
             report.timeline = list(fleet.lines)
@@ -225,7 +227,7 @@ def restore(inventory: Inventory, to_time: str | None = None, to_host: str | Non
 
 
 def _restore(fleet: Fleet, inventory: Inventory, repo: Host, engine, states, writable, target: Host,
-             target_time: str | None, files: bool, report: RestoreReport) -> None:
+             target_time: str | None, files: bool, start: bool, report: RestoreReport) -> None:
     from . import api
     from .components.mysql import backup as myb
     from .components.postgresql import backup as pgb
@@ -293,6 +295,12 @@ def _restore(fleet: Fleet, inventory: Inventory, repo: Host, engine, states, wri
     fleet.parallel(lambda h: fleet.remote(h).run(f"systemctl start {watcher}", timeout=60), reachable)
     if files and inventory.settings.backup.files:
         report.files = _restore_files(fleet, inventory, repo, target_time)
+    if not start:
+        report.ok = True
+        report.message = (f"restored onto {target.name}" + (f" to {target_time}" if target_time else "")
+                          + "; Mattermost is left stopped (start it with `inv rollback` or `inv deploy`)")
+        fleet.say(report.message)
+        return
     fleet.parallel(lambda h: run_checked(fleet.remote(h), f"timeout 700 systemctl start {unit_name(h)}",
                                          f"start {unit_name(h)} on {h.name}", timeout=720), apps)
     fleet.say(f"Mattermost started on {', '.join(h.name for h in apps)}")

@@ -550,7 +550,8 @@ def _schema_failed(fleet, inventory, states, order, source, target, schema_befor
             f"{first.host.name}: {target} migrated the database schema ({schema_before} -> {schema_now}) and then "
             f"failed its check ({problem}). Every server is stopped and the proxies send no requests. Mattermost "
             f"does not support running {source} on the newer schema: restore the database backup taken before "
-            f"the upgrade (`inv restore --to-time '{report.started_at}'`), then `inv rollback`")
+            f"the upgrade with Mattermost left stopped (`inv restore --to-time '{report.started_at}' --no-start`), "
+            f"then `inv rollback`")
         fleet.say(report.message)
         return
     fleet.say(f"{first.host.name}: {target} failed its check ({problem}); the schema is unchanged "
@@ -612,8 +613,9 @@ def rollback(inventory: Inventory, out: Out | None = None, drain_timeout: float 
             raise MMDeployError(
                 f"the database schema is {schema}, newer than {s.previous} knows: Mattermost does not support a "
                 f"downgrade after a schema-changing upgrade by swapping the release (the older server refuses "
-                f"to start). Restore the database backup taken before the upgrade "
-                f"(`inv restore --to-time '{s.previous_at}'`), then run `inv rollback` again; or downgrade the "
+                f"to start). Restore the database backup taken before the upgrade, leaving Mattermost stopped "
+                f"(`inv restore --to-time '{s.previous_at}' --no-start`), then run `inv rollback` again; or "
+                f"downgrade the "
                 f"schema with the newer release's `mattermost db downgrade` (see Mattermost's 'Downgrade "
                 f"Mattermost Server' page). Nothing was changed.")
         report.target = ", ".join(sorted({s.previous for s in todo}))
