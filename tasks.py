@@ -307,8 +307,8 @@ def backup_task(c, pattern=None, inventory=None, set=None, now=False, full=False
     for f in st.files:
         print(f"  files    {f}")
     for part, last in sorted(st.last.items()):
-        good = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last["success"])) if "success" in last else "never"
-        print(f"  {part}: last good backup {good} UTC; last run {'ok' if last.get('ok') else 'FAILED'}")
+        good = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last["success"])) if "success" in last else "never"
+        print(f"  {part}: last good backup {good}; last run {'ok' if last.get('ok') else 'FAILED'}")
     for timer, when in st.timers.items():
         print(f"  {timer}: next {when}")
 

@@ -125,8 +125,8 @@ def status(inventory: Inventory) -> BackupStatus:
         listing = run_checked(r, db_list, "list the database backups", timeout=60).stdout
         files = r.run(f"ls -1 {s.path}/files 2>/dev/null | grep -v '^latest$'", timeout=30).stdout.split()
         state = r.run(f"cd {component.STATE} 2>/dev/null && grep -H . *.last_run *.last_success", timeout=30).stdout
-        timers = r.run("systemctl list-timers --all --no-legend 'mmdeploy-backup-*' | awk '{print $NF\"=\"$1\" \"$2\" \"$3}'",
-                       timeout=30).stdout
+        timers = r.run("for t in full diff; do echo \"mmdeploy-backup-$t.timer=$(systemctl show -p NextElapseUSecRealtime "
+                       "--value mmdeploy-backup-$t.timer)\"; done", timeout=30).stdout
     if engine == "postgresql":
         result.database = pgb.parse_info(listing)
     else:
@@ -266,7 +266,8 @@ def _restore(fleet: Fleet, inventory: Inventory, repo: Host, engine, states, wri
     if pg:
         result = run_checked(fleet.remote(target), pgb.restore_script(target, target_time),
                              f"pgBackRest restore on {target.name}", timeout=RESTORE_TIMEOUT)
-        fleet.say(f"{target.name}: {result.stdout.strip().splitlines()[-1]}")
+        for line in result.stdout.strip().splitlines():
+            fleet.say(f"{target.name}: {line}")
     else:
         s = inventory.settings.backup
         latest = run_checked(fleet.remote(repo), f"ls -1 {s.path}/mysql/*.xbstream | sort | tail -n 1",

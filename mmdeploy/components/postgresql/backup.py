@@ -138,22 +138,61 @@ echo "archived up to $seg"
 
 def restore_script(db: Host, to_time: str | None) -> str:
     """On the target DB node, its server stopped: restore the data directory from the
-    repository (the newest backup, then the archived WAL up to `to_time` or to the end),
-    then start it as the primary."""
+    repository (the newest backup before the target, then the archived WAL up to `to_time`
+    or to the end), then start it as the primary.
+
+    The WAL is followed along the newest timeline (a failover after the backup is then
+    crossed). A target that lies before the branch of a later timeline (a moment before an
+    earlier restore) is not on it: PostgreSQL then stops with "recovery ended before
+    configured recovery target was reached", and the restore is made again along the
+    backup's own timeline."""
     p = paths(db)
+    target_time_label = to_time or "the end of the archive"
     target = (f" --type=time --target={shlex.quote(to_time)} --target-action=promote" if to_time
               else " --type=default")
+    log = f"/var/log/postgresql/postgresql-{p.version}-main.log"
     return f"""\
 set -e
 cd /tmp
 systemctl unmask {p.unit} 2>/dev/null || true
 rm -f {p.data}/standby.signal {FENCED}
-runuser -u postgres -- pgbackrest --stanza={STANZA} --delta{target} restore
-systemctl start {p.unit}
-end=$((SECONDS + 600))
-until [ "$(runuser -u postgres -- psql -XAtq -c 'select not pg_is_in_recovery()' 2>/dev/null)" = t ]; do
-  [ $SECONDS -lt $end ] || {{ echo "the restored server did not finish recovery within 600 s" >&2; exit 1; }}
-  sleep 1
-done
+attempt() {{  # $1: more pgbackrest options
+  runuser -u postgres -- pgbackrest --stanza={STANZA} --delta{target} $1 restore || {{
+    echo "pgbackrest restore failed" >&2; exit 1; }}
+  systemctl start {p.unit} || true
+  local end=$((SECONDS + 600))
+  until [ "$(runuser -u postgres -- psql -XAtq -c 'select not pg_is_in_recovery()' 2>/dev/null)" = t ]; do
+    systemctl is-active {p.unit} >/dev/null || return 1
+    [ $SECONDS -lt $end ] || {{ echo "the restored server did not finish recovery within 600 s" >&2; exit 1; }}
+    sleep 1
+  done
+}}
+if ! attempt ""; then
+  if [ -n {shlex.quote(to_time or "")} ] && tail -n 100 {log} | grep -F "recovery ended before configured recovery target was reached" >/dev/null; then
+    echo "{target_time_label} is not on the newest timeline: restoring along the backup's own timeline"
+    timeout 60 systemctl stop {p.unit} || true
+    attempt "--target-timeline=current" || {{ echo "the restored server stopped (see {log})" >&2; exit 1; }}
+  else
+    echo "the restored server stopped (see {log})" >&2; exit 1
+  fi
+fi
+# A DROP DATABASE marks the database invalid before its commit, outside any transaction:
+# a target time between that mark and the next commit replays the mark.
+invalid=$(runuser -u postgres -- psql -XAtq -c "select string_agg(datname, ', ') from pg_database where datconnlimit = -2")
+if [ -n "$invalid" ]; then
+  echo "at {target_time_label} the database(s) $invalid were being dropped (PostgreSQL replays the first, \
+non-transactional step of DROP DATABASE up to the next commit): restore to an earlier moment" >&2
+  exit 1
+fi
+# pgBackRest wrote the recovery settings into postgresql.auto.conf: a replica copied from this
+# node (pg_basebackup, pg_rewind) would take them along and promote itself at the target.
+runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 <<'SQL'
+ALTER SYSTEM RESET restore_command;
+ALTER SYSTEM RESET recovery_target_time;
+ALTER SYSTEM RESET recovery_target_action;
+ALTER SYSTEM RESET recovery_target_timeline;
+ALTER SYSTEM RESET recovery_target_inclusive;
+SELECT pg_reload_conf();
+SQL
 echo "restored and promoted"
 """
