@@ -147,12 +147,12 @@ def test_backup_age_metric_and_alert_rules(pg_site):
 rule_files: [/etc/prometheus/rules.d/mmdeploy-backup.yml]
 evaluation_interval: 1m
 tests:
-  - interval: 10m
+  - interval: 1m
     input_series:
       - series: 'mmdeploy_backup_last_success_timestamp_seconds{part="database"}'
-        values: '0+0x200'
+        values: '0+0x1700'
       - series: 'mmdeploy_backup_last_run_success{part="database"}'
-        values: '1+0x200'
+        values: '1+0x1700'
     alert_rule_test:
       - eval_time: 25h
         alertname: MattermostBackupTooOld
