@@ -167,7 +167,7 @@ class BackupAgent(_Involved):
     name = "backup-agent"
     owns_roles = (BACKUP_ROLE,)
     secrets = (S3_ACCESS_KEY, S3_SECRET_KEY)
-    after = ("postgresql-replication", "mysql-replication", "mattermost", "prometheus")
+    after = ("postgresql-replication", "mysql-replication", "prometheus")
 
     def validate(self, settings):
         b = settings.backup
