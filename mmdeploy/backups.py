@@ -14,6 +14,7 @@ components/mysql/backup.py).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -243,6 +244,18 @@ def _restore(fleet: Fleet, inventory: Inventory, repo: Host, engine, states, wri
         # Whatever the primary wrote until now, archived: a restore can reach it.
         out = fleet.remote(writable[0].host).run(pgb.switch_wal_script(), timeout=90, what="archive the current WAL")
         fleet.say(f"{writable[0].host.name}: " + (out.stdout.strip() or f"WAL not archived: {out.stderr.strip()}"))
+    backup_set = None
+    if pg:  # which backup: chosen before anything stops, so a refusal leaves the site running
+        info = run_checked(fleet.remote(target), pgb.info_as_postgres(), "read the backups", timeout=120).stdout
+        newest = max((int(a["max"][:8], 16) for st in json.loads(info or "[]") for a in st.get("archive", [])
+                      if a.get("max")), default=1)
+        histories = fleet.remote(target).run(pgb.histories_script(max(2, newest)), timeout=120).stdout
+        epoch = (datetime.strptime(target_time[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=timezone.utc).timestamp()
+                 if target_time else None)
+        backup_set, why = pgb.choose_backup(info, histories, epoch)
+        if backup_set is None:
+            raise MMDeployError(f"nothing to restore from: {why}; nothing was changed")
+        fleet.say(f"restoring from {why}")
     apps = mattermost_nodes(inventory)
 
     def stop_mm(h: Host) -> None:
@@ -264,7 +277,7 @@ def _restore(fleet: Fleet, inventory: Inventory, repo: Host, engine, states, wri
     fleet.say(f"database servers stopped on {', '.join(h.name for h in reachable)}")
     t0 = time.monotonic()
     if pg:
-        result = run_checked(fleet.remote(target), pgb.restore_script(target, target_time),
+        result = run_checked(fleet.remote(target), pgb.restore_script(target, target_time, backup_set),
                              f"pgBackRest restore on {target.name}", timeout=RESTORE_TIMEOUT)
         for line in result.stdout.strip().splitlines():
             fleet.say(f"{target.name}: {line}")

@@ -136,7 +136,7 @@ echo "archived up to $seg"
 """
 
 
-def restore_script(db: Host, to_time: str | None) -> str:
+def restore_script(db: Host, to_time: str | None, backup_set: str | None = None) -> str:
     """On the target DB node, its server stopped: restore the data directory from the
     repository (the newest backup before the target, then the archived WAL up to `to_time`
     or to the end), then start it as the primary.
@@ -150,6 +150,8 @@ def restore_script(db: Host, to_time: str | None) -> str:
     target_time_label = to_time or "the end of the archive"
     target = (f" --type=time --target={shlex.quote(to_time)} --target-action=promote" if to_time
               else " --type=default")
+    if backup_set:
+        target += f" --set={shlex.quote(backup_set)}"
     log = f"/var/log/postgresql/postgresql-{p.version}-main.log"
     return f"""\
 set -e
@@ -186,7 +188,7 @@ non-transactional step of DROP DATABASE up to the next commit): restore to an ea
 fi
 # pgBackRest wrote the recovery settings into postgresql.auto.conf: a replica copied from this
 # node (pg_basebackup, pg_rewind) would take them along and promote itself at the target.
-runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 <<'SQL'
+runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 ALTER SYSTEM RESET restore_command;
 ALTER SYSTEM RESET recovery_target_time;
 ALTER SYSTEM RESET recovery_target_action;
@@ -196,3 +198,62 @@ SELECT pg_reload_conf();
 SQL
 echo "restored and promoted"
 """
+
+
+def info_as_postgres() -> str:
+    """The repository's backups, read from a DB node (which reaches the repository host)."""
+    return f"cd /tmp && runuser -u postgres -- pgbackrest --stanza={STANZA} info --output=json"
+
+
+def histories_script(first: int, extra: int = 3) -> str:
+    """The timeline history files from `first` up (and a few beyond, in case the newest
+    timeline has archived no segment yet), each as '== N' then its lines."""
+    return f"""\
+cd /tmp
+d=$(runuser -u postgres -- mktemp -d); trap 'rm -rf "$d"' EXIT
+for n in $(seq {first} {first + extra}); do
+  h=$(printf '%08X.history' "$n")
+  if runuser -u postgres -- pgbackrest --stanza={STANZA} archive-get "$h" "$d/$h" >/dev/null 2>&1; then
+    echo "== $n"; cat "$d/$h"
+  fi
+done
+"""
+
+
+def choose_backup(info_json: str, histories: str, target_epoch: float | None) -> tuple[str | None, str]:
+    """The backup a restore must start from: the newest that finished before the target
+    and lies on the timeline the site lives on now (the newest), i.e. on it or on one of
+    its ancestors before the point it branched off. pgBackRest 2.45 picks by time alone, so
+    after an earlier point-in-time restore it may pick a backup of an abandoned timeline,
+    from which the newest timeline cannot be reached. Returns (label, why)."""
+    from .probe import lsn
+
+    data = json.loads(info_json or "[]")
+    backups = [b for stanza in data for b in stanza.get("backup", [])]
+    if not backups:
+        return None, "the repository holds no backup"
+    tli_of = lambda segment: int(segment[:8], 16)  # noqa: E731
+    latest = max(tli_of(a["max"]) for stanza in data for a in stanza.get("archive", []) if a.get("max"))
+    blocks: dict[int, list[str]] = {}
+    for line in histories.splitlines():
+        if line.startswith("== "):
+            blocks[int(line[3:])] = []
+        elif blocks:
+            blocks[max(blocks)].append(line)
+    latest = max([latest, *blocks])
+    # Where each ancestor of the newest timeline ended (its own history file lists them all).
+    ends = {int(parts[0]): lsn(parts[1]) for parts in (line.split() for line in blocks.get(latest, []))
+            if len(parts) >= 2 and parts[0].isdigit()}
+
+    def on_lineage(b: dict) -> bool:
+        tli, start = tli_of(b["archive"]["start"]), lsn(b["lsn"]["start"])
+        return tli == latest or (tli in ends and start < ends[tli])
+
+    usable = [b for b in backups if on_lineage(b) and (target_epoch is None or b["timestamp"]["stop"] <= target_epoch)]
+    if not usable:
+        return None, (f"no backup finished before the target on timeline {latest}'s history "
+                      f"({len(backups)} backup(s) in the repository)")
+    best = max(usable, key=lambda b: b["timestamp"]["stop"])
+    skipped = [b["label"] for b in backups if not on_lineage(b)]
+    return best["label"], (f"backup {best['label']} on timeline {latest}'s history"
+                           + (f" (not {', '.join(skipped)}: an abandoned timeline)" if skipped else ""))
