@@ -296,3 +296,31 @@ def test_backup_alert_rules_render(site, tmp_path):
     assert "{{ $labels.part }}" in rules["MattermostBackupFailed"]["annotations"]["summary"]
     assert rules["MattermostBackupMissing"]["for"] == "26h"
     assert hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_restore_starts_from_a_backup_on_the_sites_timeline():
+    """After a point-in-time restore branched timeline 2 off timeline 1 at 0/6000868, a
+    backup taken later on timeline 1 belongs to an abandoned history: a restore to a later
+    moment must start from a backup before the branch (or one on timeline 2)."""
+    import json as _json
+
+    from mmdeploy.components.postgresql.backup import choose_backup
+
+    info = _json.dumps([{"archive": [{"id": "15-1", "min": "000000010000000000000003",
+                                      "max": "000000020000000000000009"}],
+                         "backup": [
+        {"label": "F", "archive": {"start": "000000010000000000000005"}, "lsn": {"start": "0/5000028"},
+         "timestamp": {"stop": 100}},
+        {"label": "D1", "archive": {"start": "000000010000000000000007"}, "lsn": {"start": "0/7000028"},
+         "timestamp": {"stop": 200}},
+        {"label": "D2", "archive": {"start": "000000020000000000000008"}, "lsn": {"start": "0/8000028"},
+         "timestamp": {"stop": 400}}]}])
+    history = "== 2\n1\t0/6000868\tbefore 2026-11-29 19:42:19+00\n"
+    assert choose_backup(info, history, 300)[0] == "F"
+    assert "not D1" in choose_backup(info, history, 300)[1]
+    assert choose_backup(info, history, 500)[0] == "D2"
+    assert choose_backup(info, history, None)[0] == "D2"
+    assert choose_backup(info, history, 50)[0] is None
+    # One timeline only: the newest backup before the target.
+    single = info.replace("000000020000000000000009", "000000010000000000000009")
+    assert choose_backup(single, "", 300)[0] == "D1"
