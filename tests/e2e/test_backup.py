@@ -123,6 +123,7 @@ def test_point_in_time_restore(pg_site):
     restored = inv("restore", "--to-time", noted, "--inventory", path, *sets(overrides), check=False)
     FIGURES["PostgreSQL restore to a time (whole command)"] = round(time.monotonic() - t0, 1)
     assert restored.returncode == 0, restored.stdout + restored.stderr
+    FIGURES["PostgreSQL restore: the database part"] = float(re.search(r"database in ([\d.]+) s", restored.stdout)[1])
     client = wait_for_site(inventory)
     assert client.exists(a) and client.exists(b)
     assert not client.exists(c)
@@ -186,7 +187,9 @@ def test_upgrade_across_majors_then_rollback_as_documented(pg_site):
     FIGURES["upgrade 10.11.4 -> 11.7.15 (schema change, whole command)"] = round(time.monotonic() - t0, 1)
     assert up.returncode == 0, up.stdout + up.stderr
     assert "(schema-change)" in up.stdout and "taking a backup before the schema change" in up.stdout
-    assert "no app server behind the proxies for" in up.stdout
+    down = re.search(r"no app server behind the proxies for ([\d.]+) s", up.stdout)
+    assert down, up.stdout
+    FIGURES["upgrade 10.11.4 -> 11.7.15: seconds without an app server"] = float(down[1])
     started = next(line for line in up.stdout.splitlines() if "app1" in line and "upgraded" in line)
     assert "10.11.4 -> 11.7.15" in started
     assert "Version: 11.7.15" in on("app1", "/opt/mattermost/bin/mattermost version")
@@ -244,6 +247,7 @@ def test_mariadb_restores_its_last_backup(maria_site):
     restored = inv("restore", "--inventory", path, *sets(overrides), check=False)
     FIGURES["MariaDB restore of the last backup (whole command)"] = round(time.monotonic() - t0, 1)
     assert restored.returncode == 0, restored.stdout + restored.stderr
+    FIGURES["MariaDB restore: the database part"] = float(re.search(r"database in ([\d.]+) s", restored.stdout)[1])
     client = wait_for_site(inventory)
     assert client.exists(a) and not client.exists(b)
     verify = inv("verify", "--inventory", path, *sets(overrides), check=False)
