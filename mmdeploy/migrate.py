@@ -276,6 +276,7 @@ cd {HOME} && runuser -u mattermost -- {HOME}/bin/mattermost db migrate --config 
         report.load_seconds = round(time.monotonic() - t0, 2)
         fleet.say(f"pgloader done in {report.load_seconds:.1f} s: "
                   + " ".join(result.stdout.strip().splitlines()[-1:]).strip())
+        run_checked(r, pg.psql(pg.after_load_sql()), "the database's search_path", timeout=60)
         if defs:
             run_checked(r, pg.psql(pg.recreate_sql(defs)), "the full-text indexes again", timeout=LOAD_TIMEOUT)
     finally:

@@ -123,3 +123,10 @@ def dump_rows(table: str, columns: list[str]) -> str:
 def row_counts_sql(tables: list[str]) -> str:
     return "\n".join(f"select '{t}', count(*) from public.{t};" for t in tables)
 
+
+
+def after_load_sql() -> str:
+    """pgloader sets the database's search_path to the schema named after the MySQL
+    database, which the load renamed back to public: the guide sets mmuser's own
+    search_path; every other role (the superuser, the exporter) gets the default back."""
+    return f"ALTER DATABASE {DATABASE} RESET search_path;"
