@@ -10,6 +10,7 @@ import functools
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from invoke import Collection, Exit, task
@@ -396,8 +397,143 @@ def db_rejoin(c, host, pattern=None, inventory=None, set=None):
     mmdeploy.rejoin(_load(pattern, inventory, set or ()), host)
 
 
+# --- day 2: upgrades, backups, migration, drift --------------------------------------------
+
+
+def _node_table(report) -> None:
+    for n in report.nodes:
+        moved = f"{n.before or '?'} -> {n.after or '?'}" if n.before != n.after else (n.after or "?")
+        drain = f"  drained in {n.drain_seconds:.1f} s" if n.drain_seconds is not None else ""
+        print(f"  {n.host:<12} {n.role:<9} {n.status:<11} {moved:<22} {n.seconds:6.1f} s{drain}"
+              + (f"\n  {'':<12} {n.problem}" if n.problem else ""))
+    for w in report.warnings:
+        print(f"  warning: {w}")
+
+
+@task(help={**_help("pattern", "inventory", "set"), "version": "the Mattermost version to upgrade to "
+            "(give its url/sha256 with --set, as for deploy)", "no_backup": "skip the backup before a "
+            "schema-changing upgrade", "limit": "comma-separated Mattermost nodes only (a canary)"},
+      iterable=["set"])
+@_cli
+def upgrade(c, version=None, pattern=None, inventory=None, set=None, no_backup=False, limit=None):
+    """Upgrade every Mattermost node to mattermost.version (rolling within a series).
+
+    Within a series: the job server, then one drained app server at a time, verified, rolled back
+    automatically on failure; across series as Mattermost documents (a backup first)."""
+    overrides = list(set or ()) + ([f"mattermost.version={version}"] if version else [])
+    report = mmdeploy.upgrade(_load(pattern, inventory, overrides), backup_first=not no_backup, limit=_names(limit))
+    print(f"\n{report.action} ({report.procedure}) in {report.seconds:.1f} s: {report.message}")
+    _node_table(report)
+    if report.downtime_seconds is not None:
+        print(f"  no app server behind the proxies for {report.downtime_seconds:.1f} s")
+    if not report.ok:
+        raise Exit(code=1)
+
+
+@task(help={**_help("pattern", "inventory", "set"), "limit": "comma-separated Mattermost nodes only"},
+      iterable=["set"])
+@_cli
+def rollback(c, pattern=None, inventory=None, set=None, limit=None):
+    """Return every Mattermost node to the release it ran before its last upgrade (kept on disk)."""
+    report = mmdeploy.rollback(_load(pattern, inventory, set or ()), limit=_names(limit))
+    print(f"\nrollback in {report.seconds:.1f} s: {report.message}")
+    _node_table(report)
+    if not report.ok:
+        raise Exit(code=1)
+
+
+@task(name="backup", help={**_help("pattern", "inventory", "set"), "now": "run a backup now (else: show the "
+                            "backups and the timers)", "full": "with --now: a full backup (default: differential)"},
+      iterable=["set"])
+@_cli
+def backup_task(c, pattern=None, inventory=None, set=None, now=False, full=False):
+    """Show the backups and their timers, or take one now (--now).
+
+    With --now, a backup run now on the backup host; without, what the repository holds, the last
+    runs and when the timers run next (deploy installs the timers: settings.backup)."""
+    inv = _load(pattern, inventory, set or ())
+    if now:
+        report = mmdeploy.backup(inv, kind="full" if full else "diff")
+        print(f"\n{report.message} in {report.seconds:.1f} s")
+        if not report.ok:
+            raise Exit(code=1)
+        return
+    st = mmdeploy.backup_status(inv)
+    print(f"repository: {st.repository} ({st.engine})")
+    for b in st.database:
+        print(f"  database {b['label']:<28} {b['type']:<5} {b.get('size') or 0:>12} bytes")
+    for f in st.files:
+        print(f"  files    {f}")
+    for part, last in sorted(st.last.items()):
+        good = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last["success"])) if "success" in last else "never"
+        print(f"  {part}: last good backup {good}; last run {'ok' if last.get('ok') else 'FAILED'}")
+    for timer, when in st.timers.items():
+        print(f"  {timer}: next {when}")
+
+
+@task(name="restore", help={**_help("pattern", "inventory", "set"),
+                            "to_time": "PostgreSQL: restore to this moment (ISO 8601, UTC unless an offset is given)",
+                            "to_host": "the DB host to restore onto (default: the primary)",
+                            "no_files": "do not put Mattermost's files and plugins back",
+                            "no_start": "leave Mattermost stopped (then `inv rollback` to an older release)"},
+      iterable=["set"])
+@_cli
+def restore_task(c, pattern=None, inventory=None, set=None, to_time=None, to_host=None, no_files=False,
+                 no_start=False):
+    """Restore the database and Mattermost's files from the backups, then verify.
+
+    Mattermost is stopped around it; the other DB nodes are rejoined."""
+    report = mmdeploy.restore(_load(pattern, inventory, set or ()), to_time=to_time, to_host=to_host,
+                              files=not no_files, start=not no_start)
+    print(f"\n{report.message}: database in {report.database_seconds:.1f} s, all in {report.seconds:.1f} s")
+    for line in report.checks_failed:
+        print(f"  FAIL {line}")
+    if not report.ok:
+        raise Exit(code=1)
+
+
+@task(help=_help("pattern", "inventory", "set"), iterable=["set"])
+@_cli
+def drift(c, pattern=None, inventory=None, set=None):
+    """Show where nodes that must be identical disagree, or disagree with the inventory (exit 1).
+
+    Compared: release, config, plugins, units, TLS certificate and upstream."""
+    from mmdeploy.driftcheck import format_report
+
+    report = mmdeploy.drift(_load(pattern, inventory, set or ()))
+    print(format_report(report))
+    if not report.ok:
+        raise Exit(code=1)
+
+
+@task(name="migrate", help={**_help("pattern", "inventory", "set"), "to": "the target engine: postgresql",
+                            "dry_run": "only the checks and pgloader's dry run (no downtime, no data moved)"},
+      iterable=["set"])
+@_cli
+def db_migrate(c, to="postgresql", pattern=None, inventory=None, set=None, dry_run=False):
+    """Move the MySQL-family database to PostgreSQL with pgloader (Mattermost's documented path).
+
+    Every table is compared, then every server cut over; the old tier stays read-only for a rollback."""
+    overrides = list(set or ()) + [f"database.engine={to}"]
+    report = mmdeploy.migrate_db(_load(pattern, inventory, overrides), to=to, dry_run=dry_run)
+    print(f"\n{report.message} ({report.seconds:.1f} s)")
+    for t in report.tables:
+        print(f"  {'ok  ' if t.ok else 'DIFF'} {t.table:<24} {t.source_rows:>8} -> {t.target_rows:<8} "
+              f"{(t.target_sum or '')[:12]}")
+    for p in report.problems:
+        print(f"  problem: {p}")
+    for w in report.warnings:
+        print(f"  warning: {w}")
+    for line in report.checks_failed:
+        print(f"  FAIL {line}")
+    if report.cut_over:
+        print(f"  {report.downtime_seconds:.1f} s without Mattermost; pgloader {report.load_seconds:.1f} s")
+    if not report.ok:
+        raise Exit(code=1)
+
+
 testbed_ns = Collection("testbed", testbed_up, testbed_down, testbed_status)
 bench_ns = Collection("bench", bench_noop)
-db_ns = Collection("db", db_status, db_rejoin)
-ns = Collection(plan, deploy, verify, up, test, failover_db, topology, size, k8s, vagrant, testbed_ns, bench_ns,
-                db_ns)
+db_ns = Collection("db", db_status, db_rejoin, db_migrate)
+ns = Collection(plan, deploy, verify, up, test, failover_db, upgrade, rollback, drift, backup_task, restore_task,
+                topology, size, k8s, vagrant, testbed_ns, bench_ns, db_ns)

@@ -40,7 +40,11 @@ from .runner import RunReport
 from .secrets import Redactor, Secrets
 
 if TYPE_CHECKING:
+    from .backups import BackupReport, BackupStatus, RestoreReport
+    from .driftcheck import DriftReport
+    from .migrate import MigrationReport
     from .topology import Graph
+    from .upgrades import UpgradeReport
 
 
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inventory:
@@ -232,6 +236,93 @@ def run_warnings(inventory: Inventory, *, only: list[str] | None = None, today: 
     return found
 
 
+@contextmanager
+def _operation(inventory: Inventory, what: str | None, out: TextIO | None) -> Iterator[Callable[[str], None]]:
+    """A day-2 operation: errors leave with secrets masked; one that changes hosts (`what`
+    names it) holds the inventory's run lock. Yields the function printing its lines."""
+    stream = out or sys.stdout
+    redactor = session(inventory)[0]
+    with _masked(redactor):
+        if what is None:
+            yield lambda line: print(redactor(line), file=stream, flush=True)
+            return
+        with _locked(inventory, what, redactor):
+            yield lambda line: print(redactor(line), file=stream, flush=True)
+
+
+def upgrade(inventory: Inventory, *, out: TextIO | None = None, drain_timeout: float = 30.0,
+            verify_timeout: float = 60.0, backup_first: bool = True, limit: list[str] | None = None) -> "UpgradeReport":
+    """Every Mattermost node to the inventory's mattermost.version: rolling within a
+    series (job server first, then one drained app server at a time, each verified
+    directly and rolled back automatically when it fails), Mattermost's short service
+    interruption across series (a backup first). Returns an upgrades.UpgradeReport."""
+    from . import upgrades as _upgrade
+
+    with _operation(inventory, "upgrade", out) as say:
+        return _upgrade.upgrade(inventory, out=say, drain_timeout=drain_timeout,
+                                verify_timeout=verify_timeout, backup_first=backup_first, limit=limit)
+
+
+def rollback(inventory: Inventory, *, out: TextIO | None = None, drain_timeout: float = 30.0,
+             verify_timeout: float = 60.0, limit: list[str] | None = None) -> "UpgradeReport":
+    """Every Mattermost node back to the release it ran before its last upgrade
+    (refused after a schema change, as Mattermost documents). An upgrades.UpgradeReport."""
+    from . import upgrades as _upgrade
+
+    with _operation(inventory, "rollback", out) as say:
+        return _upgrade.rollback(inventory, out=say, drain_timeout=drain_timeout,
+                                 verify_timeout=verify_timeout, limit=limit)
+
+
+def backup(inventory: Inventory, *, kind: str = "diff", out: TextIO | None = None) -> "BackupReport":
+    """A backup run now on the backup host (the database, then Mattermost's config, plugins
+    and local files), as the timers run it. A backups.BackupReport."""
+    from . import backups as _backup
+
+    with _operation(inventory, "backup", out) as say:
+        return _backup.backup(inventory, kind=kind, out=say)
+
+
+def backup_status(inventory: Inventory) -> "BackupStatus":
+    """The backups in the repository, the last runs and the timers. A backups.BackupStatus."""
+    from . import backups as _backup
+
+    return _backup.status(inventory)
+
+
+def restore(inventory: Inventory, *, to_time: str | None = None, to_host: str | None = None, files: bool = True,
+            start: bool = True, out: TextIO | None = None) -> "RestoreReport":
+    """Restore the database (PostgreSQL: to `to_time`, else the newest archived moment;
+    MariaDB: its newest backup) onto the primary or `to_host`, with Mattermost stopped
+    around it, the other DB nodes rejoined and the files put back; then verify. A
+    backups.RestoreReport."""
+    from . import backups as _backup
+
+    with _operation(inventory, "restore", out) as say:
+        return _backup.restore(inventory, to_time=to_time, to_host=to_host, files=files, start=start,
+                               out=say)
+
+
+def migrate_db(inventory: Inventory, *, to: str = "postgresql", dry_run: bool = False, out: TextIO | None = None) -> "MigrationReport":
+    """Move a MySQL-family tier to PostgreSQL along Mattermost's documented path (the
+    inventory names the target engine; the source is the MySQL tier on the db hosts):
+    checks and pgloader's dry run, then the data-only load, per-table counts and
+    checksums, and the cut-over of every app and job server. A migrate.MigrationReport."""
+    from . import migrate as _migrate
+
+    with _operation(inventory, None if dry_run else "db.migrate", out) as say:
+        return _migrate.migrate(inventory, to=to, dry_run=dry_run, out=say)
+
+
+def drift(inventory: Inventory) -> "DriftReport":
+    """Where nodes that must be identical disagree (release, config, plugins, unit files,
+    the proxies' certificate and upstream), and where a node disagrees with the
+    inventory. Reads only. A driftcheck.DriftReport (ok: no difference)."""
+    from . import driftcheck as _drift
+
+    return _drift.drift(inventory)
+
+
 def _run(inventory: Inventory, mode: str, limit: list[str] | None, only: list[str] | None, out: TextIO | None,
          verbose: bool, live: bool = False) -> RunReport:
     from .registry import registry
@@ -260,4 +351,5 @@ def _run(inventory: Inventory, mode: str, limit: list[str] | None, only: list[st
 
 
 __all__ = ["CheckResult", "FailoverReport", "MMDeployError", "db_status", "deploy", "failover_db",
-           "inventory_path", "load", "plan", "rejoin", "run_warnings", "session", "topology_graph", "verify"]
+           "inventory_path", "load", "plan", "rejoin", "rollback", "run_warnings", "session", "topology_graph",
+           "upgrade", "verify", "backup", "backup_status", "drift", "migrate_db", "restore"]

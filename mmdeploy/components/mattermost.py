@@ -447,6 +447,24 @@ timeout {START_LIMIT} systemctl start {unit_name} || {{ echo "{unit_name} was no
 """, timeout=grace + START_LIMIT + 60)
 
 
+def activate_script(version: str) -> str:
+    """Copy the release unpacked in RELEASES/<version> into the live install, never its
+    config/data/logs/plugins; remember which release is live (.mmdeploy-release holds its
+    sha256, .mmdeploy-version its version). The same for a deploy, an upgrade and a
+    rollback. --ignore-times: two releases may hold same-size files with the same mtime
+    (reproducible builds), which rsync's quick check would skip."""
+    release = f"{RELEASES}/{version}"
+    return (f"set -e\ntest -f {release}/.mmdeploy-sha256 || {{ echo 'release {version} is not on this host "
+            f"({release})' >&2; exit 1; }}\n"
+            f"rsync -a --ignore-times --delete {' '.join(f'--exclude=/{p}' for p in PERSISTENT)} "
+            f"--exclude=/.mmdeploy-sha256 --exclude=/.mmdeploy-previous {release}/ {HOME}/\n"
+            f"for d in {' '.join(PERSISTENT)}; do install -d -o mattermost -g mattermost -m 0750 {HOME}/$d; done\n"
+            f"test -e {CONFIG} || install -o mattermost -g mattermost -m 0600 {release}/config/config.json {CONFIG}\n"
+            f"chown -R mattermost:mattermost {HOME}\n"
+            f"cp {release}/.mmdeploy-sha256 {HOME}/.mmdeploy-release\n"
+            f"echo {version} > {HOME}/.mmdeploy-version\n")
+
+
 def unit_name(host: Host) -> str:
     return "mattermost" if host.has("app") else "mattermost-jobserver"
 
@@ -515,17 +533,10 @@ class Mattermost(Component):
             Directory(RELEASES),
             Unpacked(artifact(s), release, fetch_on_host=mm.fetch_on_host),
             Directory(HOME, owner="mattermost", group="mattermost", mode="0755"),
-            # The release's files into the live install, never its config/data/logs/plugins.
-            # --ignore-times: two releases may hold same-size files with the same mtime
-            # (reproducible builds), which rsync's quick check would skip.
+            # The release's files into the live install (see activate_script).
             Command(
                 f"activate release {mm.version}",
-                f"set -e\nrsync -a --ignore-times --delete {' '.join(f'--exclude=/{p}' for p in PERSISTENT)} "
-                f"--exclude=/.mmdeploy-sha256 {release}/ {HOME}/\n"
-                f"for d in {' '.join(PERSISTENT)}; do install -d -o mattermost -g mattermost -m 0750 {HOME}/$d; done\n"
-                f"test -e {CONFIG} || install -o mattermost -g mattermost -m 0600 {release}/config/config.json {CONFIG}\n"
-                f"chown -R mattermost:mattermost {HOME}\n"
-                f"cp {release}/.mmdeploy-sha256 {HOME}/.mmdeploy-release\n",
+                activate_script(mm.version),
                 unless=f"cmp -s {release}/.mmdeploy-sha256 {HOME}/.mmdeploy-release",
                 notify=restart,
             ),

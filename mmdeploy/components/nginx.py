@@ -15,6 +15,7 @@ restart. The certificate comes from `tls.mode`:
 from __future__ import annotations
 
 import http.client
+import re
 import shlex
 import socket
 import ssl
@@ -136,6 +137,40 @@ def render(ctx: Context) -> str:
         cert=CERT,
         key=KEY,
     )
+
+
+def upstream_state_script(address: str, port: int, down: bool) -> str:
+    """Mark one app server `down` (drained: NGINX sends it no new request) or back up in
+    the `backend` upstream of the live config, checked with `nginx -t` before it replaces
+    the live file, then reload (the old workers finish the requests they hold). The next
+    deploy renders the file without `down`, so a deploy also ends any drain. Prints
+    "changed" or "unchanged"."""
+    server = re.escape(f"{address}:{port}")
+    edit = r"s/ down;/;/" if not down else r"s/ down;/;/; s/;[[:space:]]*$/ down;/"
+    sed = (f"/^[[:space:]]*upstream backend[[:space:]]*\\{{/,/^[[:space:]]*\\}}/ "
+           f"{{ /^[[:space:]]*server {server}[ ;]/ {{ {edit} }} }}")
+    return f"""\
+set -e
+conf={CONF}
+grep -E '^[[:space:]]*server {server}[ ;]' "$conf" >/dev/null || {{
+  echo "{address}:{port} is not an upstream server in $conf (deployed with another app tier?)" >&2; exit 3; }}
+new=$(mktemp /etc/nginx/.mmdeploy-upstream.XXXXXX)
+trap 'rm -f "$new"' EXIT
+sed -E '{sed}' "$conf" > "$new"
+if cmp -s "$new" "$conf"; then echo unchanged; exit 0; fi
+nginx -t -q -c "$new"
+chmod 0644 "$new"
+mv -f "$new" "$conf"
+nginx -t -q
+systemctl reload nginx
+echo changed
+"""
+
+
+def drained_servers_script() -> str:
+    """The app servers marked down in this proxy's live upstream, one address:port a line."""
+    return (f"sed -nE '/^[[:space:]]*upstream backend/,/^[[:space:]]*\\}}/ "
+            f"s/^[[:space:]]*server ([^ ;]+)[^;]* down;.*/\\1/p' {CONF}")
 
 
 def _self_signed(domain: str, unless: str) -> Command:

@@ -24,6 +24,12 @@ class Engine(Protocol):
     name: str  # "postgresql" | "mysql": the package under components/
     label: str  # how messages name it: "PostgreSQL", "MySQL-family"
     port: int  # where its clients connect on a DB host
+    schema_version_sql: str  # reads Mattermost's schema version (X.Y.0) from its Systems table
+
+    def app_query(self, sql: str) -> str:
+        """A script run on a DB host that runs `sql` on Mattermost's database as the
+        superuser; rows tab-separated, without headers."""
+        ...
 
     def probe(self, host: Host) -> list[str]:
         """Read-only shell commands (batched as facts) that `state` parses."""

@@ -26,6 +26,7 @@ from .topology import NodeState, Topology, decide, describe, unreachable
 # A dead host must cost seconds, not the inventory's SSH timeout: write unavailability
 # during a failover starts with this probe.
 CONNECT_TIMEOUT = 1.0
+STATUS_CONNECT_TIMEOUT = 5.0
 APPLY_TIMEOUT = 60.0
 Out = Callable[[str], None]
 
@@ -33,7 +34,8 @@ Out = Callable[[str], None]
 class Tier:
     """The DB hosts of an inventory, one Remote each, for one status/failover/rejoin."""
 
-    def __init__(self, inventory: Inventory, what: str, out: Out = print, redactor: Redactor | None = None):
+    def __init__(self, inventory: Inventory, what: str, out: Out = print, redactor: Redactor | None = None,
+                 connect_timeout: float = CONNECT_TIMEOUT):
         self.hosts = inventory.with_role("db")
         if not self.hosts:
             raise InventoryError(["no host has the db role"])
@@ -46,7 +48,7 @@ class Tier:
         self.redact = redactor
         self.log_dir = run_dir(what)
         self.remotes = {
-            h.name: Remote(_quick(h), redactor, self.log_dir / f"{h.name}.log") for h in self.hosts
+            h.name: Remote(_quick(h, connect_timeout), redactor, self.log_dir / f"{h.name}.log") for h in self.hosts
         }
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.hosts)))
         self._unreachable: dict[str, str] = {}  # asked once per command: each try costs the timeout
@@ -84,8 +86,8 @@ class Tier:
             r.close()
 
 
-def _quick(host: Host) -> Host:
-    timeout = min(host.ssh.connect_timeout, CONNECT_TIMEOUT)
+def _quick(host: Host, limit: float = CONNECT_TIMEOUT) -> Host:
+    timeout = min(host.ssh.connect_timeout, limit)
     return dataclasses.replace(host, ssh=dataclasses.replace(host.ssh, connect_timeout=timeout))
 
 
@@ -101,8 +103,9 @@ def current_primary(hosts: list[Host], states: dict[str, NodeState]) -> NodeStat
 
 
 def status(inventory: Inventory, out: Out | None = None, redactor: Redactor | None = None) -> list[NodeState]:
-    """Every DB node's state; reads only."""
-    tier = Tier(inventory, "db-status", out or (lambda _: None), redactor)
+    """Every DB node's state; reads only. Not a failover: a busy host gets a few seconds
+    to answer SSH before it is reported unreachable (verify's replication check, db.status)."""
+    tier = Tier(inventory, "db-status", out or (lambda _: None), redactor, connect_timeout=STATUS_CONNECT_TIMEOUT)
     try:
         states = tier.states()
     finally:

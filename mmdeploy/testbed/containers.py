@@ -69,6 +69,12 @@ PATTERNS: dict[str, list[tuple[str, list[str]]]] = {
         ("proxy1", ["proxy"]), ("app1", ["app", "pushproxy", "storage"]), ("app2", ["app", "pushproxy", "storage"]),
         ("job1", ["jobserver", "monitoring", "db"]),
     ],
+    # Rolling upgrades (tests/e2e/test_upgrade.py): three app servers behind one proxy, a
+    # job server, one database node; the single pattern's rules.
+    "apps3": [
+        ("proxy1", ["proxy"]), ("app1", ["app"]), ("app2", ["app"]), ("app3", ["app"]),
+        ("job1", ["jobserver", "monitoring"]), ("db1", ["db"]),
+    ],
 }
 MAX_HOSTS = 60
 

@@ -12,7 +12,7 @@ from ...inventory import Host
 from ...passwords import mysql_matches
 from ...remote import Remote
 from ...step import run_checked
-from .flavor import FENCED, FLAVORS, _lit
+from .flavor import DATABASE, FENCED, FLAVORS, _lit
 from .gtid import GtidSet, maria_missing, maria_state_map
 from .probe import parse_probe
 from .scripts import SEED_TIMEOUT, fence_script, follow_script, primary_known_script, seed_script
@@ -24,6 +24,13 @@ class MySQLEngine:
     name = "mysql"
     label = "MySQL-family"
     port = 3306
+    # Mattermost's schema version (X.Y.0), kept in its Systems table (case-sensitive name).
+    schema_version_sql = "SELECT Value FROM Systems WHERE Name = 'Version'"
+
+    def app_query(self, sql: str) -> str:
+        """A script that runs `sql` on Mattermost's database as root over the socket, on
+        the host; rows come back tab-separated, without headers."""
+        return f"mysql --protocol=socket -NB {DATABASE} <<'MMDEPLOY_SQL'\n{sql}\nMMDEPLOY_SQL\n"
 
     def __init__(self, flavor: str = "mariadb", semi_sync: bool = True, series: str = "8.4"):
         self.flavor, self.semi_sync, self.series = FLAVORS[flavor], semi_sync, series

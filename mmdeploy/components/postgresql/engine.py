@@ -12,7 +12,7 @@ from ...inventory import Host
 from ...passwords import postgres_matches
 from ...remote import Remote
 from ...step import run_checked
-from .config import FENCED, Paths, conninfo, paths
+from .config import DATABASE, FENCED, Paths, conninfo, paths
 from .probe import parse_probe, probe
 from .scripts import SEED_TIMEOUT, psql, seed_script, slots_sql, stop_script, write_topology
 
@@ -43,6 +43,14 @@ class PGEngine:
             if name == user:
                 return postgres_matches(verifier, user, password)
         return None
+    # Mattermost's schema version (X.Y.0), kept in its Systems table.
+    schema_version_sql = "select value from systems where name = 'Version'"
+
+    def app_query(self, sql: str) -> str:
+        """A script that runs `sql` on Mattermost's database as the superuser, on the
+        host; rows come back tab-separated, without headers."""
+        return (f"cd /tmp && runuser -u postgres -- psql -XAtq -F $'\\t' -v ON_ERROR_STOP=1 -d {DATABASE} "
+                f"<<'MMDEPLOY_SQL'\n{sql}\nMMDEPLOY_SQL\n")
 
     def probe(self, host: Host) -> list[str]:
         return [probe(host)]

@@ -180,6 +180,21 @@ func Run(cfg *config.Config, src config.Source, log *Logger, opt Options) error 
 	return nil
 }
 
+// Migrate is `mattermost db migrate`: the schema migrations of this release
+// applied under the migration lock (as the server does on start), then exit.
+func Migrate(cfg *config.Config, log *Logger) error {
+	if Broken == "true" {
+		return errors.New("deliberately broken stand-in release (build.sh --broken)")
+	}
+	st, err := store.Open(cfg, log.Log, Version)
+	if err != nil {
+		return err
+	}
+	st.Close()
+	log.Log("info", "Migrations applied", "version", Version)
+	return nil
+}
+
 // Broken is "true" in a release built with build.sh --broken.
 var Broken = "false"
 

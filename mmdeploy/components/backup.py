@@ -1,0 +1,411 @@
+"""Backups (settings `backup`): what must be on the hosts for `inv backup` / `inv restore`
+and for the scheduled runs.
+
+The backup host (the host with role `backup`, else the first `monitoring` host) holds the
+repository in a directory (settings.backup.path) and runs the backups from systemd timers
+(full weekly, differential daily by default; settings.backup.*_schedule):
+- PostgreSQL: pgBackRest with the backup host as its repository host and continuous WAL
+  archiving from the primary, so a restore reaches any moment since the oldest backup
+  kept (components/postgresql/backup.py). Its repository may be an S3 bucket instead
+  (settings.backup.repository: s3, with its own bucket and keys).
+- MariaDB: mariabackup streamed from the primary, plus the binary logs
+  (components/mysql/backup.py).
+- Mattermost's config, plugins and (when files are not on S3) local data, copied from an
+  app server with rsync, hard-linked between runs.
+Each run writes its result to the node exporter's textfile collector; the monitoring hosts
+get alert rules in /etc/prometheus/rules.d/mmdeploy-backup.yml.
+
+Trust between hosts is one SSH key per purpose, generated on the host that uses it, each
+accepted only from the backup host's (or DB nodes') address, and where it can be a single
+program (MariaDB's forced command, rrsync on the app servers), only that program.
+
+Three components, in order: `backup-agent` (packages, users, keys), `backup` (trust,
+configs, archiving, timers, alert rules), `backup-repository` (pgBackRest's stanza, and
+the check that archiving reaches it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ..component import Check, Component, Context, Role
+from ..errors import MMDeployError
+from ..facts import HOST_FACTS
+from ..inventory import Host, Inventory
+from ..ops import Command, Directory, File, Group, Packages, Service, User, unit
+from ..ops.lines import TaggedLines
+from ..ops.secretfile import SecretFile
+from ..step import Step
+from ..secrets import Secret
+from ..settings import Section
+from .postgresql import backup as pgb
+from .postgresql.config import Paths
+from .postgresql.config import paths as pg_paths
+
+KEY_NAME = "mmdeploy-backup"
+TAG = "mmdeploy-backup"
+SSH_CONFIG = "/etc/mmdeploy-backup/ssh_config"
+SCRIPT = "/usr/local/sbin/mmdeploy-backup"
+STATE = "/var/lib/mmdeploy-backup"
+RULES = "/etc/prometheus/rules.d/mmdeploy-backup.yml"
+RUN_TIMEOUT = 6 * 3600  # one run: a large database takes hours
+ROOT_HOME = "/root"
+MM_HOME = "/opt/mattermost"
+
+S3_ACCESS_KEY = Secret("backup_s3_access_key", "the backup repository's S3 access key (never generated)",
+                       generate=False)
+S3_SECRET_KEY = Secret("backup_s3_secret_key", "the backup repository's S3 secret key (never generated)",
+                       generate=False)
+
+
+class BackupS3(Section):
+    """An S3 bucket for pgBackRest's repository: the deployment's own S3 storage (a
+    bucket and keys of its own) or any other."""
+
+    endpoint: str = Field(pattern=r"^[A-Za-z0-9.-]+(:\d+)?$")  # host[:port]
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    region: str = "us-east-1"
+    path: str = Field(default="/pgbackrest", pattern=r"^/[A-Za-z0-9._/-]*$")
+    uri_style: Literal["path", "host"] = "path"
+    verify_tls: bool = True
+
+
+class BackupSettings(Section):
+    """Backups (components/backup.py, mmdeploy/backups.py)."""
+
+    enabled: bool = False
+    # host: a directory on the backup host; s3: pgBackRest's repository in `s3` (MariaDB
+    # backups and Mattermost's files stay in `path` on the backup host).
+    repository: Literal["host", "s3"] = "host"
+    path: str = Field(default="/var/backups/mattermost", pattern=r"^/[A-Za-z0-9._/-]+$")
+    s3: BackupS3 | None = None
+    # pgBackRest keeps this many full backups (and the WAL to restore from them), and this
+    # many differential ones; MariaDB and file copies keep the sum of both, newest first.
+    retention_full: int = Field(default=2, ge=1, le=100)
+    retention_diff: int = Field(default=6, ge=1, le=1000)
+    # systemd OnCalendar expressions.
+    full_schedule: str = Field(default="Sun *-*-* 01:30:00", pattern=r"^[A-Za-z0-9*.,:/ ~-]+$")
+    diff_schedule: str = Field(default="Mon..Sat *-*-* 01:30:00", pattern=r"^[A-Za-z0-9*.,:/ ~-]+$")
+    # The MattermostBackupTooOld alert fires when the last good backup is older (a
+    # Prometheus duration).
+    max_age: str = Field(default="26h", pattern=r"^\d+[mhd]$")
+    # Also copy Mattermost's config, plugins and local files.
+    files: bool = True
+
+
+BACKUP_ROLE = Role("backup", "holds the backup repository and runs the backups (default: the first "
+                   "monitoring host)")
+
+
+def backup_host(inventory: Inventory) -> Host | None:
+    hosts = inventory.with_role("backup") or inventory.with_role("monitoring")
+    return hosts[0] if hosts else None
+
+
+def configured(inventory: Inventory) -> bool:
+    return bool(inventory.settings.backup.enabled)
+
+
+def require_host(inventory: Inventory) -> Host:
+    host = backup_host(inventory)
+    if host is None:
+        raise MMDeployError("settings.backup.enabled: no backup host (give a host the role `backup`, or have a "
+                            "`monitoring` host)")
+    return host
+
+
+def db_hosts(inventory: Inventory) -> list[Host]:
+    return inventory.with_role("db")
+
+
+def app_hosts(inventory: Inventory) -> list[Host]:
+    return inventory.with_role("app")
+
+
+def engine(inventory: Inventory) -> str:
+    return inventory.settings.database.engine
+
+
+def keep(settings: Any) -> int:
+    return settings.backup.retention_full + settings.backup.retention_diff
+
+
+def seconds(duration: str) -> int:
+    return int(duration[:-1]) * {"m": 60, "h": 3600, "d": 86400}[duration[-1]]
+
+
+def _key_step(user: str, group: str, home: str) -> Command:
+    key = f"{home}/.ssh/{KEY_NAME}"
+    return Command(f"SSH key of {user} for backups",
+                   f"set -e\ninstall -d -m 0700 -o {user} -g {group} {home}/.ssh\n"
+                   f"runuser -u {user} -- ssh-keygen -q -t ed25519 -N '' -C {TAG} -f {key}\n",
+                   unless=f"test -s {key}.pub")
+
+
+def _pubkey_probe(home: str) -> str:
+    return f"cat {home}/.ssh/{KEY_NAME}.pub"
+
+
+class _Involved(Component):
+    """On the hosts backups involve: the backup host, the DB nodes, the app servers (files)
+    and the monitoring hosts (alert rules); nowhere while backups are off."""
+
+    settings = {"backup": BackupSettings}
+
+    def hosts(self, inventory: Inventory) -> list[Host]:
+        if not configured(inventory):
+            return []
+        repo = backup_host(inventory)
+        wanted = {h.name for h in db_hosts(inventory)} | {h.name for h in inventory.with_role("monitoring")}
+        if repo is not None:
+            wanted.add(repo.name)
+        if inventory.settings.backup.files:
+            wanted |= {h.name for h in app_hosts(inventory)}
+        return [h for h in inventory.hosts if h.name in wanted]
+
+
+class BackupAgent(_Involved):
+    name = "backup-agent"
+    owns_roles = (BACKUP_ROLE,)
+    secrets = (S3_ACCESS_KEY, S3_SECRET_KEY)
+    after = ("postgresql-replication", "mysql-replication", "prometheus")
+
+    def validate(self, settings):
+        b = settings.backup
+        if b.enabled and b.repository == "s3" and b.s3 is None:
+            return [("backup.s3", "repository s3 needs backup.s3 (endpoint, bucket) and the secrets "
+                                  "backup_s3_access_key / backup_s3_secret_key")]
+        if b.enabled and b.repository == "s3" and settings.database.engine != "postgresql":
+            return [("backup.repository", "an S3 repository holds pgBackRest's (PostgreSQL) backups; "
+                                          "MariaDB backups go to the backup host's directory: use repository: host")]
+        return []
+
+    def steps(self, ctx: Context):
+        inv, host, pg = ctx.inventory, ctx.host, engine(ctx.inventory) == "postgresql"
+        repo = require_host(inv)
+        steps = []
+        if host.name == repo.name:
+            steps += [Packages("rsync", "jq", "openssh-client", *(["pgbackrest"] if pg else [])),
+                      # 0711: the repository user reaches its own directory below it, nothing else.
+                      Directory(ctx.settings.backup.path, mode="0711"), Directory(STATE, mode="0700"),
+                      Directory("/etc/mmdeploy-backup"), _key_step("root", "root", ROOT_HOME)]
+            if pg:
+                steps += [Group(pgb.REPO_USER),
+                          User(pgb.REPO_USER, home=pgb.REPO_HOME, shell="/bin/bash"),
+                          Directory(pgb.REPO_HOME, owner=pgb.REPO_USER, group=pgb.REPO_USER, mode="0750"),
+                          Directory(f"{ctx.settings.backup.path}/pgbackrest", owner=pgb.REPO_USER,
+                                    group=pgb.REPO_USER, mode="0750"),
+                          Directory(pgb.LOG_DIR, owner=pgb.REPO_USER, group=pgb.REPO_USER, mode="0770"),
+                          _key_step(pgb.REPO_USER, pgb.REPO_USER, pgb.REPO_HOME)]
+        if host.has("db"):
+            if pg:
+                steps += [Packages("pgbackrest"),
+                          Directory(pgb.LOG_DIR, owner="postgres", group="postgres", mode="0770"),
+                          _key_step("postgres", "postgres", "/var/lib/postgresql")]
+            else:
+                from .mysql import backup as myb
+                from .mysql.component import flavor_of
+
+                flavor = flavor_of(host)
+                steps += [Packages(*myb.packages(flavor)),
+                          File(myb.FORCED, myb.forced_command(flavor), mode="0750")]
+        if host.has("app") and ctx.settings.backup.files:
+            steps.append(Packages("rsync"))  # rrsync comes with it
+        return steps
+
+
+class Backup(_Involved):
+    name = "backup"
+    after = ("backup-agent",)
+
+    def prepare(self, inventory: Inventory, view) -> Any:
+        """The public keys the hosts generated (backup-agent), to trust them elsewhere, and
+        the DB hosts' PostgreSQL paths (their version: the setting, else their distribution's)."""
+        repo = require_host(inventory)
+        keys: dict[str, str] = {}
+
+        def read(host: Host, label: str, home: str) -> None:
+            fact = view.facts(host, [_pubkey_probe(home)])[_pubkey_probe(home)]
+            if fact.ok and fact.out.strip():
+                kind, blob = fact.out.split()[:2]
+                keys[label] = f"{kind} {blob}"
+
+        read(repo, "root", ROOT_HOME)
+        if engine(inventory) == "postgresql":
+            read(repo, pgb.REPO_USER, pgb.REPO_HOME)
+            for db in db_hosts(inventory):
+                read(db, f"postgres@{db.name}", "/var/lib/postgresql")
+                os_fact = view.facts(db, [HOST_FACTS["os"]])[HOST_FACTS["os"]]
+                try:
+                    keys[f"pg paths {db.name}"] = pg_paths(db, os_fact.out.strip() if os_fact.ok else None).version
+                except MMDeployError:
+                    pass  # unreachable and no version set: its steps say so
+        return keys
+
+    def steps(self, ctx: Context):
+        keys: dict[str, str] = ctx.shared
+        inv, host, s = ctx.inventory, ctx.host, ctx.settings
+        repo, pg = require_host(inv), engine(ctx.inventory) == "postgresql"
+
+        missing = []
+
+        def line(options: str, label: str) -> list[str]:
+            if label not in keys:  # a plan before backup-agent ever ran: say so, do not fail the plan
+                missing.append(label)
+                return []
+            return [f"{options} {keys[label]} {TAG}"]
+
+        steps = []
+        if host.name == repo.name:
+            steps += self._repository_host(ctx, repo, pg, keys, line)
+        if host.has("db"):
+            if pg:
+                p = self._pg(keys, host)
+                steps += [
+                    File(pgb.CONF, pgb.db_conf(host, repo, p)),
+                    File("/var/lib/postgresql/.ssh/config",
+                         ctx.render("backup/ssh_config.j2", key=f"/var/lib/postgresql/.ssh/{KEY_NAME}",
+                                    known_hosts="/var/lib/postgresql/.ssh/known_hosts"),
+                         owner="postgres", group="postgres", mode="0600"),
+                    TaggedLines("/var/lib/postgresql/.ssh/authorized_keys",
+                                line(f'restrict,from="{repo.private_address}"', pgb.REPO_USER), TAG,
+                                owner="postgres", group="postgres"),
+                    # archive_mode needs a restart; WAL then goes to the repository host.
+                    File(f"{p.conf}/conf.d/{pgb.ARCHIVE_CONF}", pgb.archive_conf(), owner="postgres",
+                         group="postgres", notify=("restart postgresql",)),
+                ]
+            else:
+                from .mysql import backup as myb
+
+                steps.append(TaggedLines(f"{ROOT_HOME}/.ssh/authorized_keys",
+                                         line(f'command="{myb.FORCED}",restrict,from="{repo.private_address}"',
+                                              "root"), TAG))
+        if host.has("app") and s.backup.files:
+            steps.append(TaggedLines(f"{ROOT_HOME}/.ssh/authorized_keys",
+                                     line(f'command="/usr/bin/rrsync {MM_HOME}",restrict,'
+                                          f'from="{repo.private_address}"', "root"), TAG))
+        if missing:
+            steps.insert(0, Command(f"trust the backup keys of {', '.join(sorted(set(missing)))}",
+                                    "echo 'the backup keys are made by backup-agent, which has not run' >&2; exit 1"))
+        if host.has("monitoring"):
+            steps += [Directory("/etc/prometheus/rules.d"),
+                      File(RULES, ctx.render("backup/rules.yml.j2", max_age=s.backup.max_age,
+                                             max_age_seconds=seconds(s.backup.max_age), backup_host=repo.name),
+                           validate="promtool check rules {}", notify=("reload prometheus",))]
+        return steps
+
+    @staticmethod
+    def _pg(shared: dict[str, str], db: Host) -> Paths:
+        version = shared.get(f"pg paths {db.name}")
+        if version is None:
+            raise MMDeployError(f"{db.name}: its PostgreSQL version is unknown (the host did not answer; "
+                                "or set database.postgresql_version)")
+        return Paths(version)
+
+    def _repository_host(self, ctx: Context, repo: Host, pg: bool, keys: dict, line) -> list:
+        inv, s = ctx.inventory, ctx.settings
+        dbs = db_hosts(inv)
+        steps: list[Step] = [File(SSH_CONFIG, ctx.render("backup/ssh_config.j2", key=f"{ROOT_HOME}/.ssh/{KEY_NAME}",
+                                             known_hosts="/etc/mmdeploy-backup/known_hosts"), mode="0644")]
+        if pg:
+            lines = [entry for db in dbs
+                     for entry in line(f'restrict,from="{db.private_address}"', f"postgres@{db.name}")]
+            s3_keys = None
+            if s.backup.repository == "s3":
+                s3_keys = (ctx.secrets.get(S3_ACCESS_KEY), ctx.secrets.get(S3_SECRET_KEY))
+            conf = pgb.repo_conf(repo, dbs, s, s3_keys, versions={db.name: self._pg(keys, db).version for db in dbs})
+            steps += [
+                TaggedLines(f"{pgb.REPO_HOME}/.ssh/authorized_keys", lines, TAG, owner=pgb.REPO_USER,
+                            group=pgb.REPO_USER),
+                File(f"{pgb.REPO_HOME}/.ssh/config",
+                     ctx.render("backup/ssh_config.j2", key=f"{pgb.REPO_HOME}/.ssh/{KEY_NAME}",
+                                known_hosts=f"{pgb.REPO_HOME}/.ssh/known_hosts"),
+                     owner=pgb.REPO_USER, group=pgb.REPO_USER, mode="0600"),
+                # With S3 keys inside it is a secret; readable by the repository user only.
+                (SecretFile if s3_keys else File)(pgb.CONF, conf, owner="root", group=pgb.REPO_USER, mode="0640"),
+            ]
+        from .mysql.component import flavor_of
+
+        script = ctx.render(
+            "backup/mmdeploy-backup.j2", engine=engine(inv), path=s.backup.path, keep=keep(s),
+            pg_backup=pgb.as_repo("backup"), info=pgb.info_command(),
+            db_hosts=" ".join(h.private_address for h in dbs),
+            app_hosts=" ".join(h.private_address for h in app_hosts(inv)), files=s.backup.files,
+            tool="mariabackup" if pg or flavor_of(repo).mariadb else "xtrabackup")
+        steps.append(File(SCRIPT, script, mode="0750"))
+        for kind, schedule in (("full", s.backup.full_schedule), ("diff", s.backup.diff_schedule)):
+            steps += [unit(f"mmdeploy-backup-{kind}.service",
+                           ctx.render("backup/mmdeploy-backup.service.j2", kind=kind, timeout=RUN_TIMEOUT)),
+                      unit(f"mmdeploy-backup-{kind}.timer",
+                           ctx.render("backup/mmdeploy-backup.timer.j2", kind=kind, schedule=schedule),
+                           notify=(f"restart {kind} timer",)),
+                      Service(f"mmdeploy-backup-{kind}.timer")]
+        return steps
+
+    def handlers(self, ctx: Context):
+        out = {"reload prometheus": Command("reload prometheus", "systemctl try-reload-or-restart prometheus"),
+               "restart full timer": Command("restart the full backup timer",
+                                             "systemctl try-restart mmdeploy-backup-full.timer"),
+               "restart diff timer": Command("restart the diff backup timer",
+                                             "systemctl try-restart mmdeploy-backup-diff.timer")}
+        if ctx.host.has("db") and engine(ctx.inventory) == "postgresql":
+            u = pg_paths(ctx.host, ctx.facts.host("os")).unit
+            out["restart postgresql"] = Command(f"restart {u} (WAL archiving)", f"systemctl try-restart {u}",
+                                                timeout=180)
+        return out
+
+    def checks(self, inventory):
+        if not configured(inventory):
+            return []
+        repo = require_host(inventory)
+        return [Check(f"backups on {repo.name}: timers active, the last run good and recent",
+                      lambda: backup_problem(inventory))]
+
+
+class BackupRepository(_Involved):
+    """pgBackRest's stanza in the repository, created once the primary archives to it."""
+
+    name = "backup-repository"
+    after = ("backup",)
+
+    def hosts(self, inventory: Inventory) -> list[Host]:
+        repo = backup_host(inventory)
+        return [repo] if configured(inventory) and repo and engine(inventory) == "postgresql" else []
+
+    def steps(self, ctx: Context):
+        return [Command("pgBackRest stanza mattermost (and the archiving check)", pgb.stanza_create(),
+                        unless=pgb.stanza_ready(), timeout=600)]
+
+
+def backup_problem(inventory: Inventory) -> str | None:
+    """The verify check: both timers active; the last run of each part good; the last
+    good database backup younger than settings.backup.max_age (none yet is not a problem:
+    a new site has had no run)."""
+    import time
+
+    from ..fleet import Fleet
+
+    repo = require_host(inventory)
+    with Fleet(inventory, "backup-check") as fleet:
+        out = fleet.remote(repo).run(
+            "for t in full diff; do echo \"timer $t $(systemctl is-active mmdeploy-backup-$t.timer)\"; done\n"
+            f"for f in {STATE}/*.last_run {STATE}/*.last_success; do [ -f \"$f\" ] && echo \"$(basename $f) "
+            "$(cat $f)\"; done\n", timeout=30, what="read the backup state").stdout
+    problems = []
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[0] == "timer" and parts[2] != "active":
+            problems.append(f"timer mmdeploy-backup-{parts[1]} is {parts[2]}")
+        elif parts[0].endswith(".last_run") and len(parts) > 2 and parts[2] != "1":
+            problems.append(f"the last {parts[0].split('.')[0]} backup run failed")
+        elif parts[0] == "database.last_success":
+            age = time.time() - float(parts[1])
+            if age > seconds(inventory.settings.backup.max_age):
+                problems.append(f"the last good database backup is {age / 3600:.1f} h old "
+                                f"(max_age {inventory.settings.backup.max_age})")
+    return "; ".join(problems) or None
+
+
+COMPONENTS = [BackupAgent(), Backup(), BackupRepository()]

@@ -1,0 +1,327 @@
+"""Day-2 operations, the parts that need no host: the NGINX drain edit (run for real on a
+rendered config), node health decisions of upgrades, pgBackRest and mariabackup
+configuration, backup results and restore times, the migration's checksum program (run
+for real on both engines' output formats) and load file, and drift's comparison."""
+
+import hashlib
+import re
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import pytest
+
+from mmdeploy import inventory
+from mmdeploy.component import Context
+from mmdeploy.components.nginx import render, upstream_state_script, drained_servers_script
+from mmdeploy.errors import InventoryError
+from mmdeploy.secrets import Redactor, Secrets
+
+from .localremote import LocalRemote
+
+SITE = """\
+pattern: single
+settings:
+  domain: chat.example.com
+  backup: {enabled: true}
+hosts:
+  - {name: lb1, address: 192.0.2.1, roles: [proxy]}
+  - {name: app1, address: 192.0.2.11, private_address: 10.0.0.11, roles: [app]}
+  - {name: app2, address: 192.0.2.12, private_address: 10.0.0.12, roles: [app]}
+  - {name: job1, address: 192.0.2.21, private_address: 10.0.0.21, roles: [jobserver, monitoring]}
+  - {name: db1, address: 192.0.2.31, private_address: 10.0.0.31, roles: [db]}
+  - {name: db2, address: 192.0.2.32, private_address: 10.0.0.32, roles: [db]}
+"""
+
+
+@pytest.fixture
+def site(write_inventory):
+    def load(*overrides):
+        return inventory.load(write_inventory(SITE), overrides)
+
+    return load
+
+
+# --- the drain ---------------------------------------------------------------------------
+
+
+def _local(script: str, conf) -> str:
+    """The drain script against a file of our own, with nginx's test and reload left out."""
+    script = script.replace("/etc/nginx/nginx.conf", str(conf)).replace("/etc/nginx/.mmdeploy", f"{conf}.mmdeploy")
+    return "\n".join(line for line in script.splitlines()
+                     if not line.startswith(("nginx -t", "systemctl reload")))
+
+
+def test_drain_marks_one_server_down_and_back(site, tmp_path):
+    inv = site()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(render(Context(inv, inv.host("lb1"), Secrets(tmp_path / "s.yml", Redactor()), None)))
+    original = conf.read_text()
+    remote = LocalRemote(inv.host("lb1"))
+    r = remote.run(_local(upstream_state_script("10.0.0.11", 8065, down=True), conf))
+    assert r.ok and r.stdout.strip() == "changed", r.stderr
+    text = conf.read_text()
+    # Several app servers: the proxies branch's passive failure detection stays on the line.
+    assert re.search(r"server 10\.0\.0\.11:8065( max_fails=\S+ fail_timeout=\S+)? down;", text), text
+    assert re.search(r"server 10\.0\.0\.12:8065( max_fails=\S+ fail_timeout=\S+)?;", text), text
+    assert remote.run(_local(drained_servers_script(), conf)).stdout.split() == ["10.0.0.11:8065"]
+    # Draining twice changes nothing; putting it back restores the rendered file exactly.
+    assert remote.run(_local(upstream_state_script("10.0.0.11", 8065, down=True), conf)).stdout.strip() == "unchanged"
+    assert remote.run(_local(upstream_state_script("10.0.0.11", 8065, down=False), conf)).stdout.strip() == "changed"
+    assert conf.read_text() == original
+
+
+def test_drain_refuses_a_server_not_in_the_upstream(site, tmp_path):
+    inv = site()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(render(Context(inv, inv.host("lb1"), Secrets(tmp_path / "s.yml", Redactor()), None)))
+    r = LocalRemote(inv.host("lb1")).run(_local(upstream_state_script("10.0.0.99", 8065, down=True), conf))
+    assert r.rc == 3 and "not an upstream server" in r.stderr
+
+
+def test_drain_keeps_other_server_parameters(tmp_path, site):
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("http {\n    upstream backend {\n        server 10.0.0.11:8065 max_fails=2 fail_timeout=10s;\n"
+                    "        keepalive 32;\n    }\n}\n")
+    remote = LocalRemote(site().host("lb1"))
+    remote.run(_local(upstream_state_script("10.0.0.11", 8065, down=True), conf))
+    assert "server 10.0.0.11:8065 max_fails=2 fail_timeout=10s down;" in conf.read_text()
+
+
+# --- upgrades ------------------------------------------------------------------------------
+
+
+def test_node_health_needs_the_version_the_database_and_metrics(site):
+    from mmdeploy.upgrades import probe_problem
+
+    app = site().host("app1")
+    ok = {"unit": "active", "live": "10.11.5", "code": "200", "version": "10.11.5.10.11.5.abc.false",
+          "body": '{"status": "OK", "database_status": "OK"}', "metrics": "200"}
+    assert probe_problem(ok, app, "10.11.5", need_metrics=True) is None
+    assert "is failed" in probe_problem({**ok, "unit": "failed"}, app, "10.11.5", True)
+    assert "HTTP 500" in probe_problem({**ok, "code": "500", "body": "{}"}, app, "10.11.5", True)
+    assert "database status" in probe_problem({**ok, "body": '{"status": "OK", "database_status": "UNHEALTHY"}'},
+                                              app, "10.11.5", True)
+    assert "not 10.11.5" in probe_problem({**ok, "version": "10.11.4.x"}, app, "10.11.5", True)
+    assert "metrics" in probe_problem({**ok, "metrics": "000"}, app, "10.11.5", True)
+    assert probe_problem({**ok, "metrics": "000"}, app, "10.11.5", need_metrics=False) is None
+    job = site().host("job1")  # a job server serves no API: its unit, release and metrics
+    assert probe_problem({"unit": "active", "live": "10.11.5", "metrics": "200"}, job, "10.11.5", True) is None
+
+
+def test_order_and_canary(site):
+    from mmdeploy.upgrades import _limited, mattermost_nodes
+
+    nodes = mattermost_nodes(site())
+    assert [h.name for h in nodes] == ["job1", "app1", "app2"]
+    assert [h.name for h in _limited(nodes, ["app2"])] == ["app2"]
+    with pytest.raises(InventoryError, match="db1"):
+        _limited(nodes, ["db1"])
+
+
+# --- backups --------------------------------------------------------------------------------
+
+
+def test_pgbackrest_configs(site):
+    from mmdeploy.components.backup import backup_host
+    from mmdeploy.components.postgresql import backup as pgb
+    from mmdeploy.components.postgresql.config import Paths
+
+    inv = site()
+    repo = backup_host(inv)
+    assert repo.name == "job1"  # no backup role: the first monitoring host
+    dbs = inv.with_role("db")
+    conf = pgb.repo_conf(repo, dbs, inv.settings, versions={db.name: "15" for db in dbs})
+    assert "repo1-path=/var/backups/mattermost/pgbackrest" in conf
+    assert "repo1-retention-full=2" in conf and "repo1-retention-diff=6" in conf
+    assert "pg1-host=10.0.0.31" in conf and "pg2-host=10.0.0.32" in conf
+    assert "pg2-path=/var/lib/postgresql/15/main" in conf
+    db = pgb.db_conf(dbs[0], repo, Paths("15"))
+    assert "repo1-host=10.0.0.21" in db and "repo1-host-user=pgbackrest" in db
+    assert "archive_command = 'pgbackrest --stanza=mattermost archive-push %p'" in pgb.archive_conf()
+    s3 = site("backup.repository=s3", "backup.s3={endpoint: 'storage.internal:8333', bucket: mm-backup}")
+    conf = pgb.repo_conf(repo, dbs, s3.settings, ("AK", "SK"), versions={db.name: "15" for db in dbs})
+    assert "repo1-type=s3" in conf and "repo1-s3-bucket=mm-backup" in conf
+    assert "repo1-s3-endpoint=storage.internal" in conf and "repo1-storage-port=8333" in conf
+    assert "repo1-s3-key=AK" in conf and "repo1-path" in conf and "/var/backups" not in conf
+
+
+def test_backup_settings_refused_before_any_host(site):
+    with pytest.raises(InventoryError, match="backup.s3"):
+        site("backup.repository=s3")
+    with pytest.raises(InventoryError, match="repository"):
+        site("backup.repository=s3", "backup.s3={endpoint: s3.internal, bucket: mm-backup}",
+             "database.engine=mysql", "mattermost.version=10.11.4")
+    with pytest.raises(InventoryError, match="backup.max_age"):
+        site("backup.max_age=1 week")
+
+
+def test_backup_results_and_restore_times():
+    from mmdeploy.backups import parse_results, pgbackrest_time
+
+    parts = parse_results("noise\nRESULT part=database ok=1 seconds=12 bytes=4096 label=20261129-120000F "
+                          "detail=pgbackrest full\nRESULT part=files ok=0 seconds=1 bytes=0 label=- detail=no app "
+                          "server answered\n")
+    assert [(p.part, p.ok, p.bytes) for p in parts] == [("database", True, 4096), ("files", False, 0)]
+    now = datetime(2026, 11, 29, 15, 0, tzinfo=timezone.utc)
+    assert pgbackrest_time("2026-11-29 14:03:00", now) == "2026-11-29 14:03:00.000+00"
+    assert pgbackrest_time("2026-11-29T15:03:00+01:00", now) == "2026-11-29 14:03:00.000+00"
+    assert pgbackrest_time("2026-11-29 14:03:00.250Z", now) == "2026-11-29 14:03:00.250+00"
+    with pytest.raises(InventoryError, match="future"):
+        pgbackrest_time("2026-11-29 16:00:00", now)
+    with pytest.raises(InventoryError, match="expected a time"):
+        pgbackrest_time("yesterday", now)
+
+
+def test_mariadb_forced_command_allows_four_commands_only():
+    from mmdeploy.components.mysql import backup as myb
+    from mmdeploy.components.mysql.flavor import MARIADB
+
+    script = myb.forced_command(MARIADB)
+    for command in ("role)", "backup)", "binlogs)", "receive)"):
+        assert command in script
+    r = subprocess.run(["bash", "-c", script], env={"SSH_ORIGINAL_COMMAND": "rm -rf /", "PATH": "/usr/bin:/bin"},
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "not allowed" in r.stderr
+
+
+def test_tagged_lines_keep_other_lines(site, tmp_path):
+    from mmdeploy.facts import Fact
+    from mmdeploy.ops.lines import TaggedLines
+
+    path = tmp_path / "ssh" / "authorized_keys"
+    path.parent.mkdir()
+    path.write_text("ssh-ed25519 AAAAoperator operator@laptop\nssh-ed25519 AAAAold mmdeploy-backup\n")
+    owner = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    group = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()
+    step = TaggedLines(str(path), ['restrict,from="10.0.0.21" ssh-ed25519 AAAAnew mmdeploy-backup'],
+                       "mmdeploy-backup", owner=owner, group=group)
+    remote = LocalRemote(site().host("db1"))
+
+    def facts():
+        r = remote.run(step.facts()[0])
+        return {step.facts()[0]: Fact(r.rc, r.stdout)}
+
+    change = step.check(facts())
+    assert change is not None
+    step.apply(remote, change)
+    assert path.read_text().splitlines() == ["ssh-ed25519 AAAAoperator operator@laptop",
+                                             'restrict,from="10.0.0.21" ssh-ed25519 AAAAnew mmdeploy-backup']
+    assert step.check(facts()) is None
+
+
+# --- the migration -----------------------------------------------------------------------
+
+
+def _tablesum(fmt: str, types: str, text: str) -> tuple[str, str]:
+    from mmdeploy.migrate import TABLESUM
+
+    r = subprocess.run([sys.executable, "-c", TABLESUM, fmt, types], input=text.encode(), capture_output=True)
+    assert r.returncode == 0, r.stderr
+    count, total = r.stdout.decode().split()
+    return count, total
+
+
+def test_the_same_rows_have_the_same_checksum_on_both_engines():
+    # MySQL's batch format (tinyint booleans, NULL, \t \n \\ escapes), rows in one order ...
+    mysql = ("a1\t1\tline one\\nline two\t{\"b\": 1, \"a\": [1, 2]}\tNULL\n"
+             "a2\t0\ttab\\there \\\\ back\tNULL\t3.5\n")
+    # ... PostgreSQL's COPY text (booleans t/f, \N, jsonb spacing), in another order.
+    pg = ("a2\tf\ttab\\there \\\\ back\t\\N\t3.5\n"
+          "a1\tt\tline one\\nline two\t{\"a\": [1, 2], \"b\": 1}\t\\N\n")
+    assert _tablesum("mysql", "s,b,s,j,f", mysql) == _tablesum("pg", "s,b,s,j,f", pg)
+    assert _tablesum("mysql", "s,b,s,j,f", mysql)[0] == "2"
+    changed = pg.replace("line two", "line 2")
+    assert _tablesum("mysql", "s,b,s,j,f", mysql) != _tablesum("pg", "s,b,s,j,f", changed)
+    missing = pg.split("\n", 1)[1]
+    assert _tablesum("pg", "s,b,s,j,f", missing)[0] == "1"
+
+
+def test_load_file_follows_the_guide():
+    from mmdeploy.components.mysql import migrate as my
+    from mmdeploy.components.postgresql import migrate as pg
+
+    load = pg.load_file("10.0.0.31", "s3cret", [("Channels", "Type", "channel_type")], my.EXCLUDED,
+                        my.EXCLUDED_PREFIXES)
+    assert "FROM mysql://mmuser:s3cret@10.0.0.31:3306/mattermost" in load
+    assert "INTO pgsql://postgres@unix:/var/run/postgresql:5432/mattermost" in load
+    assert "WITH data only, truncate," in load and "create no tables, create no indexes" in load
+    assert 'column Channels.Type to "channel_type" drop typemod' in load
+    assert "type tinyint when (<= precision 4) to boolean using tinyint-to-boolean" in load
+    assert "~<IR_>" in load and "'db_migrations'" in load and "'Configurations'" in load
+    assert "ALTER SCHEMA public RENAME TO mattermost" in load and "ALTER SCHEMA mattermost RENAME TO public" in load
+    script = pg.write_load_file(load)
+    assert "s3cret" not in script  # base64 on standard input, never readable in a command line
+
+
+def test_schema_differences_become_problems():
+    from mmdeploy.components.mysql import migrate as my
+    from mmdeploy.migrate import MigrationReport, _plan_tables
+
+    src = {"Posts": [("id", "varchar"), ("message", "mediumtext"), ("legacycol", "text")],
+           "schema_migrations": [("version", "bigint")], "Old": [("id", "varchar")]}
+    dst = {"posts": [("id", "character varying", "varchar"), ("message", "text", "text"),
+                     ("newcol", "text", "text")]}
+    report = MigrationReport(False, True, "db1", "db1", "10.11.4")
+    tables = _plan_tables(src, dst, report, my)
+    assert tables == [("Posts", ["id", "message"])]
+    assert any("legacycol" in p for p in report.problems)
+    assert any("newcol" in w for w in report.warnings) and any("Old" in w for w in report.warnings)
+
+
+# --- drift ---------------------------------------------------------------------------------
+
+
+def test_drift_names_the_minority_and_every_node_without_one():
+    from mmdeploy.driftcheck import compare
+
+    out = []
+    compare("app", "release", {"app1": "10.11.5", "app2": "10.11.5", "app3": "10.11.4"}, out)
+    assert [(d.host, d.value, d.expected) for d in out] == [("app3", "10.11.4", "10.11.5")]
+    out = []
+    compare("app", "config", {"app1": "aaa", "app2": "bbb"}, out)
+    assert sorted(d.host for d in out) == ["app1", "app2"]
+    out = []
+    compare("app", "config", {"app1": "aaa"}, out)
+    assert out == []
+
+
+def test_backup_alert_rules_render(site, tmp_path):
+    from mmdeploy.component import render as render_template
+
+    text = render_template(site(), "backup/rules.yml.j2", max_age="26h", max_age_seconds=93600, backup_host="job1")
+    import yaml
+
+    rules = {r["alert"]: r for r in yaml.safe_load(text)["groups"][0]["rules"]}
+    assert rules["MattermostBackupTooOld"]["expr"].endswith("> 93600")
+    assert "{{ $labels.part }}" in rules["MattermostBackupFailed"]["annotations"]["summary"]
+    assert rules["MattermostBackupMissing"]["for"] == "26h"
+    assert hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_restore_starts_from_a_backup_on_the_sites_timeline():
+    """After a point-in-time restore branched timeline 2 off timeline 1 at 0/6000868, a
+    backup taken later on timeline 1 belongs to an abandoned history: a restore to a later
+    moment must start from a backup before the branch (or one on timeline 2)."""
+    import json as _json
+
+    from mmdeploy.components.postgresql.backup import choose_backup
+
+    info = _json.dumps([{"archive": [{"id": "15-1", "min": "000000010000000000000003",
+                                      "max": "000000020000000000000009"}],
+                         "backup": [
+        {"label": "F", "archive": {"start": "000000010000000000000005"}, "lsn": {"start": "0/5000028"},
+         "timestamp": {"stop": 100}},
+        {"label": "D1", "archive": {"start": "000000010000000000000007"}, "lsn": {"start": "0/7000028"},
+         "timestamp": {"stop": 200}},
+        {"label": "D2", "archive": {"start": "000000020000000000000008"}, "lsn": {"start": "0/8000028"},
+         "timestamp": {"stop": 400}}]}])
+    history = "== 2\n1\t0/6000868\tbefore 2026-11-29 19:42:19+00\n"
+    assert choose_backup(info, history, 300)[0] == "F"
+    assert "not D1" in choose_backup(info, history, 300)[1]
+    assert choose_backup(info, history, 500)[0] == "D2"
+    assert choose_backup(info, history, None)[0] == "D2"
+    assert choose_backup(info, history, 50)[0] is None
+    # One timeline only: the newest backup before the target.
+    single = info.replace("000000020000000000000009", "000000010000000000000009")
+    assert choose_backup(single, "", 300)[0] == "D1"
