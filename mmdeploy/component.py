@@ -10,12 +10,13 @@ registered under the `mmdeploy.components` entry point) declares what it owns:
         settings = {"nginx": NginxSettings, "tls": TLSSettings}   # its sections and defaults
         secrets = ()                                # typed Secret declarations it reads
         metrics = (Metrics("nginx", 9113),)         # what Prometheus scrapes on its hosts
+        ports = (Port("https", 443, (ANYONE,)),)    # what it serves, and who may reach it
         after = ("base", "mattermost")              # applied after these, on every host
 
 and builds the steps and handlers for one host, and the checks `verify` runs. Everything
 else (the registry, the roles validation accepts, the pattern requirements, the scrape
-targets, the settings tree) is derived from these declarations by registry.py. A
-component learns about others only through the inventory model.
+targets, the settings tree, the firewall's flow matrix) is derived from these declarations
+by registry.py. A component learns about others only through the inventory model.
 """
 
 from __future__ import annotations
@@ -97,6 +98,46 @@ class Balanced:
     def check_port_for(self, settings: Any) -> int | None:
         port = self.check_port
         return port(settings) if callable(port) else port
+
+
+# Who may reach a Port, besides role names: anyone, the control machine (where mmdeploy
+# runs), the networks of `firewall.admin_cidrs`, and the other hosts serving the same port.
+# A source "settings.<section>.<key>" names a list of networks in the host's settings
+# (e.g. "settings.database.extra_clients").
+ANYONE = "*"
+CONTROL = "@control"
+ADMIN = "@admin"
+PEERS = "@peers"
+
+
+@dataclass(frozen=True)
+class Port:
+    """A port this component serves on its hosts, and who may reach it: the host firewall
+    (components/firewall.py) opens exactly these, and verify compares what answers from
+    the control machine with them.
+
+    `port` is a number or a function of the host (its settings, or `host.ssh.port`);
+    `reach` lists the sources: role names (their hosts' private addresses), ANYONE,
+    CONTROL, ADMIN, PEERS or a "settings.<section>.<key>" list of networks; `reach_hosts`
+    adds hosts no role names (the backup host). `proto` is "tcp", "udp" or "vrrp" (IP
+    protocol 112, no port). `when` narrows the hosts that serve it; `on` replaces them
+    (default: the component's hosts). A component's Metrics (reached by the monitoring
+    hosts) and Balanced layers (the balancer on the proxies, the layer's clients there)
+    are ports too: registry.py derives those, so they are not declared twice."""
+
+    name: str
+    port: int | Callable[[Host], int]
+    reach: tuple[str, ...] = ()
+    proto: str = "tcp"  # tcp | udp | vrrp
+    when: Callable[[Host], bool] | None = None
+    on: Callable[[Inventory], list[Host]] | None = None
+    reach_hosts: Callable[[Inventory], list[Host]] | None = None
+    why: str = ""  # one line for the flow matrix, when the sources need explaining
+
+    def port_for(self, host: Host) -> int:
+        if self.proto == "vrrp":
+            return 0
+        return self.port(host) if callable(self.port) else self.port
 
 
 class Rendered(str):
@@ -213,6 +254,8 @@ class Component:
     metrics: ClassVar[tuple[Metrics, ...]] = ()
     # Layers it serves behind the internal balancer on the proxy hosts.
     balanced: ClassVar[tuple[Balanced, ...]] = ()
+    # Ports it serves and who may reach them (the host firewall's rules; see Port).
+    ports: ClassVar[tuple[Port, ...]] = ()
     # Components that must be applied on every host first; an unknown name is an error.
     after: ClassVar[tuple[str, ...]] = ()
     # Its configuration names the live database primary: re-applied after a failover.

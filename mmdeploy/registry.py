@@ -5,7 +5,8 @@ package (a module, or a package whose __init__ exports it) that defines `COMPONE
 every entry point of the group `mmdeploy.components` (a site's own package), which names a
 module with `COMPONENTS` or a Component class. From their declarations come the roles
 validation accepts, each pattern's requirements, the settings tree (built-in defaults
-next to each component's code), the declared secrets and the Prometheus scrape targets.
+next to each component's code), the declared secrets, the Prometheus scrape targets and
+the firewall's flow matrix (ports, metrics and balanced layers: who reaches what).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from pydantic import create_model
 
-from .component import Balanced, Component, Metrics, Role
+from .component import ADMIN, ANYONE, CONTROL, PEERS, Balanced, Component, Metrics, Role
 from .errors import InventoryError, MMDeployError
 from .inventory import Host, Inventory
 from .secrets import Secret
@@ -32,6 +33,22 @@ ENTRY_POINT_GROUP = "mmdeploy.components"
 
 class RegistryError(MMDeployError):
     """Components that contradict each other; a programming error of a component."""
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One allowed inbound flow: `host` serves `port` (`proto`) to the sources in `reach`
+    (as declared: role names, ANYONE, CONTROL, ADMIN, settings lists), of which `sources`
+    are the inventory hosts (roles, peers and named hosts resolved)."""
+
+    host: Host
+    component: str
+    name: str
+    proto: str
+    port: int
+    reach: tuple[str, ...]
+    sources: tuple[Host, ...]
+    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,10 @@ class Registry:
                     layers.append((b, hosts))
         return layers
 
+    def flows(self, inventory: Inventory) -> list[Flow]:
+        """Every inbound flow the deployment needs (see _flows): the firewall's matrix."""
+        return _flows(inventory, self.components)
+
     def scrape_jobs(self, inventory: Inventory) -> list[tuple[str, list[tuple[Host, Metrics]]]]:
         """(job name, [(host, metrics)]) for every declared metrics target, in declaration order."""
         jobs: dict[str, list[tuple[Host, Metrics]]] = {}
@@ -76,6 +97,55 @@ class Registry:
                     if m.when is None or m.when(h):
                         jobs.setdefault(m.job, []).append((h, m))
         return list(jobs.items())
+
+
+def _flows(inventory: Inventory, components: tuple[Component, ...]) -> list[Flow]:
+    """The flow matrix: every component's declared ports, then what its Metrics (the
+    monitoring hosts scrape them) and Balanced layers (the balancer on the proxies reached
+    by the layer's clients, and the layer's hosts by the balancer) imply."""
+    flows: list[Flow] = []
+
+    def add(host: Host, c: Component, name: str, proto: str, port: int, reach: tuple[str, ...],
+            peers: list[Host], extra: list[Host], why: str = "") -> None:
+        sources: list[Host] = []
+        for r in reach:
+            if r == PEERS:
+                sources += peers
+            elif r in registry_roles:
+                sources += inventory.with_role(r)
+        sources += extra
+        unique = tuple(dict.fromkeys(h for h in sources if h.name != host.name))
+        flows.append(Flow(host, c.name, name, proto, port, reach, unique, why))
+
+    registry_roles = {r for c in components for r in (role.name for role in c.owns_roles)}
+    proxies = inventory.with_role("proxy")
+    for c in components:
+        for p in c.ports:
+            hosts = [h for h in (p.on(inventory) if p.on else c.hosts(inventory)) if p.when is None or p.when(h)]
+            extra = p.reach_hosts(inventory) if p.reach_hosts else []
+            for h in hosts:
+                add(h, c, p.name, p.proto, p.port_for(h), p.reach, hosts, extra, p.why)
+        for m in c.metrics:
+            for h in c.hosts(inventory):
+                if m.when is None or m.when(h):
+                    add(h, c, f"metrics ({m.job})", "tcp", m.port_for(h), ("monitoring",), [], [],
+                        "Prometheus scrapes it")
+        for b in c.balanced:
+            layer = [h for h in c.hosts(inventory) if b.when is None or b.when(h)]
+            if not layer:
+                continue
+            for lb in proxies:
+                add(lb, c, f"balancer ({b.name})", "tcp", b.port_for(lb.settings), b.clients, [], [],
+                    "the layer's clients, through HAProxy on the proxies")
+            front = ("proxy",) if proxies else b.clients
+            for h in layer:
+                add(h, c, b.name, "tcp", b.server_port_for(h.settings), front, [], [],
+                    "the balancer on the proxies" if proxies else "its clients (no proxy host to balance)")
+                check = b.check_port_for(h.settings)
+                if check is not None and proxies:
+                    add(h, c, f"{b.name} (health check)", "tcp", check, ("proxy",), [], [],
+                        "the balancer's health checks")
+    return flows
 
 
 def _modules():
@@ -134,6 +204,16 @@ def build(components: list[Component], template_dirs: list[Path] | tuple[Path, .
         unknown = [r for r in c.roles if r != "*" and r not in roles]
         if unknown:
             raise RegistryError(f"component {c.name} runs on role(s) no component declares: {', '.join(unknown)}")
+    for c in components:
+        for port in c.ports:
+            if port.proto not in ("tcp", "udp", "vrrp"):
+                raise RegistryError(f"component {c.name}: port {port.name!r} has protocol {port.proto!r} "
+                                    "(expected tcp, udp or vrrp)")
+            for source in port.reach:
+                if source not in (ANYONE, CONTROL, ADMIN, PEERS) and source not in roles \
+                        and not (source.startswith("settings.") and source.split(".")[1] in sections):
+                    raise RegistryError(f"component {c.name}: port {port.name!r} is reached from {source!r}, "
+                                        "which is no role, settings section or source (*, @control, @admin, @peers)")
     fields: dict[str, Any] = {key: (model, model()) for key, model in sections.items()}
     tree = create_model("Settings", __base__=CoreSettings, **fields)
     from .component import ordered
