@@ -32,7 +32,7 @@ import urllib.request
 
 from pydantic import Field
 
-from ..component import Check, Component, Context
+from ..component import ADMIN, CONTROL, PEERS, Check, Component, Context, Port
 from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Packages, Service, unit
 from ..ops.secretfile import SecretFile
@@ -73,6 +73,13 @@ class Alerting(Component):
     roles = ("monitoring", "proxy")
     settings = {"alerting": AlertingSettings}
     secrets = (WEBHOOK,)
+    # Alertmanager on the monitoring hosts: Prometheus sends it alerts, administrators
+    # read them (verify too); several Alertmanagers gossip among themselves.
+    ports = (
+        Port("alertmanager", PORT, ("monitoring", ADMIN, CONTROL), when=lambda h: h.has("monitoring")),
+        Port("alertmanager cluster", CLUSTER_PORT, (PEERS,), when=lambda h: h.has("monitoring")),
+        Port("alertmanager cluster", CLUSTER_PORT, (PEERS,), proto="udp", when=lambda h: h.has("monitoring")),
+    )
     # The certificate check asks NGINX; Prometheus reloads after its own config.
     after = ("base", "node-exporter", "nginx", "prometheus")
 

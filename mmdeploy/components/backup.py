@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ..component import Check, Component, Context, Role
+from ..component import Check, Component, Context, Port, Role
 from ..errors import MMDeployError
 from ..facts import HOST_FACTS
 from ..inventory import Host, Inventory
@@ -166,10 +166,33 @@ class _Involved(Component):
         return [h for h in inventory.hosts if h.name in wanted]
 
 
+def _pulled(inventory: Inventory) -> list[Host]:
+    """The hosts the backup host reaches over SSH: the DB hosts, the app servers' files."""
+    if not configured(inventory):
+        return []
+    return db_hosts(inventory) + (app_hosts(inventory) if inventory.settings.backup.files else [])
+
+
+def _repository(inventory: Inventory) -> list[Host]:
+    """The backup host, where pgBackRest on the DB hosts pushes WAL over SSH."""
+    repo = backup_host(inventory) if configured(inventory) and engine(inventory) == "postgresql" else None
+    return [repo] if repo is not None else []
+
+
+def _repository_hosts(inventory: Inventory) -> list[Host]:
+    repo = backup_host(inventory) if configured(inventory) else None
+    return [repo] if repo is not None else []
+
+
 class BackupAgent(_Involved):
     name = "backup-agent"
     owns_roles = (BACKUP_ROLE,)
     secrets = (S3_ACCESS_KEY, S3_SECRET_KEY)
+    # Backups run over SSH (its restricted keys): the backup host pulls from the DB hosts
+    # and app servers; pgBackRest on the DB hosts reaches the repository.
+    ports = (Port("ssh (backups)", lambda h: h.ssh.port, on=_pulled, reach_hosts=_repository_hosts,
+                  why="the backup host"),
+             Port("ssh (backups)", lambda h: h.ssh.port, ("db",), on=_repository, why="pgBackRest on the DB hosts"))
     after = ("postgresql-replication", "mysql-replication", "prometheus")
 
     def validate(self, settings):

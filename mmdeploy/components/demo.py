@@ -8,7 +8,7 @@ import urllib.request
 
 from pydantic import Field
 
-from ..component import Check, Component, Context
+from ..component import CONTROL, Check, Component, Context, Port
 from ..ops import Command, Directory, File, Group, Packages, Service, User, unit
 from ..settings import Section
 
@@ -30,6 +30,7 @@ class Demo(Component):
     name = "demo"
     roles = ("*",)
     settings = {"demo": DemoSettings}
+    ports = (Port("demo", lambda h: h.settings.demo.port, (CONTROL,), why="its check, from the control machine"),)
     after = ("base",)
 
     def enabled(self, host):

@@ -28,7 +28,7 @@ import threading
 
 from pydantic import Field
 
-from ..component import Check, Component, Context, Metrics
+from ..component import PEERS, Check, Component, Context, Metrics, Port
 from ..errors import MMDeployError
 from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Packages, Service
@@ -93,6 +93,8 @@ class Etcd(Component):
     roles = ("db",)
     settings = {"etcd": EtcdSettings}
     metrics = (Metrics("etcd", lambda s: s.etcd.client_port),)
+    ports = (Port("etcd clients", lambda h: h.settings.etcd.client_port, ("db",), why="Patroni on the DB hosts"),
+             Port("etcd peers", lambda h: h.settings.etcd.peer_port, (PEERS,)))
     after = ("base",)
 
     def enabled(self, host: Host) -> bool:

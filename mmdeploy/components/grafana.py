@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..artifacts import CACHE, Artifact, ArtifactError, fetch
-from ..component import Check, Component, Context
+from ..component import ADMIN, CONTROL, Check, Component, Context, Port
 from ..inventory import Host
 from ..ops import Command, Directory, File, Packages, Service
 
@@ -36,6 +36,7 @@ PORT = 3000
 class Grafana(Component):
     name = "grafana"
     roles = ("monitoring",)
+    ports = (Port("grafana", PORT, (ADMIN, CONTROL)),)
     after = ("base", "prometheus")
 
     def enabled(self, host):

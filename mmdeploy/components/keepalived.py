@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from ..component import Check, Component, Context
+from ..component import PEERS, Check, Component, Context, Port
 from ..errors import MMDeployError, StepFailed
 from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Group, Packages, Service, User
@@ -111,6 +111,8 @@ class Keepalived(Component):
     name = "keepalived"
     roles = ("proxy",)
     settings = {"proxy": ProxySettings}
+    # VRRP adverts between the proxies holding floating addresses.
+    ports = (Port("vrrp", 0, (PEERS,), proto="vrrp"),)
     # NGINX and HAProxy answer before the track scripts ask: every proxy starts with its
     # checks passing, at about the same moment, so the priorities decide the first holders.
     after = ("base", "node-exporter", "nginx", "haproxy")

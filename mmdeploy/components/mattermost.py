@@ -34,7 +34,7 @@ from pydantic import Field
 
 from .. import balancer, releases
 from ..artifacts import Artifact
-from ..component import Check, Component, Context, Info, Metrics, Role, Warn
+from ..component import CONTROL, Check, Component, Context, Info, Metrics, Port, Role, Warn
 from ..dbtier import Topology, client_endpoints, engine_for, read_topology
 from ..dbtier.component import DB_PASSWORD
 from ..errors import MMDeployError, StepFailed
@@ -481,6 +481,14 @@ class Mattermost(Component):
     settings = {"mattermost": MattermostSettings, "smtp": SMTPSettings, "time": TimeSettings}
     secrets = (DB_PASSWORD, SMTP_PASSWORD, STORAGE_ACCESS_KEY, STORAGE_SECRET_KEY)
     metrics = (Metrics("mattermost", lambda s: s.mattermost.metrics_port),)
+    ports = (
+        # Users come through NGINX; besides the proxies only the other Mattermost servers
+        # (they wait for the first one's first start) and verify's direct checks.
+        Port("mattermost", lambda h: h.settings.mattermost.port, ("proxy", "app", "jobserver", CONTROL),
+             why="NGINX on the proxies; the other servers (first start); verify from the control machine"),
+        Port("cluster gossip", GOSSIP_PORT, ("app", "jobserver")),
+        Port("cluster gossip", GOSSIP_PORT, ("app", "jobserver"), proto="udp"),
+    )
     # The bucket and the push proxies exist before Mattermost first starts (its start-up
     # checks the file store).
     after = ("base", "postgresql-replication", "mysql-replication", "seaweedfs", "minio", "pushproxy")

@@ -26,7 +26,7 @@ from typing import Literal
 from pydantic import Field
 
 from .. import distros
-from ..component import Check, Component, Context, Metrics, Role
+from ..component import ANYONE, Check, Component, Context, Metrics, Port, Role
 from ..errors import InventoryError
 from ..grammar import Email, NginxBlock, ReadableFile
 from ..inventory import Host
@@ -70,6 +70,8 @@ class Nginx(Component):
                        {"single": 1, "multi": 2, "cluster": 2}),)
     settings = {"nginx": NginxSettings, "tls": TLSSettings}
     metrics = (Metrics("nginx", EXPORTER_PORT),)
+    # The site itself: open to everyone (80 only redirects to 443, and answers ACME).
+    ports = (Port("http", 80, (ANYONE,)), Port("https", 443, (ANYONE,)))
     after = ("base",)
 
     def validate(self, settings):

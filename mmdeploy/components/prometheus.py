@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..component import Check, Component, Context, Role
+from ..component import ADMIN, CONTROL, Check, Component, Context, Port, Role
 from ..grammar import Source
 from ..inventory import Inventory
 from ..ops import Command, File, Packages, Service
@@ -69,6 +69,9 @@ class Prometheus(Component):
     owns_roles = (Role("monitoring", "Prometheus (and Grafana): scrapes every host",
                        {"single": 1, "multi": 1, "cluster": 1}),)
     settings = {"monitoring": MonitoringSettings}
+    # Unauthenticated, with the whole site's target map: administrators only (and
+    # verify's checks from the control machine). Grafana asks it on the same host.
+    ports = (Port("prometheus", PORT, (ADMIN, CONTROL)),)
     # Every other component first: the targets it scrapes should be up by then.
     after = ("base", "node-exporter")
 

@@ -22,7 +22,7 @@ from typing import Literal
 from pydantic import Field
 
 from ..artifacts import Artifact
-from ..component import Balanced, Check, Component, Context, Info, Metrics, Role, Warn
+from ..component import CONTROL, Balanced, Check, Component, Context, Info, Metrics, Port, Role, Warn
 from ..errors import MMDeployError
 from ..ops import Command, Directory, File, Group, Service, Unpacked, User, unit
 from ..ops.secretfile import SecretFile
@@ -167,6 +167,8 @@ class PushProxy(Component):
     secrets = (CERT_PASSWORD,)
     metrics = (Metrics("pushproxy", lambda s: s.pushproxy.port, when=lambda h: h.settings.pushproxy.metrics),)
     balanced = (Balanced("pushproxy", port=lambda s: s.pushproxy.port, health="/version"),)
+    # Mattermost reaches it through the balancer (derived); verify asks each node's version.
+    ports = (Port("pushproxy", lambda h: h.settings.pushproxy.port, (CONTROL,), why="verify from the control machine"),)
     after = ("base",)
 
     def validate(self, settings):

@@ -51,7 +51,7 @@ from pydantic import Field
 
 from ..grammar import Source
 from ..artifacts import Artifact, fetch
-from ..component import Balanced, Check, Component, Context, Metrics, Role
+from ..component import PEERS, Balanced, Check, Component, Context, Metrics, Port, Role
 from ..errors import MMDeployError
 from ..facts import Fact
 from ..inventory import Host, Inventory
@@ -263,6 +263,8 @@ class Search(Component):
     # elected cluster manager (an isolated node would answer, but not with the cluster).
     balanced = (Balanced("search", port=lambda s: s.search.port,
                          health="/_cluster/health?master_timeout=2s", when=lambda h: h.has("search")),)
+    # Node to node, the tiebreaker included.
+    ports = (Port("search transport", lambda h: h.settings.search.transport_port, (PEERS,)),)
     after = ("base",)
 
     def hosts(self, inventory: Inventory) -> list[Host]:

@@ -20,7 +20,7 @@ from collections import Counter
 from typing import Mapping
 
 from ... import distros, releases
-from ...component import Context, Metrics
+from ...component import Context, Metrics, Port
 from ...dbtier import Topology
 from ...dbtier.component import (
     DB_MONITORING_PASSWORD,
@@ -191,6 +191,9 @@ class MySQL(DBComponent):
 
     name = "mysql"
     engine = "mysql"
+    # Mattermost on the app and job hosts, replication between the DB hosts, and the
+    # addresses of database.extra_clients.
+    ports = (Port("mysql", 3306, ("app", "jobserver", "db", "settings.database.extra_clients")),)
     after = ("base",)
 
     def validate(self, settings):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from urllib.parse import quote as quote_url
 
 from ... import distros
-from ...component import Context, Metrics
+from ...component import Context, Metrics, Port
 from ...dbtier import Topology
 from ...dbtier.component import (
     DB_MONITORING_PASSWORD,
@@ -84,6 +84,10 @@ class PostgreSQL(DBComponent):
 
     name = "postgresql"
     engine = "postgresql"
+    # Mattermost on the app and job hosts, replication between the DB hosts, and the
+    # addresses of database.extra_clients (with Patroni, HAProxy on the proxies too: that
+    # route is derived from Patroni's Balanced layers).
+    ports = (Port("postgresql", 5432, ("app", "jobserver", "db", "settings.database.extra_clients")),)
     after = ("base",)
 
     def steps(self, ctx: Context):

@@ -42,7 +42,7 @@ from typing import Mapping
 import yaml
 from pydantic import Field
 
-from ...component import Balanced, Check, Context
+from ...component import PEERS, Balanced, Check, Context, Port
 from ...dbtier import Topology
 from ...dbtier.component import (
     DB_MONITORING_PASSWORD,
@@ -235,6 +235,10 @@ class Patroni(DBComponent):
         Balanced("postgresql-replicas", lambda s: s.patroni.replicas_port, "OPTIONS /replica", server_port=5432,
                  check_port=lambda s: s.patroni.rest_port, sessions="long", up="any"),
     )
+
+    # The members ask each other's REST API (leader race, failover); HAProxy's health
+    # checks on the proxies are derived from the Balanced layers above.
+    ports = (Port("patroni REST API", lambda h: h.settings.patroni.rest_port, (PEERS,)),)
 
     def enabled(self, host: Host) -> bool:
         return managed(host)

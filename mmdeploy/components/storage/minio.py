@@ -21,7 +21,7 @@ import urllib.request
 from typing import Any
 
 from ...artifacts import Artifact
-from ...component import Balanced, Check, Component, Context, Metrics
+from ...component import CONTROL, PEERS, Balanced, Check, Component, Context, Metrics, Port
 from ...inventory import Inventory
 from ...ops import Binary, Command, Directory, Group, Service, User, unit
 from ...ops.exporter import env_file as render_env
@@ -107,6 +107,8 @@ class MinIO(Component):
     secrets = (ACCESS_KEY, SECRET_KEY)
     metrics = (Metrics("minio", common.s3_port, path="/minio/v2/metrics/node"),)
     balanced = (Balanced("storage", port=common.s3_port, health="/minio/health/live"),)
+    # The servers of a distributed MinIO talk on the S3 port; verify asks each directly.
+    ports = (Port("minio", lambda h: common.s3_port(h.settings), (PEERS, CONTROL)),)
     after = ("base",)
 
     def hosts(self, inventory):

@@ -24,7 +24,7 @@ import urllib.request
 from typing import Any
 
 from ...artifacts import Artifact
-from ...component import Balanced, Check, Component, Context, Metrics
+from ...component import CONTROL, Balanced, Check, Component, Context, Metrics, Port
 from ...inventory import Host, Inventory
 from ...ops import Command, Directory, File, Group, Packages, Service, Unpacked, User, unit
 from ...ops.secretfile import SecretFile
@@ -52,6 +52,20 @@ STOP_TIMEOUT = 20
 JWT_VOLUME = Secret("seaweedfs_jwt_key", "SeaweedFS: signs writes to volume servers (security.toml jwt.signing.key)")
 JWT_FILER = Secret("seaweedfs_filer_jwt_key", "SeaweedFS: signs writes to filers (jwt.filer_signing.key)")
 JWT_FILER_READ = Secret("seaweedfs_filer_read_jwt_key", "SeaweedFS: signs reads from filers (jwt.filer_signing.read.key)")
+
+
+GRPC = 10000  # a server's gRPC port is its HTTP port + 10000
+
+
+def seaweed_hosts(inventory: Inventory) -> list[Host]:
+    return list(layout(inventory).hosts)
+
+
+def internal(name: str, port: int, *more: str) -> tuple[Port, Port]:
+    """A server's HTTP and gRPC ports, for the SeaweedFS hosts only (masters, volume
+    servers, filers and gateways talk to each other on both)."""
+    return (Port(name, port, more, reach_hosts=seaweed_hosts, why="the SeaweedFS hosts"),
+            Port(f"{name} gRPC", port + GRPC, reach_hosts=seaweed_hosts, why="the SeaweedFS hosts"))
 
 
 def enabled(inventory: Inventory) -> bool:
@@ -267,6 +281,9 @@ class Master(_Server):
     name = "seaweedfs-master"
     server = "master"
     metrics = (Metrics("seaweedfs-master", METRICS["master"]),)
+    # verify asks each master for the leader and the leader's gauges.
+    ports = (*internal("seaweedfs master", MASTER_PORT, CONTROL),
+             Port("seaweedfs master metrics", METRICS["master"], (CONTROL,), why="verify from the control machine"))
     after = ("seaweedfs",)
 
     def on(self, plan):
@@ -288,6 +305,7 @@ class Volume(_Server):
     name = "seaweedfs-volume"
     server = "volume"
     metrics = (Metrics("seaweedfs-volume", METRICS["volume"]),)
+    ports = internal("seaweedfs volume", VOLUME_PORT)
     after = ("seaweedfs-master",)
 
     def on(self, plan):
@@ -298,6 +316,7 @@ class Filer(_Server):
     name = "seaweedfs-filer"
     server = "filer"
     metrics = (Metrics("seaweedfs-filer", METRICS["filer"]),)
+    ports = internal("seaweedfs filer", FILER_PORT)
     after = ("seaweedfs-volume",)
 
     def on(self, plan):
@@ -326,6 +345,8 @@ class Gateway(_Server):
     server = "s3"
     metrics = (Metrics("seaweedfs-s3", METRICS["s3"]),)
     balanced = (Balanced("storage", port=common.s3_port, health="/healthz"),)
+    # Mattermost reaches it through the balancer (derived); verify's S3 round trip asks each.
+    ports = (Port("s3", lambda h: common.s3_port(h.settings), (CONTROL,), why="verify from the control machine"),)
     after = ("seaweedfs-filer",)
 
     def on(self, plan):
