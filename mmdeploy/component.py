@@ -260,6 +260,9 @@ class Component:
     after: ClassVar[tuple[str, ...]] = ()
     # Its configuration names the live database primary: re-applied after a failover.
     follows_db: ClassVar[bool] = False
+    # Applied before every component that is not among its own dependencies (`after`):
+    # the host firewall, in place before any service listens or any host is reached.
+    first: ClassVar[bool] = False
 
     def enabled(self, host: Host) -> bool:
         """Whether it applies to this host beyond the roles (e.g. the DB engine chosen)."""
@@ -310,10 +313,25 @@ class Component:
 
 def ordered(components: list[Component]) -> list[Component]:
     """Dependency order (stable for independent components); cycles fail. A dependency
-    that is not selected this run (--only) is taken as already applied."""
+    that is not selected this run (--only) is taken as already applied. A `first`
+    component goes before everything that is not among its own dependencies."""
     by_name = {c.name: c for c in components}
     done: list[Component] = []
     visiting: set[str] = set()
+
+    def needs(c: Component) -> set[str]:
+        """Every component `c` is applied after, directly or through others."""
+        found: set[str] = set()
+        todo = list(c.after)
+        while todo:
+            name = todo.pop()
+            if name not in found:
+                found.add(name)
+                todo += list(by_name[name].after) if name in by_name else []
+        return found
+
+    firsts = [f for f in components if f.first]
+    before = {f.name: needs(f) for f in firsts}
 
     def visit(c: Component) -> None:
         if c in done:
@@ -321,7 +339,8 @@ def ordered(components: list[Component]) -> list[Component]:
         if c.name in visiting:
             raise ValueError(f"component dependency cycle through {c.name}")
         visiting.add(c.name)
-        for dep in c.after:
+        early = [] if c.first else [f.name for f in firsts if c.name not in before[f.name]]
+        for dep in (*c.after, *early):
             if dep in by_name:
                 visit(by_name[dep])
         visiting.discard(c.name)
