@@ -114,7 +114,7 @@ def _flows(inventory: Inventory, components: tuple[Component, ...]) -> list[Flow
             elif r in registry_roles:
                 sources += inventory.with_role(r)
         sources += extra
-        unique = tuple(dict.fromkeys(h for h in sources if h.name != host.name))
+        unique = tuple({h.name: h for h in sources if h.name != host.name}.values())
         flows.append(Flow(host, c.name, name, proto, port, reach, unique, why))
 
     registry_roles = {r for c in components for r in (role.name for role in c.owns_roles)}
@@ -128,14 +128,14 @@ def _flows(inventory: Inventory, components: tuple[Component, ...]) -> list[Flow
         for m in c.metrics:
             for h in c.hosts(inventory):
                 if m.when is None or m.when(h):
-                    add(h, c, f"metrics ({m.job})", "tcp", m.port_for(h), ("monitoring",), [], [],
+                    add(h, c, f"{m.job} metrics", "tcp", m.port_for(h), ("monitoring",), [], [],
                         "Prometheus scrapes it")
         for b in c.balanced:
             layer = [h for h in c.hosts(inventory) if b.when is None or b.when(h)]
             if not layer:
                 continue
             for lb in proxies:
-                add(lb, c, f"balancer ({b.name})", "tcp", b.port_for(lb.settings), b.clients, [], [],
+                add(lb, c, f"{b.name} balancer", "tcp", b.port_for(lb.settings), b.clients, [], [],
                     "the layer's clients, through HAProxy on the proxies")
             front = ("proxy",) if proxies else b.clients
             for h in layer:
@@ -143,7 +143,7 @@ def _flows(inventory: Inventory, components: tuple[Component, ...]) -> list[Flow
                     "the balancer on the proxies" if proxies else "its clients (no proxy host to balance)")
                 check = b.check_port_for(h.settings)
                 if check is not None and proxies:
-                    add(h, c, f"{b.name} (health check)", "tcp", check, ("proxy",), [], [],
+                    add(h, c, f"{b.name} health check", "tcp", check, ("proxy",), [], [],
                         "the balancer's health checks")
     return flows
 
