@@ -85,7 +85,8 @@ class FirewallSettings(Section):
     # the public ports only; those checks then fail from it.
     verify_from_control: bool = True
     # Seconds after which a host restores its previous ruleset unless the run confirmed.
-    rollback_seconds: int = Field(default=30, ge=10, le=600)
+    # (At least the SSH probe's wait and a round trip: 15.)
+    rollback_seconds: int = Field(default=30, ge=15, le=600)
 
 
 class Firewall(Component):
@@ -266,7 +267,7 @@ class Ruleset(File):
         return [*super().facts(), LIVE_FACT]
 
     def check(self, facts: Mapping[str, Fact]) -> Change | None:
-        change = self._check(facts)
+        change = super().check(facts)
         live = facts[LIVE_FACT].out.strip().removeprefix(MARKER).strip()
         how = f"load it (rolled back in {self.rollback_seconds} s unless confirmed)"
         if change is not None:

@@ -529,3 +529,22 @@ def test_exposure_is_bounded_in_time(load, monkeypatch):
 
 def test_sources_constants_are_the_documented_ones():
     assert (CONTROL, ADMIN) == ("@control", "@admin")
+
+
+def test_rendered_rulesets_pass_nft_check(load, tmp_path):
+    """Every host's file of the three layouts passes `nft -c` (in a network namespace of
+    its own: nothing is loaded anywhere); skipped where nft or namespaces are not available."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("nft") or not shutil.which("unshare") or \
+            subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        pytest.skip("nft, or an unprivileged network namespace, is not available here")
+    for text in (SINGLE, MULTI, CLUSTER):
+        inv = load(text, "firewall.admin_cidrs=[198.51.100.0/24, '2001:db8::/32']")
+        for h in inv.hosts:
+            c = Context(inv, h, Secrets(tmp_path / "s.yml", Redactor()), Facts())
+            path = tmp_path / f"{h.name}.nft"
+            path.write_text(fw.ruleset(c, [CONTROL_IP]))
+            done = subprocess.run(["unshare", "-n", "nft", "-c", "-f", str(path)], capture_output=True, text=True)
+            assert done.returncode == 0, (h.name, done.stderr)
