@@ -548,3 +548,50 @@ def test_rendered_rulesets_pass_nft_check(load, tmp_path):
             path.write_text(fw.ruleset(c, [CONTROL_IP]))
             done = subprocess.run(["unshare", "-n", "nft", "-c", "-f", str(path)], capture_output=True, text=True)
             assert done.returncode == 0, (h.name, done.stderr)
+
+
+def test_arm_confirm_and_rollback_scripts_in_a_namespace(tmp_path):
+    """The safe apply's shell, run for real against nft in a network namespace of its own
+    (paths moved under tmp_path, systemd-run and systemctl replaced by recorders): a first
+    ruleset rolled back leaves no table; a confirmed one stays; a later one rolled back
+    brings the confirmed one back, in the table and in the file."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("nft") or not shutil.which("unshare") or \
+            subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        pytest.skip("nft, or an unprivileged network namespace, is not available here")
+    state, etc, bin_ = tmp_path / "state", tmp_path / "etc", tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "systemd-run").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/armed\n")
+    (bin_ / "systemctl").write_text("#!/bin/sh\nexit 0\n")
+    for f in bin_.iterdir():
+        f.chmod(0o755)
+
+    def local(script: str) -> str:
+        return script.replace(fw.STATE, str(state)).replace("/etc/mmdeploy", str(etc))
+
+    def ruleset(port: int) -> str:
+        return (f"table inet mmdeploy\ndelete table inet mmdeploy\ntable inet mmdeploy {{\n chain input {{\n"
+                f"  type filter hook input priority filter; policy drop;\n"
+                f"  counter comment \"{fw.MARKER} {port:016x}\"\n  tcp dport {port} accept\n }}\n}}\n")
+
+    def arm(port: int) -> str:
+        return local(fw.arm_script(base64.b64encode(ruleset(port).encode()).decode(), 30))
+
+    fire = f"/bin/sh {state}/rollback.sh"
+    live = "nft list table inet mmdeploy 2>/dev/null | grep -o 'dport [0-9]*' || echo none"
+    scenario = "\n".join([
+        f"export PATH={bin_}:$PATH", "set -e",
+        arm(1111), f"echo first: $({live})", fire, f"echo after-rollback: $({live}) file: $(ls {etc})",
+        arm(2222), local(fw.CONFIRM), f"echo confirmed: $({live})",
+        arm(3333), f"echo third: $({live})", fire,
+        f"echo restored: $({live}) file: $(grep -o 'dport [0-9]*' {etc}/firewall.nft)",
+    ])
+    done = subprocess.run(["unshare", "-n", "bash", "-c", scenario], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "first: dport 1111" in out and "after-rollback: none file:\n" in out
+    assert "confirmed\nconfirmed: dport 2222" in out
+    assert "third: dport 3333" in out and "restored: dport 2222 file: dport 2222" in out
+    assert "--on-active=30" in (tmp_path / "armed").read_text()
