@@ -257,8 +257,7 @@ def test_every_declared_source_is_known():
 def test_ruleset_content(ctx):
     c = ctx("db1", SINGLE, "database.extra_clients=[10.9.0.0/16]")
     steps = fw.Firewall().steps(c)
-    assert isinstance(steps[0], Packages) and steps[0].packages == ["nftables"] if hasattr(steps[0], "packages") \
-        else isinstance(steps[0], Packages)
+    assert isinstance(steps[0], Packages) and list(steps[0].wanted) == ["nftables"]
     (ruleset,) = [s for s in steps if isinstance(s, fw.Ruleset)]
     assert isinstance(steps[-1], Service) and steps[-1].unit == fw.UNIT
     text = ruleset.content.decode()
