@@ -532,8 +532,34 @@ def db_migrate(c, to="postgresql", pattern=None, inventory=None, set=None, dry_r
         raise Exit(code=1)
 
 
+@task(help={**_help("pattern", "inventory", "set"),
+            "source": "an address: list only what it may reach (a port scan from it should find exactly that)",
+            "control": "the control machine's address as the hosts see it (default: none, i.e. a stranger)"},
+      iterable=["set"])
+@_cli
+def flows(c, pattern=None, inventory=None, set=None, source=None, control=None):
+    """Print the firewall's flow matrix: every host's ports and who may reach them (or what --source may)."""
+    from mmdeploy.components import firewall
+    from mmdeploy.registry import registry
+
+    inv = _load(pattern, inventory, set or ())
+    controls = [control] if control else []
+    if source:
+        for (host, proto, port), names in sorted(firewall.reachable(inv, source, controls).items()):
+            print(f"{host:<12} {proto:<4} {port:>5}  {', '.join(names)}")
+        return
+    order = {h.name: i for i, h in enumerate(inv.hosts)}
+    for flow in sorted(registry().flows(inv), key=lambda f: (order[f.host.name], f.port, f.proto)):
+        allowed = firewall.allowed_sources(flow, flow.host, controls)
+        who = "anyone" if allowed is None else ", ".join(
+            [r for r in flow.reach if r.startswith("@") and r != "@peers"]
+            + [h.name for h in flow.sources] + [a for a in allowed if a not in {h.private_address for h in flow.sources}]
+            ) or "-"
+        print(f"{flow.host.name:<12} {flow.proto:<4} {flow.port:>5}  {flow.name:<32} {who}")
+
+
 testbed_ns = Collection("testbed", testbed_up, testbed_down, testbed_status)
 bench_ns = Collection("bench", bench_noop)
 db_ns = Collection("db", db_status, db_rejoin, db_migrate)
 ns = Collection(plan, deploy, verify, up, test, failover_db, upgrade, rollback, drift, backup_task, restore_task,
-                topology, size, k8s, vagrant, testbed_ns, bench_ns, db_ns)
+                flows, topology, size, k8s, vagrant, testbed_ns, bench_ns, db_ns)

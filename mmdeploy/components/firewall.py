@@ -396,6 +396,15 @@ def source_address(address: str, port: int) -> str | None:
         return None
 
 
+def _allows(sources: list[str] | None, address: str | None) -> bool:
+    if sources is None:
+        return True
+    if not address:
+        return False
+    ip = ipaddress.ip_address(address)
+    return any(ip in net for net in map(_network, sources) if net.version == ip.version)
+
+
 def expected_from_control(inventory: Inventory, host: Host, source: str | None) -> dict[int, list[str]]:
     """The TCP ports of `host` the matrix lets the control machine (at `source`) reach,
     with the flows that allow each."""
@@ -403,16 +412,29 @@ def expected_from_control(inventory: Inventory, host: Host, source: str | None) 
 
     control = [source] if source else []
     control += list(host.settings.firewall.control)
-    mine = ipaddress.ip_address(source) if source else None
     wanted: dict[int, list[str]] = {}
     for flow in registry().flows(inventory):
-        if flow.host.name != host.name or flow.proto != "tcp":
-            continue
-        sources = allowed_sources(flow, host, control)
-        if sources is None or (mine is not None and any(mine in _network(s) for s in sources
-                                                          if _network(s).version == mine.version)):
+        if flow.host.name == host.name and flow.proto == "tcp" and \
+                _allows(allowed_sources(flow, host, control), source):
             wanted.setdefault(flow.port, []).append(_label(flow))
     return wanted
+
+
+def reachable(inventory: Inventory, address: str, control: list[str] | tuple[str, ...] = ()) -> \
+        dict[tuple[str, str, int], list[str]]:
+    """What the matrix lets `address` reach: (host, proto, port) -> the flows allowing it
+    (port 0 for VRRP). `control`: the control machine's addresses as the hosts see them.
+    A port scan from that address should find exactly these TCP ports open (the e2e's
+    measure); a host does not filter itself (loopback), so its own ports are left out."""
+    from ..registry import registry
+
+    found: dict[tuple[str, str, int], list[str]] = {}
+    for flow in registry().flows(inventory):
+        if flow.host.private_address == address or flow.host.address == address:
+            continue
+        if _allows(allowed_sources(flow, flow.host, list(control)), address):
+            found.setdefault((flow.host.name, flow.proto, flow.port), []).append(_label(flow))
+    return found
 
 
 def scanned_ports(inventory: Inventory) -> list[int]:

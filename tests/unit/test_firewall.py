@@ -171,6 +171,28 @@ def test_the_issue_table_from_a_host_with_no_role(load):
     assert from_control == {(h.name, 22) for h in inv.hosts} | {("proxy1", 80), ("proxy1", 443)}
 
 
+def test_what_a_host_of_each_role_may_reach(load):
+    """The port scan's expectation from each host (and from the control machine)."""
+    inv = load()
+
+    def ports(address, control=()):
+        return {(h, proto, port) for (h, proto, port) in fw.reachable(inv, address, control)}
+
+    web = {("proxy1", "tcp", 80), ("proxy1", "tcp", 443)}
+    assert ports("10.0.0.250") == web  # an outsider
+    # The proxy (its own ports are not filtered for itself: loopback).
+    assert ports("10.0.0.1") == {("app1", "tcp", 8065), ("job1", "tcp", 8065)}
+    monitoring = {(h, "tcp", 9100) for h in ("proxy1", "app1", "db1", "db2")} | {
+        ("proxy1", "tcp", 9113), ("app1", "tcp", 8067), ("db1", "tcp", 9187), ("db2", "tcp", 9187)}
+    job = ports("10.0.0.3")
+    assert monitoring | {("app1", "tcp", 8065), ("app1", "tcp", 8074), ("app1", "udp", 8074),
+                         ("db1", "tcp", 5432), ("db2", "tcp", 5432)} | web == job
+    assert ports("10.0.0.4") == web | {("db2", "tcp", 5432)}  # a DB host: its peer's SQL port
+    control = ports(CONTROL_IP, [CONTROL_IP])
+    assert {(h.name, "tcp", 22) for h in inv.hosts} | web <= control
+    assert ("app1", "tcp", 8065) in control and ("db1", "tcp", 5432) not in control
+
+
 def test_database_extra_clients_and_admin_cidrs(load):
     inv = load(SINGLE, "database.extra_clients=[10.9.0.0/16, 10.8.0.7]", "firewall.admin_cidrs=[198.51.100.0/24]")
     assert matrix(inv, "db1")[("tcp", 5432)] == {"10.0.0.2", "10.0.0.3", "10.0.0.5", "10.9.0.0/16", "10.8.0.7"}
