@@ -32,7 +32,7 @@ import shlex
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from pydantic import Field
 
@@ -119,11 +119,10 @@ class Firewall(Component):
     def steps(self, ctx: Context):
         if not ctx.settings.firewall.enabled:
             return [remove()]
-        control = control_addresses(ctx)
-        text = ruleset(ctx, control)
         return [
             Packages("nftables"),
-            Ruleset(text, ctx.host, ctx.settings.firewall.rollback_seconds),
+            # Rendered once the host's facts say where the control machine connects from.
+            Ruleset(lambda control: ruleset(ctx, control), ctx.host),
             unit(f"{UNIT}.service", ctx.render("firewall/mmdeploy-firewall.service.j2", ruleset=RULESET)),
             Service(UNIT),
         ]
@@ -136,9 +135,9 @@ class Firewall(Component):
 # --- the rules -------------------------------------------------------------------------
 
 
-def control_addresses(ctx: Context) -> list[str]:
-    """The control machine's address as this host sees it, and firewall.control."""
-    fact = ctx.facts.get([CONTROL_FACT])[CONTROL_FACT]
+def control_addresses(fact: Fact, host: Host) -> list[str]:
+    """The control machine's address as this host sees it (CONTROL_FACT), and
+    firewall.control."""
     seen = fact.out.strip() if fact.ok else ""
     try:
         address = ipaddress.ip_address(seen.split("%")[0])
@@ -146,9 +145,9 @@ def control_addresses(ctx: Context) -> list[str]:
         found = [str(mapped or address)]
     except ValueError:
         found = []
-    configured = list(ctx.settings.firewall.control)
+    configured = list(host.settings.firewall.control)
     if not found and not configured:
-        raise StepFailed(f"{ctx.host.name}: cannot tell the control machine's address as this host sees it "
+        raise StepFailed(f"{host.name}: cannot tell the control machine's address as this host sees it "
                          f"(no SSH_CONNECTION in the session, got {seen!r}): set firewall.control")
     return list(dict.fromkeys(found + configured))
 
@@ -255,18 +254,26 @@ class Ruleset(File):
     module's docstring). Changed when the file differs (plan shows the rule diff) or when
     the live table is not the file's (flushed by hand, or a boot without the unit)."""
 
-    def __init__(self, content: str, host: Host, rollback_seconds: int = 30):
-        super().__init__(RULESET, content, mode="0600")
-        self.host = host
-        self.rollback_seconds = rollback_seconds
-        self.digest = digest_of(content)
+    def __init__(self, render: Callable[[list[str]], str], host: Host):
+        super().__init__(RULESET, "", mode="0600")
+        self.render, self.host = render, host
+        self.rollback_seconds = host.settings.firewall.rollback_seconds
+        self.digest = ""
         self.name = f"firewall ruleset {RULESET}"
         self.timeout = 120
 
     def facts(self) -> list[str]:
-        return [*super().facts(), LIVE_FACT]
+        return [*super().facts(), LIVE_FACT, CONTROL_FACT]
+
+    def prepare(self, control: list[str]) -> None:
+        """Render the file for the control machine's addresses."""
+        text = self.render(control)
+        self.origin = getattr(text, "origin", "")
+        self.content = text.encode()
+        self.digest = digest_of(text)
 
     def check(self, facts: Mapping[str, Fact]) -> Change | None:
+        self.prepare(control_addresses(facts[CONTROL_FACT], self.host))
         change = super().check(facts)
         live = facts[LIVE_FACT].out.strip().removeprefix(MARKER).strip()
         how = f"load it (rolled back in {self.rollback_seconds} s unless confirmed)"

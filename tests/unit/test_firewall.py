@@ -86,21 +86,6 @@ def test_the_tree_under_test_is_this_worktree():
     assert "mmdeploy" in mmdeploy.__file__ and registry().component("firewall").name == "firewall"
 
 
-class Facts(HostFacts):
-    """Host facts plus the control machine's address as the host sees it."""
-
-    def __init__(self, control: str | None = CONTROL_IP):
-        super().__init__()
-        self.control = control
-
-    def get(self, commands):
-        out = {}
-        for c in commands:
-            assert c == fw.CONTROL_FACT, c
-            out[c] = Fact(0, f"{self.control}\n") if self.control else Fact(1, "")
-        return out
-
-
 @pytest.fixture
 def load(write_inventory):
     def load(text=SINGLE, *overrides):
@@ -111,9 +96,9 @@ def load(write_inventory):
 
 @pytest.fixture
 def ctx(load, tmp_path):
-    def make(host, text=SINGLE, *overrides, control=CONTROL_IP):
+    def make(host, text=SINGLE, *overrides):
         inv = load(text, *overrides)
-        return Context(inv, inv.host(host), Secrets(tmp_path / "s.yml", Redactor()), Facts(control))
+        return Context(inv, inv.host(host), Secrets(tmp_path / "s.yml", Redactor()), HostFacts())
 
     return make
 
@@ -282,6 +267,7 @@ def test_ruleset_content(ctx):
     assert isinstance(steps[0], Packages) and list(steps[0].wanted) == ["nftables"]
     (ruleset,) = [s for s in steps if isinstance(s, fw.Ruleset)]
     assert isinstance(steps[-1], Service) and steps[-1].unit == fw.UNIT
+    ruleset.prepare([CONTROL_IP])
     text = ruleset.content.decode()
     assert ruleset.path == fw.RULESET and ruleset.mode == "0600"
     assert text.startswith("#!/usr/sbin/nft -f\n")
@@ -323,14 +309,25 @@ def test_ssh_never_dropped_for_the_control_machine(ctx):
             assert CONTROL_IP in line, (overrides, host)
 
 
-def test_control_address_from_the_ssh_session_and_the_setting(ctx):
-    assert fw.control_addresses(ctx("app1")) == [CONTROL_IP]
-    assert fw.control_addresses(ctx("app1", control="::ffff:192.0.2.7")) == ["192.0.2.7"]
-    both = fw.control_addresses(ctx("app1", SINGLE, "firewall.control=[203.0.113.0/24]"))
-    assert both == [CONTROL_IP, "203.0.113.0/24"]
-    assert fw.control_addresses(ctx("app1", SINGLE, "firewall.control=[203.0.113.5]", control=None)) == ["203.0.113.5"]
-    with pytest.raises(StepFailed, match="set firewall.control"):
-        fw.control_addresses(ctx("app1", control=None))
+def test_control_address_from_the_ssh_session_and_the_setting(load):
+    app = load().host("app1")
+    seen = Fact(0, f"{CONTROL_IP}\n")
+    assert fw.control_addresses(seen, app) == [CONTROL_IP]
+    assert fw.control_addresses(Fact(0, "::ffff:192.0.2.7\n"), app) == ["192.0.2.7"]
+    assert fw.control_addresses(Fact(0, "fe80::1%eth0\n"), app) == ["fe80::1"]
+    both = load(SINGLE, "firewall.control=[203.0.113.0/24]").host("app1")
+    assert fw.control_addresses(seen, both) == [CONTROL_IP, "203.0.113.0/24"]
+    only = load(SINGLE, "firewall.control=[203.0.113.5]").host("app1")
+    assert fw.control_addresses(Fact(1, ""), only) == ["203.0.113.5"]
+    with pytest.raises(StepFailed, match="app1: cannot tell the control machine's address .* set firewall.control"):
+        fw.control_addresses(Fact(1, ""), app)
+
+
+def test_the_control_address_is_read_with_the_other_facts(ctx):
+    """No round trip of its own: the ruleset step names the fact, the runner batches it."""
+    step = ruleset_step(ctx)
+    assert fw.CONTROL_FACT in step.facts()
+    assert "SSH_CONNECTION" in fw.CONTROL_FACT and "/proc/$p/environ" in fw.CONTROL_FACT
 
 
 def test_verify_from_control_off_keeps_ssh_only(ctx):
@@ -350,7 +347,7 @@ def test_firewall_runs_first():
 
 
 def test_disabled_renders_nothing(ctx):
-    c = ctx("app1", SINGLE, "firewall.enabled=false", control=None)  # not even asked
+    c = ctx("app1", SINGLE, "firewall.enabled=false")
     (step,) = fw.Firewall().steps(c)
     assert isinstance(step, Command) and "nft delete table inet mmdeploy" in step.script
     assert fw.RULESET in step.unless and "nft list table inet mmdeploy" in step.unless
@@ -419,6 +416,7 @@ class FakeRemote:
 def ruleset_step(ctx) -> fw.Ruleset:
     c = ctx("app1")
     (step,) = [s for s in fw.Firewall().steps(c) if isinstance(s, fw.Ruleset)]
+    step.prepare([CONTROL_IP])
     return step
 
 
@@ -428,18 +426,23 @@ def file_fact(content: bytes) -> Fact:
 
 def test_plan_shows_the_rule_diff_and_a_second_deploy_changes_nothing(ctx):
     step = ruleset_step(ctx)
-    probe, live = step.facts()
-    first = step.check({probe: Fact(0, ""), live: Fact(0, "")})
+    probe, live, control = step.facts()
+    seen = Fact(0, f"{CONTROL_IP}\n")
+
+    def check(file: Fact, table: Fact):
+        return step.check({probe: file, live: table, control: seen})
+
+    first = check(Fact(0, ""), Fact(0, ""))
     assert first.summary.startswith("create") and "rolled back in 30 s unless confirmed" in first.summary
     assert "+        ip saddr { 10.0.0.1, 10.0.0.3, 192.0.2.200 } tcp dport 8065 accept" in first.diff
     # Applied: the file and the live table are the wanted ones.
-    assert step.check({probe: file_fact(step.content), live: Fact(0, f"{fw.MARKER} {step.digest}\n")}) is None
+    assert check(file_fact(step.content), Fact(0, f"{fw.MARKER} {step.digest}\n")) is None
     # The file is there but the live table is not (flushed by hand): loaded again.
-    again = step.check({probe: file_fact(step.content), live: Fact(0, "")})
+    again = check(file_fact(step.content), Fact(0, ""))
     assert again is not None and "not loaded" in again.summary and again.diff == ""
     # A changed matrix: the diff names the rule.
     old = step.content.replace(b"10.0.0.1, ", b"")
-    changed = step.check({probe: file_fact(old), live: Fact(0, f"{fw.MARKER} 0123456789abcdef\n")})
+    changed = check(file_fact(old), Fact(0, f"{fw.MARKER} 0123456789abcdef\n"))
     assert "-        ip saddr { 10.0.0.3, 192.0.2.200 } tcp dport 8065 accept" in changed.diff
     assert "+        ip saddr { 10.0.0.1, 10.0.0.3, 192.0.2.200 } tcp dport 8065 accept" in changed.diff
 
@@ -564,7 +567,7 @@ def test_rendered_rulesets_pass_nft_check(load, tmp_path):
     for text in (SINGLE, MULTI, CLUSTER):
         inv = load(text, "firewall.admin_cidrs=[198.51.100.0/24, '2001:db8::/32']")
         for h in inv.hosts:
-            c = Context(inv, h, Secrets(tmp_path / "s.yml", Redactor()), Facts())
+            c = Context(inv, h, Secrets(tmp_path / "s.yml", Redactor()), HostFacts())
             path = tmp_path / f"{h.name}.nft"
             path.write_text(fw.ruleset(c, [CONTROL_IP]))
             done = subprocess.run(["unshare", "-n", "nft", "-c", "-f", str(path)], capture_output=True, text=True)
