@@ -57,13 +57,14 @@ MARKER = "mmdeploy-ruleset"
 PROBE_TIMEOUT = 1.5
 SSH_PROBE_TIMEOUT = 8.0
 
-# The address the control machine connects from, as the host sees it: SSH_CONNECTION in
-# the environment of the session's processes (sudo clears it from its own children, so
-# it is looked up along the process's ancestors).
+# The address the control machine connects from and the SSH port it reaches, as the host
+# sees them (a port forward may differ from ssh.port): SSH_CONNECTION in the environment
+# of the session's processes (sudo clears it from its own children, so it is looked up
+# along the process's ancestors).
 CONTROL_FACT = (
     'p=$$; while [ -n "$p" ] && [ "$p" -gt 1 ]; do '
     "v=$(tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | sed -n 's/^SSH_CONNECTION=//p' | head -n 1); "
-    'if [ -n "$v" ]; then echo "${v%% *}"; exit 0; fi; '
+    'if [ -n "$v" ]; then set -- $v; echo "$1 $4"; exit 0; fi; '
     "p=$(awk '/^PPid:/ {print $2}' /proc/$p/status 2>/dev/null); done; exit 1"
 )
 
@@ -122,7 +123,7 @@ class Firewall(Component):
         return [
             Packages("nftables"),
             # Rendered once the host's facts say where the control machine connects from.
-            Ruleset(lambda control: ruleset(ctx, control), ctx.host),
+            Ruleset(lambda control, ssh_port: ruleset(ctx, control, ssh_port), ctx.host),
             unit(f"{UNIT}.service", ctx.render("firewall/mmdeploy-firewall.service.j2", ruleset=RULESET)),
             Service(UNIT),
         ]
@@ -140,7 +141,7 @@ def control_addresses(fact: Fact, host: Host) -> list[str]:
     firewall.control."""
     seen = fact.out.strip() if fact.ok else ""
     try:
-        address = ipaddress.ip_address(seen.split("%")[0])
+        address = ipaddress.ip_address(seen.split(" ")[0].split("%")[0])
         mapped = getattr(address, "ipv4_mapped", None)
         found = [str(mapped or address)]
     except ValueError:
@@ -150,6 +151,12 @@ def control_addresses(fact: Fact, host: Host) -> list[str]:
         raise StepFailed(f"{host.name}: cannot tell the control machine's address as this host sees it "
                          f"(no SSH_CONNECTION in the session, got {seen!r}): set firewall.control")
     return list(dict.fromkeys(found + configured))
+
+
+def seen_ssh_port(fact: Fact) -> int | None:
+    """The port the host's SSH server was reached on (CONTROL_FACT's second field)."""
+    fields = fact.out.split() if fact.ok else []
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
 
 
 def _setting(settings: Any, path: str) -> list[str]:
@@ -188,9 +195,11 @@ def _label(flow: Any) -> str:
     return flow.name if flow.component in flow.name else f"{flow.name} ({flow.component})"
 
 
-def rules(inventory: Inventory, host: Host, control: list[str]) -> list[dict]:
+def rules(inventory: Inventory, host: Host, control: list[str], ssh_port: int | None = None) -> list[dict]:
     """The host's accept rules, one per protocol and port (the flows that share one are
-    merged): [{"proto", "port", "comment", "v4", "v6", "anyone"}], by port."""
+    merged): [{"proto", "port", "comment", "v4", "v6", "anyone"}], by port. `ssh_port`:
+    the SSH port the control machine reaches as the host sees it, when a port forward
+    makes it differ from ssh.port (allowed to the control machine as well)."""
     from ..registry import registry
 
     grouped: dict[tuple[str, int], dict] = {}
@@ -208,6 +217,11 @@ def rules(inventory: Inventory, host: Host, control: list[str]) -> list[dict]:
             entry["anyone"] = True
         else:
             entry["sources"] |= {str(_network(s)) for s in sources}
+    if ssh_port is not None and ssh_port != host.ssh.port:
+        entry = grouped.setdefault(("tcp", ssh_port), {"proto": "tcp", "port": ssh_port, "names": [],
+                                                       "sources": set(), "anyone": False, "admin": False})
+        entry["names"].append("ssh (as the control machine reaches it)")
+        entry["sources"] |= {str(_network(s)) for s in control}
     out = []
     for (proto, port), entry in sorted(grouped.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         nets = sorted((_network(s) for s in entry["sources"]), key=lambda n: (n.version, n))
@@ -227,10 +241,10 @@ def _short(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
 
 
-def ruleset(ctx: Context, control: list[str]) -> str:
+def ruleset(ctx: Context, control: list[str], ssh_port: int | None = None) -> str:
     """The nftables file for this host, with a marker naming its own hash (so that a
     deploy sees whether the live table is the one in the file)."""
-    items = rules(ctx.inventory, ctx.host, control)
+    items = rules(ctx.inventory, ctx.host, control, ssh_port)
     body = ctx.render("firewall/ruleset.nft.j2", rules=items, table=TABLE, marker=MARKER, digest="")
     digest = hashlib.sha256(body.encode()).hexdigest()[:16]
     return ctx.render("firewall/ruleset.nft.j2", rules=items, table=TABLE, marker=MARKER, digest=digest)
@@ -254,7 +268,7 @@ class Ruleset(File):
     module's docstring). Changed when the file differs (plan shows the rule diff) or when
     the live table is not the file's (flushed by hand, or a boot without the unit)."""
 
-    def __init__(self, render: Callable[[list[str]], str], host: Host):
+    def __init__(self, render: Callable[[list[str], int | None], str], host: Host):
         super().__init__(RULESET, "", mode="0600")
         self.render, self.host = render, host
         self.rollback_seconds = host.settings.firewall.rollback_seconds
@@ -265,15 +279,16 @@ class Ruleset(File):
     def facts(self) -> list[str]:
         return [*super().facts(), LIVE_FACT, CONTROL_FACT]
 
-    def prepare(self, control: list[str]) -> None:
-        """Render the file for the control machine's addresses."""
-        text = self.render(control)
+    def prepare(self, control: list[str], ssh_port: int | None = None) -> None:
+        """Render the file for the control machine's addresses (and the SSH port it reaches)."""
+        text = self.render(control, ssh_port)
         self.origin = getattr(text, "origin", "")
         self.content = text.encode()
         self.digest = digest_of(text)
 
     def check(self, facts: Mapping[str, Fact]) -> Change | None:
-        self.prepare(control_addresses(facts[CONTROL_FACT], self.host))
+        seen = facts[CONTROL_FACT]
+        self.prepare(control_addresses(seen, self.host), seen_ssh_port(seen))
         change = super().check(facts)
         live = facts[LIVE_FACT].out.strip().removeprefix(MARKER).strip()
         how = f"load it (rolled back in {self.rollback_seconds} s unless confirmed)"

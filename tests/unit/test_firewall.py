@@ -619,3 +619,24 @@ def test_arm_confirm_and_rollback_scripts_in_a_namespace(tmp_path):
     assert "confirmed\nconfirmed: dport 2222" in out
     assert "third: dport 3333" in out and "restored: dport 2222 file: dport 2222" in out
     assert "--on-active=30" in (tmp_path / "armed").read_text()
+
+
+def test_the_control_fact_finds_ssh_connection_above_a_cleared_environment(tmp_path):
+    """sudo clears SSH_CONNECTION from its children: the probe reads it from an ancestor."""
+    import subprocess
+
+    script = tmp_path / "fact.sh"
+    script.write_text(f"( {fw.CONTROL_FACT}\n)\n")
+    done = subprocess.run(["env", "SSH_CONNECTION=198.51.100.7 50022 10.0.0.2 2222", "bash", "-c",
+                           f"env -i /bin/bash {script}; true"], capture_output=True, text=True)
+    assert done.stdout == "198.51.100.7 2222\n"
+    assert fw.seen_ssh_port(Fact(0, done.stdout)) == 2222
+    assert fw.seen_ssh_port(Fact(0, "198.51.100.7\n")) is None
+
+
+def test_a_forwarded_ssh_port_is_opened_to_the_control_machine(ctx):
+    c = ctx("app1")
+    text = fw.ruleset(c, [CONTROL_IP], ssh_port=2222)
+    assert f"ip saddr {{ {CONTROL_IP} }} tcp dport 2222 accept" in text
+    assert f"ip saddr {{ {CONTROL_IP} }} tcp dport 22 accept" in text
+    assert fw.ruleset(c, [CONTROL_IP], ssh_port=22) == fw.ruleset(c, [CONTROL_IP])
