@@ -49,6 +49,9 @@ class Flow:
     reach: tuple[str, ...]
     sources: tuple[Host, ...]
     why: str = ""
+    # Where it comes from: a declared "port", a "metrics" target, a "balancer" frontend on
+    # the proxies, a balanced "layer" on its hosts, or the layer's "health" check port.
+    kind: str = "port"
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ def _flows(inventory: Inventory, components: tuple[Component, ...]) -> list[Flow
     flows: list[Flow] = []
 
     def add(host: Host, c: Component, name: str, proto: str, port: int, reach: tuple[str, ...],
-            peers: list[Host], extra: list[Host], why: str = "") -> None:
+            peers: list[Host], extra: list[Host], why: str = "", kind: str = "port") -> None:
         sources: list[Host] = []
         for r in reach:
             if r == PEERS:
@@ -115,7 +118,7 @@ def _flows(inventory: Inventory, components: tuple[Component, ...]) -> list[Flow
                 sources += inventory.with_role(r)
         sources += extra
         unique = tuple({h.name: h for h in sources if h.name != host.name}.values())
-        flows.append(Flow(host, c.name, name, proto, port, reach, unique, why))
+        flows.append(Flow(host, c.name, name, proto, port, reach, unique, why, kind))
 
     registry_roles = {r for c in components for r in (role.name for role in c.owns_roles)}
     proxies = inventory.with_role("proxy")
@@ -129,22 +132,22 @@ def _flows(inventory: Inventory, components: tuple[Component, ...]) -> list[Flow
             for h in c.hosts(inventory):
                 if m.when is None or m.when(h):
                     add(h, c, f"{m.job} metrics", "tcp", m.port_for(h), ("monitoring",), [], [],
-                        "Prometheus scrapes it")
+                        "Prometheus scrapes it", "metrics")
         for b in c.balanced:
             layer = [h for h in c.hosts(inventory) if b.when is None or b.when(h)]
             if not layer:
                 continue
             for lb in proxies:
                 add(lb, c, f"{b.name} balancer", "tcp", b.port_for(lb.settings), b.clients, [], [],
-                    "the layer's clients, through HAProxy on the proxies")
+                    "the layer's clients, through HAProxy on the proxies", "balancer")
             front = ("proxy",) if proxies else b.clients
             for h in layer:
                 add(h, c, b.name, "tcp", b.server_port_for(h.settings), front, [], [],
-                    "the balancer on the proxies" if proxies else "its clients (no proxy host to balance)")
+                    "the balancer on the proxies" if proxies else "its clients (no proxy host to balance)", "layer")
                 check = b.check_port_for(h.settings)
                 if check is not None and proxies:
                     add(h, c, f"{b.name} health check", "tcp", check, ("proxy",), [], [],
-                        "the balancer's health checks")
+                        "the balancer's health checks", "health")
     return flows
 
 

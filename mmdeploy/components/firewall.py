@@ -78,6 +78,9 @@ class FirewallSettings(Section):
     # Networks that reach SSH and the monitoring UIs (Prometheus, Alertmanager, Grafana):
     # the operators' machines, a VPN, a bastion. Addresses or CIDR networks.
     admin_cidrs: list[Network] = []
+    # Networks that scrape every exporter besides the monitoring hosts: a central Prometheus
+    # outside the deployment.
+    monitoring_cidrs: list[Network] = []
     # Machines mmdeploy runs from besides the one running now (always allowed SSH: its
     # address is read from the SSH connection on each host).
     control: list[Network] = []
@@ -179,6 +182,8 @@ def allowed_sources(flow: Any, host: Host, control: list[str]) -> list[str] | No
             found += fw.admin_cidrs
         elif source.startswith("settings."):
             found += _setting(host.settings, source)
+    if flow.kind == "metrics":
+        found += fw.monitoring_cidrs
     found += [h.private_address for h in flow.sources]
     return list(dict.fromkeys(found))
 

@@ -188,6 +188,14 @@ def test_database_extra_clients_and_admin_cidrs(load):
     assert "198.51.100.0/24" not in matrix(inv, "app1")[("tcp", 8065)]
 
 
+def test_monitoring_cidrs_reach_every_exporter_and_nothing_else(load):
+    inv = load(SINGLE, "firewall.monitoring_cidrs=[172.16.5.0/24]")
+    for h in inv.hosts:
+        for (proto, port), sources in matrix(inv, h.name).items():
+            scraped = port in (9100, 9113, 9187, 8067)
+            assert (sources != "*" and "172.16.5.0/24" in sources) == scraped, (h.name, port)
+
+
 def test_mysql_port_instead_of_postgresql(load):
     text = SINGLE.replace("  domain: chat.example.com\n",
                           "  domain: chat.example.com\n  mattermost: {version: 10.11.9}\n"
