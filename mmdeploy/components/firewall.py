@@ -306,8 +306,18 @@ class Ruleset(File):
     def apply(self, remote: Remote, change: Change) -> None:
         encoded = base64.b64encode(self.content).decode()
         arm = arm_script(encoded, self.rollback_seconds)
-        run_checked(remote, arm, "firewall: check, save the previous ruleset, arm the rollback, load",
-                    log_as=arm.replace(encoded, f"({len(self.content)} bytes)"), timeout=self.timeout)
+        try:
+            result = remote.run(arm, timeout=self.timeout, what="firewall: arm the rollback, load the ruleset",
+                                log_as=arm.replace(encoded, f"({len(self.content)} bytes)"))
+        except MMDeployError as e:
+            raise StepFailed(f"firewall: {e}; if the rollback was armed before the connection was lost, the host "
+                             f"restores its previous ruleset within {self.rollback_seconds} s") from None
+        if result.rc == 3:  # nft -c refused it: nothing was changed
+            raise StepFailed(f"firewall: {result.stderr.strip()[-500:]} (nothing changed)")
+        if not result.ok:
+            detail = (result.stderr.strip() or result.stdout.strip())[-500:]
+            raise StepFailed(f"firewall: loading the ruleset failed (exit {result.rc}: {detail}); the host "
+                             f"restores its previous ruleset within {self.rollback_seconds} s (timer {ROLLBACK_UNIT})")
         problem = ssh_answers(self.host.address, self.host.ssh.port)
         if problem is not None:
             try:

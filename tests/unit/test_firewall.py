@@ -408,9 +408,9 @@ def test_admin_cidrs_of_everyone_warned(load):
 
 
 class FakeRemote:
-    def __init__(self, confirm=Result(0, "confirmed\n", ""), fail_confirm=False):
+    def __init__(self, confirm=Result(0, "confirmed\n", ""), fail_confirm=False, arm=Result(0, "armed\n", "")):
         self.scripts: list[str] = []
-        self.confirm, self.fail_confirm = confirm, fail_confirm
+        self.confirm, self.fail_confirm, self.arm = confirm, fail_confirm, arm
 
     def run(self, script, timeout=300, log_as=None, log_output=True, what=None):
         self.scripts.append(script)
@@ -418,7 +418,7 @@ class FakeRemote:
             if self.fail_confirm:
                 raise Unreachable("SSH connection to 192.0.2.2 was lost")
             return self.confirm
-        return Result(0, "armed\n", "")
+        return self.arm if "systemd-run" in script else Result(0, "", "")
 
 
 def ruleset_step(ctx) -> fw.Ruleset:
@@ -486,6 +486,17 @@ def test_no_confirmation_leaves_the_timer_to_roll_back(ctx, monkeypatch):
     late = FakeRemote(confirm=Result(0, "rolled-back\n", ""))
     with pytest.raises(StepFailed, match="ROLLED BACK: the confirmation came after the rollback timer fired"):
         step.apply(late, Change("create"))
+
+
+def test_a_ruleset_nft_refuses_changes_nothing_and_a_failed_load_says_it_rolls_back(ctx, monkeypatch):
+    step = ruleset_step(ctx)
+    monkeypatch.setattr(fw, "ssh_answers", lambda address, port: pytest.fail("no probe after a failed load"))
+    refused = FakeRemote(arm=Result(3, "", "the new ruleset does not load: syntax error"))
+    with pytest.raises(StepFailed, match="syntax error .nothing changed."):
+        step.apply(refused, Change("create"))
+    failed = FakeRemote(arm=Result(1, "", "Error: Could not process rule"))
+    with pytest.raises(StepFailed, match="loading the ruleset failed .* restores its previous ruleset within 30 s"):
+        step.apply(failed, Change("create"))
 
 
 def test_rollback_restores_the_previous_file_or_removes_the_table():
