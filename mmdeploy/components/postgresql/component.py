@@ -86,8 +86,11 @@ class PostgreSQL(DBComponent):
     engine = "postgresql"
     # Mattermost on the app and job hosts, replication between the DB hosts, and the
     # addresses of database.extra_clients (with Patroni, HAProxy on the proxies too: that
-    # route is derived from Patroni's Balanced layers).
-    ports = (Port("postgresql", 5432, ("app", "jobserver", "db", "settings.database.extra_clients")),)
+    # route is derived from Patroni's Balanced layers). On every DB host, MySQL's too:
+    # `inv db.migrate` brings PostgreSQL up beside MySQL and cuts Mattermost over to it
+    # without a firewall deploy in between.
+    ports = (Port("postgresql", 5432, ("app", "jobserver", "db", "settings.database.extra_clients"),
+                  on=lambda inventory: inventory.with_role("db")),)
     after = ("base",)
 
     def steps(self, ctx: Context):
