@@ -539,22 +539,17 @@ def db_migrate(c, to="postgresql", pattern=None, inventory=None, set=None, dry_r
 @_cli
 def flows(c, pattern=None, inventory=None, set=None, source=None, control=None):
     """Print the firewall's flow matrix: every host's ports and who may reach them (or what --source may)."""
-    from mmdeploy.components import firewall
-    from mmdeploy.registry import registry
-
     inv = _load(pattern, inventory, set or ())
     controls = [control] if control else []
     if source:
-        for (host, proto, port), names in sorted(firewall.reachable(inv, source, controls).items()):
+        for (host, proto, port), names in sorted(mmdeploy.reachable(inv, source, control=controls).items()):
             print(f"{host:<12} {proto:<4} {port:>5}  {', '.join(names)}")
         return
-    order = {h.name: i for i, h in enumerate(inv.hosts)}
-    for flow in sorted(registry().flows(inv), key=lambda f: (order[f.host.name], f.port, f.proto)):
-        allowed = firewall.allowed_sources(flow, flow.host, controls)
+    for flow, allowed in mmdeploy.flows(inv, control=controls):
+        hosts = {h.private_address for h in flow.sources}
         who = "anyone" if allowed is None else ", ".join(
-            [r for r in flow.reach if r.startswith("@") and r != "@peers"]
-            + [h.name for h in flow.sources] + [a for a in allowed if a not in {h.private_address for h in flow.sources}]
-            ) or "-"
+            [r for r in flow.reach if r in ("@control", "@admin")] + [h.name for h in flow.sources]
+            + [a for a in allowed if a not in hosts]) or "-"
         print(f"{flow.host.name:<12} {flow.proto:<4} {flow.port:>5}  {flow.name:<32} {who}")
 
 

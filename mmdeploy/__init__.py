@@ -11,10 +11,12 @@ from .api import (
     deploy,
     drift,
     failover_db,
+    flows,
     inventory_path,
     load,
     migrate_db,
     plan,
+    reachable,
     rejoin,
     restore,
     rollback,
@@ -28,6 +30,6 @@ from .errors import InventoryError, MMDeployError
 from .locks import LockHeld
 
 __all__ = ["CheckResult", "FailoverReport", "InventoryError", "LockHeld", "MMDeployError", "backup", "backup_status",
-           "db_status", "deploy", "drift", "failover_db", "inventory_path", "load", "migrate_db", "plan", "rejoin",
+           "db_status", "deploy", "drift", "failover_db", "flows", "inventory_path", "load", "migrate_db", "plan", "reachable", "rejoin",
            "restore", "rollback", "run_warnings", "session", "topology_graph", "upgrade", "verify"]
 __version__ = "0.2.0"

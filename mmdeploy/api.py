@@ -40,6 +40,7 @@ from .runner import RunReport
 from .secrets import Redactor, Secrets
 
 if TYPE_CHECKING:
+    from .registry import Flow
     from .backups import BackupReport, BackupStatus, RestoreReport
     from .driftcheck import DriftReport
     from .migrate import MigrationReport
@@ -222,6 +223,27 @@ def topology_graph(inventory: Inventory, *, live: bool = True) -> "Graph":
     from . import topology
 
     return topology.build(inventory, topology.read_live(inventory) if live else None)
+
+
+def flows(inventory: Inventory, *, control: list[str] | tuple[str, ...] = ()) -> list[tuple["Flow", list[str] | None]]:
+    """The host firewall's flow matrix: every port of every host (registry.Flow), in host
+    and port order, with the networks allowed to reach it (None: anyone). `control`: the
+    control machine's addresses as the hosts see them (none: where it is not known)."""
+    from .components import firewall
+    from .registry import registry
+
+    order = {h.name: i for i, h in enumerate(inventory.hosts)}
+    found = sorted(registry().flows(inventory), key=lambda f: (order[f.host.name], f.port, f.proto))
+    return [(f, firewall.allowed_sources(f, f.host, list(control))) for f in found]
+
+
+def reachable(inventory: Inventory, address: str, *, control: list[str] | tuple[str, ...] = ()) -> \
+        dict[tuple[str, str, int], list[str]]:
+    """What the flow matrix lets `address` reach: (host, proto, port) -> the flows allowing
+    it; a port scan from that address should find exactly these TCP ports open."""
+    from .components import firewall
+
+    return firewall.reachable(inventory, address, control)
 
 
 def run_warnings(inventory: Inventory, *, only: list[str] | None = None, today: date | None = None) -> list[str]:
