@@ -17,7 +17,13 @@ Safe apply: the new ruleset is checked (nft -c), the one in place is saved, and 
 the control machine opens a new TCP connection to the host's SSH port, and only when the
 SSH server answers does the same SSH session confirm (stop the timer). Without a
 confirmation (the connection died, the new rules refuse SSH) the host returns to the
-previous ruleset by itself, and the run says so.
+previous ruleset by itself, and the run says so. (The running session alone proves
+nothing: conntrack keeps an established connection alive whatever the new rules say;
+the next run's new connection is what a bad ruleset would refuse.)
+
+It is applied first on every host (Component.first), right after `base`: the rules are in
+place before any service listens, and a host added to the inventory is let in by the
+others before its own services try to reach them.
 
 `firewall.enabled: false` (a site whose network firewall does this) removes mmdeploy's
 table and file where they exist and renders nothing; verify still reports the exposure.
