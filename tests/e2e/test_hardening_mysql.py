@@ -59,7 +59,7 @@ def site(bed, standin_release):
     path = base.with_name(base.stem + "-mysql-hostile.yml")
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     path.with_name(path.stem + ".secrets.yml").unlink(missing_ok=True)
-    s = Site(str(path), standin_release() + BED_SETTINGS)
+    s = Site(str(path), standin_release("10.11.4") + BED_SETTINGS)  # the last series on MySQL
     s.rotate(hostile("7"))
     return s
 
