@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+import mmdeploy
+
 from tests.e2e.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -90,11 +92,20 @@ def test_the_readme_commands_work_on_the_written_inventory_alone(main_job):
     user_inv("db.rejoin", "db1", "--inventory", path)
     status = json.loads(user_inv("db.status", "--inventory", path, "--json").stdout)
     assert [n["host"] for n in status["nodes"] if n["role"] == "primary"] == ["db2"], status
+    # The deploy after the failover reads the live roles: it demotes nothing; it only gives
+    # the Mattermost servers the rejoined replica back as a reader. Then it changes nothing.
+    deploy = json.loads(user_inv("deploy", "--inventory", path, "--yes", "--json").stdout)
+    changed = {s["component"] for s in deploy["steps"] if s["status"] == "changed"}
+    assert deploy["ok"] and changed <= {"mattermost"}, [s for s in deploy["steps"] if s["status"] != "ok"]
+    replicas = subprocess.run(["docker", "exec", f"mmdeploy-bed{USER_BED}-app1", "jq", "-r",
+                               ".SqlSettings.DataSourceReplicas[]", "/opt/mattermost/config/config.json"],
+                              capture_output=True, text=True, check=True).stdout
+    db1_address = mmdeploy.load(ROOT / path).host("db1").private_address
+    assert len(replicas.split()) == 1 and f"@{db1_address}:5432/" in replicas  # db1, the rejoined replica
+    again = json.loads(user_inv("deploy", "--inventory", path, "--yes", "--json").stdout)
+    assert again["ok"] and again["changed"] == 0, [s for s in again["steps"] if s["status"] != "ok"]
     checks = json.loads(user_inv("verify", "--inventory", path, "--json").stdout)
     assert checks["ok"], [c for c in checks["checks"] if not c["ok"]]
-    # The deploy after the failover reads the live roles: it demotes nothing, changes nothing.
-    deploy = json.loads(user_inv("deploy", "--inventory", path, "--yes", "--json").stdout)
-    assert deploy["ok"] and deploy["changed"] == 0, [s for s in deploy["steps"] if s["status"] != "ok"]
 
 
 def test_a_suite_bed_recreated_beside_it_leaves_the_operators_alone(main_job, bed):
