@@ -38,7 +38,7 @@ from ..component import Check, Component, Context, Info, Metrics, Role, Warn
 from ..dbtier import Topology, client_endpoints, engine_for, read_topology
 from ..dbtier.component import DB_PASSWORD
 from ..errors import MMDeployError, StepFailed
-from ..grammar import Address, DomainList, Email, ReadableFile, Source
+from ..grammar import Address, DomainList, Email, ReadableFile, Source, SysctlKey, SysctlValue
 from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Group, JsonSettings, Packages, Service, Sysctl, Unpacked, User, unit
 from ..ops.exporter import env_file
@@ -116,7 +116,7 @@ class MattermostSettings(Section):
     # same name join; empty: derived from the site's domain, the same on every node.
     cluster_name: str = ""
     # Kernel settings for the app and job servers of a cluster ({} to leave the kernel alone).
-    ha_sysctl: dict[str, str] = HA_SYSCTL
+    ha_sysctl: dict[SysctlKey, SysctlValue] = HA_SYSCTL
     # Deep-merged into config.json last: any of Mattermost's settings, e.g.
     # {"ServiceSettings": {"EnableCustomEmoji": true}}.
     config: dict = {}
@@ -137,7 +137,7 @@ class TimeSettings(Section):
     """Time sync with chrony on the servers of a Mattermost cluster (its docs require it, so
     that posts are ordered alike on every node). No servers: Debian's NTP pool."""
 
-    servers: list[str] = []
+    servers: list[Address] = []
 
 
 ADMIN_PASSWORD = Secret("mattermost_admin_password", "the first system admin's password", max_bytes=72)
