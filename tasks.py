@@ -492,16 +492,20 @@ def restore_task(c, pattern=None, inventory=None, set=None, to_time=None, to_hos
         raise Exit(code=1)
 
 
-@task(help=_help("pattern", "inventory", "set"), iterable=["set"])
+@task(help=_help("pattern", "inventory", "set", "json"), iterable=["set"])
 @_cli
-def drift(c, pattern=None, inventory=None, set=None):
+def drift(c, pattern=None, inventory=None, set=None, json=False):
     """Show where nodes that must be identical disagree, or disagree with the inventory (exit 1).
 
-    Compared: release, config, plugins, units, TLS certificate and upstream."""
+    Compared: release, config, plugins, units, TLS certificate and upstream (--json for scripts)."""
     from mmdeploy.driftcheck import format_report
 
-    report = mmdeploy.drift(_load(pattern, inventory, set or ()))
-    print(format_report(report))
+    inv = _load(pattern, inventory, set or ())
+    report = mmdeploy.drift(inv)
+    if json:
+        _json(jsonout.drift(report, inv), inv)
+    else:
+        print(format_report(report))
     if not report.ok:
         raise Exit(code=1)
 

@@ -19,7 +19,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, TextIO, cast
+from typing import Callable
 
 from .components import backup as component
 from .components.mattermost import STOP_GRACE, unit_name
@@ -229,7 +229,6 @@ def restore(inventory: Inventory, to_time: str | None = None, to_host: str | Non
 
 def _restore(fleet: Fleet, inventory: Inventory, repo: Host, engine, states, writable, target: Host,
              target_time: str | None, files: bool, start: bool, report: RestoreReport) -> None:
-    from . import api
     from .components.mysql import backup as myb
     from .components.postgresql import backup as pgb
     from .components.postgresql.scripts import stop_script
@@ -327,27 +326,13 @@ def _restore(fleet: Fleet, inventory: Inventory, repo: Host, engine, states, wri
     fleet.parallel(lambda h: run_checked(fleet.remote(h), f"timeout 700 systemctl start {unit_name(h)}",
                                          f"start {unit_name(h)} on {h.name}", timeout=720), apps)
     fleet.say(f"Mattermost started on {', '.join(h.name for h in apps)}")
-    checks = api.verify(inventory, out=cast(TextIO, _Sink(fleet)))
+    checks = fleet.verify(inventory)
     report.checks_failed = [f"{c.name}: {c.problem}" for c in checks if not c.ok]
     report.ok = not report.checks_failed
     report.message = (f"restored onto {target.name}" + (f" to {target_time}" if target_time else "")
                       + ("; every check passes" if report.ok else f"; {len(report.checks_failed)} check(s) fail"))
     fleet.say(report.message)
 
-
-class _Sink:
-    """verify's lines into the operation's timeline."""
-
-    def __init__(self, fleet: Fleet):
-        self.fleet = fleet
-
-    def write(self, text: str) -> None:
-        for line in text.splitlines():
-            if line.strip():
-                self.fleet.say(f"verify: {line}")
-
-    def flush(self) -> None:
-        pass
 
 
 def _restore_files(fleet: Fleet, inventory: Inventory, repo: Host, target_time: str | None) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, TextIO, TypeVar, cast
 
 from .inventory import Host, Inventory
 from .remote import Remote
@@ -48,6 +48,12 @@ class Fleet:
         self.lines.append(line)
         self.out(line)
 
+    def verify(self, inventory: Inventory) -> list:
+        """Every verify check (api.CheckResult), its lines into this operation's timeline."""
+        from .api import verify
+
+        return verify(inventory, out=cast(TextIO, _Timeline(self)))
+
     def elapsed(self) -> float:
         return round(time.monotonic() - self.started, 2)
 
@@ -64,3 +70,18 @@ class Fleet:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _Timeline:
+    """A text stream whose lines go into a Fleet's timeline, marked as verify's."""
+
+    def __init__(self, fleet: Fleet):
+        self.fleet = fleet
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            if line.strip():
+                self.fleet.say(f"verify: {line}")
+
+    def flush(self) -> None:
+        pass

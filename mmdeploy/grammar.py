@@ -128,6 +128,21 @@ def source(value: str) -> str:
     return readable_file(value)
 
 
+def sysctl_key(value: str) -> str:
+    """A kernel parameter's name as sysctl writes it (net.ipv4.tcp_fin_timeout): it names
+    a file under /etc/sysctl.d too."""
+    if not re.fullmatch(r"[a-z0-9_]+(?:[./][A-Za-z0-9_-]+)+", value):
+        raise ValueError("expected a kernel parameter name (net.ipv4.tcp_fin_timeout)")
+    return value
+
+
+def sysctl_value(value: str) -> str:
+    """A kernel parameter's value: numbers, words, or several separated by spaces or commas."""
+    if not re.fullmatch(r"[A-Za-z0-9_.:,/ -]{1,200}", value):
+        raise ValueError("expected a kernel parameter value (numbers or words, spaces or commas between)")
+    return value
+
+
 def path(value: str) -> str:
     if not value or control_characters(value) or "\0" in value:
         raise ValueError("expected a file path without control characters")
@@ -208,6 +223,8 @@ Email = Annotated[str, AfterValidator(email)]
 URL = Annotated[str, AfterValidator(http_url)]
 Source = Annotated[str, AfterValidator(source)]
 FilePath = Annotated[str, AfterValidator(path)]
+SysctlKey = Annotated[str, AfterValidator(sysctl_key)]
+SysctlValue = Annotated[str, AfterValidator(sysctl_value)]
 ReadableFile = Annotated[str, AfterValidator(readable_file)]
 UnixUser = Annotated[str, AfterValidator(unix_user)]
 DomainList = Annotated[str, AfterValidator(domain_list)]

@@ -1,5 +1,5 @@
 """Machine-readable results: one JSON document per command (`--json` on plan, deploy,
-verify and db.status), for scripts. The documents' schema is mmdeploy/schemas/output.json
+verify, db.status and drift), for scripts. The documents' schema is mmdeploy/schemas/output.json
 (described in docs/json.md); every document names its `kind` and the schema `version`.
 
 A new command's document is a function here returning a dict, and an entry under `$defs`
@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     from .api import CheckResult
     from .dbtier import NodeState
+    from .driftcheck import DriftReport
     from .inventory import Inventory
     from .runner import RunReport
 
@@ -71,6 +72,14 @@ def db_status(states: list[NodeState], inventory: Inventory) -> dict[str, Any]:
         "received": position(s.received), "applied": position(s.applied), "lag_seconds": s.lag_seconds,
         "replicas": list(s.replicas), "streaming": s.streaming, "sync": s.sync, "detail": s.detail,
     } for s in states]
+    return doc
+
+
+def drift(report: DriftReport, inventory: Inventory) -> dict[str, Any]:
+    doc = _header("drift", inventory, report.ok)
+    doc["differences"] = [{"host": x.host, "group": x.group, "what": x.what, "value": x.value,
+                           "expected": x.expected} for x in report.differences]
+    doc["hosts"] = {host: {k: v for k, v in facts.items() if v is not None} for host, facts in report.facts.items()}
     return doc
 
 

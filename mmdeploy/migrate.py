@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, TextIO, cast
+from typing import Callable
 
 from .errors import InventoryError, MMDeployError
 from .fleet import Fleet
@@ -175,7 +175,7 @@ def migrate(inventory: Inventory, to: str = "postgresql", dry_run: bool = False,
 
 
 def _migrate(fleet, inventory, source_inv, source, flavor, nodes, report, my, pg, DB_PASSWORD, read_node) -> None:
-    from . import api, dbtier
+    from . import dbtier
     from .components.mattermost import CONFIG, HOME, STOP_GRACE, datasource, unit_name
     from .ops import Packages
 
@@ -301,7 +301,7 @@ cd {HOME} && runuser -u mattermost -- {HOME}/bin/mattermost db migrate --config 
     report.downtime_seconds = round(time.monotonic() - down, 2)
     fleet.say(f"every app and job server on PostgreSQL ({pg_primary.name}); "
               f"{report.downtime_seconds:.1f} s without Mattermost")
-    checks = api.verify(inventory, out=cast(TextIO, _Lines(fleet)))
+    checks = fleet.verify(inventory)
     report.checks_failed = [f"{c.name}: {c.problem}" for c in checks if not c.ok]
     report.ok = not report.checks_failed
     report.message = (f"migrated {report.rows} rows to PostgreSQL ({pg_primary.name}); {source.name} ({flavor.name}) "
@@ -423,15 +423,3 @@ def _apply_op(fleet: Fleet, host: Host, step) -> None:
     if change is not None:
         step.apply(remote, change)
 
-
-class _Lines:
-    def __init__(self, fleet: Fleet):
-        self.fleet = fleet
-
-    def write(self, text: str) -> None:
-        for line in text.splitlines():
-            if line.strip():
-                self.fleet.say(f"verify: {line}")
-
-    def flush(self) -> None:
-        pass

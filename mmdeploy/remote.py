@@ -31,6 +31,11 @@ SCRIPTS_LOCK = "/run/lock/mmdeploy.scripts"
 # SSH keepalives detect a dead peer on an idle connection between commands.
 KEEPALIVE = 5
 UPLOAD_STALL = 60.0
+# OpenSSH serves at most 10 sessions on one connection (MaxSessions), and frees a closed
+# one's slot a moment after the client closes it: threads sharing a connection run this
+# many commands at once (the others wait their turn), and a refused session is retried.
+SESSIONS = 6
+SESSION_RETRIES = 5
 
 
 class Unreachable(MMDeployError):
@@ -64,6 +69,7 @@ class Remote:
         self.round_trips = 0
         self._conn = None
         self._lock = threading.Lock()
+        self._sessions = threading.BoundedSemaphore(SESSIONS)
 
     def connect(self) -> Any:  # a fabric.Connection (fabric ships no types)
         if self._conn is None:
@@ -184,13 +190,13 @@ class Remote:
         if transport is None or not transport.is_active():
             self.close()
             raise Unreachable(f"SSH connection to {self.host.address} was lost")
-        opening = min(limit, 30)
+        if not self._sessions.acquire(timeout=limit):
+            raise expired
         try:
-            chan = transport.open_session(timeout=opening)
-        except Exception as e:
-            self.close()
-            raise Unreachable(f"{self.host.name}: {what or 'command'}: no SSH session from {self.host.address} "
-                              f"within {opening} s ({e})") from None
+            chan = self._open_session(transport, min(limit, 30), what)
+        except BaseException:
+            self._sessions.release()
+            raise
         try:
             chan.settimeout(1.0)
             chan.exec_command(command)
@@ -212,6 +218,7 @@ class Remote:
             raise Unreachable(f"command on {self.host.address} did not finish: {e}") from None
         finally:
             chan.close()
+            self._sessions.release()
         result = Result(rc, b"".join(out_chunks).decode(errors="replace"), b"".join(err_chunks).decode(errors="replace"))
         if rc == 124 and not result.stderr:
             result.stderr = f"timed out after {limit} s"
@@ -219,6 +226,27 @@ class Remote:
         logged = result if log_output else Result(result.rc, f"({len(result.stdout)} bytes, not logged)", result.stderr)
         self._log(log_as or script, logged, time.monotonic() - started)
         return result
+
+    def _open_session(self, transport, opening: float, what: str | None):
+        """A new session channel; one the host refuses while the connection lives (its
+        session limit, for a moment) is asked for again."""
+        import paramiko
+
+        for attempt in range(SESSION_RETRIES):
+            try:
+                return transport.open_session(timeout=opening)
+            except paramiko.ChannelException as e:
+                if attempt + 1 < SESSION_RETRIES and transport.is_active():
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                error: Exception = e
+            except Exception as e:
+                error = e
+            break
+        if not transport.is_active():
+            self.close()  # the connection is gone: the next command reconnects
+        raise Unreachable(f"{self.host.name}: {what or 'command'}: no SSH session from {self.host.address} "
+                          f"within {opening} s ({error})") from None
 
     def put(self, local: Path, remote_path: str) -> None:
         """Upload a file over SFTP to a path the SSH user may write (a temp path); Fabric has

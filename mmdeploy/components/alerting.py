@@ -36,8 +36,10 @@ from ..component import ADMIN, CONTROL, PEERS, Check, Component, Context, Port
 from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Packages, Service, unit
 from ..ops.secretfile import SecretFile
+from ..ops.systemd import when_ready
 from ..secrets import Secret
 from ..settings import Section
+from .prometheus import reload_prometheus
 
 PORT = 9093
 CLUSTER_PORT = 9094
@@ -134,13 +136,18 @@ class Alerting(Component):
         ]
 
     def handlers(self, ctx: Context):
+        ready = f"curl -fsS -m 2 -o /dev/null http://{ctx.host.private_address}:{PORT}/-/ready"
         return {
             "check certificate": Command("check the certificate now", "systemctl start mmdeploy-tls-expiry.service",
                                          timeout=60),
-            "restart alertmanager": Command("restart alertmanager", "systemctl restart prometheus-alertmanager"),
-            "reload alertmanager": Command("reload alertmanager",
-                                           "systemctl try-reload-or-restart prometheus-alertmanager"),
-            "reload prometheus": Command("reload prometheus", "systemctl try-reload-or-restart prometheus"),
+            # Each waits until Alertmanager answers: the package has just started it, and a
+            # reload before it handles SIGHUP would end it (ops.systemd.when_ready). Its
+            # own reload endpoint reports a config it refuses.
+            "restart alertmanager": Command("restart alertmanager", "systemctl restart prometheus-alertmanager\n"
+                                            + when_ready(ready, "true", wait=90), timeout=120),
+            "reload alertmanager": Command("reload alertmanager", when_ready(
+                ready, f"curl -fsS -m 10 -X POST http://{ctx.host.private_address}:{PORT}/-/reload"), timeout=90),
+            "reload prometheus": reload_prometheus(),
         }
 
     def checks(self, inventory: Inventory):

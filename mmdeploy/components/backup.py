@@ -41,6 +41,7 @@ from ..step import Step
 from ..secrets import Secret
 from ..settings import Section
 from .postgresql import backup as pgb
+from .prometheus import reload_prometheus
 from .postgresql.config import Paths
 from .postgresql.config import paths as pg_paths
 
@@ -368,7 +369,7 @@ class Backup(_Involved):
         return steps
 
     def handlers(self, ctx: Context):
-        out = {"reload prometheus": Command("reload prometheus", "systemctl try-reload-or-restart prometheus"),
+        out = {"reload prometheus": reload_prometheus(),
                "restart full timer": Command("restart the full backup timer",
                                              "systemctl try-restart mmdeploy-backup-full.timer"),
                "restart diff timer": Command("restart the diff backup timer",

@@ -38,7 +38,7 @@ from ..component import CONTROL, Check, Component, Context, Info, Metrics, Port,
 from ..dbtier import Topology, client_endpoints, engine_for, read_topology
 from ..dbtier.component import DB_PASSWORD
 from ..errors import MMDeployError, StepFailed
-from ..grammar import Address, DomainList, Email, ReadableFile, Source
+from ..grammar import Address, DomainList, Email, ReadableFile, Source, SysctlKey, SysctlValue
 from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Group, JsonSettings, Packages, Service, Sysctl, Unpacked, User, unit
 from ..ops.exporter import env_file
@@ -116,7 +116,7 @@ class MattermostSettings(Section):
     # same name join; empty: derived from the site's domain, the same on every node.
     cluster_name: str = ""
     # Kernel settings for the app and job servers of a cluster ({} to leave the kernel alone).
-    ha_sysctl: dict[str, str] = HA_SYSCTL
+    ha_sysctl: dict[SysctlKey, SysctlValue] = HA_SYSCTL
     # Deep-merged into config.json last: any of Mattermost's settings, e.g.
     # {"ServiceSettings": {"EnableCustomEmoji": true}}.
     config: dict = {}
@@ -137,7 +137,7 @@ class TimeSettings(Section):
     """Time sync with chrony on the servers of a Mattermost cluster (its docs require it, so
     that posts are ordered alike on every node). No servers: Debian's NTP pool."""
 
-    servers: list[str] = []
+    servers: list[Address] = []
 
 
 ADMIN_PASSWORD = Secret("mattermost_admin_password", "the first system admin's password", max_bytes=72)
@@ -145,6 +145,13 @@ ADMIN_PASSWORD = Secret("mattermost_admin_password", "the first system admin's p
 STORAGE_ACCESS_KEY = Secret("storage_access_key", "the S3 access key of Mattermost's file storage bucket",
                             pattern=r"[A-Za-z0-9._-]{3,128}")
 STORAGE_SECRET_KEY = Secret("storage_secret_key", "the S3 secret key of Mattermost's file storage bucket")
+# Keys the server generates on its first start when they are empty (server/public/model/
+# config.go SetDefaults): with the config in files, each server would pick its own, and a
+# public link or a value encrypted on one server would not work on another. Every server
+# gets the first app server's (it keeps them), or these secrets on a fresh site.
+AT_REST_KEY = Secret("mattermost_at_rest_encrypt_key", "Mattermost's SqlSettings.AtRestEncryptKey, the same on every server")
+PUBLIC_LINK_SALT = Secret("mattermost_public_link_salt", "Mattermost's FileSettings.PublicLinkSalt, the same on every server")
+SHARED_GENERATED = (("SqlSettings", "AtRestEncryptKey", AT_REST_KEY), ("FileSettings", "PublicLinkSalt", PUBLIC_LINK_SALT))
 SMTP_PASSWORD = Secret("smtp_password", "the SMTP server's password (never generated)", generate=False)
 
 
@@ -160,6 +167,9 @@ class DBView:
     accounts: Any = None
     accounts_error: str = ""
     engine: Any = None  # the dbtier Engine that reads them
+    # The first app server's own AtRestEncryptKey and PublicLinkSalt (see SHARED_GENERATED);
+    # None: nothing to share (one server, or the config in the database).
+    generated: dict[str, str] | None = None
 
 
 class DatabaseAccepts(Step):
@@ -211,6 +221,22 @@ def clustered(inventory: Inventory) -> bool:
 def cluster_name(settings: Any) -> str:
     """The same on every node of a site (nodes with another name never join)."""
     return settings.mattermost.cluster_name or f"mmdeploy-{settings.domain}"
+
+
+def read_generated(inventory: Inventory, view: Any) -> dict[str, str] | None:
+    """The first app server's generated keys (SHARED_GENERATED) when several servers keep
+    their config in files ({} when it has none yet); None when there is nothing to share.
+    Read as a fact: its output is never logged."""
+    servers = [h for h in inventory.hosts if h.has("app") or h.has("jobserver")]
+    if len(servers) < 2 or inventory.settings.mattermost.config_in_database or not inventory.with_role("app"):
+        return None
+    probe = f"jq -c '{{SqlSettings: .SqlSettings.AtRestEncryptKey, FileSettings: .FileSettings.PublicLinkSalt}}' {CONFIG}"
+    fact = view.facts(inventory.with_role("app")[0], [probe])[probe]
+    try:
+        found = json.loads(fact.out) if fact.ok else {}
+    except ValueError:
+        found = {}
+    return {k: v for k, v in found.items() if isinstance(v, str) and v} if isinstance(found, dict) else {}
 
 
 def dedicated_jobserver(inventory: Inventory) -> bool:
@@ -479,7 +505,7 @@ class Mattermost(Component):
                        {"single": 1, "multi": 2, "cluster": 3}),
                   Role("jobserver", "the Mattermost job server", {"single": 1, "multi": 1, "cluster": 1}))
     settings = {"mattermost": MattermostSettings, "smtp": SMTPSettings, "time": TimeSettings}
-    secrets = (DB_PASSWORD, SMTP_PASSWORD, STORAGE_ACCESS_KEY, STORAGE_SECRET_KEY)
+    secrets = (DB_PASSWORD, SMTP_PASSWORD, STORAGE_ACCESS_KEY, STORAGE_SECRET_KEY, AT_REST_KEY, PUBLIC_LINK_SALT)
     metrics = (Metrics("mattermost", lambda s: s.mattermost.metrics_port),)
     ports = (
         # Users come through NGINX; besides the proxies only the other Mattermost servers
@@ -519,7 +545,8 @@ class Mattermost(Component):
             error = "" if accounts.ok else f"its accounts could not be read on {primary.name}"
         except MMDeployError as e:
             accounts, error = None, str(e)
-        return DBView(topology, accounts=accounts, accounts_error=error, engine=engine)
+        return DBView(topology, accounts=accounts, accounts_error=error, engine=engine,
+                      generated=read_generated(inventory, view))
 
     def after_failover(self, topology: Topology) -> DBView:
         return DBView(topology, failover=True)
@@ -569,6 +596,9 @@ class Mattermost(Component):
             steps += [Sysctl(key, value) for key, value in mm.ha_sysctl.items()]
             steps += time_sync(ctx)
         wanted = config(ctx, primary, replicas)
+        if view.generated is not None:  # one key and salt for every server
+            for section, key, secret in SHARED_GENERATED:
+                wanted.setdefault(section, {})[key] = view.generated.get(section) or ctx.secrets.get(secret)
         if mm.config_in_database:
             steps += self._config_in_database(ctx, wanted)
         else:

@@ -23,6 +23,7 @@ from ..component import ADMIN, CONTROL, Check, Component, Context, Port, Role
 from ..grammar import Source
 from ..inventory import Inventory
 from ..ops import Command, File, Packages, Service
+from ..ops.systemd import when_ready
 from ..settings import Section
 
 PORT = 9090
@@ -88,13 +89,20 @@ class Prometheus(Component):
         ]
 
     def handlers(self, ctx: Context):
-        return {"reload": Command("reload prometheus", "systemctl reload prometheus")}
+        return {"reload": reload_prometheus()}
 
     def checks(self, inventory):
         return [Check(f"every Prometheus target up on {h.name}",
                       targets_up(f"http://{h.address}:{PORT}/api/v1/targets?state=active",
                                  wait=2 * seconds(h.settings.monitoring.scrape_interval) + 10))
                 for h in self.hosts(inventory)]
+
+
+def reload_prometheus() -> Command:
+    """Prometheus re-reads its config and rule files (once it answers: it may have just
+    started)."""
+    return Command("reload prometheus", when_ready(f"curl -fsS -m 2 -o /dev/null http://localhost:{PORT}/-/ready",
+                                                    "systemctl reload prometheus"), timeout=90)
 
 
 def scrape_jobs(inventory: Inventory) -> list[Job]:

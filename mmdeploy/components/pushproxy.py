@@ -24,6 +24,7 @@ from pydantic import Field
 from ..artifacts import Artifact
 from ..component import CONTROL, Balanced, Check, Component, Context, Info, Metrics, Port, Role, Warn
 from ..errors import MMDeployError
+from ..grammar import Source
 from ..ops import Command, Directory, File, Group, Service, Unpacked, User, unit
 from ..ops.secretfile import SecretFile
 from ..secrets import Secret
@@ -63,7 +64,7 @@ class PushProxySettings(Section):
     version: str = Field(default="6.5.0", pattern=r"^\d+\.\d+\.\d+$")
     # The release archive: the official URL unless a mirror or local file is given; the
     # sha256 is required (from the release page).
-    url: str | None = None
+    url: Source | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     port: int = Field(default=8066, ge=1, le=65535)
     throttle_per_sec: int = Field(default=300, ge=1)  # requests per second per sender

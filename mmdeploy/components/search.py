@@ -50,14 +50,14 @@ from typing import Any, Literal, Mapping
 from pydantic import Field
 
 from ..grammar import Source
-from ..artifacts import Artifact, fetch
+from ..artifacts import Artifact
 from ..component import PEERS, Balanced, Check, Component, Context, Metrics, Port, Role
 from ..errors import MMDeployError
 from ..facts import Fact
 from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Group, Service, Sysctl, Unpacked, User, unit
 from ..ops.apt import install_script
-from ..ops.archive import MARKER
+from ..ops.archive import MARKER, delivered
 from ..ops.exporter import env_file, exporter_handlers, exporter_steps
 from ..remote import Remote
 from ..settings import Section
@@ -490,19 +490,12 @@ class Plugin(Step):
 
     def apply(self, remote: Remote, change: Change) -> None:
         e, a = self.engine, self.artifact
-        tmp = f"/tmp/mmdeploy-{a.sha256[:16]}-{a.filename}"
-        q_tmp = shlex.quote(tmp)
-        get = ""
-        if self.fetch_on_host:
-            get = f"curl -fsSL --retry 3 -o {q_tmp} {shlex.quote(a.url)}\n"
-        else:
-            remote.put(fetch(a), tmp)
+        tmp, opening = delivered(remote, a, self.fetch_on_host)
         # The release's own config/ serves the tool: the plugin needs nothing from /etc.
         tool = f"{e.env}_PATH_CONF={self.release}/config {e.env}_JAVA_HOME={self.release}/jdk " \
                f"{self.release}/bin/{e.name}-plugin"
         script = (
-            f"set -e\ntrap 'rm -f {q_tmp}' EXIT\n{get}"
-            f"echo '{a.sha256}  {tmp}' | sha256sum -c --quiet -\n"
+            f"{opening}"
             f"if [ -d {self.release}/plugins/analysis-icu ]; then {tool} remove analysis-icu; fi\n"
             f"{tool} install --batch file://{tmp}\n"
             f"echo {a.sha256} > {self.marker}\n"

@@ -17,6 +17,21 @@ from ..step import Change, Step, run_checked
 MARKER = ".mmdeploy-sha256"
 
 
+def delivered(remote: Remote, artifact: Artifact, fetch_on_host: bool) -> tuple[str, str]:
+    """The artifact on the host, checked: (its temporary path, the script's opening). The
+    archive is uploaded now, or downloaded by the host itself in the script; the opening
+    removes it when the script exits and stops unless its sha256 is the artifact's."""
+    tmp = f"/tmp/mmdeploy-{artifact.sha256[:16]}-{artifact.filename}"
+    q_tmp = shlex.quote(tmp)
+    if fetch_on_host:
+        get = f"curl -fsSL --retry 3 -o {q_tmp} {shlex.quote(artifact.url)}\n"
+    else:
+        remote.put(fetch(artifact), tmp)
+        get = ""
+    return tmp, (f"set -e\ntrap 'rm -f {q_tmp}' EXIT\n{get}"
+                 f"echo '{artifact.sha256}  {tmp}' | sha256sum -c --quiet -\n")
+
+
 class Unpacked(Step):
     timeout = 900  # a download on the host and the unpacking of a large archive
     def __init__(self, artifact: Artifact, dest: str, *, strip: int = 1, owner: str = "root",
@@ -35,16 +50,10 @@ class Unpacked(Step):
         return Change(f"unpack {self.artifact.filename} (sha256 {self.artifact.sha256[:12]})")
 
     def apply(self, remote: Remote, change: Change) -> None:
-        tmp = f"/tmp/mmdeploy-{self.artifact.sha256[:16]}-{self.artifact.filename}"
+        tmp, opening = delivered(remote, self.artifact, self.fetch_on_host)
         q_tmp, dest = shlex.quote(tmp), shlex.quote(self.dest)
-        if self.fetch_on_host:
-            get = f"curl -fsSL --retry 3 -o {q_tmp} {shlex.quote(self.artifact.url)}\n"
-        else:
-            remote.put(fetch(self.artifact), tmp)
-            get = ""
         script = (
-            f"set -e\ntrap 'rm -f {q_tmp}' EXIT\n{get}"
-            f"echo '{self.artifact.sha256}  {tmp}' | sha256sum -c --quiet -\n"
+            f"{opening}"
             f"rm -rf {dest}.tmp && mkdir -p {dest}.tmp\n"
             f"tar -xzf {q_tmp} -C {dest}.tmp --strip-components={self.strip} --no-same-owner\n"
             f"chown -R {self.owner}: {dest}.tmp\n"
@@ -76,16 +85,10 @@ class Binary(Step):
         return Change(f"install {self.artifact.filename} (sha256 {self.artifact.sha256[:12]})")
 
     def apply(self, remote: Remote, change: Change) -> None:
-        tmp = f"/tmp/mmdeploy-{self.artifact.sha256[:16]}-{self.artifact.filename}"
+        tmp, opening = delivered(remote, self.artifact, self.fetch_on_host)
         q_tmp, path = shlex.quote(tmp), shlex.quote(self.path)
-        if self.fetch_on_host:
-            get = f"curl -fsSL --retry 3 -o {q_tmp} {shlex.quote(self.artifact.url)}\n"
-        else:
-            remote.put(fetch(self.artifact), tmp)
-            get = ""
         script = (
-            f"set -e\ntrap 'rm -f {q_tmp}' EXIT\n{get}"
-            f"echo '{self.artifact.sha256}  {tmp}' | sha256sum -c --quiet -\n"
+            f"{opening}"
             f"install -D -o root -g root -m 0755 {q_tmp} {path}\n"
         )
         run_checked(remote, script, self.name, timeout=self.timeout)

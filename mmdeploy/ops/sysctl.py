@@ -16,13 +16,16 @@ class Sysctl(Step):
     namespaced is read-only inside a container, where the host set it)."""
 
     def __init__(self, key: str, value: str | int, *, minimum: bool = False):
+        from ..grammar import sysctl_key
+
+        sysctl_key(key)  # it names a file in the scripts below: never anything else
         if minimum and not str(value).isdigit():
             raise ValueError(f"sysctl {key}: a minimum must be a whole number, got {value!r}")
         self.key, self.value, self.minimum = key, " ".join(str(value).split()), minimum
         self.name = f"sysctl {key}" + (f" >= {self.value}" if minimum else "")
         self.path = f"/etc/sysctl.d/60-mmdeploy-{key}.conf"
         self._line = f"{key} = {self.value}\n"
-        self._probe = f"sysctl -n {shlex.quote(key)}; echo '|'; cat {self.path}"
+        self._probe = f"sysctl -n {shlex.quote(key)}; echo '|'; cat {shlex.quote(self.path)}"
 
     def facts(self) -> list[str]:
         return [self._probe]
@@ -43,7 +46,7 @@ class Sysctl(Step):
         return Change(", ".join(changes)) if changes else None
 
     def apply(self, remote: Remote, change: Change) -> None:
-        script = f"set -e\nprintf '%s' {shlex.quote(self._line)} > {self.path}\n"
+        script = f"set -e\nprintf '%s' {shlex.quote(self._line)} > {shlex.quote(self.path)}\n"
         # The live value only when it differs: a container's /proc/sys is read-only, and
         # its runtime may have set the value already (docker run --sysctl).
         if change.summary.startswith("live "):

@@ -16,6 +16,15 @@ def unit(name: str, content: str, notify: tuple[str, ...] = ()) -> File:
     return File(f"/etc/systemd/system/{name}", content, then="systemctl daemon-reload", notify=notify)
 
 
+def when_ready(probe: str, then: str, wait: int = 60) -> str:
+    """A script that runs `then` once `probe` succeeds (tried each second for `wait` s).
+    For a reload right after a start: a reload signal (SIGHUP) that reaches a process
+    before it handles it ends the process, and systemd does not restart a service that
+    SIGHUP ended (a clean exit for Restart=on-failure)."""
+    return (f"for i in $(seq {wait}); do {probe} && break; sleep 1; done\n"
+            f"{probe} || {{ echo 'not ready after {wait} s' >&2; exit 1; }}\n{then}\n")
+
+
 class Service(Step):
     def __init__(self, name: str, *, enabled: bool = True, running: bool = True):
         self.unit, self.enabled, self.running = name, enabled, running

@@ -43,28 +43,51 @@ def write_secrets(inventory: str | Path, values: dict[str, str]) -> Path:
 
 
 class ProcessWatch:
-    """Samples the process lists of this machine and of every bed host in a thread."""
+    """Samples the process lists of this machine and of every bed host while commands run.
+    Each bed host samples itself (one long-lived `docker exec` running a loop) so that the
+    watch does not load the machine with a `docker exec` every 50 ms per host."""
+
+    STOP = "/run/mmdeploy-processwatch.stop"
+    LOOP = (f"rm -f {STOP}; while [ ! -e {STOP} ]; do ps -eo args; sleep 0.05; done; rm -f {STOP}")
 
     def __init__(self, hosts: list[str]):
         self.hosts, self.seen, self._stop = hosts, set(), threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._threads: list[threading.Thread] = []
+        self._procs: list[subprocess.Popen] = []
 
-    def _run(self):
+    def _local(self):
         while not self._stop.is_set():
-            for h in self.hosts:
-                out = subprocess.run(["docker", "exec", testbed.container_name(h), "ps", "-eo", "args"],
-                                     capture_output=True, text=True).stdout
-                self.seen.update(out.splitlines())
             self.seen.update(subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines())
             time.sleep(0.05)
 
+    def _read(self, proc: subprocess.Popen):
+        for line in proc.stdout:
+            self.seen.add(line.rstrip("\n"))
+
     def __enter__(self):
-        self._thread.start()
+        for h in self.hosts:
+            proc = subprocess.Popen(["docker", "exec", testbed.container_name(h), "timeout", "3600", "sh", "-c",
+                                     self.LOOP], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self._procs.append(proc)
+            self._threads.append(threading.Thread(target=self._read, args=(proc,), daemon=True))
+        self._threads.append(threading.Thread(target=self._local, daemon=True))
+        for t in self._threads:
+            t.start()
+        time.sleep(0.2)  # every sampler has taken its first sample
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
-        self._thread.join()
+        for h in self.hosts:
+            subprocess.run(["docker", "exec", testbed.container_name(h), "touch", self.STOP],
+                           capture_output=True, timeout=30)
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for t in self._threads:
+            t.join(timeout=10)
 
 
 def sudo_command_lines(hosts: list[str]) -> str:

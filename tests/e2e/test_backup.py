@@ -84,7 +84,7 @@ def wait_for_site(inventory, seconds=120) -> Client:
 @pytest.fixture(scope="module")
 def pg_site(bed, standin_release):
     path = str(bed("single", fresh=True))
-    overrides = standin_release() + BACKUP
+    overrides = standin_release("10.11.4") + BACKUP  # upgraded to 11.7 below
     inv("deploy", "--inventory", path, *sets(overrides), "--yes")
     return path, overrides
 

@@ -56,10 +56,11 @@ def site(bed, standin_release):
     base = Path(bed("single", fresh=True))
     data = yaml.safe_load(base.read_text())
     data["settings"]["database"] = {"engine": "mysql", "flavor": "mariadb", "memory_mb": 1024}
+    data["settings"].setdefault("mattermost", {})["version"] = "10.11.4"  # the last series that runs on MySQL
     path = base.with_name(base.stem + "-mysql-hostile.yml")
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     path.with_name(path.stem + ".secrets.yml").unlink(missing_ok=True)
-    s = Site(str(path), standin_release() + BED_SETTINGS)
+    s = Site(str(path), standin_release("10.11.4") + BED_SETTINGS)  # the last series on MySQL
     s.rotate(hostile("7"))
     return s
 

@@ -66,7 +66,7 @@ def test_topology_draws_the_live_state(bed, standin_release, tmp_path):
 
 def test_single_pattern_on_trixie_with_mariadb_11(bed, standin_release):
     path = str(bed("single", fresh=True, distro="trixie"))
-    overrides = standin_release() + BED_SETTINGS + ["database.engine=mysql"]
+    overrides = standin_release("10.11.4") + BED_SETTINGS + ["database.engine=mysql"]  # the last series on MySQL
     deploy_and_verify(path, overrides)
     assert "11.8" in on("db1", "mariadb --version")
     status = inv("db.status", "--inventory", path, *sets(overrides))

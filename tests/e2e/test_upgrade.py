@@ -113,7 +113,7 @@ class Websocket(threading.Thread):
 @pytest.fixture(scope="module")
 def site(bed, standin_release):
     path = str(bed("apps3", fresh=True))
-    overrides = standin_release() + BED_SETTINGS
+    overrides = standin_release("10.11.4") + BED_SETTINGS  # upgraded within its series below
     inv("deploy", "--inventory", path, *sets(overrides), "--yes")
     inventory = mmdeploy.load(path, overrides)
     password = Secrets(inventory.secrets_path, Redactor()).existing(ADMIN_PASSWORD)

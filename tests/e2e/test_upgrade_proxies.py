@@ -29,7 +29,7 @@ def site(bed, standin_release):
     doc["settings"]["proxy"] = {"vip": [f"{net}.100/24"]}
     path = testbed.path_for(ROOT, "proxies-upgrade")
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    overrides = standin_release() + BED_SETTINGS
+    overrides = standin_release("10.11.4") + BED_SETTINGS  # upgraded within its series below
     inv("deploy", "--inventory", str(path), *sets(overrides), "--yes")
     inventory = mmdeploy.load(path, overrides)
     password = Secrets(inventory.secrets_path, Redactor()).existing(ADMIN_PASSWORD)

@@ -95,6 +95,19 @@ CASES = [
     Case("domain label starting with a hyphen", BASE.replace("chat.example.com", "-chat.example.com"),
          expect="settings.domain"),
     Case("domain given with --set", args=["--set", "domain=x.com;id"], expect="domain", names="--set"),
+    Case("kernel parameter name with a command (a file name under /etc/sysctl.d)", with_settings(
+        "mattermost:\n  ha_sysctl: {'a;touch /pwned': '1'}\n"), expect="mattermost.ha_sysctl"),
+    Case("kernel parameter value with a newline", with_settings(
+        'mattermost:\n  ha_sysctl: {net.core.somaxconn: "4096\\nkernel.panic = 1"}\n'), expect="kernel parameter value"),
+    Case("kernel parameter given with --set", args=["--set", "mattermost.ha_sysctl={'x$(id)': '1'}"],
+         expect="kernel parameter name", names="--set"),
+    Case("time server with a chrony directive", with_settings(
+        "time:\n  servers: ['pool.ntp.org iburst allow 0/0']\n"), expect="time.servers"),
+    Case("time server with a command", with_settings("time:\n  servers: ['a;id']\n"), expect="host name"),
+    Case("push proxy archive URL with a space", with_settings("pushproxy:\n  url: 'ftp://x y'\n"),
+         expect="pushproxy.url"),
+    Case("push proxy archive that is not there", with_settings("pushproxy:\n  url: /nonexistent/pp.tar.gz\n"),
+         expect="pushproxy.url"),
     Case("apt_proxy with a quote", with_settings("apt_proxy: 'http://proxy\"x:3142'\n"), expect="apt_proxy"),
     Case("apt_proxy with a newline", with_settings('apt_proxy: "http://proxy:3142\\nAcquire::x y"\n'),
          expect="apt_proxy"),

@@ -92,3 +92,22 @@ def test_schema_refuses_what_it_does_not_describe(write_inventory, validator):
         validator.validate({**doc, "checks": [{"name": "x", "ok": "yes", "problem": None, "seconds": 0}]})
     with pytest.raises(jsonschema.ValidationError):
         validator.validate({**doc, "kind": "destroy"})
+
+
+def test_drift_document(write_inventory, validator):
+    from mmdeploy import driftcheck
+
+    inv = inventory.load(write_inventory(SINGLE))
+    facts = {"app1": driftcheck._parse("version=11.7.15\nconfig=3f2a\nplugin=com.mattermost.calls\nactive=active\n"),
+             "app2": driftcheck._parse("version=11.7.14\nconfig=3f2a\nplugin=com.mattermost.calls\nactive=active\n"),
+             "app3": driftcheck._parse("version=11.7.15\nconfig=3f2a\nactive=active\n"),
+             "proxy1": {**driftcheck._parse("server=10.0.0.12:8065 max_fails=0\n"), "certificate": None}}
+    report = driftcheck.DriftReport(facts=facts)
+    driftcheck.compare("app", "release", {h: facts[h]["version"] for h in ("app1", "app2", "app3")}, report.differences)
+    doc = roundtrip(jsonout.drift(report, inv))
+    validator.validate(doc)
+    assert doc["kind"] == "drift" and doc["ok"] is False
+    assert doc["differences"] == [{"host": "app2", "group": "app", "what": "release", "value": "11.7.14",
+                                   "expected": "11.7.15"}]
+    assert doc["hosts"]["app1"]["plugin"] == ["com.mattermost.calls"] and "certificate" not in doc["hosts"]["proxy1"]
+    assert roundtrip(jsonout.drift(driftcheck.DriftReport(), inv))["ok"] is True

@@ -1,6 +1,8 @@
 """The Mattermost component's logic with fake facts: release URL, config.json keys, units,
 job server placement, first admin without a secret on any command line."""
 
+import dataclasses
+
 import pytest
 
 from mmdeploy import inventory, releases
@@ -423,3 +425,36 @@ def test_the_other_servers_start_after_the_first(site):
         assert names.index("first start after app1") == names.index(f"service {unit}") - 1
         assert "http://10.0.0.2:8065/api/v4/system/ping" in wait.script and "seq 150" in wait.script
         assert wait.unless == f"systemctl is-active {unit} >/dev/null" and wait.timeout == 420
+
+
+def test_every_server_gets_the_first_app_servers_generated_key_and_salt(site):
+    """With several servers and the config in files, AtRestEncryptKey and PublicLinkSalt
+    (which a server generates on its first start when empty) are the first app server's on
+    every server, or the secrets' on a fresh site; never a second one per server."""
+
+    class FirstServer:  # app1's config.json as its fact answers
+        def __init__(self, out):
+            self.out = out
+
+        def facts(self, host, commands):
+            assert host.name == "app1"
+            return {c: Fact(0, self.out) for c in commands}
+
+    existing = mm.read_generated(site.inv, FirstServer('{"SqlSettings": "k" , "FileSettings": "s"}'))
+    assert existing == {"SqlSettings": "k", "FileSettings": "s"}
+    fresh = mm.read_generated(site.inv, FirstServer('{"SqlSettings": "", "FileSettings": null}'))
+    assert fresh == {}
+
+    def config_of(name, generated):
+        ctx = site(name)
+        ctx = dataclasses.replace(ctx, shared=dataclasses.replace(ctx.shared, generated=generated))
+        step = next(s for s in mm.Mattermost().steps(ctx) if isinstance(s, JsonSettings))
+        return step.wanted
+
+    for name in ("app1", "app2", "job1"):
+        cfg = config_of(name, existing)
+        assert (cfg["SqlSettings"]["AtRestEncryptKey"], cfg["FileSettings"]["PublicLinkSalt"]) == ("k", "s")
+        cfg = config_of(name, fresh)
+        assert cfg["SqlSettings"]["AtRestEncryptKey"] == site.secrets.get(mm.AT_REST_KEY)
+        assert cfg["FileSettings"]["PublicLinkSalt"] == site.secrets.get(mm.PUBLIC_LINK_SALT)
+    assert "AtRestEncryptKey" not in config_of("app1", None)["SqlSettings"]  # nothing to share: the server's own

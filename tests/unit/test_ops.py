@@ -243,3 +243,10 @@ def test_fact_output_is_not_logged(tmp_path):
     FactCache(remote).get(step.facts())
     log = (tmp_path / "log").read_text()
     assert base64.b64encode(secret_file.read_bytes()).decode() not in log and "hunter2" not in log
+
+
+@pytest.mark.parametrize("key", ["a;touch /pwned", "net.core.somaxconn x", "../../etc/passwd", "$(id).x", ""])
+def test_sysctl_refuses_a_key_that_is_not_a_kernel_parameter_name(key):
+    """The key names a file in Sysctl's scripts: anything but a parameter name is refused."""
+    with pytest.raises(ValueError, match="kernel parameter name"):
+        Sysctl(key, 1)

@@ -307,3 +307,29 @@ def test_redacted_keeps_the_error_type():
     assert isinstance(e, InventoryError) and e.problems == [f"x {REDACTED}", "y"] and e.exit_code == 2
     e = redacted(MMDeployError(f"z {shlex.quote(HOSTILE)}"), r)
     assert str(e) == f"z {REDACTED}"
+
+
+@pytest.mark.parametrize("command,target", [(["failover-db", "--force"], "failover"),
+                                            (["db.rejoin", "a"], "rejoin")])
+def test_failover_and_rejoin_errors_are_redacted_on_the_way_out(tmp_path, monkeypatch, capsys, command, target):
+    """failover-db and db.rejoin quote hosts' output in their errors too: masked the same way."""
+    from invoke import Program
+
+    import tasks
+    from mmdeploy import dbtier
+
+    inventory = tmp_path / "site.yml"
+    inventory.write_text("pattern: single\nhosts:\n"
+                         "  - {name: a, address: 127.0.0.1, roles: [proxy, app, jobserver, monitoring, db]}\n")
+    _write(tmp_path / "site.secrets.yml", yaml.safe_dump({"db_replication_password": HOSTILE}, allow_unicode=True))
+
+    def fail(*args, **kwargs):
+        raise StepFailed(f"primary_conninfo rejected: password={json.dumps(HOSTILE)} ({quote(HOSTILE, safe='')})")
+
+    monkeypatch.setattr(dbtier, target, fail)
+    monkeypatch.setattr("mmdeploy.locks.acquire", lambda *a, **k: _NoLock())
+    with pytest.raises(SystemExit) as e:
+        Program(namespace=tasks.ns).run(["inv", *command, "--inventory", str(inventory)], exit=True)
+    out, err = capsys.readouterr()
+    assert e.value.code != 0 and "primary_conninfo rejected" in out + err
+    assert not any(f in out + err for f in escaped_forms(HOSTILE)), out + err
