@@ -29,7 +29,31 @@ from .api import (
 from .errors import InventoryError, MMDeployError
 from .locks import LockHeld
 
-__all__ = ["CheckResult", "FailoverReport", "InventoryError", "LockHeld", "MMDeployError", "backup", "backup_status",
-           "db_status", "deploy", "drift", "failover_db", "flows", "inventory_path", "load", "migrate_db", "plan", "reachable", "rejoin",
-           "restore", "rollback", "run_warnings", "session", "topology_graph", "upgrade", "verify"]
+__all__ = [
+    "CheckResult",
+    "FailoverReport",
+    "InventoryError",
+    "LockHeld",
+    "MMDeployError",
+    "backup",
+    "backup_status",
+    "db_status",
+    "deploy",
+    "drift",
+    "failover_db",
+    "flows",
+    "inventory_path",
+    "load",
+    "migrate_db",
+    "plan",
+    "reachable",
+    "rejoin",
+    "restore",
+    "rollback",
+    "run_warnings",
+    "session",
+    "topology_graph",
+    "upgrade",
+    "verify",
+]
 __version__ = "0.2.0"

@@ -108,8 +108,18 @@ def _flows(inventory: Inventory, components: tuple[Component, ...]) -> list[Flow
     by the layer's clients, and the layer's hosts by the balancer) imply."""
     flows: list[Flow] = []
 
-    def add(host: Host, c: Component, name: str, proto: str, port: int, reach: tuple[str, ...],
-            peers: list[Host], extra: list[Host], why: str = "", kind: str = "port") -> None:
+    def add(
+        host: Host,
+        c: Component,
+        name: str,
+        proto: str,
+        port: int,
+        reach: tuple[str, ...],
+        peers: list[Host],
+        extra: list[Host],
+        why: str = "",
+        kind: str = "port",
+    ) -> None:
         sources: list[Host] = []
         for r in reach:
             if r == PEERS:
@@ -131,23 +141,63 @@ def _flows(inventory: Inventory, components: tuple[Component, ...]) -> list[Flow
         for m in c.metrics:
             for h in c.hosts(inventory):
                 if m.when is None or m.when(h):
-                    add(h, c, f"{m.job} metrics", "tcp", m.port_for(h), ("monitoring",), [], [],
-                        "Prometheus scrapes it", "metrics")
+                    add(
+                        h,
+                        c,
+                        f"{m.job} metrics",
+                        "tcp",
+                        m.port_for(h),
+                        ("monitoring",),
+                        [],
+                        [],
+                        "Prometheus scrapes it",
+                        "metrics",
+                    )
         for b in c.balanced:
             layer = [h for h in c.hosts(inventory) if b.when is None or b.when(h)]
             if not layer:
                 continue
             for lb in proxies:
-                add(lb, c, f"{b.name} balancer", "tcp", b.port_for(lb.settings), b.clients, [], [],
-                    "the layer's clients, through HAProxy on the proxies", "balancer")
+                add(
+                    lb,
+                    c,
+                    f"{b.name} balancer",
+                    "tcp",
+                    b.port_for(lb.settings),
+                    b.clients,
+                    [],
+                    [],
+                    "the layer's clients, through HAProxy on the proxies",
+                    "balancer",
+                )
             front = ("proxy",) if proxies else b.clients
             for h in layer:
-                add(h, c, b.name, "tcp", b.server_port_for(h.settings), front, [], [],
-                    "the balancer on the proxies" if proxies else "its clients (no proxy host to balance)", "layer")
+                add(
+                    h,
+                    c,
+                    b.name,
+                    "tcp",
+                    b.server_port_for(h.settings),
+                    front,
+                    [],
+                    [],
+                    "the balancer on the proxies" if proxies else "its clients (no proxy host to balance)",
+                    "layer",
+                )
                 check = b.check_port_for(h.settings)
                 if check is not None and proxies:
-                    add(h, c, f"{b.name} health check", "tcp", check, ("proxy",), [], [],
-                        "the balancer's health checks", "health")
+                    add(
+                        h,
+                        c,
+                        f"{b.name} health check",
+                        "tcp",
+                        check,
+                        ("proxy",),
+                        [],
+                        [],
+                        "the balancer's health checks",
+                        "health",
+                    )
     return flows
 
 
@@ -210,13 +260,19 @@ def build(components: list[Component], template_dirs: list[Path] | tuple[Path, .
     for c in components:
         for port in c.ports:
             if port.proto not in ("tcp", "udp", "vrrp"):
-                raise RegistryError(f"component {c.name}: port {port.name!r} has protocol {port.proto!r} "
-                                    "(expected tcp, udp or vrrp)")
+                raise RegistryError(
+                    f"component {c.name}: port {port.name!r} has protocol {port.proto!r} (expected tcp, udp or vrrp)"
+                )
             for source in port.reach:
-                if source not in (ANYONE, CONTROL, ADMIN, PEERS) and source not in roles \
-                        and not (source.startswith("settings.") and source.split(".")[1] in sections):
-                    raise RegistryError(f"component {c.name}: port {port.name!r} is reached from {source!r}, "
-                                        "which is no role, settings section or source (*, @control, @admin, @peers)")
+                if (
+                    source not in (ANYONE, CONTROL, ADMIN, PEERS)
+                    and source not in roles
+                    and not (source.startswith("settings.") and source.split(".")[1] in sections)
+                ):
+                    raise RegistryError(
+                        f"component {c.name}: port {port.name!r} is reached from {source!r}, "
+                        "which is no role, settings section or source (*, @control, @admin, @peers)"
+                    )
     fields: dict[str, Any] = {key: (model, model()) for key, model in sections.items()}
     tree = create_model("Settings", __base__=CoreSettings, **fields)
     from .component import ordered

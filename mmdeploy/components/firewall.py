@@ -115,15 +115,22 @@ class Firewall(Component):
         for i, h in enumerate(inventory.hosts):
             if not is_ip(h.private_address):
                 key = "private_address" if h.private_address != h.address else "address"
-                problems.append((f"hosts.{i}.{key}", f"expected an IP address with firewall.enabled (the rules "
-                                                     f"allow hosts by address), got {h.private_address!r}"))
+                problems.append(
+                    (
+                        f"hosts.{i}.{key}",
+                        f"expected an IP address with firewall.enabled (the rules "
+                        f"allow hosts by address), got {h.private_address!r}",
+                    )
+                )
         return problems
 
     def warnings(self, inventory: Inventory, today: Any) -> list[str]:
         everyone = {"0.0.0.0/0", "::/0"}
         if any(set(h.settings.firewall.admin_cidrs) & everyone for h in inventory.hosts):
-            return ["firewall.admin_cidrs holds a network of every address: SSH, Prometheus, Alertmanager and "
-                    "Grafana are open to anyone"]
+            return [
+                "firewall.admin_cidrs holds a network of every address: SSH, Prometheus, Alertmanager and "
+                "Grafana are open to anyone"
+            ]
         return []
 
     def steps(self, ctx: Context):
@@ -138,8 +145,10 @@ class Firewall(Component):
         ]
 
     def checks(self, inventory: Inventory) -> list[Check]:
-        return [Check(f"network exposure of {h.name} from the control machine", exposure_check(inventory, h))
-                for h in inventory.hosts]
+        return [
+            Check(f"network exposure of {h.name} from the control machine", exposure_check(inventory, h))
+            for h in inventory.hosts
+        ]
 
 
 # --- the rules -------------------------------------------------------------------------
@@ -157,8 +166,10 @@ def control_addresses(fact: Fact, host: Host) -> list[str]:
         found = []
     configured = list(host.settings.firewall.control)
     if not found and not configured:
-        raise StepFailed(f"{host.name}: cannot tell the control machine's address as this host sees it "
-                         f"(no SSH_CONNECTION in the session, got {seen!r}): set firewall.control")
+        raise StepFailed(
+            f"{host.name}: cannot tell the control machine's address as this host sees it "
+            f"(no SSH_CONNECTION in the session, got {seen!r}): set firewall.control"
+        )
     return list(dict.fromkeys(found + configured))
 
 
@@ -217,9 +228,10 @@ def rules(inventory: Inventory, host: Host, control: list[str], ssh_port: int | 
     for flow in registry().flows(inventory):
         if flow.host.name != host.name:
             continue
-        entry = grouped.setdefault((flow.proto, flow.port), {"proto": flow.proto, "port": flow.port, "names": [],
-                                                             "sources": set(), "anyone": False,
-                                                             "admin": False})
+        entry = grouped.setdefault(
+            (flow.proto, flow.port),
+            {"proto": flow.proto, "port": flow.port, "names": [], "sources": set(), "anyone": False, "admin": False},
+        )
         entry["admin"] |= ADMIN in flow.reach
         if _label(flow) not in entry["names"]:
             entry["names"].append(_label(flow))
@@ -229,22 +241,32 @@ def rules(inventory: Inventory, host: Host, control: list[str], ssh_port: int | 
         else:
             entry["sources"] |= {str(_network(s)) for s in sources}
     if ssh_port is not None and ssh_port != host.ssh.port:
-        entry = grouped.setdefault(("tcp", ssh_port), {"proto": "tcp", "port": ssh_port, "names": [],
-                                                       "sources": set(), "anyone": False, "admin": False})
+        entry = grouped.setdefault(
+            ("tcp", ssh_port),
+            {"proto": "tcp", "port": ssh_port, "names": [], "sources": set(), "anyone": False, "admin": False},
+        )
         entry["names"].append("ssh (as the control machine reaches it)")
         entry["sources"] |= {str(_network(s)) for s in control}
     out = []
     for (proto, port), entry in sorted(grouped.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         nets = sorted((_network(s) for s in entry["sources"]), key=lambda n: (n.version, n))
-        out.append({
-            "proto": proto, "port": port, "anyone": entry["anyone"], "admin": entry["admin"],
-            "what": "vrrp (IP protocol 112)" if proto == "vrrp" else f"{proto} {port}",
-            "match": ({"v4": "ip protocol 112", "v6": "ip6 nexthdr 112", "any": "meta l4proto 112"}
-                      if proto == "vrrp" else dict.fromkeys(("v4", "v6", "any"), f"{proto} dport {port}")),
-            "comment": ", ".join(entry["names"])[:120],
-            "v4": [_short(n) for n in nets if n.version == 4],
-            "v6": [_short(n) for n in nets if n.version == 6],
-        })
+        out.append(
+            {
+                "proto": proto,
+                "port": port,
+                "anyone": entry["anyone"],
+                "admin": entry["admin"],
+                "what": "vrrp (IP protocol 112)" if proto == "vrrp" else f"{proto} {port}",
+                "match": (
+                    {"v4": "ip protocol 112", "v6": "ip6 nexthdr 112", "any": "meta l4proto 112"}
+                    if proto == "vrrp"
+                    else dict.fromkeys(("v4", "v6", "any"), f"{proto} dport {port}")
+                ),
+                "comment": ", ".join(entry["names"])[:120],
+                "v4": [_short(n) for n in nets if n.version == 4],
+                "v6": [_short(n) for n in nets if n.version == 6],
+            }
+        )
     return out
 
 
@@ -313,37 +335,55 @@ class Ruleset(File):
         encoded = base64.b64encode(self.content).decode()
         arm = arm_script(encoded, self.rollback_seconds)
         try:
-            result = remote.run(arm, timeout=self.timeout, what="firewall: arm the rollback, load the ruleset",
-                                log_as=arm.replace(encoded, f"({len(self.content)} bytes)"))
+            result = remote.run(
+                arm,
+                timeout=self.timeout,
+                what="firewall: arm the rollback, load the ruleset",
+                log_as=arm.replace(encoded, f"({len(self.content)} bytes)"),
+            )
         except MMDeployError as e:
-            raise StepFailed(f"firewall: {e}; if the rollback was armed before the connection was lost, the host "
-                             f"restores its previous ruleset within {self.rollback_seconds} s") from None
+            raise StepFailed(
+                f"firewall: {e}; if the rollback was armed before the connection was lost, the host "
+                f"restores its previous ruleset within {self.rollback_seconds} s"
+            ) from None
         if result.rc == 3:  # nft -c refused it: nothing was changed
             raise StepFailed(f"firewall: {result.stderr.strip()[-500:]} (nothing changed)")
         if not result.ok:
             detail = (result.stderr.strip() or result.stdout.strip())[-500:]
-            raise StepFailed(f"firewall: loading the ruleset failed (exit {result.rc}: {detail}); the host "
-                             f"restores its previous ruleset within {self.rollback_seconds} s (timer {ROLLBACK_UNIT})")
+            raise StepFailed(
+                f"firewall: loading the ruleset failed (exit {result.rc}: {detail}); the host "
+                f"restores its previous ruleset within {self.rollback_seconds} s (timer {ROLLBACK_UNIT})"
+            )
         problem = ssh_answers(self.host.address, self.host.ssh.port)
         if problem is not None:
             try:
                 run_checked(remote, ROLLBACK_NOW, "firewall: rollback", timeout=60)
             except MMDeployError:
-                raise StepFailed(f"firewall NOT confirmed: {problem}; the host restores its previous ruleset by "
-                                 f"itself within {self.rollback_seconds} s (timer {ROLLBACK_UNIT})") from None
-            raise StepFailed(f"firewall ROLLED BACK: {problem}, so the new ruleset would lock the control "
-                             f"machine out; the previous ruleset is in place again")
+                raise StepFailed(
+                    f"firewall NOT confirmed: {problem}; the host restores its previous ruleset by "
+                    f"itself within {self.rollback_seconds} s (timer {ROLLBACK_UNIT})"
+                ) from None
+            raise StepFailed(
+                f"firewall ROLLED BACK: {problem}, so the new ruleset would lock the control "
+                f"machine out; the previous ruleset is in place again"
+            )
         try:
             result = remote.run(CONFIRM, timeout=30, what="firewall: confirm")
         except MMDeployError as e:
-            raise StepFailed(f"firewall NOT confirmed ({e}): the host restores its previous ruleset by itself "
-                             f"within {self.rollback_seconds} s (timer {ROLLBACK_UNIT})") from None
+            raise StepFailed(
+                f"firewall NOT confirmed ({e}): the host restores its previous ruleset by itself "
+                f"within {self.rollback_seconds} s (timer {ROLLBACK_UNIT})"
+            ) from None
         if "rolled-back" in result.stdout:
-            raise StepFailed("firewall ROLLED BACK: the confirmation came after the rollback timer fired; the "
-                             "previous ruleset is in place again (raise firewall.rollback_seconds)")
+            raise StepFailed(
+                "firewall ROLLED BACK: the confirmation came after the rollback timer fired; the "
+                "previous ruleset is in place again (raise firewall.rollback_seconds)"
+            )
         if not result.ok:
-            raise StepFailed(f"firewall: the confirmation failed (exit {result.rc}: {result.stderr.strip()[-300:]}); "
-                             f"the host restores its previous ruleset within {self.rollback_seconds} s")
+            raise StepFailed(
+                f"firewall: the confirmation failed (exit {result.rc}: {result.stderr.strip()[-300:]}); "
+                f"the host restores its previous ruleset within {self.rollback_seconds} s"
+            )
 
 
 def arm_script(encoded: str, seconds: int) -> str:
@@ -405,11 +445,15 @@ def ssh_answers(address: str, port: int, timeout: float = SSH_PROBE_TIMEOUT) -> 
 
 def remove() -> Command:
     """With the firewall off: mmdeploy's table, file and unit gone where they exist."""
-    script = (f"systemctl disable --now {UNIT} >/dev/null 2>&1 || true\n"
-              f"nft delete table {TABLE} 2>/dev/null || true\n"
-              f"rm -f {RULESET} /etc/systemd/system/{UNIT}.service\nsystemctl daemon-reload\n")
-    unless = (f"test ! -e {RULESET} && test ! -e /etc/systemd/system/{UNIT}.service && "
-              f"! nft list table {TABLE} >/dev/null 2>&1")
+    script = (
+        f"systemctl disable --now {UNIT} >/dev/null 2>&1 || true\n"
+        f"nft delete table {TABLE} 2>/dev/null || true\n"
+        f"rm -f {RULESET} /etc/systemd/system/{UNIT}.service\nsystemctl daemon-reload\n"
+    )
+    unless = (
+        f"test ! -e {RULESET} && test ! -e /etc/systemd/system/{UNIT}.service && "
+        f"! nft list table {TABLE} >/dev/null 2>&1"
+    )
     return Command("firewall off: remove mmdeploy's ruleset", script, unless=unless)
 
 
@@ -417,7 +461,7 @@ def remove() -> Command:
 
 
 def probe(address: str, port: int, timeout: float = PROBE_TIMEOUT) -> str:
-    """"open" (a connection), "refused" (nothing listens, but nothing filters either) or
+    """ "open" (a connection), "refused" (nothing listens, but nothing filters either) or
     "filtered" (no answer within the timeout)."""
     try:
         with socket.create_connection((address, port), timeout=timeout):
@@ -457,14 +501,18 @@ def expected_from_control(inventory: Inventory, host: Host, source: str | None) 
     control += list(host.settings.firewall.control)
     wanted: dict[int, list[str]] = {}
     for flow in registry().flows(inventory):
-        if flow.host.name == host.name and flow.proto == "tcp" and \
-                _allows(allowed_sources(flow, host, control), source):
+        if (
+            flow.host.name == host.name
+            and flow.proto == "tcp"
+            and _allows(allowed_sources(flow, host, control), source)
+        ):
             wanted.setdefault(flow.port, []).append(_label(flow))
     return wanted
 
 
-def reachable(inventory: Inventory, address: str, control: list[str] | tuple[str, ...] = ()) -> \
-        dict[tuple[str, str, int], list[str]]:
+def reachable(
+    inventory: Inventory, address: str, control: list[str] | tuple[str, ...] = ()
+) -> dict[tuple[str, str, int], list[str]]:
     """What the matrix lets `address` reach: (host, proto, port) -> the flows allowing it
     (port 0 for VRRP). `control`: the control machine's addresses as the hosts see them.
     A port scan from that address should find exactly these TCP ports open (the e2e's
@@ -524,8 +572,10 @@ def exposure_check(inventory: Inventory, host: Host, deadline: float = 30.0):
         if unfiltered:
             problems.append(f"not filtered (refused instead of dropped): {_ports(unfiltered)}")
         if blocked:
-            problems.append("dropped although the matrix allows the control machine: "
-                            + ", ".join(f"{p} ({', '.join(wanted[p])})" for p in sorted(blocked)))
+            problems.append(
+                "dropped although the matrix allows the control machine: "
+                + ", ".join(f"{p} ({', '.join(wanted[p])})" for p in sorted(blocked))
+            )
         if unmeasured:
             problems.append(f"not measured within {deadline:.0f} s: {_ports(unmeasured)}")
         return "; ".join(problems) + f" ({summary})" if problems else Info(summary)

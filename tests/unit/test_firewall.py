@@ -117,21 +117,26 @@ def matrix(inv, host: str, control=(CONTROL_IP,)) -> dict[tuple[str, int], set[s
 def test_single_matrix(load):
     inv = load()
     assert matrix(inv, "proxy1") == {
-        ("tcp", 22): {CONTROL_IP}, ("tcp", 80): "*", ("tcp", 443): "*",
-        ("tcp", 9100): {"10.0.0.3"}, ("tcp", 9113): {"10.0.0.3"},
+        ("tcp", 22): {CONTROL_IP},
+        ("tcp", 80): "*",
+        ("tcp", 443): "*",
+        ("tcp", 9100): {"10.0.0.3"},
+        ("tcp", 9113): {"10.0.0.3"},
     }
     assert matrix(inv, "app1") == {
         ("tcp", 22): {CONTROL_IP},
         # NGINX, the job server (waits for the first server's first start), verify.
         ("tcp", 8065): {"10.0.0.1", "10.0.0.3", CONTROL_IP},
         ("tcp", 8067): {"10.0.0.3"},
-        ("tcp", 8074): {"10.0.0.3"}, ("udp", 8074): {"10.0.0.3"},
+        ("tcp", 8074): {"10.0.0.3"},
+        ("udp", 8074): {"10.0.0.3"},
         ("tcp", 9100): {"10.0.0.3"},
     }
     assert matrix(inv, "db1") == {
         ("tcp", 22): {CONTROL_IP},
         ("tcp", 5432): {"10.0.0.2", "10.0.0.3", "10.0.0.5"},
-        ("tcp", 9100): {"10.0.0.3"}, ("tcp", 9187): {"10.0.0.3"},
+        ("tcp", 9100): {"10.0.0.3"},
+        ("tcp", 9187): {"10.0.0.3"},
     }
     job = matrix(inv, "job1")
     # Prometheus, Grafana, Alertmanager: the administrators (none given) and verify.
@@ -151,8 +156,12 @@ def test_the_issue_table_from_a_host_with_no_role(load):
             if sources == "*" or outsider in sources:
                 reachable.add((h.name, port))
     assert reachable == {("proxy1", 80), ("proxy1", 443)}
-    from_control = {(h.name, port) for h in inv.hosts for (proto, port), s in matrix(inv, h.name).items()
-                    if s == "*" or CONTROL_IP in s}
+    from_control = {
+        (h.name, port)
+        for h in inv.hosts
+        for (proto, port), s in matrix(inv, h.name).items()
+        if s == "*" or CONTROL_IP in s
+    }
     assert from_control == {(h.name, 22) for h in inv.hosts} | {("proxy1", 80), ("proxy1", 443)}
 
 
@@ -168,10 +177,24 @@ def test_what_a_host_of_each_role_may_reach(load):
     # The proxy (its own ports are not filtered for itself: loopback).
     assert ports("10.0.0.1") == {("app1", "tcp", 8065), ("job1", "tcp", 8065)}
     monitoring = {(h, "tcp", 9100) for h in ("proxy1", "app1", "db1", "db2")} | {
-        ("proxy1", "tcp", 9113), ("app1", "tcp", 8067), ("db1", "tcp", 9187), ("db2", "tcp", 9187)}
+        ("proxy1", "tcp", 9113),
+        ("app1", "tcp", 8067),
+        ("db1", "tcp", 9187),
+        ("db2", "tcp", 9187),
+    }
     job = ports("10.0.0.3")
-    assert monitoring | {("app1", "tcp", 8065), ("app1", "tcp", 8074), ("app1", "udp", 8074),
-                         ("db1", "tcp", 5432), ("db2", "tcp", 5432)} | web == job
+    assert (
+        monitoring
+        | {
+            ("app1", "tcp", 8065),
+            ("app1", "tcp", 8074),
+            ("app1", "udp", 8074),
+            ("db1", "tcp", 5432),
+            ("db2", "tcp", 5432),
+        }
+        | web
+        == job
+    )
     assert ports("10.0.0.4") == web | {("db2", "tcp", 5432)}  # a DB host: its peer's SQL port
     control = ports(CONTROL_IP, [CONTROL_IP])
     assert {(h.name, "tcp", 22) for h in inv.hosts} | web <= control
@@ -197,9 +220,10 @@ def test_monitoring_cidrs_reach_every_exporter_and_nothing_else(load):
 
 
 def test_mysql_port_instead_of_postgresql(load):
-    text = SINGLE.replace("  domain: chat.example.com\n",
-                          "  domain: chat.example.com\n  mattermost: {version: 10.11.9}\n"
-                          "  database: {engine: mysql}\n")
+    text = SINGLE.replace(
+        "  domain: chat.example.com\n",
+        "  domain: chat.example.com\n  mattermost: {version: 10.11.9}\n  database: {engine: mysql}\n",
+    )
     db = matrix(load(text), "db1")
     assert db[("tcp", 3306)] == {"10.0.0.2", "10.0.0.3", "10.0.0.5"} and db[("tcp", 9104)] == {"10.0.0.3"}
     # PostgreSQL's port too: db.migrate starts it beside MySQL and cuts over without a
@@ -239,8 +263,16 @@ def test_cluster_matrix(load):
     # Patroni's REST API: the other members and HAProxy's checks on the proxies.
     assert db1[("tcp", 8008)] == {"10.0.0.1", "10.0.0.2", "10.0.0.32", "10.0.0.33"}
     # PostgreSQL: Mattermost, the replicas, and HAProxy's leader route.
-    assert db1[("tcp", 5432)] == {"10.0.0.1", "10.0.0.2", "10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.21",
-                                  "10.0.0.32", "10.0.0.33"}
+    assert db1[("tcp", 5432)] == {
+        "10.0.0.1",
+        "10.0.0.2",
+        "10.0.0.11",
+        "10.0.0.12",
+        "10.0.0.13",
+        "10.0.0.21",
+        "10.0.0.32",
+        "10.0.0.33",
+    }
     lb1 = matrix(inv, "lb1")
     assert lb1[("tcp", 5432)] == lb1[("tcp", 5433)] == {"10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.21"}
     st4 = matrix(inv, "st4")
@@ -312,8 +344,12 @@ def test_ruleset_is_stable(ctx):
 
 def test_ssh_never_dropped_for_the_control_machine(ctx):
     """Whatever the settings, the control machine as the host sees it reaches SSH."""
-    for overrides in ((), ("firewall.verify_from_control=false",), ("firewall.admin_cidrs=[198.51.100.0/24]",),
-                      ("firewall.control=[203.0.113.0/24]",)):
+    for overrides in (
+        (),
+        ("firewall.verify_from_control=false",),
+        ("firewall.admin_cidrs=[198.51.100.0/24]",),
+        ("firewall.control=[203.0.113.0/24]",),
+    ):
         for host in ("proxy1", "app1", "job1", "db1"):
             text = fw.ruleset(ctx(host, SINGLE, *overrides), [CONTROL_IP])
             (line,) = [ln for ln in text.splitlines() if ln.strip().endswith("tcp dport 22 accept")]
@@ -377,8 +413,12 @@ def test_disabled_per_host(ctx):
 
 def test_admin_cidrs_validated_with_the_key(load):
     with pytest.raises(InventoryError) as e:
-        load(SINGLE.replace("  domain: chat.example.com\n",
-                            "  domain: chat.example.com\n  firewall: {admin_cidrs: [10.0.0.1/24, nonsense]}\n"))
+        load(
+            SINGLE.replace(
+                "  domain: chat.example.com\n",
+                "  domain: chat.example.com\n  firewall: {admin_cidrs: [10.0.0.1/24, nonsense]}\n",
+            )
+        )
     text = str(e.value)
     assert "firewall.admin_cidrs[0]: expected a network address: host bits are set (did you mean 10.0.0.0/24?)" in text
     assert "firewall.admin_cidrs[1]: expected an IP address or a network in CIDR form" in text
@@ -466,7 +506,7 @@ def test_safe_apply_confirms_in_the_same_session(ctx, monkeypatch):
     step.apply(remote, Change("create"))
     arm, confirm = remote.scripts
     assert asked == [("192.0.2.2", 22)]  # a new connection, from the control machine
-    assert "nft -c -f \"$new\"" in arm and "systemd-run --quiet --unit=mmdeploy-firewall-rollback --on-active=30" in arm
+    assert 'nft -c -f "$new"' in arm and "systemd-run --quiet --unit=mmdeploy-firewall-rollback --on-active=30" in arm
     # The rollback is armed before the new ruleset is loaded.
     assert arm.index("systemd-run") < arm.index(f"nft -f {fw.RULESET}")
     assert confirm == fw.CONFIRM and "systemctl stop mmdeploy-firewall-rollback.timer" in confirm
@@ -515,8 +555,9 @@ def test_rollback_restores_the_previous_file_or_removes_the_table():
 
 def fake_network(monkeypatch, answers: dict[tuple[str, int], str], source=CONTROL_IP):
     monkeypatch.setattr(fw, "source_address", lambda address, port: source)
-    monkeypatch.setattr(fw, "probe", lambda address, port, timeout=fw.PROBE_TIMEOUT:
-                        answers.get((address, port), "filtered"))
+    monkeypatch.setattr(
+        fw, "probe", lambda address, port, timeout=fw.PROBE_TIMEOUT: answers.get((address, port), "filtered")
+    )
 
 
 def test_exposure_matches_the_matrix(load, monkeypatch):
@@ -529,8 +570,7 @@ def test_exposure_matches_the_matrix(load, monkeypatch):
 
 def test_exposure_beyond_the_matrix_fails(load, monkeypatch):
     inv = load()
-    fake_network(monkeypatch, {("192.0.2.4", 22): "open", ("192.0.2.4", 5432): "open",
-                               ("192.0.2.4", 9100): "refused"})
+    fake_network(monkeypatch, {("192.0.2.4", 22): "open", ("192.0.2.4", 5432): "open", ("192.0.2.4", 9100): "refused"})
     problem = fw.exposure_check(inv, inv.host("db1"))()
     assert not isinstance(problem, (Info, Warn))
     assert "open beyond the flow matrix: 5432" in problem
@@ -552,8 +592,15 @@ def test_admin_cidrs_count_for_the_control_machine(load, monkeypatch):
 
 def test_disabled_firewall_still_reports_exposure(load, monkeypatch):
     inv = load(SINGLE, "firewall.enabled=false", "firewall.verify_from_control=false")
-    fake_network(monkeypatch, {("192.0.2.3", 22): "open", ("192.0.2.3", 9090): "open",
-                               ("192.0.2.3", 9100): "open", ("192.0.2.3", 5432): "refused"})
+    fake_network(
+        monkeypatch,
+        {
+            ("192.0.2.3", 22): "open",
+            ("192.0.2.3", 9090): "open",
+            ("192.0.2.3", 9100): "open",
+            ("192.0.2.3", 5432): "refused",
+        },
+    )
     result = fw.exposure_check(inv, inv.host("job1"))()
     assert isinstance(result, Warn)
     assert "firewall off: open beyond the flow matrix: 9090, 9100" in result
@@ -583,8 +630,11 @@ def test_rendered_rulesets_pass_nft_check(load, tmp_path):
     import shutil
     import subprocess
 
-    if not shutil.which("nft") or not shutil.which("unshare") or \
-            subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+    if (
+        not shutil.which("nft")
+        or not shutil.which("unshare")
+        or subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0
+    ):
         pytest.skip("nft, or an unprivileged network namespace, is not available here")
     for text in (SINGLE, MULTI, CLUSTER):
         inv = load(text, "firewall.admin_cidrs=[198.51.100.0/24, '2001:db8::/32']")
@@ -604,12 +654,15 @@ def test_arm_confirm_and_rollback_scripts_in_a_namespace(tmp_path):
     import shutil
     import subprocess
 
-    if not shutil.which("nft") or not shutil.which("unshare") or \
-            subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+    if (
+        not shutil.which("nft")
+        or not shutil.which("unshare")
+        or subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0
+    ):
         pytest.skip("nft, or an unprivileged network namespace, is not available here")
     state, etc, bin_ = tmp_path / "state", tmp_path / "etc", tmp_path / "bin"
     bin_.mkdir()
-    (bin_ / "systemd-run").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/armed\n")
+    (bin_ / "systemd-run").write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/armed\n')
     (bin_ / "systemctl").write_text("#!/bin/sh\nexit 0\n")
     for f in bin_.iterdir():
         f.chmod(0o755)
@@ -618,22 +671,34 @@ def test_arm_confirm_and_rollback_scripts_in_a_namespace(tmp_path):
         return script.replace(fw.STATE, str(state)).replace("/etc/mmdeploy", str(etc))
 
     def ruleset(port: int) -> str:
-        return (f"table inet mmdeploy\ndelete table inet mmdeploy\ntable inet mmdeploy {{\n chain input {{\n"
-                f"  type filter hook input priority filter; policy drop;\n"
-                f"  counter comment \"{fw.MARKER} {port:016x}\"\n  tcp dport {port} accept\n }}\n}}\n")
+        return (
+            f"table inet mmdeploy\ndelete table inet mmdeploy\ntable inet mmdeploy {{\n chain input {{\n"
+            f"  type filter hook input priority filter; policy drop;\n"
+            f'  counter comment "{fw.MARKER} {port:016x}"\n  tcp dport {port} accept\n }}\n}}\n'
+        )
 
     def arm(port: int) -> str:
         return local(fw.arm_script(base64.b64encode(ruleset(port).encode()).decode(), 30))
 
     fire = f"/bin/sh {state}/rollback.sh"
     live = "nft list table inet mmdeploy 2>/dev/null | grep -o 'dport [0-9]*' || echo none"
-    scenario = "\n".join([
-        f"export PATH={bin_}:$PATH", "set -e",
-        arm(1111), f"echo first: $({live})", fire, f"echo after-rollback: $({live}) file: $(ls {etc})",
-        arm(2222), local(fw.CONFIRM), f"echo confirmed: $({live})",
-        arm(3333), f"echo third: $({live})", fire,
-        f"echo restored: $({live}) file: $(grep -o 'dport [0-9]*' {etc}/firewall.nft)",
-    ])
+    scenario = "\n".join(
+        [
+            f"export PATH={bin_}:$PATH",
+            "set -e",
+            arm(1111),
+            f"echo first: $({live})",
+            fire,
+            f"echo after-rollback: $({live}) file: $(ls {etc})",
+            arm(2222),
+            local(fw.CONFIRM),
+            f"echo confirmed: $({live})",
+            arm(3333),
+            f"echo third: $({live})",
+            fire,
+            f"echo restored: $({live}) file: $(grep -o 'dport [0-9]*' {etc}/firewall.nft)",
+        ]
+    )
     done = subprocess.run(["unshare", "-n", "bash", "-c", scenario], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -649,8 +714,11 @@ def test_the_control_fact_finds_ssh_connection_above_a_cleared_environment(tmp_p
 
     script = tmp_path / "fact.sh"
     script.write_text(f"( {fw.CONTROL_FACT}\n)\n")
-    done = subprocess.run(["env", "SSH_CONNECTION=198.51.100.7 50022 10.0.0.2 2222", "bash", "-c",
-                           f"env -i /bin/bash {script}; true"], capture_output=True, text=True)
+    done = subprocess.run(
+        ["env", "SSH_CONNECTION=198.51.100.7 50022 10.0.0.2 2222", "bash", "-c", f"env -i /bin/bash {script}; true"],
+        capture_output=True,
+        text=True,
+    )
     assert done.stdout == "198.51.100.7 2222\n"
     assert fw.seen_ssh_port(Fact(0, done.stdout)) == 2222
     assert fw.seen_ssh_port(Fact(0, "198.51.100.7\n")) is None
