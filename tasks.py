@@ -105,8 +105,12 @@ def deploy(c, pattern=None, inventory=None, limit=None, set=None, only=None, yes
             if json:  # nothing was applied: the deploy's document, with no change
                 _json({**jsonout.run(preview, inv), "kind": "deploy"}, inv)
             return
-        print(f"Apply these {preview.changed} changes? [y/N] ", end="", flush=True,
-              file=sys.stderr if json else sys.stdout)
+        print(
+            f"Apply these {preview.changed} changes? [y/N] ",
+            end="",
+            flush=True,
+            file=sys.stderr if json else sys.stdout,
+        )
         if input().strip().lower() not in ("y", "yes"):
             raise Exit("Not applied.", code=1)
     report = mmdeploy.deploy(inv, limit=_names(limit), only=_names(only), verbose=verbose, **_output(json))
@@ -128,12 +132,18 @@ def verify(c, pattern=None, inventory=None, set=None, only=None, json=False):
     if failures:
         print(f"{len(failures)} check(s) failed" + (f", {warned} warning(s)" if warned else ""), file=sys.stderr)
         raise Exit(code=1)
-    print("all checks passed" + (f" ({warned} warning(s): see the warn lines)" if warned else ""),
-          file=sys.stderr if json else sys.stdout)
+    print(
+        "all checks passed" + (f" ({warned} warning(s): see the warn lines)" if warned else ""),
+        file=sys.stderr if json else sys.stdout,
+    )
 
 
-@task(help={"pattern": "test-bed layout to deploy: single (default), allinone, pair, multi, cluster",
-            "distro": "Debian suite of the test-bed hosts: bookworm (default) or trixie"})
+@task(
+    help={
+        "pattern": "test-bed layout to deploy: single (default), allinone, pair, multi, cluster",
+        "distro": "Debian suite of the test-bed hosts: bookworm (default) or trixie",
+    }
+)
 @_cli
 def up(c, pattern="single", distro="bookworm"):
     """The main job: test bed up, deploy, verify, print the URL and topology (--pattern, --distro)."""
@@ -142,8 +152,7 @@ def up(c, pattern="single", distro="bookworm"):
     # A bed that `inv up` did not create for this layout (a test's, another layout's) is
     # never deployed onto: it is replaced. The inventory written holds every bed-only
     # setting, so later commands work on it alone.
-    path = testbed.up(ROOT, pattern=pattern, owner="up", replace=True, settings=_bed_settings(pattern),
-                      distro=distro)
+    path = testbed.up(ROOT, pattern=pattern, owner="up", replace=True, settings=_bed_settings(pattern), distro=distro)
     _prepare_bed(pattern)
     inv = mmdeploy.load(path)
     report = mmdeploy.deploy(inv, live=sys.stdout.isatty())
@@ -166,9 +175,14 @@ The Mattermost server on the test bed is a stand-in (tests/standin/): the real r
 cannot be downloaded on this machine. On real hosts the same deploy installs the official one.""")
 
 
-@task(help={**_help("pattern", "inventory", "set"),
-            "out": "the picture to write: .svg (default topology.svg), .png, .pdf or .dot",
-            "offline": "draw from the inventory alone, without asking the hosts"}, iterable=["set"])
+@task(
+    help={
+        **_help("pattern", "inventory", "set"),
+        "out": "the picture to write: .svg (default topology.svg), .png, .pdf or .dot",
+        "offline": "draw from the inventory alone, without asking the hosts",
+    },
+    iterable=["set"],
+)
 @_cli
 def topology(c, pattern=None, inventory=None, out="topology.svg", offline=False, set=None):
     """Draw the deployment with its live state as an SVG picture (--out F, --offline).
@@ -182,11 +196,15 @@ def topology(c, pattern=None, inventory=None, out="topology.svg", offline=False,
     print(f"topology: {path}")
 
 
-@task(help={"users": "the number of users to size for",
-            "out": "also write a starting inventory there (addresses as placeholders to fill in)",
-            "mb_per_user_month": "MB of files per user per month (low 1-5, medium 5-25, high 25-100; default 15)",
-            "domain": "the site's domain in the written inventory",
-            "force": "overwrite --out if it exists"})
+@task(
+    help={
+        "users": "the number of users to size for",
+        "out": "also write a starting inventory there (addresses as placeholders to fill in)",
+        "mb_per_user_month": "MB of files per user per month (low 1-5, medium 5-25, high 25-100; default 15)",
+        "domain": "the site's domain in the written inventory",
+        "force": "overwrite --out if it exists",
+    }
+)
 @_cli
 def size(c, users, out=None, mb_per_user_month=15.0, domain="chat.example.com", force=False):
     """Size a site: pattern and per-role hosts, vCPU, memory, disk (--users N, --out F).
@@ -212,8 +230,13 @@ def size(c, users, out=None, mb_per_user_month=15.0, domain="chat.example.com", 
         print(f"\ninventory: {path} (fill in the addresses, then: inv plan --inventory {path})")
 
 
-@task(help={**_help("pattern", "inventory", "set"),
-            "out": "the directory to write the manifests into (kubectl apply -k DIR)"}, iterable=["set"])
+@task(
+    help={
+        **_help("pattern", "inventory", "set"),
+        "out": "the directory to write the manifests into (kubectl apply -k DIR)",
+    },
+    iterable=["set"],
+)
 @_cli
 def k8s(c, pattern=None, inventory=None, out="k8s", set=None):
     """Render the Kubernetes pattern's manifests from the inventory (--out DIR).
@@ -232,10 +255,14 @@ def k8s(c, pattern=None, inventory=None, out="k8s", set=None):
     print(f"then: kubectl apply -k {out}   (needs the Mattermost operator and an NGINX ingress controller)")
 
 
-@task(help={"pattern": "single, multi or cluster: VMs for the hosts of hosts/PATTERN.yml",
-            "inventory": "another inventory whose hosts (names, roles) to make VMs for",
-            "out": "the directory for the Vagrantfile and the inventory (default vagrant/PATTERN)",
-            "distro": "the Debian box: bookworm (default) or trixie"})
+@task(
+    help={
+        "pattern": "single, multi or cluster: VMs for the hosts of hosts/PATTERN.yml",
+        "inventory": "another inventory whose hosts (names, roles) to make VMs for",
+        "out": "the directory for the Vagrantfile and the inventory (default vagrant/PATTERN)",
+        "distro": "the Debian box: bookworm (default) or trixie",
+    }
+)
 @_cli
 def vagrant(c, pattern=None, inventory=None, out=None, distro="bookworm"):
     """Write a Vagrantfile and inventory for a pattern's hosts (--pattern, --out DIR, --distro).
@@ -251,16 +278,24 @@ def vagrant(c, pattern=None, inventory=None, out=None, distro="bookworm"):
     print(f"then: cd {shown} && vagrant up; inv deploy --inventory {os.path.relpath(inv_file)}")
 
 
-@task(help={"e2e": "include the end-to-end tests on the test bed (default true)",
-            "k": "only tests matching this pytest expression",
-            "lint": "run ruff and mypy first (default true)"})
+@task(
+    help={
+        "e2e": "include the end-to-end tests on the test bed (default true)",
+        "k": "only tests matching this pytest expression",
+        "lint": "run ruff (lint and format check) and mypy first (default true)",
+    }
+)
 def test(c, e2e=True, k=None, lint=True):
     """Run ruff, mypy, the unit and the end-to-end tests (--no-e2e, -k EXPR, --no-lint)."""
     if lint:
-        for check in ([sys.executable, "-m", "ruff", "check", "."], [sys.executable, "-m", "mypy"]):
+        for check in (
+            [sys.executable, "-m", "ruff", "check", "."],
+            [sys.executable, "-m", "ruff", "format", "--check", "."],
+            [sys.executable, "-m", "mypy"],
+        ):
             print("$ " + " ".join(["python3", *check[1:]]), flush=True)
             if subprocess.call(check, cwd=ROOT) != 0:
-                raise Exit(f"{check[2]} found problems", code=1)
+                raise Exit(f"{' '.join(check[2:4])} found problems (`ruff format .` fixes the format)", code=1)
     args = [sys.executable, "-m", "pytest", "-ra"]
     if not e2e:
         args += ["-m", "not e2e"]
@@ -292,9 +327,15 @@ def _prepare_bed(pattern: str | None) -> None:
     artifacts.prepare_bed(testbed.PATTERNS.get(pattern or "", []))
 
 
-@task(name="up", help={"pattern": "single, multi, cluster, allinone or pair", "hosts": "N generic hosts instead",
-                       "distro": "Debian suite of the hosts: bookworm (default) or trixie",
-                       "sudo_user": "reach the hosts as this user with passwordless sudo instead of root"})
+@task(
+    name="up",
+    help={
+        "pattern": "single, multi, cluster, allinone or pair",
+        "hosts": "N generic hosts instead",
+        "distro": "Debian suite of the hosts: bookworm (default) or trixie",
+        "sudo_user": "reach the hosts as this user with passwordless sudo instead of root",
+    },
+)
 @_cli
 def testbed_up(c, pattern=None, hosts=None, distro="bookworm", sudo_user=None):
     """Start local Debian test-bed hosts and write their inventory (--pattern, --hosts N, --distro, --sudo-user).
@@ -311,8 +352,9 @@ def testbed_up(c, pattern=None, hosts=None, distro="bookworm", sudo_user=None):
         except ValueError as e:
             raise Exit(f"--sudo-user: {e}", code=2) from None
     hosts = int(hosts) if hosts else None
-    path = testbed.up(ROOT, pattern=pattern, hosts=hosts, settings=_bed_settings(pattern, hosts), distro=distro,
-                      sudo_user=sudo_user)
+    path = testbed.up(
+        ROOT, pattern=pattern, hosts=hosts, settings=_bed_settings(pattern, hosts), distro=distro, sudo_user=sudo_user
+    )
     _prepare_bed(pattern)
     print(f"inventory: {path.relative_to(ROOT)}  (inv deploy --inventory {path.relative_to(ROOT)})")
 
@@ -336,15 +378,23 @@ def testbed_status(c):
     if not rows:
         print("no test-bed hosts")
     for r in rows:
-        print(f"{r['name']:<12} {r['address']:<15} {r['state']:<8} ssh={'up' if r['ssh'] else 'down':<5} {','.join(r['roles'])}")
+        print(
+            f"{r['name']:<12} {r['address']:<15} {r['state']:<8} ssh={'up' if r['ssh'] else 'down':<5} {','.join(r['roles'])}"
+        )
 
 
-@task(name="noop", help={"hosts": "comma-separated host counts (default 1,5,10)",
-                         "steps": "steps in the demo component (default 20)"})
+@task(
+    name="noop",
+    help={"hosts": "comma-separated host counts (default 1,5,10)", "steps": "steps in the demo component (default 20)"},
+)
 def bench_noop(c, hosts="1,5,10", steps=20):
     """Benchmark the no-op re-run of the demo component on test-bed hosts (--hosts, --steps)."""
-    raise Exit(code=subprocess.call([sys.executable, str(ROOT / "benchmarks" / "noop.py"),
-                                     "--hosts", str(hosts), "--steps", str(steps)], cwd=ROOT))
+    raise Exit(
+        code=subprocess.call(
+            [sys.executable, str(ROOT / "benchmarks" / "noop.py"), "--hosts", str(hosts), "--steps", str(steps)],
+            cwd=ROOT,
+        )
+    )
 
 
 # --- database tier ---------------------------------------------------------------------
@@ -366,10 +416,15 @@ def db_status(c, pattern=None, inventory=None, set=None, json=False):
         raise Exit("expected exactly one writable DB node", code=1)
 
 
-@task(name="failover-db", help={**_help("pattern", "inventory", "set"),
-                                "to": "the replica to promote (default: the most advanced)",
-                                "force": "the primary cannot be reached: confirm it is fenced by other means"},
-      iterable=["set"])
+@task(
+    name="failover-db",
+    help={
+        **_help("pattern", "inventory", "set"),
+        "to": "the replica to promote (default: the most advanced)",
+        "force": "the primary cannot be reached: confirm it is fenced by other means",
+    },
+    iterable=["set"],
+)
 @_cli
 def failover_db(c, pattern=None, inventory=None, to=None, force=False, set=None):
     """Switch the DB primary: fence, promote, re-point replicas and Mattermost (--to H, --force).
@@ -377,20 +432,29 @@ def failover_db(c, pattern=None, inventory=None, to=None, force=False, set=None)
     Planned when the primary answers, failover when it does not; the Mattermost servers are
     re-pointed one at a time."""
     report = mmdeploy.failover_db(_load(pattern, inventory, set or ()), to=to, force=force)
-    print(f"\ndatabase: {report.db.new} is the primary (was {report.db.old or 'none'}; old primary: {report.db.fenced})")
+    print(
+        f"\ndatabase: {report.db.new} is the primary (was {report.db.old or 'none'}; old primary: {report.db.fenced})"
+    )
     for r in report.clients.results:
-        print(f"  {r.host:<12} {r.component:<12} {'re-pointed' if r.ok else 'NOT re-pointed'}"
-              f"{'' if r.ok else ': ' + (r.error or '')}")
+        print(
+            f"  {r.host:<12} {r.component:<12} {'re-pointed' if r.ok else 'NOT re-pointed'}"
+            f"{'' if r.ok else ': ' + (r.error or '')}"
+        )
     for name in report.db.behind:
         print(f"  {name:<12} replica not streaming yet: check `inv db.status`")
     if not report.ok:
-        print("left to do:\n  " + "\n  ".join(report.clients.left_to_do or ["wait for the replicas above"]),
-              file=sys.stderr)
+        print(
+            "left to do:\n  " + "\n  ".join(report.clients.left_to_do or ["wait for the replicas above"]),
+            file=sys.stderr,
+        )
         raise Exit(code=1)
 
 
-@task(name="rejoin", help={**_help("pattern", "inventory", "set"), "host": "the former primary to bring back as a replica"},
-      iterable=["set"])
+@task(
+    name="rejoin",
+    help={**_help("pattern", "inventory", "set"), "host": "the former primary to bring back as a replica"},
+    iterable=["set"],
+)
 @_cli
 def db_rejoin(c, host, pattern=None, inventory=None, set=None):
     """Bring a former DB primary back as a replica of the current one (never as a writer)."""
@@ -404,16 +468,23 @@ def _node_table(report) -> None:
     for n in report.nodes:
         moved = f"{n.before or '?'} -> {n.after or '?'}" if n.before != n.after else (n.after or "?")
         drain = f"  drained in {n.drain_seconds:.1f} s" if n.drain_seconds is not None else ""
-        print(f"  {n.host:<12} {n.role:<9} {n.status:<11} {moved:<22} {n.seconds:6.1f} s{drain}"
-              + (f"\n  {'':<12} {n.problem}" if n.problem else ""))
+        print(
+            f"  {n.host:<12} {n.role:<9} {n.status:<11} {moved:<22} {n.seconds:6.1f} s{drain}"
+            + (f"\n  {'':<12} {n.problem}" if n.problem else "")
+        )
     for w in report.warnings:
         print(f"  warning: {w}")
 
 
-@task(help={**_help("pattern", "inventory", "set"), "version": "the Mattermost version to upgrade to "
-            "(give its url/sha256 with --set, as for deploy)", "no_backup": "skip the backup before a "
-            "schema-changing upgrade", "limit": "comma-separated Mattermost nodes only (a canary)"},
-      iterable=["set"])
+@task(
+    help={
+        **_help("pattern", "inventory", "set"),
+        "version": "the Mattermost version to upgrade to (give its url/sha256 with --set, as for deploy)",
+        "no_backup": "skip the backup before a schema-changing upgrade",
+        "limit": "comma-separated Mattermost nodes only (a canary)",
+    },
+    iterable=["set"],
+)
 @_cli
 def upgrade(c, version=None, pattern=None, inventory=None, set=None, no_backup=False, limit=None):
     """Upgrade every Mattermost node to mattermost.version (rolling within a series).
@@ -430,8 +501,7 @@ def upgrade(c, version=None, pattern=None, inventory=None, set=None, no_backup=F
         raise Exit(code=1)
 
 
-@task(help={**_help("pattern", "inventory", "set"), "limit": "comma-separated Mattermost nodes only"},
-      iterable=["set"])
+@task(help={**_help("pattern", "inventory", "set"), "limit": "comma-separated Mattermost nodes only"}, iterable=["set"])
 @_cli
 def rollback(c, pattern=None, inventory=None, set=None, limit=None):
     """Return every Mattermost node to the release it ran before its last upgrade (kept on disk)."""
@@ -442,9 +512,15 @@ def rollback(c, pattern=None, inventory=None, set=None, limit=None):
         raise Exit(code=1)
 
 
-@task(name="backup", help={**_help("pattern", "inventory", "set"), "now": "run a backup now (else: show the "
-                            "backups and the timers)", "full": "with --now: a full backup (default: differential)"},
-      iterable=["set"])
+@task(
+    name="backup",
+    help={
+        **_help("pattern", "inventory", "set"),
+        "now": "run a backup now (else: show the backups and the timers)",
+        "full": "with --now: a full backup (default: differential)",
+    },
+    iterable=["set"],
+)
 @_cli
 def backup_task(c, pattern=None, inventory=None, set=None, now=False, full=False):
     """Show the backups and their timers, or take one now (--now).
@@ -471,20 +547,25 @@ def backup_task(c, pattern=None, inventory=None, set=None, now=False, full=False
         print(f"  {timer}: next {when}")
 
 
-@task(name="restore", help={**_help("pattern", "inventory", "set"),
-                            "to_time": "PostgreSQL: restore to this moment (ISO 8601, UTC unless an offset is given)",
-                            "to_host": "the DB host to restore onto (default: the primary)",
-                            "no_files": "do not put Mattermost's files and plugins back",
-                            "no_start": "leave Mattermost stopped (then `inv rollback` to an older release)"},
-      iterable=["set"])
+@task(
+    name="restore",
+    help={
+        **_help("pattern", "inventory", "set"),
+        "to_time": "PostgreSQL: restore to this moment (ISO 8601, UTC unless an offset is given)",
+        "to_host": "the DB host to restore onto (default: the primary)",
+        "no_files": "do not put Mattermost's files and plugins back",
+        "no_start": "leave Mattermost stopped (then `inv rollback` to an older release)",
+    },
+    iterable=["set"],
+)
 @_cli
-def restore_task(c, pattern=None, inventory=None, set=None, to_time=None, to_host=None, no_files=False,
-                 no_start=False):
+def restore_task(c, pattern=None, inventory=None, set=None, to_time=None, to_host=None, no_files=False, no_start=False):
     """Restore the database and Mattermost's files from the backups, then verify.
 
     Mattermost is stopped around it; the other DB nodes are rejoined."""
-    report = mmdeploy.restore(_load(pattern, inventory, set or ()), to_time=to_time, to_host=to_host,
-                              files=not no_files, start=not no_start)
+    report = mmdeploy.restore(
+        _load(pattern, inventory, set or ()), to_time=to_time, to_host=to_host, files=not no_files, start=not no_start
+    )
     print(f"\n{report.message}: database in {report.database_seconds:.1f} s, all in {report.seconds:.1f} s")
     for line in report.checks_failed:
         print(f"  FAIL {line}")
@@ -510,9 +591,15 @@ def drift(c, pattern=None, inventory=None, set=None, json=False):
         raise Exit(code=1)
 
 
-@task(name="migrate", help={**_help("pattern", "inventory", "set"), "to": "the target engine: postgresql",
-                            "dry_run": "only the checks and pgloader's dry run (no downtime, no data moved)"},
-      iterable=["set"])
+@task(
+    name="migrate",
+    help={
+        **_help("pattern", "inventory", "set"),
+        "to": "the target engine: postgresql",
+        "dry_run": "only the checks and pgloader's dry run (no downtime, no data moved)",
+    },
+    iterable=["set"],
+)
 @_cli
 def db_migrate(c, to="postgresql", pattern=None, inventory=None, set=None, dry_run=False):
     """Move the MySQL-family database to PostgreSQL with pgloader (Mattermost's documented path).
@@ -522,8 +609,10 @@ def db_migrate(c, to="postgresql", pattern=None, inventory=None, set=None, dry_r
     report = mmdeploy.migrate_db(_load(pattern, inventory, overrides), to=to, dry_run=dry_run)
     print(f"\n{report.message} ({report.seconds:.1f} s)")
     for t in report.tables:
-        print(f"  {'ok  ' if t.ok else 'DIFF'} {t.table:<24} {t.source_rows:>8} -> {t.target_rows:<8} "
-              f"{(t.target_sum or '')[:12]}")
+        print(
+            f"  {'ok  ' if t.ok else 'DIFF'} {t.table:<24} {t.source_rows:>8} -> {t.target_rows:<8} "
+            f"{(t.target_sum or '')[:12]}"
+        )
     for p in report.problems:
         print(f"  problem: {p}")
     for w in report.warnings:
@@ -539,5 +628,23 @@ def db_migrate(c, to="postgresql", pattern=None, inventory=None, set=None, dry_r
 testbed_ns = Collection("testbed", testbed_up, testbed_down, testbed_status)
 bench_ns = Collection("bench", bench_noop)
 db_ns = Collection("db", db_status, db_rejoin, db_migrate)
-ns = Collection(plan, deploy, verify, up, test, failover_db, upgrade, rollback, drift, backup_task, restore_task,
-                topology, size, k8s, vagrant, testbed_ns, bench_ns, db_ns)
+ns = Collection(
+    plan,
+    deploy,
+    verify,
+    up,
+    test,
+    failover_db,
+    upgrade,
+    rollback,
+    drift,
+    backup_task,
+    restore_task,
+    topology,
+    size,
+    k8s,
+    vagrant,
+    testbed_ns,
+    bench_ns,
+    db_ns,
+)

@@ -88,10 +88,15 @@ def round_(inv, client, poster_args, scenario: str) -> dict:
     new = report.db.new
     row_gap = writer.gap(started)
     result = {
-        "old": old, "new": new, "command": command,
-        "post_first": poster.first_after(started), "post_gap": poster.longest_gap(started),
-        "db_first": row_gap[1], "db_gap": row_gap[2],
-        "lost_posts": len(poster.missing()), "posts": len(poster.acked),
+        "old": old,
+        "new": new,
+        "command": command,
+        "post_first": poster.first_after(started),
+        "post_gap": poster.longest_gap(started),
+        "db_first": row_gap[1],
+        "db_gap": row_gap[2],
+        "lost_posts": len(poster.missing()),
+        "posts": len(poster.acked),
         "lost_rows": len(writer.acked_ids() - writer.rows_on(inv.host(new).private_address)),
         "clients_ok": report.clients.ok,
     }
@@ -124,25 +129,35 @@ def main() -> None:
     _, secrets = mmdeploy.session(inv)
     client = engine["client"](secrets.get(DB_PASSWORD))
     proxy = inv.with_role("proxy")[0]
-    poster_args = (f"https://{proxy.address}", inv.settings.domain, inv.settings.mattermost.admin_username,
-                   secrets.existing(ADMIN_PASSWORD))
-    head = (f"{'scenario':<11} {'from':<4} {'to':<4} {'cmd s':>6} {'post 1st s':>10} {'post gap s':>10} "
-            f"{'db 1st s':>8} {'db gap s':>8} {'lost posts':>10} {'lost rows':>9} {'posts':>6}")
+    poster_args = (
+        f"https://{proxy.address}",
+        inv.settings.domain,
+        inv.settings.mattermost.admin_username,
+        secrets.existing(ADMIN_PASSWORD),
+    )
+    head = (
+        f"{'scenario':<11} {'from':<4} {'to':<4} {'cmd s':>6} {'post 1st s':>10} {'post gap s':>10} "
+        f"{'db 1st s':>8} {'db gap s':>8} {'lost posts':>10} {'lost rows':>9} {'posts':>6}"
+    )
     print(head)
     results: dict[str, list[dict]] = {"kill": [], "switchover": []}
     for scenario in ("kill", "switchover"):
         for _ in range(args.rounds):
             r = round_(inv, client, poster_args, scenario)
             results[scenario].append(r)
-            print(f"{scenario:<11} {r['old']:<4} {r['new']:<4} {r['command']:>6.2f} {r['post_first']:>10.2f} "
-                  f"{r['post_gap']:>10.2f} {r['db_first']:>8.2f} {r['db_gap']:>8.2f} {r['lost_posts']:>10} "
-                  f"{r['lost_rows']:>9} {r['posts']:>6}" + ("" if r["clients_ok"] else "  (a client not re-pointed)"),
-                  flush=True)
+            print(
+                f"{scenario:<11} {r['old']:<4} {r['new']:<4} {r['command']:>6.2f} {r['post_first']:>10.2f} "
+                f"{r['post_gap']:>10.2f} {r['db_first']:>8.2f} {r['db_gap']:>8.2f} {r['lost_posts']:>10} "
+                f"{r['lost_rows']:>9} {r['posts']:>6}" + ("" if r["clients_ok"] else "  (a client not re-pointed)"),
+                flush=True,
+            )
     for scenario, rows in results.items():
-        print(f"{scenario}: first acknowledged post through NGINX after failover-db started: median "
-              f"{statistics.median(r['post_first'] for r in rows):.2f} s (max {max(r['post_first'] for r in rows):.2f}"
-              f" s; target <= 10 s); DB writes: median {statistics.median(r['db_first'] for r in rows):.2f} s; "
-              f"lost posts {sum(r['lost_posts'] for r in rows)}, lost rows {sum(r['lost_rows'] for r in rows)}")
+        print(
+            f"{scenario}: first acknowledged post through NGINX after failover-db started: median "
+            f"{statistics.median(r['post_first'] for r in rows):.2f} s (max {max(r['post_first'] for r in rows):.2f}"
+            f" s; target <= 10 s); DB writes: median {statistics.median(r['db_first'] for r in rows):.2f} s; "
+            f"lost posts {sum(r['lost_posts'] for r in rows)}, lost rows {sum(r['lost_rows'] for r in rows)}"
+        )
     testbed.down(log=quiet)
 
 

@@ -40,8 +40,10 @@ def main() -> None:
     print(f"test bed: {max(counts)} hosts; demo component with {args.steps} steps per host")
     t0 = time.monotonic()
     cold = mmdeploy.deploy(full, only=["base", "demo"], out=io.StringIO())
-    print(f"cold deploy (base + demo) onto {max(counts)} hosts: {time.monotonic() - t0:.1f}s, "
-          f"{cold.changed} changes, failed={cold.failed}")
+    print(
+        f"cold deploy (base + demo) onto {max(counts)} hosts: {time.monotonic() - t0:.1f}s, "
+        f"{cold.changed} changes, failed={cold.failed}"
+    )
     for n in counts:
         limit = [f"host{i}" for i in range(1, n + 1)]
         times, report = [], None
@@ -50,20 +52,38 @@ def main() -> None:
             report = mmdeploy.deploy(full, limit=limit, only=["demo"], out=io.StringIO())
             times.append(time.monotonic() - t0)
         trips = sorted(set(report.round_trips.values()))
-        print(f"{n:>3} hosts x {args.steps} steps: no-op re-run {statistics.median(times):.2f}s wall "
-              f"(median of {args.repeat}; min {min(times):.2f}s), changed={report.changed}, "
-              f"SSH round trips per host={'/'.join(map(str, trips))} (one to connect and read host facts, "
-              f"one for all {args.steps} checks)")
+        print(
+            f"{n:>3} hosts x {args.steps} steps: no-op re-run {statistics.median(times):.2f}s wall "
+            f"(median of {args.repeat}; min {min(times):.2f}s), changed={report.changed}, "
+            f"SSH round trips per host={'/'.join(map(str, trips))} (one to connect and read host facts, "
+            f"one for all {args.steps} checks)"
+        )
     # The whole CLI process, as an operator runs it: interpreter start, imports, inventory, run.
     t0 = time.monotonic()
-    subprocess.run([sys.executable, "-m", "invoke", "deploy", "--inventory", str(path), "--yes",
-                    "--only", "demo", *sum((["--set", o] for o in overrides), [])],
-                   cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "invoke",
+            "deploy",
+            "--inventory",
+            str(path),
+            "--yes",
+            "--only",
+            "demo",
+            *sum((["--set", o] for o in overrides), []),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     print(f"{max(counts):>3} hosts via `inv deploy --only demo` (whole process): {time.monotonic() - t0:.2f}s wall")
     t0 = time.monotonic()
     report = mmdeploy.deploy(full, only=["base", "demo"], out=io.StringIO())
-    print(f"{max(counts):>3} hosts, base + demo components, no-op: {time.monotonic() - t0:.2f}s wall, "
-          f"changed={report.changed}")
+    print(
+        f"{max(counts):>3} hosts, base + demo components, no-op: {time.monotonic() - t0:.2f}s wall, "
+        f"changed={report.changed}"
+    )
 
 
 if __name__ == "__main__":

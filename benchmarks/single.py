@@ -36,17 +36,21 @@ def main() -> None:
     t0 = time.monotonic()
     cold = mmdeploy.deploy(inv, out=io.StringIO())
     cold_s = time.monotonic() - t0
-    print(f"{args.pattern} pattern, {len(inv.hosts)} hosts: cold deploy {cold_s:.1f}s wall, "
-          f"{cold.changed} changes, failed={cold.failed}, SSH round trips "
-          f"{sum(cold.round_trips.values())} ({', '.join(f'{h} {n}' for h, n in cold.round_trips.items())})")
+    print(
+        f"{args.pattern} pattern, {len(inv.hosts)} hosts: cold deploy {cold_s:.1f}s wall, "
+        f"{cold.changed} changes, failed={cold.failed}, SSH round trips "
+        f"{sum(cold.round_trips.values())} ({', '.join(f'{h} {n}' for h, n in cold.round_trips.items())})"
+    )
     times, report = [], None
     for _ in range(args.repeat):
         t0 = time.monotonic()
         report = mmdeploy.deploy(inv, out=io.StringIO())
         times.append(time.monotonic() - t0)
-    print(f"no-op re-run: {statistics.median(times):.2f}s wall (median of {args.repeat}; min {min(times):.2f}s), "
-          f"changed={report.changed}, SSH round trips {sum(report.round_trips.values())} "
-          f"({', '.join(f'{h} {n}' for h, n in report.round_trips.items())})")
+    print(
+        f"no-op re-run: {statistics.median(times):.2f}s wall (median of {args.repeat}; min {min(times):.2f}s), "
+        f"changed={report.changed}, SSH round trips {sum(report.round_trips.values())} "
+        f"({', '.join(f'{h} {n}' for h, n in report.round_trips.items())})"
+    )
     t0 = time.monotonic()
     failures = mmdeploy.verify(inv, out=io.StringIO())
     print(f"verify: {time.monotonic() - t0:.1f}s, {len(failures)} failing checks")

@@ -53,8 +53,9 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inven
     return _inventory.load(path, overrides)
 
 
-def inventory_path(pattern: str | None = None, inventory: str | Path | None = None,
-                   hosts_dir: str | Path = "hosts") -> Path:
+def inventory_path(
+    pattern: str | None = None, inventory: str | Path | None = None, hosts_dir: str | Path = "hosts"
+) -> Path:
     """`--pattern P` means hosts/P.yml unless `--inventory` names a file."""
     return _inventory.inventory_path(pattern, str(inventory) if inventory else None, Path(hosts_dir))
 
@@ -68,15 +69,29 @@ def session(inventory: Inventory) -> tuple[Redactor, Secrets]:
     return redactor, Secrets(inventory.secrets_path, redactor, registry().secrets.values())
 
 
-def plan(inventory: Inventory, *, limit: list[str] | None = None, only: list[str] | None = None,
-         out: TextIO | None = None, verbose: bool = False, live: bool = False) -> RunReport:
+def plan(
+    inventory: Inventory,
+    *,
+    limit: list[str] | None = None,
+    only: list[str] | None = None,
+    out: TextIO | None = None,
+    verbose: bool = False,
+    live: bool = False,
+) -> RunReport:
     """Every step that would change, with diffs; changes nothing. `live`: a per-host
     progress view for a terminal (live.py) instead of one line per change."""
     return _run(inventory, "plan", limit, only, out, verbose, live)
 
 
-def deploy(inventory: Inventory, *, limit: list[str] | None = None, only: list[str] | None = None,
-           out: TextIO | None = None, verbose: bool = False, live: bool = False) -> RunReport:
+def deploy(
+    inventory: Inventory,
+    *,
+    limit: list[str] | None = None,
+    only: list[str] | None = None,
+    out: TextIO | None = None,
+    verbose: bool = False,
+    live: bool = False,
+) -> RunReport:
     """Apply the inventory; a second deploy of the same inventory changes nothing."""
     return _run(inventory, "apply", limit, only, out, verbose, live)
 
@@ -101,8 +116,9 @@ def _masked(redact: Callable[[str], str]) -> Iterator[None]:
 
 
 @contextmanager
-def _locked(inventory: Inventory, what: str, redact: Callable[[str], str],
-            connect_timeout: float | None = None) -> Iterator[None]:
+def _locked(
+    inventory: Inventory, what: str, redact: Callable[[str], str], connect_timeout: float | None = None
+) -> Iterator[None]:
     """The inventory's run lock on this machine and the hosts, for the block."""
     with locks.acquire(inventory, what, redact, connect_timeout=connect_timeout):
         yield
@@ -126,8 +142,9 @@ def _verify(inventory: Inventory, only: list[str] | None, out: TextIO, redact: R
             checks = component.checks(inventory)
         except Exception as e:  # building the checks failed: report it as a check
             checks = []
-            results.append(_report(out, redact, CheckResult(f"{component.name} checks", False,
-                                                             f"{type(e).__name__}: {e}", 0.0)))
+            results.append(
+                _report(out, redact, CheckResult(f"{component.name} checks", False, f"{type(e).__name__}: {e}", 0.0))
+            )
         for check in checks:
             t0 = time.monotonic()
             try:
@@ -176,8 +193,9 @@ class FailoverReport:
         return self.clients.ok and not self.db.behind
 
 
-def failover_db(inventory: Inventory, *, to: str | None = None, force: bool = False,
-                out: TextIO | None = None) -> FailoverReport:
+def failover_db(
+    inventory: Inventory, *, to: str | None = None, force: bool = False, out: TextIO | None = None
+) -> FailoverReport:
     """Switch the database primary (dbtier.failover: fence, promote, re-point replicas),
     then re-point every client of the database (dbclients.repoint). A client that cannot
     be re-pointed does not stop the others; the report names what is left to do."""
@@ -210,8 +228,9 @@ def rejoin(inventory: Inventory, host: str, out: TextIO | None = None) -> Topolo
     from .dbtier.orchestrate import CONNECT_TIMEOUT
 
     with _masked(redactor), _locked(inventory, "db.rejoin", redactor, CONNECT_TIMEOUT):
-        return dbtier.rejoin(inventory, host, out=lambda line: print(redactor(line), file=out, flush=True),
-                             redactor=redactor)
+        return dbtier.rejoin(
+            inventory, host, out=lambda line: print(redactor(line), file=out, flush=True), redactor=redactor
+        )
 
 
 def topology_graph(inventory: Inventory, *, live: bool = True) -> "Graph":
@@ -250,8 +269,15 @@ def _operation(inventory: Inventory, what: str | None, out: TextIO | None) -> It
             yield lambda line: print(redactor(line), file=stream, flush=True)
 
 
-def upgrade(inventory: Inventory, *, out: TextIO | None = None, drain_timeout: float = 30.0,
-            verify_timeout: float = 60.0, backup_first: bool = True, limit: list[str] | None = None) -> "UpgradeReport":
+def upgrade(
+    inventory: Inventory,
+    *,
+    out: TextIO | None = None,
+    drain_timeout: float = 30.0,
+    verify_timeout: float = 60.0,
+    backup_first: bool = True,
+    limit: list[str] | None = None,
+) -> "UpgradeReport":
     """Every Mattermost node to the inventory's mattermost.version: rolling within a
     series (job server first, then one drained app server at a time, each verified
     directly and rolled back automatically when it fails), Mattermost's short service
@@ -259,19 +285,32 @@ def upgrade(inventory: Inventory, *, out: TextIO | None = None, drain_timeout: f
     from . import upgrades as _upgrade
 
     with _operation(inventory, "upgrade", out) as say:
-        return _upgrade.upgrade(inventory, out=say, drain_timeout=drain_timeout,
-                                verify_timeout=verify_timeout, backup_first=backup_first, limit=limit)
+        return _upgrade.upgrade(
+            inventory,
+            out=say,
+            drain_timeout=drain_timeout,
+            verify_timeout=verify_timeout,
+            backup_first=backup_first,
+            limit=limit,
+        )
 
 
-def rollback(inventory: Inventory, *, out: TextIO | None = None, drain_timeout: float = 30.0,
-             verify_timeout: float = 60.0, limit: list[str] | None = None) -> "UpgradeReport":
+def rollback(
+    inventory: Inventory,
+    *,
+    out: TextIO | None = None,
+    drain_timeout: float = 30.0,
+    verify_timeout: float = 60.0,
+    limit: list[str] | None = None,
+) -> "UpgradeReport":
     """Every Mattermost node back to the release it ran before its last upgrade
     (refused after a schema change, as Mattermost documents). An upgrades.UpgradeReport."""
     from . import upgrades as _upgrade
 
     with _operation(inventory, "rollback", out) as say:
-        return _upgrade.rollback(inventory, out=say, drain_timeout=drain_timeout,
-                                 verify_timeout=verify_timeout, limit=limit)
+        return _upgrade.rollback(
+            inventory, out=say, drain_timeout=drain_timeout, verify_timeout=verify_timeout, limit=limit
+        )
 
 
 def backup(inventory: Inventory, *, kind: str = "diff", out: TextIO | None = None) -> "BackupReport":
@@ -290,8 +329,15 @@ def backup_status(inventory: Inventory) -> "BackupStatus":
     return _backup.status(inventory)
 
 
-def restore(inventory: Inventory, *, to_time: str | None = None, to_host: str | None = None, files: bool = True,
-            start: bool = True, out: TextIO | None = None) -> "RestoreReport":
+def restore(
+    inventory: Inventory,
+    *,
+    to_time: str | None = None,
+    to_host: str | None = None,
+    files: bool = True,
+    start: bool = True,
+    out: TextIO | None = None,
+) -> "RestoreReport":
     """Restore the database (PostgreSQL: to `to_time`, else the newest archived moment;
     MariaDB: its newest backup) onto the primary or `to_host`, with Mattermost stopped
     around it, the other DB nodes rejoined and the files put back; then verify. A
@@ -299,11 +345,12 @@ def restore(inventory: Inventory, *, to_time: str | None = None, to_host: str | 
     from . import backups as _backup
 
     with _operation(inventory, "restore", out) as say:
-        return _backup.restore(inventory, to_time=to_time, to_host=to_host, files=files, start=start,
-                               out=say)
+        return _backup.restore(inventory, to_time=to_time, to_host=to_host, files=files, start=start, out=say)
 
 
-def migrate_db(inventory: Inventory, *, to: str = "postgresql", dry_run: bool = False, out: TextIO | None = None) -> "MigrationReport":
+def migrate_db(
+    inventory: Inventory, *, to: str = "postgresql", dry_run: bool = False, out: TextIO | None = None
+) -> "MigrationReport":
     """Move a MySQL-family tier to PostgreSQL along Mattermost's documented path (the
     inventory names the target engine; the source is the MySQL tier on the db hosts):
     checks and pgloader's dry run, then the data-only load, per-table counts and
@@ -323,8 +370,15 @@ def drift(inventory: Inventory) -> "DriftReport":
     return _drift.drift(inventory)
 
 
-def _run(inventory: Inventory, mode: str, limit: list[str] | None, only: list[str] | None, out: TextIO | None,
-         verbose: bool, live: bool = False) -> RunReport:
+def _run(
+    inventory: Inventory,
+    mode: str,
+    limit: list[str] | None,
+    only: list[str] | None,
+    out: TextIO | None,
+    verbose: bool,
+    live: bool = False,
+) -> RunReport:
     from .registry import registry
 
     redactor, secrets = session(inventory)
@@ -340,16 +394,38 @@ def _run(inventory: Inventory, mode: str, limit: list[str] | None, only: list[st
         warnings = run_warnings(inventory, only=only)
         with _masked(redactor):
             if mode == "plan":  # reads only: no lock
-                return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit,
-                                  warnings=warnings)
+                return runner.run(
+                    inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit, warnings=warnings
+                )
             with _locked(inventory, "deploy", redactor):
-                return runner.run(inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit,
-                                  warnings=warnings)
+                return runner.run(
+                    inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit, warnings=warnings
+                )
     finally:
         if live:
             reporter.stop()  # type: ignore[attr-defined]  # the view ends even when the run raised
 
 
-__all__ = ["CheckResult", "FailoverReport", "MMDeployError", "db_status", "deploy", "failover_db",
-           "inventory_path", "load", "plan", "rejoin", "rollback", "run_warnings", "session", "topology_graph",
-           "upgrade", "verify", "backup", "backup_status", "drift", "migrate_db", "restore"]
+__all__ = [
+    "CheckResult",
+    "FailoverReport",
+    "MMDeployError",
+    "db_status",
+    "deploy",
+    "failover_db",
+    "inventory_path",
+    "load",
+    "plan",
+    "rejoin",
+    "rollback",
+    "run_warnings",
+    "session",
+    "topology_graph",
+    "upgrade",
+    "verify",
+    "backup",
+    "backup_status",
+    "drift",
+    "migrate_db",
+    "restore",
+]

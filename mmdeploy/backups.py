@@ -72,8 +72,9 @@ def _require(inventory: Inventory) -> Host:
 def parse_results(output: str) -> list[PartResult]:
     """The RESULT lines of a run of mmdeploy-backup."""
     parts = []
-    for m in re.finditer(r"^RESULT part=(\S+) ok=(\d) seconds=(\d+) bytes=(\d+) label=(\S+) detail=(.*)$",
-                         output, re.M):
+    for m in re.finditer(
+        r"^RESULT part=(\S+) ok=(\d) seconds=(\d+) bytes=(\d+) label=(\S+) detail=(.*)$", output, re.M
+    ):
         parts.append(PartResult(m[1], m[2] == "1", float(m[3]), int(m[4]), m[5], m[6].strip()))
     return parts
 
@@ -85,12 +86,14 @@ def backup(inventory: Inventory, kind: str = "diff", out: Out | None = None) -> 
     repo = _require(inventory)
     with Fleet(inventory, "backup", out) as fleet:
         fleet.say(f"{kind} backup on {repo.name}")
-        result = fleet.remote(repo).run(f"{component.SCRIPT} {kind}", timeout=component.RUN_TIMEOUT,
-                                        what=f"the {kind} backup")
+        result = fleet.remote(repo).run(
+            f"{component.SCRIPT} {kind}", timeout=component.RUN_TIMEOUT, what=f"the {kind} backup"
+        )
         parts = parse_results(result.stdout)
         for p in parts:
-            fleet.say(f"{p.part}: {'ok' if p.ok else 'FAILED'} in {p.seconds:.0f} s, {p.bytes} bytes, {p.label} "
-                      f"({p.detail})")
+            fleet.say(
+                f"{p.part}: {'ok' if p.ok else 'FAILED'} in {p.seconds:.0f} s, {p.bytes} bytes, {p.label} ({p.detail})"
+            )
         ok = result.ok and bool(parts) and all(p.ok for p in parts)
         tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-5:]
         message = "backup done" if ok else "backup failed: " + " | ".join(tail)
@@ -119,22 +122,34 @@ def status(inventory: Inventory) -> BackupStatus:
     engine = inventory.settings.database.engine
     where = f"s3://{s.s3.bucket}{s.s3.path}" if s.repository == "s3" and s.s3 else f"{repo.name}:{s.path}"
     result = BackupStatus(repo.name, engine, where)
-    db_list = (pgb.info_command() if engine == "postgresql"
-               else f"ls -1 {s.path}/mysql/*.xbstream 2>/dev/null | xargs -r stat -c '%n %s %Y'")
+    db_list = (
+        pgb.info_command()
+        if engine == "postgresql"
+        else f"ls -1 {s.path}/mysql/*.xbstream 2>/dev/null | xargs -r stat -c '%n %s %Y'"
+    )
     with Fleet(inventory, "backup-status") as fleet:
         r = fleet.remote(repo)
         listing = run_checked(r, db_list, "list the database backups", timeout=60).stdout
         files = r.run(f"ls -1 {s.path}/files 2>/dev/null | grep -v '^latest$'", timeout=30).stdout.split()
         state = r.run(f"cd {component.STATE} 2>/dev/null && grep -H . *.last_run *.last_success", timeout=30).stdout
-        timers = r.run("for t in full diff; do echo \"mmdeploy-backup-$t.timer=$(systemctl show -p NextElapseUSecRealtime "
-                       "--value mmdeploy-backup-$t.timer)\"; done", timeout=30).stdout
+        timers = r.run(
+            'for t in full diff; do echo "mmdeploy-backup-$t.timer=$(systemctl show -p NextElapseUSecRealtime '
+            '--value mmdeploy-backup-$t.timer)"; done',
+            timeout=30,
+        ).stdout
     if engine == "postgresql":
         result.database = pgb.parse_info(listing)
     else:
         for line in listing.splitlines():
             name, size, mtime = line.rsplit(" ", 2)
-            result.database.append({"label": name.rsplit("/", 1)[-1].removesuffix(".xbstream"), "type": "full",
-                                    "stop": int(mtime), "size": int(size)})
+            result.database.append(
+                {
+                    "label": name.rsplit("/", 1)[-1].removesuffix(".xbstream"),
+                    "type": "full",
+                    "stop": int(mtime),
+                    "size": int(size),
+                }
+            )
     result.files = sorted(files)
     for line in state.splitlines():
         name, _, values = line.partition(":")
@@ -181,8 +196,9 @@ def pgbackrest_time(value: str, now: datetime | None = None) -> str:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise InventoryError([f"--to-time: expected a time like '2026-11-29 14:03:00' (UTC unless an offset is "
-                              f"given), got {value!r}"]) from None
+        raise InventoryError(
+            [f"--to-time: expected a time like '2026-11-29 14:03:00' (UTC unless an offset is given), got {value!r}"]
+        ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     parsed = parsed.astimezone(timezone.utc)
@@ -191,8 +207,14 @@ def pgbackrest_time(value: str, now: datetime | None = None) -> str:
     return parsed.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "+00"
 
 
-def restore(inventory: Inventory, to_time: str | None = None, to_host: str | None = None, files: bool = True,
-            start: bool = True, out: Out | None = None) -> RestoreReport:
+def restore(
+    inventory: Inventory,
+    to_time: str | None = None,
+    to_host: str | None = None,
+    files: bool = True,
+    start: bool = True,
+    out: Out | None = None,
+) -> RestoreReport:
     """`start` False leaves Mattermost stopped: the first step of going back to an older
     release after a schema-changing upgrade (`inv rollback` starts it)."""
     from . import dbtier
@@ -201,8 +223,12 @@ def restore(inventory: Inventory, to_time: str | None = None, to_host: str | Non
     repo = _require(inventory)
     engine_name = inventory.settings.database.engine
     if to_time and engine_name != "postgresql":
-        raise InventoryError(["--to-time: point-in-time restore needs PostgreSQL (WAL archiving); the MySQL family "
-                              "restores its newest backup (run without --to-time)"])
+        raise InventoryError(
+            [
+                "--to-time: point-in-time restore needs PostgreSQL (WAL archiving); the MySQL family "
+                "restores its newest backup (run without --to-time)"
+            ]
+        )
     target_time = pgbackrest_time(to_time) if to_time else None
     dbs = inventory.with_role("db")
     if to_host is not None and to_host not in [h.name for h in dbs]:
@@ -227,8 +253,19 @@ def restore(inventory: Inventory, to_time: str | None = None, to_host: str | Non
     return report
 
 
-def _restore(fleet: Fleet, inventory: Inventory, repo: Host, engine, states, writable, target: Host,
-             target_time: str | None, files: bool, start: bool, report: RestoreReport) -> None:
+def _restore(
+    fleet: Fleet,
+    inventory: Inventory,
+    repo: Host,
+    engine,
+    states,
+    writable,
+    target: Host,
+    target_time: str | None,
+    files: bool,
+    start: bool,
+    report: RestoreReport,
+) -> None:
     from .components.mysql import backup as myb
     from .components.postgresql import backup as pgb
     from .components.postgresql.scripts import stop_script
@@ -247,11 +284,16 @@ def _restore(fleet: Fleet, inventory: Inventory, repo: Host, engine, states, wri
     backup_set = None
     if pg:  # which backup: chosen before anything stops, so a refusal leaves the site running
         info = run_checked(fleet.remote(target), pgb.info_as_postgres(), "read the backups", timeout=120).stdout
-        newest = max((int(a["max"][:8], 16) for st in json.loads(info or "[]") for a in st.get("archive", [])
-                      if a.get("max")), default=1)
+        newest = max(
+            (int(a["max"][:8], 16) for st in json.loads(info or "[]") for a in st.get("archive", []) if a.get("max")),
+            default=1,
+        )
         histories = fleet.remote(target).run(pgb.histories_script(max(2, newest)), timeout=120).stdout
-        epoch = (datetime.strptime(target_time[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=timezone.utc).timestamp()
-                 if target_time else None)
+        epoch = (
+            datetime.strptime(target_time[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=timezone.utc).timestamp()
+            if target_time
+            else None
+        )
         backup_set, why = pgb.choose_backup(info, histories, epoch)
         if backup_set is None:
             raise MMDeployError(f"nothing to restore from: {why}; nothing was changed")
@@ -260,8 +302,12 @@ def _restore(fleet: Fleet, inventory: Inventory, repo: Host, engine, states, wri
 
     def stop_mm(h: Host) -> None:
         u = unit_name(h)
-        run_checked(fleet.remote(h), f"timeout {STOP_GRACE} systemctl stop {u} || systemctl kill -s KILL {u}",
-                    f"stop {u} on {h.name}", timeout=STOP_GRACE + 30)
+        run_checked(
+            fleet.remote(h),
+            f"timeout {STOP_GRACE} systemctl stop {u} || systemctl kill -s KILL {u}",
+            f"stop {u} on {h.name}",
+            timeout=STOP_GRACE + 30,
+        )
 
     fleet.parallel(stop_mm, apps)
     fleet.say(f"Mattermost stopped on {', '.join(h.name for h in apps)}")
@@ -278,27 +324,47 @@ def _restore(fleet: Fleet, inventory: Inventory, repo: Host, engine, states, wri
 
     def stop_db(h: Host) -> None:
         stop = stop_script(pg_paths(h).unit) if pg else f"systemctl stop {engine.flavor.service}"
-        run_checked(fleet.remote(h), f"systemctl stop {watcher} || true\n{stop}\n", f"stop the database on {h.name}",
-                    timeout=180)
+        run_checked(
+            fleet.remote(h),
+            f"systemctl stop {watcher} || true\n{stop}\n",
+            f"stop the database on {h.name}",
+            timeout=180,
+        )
 
     fleet.parallel(stop_db, reachable)
     fleet.say(f"database servers stopped on {', '.join(h.name for h in reachable)}")
     t0 = time.monotonic()
     if pg:
-        result = run_checked(fleet.remote(target), pgb.restore_script(pg_paths(target), target_time, backup_set),
-                             f"pgBackRest restore on {target.name}", timeout=RESTORE_TIMEOUT)
+        result = run_checked(
+            fleet.remote(target),
+            pgb.restore_script(pg_paths(target), target_time, backup_set),
+            f"pgBackRest restore on {target.name}",
+            timeout=RESTORE_TIMEOUT,
+        )
         for line in result.stdout.strip().splitlines():
             fleet.say(f"{target.name}: {line}")
     else:
         s = inventory.settings.backup
-        latest = run_checked(fleet.remote(repo), f"ls -1 {s.path}/mysql/*.xbstream | sort | tail -n 1",
-                             "find the newest backup", timeout=30).stdout.strip()
+        latest = run_checked(
+            fleet.remote(repo),
+            f"ls -1 {s.path}/mysql/*.xbstream | sort | tail -n 1",
+            "find the newest backup",
+            timeout=30,
+        ).stdout.strip()
         if not latest:
             raise MMDeployError(f"no MariaDB backup in {repo.name}:{s.path}/mysql")
-        run_checked(fleet.remote(repo), f"ssh -F {component.SSH_CONFIG} root@{target.private_address} receive "
-                                        f"< {latest}", f"send {latest} to {target.name}", timeout=RESTORE_TIMEOUT)
-        result = run_checked(fleet.remote(target), myb.restore_script(engine.flavor),
-                             f"restore on {target.name}", timeout=RESTORE_TIMEOUT)
+        run_checked(
+            fleet.remote(repo),
+            f"ssh -F {component.SSH_CONFIG} root@{target.private_address} receive < {latest}",
+            f"send {latest} to {target.name}",
+            timeout=RESTORE_TIMEOUT,
+        )
+        result = run_checked(
+            fleet.remote(target),
+            myb.restore_script(engine.flavor),
+            f"restore on {target.name}",
+            timeout=RESTORE_TIMEOUT,
+        )
         fleet.say(f"{target.name}: restored {latest.rsplit('/', 1)[-1]}; {result.stdout.strip().splitlines()[-1]}")
         node = engine._fresh(fleet.remote(target))
         engine.promote(fleet.remote(target), node)
@@ -319,20 +385,32 @@ def _restore(fleet: Fleet, inventory: Inventory, repo: Host, engine, states, wri
         report.files = _restore_files(fleet, inventory, repo, target_time)
     if not start:
         report.ok = True
-        report.message = (f"restored onto {target.name}" + (f" to {target_time}" if target_time else "")
-                          + "; Mattermost is left stopped (start it with `inv rollback` or `inv deploy`)")
+        report.message = (
+            f"restored onto {target.name}"
+            + (f" to {target_time}" if target_time else "")
+            + "; Mattermost is left stopped (start it with `inv rollback` or `inv deploy`)"
+        )
         fleet.say(report.message)
         return
-    fleet.parallel(lambda h: run_checked(fleet.remote(h), f"timeout 700 systemctl start {unit_name(h)}",
-                                         f"start {unit_name(h)} on {h.name}", timeout=720), apps)
+    fleet.parallel(
+        lambda h: run_checked(
+            fleet.remote(h),
+            f"timeout 700 systemctl start {unit_name(h)}",
+            f"start {unit_name(h)} on {h.name}",
+            timeout=720,
+        ),
+        apps,
+    )
     fleet.say(f"Mattermost started on {', '.join(h.name for h in apps)}")
     checks = fleet.verify(inventory)
     report.checks_failed = [f"{c.name}: {c.problem}" for c in checks if not c.ok]
     report.ok = not report.checks_failed
-    report.message = (f"restored onto {target.name}" + (f" to {target_time}" if target_time else "")
-                      + ("; every check passes" if report.ok else f"; {len(report.checks_failed)} check(s) fail"))
+    report.message = (
+        f"restored onto {target.name}"
+        + (f" to {target_time}" if target_time else "")
+        + ("; every check passes" if report.ok else f"; {len(report.checks_failed)} check(s) fail")
+    )
     fleet.say(report.message)
-
 
 
 def _restore_files(fleet: Fleet, inventory: Inventory, repo: Host, target_time: str | None) -> str | None:
@@ -340,7 +418,9 @@ def _restore_files(fleet: Fleet, inventory: Inventory, repo: Host, target_time: 
     every app server (files written since stay: they may belong to posts the database
     has)."""
     s = inventory.settings.backup
-    listing = fleet.remote(repo).run(f"ls -1 {s.path}/files 2>/dev/null | grep -v '^latest$'", timeout=30).stdout.split()
+    listing = (
+        fleet.remote(repo).run(f"ls -1 {s.path}/files 2>/dev/null | grep -v '^latest$'", timeout=30).stdout.split()
+    )
     cutoff = None
     if target_time:
         cutoff = datetime.strptime(target_time[:19], "%Y-%m-%d %H:%M:%S").strftime("%Y%m%dT%H%M%SZ")
@@ -351,14 +431,24 @@ def _restore_files(fleet: Fleet, inventory: Inventory, repo: Host, target_time: 
     snap = f"{s.path}/files/{copies[-1]}"
     for h in inventory.with_role("app"):
         parts = " ".join(d for d in ("data", "plugins", "client/plugins"))
-        run_checked(fleet.remote(repo), f"""\
+        run_checked(
+            fleet.remote(repo),
+            f"""\
 set -e
 for d in {parts}; do
   [ -d {snap}/$d ] || continue
   rsync -a -e 'ssh -F {component.SSH_CONFIG}' {snap}/$d/ root@{h.private_address}:$d/
 done
-""", f"put the files back on {h.name}", timeout=RESTORE_TIMEOUT)
-        run_checked(fleet.remote(h), f"chown -R mattermost:mattermost {component.MM_HOME}/data {component.MM_HOME}/plugins "
-                                     f"{component.MM_HOME}/client/plugins", f"file owners on {h.name}", timeout=600)
+""",
+            f"put the files back on {h.name}",
+            timeout=RESTORE_TIMEOUT,
+        )
+        run_checked(
+            fleet.remote(h),
+            f"chown -R mattermost:mattermost {component.MM_HOME}/data {component.MM_HOME}/plugins "
+            f"{component.MM_HOME}/client/plugins",
+            f"file owners on {h.name}",
+            timeout=600,
+        )
     fleet.say(f"files of {copies[-1]} back on {', '.join(h.name for h in inventory.with_role('app'))}")
     return copies[-1]

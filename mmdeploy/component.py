@@ -223,8 +223,9 @@ class Component:
         return True
 
     def hosts(self, inventory: Inventory) -> list[Host]:
-        return [h for h in inventory.hosts
-                if ("*" in self.roles or any(h.has(r) for r in self.roles)) and self.enabled(h)]
+        return [
+            h for h in inventory.hosts if ("*" in self.roles or any(h.has(r) for r in self.roles)) and self.enabled(h)
+        ]
 
     def validate(self, settings: Any) -> list[tuple[str, str]]:
         """Rules spanning several keys of the merged settings: (key path, problem)."""

@@ -40,12 +40,16 @@ class RepointReport:
     @property
     def left_to_do(self) -> list[str]:
         """One line per client that still names the old primary."""
-        return [f"{r.host}: {r.error}; when it is reachable again: "
-                f"inv deploy --only {r.component} --limit {r.host}" for r in self.results if not r.ok]
+        return [
+            f"{r.host}: {r.error}; when it is reachable again: inv deploy --only {r.component} --limit {r.host}"
+            for r in self.results
+            if not r.ok
+        ]
 
 
-def repoint(inventory: Inventory, topology: Topology, say: Callable[[str], None],
-            started: float | None = None) -> RepointReport:
+def repoint(
+    inventory: Inventory, topology: Topology, say: Callable[[str], None], started: float | None = None
+) -> RepointReport:
     """Re-apply every follows_db component on its hosts, in parallel, on `topology`."""
     from . import runner
     from .api import session
@@ -67,15 +71,23 @@ def repoint(inventory: Inventory, topology: Topology, say: Callable[[str], None]
             continue
         stamp(f"re-pointing {component.name} on {', '.join(hosts)} to {topology.require_primary().name}")
         log = io.StringIO()  # the per-step lines go to the run log; the timeline stays short
-        run = runner.run(inventory, [component], mode="apply", secrets=secrets, reporter=Reporter(redactor, out=log),
-                         limit=hosts, shared={component.name: component.after_failover(topology)})
+        run = runner.run(
+            inventory,
+            [component],
+            mode="apply",
+            secrets=secrets,
+            reporter=Reporter(redactor, out=log),
+            limit=hosts,
+            shared={component.name: component.after_failover(topology)},
+        )
         for name, h in run.hosts.items():
             error = redactor(h.error) if h.error else None
             result = ClientResult(name, component.name, h.alive, h.changed, round(h.seconds, 1), error)
             report.results.append(result)
             if h.alive:
-                stamp(f"{name}: re-pointed ({'restarted' if h.changed else 'already pointing there'}, "
-                      f"{h.seconds:.1f} s)")
+                stamp(
+                    f"{name}: re-pointed ({'restarted' if h.changed else 'already pointing there'}, {h.seconds:.1f} s)"
+                )
             else:
                 stamp(f"{name}: NOT re-pointed: {error}")
     stamp("done" if report.ok else f"done, {sum(not r.ok for r in report.results)} client(s) left to re-point")

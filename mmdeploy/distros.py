@@ -53,25 +53,64 @@ class Distro:
         return f"--nginx.scrape-uri={scrape_uri}"
 
 
-_EXPORTERS = (("node", "prometheus-node-exporter"), ("postgres", "prometheus-postgres-exporter"),
-              ("mysqld", "prometheus-mysqld-exporter"), ("nginx", "prometheus-nginx-exporter"))
+_EXPORTERS = (
+    ("node", "prometheus-node-exporter"),
+    ("postgres", "prometheus-postgres-exporter"),
+    ("mysqld", "prometheus-mysqld-exporter"),
+    ("nginx", "prometheus-nginx-exporter"),
+)
 _MARIADB = ("mariadb-server", "mariadb-client")
 
 DISTROS: dict[tuple[str, str], Distro] = {
     (d.id, d.version): d
     for d in (
-        Distro("debian", "12", "bookworm", postgresql="15", mariadb="10.11", mariadb_packages=_MARIADB,
-               java="openjdk-17-jre-headless", exporters=_EXPORTERS),
+        Distro(
+            "debian",
+            "12",
+            "bookworm",
+            postgresql="15",
+            mariadb="10.11",
+            mariadb_packages=_MARIADB,
+            java="openjdk-17-jre-headless",
+            exporters=_EXPORTERS,
+        ),
         # trixie ships PostgreSQL 17, MariaDB 11.8 and OpenJDK 21 (no OpenJDK 17).
-        Distro("debian", "13", "trixie", postgresql="17", mariadb="11.8", mariadb_packages=_MARIADB,
-               java="openjdk-21-jre-headless", exporters=_EXPORTERS, nginx_exporter="1.4",
-               mysqld_exporter="0.17"),
-        Distro("ubuntu", "22.04", "jammy", postgresql="14", mariadb="10.6", mariadb_packages=_MARIADB,
-               java="openjdk-17-jre-headless", exporters=_EXPORTERS, nginx_exporter="0.10",
-               mysqld_exporter="0.13"),
-        Distro("ubuntu", "24.04", "noble", postgresql="16", mariadb="10.11", mariadb_packages=_MARIADB,
-               java="openjdk-21-jre-headless", exporters=_EXPORTERS, nginx_exporter="0.11",
-               mysqld_exporter="0.15"),
+        Distro(
+            "debian",
+            "13",
+            "trixie",
+            postgresql="17",
+            mariadb="11.8",
+            mariadb_packages=_MARIADB,
+            java="openjdk-21-jre-headless",
+            exporters=_EXPORTERS,
+            nginx_exporter="1.4",
+            mysqld_exporter="0.17",
+        ),
+        Distro(
+            "ubuntu",
+            "22.04",
+            "jammy",
+            postgresql="14",
+            mariadb="10.6",
+            mariadb_packages=_MARIADB,
+            java="openjdk-17-jre-headless",
+            exporters=_EXPORTERS,
+            nginx_exporter="0.10",
+            mysqld_exporter="0.13",
+        ),
+        Distro(
+            "ubuntu",
+            "24.04",
+            "noble",
+            postgresql="16",
+            mariadb="10.11",
+            mariadb_packages=_MARIADB,
+            java="openjdk-21-jre-headless",
+            exporters=_EXPORTERS,
+            nginx_exporter="0.11",
+            mysqld_exporter="0.15",
+        ),
     )
 }
 

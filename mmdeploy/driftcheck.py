@@ -29,8 +29,12 @@ from .inventory import Host, Inventory
 
 # config.json keys that differ per node by design (Mattermost leaves them out of its own
 # config hash for the same reason), and the job settings mmdeploy sets per role.
-PER_NODE = ("ClusterSettings.AdvertiseAddress", "ClusterSettings.OverrideHostname", "ClusterSettings.BindAddress",
-            "ClusterSettings.NetworkInterface")
+PER_NODE = (
+    "ClusterSettings.AdvertiseAddress",
+    "ClusterSettings.OverrideHostname",
+    "ClusterSettings.BindAddress",
+    "ClusterSettings.NetworkInterface",
+)
 
 
 @dataclass
@@ -127,6 +131,7 @@ def drift(inventory: Inventory, out=None) -> DriftReport:
     mm_names = {h.name for h in apps + jobs}
     proxy_names = {h.name for h in proxies}
     with Fleet(inventory, "drift", out) as fleet:
+
         def read(h: Host) -> tuple[str, dict]:
             script = _mattermost_script(h) if h.name in mm_names else _proxy_script()
             facts = _parse(fleet.remote(h).run(script, timeout=60, what=f"read {h.name}").stdout)
@@ -152,15 +157,35 @@ def drift(inventory: Inventory, out=None) -> DriftReport:
     for h in apps + jobs:
         version = f[h.name].get("version") or "unknown"
         if version != mm.version:
-            d.append(Difference("inventory", h.name, f"release {version}", f"mattermost.version {mm.version}",
-                                "app" if h.has("app") else "jobserver"))
+            d.append(
+                Difference(
+                    "inventory",
+                    h.name,
+                    f"release {version}",
+                    f"mattermost.version {mm.version}",
+                    "app" if h.has("app") else "jobserver",
+                )
+            )
         if f[h.name].get("driver") and f[h.name]["driver"] != driver:
-            d.append(Difference("inventory", h.name, f"database driver {f[h.name]['driver']}",
-                                f"{driver} (database.engine {inventory.settings.database.engine})",
-                                "app" if h.has("app") else "jobserver"))
+            d.append(
+                Difference(
+                    "inventory",
+                    h.name,
+                    f"database driver {f[h.name]['driver']}",
+                    f"{driver} (database.engine {inventory.settings.database.engine})",
+                    "app" if h.has("app") else "jobserver",
+                )
+            )
         if f[h.name].get("active") != "active":
-            d.append(Difference("inventory", h.name, f"{unit_name(h)} {f[h.name].get('active') or 'unknown'}",
-                                "active", "app" if h.has("app") else "jobserver"))
+            d.append(
+                Difference(
+                    "inventory",
+                    h.name,
+                    f"{unit_name(h)} {f[h.name].get('active') or 'unknown'}",
+                    "active",
+                    "app" if h.has("app") else "jobserver",
+                )
+            )
     wanted = sorted(f"{h.private_address}:{h.settings.mattermost.port}" for h in apps)
     for p in proxies:
         servers = [s.split()[0] for s in f[p.name]["server"]]
@@ -168,9 +193,15 @@ def drift(inventory: Inventory, out=None) -> DriftReport:
             d.append(Difference("upstream", p.name, ", ".join(sorted(servers)) or "none", ", ".join(wanted), "proxy"))
         down = [s.split()[0] for s in f[p.name]["server"] if s.split()[-1] == "down"]
         if down:
-            d.append(Difference("drained", p.name, f"{', '.join(down)} marked down",
-                                "every app server in service (an interrupted upgrade? `inv deploy` restores)",
-                                "proxy"))
+            d.append(
+                Difference(
+                    "drained",
+                    p.name,
+                    f"{', '.join(down)} marked down",
+                    "every app server in service (an interrupted upgrade? `inv deploy` restores)",
+                    "proxy",
+                )
+            )
     return report
 
 

@@ -31,7 +31,7 @@ FACT_TIMEOUT = 60
 
 # Facts every component may use; gathered with the first batch of a run.
 HOST_FACTS = {
-    "os": ". /etc/os-release && echo \"$ID $VERSION_ID $VERSION_CODENAME\"",
+    "os": '. /etc/os-release && echo "$ID $VERSION_ID $VERSION_CODENAME"',
     "mem_kb": "awk '/^MemTotal:/ {print $2}' /proc/meminfo",
     "cpus": "nproc",
 }
@@ -68,8 +68,7 @@ class FactCache:
             # A subshell each, so one fact's `exit` or `cd` cannot affect the next.
             parts.append(f"echo '{token} {i}'\n( {command}\n) </dev/null 2>/dev/null\nprintf '\\n{token} rc %d\\n' $?")
         # Facts read files whole (base64, which the redactor cannot see): output not logged.
-        result = self.remote.run("\n".join(parts) + "\n", log_output=False, timeout=FACT_TIMEOUT,
-                                 what="reading facts")
+        result = self.remote.run("\n".join(parts) + "\n", log_output=False, timeout=FACT_TIMEOUT, what="reading facts")
         found = {}
         pattern = re.compile(rf"^{token} (\d+)\n(.*?)\n{token} rc (\d+)$", re.S | re.M)
         for m in pattern.finditer(result.stdout):

@@ -152,8 +152,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inven
         reach = (h.private_address or h.address).lower()
         if reach in private:
             key = "private_address" if h.private_address else "address"
-            problems.add(("hosts", i, key),
-                         f"duplicate private address '{reach}' (also hosts[{private[reach]}])")
+            problems.add(("hosts", i, key), f"duplicate private address '{reach}' (also hosts[{private[reach]}])")
         private.setdefault(reach, i)
         if h.address in addresses:
             problems.add(
@@ -166,8 +165,11 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inven
         for j, role in enumerate(h.roles):
             if role not in reg.roles:
                 unknown_roles = True
-                expected = " or ".join(map(repr, reg.roles)) if len(reg.roles) < 3 else \
-                    ", ".join(map(repr, list(reg.roles)[:-1])) + f" or {list(reg.roles)[-1]!r}"
+                expected = (
+                    " or ".join(map(repr, reg.roles))
+                    if len(reg.roles) < 3
+                    else ", ".join(map(repr, list(reg.roles)[:-1])) + f" or {list(reg.roles)[-1]!r}"
+                )
                 problems.add(("hosts", i, "roles", j), f"expected one of {expected}, got {role!r}")
 
     if not unknown_roles:  # an unknown role is the problem, not the count it leaves short
@@ -271,7 +273,7 @@ class _Problems:
     def pydantic(self, error: ValidationError, prefix: tuple = (), model: type[BaseModel] | None = None) -> None:
         for err in error.errors():
             loc = prefix + tuple(err["loc"])
-            self.add(loc, _explain(err, model or InventoryFile, loc[len(prefix):]))
+            self.add(loc, _explain(err, model or InventoryFile, loc[len(prefix) :]))
 
     def settings_layer(self, layer: dict, prefix: tuple) -> None:
         try:
@@ -294,8 +296,12 @@ def _explain(err: Mapping[str, Any], model: type[BaseModel], loc: tuple) -> str:
         return f"expected one of {expected}, got {given!r}"
     if kind.endswith("_type") or kind in ("model_type", "dict_type", "list_type"):
         what = {
-            "int_type": "an integer", "string_type": "a string", "bool_type": "true or false",
-            "float_type": "a number", "list_type": "a list", "dict_type": "a mapping",
+            "int_type": "an integer",
+            "string_type": "a string",
+            "bool_type": "true or false",
+            "float_type": "a number",
+            "list_type": "a list",
+            "dict_type": "a mapping",
             "model_type": "a mapping",
         }.get(kind, kind.removesuffix("_type"))
         return f"expected {what}, got {type(given).__name__} {given!r}"
@@ -388,4 +394,3 @@ def _settings(reg, merged: dict, problems: _Problems, where: tuple, known: set) 
         # "pushproxy.apple.0.topic": list indices as numbers, so the line and path are found.
         problems.add(where + tuple(int(p) if p.isdigit() else p for p in key.split(".")), msg)
     return settings, found
-

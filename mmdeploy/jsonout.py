@@ -24,33 +24,68 @@ SCHEMA = Path(__file__).resolve().parent / "schemas" / "output.json"
 
 
 def _header(kind: str, inventory: Inventory, ok: bool) -> dict[str, Any]:
-    return {"kind": kind, "version": SCHEMA_VERSION, "inventory": str(inventory.path), "pattern": inventory.pattern,
-            "ok": ok}
+    return {
+        "kind": kind,
+        "version": SCHEMA_VERSION,
+        "inventory": str(inventory.path),
+        "pattern": inventory.pattern,
+        "ok": ok,
+    }
 
 
 def run(report: RunReport, inventory: Inventory) -> dict[str, Any]:
     """plan or deploy: per host the counts, per step what changed (or would), with diffs in a plan."""
     kind = "plan" if report.mode == "plan" else "deploy"
     doc = _header(kind, inventory, not report.failed)
-    doc.update({
-        "changed": report.changed,
-        "seconds": round(report.seconds, 3),
-        "log_dir": str(report.log_dir) if report.log_dir else None,
-        "warnings": list(report.warnings),
-        "hosts": [{"name": name, "ok": h.ok, "changed": h.changed, "failed": h.failed,
-                   "round_trips": h.remote.round_trips, "seconds": round(h.seconds, 3), "error": h.error}
-                  for name, h in report.hosts.items()],
-        "steps": [{"host": r.host, "component": r.component, "step": r.step, "status": r.status,
-                   "summary": r.summary, "diff": r.diff, "error": r.error, "seconds": round(r.seconds, 3)}
-                  for r in report.results],
-    })
+    doc.update(
+        {
+            "changed": report.changed,
+            "seconds": round(report.seconds, 3),
+            "log_dir": str(report.log_dir) if report.log_dir else None,
+            "warnings": list(report.warnings),
+            "hosts": [
+                {
+                    "name": name,
+                    "ok": h.ok,
+                    "changed": h.changed,
+                    "failed": h.failed,
+                    "round_trips": h.remote.round_trips,
+                    "seconds": round(h.seconds, 3),
+                    "error": h.error,
+                }
+                for name, h in report.hosts.items()
+            ],
+            "steps": [
+                {
+                    "host": r.host,
+                    "component": r.component,
+                    "step": r.step,
+                    "status": r.status,
+                    "summary": r.summary,
+                    "diff": r.diff,
+                    "error": r.error,
+                    "seconds": round(r.seconds, 3),
+                }
+                for r in report.results
+            ],
+        }
+    )
     return doc
 
 
 def verify(results: list[CheckResult], inventory: Inventory) -> dict[str, Any]:
     doc = _header("verify", inventory, all(r.ok for r in results))
-    doc["checks"] = [{"name": r.name, "ok": r.ok, "problem": r.problem, "seconds": round(r.seconds, 3),
-                      "detail": r.detail, "warning": r.warning} for r in results]
+    doc["checks"] = [
+        {
+            "name": r.name,
+            "ok": r.ok,
+            "problem": r.problem,
+            "seconds": round(r.seconds, 3),
+            "detail": r.detail,
+            "warning": r.warning,
+        }
+        for r in results
+    ]
     return doc
 
 
@@ -66,19 +101,34 @@ def position(value: Any) -> str | None:
 
 def db_status(states: list[NodeState], inventory: Inventory) -> dict[str, Any]:
     doc = _header("db.status", inventory, sum(s.writable for s in states) == 1)
-    doc["nodes"] = [{
-        "host": s.host.name, "reachable": s.reachable, "running": s.running, "role": s.role,
-        "writable": s.writable, "fenced": s.fenced, "upstream": s.upstream,
-        "received": position(s.received), "applied": position(s.applied), "lag_seconds": s.lag_seconds,
-        "replicas": list(s.replicas), "streaming": s.streaming, "sync": s.sync, "detail": s.detail,
-    } for s in states]
+    doc["nodes"] = [
+        {
+            "host": s.host.name,
+            "reachable": s.reachable,
+            "running": s.running,
+            "role": s.role,
+            "writable": s.writable,
+            "fenced": s.fenced,
+            "upstream": s.upstream,
+            "received": position(s.received),
+            "applied": position(s.applied),
+            "lag_seconds": s.lag_seconds,
+            "replicas": list(s.replicas),
+            "streaming": s.streaming,
+            "sync": s.sync,
+            "detail": s.detail,
+        }
+        for s in states
+    ]
     return doc
 
 
 def drift(report: DriftReport, inventory: Inventory) -> dict[str, Any]:
     doc = _header("drift", inventory, report.ok)
-    doc["differences"] = [{"host": x.host, "group": x.group, "what": x.what, "value": x.value,
-                           "expected": x.expected} for x in report.differences]
+    doc["differences"] = [
+        {"host": x.host, "group": x.group, "what": x.what, "value": x.value, "expected": x.expected}
+        for x in report.differences
+    ]
     doc["hosts"] = {host: {k: v for k, v in facts.items() if v is not None} for host, facts in report.facts.items()}
     return doc
 

@@ -86,8 +86,13 @@ def _endpoint(inventory: Inventory, layer: str, role: str, default_port: int) ->
 
 
 def _secret(name: str, values: dict[str, str], kind: str = "Opaque") -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NAMESPACE},
-            "type": kind, "stringData": values}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "type": kind,
+        "stringData": values,
+    }
 
 
 def manifests(inventory: Inventory, secrets: Secrets) -> Manifests:
@@ -100,7 +105,8 @@ def manifests(inventory: Inventory, secrets: Secrets) -> Manifests:
     mm = s.mattermost
     todo: list[str] = []
     documents: dict[str, list[dict[str, Any]]] = {
-        "namespace.yaml": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}]}
+        "namespace.yaml": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}]
+    }
     secret_docs: list[dict[str, Any]] = []
 
     # The database outside the cluster: its primary and replicas (on a fresh site the
@@ -109,6 +115,7 @@ def manifests(inventory: Inventory, secrets: Secrets) -> Manifests:
     password = secrets.get(DB_PASSWORD)
     db_values: dict[str, str] = {}
     if dbs:
+
         def dsn(address: str) -> str:
             text = datasource(s, address, password)
             return text if text.startswith("postgres") else "mysql://" + text  # the operator reads the scheme
@@ -149,9 +156,12 @@ def manifests(inventory: Inventory, secrets: Secrets) -> Manifests:
     }
     # Per pod: the application server's size for the expected users (inv size's figures).
     app = sizing.recommend(s.expected_users).role("app")
-    spec["scheduling"] = {"resources": {
-        "requests": {"cpu": str(max(1, app.cpus // 2)), "memory": f"{max(1, app.memory_gib // 2)}Gi"},
-        "limits": {"cpu": str(app.cpus), "memory": f"{app.memory_gib}Gi"}}}
+    spec["scheduling"] = {
+        "resources": {
+            "requests": {"cpu": str(max(1, app.cpus // 2)), "memory": f"{max(1, app.memory_gib // 2)}Gi"},
+            "limits": {"cpu": str(app.cpus), "memory": f"{app.memory_gib}Gi"},
+        }
+    }
 
     s3 = _endpoint(inventory, "storage", "storage", S3_PORT)
     if s3:
@@ -168,8 +178,10 @@ def manifests(inventory: Inventory, secrets: Secrets) -> Manifests:
         storage = getattr(s, "storage", None)
         bucket, region = getattr(storage, "bucket", S3_BUCKET), getattr(storage, "region", "us-east-1")
         spec["fileStore"] = {"external": {"url": s3, "bucket": bucket, "secret": S3_SECRET}}
-        spec["mattermostEnv"] += [{"name": "MM_FILESETTINGS_AMAZONS3SSL", "value": "false"},
-                                  {"name": "MM_FILESETTINGS_AMAZONS3REGION", "value": region}]
+        spec["mattermostEnv"] += [
+            {"name": "MM_FILESETTINGS_AMAZONS3SSL", "value": "false"},
+            {"name": "MM_FILESETTINGS_AMAZONS3REGION", "value": region},
+        ]
     search = _endpoint(inventory, "search", "search", SEARCH_PORT)
     if search:
         spec["elasticSearch"] = {"host": f"http://{search}"}
@@ -186,20 +198,32 @@ def manifests(inventory: Inventory, secrets: Secrets) -> Manifests:
     tls = s.tls
     if tls.mode == "provided" and tls.cert and tls.key:
         cert, key = (inventory.path.parent / tls.cert).expanduser(), (inventory.path.parent / tls.key).expanduser()
-        tls_values = {"tls.crt": cert.read_text() if cert.is_file() else placeholder(f"the certificate {cert}"),
-                      "tls.key": key.read_text() if key.is_file() else placeholder(f"the key {key}")}
+        tls_values = {
+            "tls.crt": cert.read_text() if cert.is_file() else placeholder(f"the certificate {cert}"),
+            "tls.key": key.read_text() if key.is_file() else placeholder(f"the key {key}"),
+        }
     else:
-        tls_values = {"tls.crt": placeholder("the site's certificate chain (PEM)"),
-                      "tls.key": placeholder("its private key (PEM)")}
-        todo.append(f"secrets.yaml: {TLS_SECRET}: tls.crt and tls.key (tls.mode is {tls.mode}: "
-                    "use a certificate for the ingress, or cert-manager)")
+        tls_values = {
+            "tls.crt": placeholder("the site's certificate chain (PEM)"),
+            "tls.key": placeholder("its private key (PEM)"),
+        }
+        todo.append(
+            f"secrets.yaml: {TLS_SECRET}: tls.crt and tls.key (tls.mode is {tls.mode}: "
+            "use a certificate for the ingress, or cert-manager)"
+        )
     secret_docs.append(_secret(TLS_SECRET, tls_values, "kubernetes.io/tls"))
 
     documents["secrets.yaml"] = secret_docs
-    documents["mattermost.yaml"] = [{"apiVersion": CR_API, "kind": "Mattermost",
-                                     "metadata": {"name": NAME, "namespace": NAMESPACE}, "spec": spec}]
-    documents["kustomization.yaml"] = [{"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                                        "resources": ["namespace.yaml", "secrets.yaml", "mattermost.yaml"]}]
+    documents["mattermost.yaml"] = [
+        {"apiVersion": CR_API, "kind": "Mattermost", "metadata": {"name": NAME, "namespace": NAMESPACE}, "spec": spec}
+    ]
+    documents["kustomization.yaml"] = [
+        {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": ["namespace.yaml", "secrets.yaml", "mattermost.yaml"],
+        }
+    ]
     return Manifests(documents, todo)
 
 

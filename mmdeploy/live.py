@@ -38,8 +38,13 @@ class _Row:
 
 
 class LiveReporter(Reporter):
-    def __init__(self, redact: Callable[[str], str], out: TextIO | None = None, verbose: bool = False,
-                 console: Console | None = None):
+    def __init__(
+        self,
+        redact: Callable[[str], str],
+        out: TextIO | None = None,
+        verbose: bool = False,
+        console: Console | None = None,
+    ):
         super().__init__(redact, out=out, verbose=verbose)
         self.console = console or Console(file=self.out, highlight=False)
         self.rows: dict[str, _Row] = {}
@@ -51,8 +56,14 @@ class LiveReporter(Reporter):
     def _row(self, host: str) -> _Row:
         with self._lock:
             if self._live is None:
-                self._live = Live(get_renderable=self.render, console=self.console, refresh_per_second=8,
-                                  transient=True, redirect_stdout=False, redirect_stderr=False)
+                self._live = Live(
+                    get_renderable=self.render,
+                    console=self.console,
+                    refresh_per_second=8,
+                    transient=True,
+                    redirect_stdout=False,
+                    redirect_stderr=False,
+                )
                 self._live.start()
             if host not in self.rows:
                 self.rows[host] = _Row(host)
@@ -60,16 +71,31 @@ class LiveReporter(Reporter):
 
     def render(self) -> Table | Group:
         table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-        for name, justify in (("", "left"), ("host", "left"), ("component", "left"), ("step", "left"),
-                              ("time", "right"), ("ok", "right"), ("changed", "right"), ("failed", "right")):
+        for name, justify in (
+            ("", "left"),
+            ("host", "left"),
+            ("component", "left"),
+            ("step", "left"),
+            ("time", "right"),
+            ("ok", "right"),
+            ("changed", "right"),
+            ("failed", "right"),
+        ):
             table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
         now = time.monotonic()
         for row in list(self.rows.values()):
             mark = {"done": Text("✓", style="green"), "failed": Text("✗", style="red")}.get(row.state, row.spinner)
             elapsed = (row.finished or now) - self.started
-            table.add_row(mark, row.host, row.component, Text(self.redact(row.step), overflow="ellipsis"),
-                          f"{elapsed:.1f}s", str(row.ok), str(row.changed),
-                          Text(str(row.failed), style="red" if row.failed else ""))
+            table.add_row(
+                mark,
+                row.host,
+                row.component,
+                Text(self.redact(row.step), overflow="ellipsis"),
+                f"{elapsed:.1f}s",
+                str(row.ok),
+                str(row.changed),
+                Text(str(row.failed), style="red" if row.failed else ""),
+            )
         return table
 
     def print(self, text: str = "") -> None:
@@ -92,8 +118,9 @@ class LiveReporter(Reporter):
         row.component, row.step = component, f"{step}: {summary}"
         if self._log:  # the view shows it; the run log keeps the line the plain output has
             with self._lock:
-                print(self.redact(f"{self._prefix(host, component)} > {step}: {summary} ..."), file=self._log,
-                      flush=True)
+                print(
+                    self.redact(f"{self._prefix(host, component)} > {step}: {summary} ..."), file=self._log, flush=True
+                )
 
     def step(self, r: StepResult, mode: str) -> None:
         row = self._row(r.host)

@@ -58,15 +58,24 @@ def _machine_id() -> str:
 
 
 def holder_info(what: str) -> dict:
-    return {"what": what, "user": getpass.getuser(), "machine": socket.gethostname(), "machine_id": _machine_id(),
-            "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "run": uuid.uuid4().hex[:12]}
+    return {
+        "what": what,
+        "user": getpass.getuser(),
+        "machine": socket.gethostname(),
+        "machine_id": _machine_id(),
+        "pid": os.getpid(),
+        "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "run": uuid.uuid4().hex[:12],
+    }
 
 
 def describe(info: dict | None) -> str:
     if not info:
         return "another run (no details recorded)"
-    return (f"`{info.get('what', '?')}` by {info.get('user', '?')}@{info.get('machine', '?')} "
-            f"(pid {info.get('pid', '?')}, since {info.get('since', '?')})")
+    return (
+        f"`{info.get('what', '?')}` by {info.get('user', '?')}@{info.get('machine', '?')} "
+        f"(pid {info.get('pid', '?')}, since {info.get('since', '?')})"
+    )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -108,8 +117,14 @@ def lock_path(inventory: Inventory) -> Path:
     return inventory.path.with_name(f".{inventory.path.name}.lock")
 
 
-def acquire(inventory: Inventory, what: str, redact: Callable[[str], str], *,
-            connect_timeout: float | None = None, log_dir: Path | None = None) -> RunLock:
+def acquire(
+    inventory: Inventory,
+    what: str,
+    redact: Callable[[str], str],
+    *,
+    connect_timeout: float | None = None,
+    log_dir: Path | None = None,
+) -> RunLock:
     """Lock the inventory on this machine, then on every host that answers. Raises
     LockHeld naming the holder; a host that does not answer is left to the run itself
     (it cannot be changed by anyone while it does not answer either)."""
@@ -128,8 +143,10 @@ def acquire(inventory: Inventory, what: str, redact: Callable[[str], str], *,
             else:
                 lock.skipped[host.name] = outcome
         if busy:
-            raise LockHeld(f"not started: another run holds the lock of {'this host' if len(busy) == 1 else 'these hosts'}"
-                           " (wait for it to finish):\n  " + "\n  ".join(busy))
+            raise LockHeld(
+                f"not started: another run holds the lock of {'this host' if len(busy) == 1 else 'these hosts'}"
+                " (wait for it to finish):\n  " + "\n  ".join(busy)
+            )
     except BaseException:
         lock.release()
         raise
@@ -146,8 +163,9 @@ def _lock_local(path: Path, info: dict) -> int:
         except ValueError:
             held = None
         os.close(fd)
-        raise LockHeld(f"not started: the inventory is locked by {describe(held)} on this machine "
-                       f"({path}); wait for it to finish") from None
+        raise LockHeld(
+            f"not started: the inventory is locked by {describe(held)} on this machine ({path}); wait for it to finish"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(info).encode(), 0)
     return fd
@@ -173,11 +191,13 @@ cat >/dev/null
 """
 
 
-def _lock_host(host: Host, info: dict, redact, connect_timeout: float | None,
-               log_dir: Path | None) -> tuple[Remote, Held] | LockHeld | str:
+def _lock_host(
+    host: Host, info: dict, redact, connect_timeout: float | None, log_dir: Path | None
+) -> tuple[Remote, Held] | LockHeld | str:
     if connect_timeout is not None:
-        host = dataclasses.replace(host, ssh=dataclasses.replace(
-            host.ssh, connect_timeout=min(host.ssh.connect_timeout, connect_timeout)))
+        host = dataclasses.replace(
+            host, ssh=dataclasses.replace(host.ssh, connect_timeout=min(host.ssh.connect_timeout, connect_timeout))
+        )
     remote = Remote(host, redact, log_dir / f"{host.name}.log" if log_dir else None)
     for attempt in range(2):
         try:
@@ -212,17 +232,25 @@ def _lock_host(host: Host, info: dict, redact, connect_timeout: float | None,
 def _stale(other: dict) -> bool:
     """A holder started from this machine whose process is gone: its connection was cut
     without the host noticing yet."""
-    return bool(other) and other.get("machine_id") == _machine_id() and isinstance(other.get("pid"), int) \
+    return (
+        bool(other)
+        and other.get("machine_id") == _machine_id()
+        and isinstance(other.get("pid"), int)
         and not _pid_alive(other["pid"])
+    )
 
 
 def _end_holder(remote: Remote, other: dict) -> None:
     run = shlex.quote(str(other.get("run", "")))
     # Only the holder of that very run: the processes that hold the lock file open.
-    remote.run(f"""\
+    remote.run(
+        f"""\
 if grep -F {run} {HOST_HOLDER} >/dev/null 2>&1; then
   find /proc/[0-9]*/fd -lname {HOST_LOCK} 2>/dev/null | cut -d/ -f3 | sort -u | xargs -r kill 2>/dev/null || true
   sleep 0.5
   rm -f {HOST_HOLDER}
 fi
-""", timeout=30, what="end a stale run lock")
+""",
+        timeout=30,
+        what="end a stale run lock",
+    )

@@ -48,7 +48,7 @@ LOAD_TIMEOUT = 12 * 3600
 # PostgreSQL's COPY text format) on standard input and prints the row count and the sum,
 # modulo 2^256, of each row's SHA-256 over its values normalized per column type, so the
 # same rows give the same checksum on both engines in any order.
-TABLESUM = r'''
+TABLESUM = r"""
 import hashlib, json, sys
 fmt, types = sys.argv[1], sys.argv[2].split(",")
 table = {"0": "\0", "t": "\t", "n": "\n", "\\": "\\"} if fmt == "mysql" else \
@@ -89,7 +89,7 @@ for raw in sys.stdin.buffer:
     total = (total + int.from_bytes(digest, "big")) % (1 << 256)
     count += 1
 print(count, format(total, "064x"))
-'''
+"""
 
 
 @dataclass
@@ -132,6 +132,7 @@ class MigrationReport:
 
 def with_engine(inventory: Inventory, engine: str) -> Inventory:
     """The same inventory with database.engine set (the source view of a migration)."""
+
     def swap(settings):
         return settings.model_copy(update={"database": settings.database.model_copy(update={"engine": engine})})
 
@@ -139,7 +140,9 @@ def with_engine(inventory: Inventory, engine: str) -> Inventory:
     return dataclasses.replace(inventory, hosts=hosts, settings=swap(inventory.settings))
 
 
-def migrate(inventory: Inventory, to: str = "postgresql", dry_run: bool = False, out: Out | None = None) -> MigrationReport:
+def migrate(
+    inventory: Inventory, to: str = "postgresql", dry_run: bool = False, out: Out | None = None
+) -> MigrationReport:
     from . import dbtier
     from .components.mattermost import DB_PASSWORD
     from .components.mysql import migrate as my
@@ -153,14 +156,20 @@ def migrate(inventory: Inventory, to: str = "postgresql", dry_run: bool = False,
         raise InventoryError(["database.engine: the inventory must name the target (postgresql) for db.migrate"])
     mm = inventory.settings.mattermost
     if mm.config_in_database:
-        raise InventoryError(["mattermost.config_in_database: Mattermost's guide moves a database config with "
-                              "`mmctl config migrate` separately; switch to a config file first (deploy with "
-                              "config_in_database false), migrate, then switch back"])
+        raise InventoryError(
+            [
+                "mattermost.config_in_database: Mattermost's guide moves a database config with "
+                "`mmctl config migrate` separately; switch to a config file first (deploy with "
+                "config_in_database false), migrate, then switch back"
+            ]
+        )
     source_inv = with_engine(inventory, "mysql")
     src_states = [s for s in dbtier.status(source_inv) if s.writable]
     if len(src_states) != 1:
-        raise MMDeployError("the MySQL-family tier has no single writable primary to migrate from (inv db.status "
-                            "with database.engine mysql)")
+        raise MMDeployError(
+            "the MySQL-family tier has no single writable primary to migrate from (inv db.status "
+            "with database.engine mysql)"
+        )
     source = src_states[0].host
     flavor = flavor_of(source)
     nodes = mattermost_nodes(inventory)
@@ -183,12 +192,15 @@ def _migrate(fleet, inventory, source_inv, source, flavor, nodes, report, my, pg
     versions = {s.host.name: s.version for s in fleet.parallel(lambda h: read_node(fleet, h), nodes)}
     other = {n: v for n, v in versions.items() if v != mm.version}
     if other:
-        raise MMDeployError(f"the nodes must run mattermost.version {mm.version} (the target schema is made by the "
-                            f"same release): {', '.join(f'{n} runs {v}' for n, v in other.items())}")
+        raise MMDeployError(
+            f"the nodes must run mattermost.version {mm.version} (the target schema is made by the "
+            f"same release): {', '.join(f'{n} runs {v}' for n, v in other.items())}"
+        )
     fleet.say(f"source: {flavor.name} primary {source.name}; Mattermost {mm.version} on {', '.join(versions)}")
     # 1. the PostgreSQL tier, beside the running site.
-    _deploy_components(fleet, inventory, ["postgresql", "postgresql-replication"],
-                       [h.name for h in inventory.with_role("db")])
+    _deploy_components(
+        fleet, inventory, ["postgresql", "postgresql-replication"], [h.name for h in inventory.with_role("db")]
+    )
     target = dbtier.status(inventory)
     writable = [s.host for s in target if s.writable]
     if len(writable) != 1:
@@ -202,7 +214,9 @@ def _migrate(fleet, inventory, source_inv, source, flavor, nodes, report, my, pg
     app = inventory.with_role("app")[0]
     address = pg_primary.private_address
     dsn = datasource(inventory.settings, f"[{address}]:5432" if ":" in address else f"{address}:5432", password)
-    schema = run_checked(fleet.remote(app), f"""\
+    schema = run_checked(
+        fleet.remote(app),
+        f"""\
 set -e
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 export MMDEPLOY_DSN={_sq(dsn)}
@@ -210,73 +224,112 @@ jq '.SqlSettings.DriverName = "postgres" | .SqlSettings.DataSource = env.MMDEPLO
     | .ClusterSettings.Enable = false' {CONFIG} > "$tmp/config.json"
 chown -R mattermost:mattermost "$tmp"; chmod 0600 "$tmp/config.json"
 cd {HOME} && runuser -u mattermost -- {HOME}/bin/mattermost db migrate --config "$tmp/config.json" | tail -n 3
-""", f"create the PostgreSQL schema with Mattermost {mm.version} on {app.name}", timeout=900)
+""",
+        f"create the PostgreSQL schema with Mattermost {mm.version} on {app.name}",
+        timeout=900,
+    )
     fleet.say(f"schema created by Mattermost {mm.version} on {app.name}: {schema.stdout.strip().splitlines()[-1:]}")
     # The guide's checks on the source, and the two schemas side by side.
-    src_cols = _columns(run_checked(fleet.remote(source), my.query(my.columns_sql()), "read the MySQL schema",
-                                    timeout=120).stdout, 3)
-    dst_cols = _columns(run_checked(fleet.remote(pg_primary), pg.psql(pg.columns_sql()), "read the PostgreSQL schema",
-                                    timeout=120).stdout, 4)
+    src_cols = _columns(
+        run_checked(fleet.remote(source), my.query(my.columns_sql()), "read the MySQL schema", timeout=120).stdout, 3
+    )
+    dst_cols = _columns(
+        run_checked(
+            fleet.remote(pg_primary), pg.psql(pg.columns_sql()), "read the PostgreSQL schema", timeout=120
+        ).stdout,
+        4,
+    )
     tables = _plan_tables(src_cols, dst_cols, report, my)
     present = {(t.lower(), c.lower()) for t, cols in src_cols.items() for c, *_ in cols}
-    for line in run_checked(fleet.remote(source), my.query(my.too_long_sql(present)), "check VARCHAR limits",
-                            timeout=1800).stdout.splitlines():
+    for line in run_checked(
+        fleet.remote(source), my.query(my.too_long_sql(present)), "check VARCHAR limits", timeout=1800
+    ).stdout.splitlines():
         what, count = line.rsplit("\t", 1)
         if what != "none" and int(count):
-            report.problems.append(f"{count} row(s) with {what} characters: longer than the PostgreSQL schema allows "
-                                   "(Mattermost's guide: delete or shorten them first)")
+            report.problems.append(
+                f"{count} row(s) with {what} characters: longer than the PostgreSQL schema allows "
+                "(Mattermost's guide: delete or shorten them first)"
+            )
     json_cols = [(t, c) for t, cols in src_cols.items() for c, typ, *_ in cols if typ == "json" and not my.excluded(t)]
-    for line in run_checked(fleet.remote(source), my.query(my.null_escape_sql(json_cols)), "check JSON for \\u0000",
-                            timeout=1800).stdout.splitlines():
+    for line in run_checked(
+        fleet.remote(source), my.query(my.null_escape_sql(json_cols)), "check JSON for \\u0000", timeout=1800
+    ).stdout.splitlines():
         what, count = line.rsplit("\t", 1)
         if what != "none" and int(count):
-            report.problems.append(f"{count} row(s) of {what} hold the JSON escape \\u0000, which PostgreSQL refuses "
-                                   "(Mattermost's guide: its SanitizeUnsupportedUnicode procedure)")
+            report.problems.append(
+                f"{count} row(s) of {what} hold the JSON escape \\u0000, which PostgreSQL refuses "
+                "(Mattermost's guide: its SanitizeUnsupportedUnicode procedure)"
+            )
     # pgloader reads with a SELECT-only account for the PostgreSQL primary's address.
-    run_checked(fleet.remote(source), f"mysql --protocol=socket <<'SQL'\n{my.grant_reader(pg_primary.private_address, password)}SQL\n",
-                f"pgloader's read account on {source.name}", timeout=60)
-    enums = [(t, c, udt) for t, c, udt in pg.ENUM_COLUMNS
-             if any(name == c.lower() and typ == "USER-DEFINED" for name, typ, *_ in dst_cols.get(t.lower(), []))]
+    run_checked(
+        fleet.remote(source),
+        f"mysql --protocol=socket <<'SQL'\n{my.grant_reader(pg_primary.private_address, password)}SQL\n",
+        f"pgloader's read account on {source.name}",
+        timeout=60,
+    )
+    enums = [
+        (t, c, udt)
+        for t, c, udt in pg.ENUM_COLUMNS
+        if any(name == c.lower() and typ == "USER-DEFINED" for name, typ, *_ in dst_cols.get(t.lower(), []))
+    ]
     load = pg.load_file(source.private_address, password, enums, my.EXCLUDED, my.EXCLUDED_PREFIXES)
     r = fleet.remote(pg_primary)
     try:
-        run_checked(r, pg.write_load_file(load), "write the load file", log_as="# write the pgloader load file",
-                    timeout=60)
+        run_checked(
+            r, pg.write_load_file(load), "write the load file", log_as="# write the pgloader load file", timeout=60
+        )
         dry = r.run(pg.pgloader(dry_run=True), timeout=600, what="pgloader --dry-run")
         if not dry.ok:
             report.problems.append("pgloader --dry-run failed: " + " | ".join(dry.stdout.strip().splitlines()[-6:]))
         else:
             fleet.say("pgloader --dry-run: connections and the load file are good")
-        counts = run_checked(fleet.remote(source), my.query(my.row_counts_sql([t for t, _ in tables])),
-                             "count the source rows", timeout=1800).stdout
+        counts = run_checked(
+            fleet.remote(source),
+            my.query(my.row_counts_sql([t for t, _ in tables])),
+            "count the source rows",
+            timeout=1800,
+        ).stdout
         rows = sum(int(line.rsplit("\t", 1)[1]) for line in counts.splitlines() if "\t" in line)
         report.rows = rows
         fleet.say(f"{len(tables)} tables, {rows} rows to move; problems: {len(report.problems)}")
         if report.problems or report.dry_run:
             report.ok = not report.problems
-            report.message = ("dry run: ready to migrate" if report.ok else
-                              f"not migrated: {len(report.problems)} problem(s) to fix first")
+            report.message = (
+                "dry run: ready to migrate"
+                if report.ok
+                else f"not migrated: {len(report.problems)} problem(s) to fix first"
+            )
             fleet.say(report.message)
             return
         # 2. the migration window.
         down = time.monotonic()
 
         def stop(h: Host) -> None:
-            run_checked(fleet.remote(h), f"timeout {STOP_GRACE} systemctl stop {unit_name(h)} || "
-                                         f"systemctl kill -s KILL {unit_name(h)}", f"stop Mattermost on {h.name}",
-                        timeout=STOP_GRACE + 30)
+            run_checked(
+                fleet.remote(h),
+                f"timeout {STOP_GRACE} systemctl stop {unit_name(h)} || systemctl kill -s KILL {unit_name(h)}",
+                f"stop Mattermost on {h.name}",
+                timeout=STOP_GRACE + 30,
+            )
 
         fleet.parallel(stop, nodes)
         run_checked(fleet.remote(source), my.read_only_script(flavor), f"{source.name} read-only", timeout=60)
         fleet.say(f"Mattermost stopped on {', '.join(h.name for h in nodes)}; {source.name} is read-only")
-        defs = [line for line in run_checked(r, pg.psql(pg.index_definitions_sql()), "read the full-text indexes",
-                                             timeout=60).stdout.splitlines() if line.strip()]
+        defs = [
+            line
+            for line in run_checked(
+                r, pg.psql(pg.index_definitions_sql()), "read the full-text indexes", timeout=60
+            ).stdout.splitlines()
+            if line.strip()
+        ]
         run_checked(r, pg.psql(pg.drop_indexes_sql()), "drop the full-text indexes", timeout=600)
         t0 = time.monotonic()
         result = run_checked(r, pg.pgloader(dry_run=False), "pgloader", timeout=LOAD_TIMEOUT)
         report.load_seconds = round(time.monotonic() - t0, 2)
-        fleet.say(f"pgloader done in {report.load_seconds:.1f} s: "
-                  + " ".join(result.stdout.strip().splitlines()[-1:]).strip())
+        fleet.say(
+            f"pgloader done in {report.load_seconds:.1f} s: "
+            + " ".join(result.stdout.strip().splitlines()[-1:]).strip()
+        )
         run_checked(r, pg.psql(pg.after_load_sql()), "the database's search_path", timeout=60)
         if defs:
             run_checked(r, pg.psql(pg.recreate_sql(defs)), "the full-text indexes again", timeout=LOAD_TIMEOUT)
@@ -285,9 +338,14 @@ cd {HOME} && runuser -u mattermost -- {HOME}/bin/mattermost db migrate --config 
     # 3. the comparison.
     report.tables = _compare(fleet, source, pg_primary, tables, dst_cols, my, pg)
     bad = [t for t in report.tables if not t.ok]
-    fleet.say(f"compared {len(report.tables)} tables: "
-              + ("every count and checksum matches" if not bad else f"{len(bad)} differ: "
-                 + ", ".join(f"{t.table} ({t.source_rows} vs {t.target_rows} rows)" for t in bad)))
+    fleet.say(
+        f"compared {len(report.tables)} tables: "
+        + (
+            "every count and checksum matches"
+            if not bad
+            else f"{len(bad)} differ: " + ", ".join(f"{t.table} ({t.source_rows} vs {t.target_rows} rows)" for t in bad)
+        )
+    )
     if bad:
         _back_to_mysql(fleet, source_inv, source, nodes, report)
         report.downtime_seconds = round(time.monotonic() - down, 2)
@@ -299,13 +357,17 @@ cd {HOME} && runuser -u mattermost -- {HOME}/bin/mattermost db migrate --config 
     _deploy_components(fleet, inventory, ["mattermost"], [h.name for h in nodes])
     report.cut_over = True
     report.downtime_seconds = round(time.monotonic() - down, 2)
-    fleet.say(f"every app and job server on PostgreSQL ({pg_primary.name}); "
-              f"{report.downtime_seconds:.1f} s without Mattermost")
+    fleet.say(
+        f"every app and job server on PostgreSQL ({pg_primary.name}); "
+        f"{report.downtime_seconds:.1f} s without Mattermost"
+    )
     checks = fleet.verify(inventory)
     report.checks_failed = [f"{c.name}: {c.problem}" for c in checks if not c.ok]
     report.ok = not report.checks_failed
-    report.message = (f"migrated {report.rows} rows to PostgreSQL ({pg_primary.name}); {source.name} ({flavor.name}) "
-                      f"is kept read-only for a rollback. Set database.engine: postgresql in the inventory file")
+    report.message = (
+        f"migrated {report.rows} rows to PostgreSQL ({pg_primary.name}); {source.name} ({flavor.name}) "
+        f"is kept read-only for a rollback. Set database.engine: postgresql in the inventory file"
+    )
     fleet.say(report.message)
 
 
@@ -336,14 +398,18 @@ def _plan_tables(src: dict, dst: dict, report: MigrationReport, my) -> list[tupl
             continue
         target = dst.get(table.lower())
         if target is None:
-            report.warnings.append(f"table {table} has no PostgreSQL counterpart in Mattermost {report.version}'s "
-                                   "schema: not migrated (a leftover of an older release or a plugin?)")
+            report.warnings.append(
+                f"table {table} has no PostgreSQL counterpart in Mattermost {report.version}'s "
+                "schema: not migrated (a leftover of an older release or a plugin?)"
+            )
             continue
         names = [c for c, *_ in cols]
         missing = [c for c in names if c not in {t for t, *_ in target}]
         if missing:
-            report.problems.append(f"{table}: column(s) {', '.join(missing)} are not in the PostgreSQL schema "
-                                   "(Mattermost's guide lists such leftovers and the DDL that drops them)")
+            report.problems.append(
+                f"{table}: column(s) {', '.join(missing)} are not in the PostgreSQL schema "
+                "(Mattermost's guide lists such leftovers and the DDL that drops them)"
+            )
         extra = [t for t, *_ in target if t not in names]
         if extra:
             report.warnings.append(f"{table}: PostgreSQL column(s) {', '.join(extra)} get their defaults")
@@ -362,13 +428,22 @@ def _compare(fleet: Fleet, source: Host, target: Host, tables, dst_cols, my, pg)
         out = []
         for c in columns:
             typ, udt = kinds[c]
-            out.append("b" if typ == "boolean" else "j" if typ in ("json", "jsonb") else
-                       "f" if typ in ("double precision", "real", "numeric") else "s")
+            out.append(
+                "b"
+                if typ == "boolean"
+                else "j"
+                if typ in ("json", "jsonb")
+                else "f"
+                if typ in ("double precision", "real", "numeric")
+                else "s"
+            )
         return ",".join(out)
 
     def run(host: Host, fmt: str, dump: str, kinds: str, what: str) -> tuple[int, str]:
-        script = (f"set -o pipefail\nprog=$(mktemp); trap 'rm -f \"$prog\"' EXIT\n"
-                  f"echo {program} | base64 -d > \"$prog\"\n{dump} | python3 \"$prog\" {fmt} {kinds}\n")
+        script = (
+            f"set -o pipefail\nprog=$(mktemp); trap 'rm -f \"$prog\"' EXIT\n"
+            f'echo {program} | base64 -d > "$prog"\n{dump} | python3 "$prog" {fmt} {kinds}\n'
+        )
         out = run_checked(fleet.remote(host), script, what, timeout=LOAD_TIMEOUT).stdout.split()
         return int(out[0]), out[1]
 
@@ -388,10 +463,18 @@ def _back_to_mysql(fleet: Fleet, source_inv: Inventory, source: Host, nodes, rep
     from .components.mattermost import unit_name
 
     flavor = flavor_of(source)
-    run_checked(fleet.remote(source), f"mysql --protocol=socket -e {_sq(flavor.writable())}",
-                f"{source.name} writable again", timeout=60)
-    fleet.parallel(lambda h: run_checked(fleet.remote(h), f"timeout 700 systemctl start {unit_name(h)}",
-                                         f"start Mattermost on {h.name}", timeout=720), nodes)
+    run_checked(
+        fleet.remote(source),
+        f"mysql --protocol=socket -e {_sq(flavor.writable())}",
+        f"{source.name} writable again",
+        timeout=60,
+    )
+    fleet.parallel(
+        lambda h: run_checked(
+            fleet.remote(h), f"timeout 700 systemctl start {unit_name(h)}", f"start Mattermost on {h.name}", timeout=720
+        ),
+        nodes,
+    )
     fleet.say(f"back on {source.name}: writable, Mattermost started on it")
 
 
@@ -403,8 +486,14 @@ def _deploy_components(fleet: Fleet, inventory: Inventory, names: list[str], lim
     from .report import Reporter
 
     log = io.StringIO()
-    report = runner.run(inventory, registry().by_name(names), mode="apply", secrets=fleet.secrets,
-                        reporter=Reporter(fleet.redactor, out=log), limit=limit)
+    report = runner.run(
+        inventory,
+        registry().by_name(names),
+        mode="apply",
+        secrets=fleet.secrets,
+        reporter=Reporter(fleet.redactor, out=log),
+        limit=limit,
+    )
     if report.failed:
         errors = "; ".join(f"{n}: {h.error}" for n, h in report.hosts.items() if h.error)
         raise MMDeployError(f"deploying {', '.join(names)} failed: {errors}")
@@ -422,4 +511,3 @@ def _apply_op(fleet: Fleet, host: Host, step) -> None:
     change = step.check(facts)
     if change is not None:
         step.apply(remote, change)
-

@@ -26,14 +26,25 @@ def saslprep(password: str) -> bytes:
         return password.encode()
     mapped = "".join(" " if stringprep.in_table_c12(c) else c for c in password if not stringprep.in_table_b1(c))
     normalized = unicodedata.normalize("NFKC", mapped)
-    prohibited = (stringprep.in_table_c12, stringprep.in_table_c21, stringprep.in_table_c22, stringprep.in_table_c3,
-                  stringprep.in_table_c4, stringprep.in_table_c5, stringprep.in_table_c6, stringprep.in_table_c7,
-                  stringprep.in_table_c8, stringprep.in_table_c9, stringprep.in_table_a1)
+    prohibited = (
+        stringprep.in_table_c12,
+        stringprep.in_table_c21,
+        stringprep.in_table_c22,
+        stringprep.in_table_c3,
+        stringprep.in_table_c4,
+        stringprep.in_table_c5,
+        stringprep.in_table_c6,
+        stringprep.in_table_c7,
+        stringprep.in_table_c8,
+        stringprep.in_table_c9,
+        stringprep.in_table_a1,
+    )
     if any(check(c) for c in normalized for check in prohibited):
         return password.encode()
     if any(stringprep.in_table_d1(c) for c in normalized):
         if any(stringprep.in_table_d2(c) for c in normalized) or not (
-                stringprep.in_table_d1(normalized[0]) and stringprep.in_table_d1(normalized[-1])):
+            stringprep.in_table_d1(normalized[0]) and stringprep.in_table_d1(normalized[-1])
+        ):
             return password.encode()
     return normalized.encode()
 
@@ -51,7 +62,7 @@ def postgres_matches(verifier: str, user: str, password: str) -> bool:
     """Whether PostgreSQL's rolpassword `verifier` is that of `password`."""
     if verifier.startswith("SCRAM-SHA-256$"):
         try:
-            head, _keys = verifier[len("SCRAM-SHA-256$"):].split("$", 1)
+            head, _keys = verifier[len("SCRAM-SHA-256$") :].split("$", 1)
             iterations, salt = head.split(":", 1)
             expected = scram_verifier(password, base64.b64decode(salt), int(iterations))
         except ValueError:
@@ -86,9 +97,9 @@ def sha256_crypt(password: bytes, salt: bytes, rounds: int = 5000) -> str:
         n >>= 1
     digest_a = a.digest()
     dp = h(password * len(password)).digest()
-    p = (dp * (len(password) // 32 + 1))[:len(password)]
+    p = (dp * (len(password) // 32 + 1))[: len(password)]
     ds = h(salt * (16 + digest_a[0])).digest()
-    s = (ds * (len(salt) // 32 + 1))[:len(salt)]
+    s = (ds * (len(salt) // 32 + 1))[: len(salt)]
     c = digest_a
     for i in range(rounds):
         ctx = h(p if i & 1 else c)
@@ -98,8 +109,18 @@ def sha256_crypt(password: bytes, salt: bytes, rounds: int = 5000) -> str:
             ctx.update(p)
         ctx.update(c if i & 1 else p)
         c = ctx.digest()
-    order = [(0, 10, 20), (21, 1, 11), (12, 22, 2), (3, 13, 23), (24, 4, 14), (15, 25, 5), (6, 16, 26),
-             (27, 7, 17), (18, 28, 8), (9, 19, 29)]
+    order = [
+        (0, 10, 20),
+        (21, 1, 11),
+        (12, 22, 2),
+        (3, 13, 23),
+        (24, 4, 14),
+        (15, 25, 5),
+        (6, 16, 26),
+        (27, 7, 17),
+        (18, 28, 8),
+        (9, 19, 29),
+    ]
     out = []
 
     def emit(b2: int, b1: int, b0: int, count: int) -> None:
@@ -121,6 +142,7 @@ def mysql_matches(plugin: str, stored: str, password: str) -> bool:
     if plugin == "caching_sha2_password" and stored.startswith("$A$") and len(stored) == 70:
         rounds = int(stored[3:6], 16) * 1000 if stored[3:6].isalnum() else 0
         salt, digest = stored[7:27], stored[27:]
-        return rounds > 0 and hmac.compare_digest(sha256_crypt(password.encode(), salt.encode("latin-1"), rounds),
-                                                  digest)
+        return rounds > 0 and hmac.compare_digest(
+            sha256_crypt(password.encode(), salt.encode("latin-1"), rounds), digest
+        )
     return False

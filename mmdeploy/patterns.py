@@ -26,8 +26,11 @@ PATTERNS = {
         # Several app servers share one config: in the database, as Mattermost's HA docs recommend.
         Pattern("multi", "2,000 - 10,000", {"expected_users": 10000, "mattermost": {"config_in_database": True}}),
         # No human in the failover loop: Patroni moves the DB primary by itself.
-        Pattern("cluster", "> 10,000", {"expected_users": 50000, "mattermost": {"config_in_database": True},
-                                        "database": {"ha": "patroni"}}),
+        Pattern(
+            "cluster",
+            "> 10,000",
+            {"expected_users": 50000, "mattermost": {"config_in_database": True}, "database": {"ha": "patroni"}},
+        ),
     )
 }
 
@@ -42,6 +45,10 @@ def role_problems(pattern: Pattern, roles: Iterable, host_roles: list[list[str]]
         if needed and have == 0:
             problems.append(("hosts", f"pattern '{pattern.name}' needs a host with role '{role.name}', none has it"))
         elif have < needed:
-            problems.append(("hosts", f"pattern '{pattern.name}' needs at least {needed} hosts with role "
-                                      f"'{role.name}', found {have}"))
+            problems.append(
+                (
+                    "hosts",
+                    f"pattern '{pattern.name}' needs at least {needed} hosts with role '{role.name}', found {have}",
+                )
+            )
     return problems

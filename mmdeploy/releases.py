@@ -21,8 +21,7 @@ NEAR_END = timedelta(days=30)  # warn this long before a line's support ends
 # Where the facts come from (Mattermost's pages; the GitHub releases are Mattermost's too).
 SERVER_RELEASES = "https://docs.mattermost.com/product-overview/mattermost-server-releases.html"
 RELEASE_POLICY = "https://docs.mattermost.com/product-overview/release-policy.html"
-UPGRADE_NOTES = ("https://docs.mattermost.com/administration-guide/upgrade/"
-                 "important-upgrade-notes.html")
+UPGRADE_NOTES = "https://docs.mattermost.com/administration-guide/upgrade/important-upgrade-notes.html"
 GITHUB_RELEASE = "https://github.com/mattermost/mattermost/releases/tag/v{}"
 
 # v11 removed MySQL; every line up to and including v10 still runs on it.
@@ -62,8 +61,7 @@ class Line:
 
 
 def _line(series, kind, released, support_end, latest, source=SERVER_RELEASES, **kw) -> Line:
-    return Line(series, kind, date.fromisoformat(released), date.fromisoformat(support_end),
-                latest, source, **kw)
+    return Line(series, kind, date.fromisoformat(released), date.fromisoformat(support_end), latest, source, **kw)
 
 
 _BAD_10_5 = KnownBad(
@@ -73,8 +71,7 @@ _BAD_10_5 = KnownBad(
 )
 _BAD_11_7 = KnownBad(
     ("11.7.0", "11.7.1", "11.7.2"),
-    "database migration-number bug in the roles table when upgrading from 10.11.17 or later "
-    "(fixed in 11.7.3)",
+    "database migration-number bug in the roles table when upgrading from 10.11.17 or later (fixed in 11.7.3)",
     UPGRADE_NOTES,
 )
 
@@ -103,14 +100,27 @@ LINES: tuple[Line, ...] = (
     _line("11.4", "innovation", "2026-02-16", "2026-05-15", "11.4.5"),
     _line("11.5", "innovation", "2026-03-16", "2026-06-15", "11.5.7"),
     _line("11.6", "innovation", "2026-04-16", "2026-07-15", "11.6.6"),
-    _line("11.7", "esr", "2026-05-15", "2027-05-15", "11.7.15",
-          latest_source=GITHUB_RELEASE.format("11.7.15"), known_bad=(_BAD_11_7,)),
+    _line(
+        "11.7",
+        "esr",
+        "2026-05-15",
+        "2027-05-15",
+        "11.7.15",
+        latest_source=GITHUB_RELEASE.format("11.7.15"),
+        known_bad=(_BAD_11_7,),
+    ),
     _line("11.8", "innovation", "2026-06-16", "2026-09-15", "11.8.5"),
     _line("11.9", "innovation", "2026-07-16", "2026-10-15", "11.9.1"),
-    _line("11.10", "innovation", "2026-08-14", "2026-11-15", "11.10.5",
-          latest_source=GITHUB_RELEASE.format("11.10.5")),
-    _line("11.11", "innovation", "2026-09-16", "2026-12-15", "11.11.0", source=RELEASE_POLICY,
-          latest_source=RELEASE_POLICY),
+    _line("11.10", "innovation", "2026-08-14", "2026-11-15", "11.10.5", latest_source=GITHUB_RELEASE.format("11.10.5")),
+    _line(
+        "11.11",
+        "innovation",
+        "2026-09-16",
+        "2026-12-15",
+        "11.11.0",
+        source=RELEASE_POLICY,
+        latest_source=RELEASE_POLICY,
+    ),
 )
 
 # What a new site gets: the newest confirmed patch of the current ESR (11.7.15, released
@@ -161,11 +171,13 @@ def _suggestion(version: str, line: Line | None, today: date) -> str | None:
     # Stay on the line (its newest patch) while it has time left; otherwise move to the
     # newest line with time left, an ESR if there is one, and never to an older version:
     # going back across schema migrations is a downgrade, not an upgrade.
-    if line is not None and (line.support_end - today) > NEAR_END \
-            and _bad(line, line.latest) is None:
+    if line is not None and (line.support_end - today) > NEAR_END and _bad(line, line.latest) is None:
         return line.latest
-    ok = [ln for ln in LINES if ln.released <= today and (ln.support_end - today) > NEAR_END
-          and _parse(ln.latest) >= _parse(version)]
+    ok = [
+        ln
+        for ln in LINES
+        if ln.released <= today and (ln.support_end - today) > NEAR_END and _parse(ln.latest) >= _parse(version)
+    ]
     esrs = [ln for ln in ok if ln.kind == "esr"]
     pick = max(esrs or ok, key=lambda ln: ln.released, default=None)
     return pick.latest if pick else None
@@ -181,13 +193,22 @@ def lifecycle(version: str, today: date) -> Status:
     if line is None:
         if _parse(version)[0] < 10 and today > LEGACY_END:
             # Not in the table, but every pre-10 line is documented as ended by LEGACY_END.
-            return Status(version, series, None, None, None, False, None, None, suggested,
-                          RELEASE_POLICY)
+            return Status(version, series, None, None, None, False, None, None, suggested, RELEASE_POLICY)
         return Status(version, series, None, None, None, None, None, None, None, None)
     days_left = (line.support_end - today).days
     bad = _bad(line, version)
-    return Status(version, series, line, line.kind, line.support_end, days_left >= 0, days_left,
-                  bad.reason if bad else None, suggested, bad.source if bad else line.source)
+    return Status(
+        version,
+        series,
+        line,
+        line.kind,
+        line.support_end,
+        days_left >= 0,
+        days_left,
+        bad.reason if bad else None,
+        suggested,
+        bad.source if bad else line.source,
+    )
 
 
 def upgrade_path(version: str, target: str) -> list[str]:
@@ -196,8 +217,9 @@ def upgrade_path(version: str, target: str) -> list[str]:
     so it recommends upgrading one ESR at a time (prepare-to-upgrade-mattermost.html)."""
     start, end = _parse(version), _parse(target)
     ends = (series_of(version), series_of(target))
-    stops = [ln.latest for ln in LINES if ln.kind == "esr" and ln.series not in ends
-             and start < _parse(ln.latest) < end]
+    stops = [
+        ln.latest for ln in LINES if ln.kind == "esr" and ln.series not in ends and start < _parse(ln.latest) < end
+    ]
     return stops + [target]
 
 
@@ -207,8 +229,7 @@ def _label(line: Line) -> str:
 
 def _suggest(version: str | None, engine: str, current: str) -> str:
     if version is None:
-        return (f"mmdeploy's release table (checked {TABLE_DATE}) knows no newer supported "
-                f"line: check {SERVER_RELEASES}")
+        return f"mmdeploy's release table (checked {TABLE_DATE}) knows no newer supported line: check {SERVER_RELEASES}"
     line = find_line(version)
     text = f"suggested version: {version}"
     if line is not None:
@@ -231,26 +252,36 @@ def warnings(version: str, today: date, engine: str = "postgresql") -> list[str]
     out = []
     if st.line is None:
         if st.supported is False:
-            out.append(f"Mattermost {version}: every release line before 10.0 is out of support "
-                       f"(the last one ended on {LEGACY_END}); "
-                       f"{_suggest(st.suggested, engine, version)} (see {RELEASE_POLICY})")
+            out.append(
+                f"Mattermost {version}: every release line before 10.0 is out of support "
+                f"(the last one ended on {LEGACY_END}); "
+                f"{_suggest(st.suggested, engine, version)} (see {RELEASE_POLICY})"
+            )
         else:
-            out.append(f"Mattermost {version}: series {st.series} is not in mmdeploy's release "
-                       f"table (checked {TABLE_DATE}), so its support status is unknown; "
-                       f"check {SERVER_RELEASES}")
+            out.append(
+                f"Mattermost {version}: series {st.series} is not in mmdeploy's release "
+                f"table (checked {TABLE_DATE}), so its support status is unknown; "
+                f"check {SERVER_RELEASES}"
+            )
         return out
     line = st.line
     if st.known_bad:
-        out.append(f"Mattermost {version} is a known-bad patch: {st.known_bad}; "
-                   f"{_suggest(st.suggested, engine, version)} (see {st.source})")
+        out.append(
+            f"Mattermost {version} is a known-bad patch: {st.known_bad}; "
+            f"{_suggest(st.suggested, engine, version)} (see {st.source})"
+        )
     if not st.supported:
-        out.append(f"Mattermost {version}: support for the {_label(line)} ended on "
-                   f"{line.support_end}, it gets no more security fixes; "
-                   f"{_suggest(st.suggested, engine, version)} (see {line.source})")
+        out.append(
+            f"Mattermost {version}: support for the {_label(line)} ended on "
+            f"{line.support_end}, it gets no more security fixes; "
+            f"{_suggest(st.suggested, engine, version)} (see {line.source})"
+        )
     elif st.days_left is not None and st.days_left <= NEAR_END.days:
-        out.append(f"Mattermost {version}: support for the {_label(line)} ends on "
-                   f"{line.support_end} (in {st.days_left} days); "
-                   f"{_suggest(st.suggested, engine, version)} (see {line.source})")
+        out.append(
+            f"Mattermost {version}: support for the {_label(line)} ends on "
+            f"{line.support_end} (in {st.days_left} days); "
+            f"{_suggest(st.suggested, engine, version)} (see {line.source})"
+        )
     return out
 
 
@@ -277,8 +308,10 @@ def mysql_problem(version: str) -> str | None:
     if _parse(version)[0] <= MYSQL_LAST_MAJOR:
         return None
     last = max((ln for ln in LINES if ln.mysql), key=lambda ln: ln.support_end)
-    return (f"Mattermost {version} runs on PostgreSQL only (MySQL support ended with v11); "
-            f"engine mysql needs an explicit mattermost.version of {last.series}.x or older, "
-            f"but {last.series} ESR, the last line that runs on MySQL, is out of support since "
-            f"{last.support_end}: migrate the database with `{MIGRATE_COMMAND}`, then use "
-            f"{DEFAULT_VERSION}")
+    return (
+        f"Mattermost {version} runs on PostgreSQL only (MySQL support ended with v11); "
+        f"engine mysql needs an explicit mattermost.version of {last.series}.x or older, "
+        f"but {last.series} ESR, the last line that runs on MySQL, is out of support since "
+        f"{last.support_end}: migrate the database with `{MIGRATE_COMMAND}`, then use "
+        f"{DEFAULT_VERSION}"
+    )

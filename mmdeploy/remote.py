@@ -100,17 +100,18 @@ class Remote:
                 raise HostKeyRejected(self._key_changed(e)) from None
             except paramiko.SSHException as e:
                 if "not found in known_hosts" not in str(e):
-                    raise Unreachable(f"cannot connect over SSH to {ssh.user}@{self.host.address}:{ssh.port}: "
-                                      f"{type(e).__name__}: {e}") from None
+                    raise Unreachable(
+                        f"cannot connect over SSH to {ssh.user}@{self.host.address}:{ssh.port}: {type(e).__name__}: {e}"
+                    ) from None
                 raise HostKeyRejected(
                     f"{self.host.name}: the SSH host key of {self._known_as()} is not known (strict_host_keys): "
                     f"refusing to connect. Check the key's fingerprint on the host (ssh-keygen -lf "
                     f"/etc/ssh/ssh_host_ed25519_key.pub), then add it: ssh-keyscan {self._keyscan_args()} "
-                    f">> {self._known_hosts_file()}") from None
+                    f">> {self._known_hosts_file()}"
+                ) from None
             except Exception as e:  # socket errors, auth failures, timeouts
                 raise Unreachable(
-                    f"cannot connect over SSH to {ssh.user}@{self.host.address}:{ssh.port}: "
-                    f"{type(e).__name__}: {e}"
+                    f"cannot connect over SSH to {ssh.user}@{self.host.address}:{ssh.port}: {type(e).__name__}: {e}"
                 ) from None
             conn.client.get_transport().set_keepalive(KEEPALIVE)
             self._conn = conn
@@ -132,12 +133,14 @@ class Remote:
 
         got = f"{e.key.get_name()} {e.key.fingerprint}" if hasattr(e.key, "fingerprint") else e.key.get_name()
         kind = "ed25519" if "ed25519" in e.key.get_name() else "ecdsa" if "ecdsa" in e.key.get_name() else "rsa"
-        return (f"{self.host.name}: the SSH host key of {self._known_as()} CHANGED (got {got}, which is not the "
-                f"key known for it): refusing to connect (strict_host_keys). Someone may be intercepting the "
-                f"connection, or the host was reinstalled. If the change is expected, verify the new key's "
-                f"fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_{kind}_key.pub), then accept it: "
-                f"ssh-keygen -R {shlex.quote(self._known_as())} -f {self._known_hosts_file()} && "
-                f"ssh-keyscan {self._keyscan_args()} >> {self._known_hosts_file()}")
+        return (
+            f"{self.host.name}: the SSH host key of {self._known_as()} CHANGED (got {got}, which is not the "
+            f"key known for it): refusing to connect (strict_host_keys). Someone may be intercepting the "
+            f"connection, or the host was reinstalled. If the change is expected, verify the new key's "
+            f"fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_{kind}_key.pub), then accept it: "
+            f"ssh-keygen -R {shlex.quote(self._known_as())} -f {self._known_hosts_file()} && "
+            f"ssh-keyscan {self._keyscan_args()} >> {self._known_hosts_file()}"
+        )
 
     def hold(self, script: str, timeout: float, what: str, wait: float = 30.0) -> tuple[str, "Held"]:
         """Start `script` and leave it running: it ends when the returned handle is closed,
@@ -167,8 +170,14 @@ class Remote:
         self._log(script, Result(0, line.decode(errors="replace"), ""), 0.0)
         return line.decode(errors="replace").strip(), Held(chan)
 
-    def run(self, script: str, timeout: float = DEFAULT_TIMEOUT, log_as: str | None = None,
-            log_output: bool = True, what: str | None = None) -> Result:
+    def run(
+        self,
+        script: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        log_as: str | None = None,
+        log_output: bool = True,
+        what: str | None = None,
+    ) -> Result:
         """Run `script` with bash on the host; return its exit code and output.
 
         The host kills the script after `timeout` seconds (exit 124, like `timeout`); if the
@@ -184,8 +193,10 @@ class Remote:
         command = shell if self.host.ssh.user == "root" else f"sudo -n -H {shell}"
         started = time.monotonic()
         deadline = started + limit + GRACE
-        expired = TimedOut(f"{self.host.name}: {what or 'command'} did not finish within {limit} s "
-                           f"(no answer from {self.host.address}, or what it waits for hangs)")
+        expired = TimedOut(
+            f"{self.host.name}: {what or 'command'} did not finish within {limit} s "
+            f"(no answer from {self.host.address}, or what it waits for hangs)"
+        )
         transport = conn.client.get_transport()
         if transport is None or not transport.is_active():
             self.close()
@@ -219,7 +230,9 @@ class Remote:
         finally:
             chan.close()
             self._sessions.release()
-        result = Result(rc, b"".join(out_chunks).decode(errors="replace"), b"".join(err_chunks).decode(errors="replace"))
+        result = Result(
+            rc, b"".join(out_chunks).decode(errors="replace"), b"".join(err_chunks).decode(errors="replace")
+        )
         if rc == 124 and not result.stderr:
             result.stderr = f"timed out after {limit} s"
         self.round_trips += 1
@@ -245,8 +258,10 @@ class Remote:
             break
         if not transport.is_active():
             self.close()  # the connection is gone: the next command reconnects
-        raise Unreachable(f"{self.host.name}: {what or 'command'}: no SSH session from {self.host.address} "
-                          f"within {opening} s ({error})") from None
+        raise Unreachable(
+            f"{self.host.name}: {what or 'command'}: no SSH session from {self.host.address} "
+            f"within {opening} s ({error})"
+        ) from None
 
     def put(self, local: Path, remote_path: str) -> None:
         """Upload a file over SFTP to a path the SSH user may write (a temp path); Fabric has

@@ -60,7 +60,9 @@ class Reporter:
         if r.status == "failed":
             text = f"FAILED: {r.error}"
         elif r.status == "changed":
-            text = ("would " if mode == "plan" else "") + r.summary + (f" ({r.seconds:.1f}s)" if r.seconds >= 0.05 else "")
+            text = (
+                ("would " if mode == "plan" else "") + r.summary + (f" ({r.seconds:.1f}s)" if r.seconds >= 0.05 else "")
+            )
         else:
             text = "ok"
         self.print(f"{self._prefix(r.host, r.component)} {MARK[r.status]} {r.step}: {text}")

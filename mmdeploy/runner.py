@@ -79,9 +79,18 @@ def select_hosts(inventory: Inventory, limit: list[str] | None) -> list[Host]:
     return [h for h in inventory.hosts if h.name in limit]
 
 
-def run(inventory: Inventory, components: list[Component], *, mode: str, secrets: Secrets,
-        reporter: Reporter, limit: list[str] | None = None, run_root: Path | None = None,
-        shared: dict[str, object] | None = None, warnings: list[str] | tuple[str, ...] = ()) -> RunReport:
+def run(
+    inventory: Inventory,
+    components: list[Component],
+    *,
+    mode: str,
+    secrets: Secrets,
+    reporter: Reporter,
+    limit: list[str] | None = None,
+    run_root: Path | None = None,
+    shared: dict[str, object] | None = None,
+    warnings: list[str] | tuple[str, ...] = (),
+) -> RunReport:
     """`shared` gives a component's ctx.shared instead of its prepare() (a re-point after a
     failover passes the topology the failover decided). `warnings` are printed first."""
     if mode not in ("plan", "apply"):
@@ -139,16 +148,32 @@ def _connect(run: HostRun, reporter: Reporter) -> None:
     run.seconds += time.monotonic() - t0
 
 
-def _run_component(run: HostRun, component: Component, inventory: Inventory, secrets: Secrets,
-                   reporter: Reporter, mode: str, shared: object = None) -> list[StepResult]:
+def _run_component(
+    run: HostRun,
+    component: Component,
+    inventory: Inventory,
+    secrets: Secrets,
+    reporter: Reporter,
+    mode: str,
+    shared: object = None,
+) -> list[StepResult]:
     t0 = time.monotonic()
     results: list[StepResult] = []
     host = run.host.name
 
-    def record(step_name: str, status: str, change: Change | None = None, error: str = "",
-               seconds: float = 0.0) -> None:
-        result = StepResult(host, component.name, step_name, status,
-                            change.summary if change else "", change.diff if change else "", error, seconds)
+    def record(
+        step_name: str, status: str, change: Change | None = None, error: str = "", seconds: float = 0.0
+    ) -> None:
+        result = StepResult(
+            host,
+            component.name,
+            step_name,
+            status,
+            change.summary if change else "",
+            change.diff if change else "",
+            error,
+            seconds,
+        )
         results.append(result)
         setattr(run, status, getattr(run, status) + 1)
         reporter.step(result, mode)

@@ -107,11 +107,19 @@ def _walk(root: yaml.Node, lines: dict, label: str) -> None:
         node, loc = stack.pop()
         seen_nodes += 1
         if seen_nodes > MAX_NODES:
-            raise InventoryError([f"{label}:{root.start_mark.line + 1}: expands to more than {MAX_NODES} values "
-                                  "(aliases that multiply: refused)"])
+            raise InventoryError(
+                [
+                    f"{label}:{root.start_mark.line + 1}: expands to more than {MAX_NODES} values "
+                    "(aliases that multiply: refused)"
+                ]
+            )
         if len(loc) > MAX_DEPTH:  # aliases can nest deeper than the text does (a cycle: forever)
-            raise InventoryError([f"{label}:{node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep "
-                                  "(through aliases that multiply: refused)"])
+            raise InventoryError(
+                [
+                    f"{label}:{node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep "
+                    "(through aliases that multiply: refused)"
+                ]
+            )
         lines.setdefault(loc, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             seen: dict[str, int] = {}
@@ -122,12 +130,14 @@ def _walk(root: yaml.Node, lines: dict, label: str) -> None:
                     continue
                 if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR:
                     shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else f"a {key_node.id}"
-                    raise InventoryError([f"{label}:{line}: {_key_path(loc) or 'top level'}: "
-                                          f"expected a plain string key, got {shown!r}"])
+                    raise InventoryError(
+                        [f"{label}:{line}: {_key_path(loc) or 'top level'}: expected a plain string key, got {shown!r}"]
+                    )
                 key = key_node.value
                 if key in seen:
-                    raise InventoryError([f"{label}:{line}: {_key_path(loc + (key,))}: "
-                                          f"duplicate key (first at line {seen[key]})"])
+                    raise InventoryError(
+                        [f"{label}:{line}: {_key_path(loc + (key,))}: duplicate key (first at line {seen[key]})"]
+                    )
                 seen[key] = line
                 lines[loc + (key,)] = line
                 stack.append((value_node, loc + (key,)))

@@ -68,7 +68,9 @@ def escaped_forms(value: str) -> set[str]:
         value,
         json.dumps(value)[1:-1],  # JSON (config.json, API bodies), ASCII-escaped
         json.dumps(value, ensure_ascii=False)[1:-1],
-        quote(value, safe=""), quote(value), quote_plus(value),  # URLs (DSNs)
+        quote(value, safe=""),
+        quote(value),
+        quote_plus(value),  # URLs (DSNs)
         value.replace("'", "''"),  # an SQL literal (standard)
         value.replace("\\", "\\\\").replace("'", "''"),  # a MySQL literal
         value.replace("\\", "\\\\").replace("'", "\\'"),
@@ -111,8 +113,11 @@ class Redactor:
 def problem(secret: Secret | None, value: object) -> str | None:
     """What is wrong with a secret's value, or None."""
     if value is None or value == "":
-        return ("empty value: remove the key to have one generated" if secret is None or secret.generate
-                else "empty value: give the value, or remove the key")
+        return (
+            "empty value: remove the key to have one generated"
+            if secret is None or secret.generate
+            else "empty value: give the value, or remove the key"
+        )
     if not isinstance(value, str):
         return f"expected a string, got {type(value).__name__} {value!r} (quote it)"
     bad = control_characters(value)
@@ -159,8 +164,12 @@ class Secrets:
         except OSError as e:
             raise InventoryError([f"{label}: cannot read: {e.strerror}"]) from None
         if stat.S_ISREG(mode) and mode & 0o077:
-            raise InventoryError([f"{label}: readable by others (mode {stat.S_IMODE(mode):04o}); "
-                                  f"make it private: chmod 600 {shlex.quote(label)}"])
+            raise InventoryError(
+                [
+                    f"{label}: readable by others (mode {stat.S_IMODE(mode):04o}); "
+                    f"make it private: chmod 600 {shlex.quote(label)}"
+                ]
+            )
         data, lines = safeyaml.read(self.path, label)
         if data is None:
             return {}

@@ -32,8 +32,9 @@ class Section(BaseModel):
             return value
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and control_characters(item):
-                raise ValueError("expected a single line without control characters, found "
-                                 + ", ".join(control_characters(item)))
+                raise ValueError(
+                    "expected a single line without control characters, found " + ", ".join(control_characters(item))
+                )
         return value
 
 

@@ -27,6 +27,7 @@ import yaml
 
 from .errors import InventoryError
 
+
 @dataclass(frozen=True)
 class Shape:
     nodes: int
@@ -51,27 +52,76 @@ _PREVIEW = "http://mattermost-docs-preview-pulls.s3-website-us-east-1.amazonaws.
 # Mattermost's reference architectures (MM_<N>), as published on the page named in each.
 TIERS = (
     # MM_200: 1 app 2/4, writer 2/16, no reader, no search, proxy 16/64.
-    Tier(200, Shape(1, 2, 4), Shape(1, 2, 16), Shape(0, 2, 16), Shape(0, 4, 32), Shape(1, 16, 64),
-         "https://docs.mattermost.com/administration-guide/scale/scale-to-200-users.html"),
+    Tier(
+        200,
+        Shape(1, 2, 4),
+        Shape(1, 2, 16),
+        Shape(0, 2, 16),
+        Shape(0, 4, 32),
+        Shape(1, 16, 64),
+        "https://docs.mattermost.com/administration-guide/scale/scale-to-200-users.html",
+    ),
     # MM_2000: 2 app 2/4, writer 2/16, 1 reader 2/16, 2 search 4/32, proxy 16/64.
-    Tier(2000, Shape(2, 2, 4), Shape(1, 2, 16), Shape(1, 2, 16), Shape(2, 4, 32), Shape(1, 16, 64),
-         "https://docs.mattermost.com/scale/scale-to-2000-users.html"),
+    Tier(
+        2000,
+        Shape(2, 2, 4),
+        Shape(1, 2, 16),
+        Shape(1, 2, 16),
+        Shape(2, 4, 32),
+        Shape(1, 16, 64),
+        "https://docs.mattermost.com/scale/scale-to-2000-users.html",
+    ),
     # MM_25000 (no page between 2,000 and 25,000 is published): 2 app 8/16, writer 8/64,
     # 1 reader 8/64; its page lists no search or proxy: MM_30000's.
-    Tier(25000, Shape(2, 8, 16), Shape(1, 8, 64), Shape(1, 8, 64), Shape(4, 8, 64), Shape(1, 16, 64),
-         "https://docs-staging.mattermost.com/scale/scale-to-25000-users.html"),
+    Tier(
+        25000,
+        Shape(2, 8, 16),
+        Shape(1, 8, 64),
+        Shape(1, 8, 64),
+        Shape(4, 8, 64),
+        Shape(1, 16, 64),
+        "https://docs-staging.mattermost.com/scale/scale-to-25000-users.html",
+    ),
     # MM_30000: 2 app 8/16, writer 8/64, 1 reader 8/64, 4 search 8/64, proxy 16/64.
-    Tier(30000, Shape(2, 8, 16), Shape(1, 8, 64), Shape(1, 8, 64), Shape(4, 8, 64), Shape(1, 16, 64),
-         "https://docs.mattermost.com/deployment-guide/scale/scale-to-30000-users"),
+    Tier(
+        30000,
+        Shape(2, 8, 16),
+        Shape(1, 8, 64),
+        Shape(1, 8, 64),
+        Shape(4, 8, 64),
+        Shape(1, 16, 64),
+        "https://docs.mattermost.com/deployment-guide/scale/scale-to-30000-users",
+    ),
     # MM_50000: 5 app 8/16, writer 8/64, 4 readers 8/64, 4 search 8/64, proxy 16/64.
-    Tier(50000, Shape(5, 8, 16), Shape(1, 8, 64), Shape(4, 8, 64), Shape(4, 8, 64), Shape(1, 16, 64),
-         f"{_PREVIEW}/8164/scale/scale-to-50000-users.html"),
+    Tier(
+        50000,
+        Shape(5, 8, 16),
+        Shape(1, 8, 64),
+        Shape(4, 8, 64),
+        Shape(4, 8, 64),
+        Shape(1, 16, 64),
+        f"{_PREVIEW}/8164/scale/scale-to-50000-users.html",
+    ),
     # MM_80000: 4 app 16/32, writer 16/128, 3 readers 16/128, 4 search 8/64, proxy 16/64.
-    Tier(80000, Shape(4, 16, 32), Shape(1, 16, 128), Shape(3, 16, 128), Shape(4, 8, 64), Shape(1, 16, 64),
-         f"{_PREVIEW}/8470/administration-guide/scale/scale-to-80000-users.html"),
+    Tier(
+        80000,
+        Shape(4, 16, 32),
+        Shape(1, 16, 128),
+        Shape(3, 16, 128),
+        Shape(4, 8, 64),
+        Shape(1, 16, 64),
+        f"{_PREVIEW}/8470/administration-guide/scale/scale-to-80000-users.html",
+    ),
     # MM_100000: 6 app 16/32, writer 16/128, 5 readers 16/128, 4 search 8/64, proxy 16/64.
-    Tier(100000, Shape(6, 16, 32), Shape(1, 16, 128), Shape(5, 16, 128), Shape(4, 8, 64), Shape(1, 16, 64),
-         "https://docs.mattermost.com/administration-guide/scale/scale-to-100000-users.html"),
+    Tier(
+        100000,
+        Shape(6, 16, 32),
+        Shape(1, 16, 128),
+        Shape(5, 16, 128),
+        Shape(4, 8, 64),
+        Shape(1, 16, 64),
+        "https://docs.mattermost.com/administration-guide/scale/scale-to-100000-users.html",
+    ),
 )
 
 # PATTERN (Table 1): the user ranges of the three patterns.
@@ -117,8 +167,10 @@ class Recommendation:
 
     def table(self) -> str:
         rows = [("role", "hosts", "vCPU", "memory", "disk", "source")]
-        rows += [(r.role, str(r.hosts), str(r.cpus), f"{r.memory_gib} GiB", f"{r.disk_gib} GiB", r.source)
-                 for r in self.roles]
+        rows += [
+            (r.role, str(r.hosts), str(r.cpus), f"{r.memory_gib} GiB", f"{r.disk_gib} GiB", r.source)
+            for r in self.roles
+        ]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in rows)
 
@@ -157,28 +209,63 @@ def recommend(users: int, mb_per_user_month: float = 15.0) -> Recommendation:
         rec.roles.append(RoleSize(role, max(hosts, minimum.get(role, 0)), cpus, memory, disk, source))
 
     add("proxy", tier.proxy.nodes, tier.proxy.cpus, tier.proxy.memory_gib, SYSTEM_DISK_GIB, f"proxy: {src}")
-    add("app", tier.app.nodes if pattern != "single" else 1, tier.app.cpus, tier.app.memory_gib,
-        SYSTEM_DISK_GIB, f"application: {src}" + ("; one server in the single pattern (Table 1)"
-                                                  if pattern == "single" else ""))
+    add(
+        "app",
+        tier.app.nodes if pattern != "single" else 1,
+        tier.app.cpus,
+        tier.app.memory_gib,
+        SYSTEM_DISK_GIB,
+        f"application: {src}" + ("; one server in the single pattern (Table 1)" if pattern == "single" else ""),
+    )
     # A job server is a Mattermost server running the jobs: sized as an application server.
     add("jobserver", 1, tier.app.cpus, tier.app.memory_gib, SYSTEM_DISK_GIB, f"application: {src}")
     # The database: the writer plus its readers (replicas), each sized as the writer.
-    add("db", tier.db_writer.nodes + tier.db_readers.nodes, tier.db_writer.cpus, tier.db_writer.memory_gib, db_gib,
-        f"RDS writer/readers: {src}; disk: ESTIMATE (a tenth of the files, plus the system)")
+    add(
+        "db",
+        tier.db_writer.nodes + tier.db_readers.nodes,
+        tier.db_writer.cpus,
+        tier.db_writer.memory_gib,
+        db_gib,
+        f"RDS writer/readers: {src}; disk: ESTIMATE (a tenth of the files, plus the system)",
+    )
     search = tier.search if tier.search.nodes else Shape(1, 4, 32)  # MM_2000's node when the tier has none
     search_hosts = SINGLE_EXTRAS["search"] if pattern == "single" else search.nodes
-    add("search", search_hosts, search.cpus, search.memory_gib, SYSTEM_DISK_GIB + math.ceil(files_gib * SEARCH_SHARE),
-        f"Elasticsearch nodes: {src}; disk: ESTIMATE")
+    add(
+        "search",
+        search_hosts,
+        search.cpus,
+        search.memory_gib,
+        SYSTEM_DISK_GIB + math.ceil(files_gib * SEARCH_SHARE),
+        f"Elasticsearch nodes: {src}; disk: ESTIMATE",
+    )
     # ESTIMATE: S3 storage nodes (SeaweedFS) need little CPU; every node holds a full copy.
-    add("storage", SINGLE_EXTRAS["storage"] if pattern == "single" else 0, 2, 4, SYSTEM_DISK_GIB + files_gib,
+    add(
+        "storage",
+        SINGLE_EXTRAS["storage"] if pattern == "single" else 0,
+        2,
+        4,
+        SYSTEM_DISK_GIB + files_gib,
         f"disk: lifetime storage, {mb_per_user_month:g} MB/user/month x 12 x {SAFETY} "
-        f"(docs.mattermost.com scale pages); CPU/memory: ESTIMATE")
+        f"(docs.mattermost.com scale pages); CPU/memory: ESTIMATE",
+    )
     # ESTIMATE: the push proxy relays notifications to Apple/Google: a small Go service.
-    add("pushproxy", SINGLE_EXTRAS["pushproxy"] if pattern == "single" else 0, 1, 1, SYSTEM_DISK_GIB,
-        "ESTIMATE (a small relay; Mattermost publishes no figure)")
+    add(
+        "pushproxy",
+        SINGLE_EXTRAS["pushproxy"] if pattern == "single" else 0,
+        1,
+        1,
+        SYSTEM_DISK_GIB,
+        "ESTIMATE (a small relay; Mattermost publishes no figure)",
+    )
     # ESTIMATE: Prometheus keeps 15 days of samples of every target by default.
-    add("monitoring", 1, 2 if pattern == "single" else 4, 4 if pattern == "single" else 8,
-        SYSTEM_DISK_GIB + 10 * (1 if pattern == "single" else 3), "ESTIMATE (Prometheus, 15 days of samples)")
+    add(
+        "monitoring",
+        1,
+        2 if pattern == "single" else 4,
+        4 if pattern == "single" else 8,
+        SYSTEM_DISK_GIB + 10 * (1 if pattern == "single" else 3),
+        "ESTIMATE (Prometheus, 15 days of samples)",
+    )
     return rec
 
 
@@ -189,8 +276,15 @@ def host_names(rec: Recommendation) -> list[tuple[str, list[str], RoleSize]]:
     """(name, roles, size) per host. The single pattern's job server also runs
     monitoring (Table 1: "job and monitoring host"); elsewhere monitoring shares the job
     server's host too, as in the example inventories."""
-    prefix = {"proxy": "proxy", "app": "app", "jobserver": "job", "db": "db", "search": "search",
-              "storage": "storage", "pushproxy": "push"}
+    prefix = {
+        "proxy": "proxy",
+        "app": "app",
+        "jobserver": "job",
+        "db": "db",
+        "search": "search",
+        "storage": "storage",
+        "pushproxy": "push",
+    }
     monitoring = rec.role("monitoring")
     hosts = []
     for size in rec.roles:
@@ -198,8 +292,14 @@ def host_names(rec: Recommendation) -> list[tuple[str, list[str], RoleSize]]:
             continue
         for i in range(1, size.hosts + 1):
             if size.role == "jobserver" and i == 1:  # both on one host: room for both
-                both = RoleSize("jobserver", 1, size.cpus + monitoring.cpus, size.memory_gib + monitoring.memory_gib,
-                                max(size.disk_gib, monitoring.disk_gib), "job server + monitoring")
+                both = RoleSize(
+                    "jobserver",
+                    1,
+                    size.cpus + monitoring.cpus,
+                    size.memory_gib + monitoring.memory_gib,
+                    max(size.disk_gib, monitoring.disk_gib),
+                    "job server + monitoring",
+                )
                 hosts.append((f"{prefix[size.role]}{i}", ["jobserver", "monitoring"], both))
             else:
                 hosts.append((f"{prefix[size.role]}{i}", [size.role], size))
@@ -227,7 +327,9 @@ def inventory(rec: Recommendation, domain: str = "chat.example.com") -> str:
     text = "\n".join(lines) + yaml.safe_dump({k: v for k, v in document.items() if k != "hosts"}, sort_keys=False)
     text += "hosts:\n"
     for name, roles, size in host_names(rec):
-        text += (f"  - name: {name}    # {size.cpus} vCPU, {size.memory_gib} GiB memory, {size.disk_gib} GiB disk\n"
-                 f"    address: \"{PLACEHOLDER.format(name=name)}\"\n"
-                 f"    roles: [{', '.join(roles)}]\n")
+        text += (
+            f"  - name: {name}    # {size.cpus} vCPU, {size.memory_gib} GiB memory, {size.disk_gib} GiB disk\n"
+            f'    address: "{PLACEHOLDER.format(name=name)}"\n'
+            f"    roles: [{', '.join(roles)}]\n"
+        )
     return text

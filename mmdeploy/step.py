@@ -41,8 +41,9 @@ class Step:
         return f"<{type(self).__name__} {self.name}>"
 
 
-def run_checked(remote: Remote, script: str, what: str, log_as: str | None = None,
-                timeout: float = DEFAULT_TIMEOUT) -> Result:
+def run_checked(
+    remote: Remote, script: str, what: str, log_as: str | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> Result:
     """Run an apply script; a non-zero exit becomes StepFailed with the output's tail."""
     result = remote.run(script, log_as=log_as, timeout=timeout, what=what)
     if result.rc == 124:

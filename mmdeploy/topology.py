@@ -30,9 +30,14 @@ if TYPE_CHECKING:
 # Layers top to bottom; a host sits in the layer of its first role in this order.
 LAYERS = ("proxy", "app", "jobserver", "db", "search", "storage", "pushproxy", "monitoring")
 LAYER_LABELS = {
-    "proxy": "Load balancing (NGINX)", "app": "Mattermost app servers", "jobserver": "Job server",
-    "db": "Database", "search": "Search (OpenSearch)", "storage": "File storage (S3)",
-    "pushproxy": "Push proxy", "monitoring": "Monitoring (Prometheus)",
+    "proxy": "Load balancing (NGINX)",
+    "app": "Mattermost app servers",
+    "jobserver": "Job server",
+    "db": "Database",
+    "search": "Search (OpenSearch)",
+    "storage": "File storage (S3)",
+    "pushproxy": "Push proxy",
+    "monitoring": "Monitoring (Prometheus)",
 }
 # Mattermost's cluster gossip (ClusterSettings.GossipPort's default).
 GOSSIP_PORT = 8074
@@ -42,9 +47,18 @@ DB_PORTS = {"postgresql": 5432, "mysql": 3306}
 ROLE_FLOWS = {"search": ("search", 9200), "storage": ("s3", 8333), "pushproxy": ("push", 8066)}
 # A Balanced layer's name -> the flow kind drawn.
 BALANCED_KINDS = {"search": "search", "storage": "s3", "s3": "s3", "pushproxy": "push", "push": "push"}
-COLORS = {"https": "darkgreen", "http": "forestgreen", "gossip": "purple", "sql": "blue3",
-          "replication": "navy", "s3": "darkorange3", "search": "goldenrod3", "push": "deeppink3",
-          "metrics": "gray45", "vip": "red3"}
+COLORS = {
+    "https": "darkgreen",
+    "http": "forestgreen",
+    "gossip": "purple",
+    "sql": "blue3",
+    "replication": "navy",
+    "s3": "darkorange3",
+    "search": "goldenrod3",
+    "push": "deeppink3",
+    "metrics": "gray45",
+    "vip": "red3",
+}
 
 
 @dataclass
@@ -157,16 +171,18 @@ def build(inventory: Inventory, live: LiveState | None = None) -> Graph:
         hosts = inventory.with_role(layer)
         if not hosts:
             continue
-        declared = next(((b, hs) for name, (b, hs) in balanced.items() if {h.name for h in hs} &
-                         {h.name for h in hosts}), None)
+        declared = next(
+            ((b, hs) for name, (b, hs) in balanced.items() if {h.name for h in hs} & {h.name for h in hosts}), None
+        )
         if declared and proxies:
             b, _ = declared
             bport = b.port_for(s)
             entry = vip_id(vips[0]) if vips else "layer:proxy"
             for client in b.clients:
                 if _is_layer(inventory, client):
-                    flows.append(Flow(BALANCED_KINDS.get(b.name, kind), f"layer:{client}", entry, bport,
-                                      "(internal balancer)"))
+                    flows.append(
+                        Flow(BALANCED_KINDS.get(b.name, kind), f"layer:{client}", entry, bport, "(internal balancer)")
+                    )
             flows.append(Flow(BALANCED_KINDS.get(b.name, kind), "layer:proxy", f"layer:{layer}", bport))
         else:
             flows.append(Flow(kind, "layer:app", f"layer:{layer}", default_port))
@@ -230,7 +246,8 @@ def _annotate(graph: Graph, inventory: Inventory, live: LiveState) -> None:
             vip_node.state = "up" if holder else "down"
     if live.vip_holders:  # the floating address points at its holder only
         graph.flows = [f for f in graph.flows if f.kind != "vip"] + [
-            Flow("vip", vip_id(vip), holder, None, "(holder)") for vip, holder in live.vip_holders.items() if holder]
+            Flow("vip", vip_id(vip), holder, None, "(holder)") for vip, holder in live.vip_holders.items() if holder
+        ]
 
 
 # --- live state ----------------------------------------------------------------------------
@@ -256,8 +273,9 @@ def read_live(inventory: Inventory, redact: Any = None) -> LiveState:
     addresses: dict[str, set[str]] = {}
 
     def read(h: Host) -> None:
-        quick = dataclasses.replace(h, ssh=dataclasses.replace(h.ssh, connect_timeout=min(h.ssh.connect_timeout,
-                                                                                          CONNECT_TIMEOUT)))
+        quick = dataclasses.replace(
+            h, ssh=dataclasses.replace(h.ssh, connect_timeout=min(h.ssh.connect_timeout, CONNECT_TIMEOUT))
+        )
         remote = Remote(quick, redact)
         try:
             fact = FactCache(remote).get([ADDRESSES])[ADDRESSES]
@@ -287,12 +305,28 @@ def to_dot(graph: Graph) -> graphviz.Digraph:
     whole layer is drawn to its cluster's border)."""
     import graphviz
 
-    dot = graphviz.Digraph("mmdeploy", graph_attr={
-        "label": graph.title + ("  (live state)" if graph.live else "  (from the inventory)"), "labelloc": "t",
-        "fontname": "Helvetica", "fontsize": "16", "rankdir": "TB", "compound": "true", "newrank": "true",
-        "nodesep": "0.5", "ranksep": "0.8",
-    }, node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "white", "fontname": "Helvetica",
-                  "fontsize": "11"}, edge_attr={"fontname": "Helvetica", "fontsize": "9"})
+    dot = graphviz.Digraph(
+        "mmdeploy",
+        graph_attr={
+            "label": graph.title + ("  (live state)" if graph.live else "  (from the inventory)"),
+            "labelloc": "t",
+            "fontname": "Helvetica",
+            "fontsize": "16",
+            "rankdir": "TB",
+            "compound": "true",
+            "newrank": "true",
+            "nodesep": "0.5",
+            "ranksep": "0.8",
+        },
+        node_attr={
+            "shape": "box",
+            "style": "rounded,filled",
+            "fillcolor": "white",
+            "fontname": "Helvetica",
+            "fontsize": "11",
+        },
+        edge_attr={"fontname": "Helvetica", "fontsize": "9"},
+    )
     order = ["clients", "vips", *LAYERS]
     layers = sorted({n.layer for n in graph.nodes.values()}, key=lambda x: order.index(x) if x in order else 99)
     for layer in layers:
@@ -303,8 +337,9 @@ def to_dot(graph: Graph) -> graphviz.Digraph:
             continue
         with dot.subgraph(name=f"cluster_{layer}") as sub:
             # A layer's hosts side by side (newrank lets rank=same work inside a cluster).
-            sub.attr(label=LAYER_LABELS.get(layer, layer), style="rounded,dashed", color="gray50", fontsize="12",
-                     rank="same")
+            sub.attr(
+                label=LAYER_LABELS.get(layer, layer), style="rounded,dashed", color="gray50", fontsize="12", rank="same"
+            )
             for n in members:
                 _node(sub, n)
     for f in graph.flows:
@@ -364,7 +399,8 @@ def render(graph: Graph, path: Path) -> Path:
     try:
         data = dot.pipe(format=fmt)
     except Exception as e:  # graphviz.ExecutableNotFound, or dot refusing the format
-        raise MMDeployError(f"topology: drawing {path.name} needs Graphviz's `dot` "
-                            f"(Debian: apt-get install graphviz): {e}") from None
+        raise MMDeployError(
+            f"topology: drawing {path.name} needs Graphviz's `dot` (Debian: apt-get install graphviz): {e}"
+        ) from None
     path.write_bytes(data)
     return path

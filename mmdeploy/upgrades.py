@@ -133,8 +133,9 @@ echo "metrics=$(curl -s -m 5 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{
 
 
 def read_node(fleet: Fleet, host: Host) -> NodeState:
-    out = run_checked(fleet.remote(host), _state_script(host), f"read the Mattermost release on {host.name}",
-                      timeout=30).stdout
+    out = run_checked(
+        fleet.remote(host), _state_script(host), f"read the Mattermost release on {host.name}", timeout=30
+    ).stdout
     values, shas = {}, {}
     for line in out.splitlines():
         key, _, value = line.partition("=")
@@ -145,8 +146,15 @@ def read_node(fleet: Fleet, host: Host) -> NodeState:
             values[key] = value.strip()
     version = values.get("version") or shas.get(values.get("sha", ""))  # installed before .mmdeploy-version
     previous, _, previous_at = values.get("previous", "").partition(" ")
-    return NodeState(host, version or None, previous or None, previous_at or None, values.get("unit", "unknown"),
-                     values.get("metrics") == "200", sorted(shas.values(), key=_key))
+    return NodeState(
+        host,
+        version or None,
+        previous or None,
+        previous_at or None,
+        values.get("unit", "unknown"),
+        values.get("metrics") == "200",
+        sorted(shas.values(), key=_key),
+    )
 
 
 def _key(version: str):
@@ -158,11 +166,17 @@ def _key(version: str):
 
 def _probe_script(host: Host) -> str:
     u, s = unit_name(host), host.settings.mattermost
-    ping = (f"code=$(curl -s -m 5 -D \"$h\" -o \"$b\" -w '%{{http_code}}' "
+    ping = (
+        (
+            f'code=$(curl -s -m 5 -D "$h" -o "$b" -w \'%{{http_code}}\' '
             f"'http://127.0.0.1:{s.port}/api/v4/system/ping?get_server_status=true')\n"
-            "echo \"code=$code\"\n"
+            'echo "code=$code"\n'
             "echo \"version=$(sed -n 's/^X-Version-Id: *//Ip' \"$h\" | tr -d '\\r')\"\n"
-            "echo \"body=$(head -c 600 \"$b\" | tr '\\n' ' ')\"\n") if host.has("app") else ""
+            "echo \"body=$(head -c 600 \"$b\" | tr '\\n' ' ')\"\n"
+        )
+        if host.has("app")
+        else ""
+    )
     return f"""\
 h=$(mktemp); b=$(mktemp); trap 'rm -f "$h" "$b"' EXIT
 echo "unit=$(systemctl is-active {u})"
@@ -211,8 +225,14 @@ def _previous(state: NodeState) -> str:
     return state.previous
 
 
-def verify_node(fleet: Fleet, host: Host, version: str, need_metrics: bool, timeout: float = VERIFY_TIMEOUT,
-                window: float = VERIFY_WINDOW) -> str | None:
+def verify_node(
+    fleet: Fleet,
+    host: Host,
+    version: str,
+    need_metrics: bool,
+    timeout: float = VERIFY_TIMEOUT,
+    window: float = VERIFY_WINDOW,
+) -> str | None:
     """Checked on the node itself, not through the proxies: healthy on `version` within
     `timeout`, then still healthy and not restarted for `window` seconds. None when it is,
     else the last problem seen."""
@@ -246,15 +266,19 @@ def set_upstream(fleet: Fleet, node: Host, down: bool) -> None:
     port = node.settings.mattermost.port
     script = upstream_state_script(node.private_address, port, down)
     what = f"{'drain' if down else 'restore'} {node.name} on"
-    fleet.parallel(lambda p: run_checked(fleet.remote(p), script, f"{what} {p.name}", timeout=60),
-                   fleet.inventory.with_role("proxy"))
+    fleet.parallel(
+        lambda p: run_checked(fleet.remote(p), script, f"{what} {p.name}", timeout=60),
+        fleet.inventory.with_role("proxy"),
+    )
 
 
 def drained(fleet: Fleet) -> dict[str, list[str]]:
     """proxy -> the app servers (address:port) it has marked down."""
     proxies = fleet.inventory.with_role("proxy")
-    outs = fleet.parallel(lambda p: run_checked(fleet.remote(p), drained_servers_script(), f"read {p.name}",
-                                                timeout=30).stdout.split(), proxies)
+    outs = fleet.parallel(
+        lambda p: run_checked(fleet.remote(p), drained_servers_script(), f"read {p.name}", timeout=30).stdout.split(),
+        proxies,
+    )
     return {p.name: out for p, out in zip(proxies, outs)}
 
 
@@ -282,8 +306,12 @@ def drain(fleet: Fleet, node: Host, timeout: float = DRAIN_TIMEOUT) -> float:
     t0 = time.monotonic()
     set_upstream(fleet, node, down=True)
     time.sleep(0.3)  # a reload only signals NGINX: let the new workers take over
-    out = run_checked(fleet.remote(node), _inflight_script(node, fleet.inventory.with_role("proxy"), timeout),
-                      f"wait for the requests {node.name} holds", timeout=timeout + 30).stdout.strip()
+    out = run_checked(
+        fleet.remote(node),
+        _inflight_script(node, fleet.inventory.with_role("proxy"), timeout),
+        f"wait for the requests {node.name} holds",
+        timeout=timeout + 30,
+    ).stdout.strip()
     seconds = round(time.monotonic() - t0, 2)
     fleet.say(f"{node.name}: drained from the proxies in {seconds:.1f} s ({out})")
     return seconds
@@ -294,6 +322,7 @@ def drain(fleet: Fleet, node: Host, timeout: float = DRAIN_TIMEOUT) -> float:
 
 def _stage(fleet: Fleet, inventory: Inventory, nodes: list[NodeState]) -> None:
     """Unpack the target release beside the running one on every node (no restart)."""
+
     def one(state: NodeState) -> None:
         s = state.host.settings
         step = Unpacked(artifact(s), f"{RELEASES}/{s.mattermost.version}", fetch_on_host=s.mattermost.fetch_on_host)
@@ -321,20 +350,31 @@ def _apply_component(fleet: Fleet, inventory: Inventory, host: Host) -> str | No
     from .report import Reporter
 
     log = io.StringIO()
-    report = runner.run(inventory, [registry().component("mattermost")], mode="apply", secrets=fleet.secrets,
-                        reporter=Reporter(fleet.redactor, out=log), limit=[host.name])
+    report = runner.run(
+        inventory,
+        [registry().component("mattermost")],
+        mode="apply",
+        secrets=fleet.secrets,
+        reporter=Reporter(fleet.redactor, out=log),
+        limit=[host.name],
+    )
     return report.hosts[host.name].error
 
 
 def _record_previous(fleet: Fleet, host: Host, version: str, started_at: str) -> None:
-    run_checked(fleet.remote(host), f"echo '{version} {started_at}' > {PREVIOUS}", f"record {version} on {host.name}",
-                timeout=30)
+    run_checked(
+        fleet.remote(host),
+        f"echo '{version} {started_at}' > {PREVIOUS}",
+        f"record {version} on {host.name}",
+        timeout=30,
+    )
 
 
 def _restore_previous(fleet: Fleet, state: NodeState) -> None:
     """The previous-release record as it was before this upgrade."""
-    script = (f"echo '{state.previous} {state.previous_at or ''}' > {PREVIOUS}" if state.previous
-              else f"rm -f {PREVIOUS}")
+    script = (
+        f"echo '{state.previous} {state.previous_at or ''}' > {PREVIOUS}" if state.previous else f"rm -f {PREVIOUS}"
+    )
     run_checked(fleet.remote(state.host), script, f"previous release on {state.host.name}", timeout=30)
 
 
@@ -343,18 +383,22 @@ def _activate(fleet: Fleet, host: Host, version: str, start: bool = True) -> Non
     script = activate_script(version)
     if start:
         script += restart(unit_name(host), STOP_GRACE).script
-    run_checked(fleet.remote(host), script, f"activate {version} on {host.name}",
-                timeout=STOP_GRACE + 700)
+    run_checked(fleet.remote(host), script, f"activate {version} on {host.name}", timeout=STOP_GRACE + 700)
 
 
 def _stop(fleet: Fleet, host: Host) -> None:
     u = unit_name(host)
-    run_checked(fleet.remote(host), f"""\
+    run_checked(
+        fleet.remote(host),
+        f"""\
 if ! timeout {STOP_GRACE} systemctl stop {u}; then
   systemctl kill --signal=SIGKILL {u} || true
   timeout 30 systemctl stop {u}
 fi
-""", f"stop {u} on {host.name}", timeout=STOP_GRACE + 60)
+""",
+        f"stop {u} on {host.name}",
+        timeout=STOP_GRACE + 60,
+    )
 
 
 def _schema_version(inventory: Inventory) -> str | None:
@@ -367,17 +411,23 @@ def _schema_version(inventory: Inventory) -> str | None:
     if len(writable) != 1:
         return None
     with Fleet(inventory, "schema-version") as fleet:
-        result = fleet.remote(writable[0].host).run(engine.app_query(engine.schema_version_sql), timeout=30,
-                                                    what="read the schema version")
+        result = fleet.remote(writable[0].host).run(
+            engine.app_query(engine.schema_version_sql), timeout=30, what="read the schema version"
+        )
     return result.stdout.strip() or None if result.ok else None
 
 
 # --- upgrade ------------------------------------------------------------------------------
 
 
-def upgrade(inventory: Inventory, out: Out | None = None, drain_timeout: float = DRAIN_TIMEOUT,
-            verify_timeout: float = VERIFY_TIMEOUT, backup_first: bool = True,
-            limit: list[str] | None = None) -> UpgradeReport:
+def upgrade(
+    inventory: Inventory,
+    out: Out | None = None,
+    drain_timeout: float = DRAIN_TIMEOUT,
+    verify_timeout: float = VERIFY_TIMEOUT,
+    backup_first: bool = True,
+    limit: list[str] | None = None,
+) -> UpgradeReport:
     """Bring every Mattermost node (or those named in `limit`: a canary) to the
     inventory's mattermost.version (see the module docstring for the procedure)."""
     target = inventory.settings.mattermost.version
@@ -396,21 +446,33 @@ def upgrade(inventory: Inventory, out: Out | None = None, drain_timeout: float =
             fleet.say(report.message)
             return _done(report, fleet)
         if len(current) > 1:
-            raise MMDeployError(f"the nodes run several releases ({', '.join(current)}) besides {target}: "
-                                "bring them to one first (`inv rollback`, or `inv drift` to see which)")
+            raise MMDeployError(
+                f"the nodes run several releases ({', '.join(current)}) besides {target}: "
+                "bring them to one first (`inv rollback`, or `inv drift` to see which)"
+            )
         source = current[0]
         if _key(target) < _key(source):
-            raise InventoryError([f"--version {target} is older than the running {source}: that is a downgrade; "
-                                  "use `inv rollback` (Mattermost documents downgrades separately)"])
+            raise InventoryError(
+                [
+                    f"--version {target} is older than the running {source}: that is a downgrade; "
+                    "use `inv rollback` (Mattermost documents downgrades separately)"
+                ]
+            )
         path = releases.upgrade_path(source, target)
         if len(path) > 1:
-            raise InventoryError([
-                f"Mattermost keeps its migrations backwards compatible only from the previous ESR: "
-                f"upgrade {source} -> {' -> '.join(path)}, one `inv upgrade --version` at a time"])
+            raise InventoryError(
+                [
+                    f"Mattermost keeps its migrations backwards compatible only from the previous ESR: "
+                    f"upgrade {source} -> {' -> '.join(path)}, one `inv upgrade --version` at a time"
+                ]
+            )
         schema = releases.series_of(source) != releases.series_of(target)
         report.procedure = "schema-change" if schema else "rolling"
-        how = ("another series: the schema may change, so a short service interruption as Mattermost documents"
-               if schema else "same series: rolling, one node at a time")
+        how = (
+            "another series: the schema may change, so a short service interruption as Mattermost documents"
+            if schema
+            else "same series: rolling, one node at a time"
+        )
         fleet.say(f"upgrade {source} -> {target} ({how})")
         _stage(fleet, inventory, list(states.values()))
         fleet.say(f"release {target} unpacked beside {source} on {', '.join(states)}")
@@ -427,8 +489,9 @@ def _limited(nodes: list[Host], limit: list[str] | None) -> list[Host]:
     names = {h.name for h in nodes}
     unknown = [n for n in limit if n not in names]
     if unknown or not limit:
-        raise InventoryError([f"--limit: {', '.join(unknown) or '(nothing)'} is not a Mattermost node "
-                              f"({', '.join(sorted(names))})"])
+        raise InventoryError(
+            [f"--limit: {', '.join(unknown) or '(nothing)'} is not a Mattermost node ({', '.join(sorted(names))})"]
+        )
     return [h for h in nodes if h.name in limit]
 
 
@@ -438,8 +501,16 @@ def _done(report: UpgradeReport, fleet: Fleet) -> UpgradeReport:
     return report
 
 
-def _rolling(fleet: Fleet, inventory: Inventory, states: dict[str, NodeState], source: str, target: str,
-             report: UpgradeReport, drain_timeout: float, verify_timeout: float) -> None:
+def _rolling(
+    fleet: Fleet,
+    inventory: Inventory,
+    states: dict[str, NodeState],
+    source: str,
+    target: str,
+    report: UpgradeReport,
+    drain_timeout: float,
+    verify_timeout: float,
+) -> None:
     apps_up = [s for s in states.values() if s.role == "app"]
     for state in states.values():
         host = state.host
@@ -463,8 +534,10 @@ def _rolling(fleet: Fleet, inventory: Inventory, states: dict[str, NodeState], s
             if drain_it:
                 set_upstream(fleet, host, down=False)
             result.seconds = round(time.monotonic() - t0, 2)
-            fleet.say(f"{host.name}: upgraded to {target} and verified in {result.seconds:.1f} s"
-                      + (", back behind the proxies" if drain_it else ""))
+            fleet.say(
+                f"{host.name}: upgraded to {target} and verified in {result.seconds:.1f} s"
+                + (", back behind the proxies" if drain_it else "")
+            )
             continue
         # Back to the release on its disk, verified, and put back; the rest stay untouched.
         result.problem = problem
@@ -479,20 +552,25 @@ def _rolling(fleet: Fleet, inventory: Inventory, states: dict[str, NodeState], s
             result.after, result.status = state.version, "rolled-back"
             if drain_it:
                 set_upstream(fleet, host, down=False)
-            fleet.say(f"{host.name}: back on {state.version}, verified" + (" and behind the proxies" if drain_it else ""))
+            fleet.say(
+                f"{host.name}: back on {state.version}, verified" + (" and behind the proxies" if drain_it else "")
+            )
         else:
             result.problem += f"; the rollback to {state.version} failed too: {back}"
             fleet.say(f"{host.name}: the rollback failed too ({back}); it stays out of the proxies")
         result.seconds = round(time.monotonic() - t0, 2)
         untouched = [s.host.name for s in states.values() if s.host.name not in {n.host for n in report.nodes}]
-        report.nodes += [NodeResult(n, states[n].role, states[n].version, states[n].version, "untouched")
-                         for n in untouched]
+        report.nodes += [
+            NodeResult(n, states[n].role, states[n].version, states[n].version, "untouched") for n in untouched
+        ]
         report.ok = False
-        report.message = (f"stopped at {host.name}: {target} failed its check ({problem}); "
-                          f"{host.name} {'is back on ' + _live(state) if back is None else 'is out of service'}"
-                          + (f"; untouched: {', '.join(untouched)}" if untouched else "")
-                          + f". The inventory still names {target}: fix the release, or set mattermost.version "
-                          f"to {state.version} so that a deploy does not activate it again")
+        report.message = (
+            f"stopped at {host.name}: {target} failed its check ({problem}); "
+            f"{host.name} {'is back on ' + _live(state) if back is None else 'is out of service'}"
+            + (f"; untouched: {', '.join(untouched)}" if untouched else "")
+            + f". The inventory still names {target}: fix the release, or set mattermost.version "
+            f"to {state.version} so that a deploy does not activate it again"
+        )
         fleet.say(report.message)
         return
     upgraded = [n.host for n in report.nodes if n.status == "upgraded"]
@@ -500,8 +578,16 @@ def _rolling(fleet: Fleet, inventory: Inventory, states: dict[str, NodeState], s
     fleet.say(report.message)
 
 
-def _schema_change(fleet: Fleet, inventory: Inventory, states: dict[str, NodeState], source: str, target: str,
-                   report: UpgradeReport, backup_first: bool, verify_timeout: float) -> None:
+def _schema_change(
+    fleet: Fleet,
+    inventory: Inventory,
+    states: dict[str, NodeState],
+    source: str,
+    target: str,
+    report: UpgradeReport,
+    backup_first: bool,
+    verify_timeout: float,
+) -> None:
     from . import backups
 
     schema_before = _schema_version(inventory)
@@ -512,8 +598,9 @@ def _schema_change(fleet: Fleet, inventory: Inventory, states: dict[str, NodeSta
             raise MMDeployError(f"the backup before the upgrade failed ({taken.message}); nothing was changed")
         report.backup = taken.label
     elif backup_first:
-        report.warnings.append("no backup is configured (settings.backup): Mattermost advises one before a "
-                               "schema-changing upgrade")
+        report.warnings.append(
+            "no backup is configured (settings.backup): Mattermost advises one before a schema-changing upgrade"
+        )
     apps = [s.host for s in states.values() if s.role == "app"]
     down_at = time.monotonic()
     for host in apps:
@@ -528,13 +615,13 @@ def _schema_change(fleet: Fleet, inventory: Inventory, states: dict[str, NodeSta
     t0 = time.monotonic()
     error = _apply_component(fleet, inventory, first.host)
     problem = error or verify_node(fleet, first.host, target, first.metrics, verify_timeout)
-    result = NodeResult(first.host.name, first.role, first.version, target, "upgraded",
-                        seconds=round(time.monotonic() - t0, 2))
+    result = NodeResult(
+        first.host.name, first.role, first.version, target, "upgraded", seconds=round(time.monotonic() - t0, 2)
+    )
     report.nodes.append(result)
     if problem is not None:
         result.status, result.problem, result.after = "failed", problem, None
-        _schema_failed(fleet, inventory, states, order, source, target, schema_before, report, problem,
-                       verify_timeout)
+        _schema_failed(fleet, inventory, states, order, source, target, schema_before, report, problem, verify_timeout)
         return
     fleet.say(f"{first.host.name}: {target} started first (schema migration) and verified in {result.seconds:.1f} s")
 
@@ -542,24 +629,36 @@ def _schema_change(fleet: Fleet, inventory: Inventory, states: dict[str, NodeSta
         t1 = time.monotonic()
         err = _apply_component(fleet, inventory, state.host)
         why = err or verify_node(fleet, state.host, target, state.metrics, verify_timeout)
-        return NodeResult(state.host.name, state.role, state.version, target if why is None else None,
-                          "upgraded" if why is None else "failed", round(time.monotonic() - t1, 2), problem=why)
+        return NodeResult(
+            state.host.name,
+            state.role,
+            state.version,
+            target if why is None else None,
+            "upgraded" if why is None else "failed",
+            round(time.monotonic() - t1, 2),
+            problem=why,
+        )
 
     report.nodes += fleet.parallel(rest, order[1:])
-    healthy = [s.host for s in order if s.role == "app"
-               and next(n for n in report.nodes if n.host == s.host.name).status == "upgraded"]
+    healthy = [
+        s.host
+        for s in order
+        if s.role == "app" and next(n for n in report.nodes if n.host == s.host.name).status == "upgraded"
+    ]
     for host in healthy:
         set_upstream(fleet, host, down=False)
     report.downtime_seconds = round(time.monotonic() - down_at, 2)
     failed = [n for n in report.nodes if n.status == "failed"]
     report.ok = not failed
-    report.message = (f"upgraded to {target} with {report.downtime_seconds:.1f} s without app servers"
-                      + (f"; failed: {', '.join(f'{n.host} ({n.problem})' for n in failed)}" if failed else ""))
+    report.message = f"upgraded to {target} with {report.downtime_seconds:.1f} s without app servers" + (
+        f"; failed: {', '.join(f'{n.host} ({n.problem})' for n in failed)}" if failed else ""
+    )
     fleet.say(report.message)
 
 
-def _schema_failed(fleet, inventory, states, order, source, target, schema_before, report, problem,
-                   verify_timeout) -> None:
+def _schema_failed(
+    fleet, inventory, states, order, source, target, schema_before, report, problem, verify_timeout
+) -> None:
     first = order[0]
     schema_now = _schema_version(inventory)
     report.ok = False
@@ -569,11 +668,14 @@ def _schema_failed(fleet, inventory, states, order, source, target, schema_befor
             f"failed its check ({problem}). Every server is stopped and the proxies send no requests. Mattermost "
             f"does not support running {source} on the newer schema: restore the database backup taken before "
             f"the upgrade with Mattermost left stopped (`inv restore --to-time '{report.started_at}' --no-start`), "
-            f"then `inv rollback`")
+            f"then `inv rollback`"
+        )
         fleet.say(report.message)
         return
-    fleet.say(f"{first.host.name}: {target} failed its check ({problem}); the schema is unchanged "
-              f"({schema_now or 'unknown'}): every node back to {source}")
+    fleet.say(
+        f"{first.host.name}: {target} failed its check ({problem}); the schema is unchanged "
+        f"({schema_now or 'unknown'}): every node back to {source}"
+    )
     _stop(fleet, first.host)
 
     def back(state: NodeState) -> str | None:
@@ -586,9 +688,16 @@ def _schema_failed(fleet, inventory, states, order, source, target, schema_befor
     problems = fleet.parallel(back, order)
     for state, why in zip(order, problems):
         if state is not first:
-            report.nodes.append(NodeResult(state.host.name, state.role, state.version,
-                                           state.version if why is None else None,
-                                           "rolled-back" if why is None else "failed", problem=why))
+            report.nodes.append(
+                NodeResult(
+                    state.host.name,
+                    state.role,
+                    state.version,
+                    state.version if why is None else None,
+                    "rolled-back" if why is None else "failed",
+                    problem=why,
+                )
+            )
         else:
             report.nodes[0].after = state.version if why is None else None
             report.nodes[0].status = "rolled-back" if why is None else "failed"
@@ -596,18 +705,25 @@ def _schema_failed(fleet, inventory, states, order, source, target, schema_befor
             _restore_previous(fleet, state)
             if state.role == "app":
                 set_upstream(fleet, state.host, down=False)
-    report.message = (f"{first.host.name}: {target} failed its check ({problem}); every node is back on {source}"
-                      + ("" if not any(problems) else "; some did not come back: see the nodes")
-                      + f". The inventory still names {target}: fix the release, or set mattermost.version to "
-                        f"{source}")
+    report.message = (
+        f"{first.host.name}: {target} failed its check ({problem}); every node is back on {source}"
+        + ("" if not any(problems) else "; some did not come back: see the nodes")
+        + f". The inventory still names {target}: fix the release, or set mattermost.version to "
+        f"{source}"
+    )
     fleet.say(report.message)
 
 
 # --- rollback -----------------------------------------------------------------------------
 
 
-def rollback(inventory: Inventory, out: Out | None = None, drain_timeout: float = DRAIN_TIMEOUT,
-             verify_timeout: float = VERIFY_TIMEOUT, limit: list[str] | None = None) -> UpgradeReport:
+def rollback(
+    inventory: Inventory,
+    out: Out | None = None,
+    drain_timeout: float = DRAIN_TIMEOUT,
+    verify_timeout: float = VERIFY_TIMEOUT,
+    limit: list[str] | None = None,
+) -> UpgradeReport:
     """Every node back to the release it ran before its last upgrade (on its disk), job
     server first, app servers one at a time behind the proxies. Refused when the
     database schema is newer than that release knows."""
@@ -622,8 +738,10 @@ def rollback(inventory: Inventory, out: Out | None = None, drain_timeout: float 
             return _done(report, fleet)
         missing = [f"{s.host.name} ({s.previous})" for s in todo if s.previous not in s.releases]
         if missing:
-            raise MMDeployError(f"the previous release is no longer on disk on {', '.join(missing)}; "
-                                "deploy it with mattermost.version (and its url and sha256)")
+            raise MMDeployError(
+                f"the previous release is no longer on disk on {', '.join(missing)}; "
+                "deploy it with mattermost.version (and its url and sha256)"
+            )
         schema = _schema_version(inventory)
         too_new = [s for s in todo if schema and _key(schema) > _key(releases.series_of(_previous(s)) + ".0")]
         if too_new:
@@ -635,7 +753,8 @@ def rollback(inventory: Inventory, out: Out | None = None, drain_timeout: float 
                 f"(`inv restore --to-time '{s.previous_at}' --no-start`), then run `inv rollback` again; or "
                 f"downgrade the "
                 f"schema with the newer release's `mattermost db downgrade` (see Mattermost's 'Downgrade "
-                f"Mattermost Server' page). Nothing was changed.")
+                f"Mattermost Server' page). Nothing was changed."
+            )
         report.target = ", ".join(sorted({_previous(s) for s in todo}))
         apps_up = [s for s in states.values() if s.role == "app"]
         for state in todo:
@@ -664,8 +783,10 @@ def rollback(inventory: Inventory, out: Out | None = None, drain_timeout: float 
             fleet.say(report.message)
             return _done(report, fleet)
         versions = sorted({_previous(s) for s in todo})
-        report.message = (f"{len(todo)} node(s) back on {', '.join(versions)}; set mattermost.version to "
-                          f"{versions[-1]} in the inventory so that a deploy keeps it")
+        report.message = (
+            f"{len(todo)} node(s) back on {', '.join(versions)}; set mattermost.version to "
+            f"{versions[-1]} in the inventory so that a deploy keeps it"
+        )
         fleet.say(report.message)
         return _done(report, fleet)
 
@@ -674,5 +795,15 @@ def _utc_now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime())
 
 
-__all__ = ["NodeResult", "UpgradeReport", "drain", "drained", "mattermost_nodes", "read_node", "rollback",
-           "set_upstream", "upgrade", "verify_node"]
+__all__ = [
+    "NodeResult",
+    "UpgradeReport",
+    "drain",
+    "drained",
+    "mattermost_nodes",
+    "read_node",
+    "rollback",
+    "set_upstream",
+    "upgrade",
+    "verify_node",
+]

@@ -25,8 +25,16 @@ BOXES = {"bookworm": "debian/bookworm64", "trixie": "debian/trixie64"}
 # MiB per role: what the role's services need on a test VM (OpenSearch runs a 512 MB heap,
 # about 740 MB resident; PostgreSQL and Mattermost want room for caches). A host with
 # several roles gets the largest plus 512 MiB for each other role.
-MEMORY = {"proxy": 1024, "app": 2048, "jobserver": 2048, "db": 2048, "search": 2048, "storage": 1024,
-          "pushproxy": 512, "monitoring": 1024}
+MEMORY = {
+    "proxy": 1024,
+    "app": 2048,
+    "jobserver": 2048,
+    "db": 2048,
+    "search": 2048,
+    "storage": 1024,
+    "pushproxy": 512,
+    "monitoring": 1024,
+}
 EXTRA_ROLE = 512
 CPUS = 2
 
@@ -50,8 +58,9 @@ def machines(inventory: Inventory) -> list[VM]:
 
 
 def vagrantfile(pattern: str, vms: list[VM], box: str, where: str = ".") -> str:
-    hosts = "\n".join(f'  {{ name: "{vm.name}", ip: "{vm.address}", memory: {vm.memory} }},  # {", ".join(vm.roles)}'
-                      for vm in vms)
+    hosts = "\n".join(
+        f'  {{ name: "{vm.name}", ip: "{vm.address}", memory: {vm.memory} }},  # {", ".join(vm.roles)}' for vm in vms
+    )
     return f'''# Vagrant VMs for the {pattern} pattern, written by `inv vagrant --pattern {pattern}`:
 #   cd {where} && vagrant up
 #   inv deploy --inventory {where}/{pattern}.yml
@@ -88,22 +97,32 @@ end
 
 
 def inventory_text(inventory: Inventory, vms: list[VM], provider: str = "virtualbox") -> str:
-    header = (f"# The {inventory.pattern} pattern on the VMs of the Vagrantfile beside this file "
-              "(`vagrant up` first),\n"
-              f"# written by `inv vagrant --pattern {inventory.pattern}`. Each VM has its own Vagrant-generated key\n"
-              f"# (for libvirt, replace virtualbox by libvirt in the key paths).\n")
+    header = (
+        f"# The {inventory.pattern} pattern on the VMs of the Vagrantfile beside this file "
+        "(`vagrant up` first),\n"
+        f"# written by `inv vagrant --pattern {inventory.pattern}`. Each VM has its own Vagrant-generated key\n"
+        f"# (for libvirt, replace virtualbox by libvirt in the key paths).\n"
+    )
     document = {
         "pattern": inventory.pattern,
         "ssh": {"user": "root", "strict_host_keys": False},  # VMs are re-created with new host keys
         "settings": {"domain": "mm.vagrant.local"},
-        "hosts": [{"name": vm.name, "address": vm.address, "roles": vm.roles,
-                   "ssh": {"key": f".vagrant/machines/{vm.name}/{provider}/private_key"}} for vm in vms],
+        "hosts": [
+            {
+                "name": vm.name,
+                "address": vm.address,
+                "roles": vm.roles,
+                "ssh": {"key": f".vagrant/machines/{vm.name}/{provider}/private_key"},
+            }
+            for vm in vms
+        ],
     }
     return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=None)
 
 
-def write(inventory: Inventory, directory: Path, distro: str = "bookworm",
-          where: str | None = None) -> tuple[Path, Path]:
+def write(
+    inventory: Inventory, directory: Path, distro: str = "bookworm", where: str | None = None
+) -> tuple[Path, Path]:
     """Write DIR/Vagrantfile and DIR/<pattern>.yml; returns both paths. `where` is how the
     Vagrantfile's comment names DIR (default: DIR as given)."""
     if distro not in BOXES:

@@ -49,8 +49,9 @@ DEFAULTS = "/etc/default/prometheus-alertmanager"
 CERT_CHECK = "/usr/local/sbin/mmdeploy-tls-expiry"
 # Debian's prometheus-node-exporter reads *.prom files here (its --collector.textfile.directory).
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
-WEBHOOK = Secret("alert_webhook_url", "where Alertmanager posts alerts (e.g. a Mattermost incoming webhook)",
-                 generate=False)
+WEBHOOK = Secret(
+    "alert_webhook_url", "where Alertmanager posts alerts (e.g. a Mattermost incoming webhook)", generate=False
+)
 
 
 class AlertingSettings(Section):
@@ -92,10 +93,16 @@ class Alerting(Component):
     def _alertmanager(self, ctx: Context):
         s = ctx.settings.alerting
         monitors = [h for h in ctx.inventory.with_role("monitoring") if h.settings.alerting.enabled]
-        config = ctx.render("alerting/alertmanager.yml.j2", webhook=ctx.secrets.optional(WEBHOOK) or "",
-                            group_wait=s.group_wait, repeat_interval=s.repeat_interval)
-        args = [f"--web.listen-address={ctx.host.private_address}:{PORT}",
-                f"--web.external-url=http://{ctx.host.private_address}:{PORT}/"]
+        config = ctx.render(
+            "alerting/alertmanager.yml.j2",
+            webhook=ctx.secrets.optional(WEBHOOK) or "",
+            group_wait=s.group_wait,
+            repeat_interval=s.repeat_interval,
+        )
+        args = [
+            f"--web.listen-address={ctx.host.private_address}:{PORT}",
+            f"--web.external-url=http://{ctx.host.private_address}:{PORT}/",
+        ]
         peers = [h for h in monitors if h.name != ctx.host.name]
         if peers:
             args.append(f"--cluster.listen-address={ctx.host.private_address}:{CLUSTER_PORT}")
@@ -105,15 +112,28 @@ class Alerting(Component):
         return [
             # Its listen address before the package starts it (with the package's config,
             # replaced next: amtool, which checks it, comes with the package).
-            File(DEFAULTS, f"# Managed by mmdeploy (components/alerting.py).\nARGS=\"{' '.join(args)}\"\n",
-                 notify=("restart alertmanager",)),
+            File(
+                DEFAULTS,
+                f'# Managed by mmdeploy (components/alerting.py).\nARGS="{" ".join(args)}"\n',
+                notify=("restart alertmanager",),
+            ),
             Packages("prometheus-alertmanager"),
-            SecretFile(CONFIG, config, group="prometheus", mode="0640", validate="amtool check-config {}",
-                       notify=("reload alertmanager",)),
+            SecretFile(
+                CONFIG,
+                config,
+                group="prometheus",
+                mode="0640",
+                validate="amtool check-config {}",
+                notify=("reload alertmanager",),
+            ),
             Service("prometheus-alertmanager"),
             Directory("/etc/prometheus/rules.d"),
-            File(RULES, ctx.render("alerting/rules.yml.j2", s=s), validate="promtool check rules {}",
-                 notify=("reload prometheus",)),
+            File(
+                RULES,
+                ctx.render("alerting/rules.yml.j2", s=s),
+                validate="promtool check rules {}",
+                notify=("reload prometheus",),
+            ),
         ]
 
     def _certificate_check(self, ctx: Context):
@@ -122,8 +142,11 @@ class Alerting(Component):
             Packages("openssl"),
             Directory(TEXTFILE_DIR),
             File(CERT_CHECK, script, mode="0755", notify=("check certificate",)),
-            unit("mmdeploy-tls-expiry.service", ctx.render("alerting/tls-expiry.service.j2", script=CERT_CHECK),
-                 notify=("check certificate",)),
+            unit(
+                "mmdeploy-tls-expiry.service",
+                ctx.render("alerting/tls-expiry.service.j2", script=CERT_CHECK),
+                notify=("check certificate",),
+            ),
             unit("mmdeploy-tls-expiry.timer", ctx.render("alerting/tls-expiry.timer.j2")),
             Service("mmdeploy-tls-expiry.timer"),
         ]
@@ -131,21 +154,31 @@ class Alerting(Component):
     def handlers(self, ctx: Context):
         ready = f"curl -fsS -m 2 -o /dev/null http://{ctx.host.private_address}:{PORT}/-/ready"
         return {
-            "check certificate": Command("check the certificate now", "systemctl start mmdeploy-tls-expiry.service",
-                                         timeout=60),
+            "check certificate": Command(
+                "check the certificate now", "systemctl start mmdeploy-tls-expiry.service", timeout=60
+            ),
             # Each waits until Alertmanager answers: the package has just started it, and a
             # reload before it handles SIGHUP would end it (ops.systemd.when_ready). Its
             # own reload endpoint reports a config it refuses.
-            "restart alertmanager": Command("restart alertmanager", "systemctl restart prometheus-alertmanager\n"
-                                            + when_ready(ready, "true", wait=90), timeout=120),
-            "reload alertmanager": Command("reload alertmanager", when_ready(
-                ready, f"curl -fsS -m 10 -X POST http://{ctx.host.private_address}:{PORT}/-/reload"), timeout=90),
+            "restart alertmanager": Command(
+                "restart alertmanager",
+                "systemctl restart prometheus-alertmanager\n" + when_ready(ready, "true", wait=90),
+                timeout=120,
+            ),
+            "reload alertmanager": Command(
+                "reload alertmanager",
+                when_ready(ready, f"curl -fsS -m 10 -X POST http://{ctx.host.private_address}:{PORT}/-/reload"),
+                timeout=90,
+            ),
             "reload prometheus": reload_prometheus(),
         }
 
     def checks(self, inventory: Inventory):
-        return [Check(f"alerting on {h.name}: rules loaded, Alertmanager ready and used by Prometheus",
-                      _pipeline(h)) for h in inventory.with_role("monitoring") if h.settings.alerting.enabled]
+        return [
+            Check(f"alerting on {h.name}: rules loaded, Alertmanager ready and used by Prometheus", _pipeline(h))
+            for h in inventory.with_role("monitoring")
+            if h.settings.alerting.enabled
+        ]
 
 
 def _get(url: str):
@@ -166,8 +199,11 @@ def _pipeline(host: Host, wait: float = 60):
                 with urllib.request.urlopen(f"http://{host.private_address}:{PORT}/-/ready", timeout=10) as r:
                     ready = r.status == 200
                 names = {g["name"] for g in groups}
-                problem = (None if {"mmdeploy-hosts", "mmdeploy-database"} <= names else
-                           f"mmdeploy's rule groups not loaded (loaded: {', '.join(sorted(names)) or 'none'})")
+                problem = (
+                    None
+                    if {"mmdeploy-hosts", "mmdeploy-database"} <= names
+                    else f"mmdeploy's rule groups not loaded (loaded: {', '.join(sorted(names)) or 'none'})"
+                )
                 if problem is None and not active:
                     problem = "Prometheus sends alerts to no Alertmanager"
                 if problem is None and not ready:

@@ -55,10 +55,12 @@ RUN_TIMEOUT = 6 * 3600  # one run: a large database takes hours
 ROOT_HOME = "/root"
 MM_HOME = "/opt/mattermost"
 
-S3_ACCESS_KEY = Secret("backup_s3_access_key", "the backup repository's S3 access key (never generated)",
-                       generate=False)
-S3_SECRET_KEY = Secret("backup_s3_secret_key", "the backup repository's S3 secret key (never generated)",
-                       generate=False)
+S3_ACCESS_KEY = Secret(
+    "backup_s3_access_key", "the backup repository's S3 access key (never generated)", generate=False
+)
+S3_SECRET_KEY = Secret(
+    "backup_s3_secret_key", "the backup repository's S3 secret key (never generated)", generate=False
+)
 
 
 class BackupS3(Section):
@@ -96,8 +98,7 @@ class BackupSettings(Section):
     files: bool = True
 
 
-BACKUP_ROLE = Role("backup", "holds the backup repository and runs the backups (default: the first "
-                   "monitoring host)")
+BACKUP_ROLE = Role("backup", "holds the backup repository and runs the backups (default: the first monitoring host)")
 
 
 def backup_host(inventory: Inventory) -> Host | None:
@@ -112,8 +113,9 @@ def configured(inventory: Inventory) -> bool:
 def require_host(inventory: Inventory) -> Host:
     host = backup_host(inventory)
     if host is None:
-        raise MMDeployError("settings.backup.enabled: no backup host (give a host the role `backup`, or have a "
-                            "`monitoring` host)")
+        raise MMDeployError(
+            "settings.backup.enabled: no backup host (give a host the role `backup`, or have a `monitoring` host)"
+        )
     return host
 
 
@@ -139,10 +141,12 @@ def seconds(duration: str) -> int:
 
 def _key_step(user: str, group: str, home: str) -> Command:
     key = f"{home}/.ssh/{KEY_NAME}"
-    return Command(f"SSH key of {user} for backups",
-                   f"set -e\ninstall -d -m 0700 -o {user} -g {group} {home}/.ssh\n"
-                   f"runuser -u {user} -- ssh-keygen -q -t ed25519 -N '' -C {TAG} -f {key}\n",
-                   unless=f"test -s {key}.pub")
+    return Command(
+        f"SSH key of {user} for backups",
+        f"set -e\ninstall -d -m 0700 -o {user} -g {group} {home}/.ssh\n"
+        f"runuser -u {user} -- ssh-keygen -q -t ed25519 -N '' -C {TAG} -f {key}\n",
+        unless=f"test -s {key}.pub",
+    )
 
 
 def _pubkey_probe(home: str) -> str:
@@ -176,11 +180,21 @@ class BackupAgent(_Involved):
     def validate(self, settings):
         b = settings.backup
         if b.enabled and b.repository == "s3" and b.s3 is None:
-            return [("backup.s3", "repository s3 needs backup.s3 (endpoint, bucket) and the secrets "
-                                  "backup_s3_access_key / backup_s3_secret_key")]
+            return [
+                (
+                    "backup.s3",
+                    "repository s3 needs backup.s3 (endpoint, bucket) and the secrets "
+                    "backup_s3_access_key / backup_s3_secret_key",
+                )
+            ]
         if b.enabled and b.repository == "s3" and settings.database.engine != "postgresql":
-            return [("backup.repository", "an S3 repository holds pgBackRest's (PostgreSQL) backups; "
-                                          "MariaDB backups go to the backup host's directory: use repository: host")]
+            return [
+                (
+                    "backup.repository",
+                    "an S3 repository holds pgBackRest's (PostgreSQL) backups; "
+                    "MariaDB backups go to the backup host's directory: use repository: host",
+                )
+            ]
         return []
 
     def steps(self, ctx: Context):
@@ -188,30 +202,38 @@ class BackupAgent(_Involved):
         repo = require_host(inv)
         steps = []
         if host.name == repo.name:
-            steps += [Packages("rsync", "jq", "openssh-client", *(["pgbackrest"] if pg else [])),
-                      # 0711: the repository user reaches its own directory below it, nothing else.
-                      Directory(ctx.settings.backup.path, mode="0711"), Directory(STATE, mode="0700"),
-                      Directory("/etc/mmdeploy-backup"), _key_step("root", "root", ROOT_HOME)]
+            steps += [
+                Packages("rsync", "jq", "openssh-client", *(["pgbackrest"] if pg else [])),
+                # 0711: the repository user reaches its own directory below it, nothing else.
+                Directory(ctx.settings.backup.path, mode="0711"),
+                Directory(STATE, mode="0700"),
+                Directory("/etc/mmdeploy-backup"),
+                _key_step("root", "root", ROOT_HOME),
+            ]
             if pg:
-                steps += [Group(pgb.REPO_USER),
-                          User(pgb.REPO_USER, home=pgb.REPO_HOME, shell="/bin/bash"),
-                          Directory(pgb.REPO_HOME, owner=pgb.REPO_USER, group=pgb.REPO_USER, mode="0750"),
-                          Directory(f"{ctx.settings.backup.path}/pgbackrest", owner=pgb.REPO_USER,
-                                    group=pgb.REPO_USER, mode="0750"),
-                          Directory(pgb.LOG_DIR, owner=pgb.REPO_USER, group=pgb.REPO_USER, mode="0770"),
-                          _key_step(pgb.REPO_USER, pgb.REPO_USER, pgb.REPO_HOME)]
+                steps += [
+                    Group(pgb.REPO_USER),
+                    User(pgb.REPO_USER, home=pgb.REPO_HOME, shell="/bin/bash"),
+                    Directory(pgb.REPO_HOME, owner=pgb.REPO_USER, group=pgb.REPO_USER, mode="0750"),
+                    Directory(
+                        f"{ctx.settings.backup.path}/pgbackrest", owner=pgb.REPO_USER, group=pgb.REPO_USER, mode="0750"
+                    ),
+                    Directory(pgb.LOG_DIR, owner=pgb.REPO_USER, group=pgb.REPO_USER, mode="0770"),
+                    _key_step(pgb.REPO_USER, pgb.REPO_USER, pgb.REPO_HOME),
+                ]
         if host.has("db"):
             if pg:
-                steps += [Packages("pgbackrest"),
-                          Directory(pgb.LOG_DIR, owner="postgres", group="postgres", mode="0770"),
-                          _key_step("postgres", "postgres", "/var/lib/postgresql")]
+                steps += [
+                    Packages("pgbackrest"),
+                    Directory(pgb.LOG_DIR, owner="postgres", group="postgres", mode="0770"),
+                    _key_step("postgres", "postgres", "/var/lib/postgresql"),
+                ]
             else:
                 from .mysql import backup as myb
                 from .mysql.component import flavor_of
 
                 flavor = flavor_of(host)
-                steps += [Packages(*myb.packages(flavor)),
-                          File(myb.FORCED, myb.forced_command(flavor), mode="0750")]
+                steps += [Packages(*myb.packages(flavor)), File(myb.FORCED, myb.forced_command(flavor), mode="0750")]
         if host.has("app") and ctx.settings.backup.files:
             steps.append(Packages("rsync"))  # rrsync comes with it
         return steps
@@ -266,103 +288,183 @@ class Backup(_Involved):
                 p = self._pg(keys, host)
                 steps += [
                     File(pgb.CONF, pgb.db_conf(host, repo, p)),
-                    File("/var/lib/postgresql/.ssh/config",
-                         ctx.render("backup/ssh_config.j2", key=f"/var/lib/postgresql/.ssh/{KEY_NAME}",
-                                    known_hosts="/var/lib/postgresql/.ssh/known_hosts"),
-                         owner="postgres", group="postgres", mode="0600"),
-                    TaggedLines("/var/lib/postgresql/.ssh/authorized_keys",
-                                line(f'restrict,from="{repo.private_address}"', pgb.REPO_USER), TAG,
-                                owner="postgres", group="postgres"),
+                    File(
+                        "/var/lib/postgresql/.ssh/config",
+                        ctx.render(
+                            "backup/ssh_config.j2",
+                            key=f"/var/lib/postgresql/.ssh/{KEY_NAME}",
+                            known_hosts="/var/lib/postgresql/.ssh/known_hosts",
+                        ),
+                        owner="postgres",
+                        group="postgres",
+                        mode="0600",
+                    ),
+                    TaggedLines(
+                        "/var/lib/postgresql/.ssh/authorized_keys",
+                        line(f'restrict,from="{repo.private_address}"', pgb.REPO_USER),
+                        TAG,
+                        owner="postgres",
+                        group="postgres",
+                    ),
                     # archive_mode needs a restart; WAL then goes to the repository host.
-                    File(f"{p.conf}/conf.d/{pgb.ARCHIVE_CONF}", pgb.archive_conf(), owner="postgres",
-                         group="postgres", notify=("restart postgresql",)),
+                    File(
+                        f"{p.conf}/conf.d/{pgb.ARCHIVE_CONF}",
+                        pgb.archive_conf(),
+                        owner="postgres",
+                        group="postgres",
+                        notify=("restart postgresql",),
+                    ),
                 ]
             else:
                 from .mysql import backup as myb
 
-                steps.append(TaggedLines(f"{ROOT_HOME}/.ssh/authorized_keys",
-                                         line(f'command="{myb.FORCED}",restrict,from="{repo.private_address}"',
-                                              "root"), TAG))
+                steps.append(
+                    TaggedLines(
+                        f"{ROOT_HOME}/.ssh/authorized_keys",
+                        line(f'command="{myb.FORCED}",restrict,from="{repo.private_address}"', "root"),
+                        TAG,
+                    )
+                )
         if host.has("app") and s.backup.files:
-            steps.append(TaggedLines(f"{ROOT_HOME}/.ssh/authorized_keys",
-                                     line(f'command="/usr/bin/rrsync {MM_HOME}",restrict,'
-                                          f'from="{repo.private_address}"', "root"), TAG))
+            steps.append(
+                TaggedLines(
+                    f"{ROOT_HOME}/.ssh/authorized_keys",
+                    line(f'command="/usr/bin/rrsync {MM_HOME}",restrict,from="{repo.private_address}"', "root"),
+                    TAG,
+                )
+            )
         if missing:
-            steps.insert(0, Command(f"trust the backup keys of {', '.join(sorted(set(missing)))}",
-                                    "echo 'the backup keys are made by backup-agent, which has not run' >&2; exit 1"))
+            steps.insert(
+                0,
+                Command(
+                    f"trust the backup keys of {', '.join(sorted(set(missing)))}",
+                    "echo 'the backup keys are made by backup-agent, which has not run' >&2; exit 1",
+                ),
+            )
         if host.has("monitoring"):
-            steps += [Directory("/etc/prometheus/rules.d"),
-                      File(RULES, ctx.render("backup/rules.yml.j2", max_age=s.backup.max_age,
-                                             max_age_seconds=seconds(s.backup.max_age), backup_host=repo.name),
-                           validate="promtool check rules {}", notify=("reload prometheus",))]
+            steps += [
+                Directory("/etc/prometheus/rules.d"),
+                File(
+                    RULES,
+                    ctx.render(
+                        "backup/rules.yml.j2",
+                        max_age=s.backup.max_age,
+                        max_age_seconds=seconds(s.backup.max_age),
+                        backup_host=repo.name,
+                    ),
+                    validate="promtool check rules {}",
+                    notify=("reload prometheus",),
+                ),
+            ]
         return steps
 
     @staticmethod
     def _pg(shared: dict[str, str], db: Host) -> Paths:
         version = shared.get(f"pg paths {db.name}")
         if version is None:
-            raise MMDeployError(f"{db.name}: its PostgreSQL version is unknown (the host did not answer; "
-                                "or set database.postgresql_version)")
+            raise MMDeployError(
+                f"{db.name}: its PostgreSQL version is unknown (the host did not answer; "
+                "or set database.postgresql_version)"
+            )
         return Paths(version)
 
     def _repository_host(self, ctx: Context, repo: Host, pg: bool, keys: dict, line) -> list:
         inv, s = ctx.inventory, ctx.settings
         dbs = db_hosts(inv)
-        steps: list[Step] = [File(SSH_CONFIG, ctx.render("backup/ssh_config.j2", key=f"{ROOT_HOME}/.ssh/{KEY_NAME}",
-                                             known_hosts="/etc/mmdeploy-backup/known_hosts"), mode="0644")]
+        steps: list[Step] = [
+            File(
+                SSH_CONFIG,
+                ctx.render(
+                    "backup/ssh_config.j2",
+                    key=f"{ROOT_HOME}/.ssh/{KEY_NAME}",
+                    known_hosts="/etc/mmdeploy-backup/known_hosts",
+                ),
+                mode="0644",
+            )
+        ]
         if pg:
-            lines = [entry for db in dbs
-                     for entry in line(f'restrict,from="{db.private_address}"', f"postgres@{db.name}")]
+            lines = [
+                entry for db in dbs for entry in line(f'restrict,from="{db.private_address}"', f"postgres@{db.name}")
+            ]
             s3_keys = None
             if s.backup.repository == "s3":
                 s3_keys = (ctx.secrets.get(S3_ACCESS_KEY), ctx.secrets.get(S3_SECRET_KEY))
             conf = pgb.repo_conf(repo, dbs, s, s3_keys, versions={db.name: self._pg(keys, db).version for db in dbs})
             steps += [
-                TaggedLines(f"{pgb.REPO_HOME}/.ssh/authorized_keys", lines, TAG, owner=pgb.REPO_USER,
-                            group=pgb.REPO_USER),
-                File(f"{pgb.REPO_HOME}/.ssh/config",
-                     ctx.render("backup/ssh_config.j2", key=f"{pgb.REPO_HOME}/.ssh/{KEY_NAME}",
-                                known_hosts=f"{pgb.REPO_HOME}/.ssh/known_hosts"),
-                     owner=pgb.REPO_USER, group=pgb.REPO_USER, mode="0600"),
+                TaggedLines(
+                    f"{pgb.REPO_HOME}/.ssh/authorized_keys", lines, TAG, owner=pgb.REPO_USER, group=pgb.REPO_USER
+                ),
+                File(
+                    f"{pgb.REPO_HOME}/.ssh/config",
+                    ctx.render(
+                        "backup/ssh_config.j2",
+                        key=f"{pgb.REPO_HOME}/.ssh/{KEY_NAME}",
+                        known_hosts=f"{pgb.REPO_HOME}/.ssh/known_hosts",
+                    ),
+                    owner=pgb.REPO_USER,
+                    group=pgb.REPO_USER,
+                    mode="0600",
+                ),
                 # With S3 keys inside it is a secret; readable by the repository user only.
                 (SecretFile if s3_keys else File)(pgb.CONF, conf, owner="root", group=pgb.REPO_USER, mode="0640"),
             ]
         from .mysql.component import flavor_of
 
         script = ctx.render(
-            "backup/mmdeploy-backup.j2", engine=engine(inv), path=s.backup.path, keep=keep(s),
-            pg_backup=pgb.as_repo("backup"), info=pgb.info_command(),
+            "backup/mmdeploy-backup.j2",
+            engine=engine(inv),
+            path=s.backup.path,
+            keep=keep(s),
+            pg_backup=pgb.as_repo("backup"),
+            info=pgb.info_command(),
             db_hosts=" ".join(h.private_address for h in dbs),
-            app_hosts=" ".join(h.private_address for h in app_hosts(inv)), files=s.backup.files,
-            tool="mariabackup" if pg or flavor_of(repo).mariadb else "xtrabackup")
+            app_hosts=" ".join(h.private_address for h in app_hosts(inv)),
+            files=s.backup.files,
+            tool="mariabackup" if pg or flavor_of(repo).mariadb else "xtrabackup",
+        )
         steps.append(File(SCRIPT, script, mode="0750"))
         for kind, schedule in (("full", s.backup.full_schedule), ("diff", s.backup.diff_schedule)):
-            steps += [unit(f"mmdeploy-backup-{kind}.service",
-                           ctx.render("backup/mmdeploy-backup.service.j2", kind=kind, timeout=RUN_TIMEOUT)),
-                      unit(f"mmdeploy-backup-{kind}.timer",
-                           ctx.render("backup/mmdeploy-backup.timer.j2", kind=kind, schedule=schedule),
-                           notify=(f"restart {kind} timer",)),
-                      Service(f"mmdeploy-backup-{kind}.timer")]
+            steps += [
+                unit(
+                    f"mmdeploy-backup-{kind}.service",
+                    ctx.render("backup/mmdeploy-backup.service.j2", kind=kind, timeout=RUN_TIMEOUT),
+                ),
+                unit(
+                    f"mmdeploy-backup-{kind}.timer",
+                    ctx.render("backup/mmdeploy-backup.timer.j2", kind=kind, schedule=schedule),
+                    notify=(f"restart {kind} timer",),
+                ),
+                Service(f"mmdeploy-backup-{kind}.timer"),
+            ]
         return steps
 
     def handlers(self, ctx: Context):
-        out = {"reload prometheus": reload_prometheus(),
-               "restart full timer": Command("restart the full backup timer",
-                                             "systemctl try-restart mmdeploy-backup-full.timer"),
-               "restart diff timer": Command("restart the diff backup timer",
-                                             "systemctl try-restart mmdeploy-backup-diff.timer")}
+        out = {
+            "reload prometheus": reload_prometheus(),
+            "restart full timer": Command(
+                "restart the full backup timer", "systemctl try-restart mmdeploy-backup-full.timer"
+            ),
+            "restart diff timer": Command(
+                "restart the diff backup timer", "systemctl try-restart mmdeploy-backup-diff.timer"
+            ),
+        }
         if ctx.host.has("db") and engine(ctx.inventory) == "postgresql":
             u = pg_paths(ctx.host, ctx.facts.host("os")).unit
-            out["restart postgresql"] = Command(f"restart {u} (WAL archiving)", f"systemctl try-restart {u}",
-                                                timeout=180)
+            out["restart postgresql"] = Command(
+                f"restart {u} (WAL archiving)", f"systemctl try-restart {u}", timeout=180
+            )
         return out
 
     def checks(self, inventory):
         if not configured(inventory):
             return []
         repo = require_host(inventory)
-        return [Check(f"backups on {repo.name}: timers active, the last run good and recent",
-                      lambda: backup_problem(inventory))]
+        return [
+            Check(
+                f"backups on {repo.name}: timers active, the last run good and recent",
+                lambda: backup_problem(inventory),
+            )
+        ]
 
 
 class BackupRepository(_Involved):
@@ -376,8 +478,14 @@ class BackupRepository(_Involved):
         return [repo] if configured(inventory) and repo and engine(inventory) == "postgresql" else []
 
     def steps(self, ctx: Context):
-        return [Command("pgBackRest stanza mattermost (and the archiving check)", pgb.stanza_create(),
-                        unless=pgb.stanza_ready(), timeout=600)]
+        return [
+            Command(
+                "pgBackRest stanza mattermost (and the archiving check)",
+                pgb.stanza_create(),
+                unless=pgb.stanza_ready(),
+                timeout=600,
+            )
+        ]
 
 
 def backup_problem(inventory: Inventory) -> str | None:
@@ -390,10 +498,17 @@ def backup_problem(inventory: Inventory) -> str | None:
 
     repo = require_host(inventory)
     with Fleet(inventory, "backup-check") as fleet:
-        out = fleet.remote(repo).run(
-            "for t in full diff; do echo \"timer $t $(systemctl is-active mmdeploy-backup-$t.timer)\"; done\n"
-            f"for f in {STATE}/*.last_run {STATE}/*.last_success; do [ -f \"$f\" ] && echo \"$(basename $f) "
-            "$(cat $f)\"; done\n", timeout=30, what="read the backup state").stdout
+        out = (
+            fleet.remote(repo)
+            .run(
+                'for t in full diff; do echo "timer $t $(systemctl is-active mmdeploy-backup-$t.timer)"; done\n'
+                f'for f in {STATE}/*.last_run {STATE}/*.last_success; do [ -f "$f" ] && echo "$(basename $f) '
+                '$(cat $f)"; done\n',
+                timeout=30,
+                what="read the backup state",
+            )
+            .stdout
+        )
     problems = []
     for line in out.splitlines():
         parts = line.split()
@@ -404,8 +519,10 @@ def backup_problem(inventory: Inventory) -> str | None:
         elif parts[0] == "database.last_success":
             age = time.time() - float(parts[1])
             if age > seconds(inventory.settings.backup.max_age):
-                problems.append(f"the last good database backup is {age / 3600:.1f} h old "
-                                f"(max_age {inventory.settings.backup.max_age})")
+                problems.append(
+                    f"the last good database backup is {age / 3600:.1f} h old "
+                    f"(max_age {inventory.settings.backup.max_age})"
+                )
     return "; ".join(problems) or None
 
 

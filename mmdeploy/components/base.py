@@ -20,8 +20,9 @@ class Base(Component):
         if proxy:
             steps.append(File(APT_PROXY_FILE, ctx.render("base/apt-proxy.conf.j2", proxy=proxy.rstrip("/"))))
         else:
-            steps.append(Command(f"remove {APT_PROXY_FILE}", f"rm -f {APT_PROXY_FILE}",
-                                 unless=f"test ! -e {APT_PROXY_FILE}"))
+            steps.append(
+                Command(f"remove {APT_PROXY_FILE}", f"rm -f {APT_PROXY_FILE}", unless=f"test ! -e {APT_PROXY_FILE}")
+            )
         # Tools later components and `verify` rely on, on minimal images too.
         steps.append(Packages("ca-certificates", "curl", "gnupg"))
         return steps

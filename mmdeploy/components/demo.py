@@ -43,8 +43,7 @@ class Demo(Component):
             User("mmdemo", home=ROOT),
             Directory(ROOT, owner="mmdemo", group="mmdemo", mode="0755"),
             File(f"{ROOT}/index.html", ctx.render("demo/index.html.j2"), owner="mmdemo", group="mmdemo"),
-            File("/etc/default/mmdeploy-demo", ctx.render("demo/defaults.j2"), mode="0640",
-                 notify=("restart",)),
+            File("/etc/default/mmdeploy-demo", ctx.render("demo/defaults.j2"), mode="0640", notify=("restart",)),
             unit("mmdeploy-demo.service", ctx.render("demo/mmdeploy-demo.service.j2"), notify=("restart",)),
             Service("mmdeploy-demo"),
         ]

@@ -101,32 +101,38 @@ class Etcd(Component):
     def validate_layout(self, inventory: Inventory) -> list[tuple[str, str]]:
         count = len(members(inventory))
         if count and (count < 3 or count % 2 == 0):
-            return [("hosts", f"database.ha patroni keeps its state in etcd on the DB hosts, which needs an odd "
-                              f"number of at least 3 of them (to keep a quorum when one dies); found {count}")]
+            return [
+                (
+                    "hosts",
+                    f"database.ha patroni keeps its state in etcd on the DB hosts, which needs an odd "
+                    f"number of at least 3 of them (to keep a quorum when one dies); found {count}",
+                )
+            ]
         return []
 
     def steps(self, ctx: Context):
         installed = "dpkg-query -W -f '${Status}' etcd-server 2>/dev/null | grep 'install ok installed' >/dev/null"
         return [
             # Before the package starts a one-member cluster of its own with its defaults.
-            Command("keep etcd from starting with the package's defaults", "systemctl mask etcd",
-                    unless=installed),
+            Command("keep etcd from starting with the package's defaults", "systemctl mask etcd", unless=installed),
             Packages("etcd-server", "etcd-client"),
             Directory(DATA_DIR, owner="etcd", group="etcd", mode="0700"),
             File(CONF, environment(ctx.inventory, ctx.host), notify=("restart",)),
             # Started (unmasked) without waiting: the first member's start completes only
             # when a quorum has formed, which needs the other members started too.
-            Command("start etcd", "set -e\nsystemctl unmask etcd\nsystemctl enable etcd\n"
-                                  "systemctl start --no-block etcd\n" + wait_healthy(ctx.host),
-                    unless="systemctl is-active etcd >/dev/null && systemctl is-enabled etcd >/dev/null",
-                    timeout=START_LIMIT + 30),
+            Command(
+                "start etcd",
+                "set -e\nsystemctl unmask etcd\nsystemctl enable etcd\n"
+                "systemctl start --no-block etcd\n" + wait_healthy(ctx.host),
+                unless="systemctl is-active etcd >/dev/null && systemctl is-enabled etcd >/dev/null",
+                timeout=START_LIMIT + 30,
+            ),
             Service("etcd"),
         ]
 
     def handlers(self, ctx: Context):
         now = int(ctx.facts.get([NOW])[NOW].out.strip() or 0)
-        return {"restart": OneAtATime(ctx.host, started_after=now,
-                                      key=f"{ctx.inventory.path.resolve()}:etcd")}
+        return {"restart": OneAtATime(ctx.host, started_after=now, key=f"{ctx.inventory.path.resolve()}:etcd")}
 
     def checks(self, inventory: Inventory):
         hosts = members(inventory)
@@ -168,12 +174,14 @@ systemctl restart --no-block etcd
 def wait_healthy(host: Host) -> str:
     """Wait until this member answers as part of a cluster with a leader."""
     url = f"http://127.0.0.1:{host.settings.etcd.client_port}"
-    return (f"for i in $(seq {START_LIMIT}); do\n"
-            f"  {ETCDCTL} --endpoints={url} endpoint health >/dev/null 2>&1 && break\n"
-            "  sleep 1\n"
-            "done\n"
-            f"{ETCDCTL} --endpoints={url} endpoint health >/dev/null 2>&1 || "
-            f"{{ echo 'etcd on {host.name} did not join a quorum within {START_LIMIT} s' >&2; exit 1; }}\n")
+    return (
+        f"for i in $(seq {START_LIMIT}); do\n"
+        f"  {ETCDCTL} --endpoints={url} endpoint health >/dev/null 2>&1 && break\n"
+        "  sleep 1\n"
+        "done\n"
+        f"{ETCDCTL} --endpoints={url} endpoint health >/dev/null 2>&1 || "
+        f"{{ echo 'etcd on {host.name} did not join a quorum within {START_LIMIT} s' >&2; exit 1; }}\n"
+    )
 
 
 def status_script(inventory: Inventory) -> str:
@@ -232,4 +240,6 @@ def cluster_problem(inventory: Inventory) -> str | None:
         # A member down with the quorum kept: the service works (named in db.status).
         return None
     return last
+
+
 COMPONENTS = [Etcd()]

@@ -45,25 +45,37 @@ class Grafana(Component):
         restart = ("restart",)
         steps = [
             Directory("/etc/apt/keyrings"),
-            Command("Grafana's APT signing key",
-                    f"set -e\ncurl -fsSL https://apt.grafana.com/gpg.key | gpg --dearmor > {KEYRING}.new\n"
-                    f"chmod 0644 {KEYRING}.new\nmv -f {KEYRING}.new {KEYRING}\n",
-                    unless=f"test -s {KEYRING}"),
+            Command(
+                "Grafana's APT signing key",
+                f"set -e\ncurl -fsSL https://apt.grafana.com/gpg.key | gpg --dearmor > {KEYRING}.new\n"
+                f"chmod 0644 {KEYRING}.new\nmv -f {KEYRING}.new {KEYRING}\n",
+                unless=f"test -s {KEYRING}",
+            ),
             # The install below refreshes the package lists when it cannot find grafana.
             File("/etc/apt/sources.list.d/grafana.list", ctx.render("grafana/grafana.list.j2", keyring=KEYRING)),
             Packages("grafana"),
-            File(f"{PROVISIONING}/datasources/mmdeploy.yaml",
-                 ctx.render("grafana/datasource.yaml.j2", datasource=DATASOURCE),
-                 group="grafana", mode="0640", notify=restart),
-            File(f"{PROVISIONING}/dashboards/mmdeploy.yaml",
-                 ctx.render("grafana/dashboards.yaml.j2", path=DASHBOARDS),
-                 group="grafana", mode="0640", notify=restart),
+            File(
+                f"{PROVISIONING}/datasources/mmdeploy.yaml",
+                ctx.render("grafana/datasource.yaml.j2", datasource=DATASOURCE),
+                group="grafana",
+                mode="0640",
+                notify=restart,
+            ),
+            File(
+                f"{PROVISIONING}/dashboards/mmdeploy.yaml",
+                ctx.render("grafana/dashboards.yaml.j2", path=DASHBOARDS),
+                group="grafana",
+                mode="0640",
+                notify=restart,
+            ),
             Directory(DASHBOARDS.rsplit("/", 1)[0]),
             Directory(DASHBOARDS),
         ]
         # Grafana's file provider picks up a changed dashboard by itself: no restart.
-        steps += [File(f"{DASHBOARDS}/{d.id}.json", provisioned(fetch_dashboard(d)))
-                  for d in ctx.settings.monitoring.dashboards]
+        steps += [
+            File(f"{DASHBOARDS}/{d.id}.json", provisioned(fetch_dashboard(d)))
+            for d in ctx.settings.monitoring.dashboards
+        ]
         steps.append(Service("grafana-server"))
         return steps
 

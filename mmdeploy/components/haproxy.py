@@ -101,11 +101,15 @@ class Haproxy(Component):
                 continue  # a single node is reached directly (see layers())
             for h in servers:
                 if h.has("proxy") and balanced.port_for(h.settings) == port:
-                    problems.append((f"hosts.{inventory.hosts.index(h)}.roles",
-                                     f"{h.name} is a proxy and serves {balanced.name} on port {port} itself, where "
-                                     f"HAProxy balances {balanced.name} over {', '.join(x.name for x in servers)}: "
-                                     f"keep {balanced.name} off the proxy hosts, or set proxy.vip (HAProxy then "
-                                     "listens on the floating address)"))
+                    problems.append(
+                        (
+                            f"hosts.{inventory.hosts.index(h)}.roles",
+                            f"{h.name} is a proxy and serves {balanced.name} on port {port} itself, where "
+                            f"HAProxy balances {balanced.name} over {', '.join(x.name for x in servers)}: "
+                            f"keep {balanced.name} off the proxy hosts, or set proxy.vip (HAProxy then "
+                            "listens on the floating address)",
+                        )
+                    )
         return problems
 
     def steps(self, ctx: Context):
@@ -125,8 +129,10 @@ class Haproxy(Component):
 
     def checks(self, inventory: Inventory):
         layers = [b.name for b, _ in _layers(inventory)]
-        return [Check(f"HAProxy on {h.name}: every server of {', '.join(layers)} up", _servers_up(inventory, h))
-                for h in self.hosts(inventory)]
+        return [
+            Check(f"HAProxy on {h.name}: every server of {', '.join(layers)} up", _servers_up(inventory, h))
+            for h in self.hosts(inventory)
+        ]
 
 
 def _layers(inventory: Inventory) -> list[tuple[Balanced, list[Host]]]:
@@ -153,27 +159,40 @@ def layers(inventory: Inventory, host: Host) -> list[Layer]:
         # A client on a proxy that holds the address reaches it from that very address.
         if any(h.has("proxy") for h in client_hosts):
             clients += vips
-        result.append(Layer(
-            name=_ident(balanced.name),
-            # An HTTP check on a port of its own (Patroni's REST API) fronts TCP traffic.
-            mode="http" if balanced.health and balanced.check_port is None else "tcp",
-            health=balanced.health,
-            binds=tuple(hostport(a, port) for a in listen_on),
-            clients=tuple(dict.fromkeys(clients)),
-            servers=tuple(Server(_ident(h.name), hostport(h.private_address, balanced.server_port_for(h.settings)),
-                                 balanced.check_port_for(h.settings))
-                          for h in servers),
-            long_sessions=balanced.sessions == "long",
-        ))
+        result.append(
+            Layer(
+                name=_ident(balanced.name),
+                # An HTTP check on a port of its own (Patroni's REST API) fronts TCP traffic.
+                mode="http" if balanced.health and balanced.check_port is None else "tcp",
+                health=balanced.health,
+                binds=tuple(hostport(a, port) for a in listen_on),
+                clients=tuple(dict.fromkeys(clients)),
+                servers=tuple(
+                    Server(
+                        _ident(h.name),
+                        hostport(h.private_address, balanced.server_port_for(h.settings)),
+                        balanced.check_port_for(h.settings),
+                    )
+                    for h in servers
+                ),
+                long_sessions=balanced.sessions == "long",
+            )
+        )
     return result
 
 
 def render(ctx: Context) -> str:
     monitoring = [h.private_address for h in ctx.inventory.with_role("monitoring")]
-    return ctx.render("haproxy/haproxy.cfg.j2", layers=layers(ctx.inventory, ctx.host),
-                      stats_bind=[hostport(ctx.host.private_address, ctx.settings.haproxy.stats_port),
-                                  hostport("127.0.0.1", ctx.settings.haproxy.stats_port)],
-                      monitoring=["127.0.0.1", *dict.fromkeys(monitoring)], health=HEALTH)
+    return ctx.render(
+        "haproxy/haproxy.cfg.j2",
+        layers=layers(ctx.inventory, ctx.host),
+        stats_bind=[
+            hostport(ctx.host.private_address, ctx.settings.haproxy.stats_port),
+            hostport("127.0.0.1", ctx.settings.haproxy.stats_port),
+        ],
+        monitoring=["127.0.0.1", *dict.fromkeys(monitoring)],
+        health=HEALTH,
+    )
 
 
 def _ident(name: str) -> str:
@@ -187,7 +206,7 @@ def server_states(metrics: str) -> dict[tuple[str, str], bool]:
     """(backend, server) -> up, from HAProxy's Prometheus page (haproxy_server_status has
     one sample per state; the one set to 1 is the server's)."""
     states: dict[tuple[str, str], bool] = {}
-    pattern = re.compile(r'^haproxy_server_status\{([^}]*)\} (\S+)$')
+    pattern = re.compile(r"^haproxy_server_status\{([^}]*)\} (\S+)$")
     for line in metrics.splitlines():
         m = pattern.match(line)
         if not m or float(m.group(2)) != 1:
@@ -214,7 +233,9 @@ def layer_problems(states: dict[tuple[str, str], bool], expected: dict[str, str]
             continue
         healthy = sorted(s for s, ok in servers.items() if ok)
         if up == "one" and len(healthy) != 1:
-            problems.append(f"{layer}: {len(healthy)} servers up ({', '.join(healthy) or 'none'}), expected exactly one")
+            problems.append(
+                f"{layer}: {len(healthy)} servers up ({', '.join(healthy) or 'none'}), expected exactly one"
+            )
         elif up == "any" and not healthy:
             problems.append(f"{layer}: no server up")
         elif up == "all" and len(healthy) < len(servers):
@@ -230,8 +251,12 @@ def _servers_up(inventory: Inventory, host: Host):
         port = host.settings.haproxy.stats_port
         remote = Remote(host, session(inventory)[0])
         try:
-            result = remote.run(f"curl -fsS --max-time 5 {shlex.quote(f'http://127.0.0.1:{port}/metrics')}",
-                                timeout=15, what="reading HAProxy's metrics", log_output=False)
+            result = remote.run(
+                f"curl -fsS --max-time 5 {shlex.quote(f'http://127.0.0.1:{port}/metrics')}",
+                timeout=15,
+                what="reading HAProxy's metrics",
+                log_output=False,
+            )
         except MMDeployError as e:
             return str(e)
         finally:

@@ -62,8 +62,10 @@ RELOAD = ("reload",)
 # keepalived 2.2.7's `-t` ends itself with SIGTERM (exit 143) whenever scripts are
 # configured (fixed in 2.2.8), so its exit code cannot be trusted: a valid file prints
 # nothing, and anything printed is a problem.
-VALIDATE = ("sh -c 'out=$(keepalived -t -f \"$1\" 2>&1); rc=$?; printf \"%s\" \"$out\" >&2; "
-            "[ -z \"$out\" ] && [ $rc -eq 0 -o $rc -eq 143 ]' keepalived-config-test {}")
+VALIDATE = (
+    'sh -c \'out=$(keepalived -t -f "$1" 2>&1); rc=$?; printf "%s" "$out" >&2; '
+    '[ -z "$out" ] && [ $rc -eq 0 -o $rc -eq 143 ]\' keepalived-config-test {}'
+)
 
 
 class ProxySettings(Section):
@@ -125,10 +127,16 @@ class Keepalived(Component):
         s = ctx.settings
         interface = s.proxy.interface or _interface_of(ctx)
         haproxy = _haproxy_runs(ctx.inventory)
-        conf = ctx.render("keepalived/keepalived.conf.j2", interface=interface,
-                          instances=instances(ctx.inventory, ctx.host), haproxy=haproxy,
-                          check_nginx=CHECK_NGINX, check_haproxy=CHECK_HAPROXY, notify=NOTIFY,
-                          script_user=SCRIPT_USER)
+        conf = ctx.render(
+            "keepalived/keepalived.conf.j2",
+            interface=interface,
+            instances=instances(ctx.inventory, ctx.host),
+            haproxy=haproxy,
+            check_nginx=CHECK_NGINX,
+            check_haproxy=CHECK_HAPROXY,
+            notify=NOTIFY,
+            script_user=SCRIPT_USER,
+        )
         steps = [
             Packages("keepalived", "curl"),
             Group(SCRIPT_USER),
@@ -138,18 +146,22 @@ class Keepalived(Component):
             File(CHECK_NGINX, ctx.render("keepalived/check-nginx.sh.j2", path=NGINX_HEALTH), mode="0755"),
         ]
         if haproxy:
-            steps.append(File(CHECK_HAPROXY, ctx.render("keepalived/check-haproxy.sh.j2", path=HAPROXY_HEALTH),
-                              mode="0755"))
+            steps.append(
+                File(CHECK_HAPROXY, ctx.render("keepalived/check-haproxy.sh.j2", path=HAPROXY_HEALTH), mode="0755")
+            )
         else:
-            steps.append(Command(f"remove {CHECK_HAPROXY}", f"rm -f {CHECK_HAPROXY}",
-                                 unless=f"test ! -e {CHECK_HAPROXY}"))
+            steps.append(
+                Command(f"remove {CHECK_HAPROXY}", f"rm -f {CHECK_HAPROXY}", unless=f"test ! -e {CHECK_HAPROXY}")
+            )
         steps += [
-            File(NOTIFY, ctx.render("keepalived/notify.sh.j2", state_dir=STATE_DIR, textfile_dir=TEXTFILE_DIR),
-                 mode="0755"),
+            File(
+                NOTIFY,
+                ctx.render("keepalived/notify.sh.j2", state_dir=STATE_DIR, textfile_dir=TEXTFILE_DIR),
+                mode="0755",
+            ),
             File(CONF, conf, validate=VALIDATE, notify=RELOAD),
             # Started at boot; the first start is keepalived-start's, on every proxy at once.
-            Command("enable keepalived", "systemctl enable keepalived",
-                    unless="systemctl is-enabled keepalived"),
+            Command("enable keepalived", "systemctl enable keepalived", unless="systemctl is-enabled keepalived"),
         ]
         return steps
 
@@ -198,25 +210,29 @@ def instances(inventory: Inventory, host: Host) -> list[Instance]:
     s = inventory.settings.proxy
     result = []
     for i, vip in enumerate(s.vips):
-        order = ranked[i % len(ranked):] + ranked[:i % len(ranked)]
+        order = ranked[i % len(ranked) :] + ranked[: i % len(ranked)]
         place = [h.name for h in order].index(host.name)
-        result.append(Instance(
-            name=f"mm_vip{i + 1}",
-            router_id=s.virtual_router_id + i,
-            vip=vip,
-            priority=values[place],
-            peers=tuple(h.private_address for h in proxies if h.name != host.name),
-        ))
+        result.append(
+            Instance(
+                name=f"mm_vip{i + 1}",
+                router_id=s.virtual_router_id + i,
+                vip=vip,
+                priority=values[place],
+                peers=tuple(h.private_address for h in proxies if h.name != host.name),
+            )
+        )
     return result
 
 
 def _interface_of(ctx: Context) -> str:
     address = ctx.host.private_address
-    probe = f"ip -o addr show | awk '{{split($4, a, \"/\"); if (a[1] == \"{address}\") print $2}}'"
+    probe = f'ip -o addr show | awk \'{{split($4, a, "/"); if (a[1] == "{address}") print $2}}\''
     found = ctx.facts.get([probe])[probe].out.split()
     if not found:
-        raise StepFailed(f"no interface on {ctx.host.name} holds its private address {address}: "
-                         "set proxy.interface for it in its vars")
+        raise StepFailed(
+            f"no interface on {ctx.host.name} holds its private address {address}: "
+            "set proxy.interface for it in its vars"
+        )
     return found[0]
 
 
@@ -239,8 +255,12 @@ def vip_problems(inventory: Inventory) -> list[tuple[str, str]]:
     hosts = list(inventory.hosts)
     for i, h in enumerate(hosts):  # the addresses are the site's, never one host's
         if h.has("proxy") and h.settings.proxy.vips != vips:
-            problems.append((f"hosts.{i}.vars.proxy.vip", "proxy.vip is one for the whole site: "
-                             "set it under settings:, not in a host's vars"))
+            problems.append(
+                (
+                    f"hosts.{i}.vars.proxy.vip",
+                    "proxy.vip is one for the whole site: set it under settings:, not in a host's vars",
+                )
+            )
     if not vips:
         return problems
     key = "settings.proxy.vip"
@@ -262,8 +282,13 @@ def vip_problems(inventory: Inventory) -> list[tuple[str, str]]:
             continue
         net = iface.network
         if net.prefixlen < 31 and iface.ip in (net.network_address, net.broadcast_address):
-            problems.append((where(j), f"{iface.ip} is the {'network' if iface.ip == net.network_address else 'broadcast'} "
-                                       f"address of {net}, not a host address"))
+            problems.append(
+                (
+                    where(j),
+                    f"{iface.ip} is the {'network' if iface.ip == net.network_address else 'broadcast'} "
+                    f"address of {net}, not a host address",
+                )
+            )
             continue
         if str(iface.ip) in [str(p.ip) for p in parsed if p is not None]:
             problems.append((where(j), f"{iface.ip} is listed twice"))
@@ -273,13 +298,22 @@ def vip_problems(inventory: Inventory) -> list[tuple[str, str]]:
     proxies = [(i, h) for i, h in enumerate(hosts) if h.has("proxy")]
     needed = max(2, len(vips))
     if len(proxies) < needed:
-        problems.append(("hosts", f"proxy.vip: {len(vips)} floating address(es) need at least {needed} hosts "
-                                  f"with role 'proxy' (one to hold each, and one to take over), found {len(proxies)}"))
+        problems.append(
+            (
+                "hosts",
+                f"proxy.vip: {len(vips)} floating address(es) need at least {needed} hosts "
+                f"with role 'proxy' (one to hold each, and one to take over), found {len(proxies)}",
+            )
+        )
     last = s.virtual_router_id + len(vips) - 1
     if last > 255:
-        problems.append(("settings.proxy.virtual_router_id",
-                         f"{len(vips)} addresses use router ids {s.virtual_router_id}..{last}; "
-                         f"expected at most 255 (use at most {256 - len(vips)})"))
+        problems.append(
+            (
+                "settings.proxy.virtual_router_id",
+                f"{len(vips)} addresses use router ids {s.virtual_router_id}..{last}; "
+                f"expected at most 255 (use at most {256 - len(vips)})",
+            )
+        )
 
     for j, iface in enumerate(parsed):
         if iface is None:
@@ -287,8 +321,13 @@ def vip_problems(inventory: Inventory) -> list[tuple[str, str]]:
         for i, h in enumerate(hosts):
             for field_name in ("address", "private_address"):
                 if getattr(h, field_name) == str(iface.ip):
-                    problems.append((where(j), f"{iface.ip} is the {field_name.replace('_', ' ')} of host {h.name}; "
-                                               "a floating address must belong to no host"))
+                    problems.append(
+                        (
+                            where(j),
+                            f"{iface.ip} is the {field_name.replace('_', ' ')} of host {h.name}; "
+                            "a floating address must belong to no host",
+                        )
+                    )
                     break
         for i, h in proxies:
             try:
@@ -296,24 +335,36 @@ def vip_problems(inventory: Inventory) -> list[tuple[str, str]]:
             except ValueError:
                 continue  # reported once below
             if private not in iface.network:
-                problems.append((f"hosts.{i}.private_address",
-                                 f"{h.name}'s private address {private} is outside {iface.network}, the network of "
-                                 f"proxy.vip {iface}: the proxies and their floating addresses share one network"))
+                problems.append(
+                    (
+                        f"hosts.{i}.private_address",
+                        f"{h.name}'s private address {private} is outside {iface.network}, the network of "
+                        f"proxy.vip {iface}: the proxies and their floating addresses share one network",
+                    )
+                )
     for i, h in proxies:
         try:
             ipaddress.ip_address(h.private_address)
         except ValueError:
-            problems.append((f"hosts.{i}.private_address",
-                             f"expected an IP address for a proxy with proxy.vip (its VRRP peers' source), "
-                             f"got {h.private_address!r}"))
+            problems.append(
+                (
+                    f"hosts.{i}.private_address",
+                    f"expected an IP address for a proxy with proxy.vip (its VRRP peers' source), "
+                    f"got {h.private_address!r}",
+                )
+            )
     seen: dict[int, str] = {}
     for i, h in proxies:
         p = h.settings.proxy.priority
         if p is None:
             continue
         if p in seen:
-            problems.append((f"hosts.{i}.vars.proxy.priority",
-                             f"priority {p} is also {seen[p]}'s; the priorities order the proxies and must differ"))
+            problems.append(
+                (
+                    f"hosts.{i}.vars.proxy.priority",
+                    f"priority {p} is also {seen[p]}'s; the priorities order the proxies and must differ",
+                )
+            )
         seen.setdefault(p, h.name)
     # The defaults fill the gaps: a default that equals an explicit priority is a tie too.
     prio = priorities(inventory)
@@ -321,8 +372,13 @@ def vip_problems(inventory: Inventory) -> list[tuple[str, str]]:
         if h.settings.proxy.priority is None:
             clash = [o.name for _, o in proxies if o.name != h.name and prio[o.name] == prio[h.name]]
             if clash:
-                problems.append((f"hosts.{i}", f"{h.name}'s default priority {prio[h.name]} equals {clash[0]}'s: "
-                                               f"give {h.name} a proxy.priority of its own in its vars"))
+                problems.append(
+                    (
+                        f"hosts.{i}",
+                        f"{h.name}'s default priority {prio[h.name]} equals {clash[0]}'s: "
+                        f"give {h.name} a proxy.priority of its own in its vars",
+                    )
+                )
     return problems
 
 
@@ -345,8 +401,9 @@ def holders(inventory: Inventory, proxies: list[Host], address: str) -> tuple[li
             continue
         finally:
             remote.close()
-        if any(line.split()[3].split("/")[0] == address for line in result.stdout.splitlines()
-               if len(line.split()) > 3):
+        if any(
+            line.split()[3].split("/")[0] == address for line in result.stdout.splitlines() if len(line.split()) > 3
+        ):
             found.append(h.name)
     return found, problems
 

@@ -55,8 +55,9 @@ SOCKET = "/var/tmp/mattermost_local.socket"
 # Every mmctl call has its own time limit: the server behind the socket may wait on a
 # database that does not answer.
 MMCTL = f"timeout 20 {HOME}/bin/mmctl --local"
-WAIT_FOR_SOCKET = (f"for i in $(seq 120); do test -S {SOCKET} && {MMCTL} user list >/dev/null 2>&1 && break; "
-                   "sleep 1; done\n")
+WAIT_FOR_SOCKET = (
+    f"for i in $(seq 120); do test -S {SOCKET} && {MMCTL} user list >/dev/null 2>&1 && break; sleep 1; done\n"
+)
 # A restart waits this long for a clean stop, then kills: a server whose database died
 # may never finish its in-flight requests. After a failover the wait is short (nothing
 # it holds can complete); a start waits for the server's READY (schema migrations).
@@ -142,16 +143,24 @@ class TimeSettings(Section):
 
 ADMIN_PASSWORD = Secret("mattermost_admin_password", "the first system admin's password", max_bytes=72)
 # Declared identically by the storage component, which creates the S3 user.
-STORAGE_ACCESS_KEY = Secret("storage_access_key", "the S3 access key of Mattermost's file storage bucket",
-                            pattern=r"[A-Za-z0-9._-]{3,128}")
+STORAGE_ACCESS_KEY = Secret(
+    "storage_access_key", "the S3 access key of Mattermost's file storage bucket", pattern=r"[A-Za-z0-9._-]{3,128}"
+)
 STORAGE_SECRET_KEY = Secret("storage_secret_key", "the S3 secret key of Mattermost's file storage bucket")
 # Keys the server generates on its first start when they are empty (server/public/model/
 # config.go SetDefaults): with the config in files, each server would pick its own, and a
 # public link or a value encrypted on one server would not work on another. Every server
 # gets the first app server's (it keeps them), or these secrets on a fresh site.
-AT_REST_KEY = Secret("mattermost_at_rest_encrypt_key", "Mattermost's SqlSettings.AtRestEncryptKey, the same on every server")
-PUBLIC_LINK_SALT = Secret("mattermost_public_link_salt", "Mattermost's FileSettings.PublicLinkSalt, the same on every server")
-SHARED_GENERATED = (("SqlSettings", "AtRestEncryptKey", AT_REST_KEY), ("FileSettings", "PublicLinkSalt", PUBLIC_LINK_SALT))
+AT_REST_KEY = Secret(
+    "mattermost_at_rest_encrypt_key", "Mattermost's SqlSettings.AtRestEncryptKey, the same on every server"
+)
+PUBLIC_LINK_SALT = Secret(
+    "mattermost_public_link_salt", "Mattermost's FileSettings.PublicLinkSalt, the same on every server"
+)
+SHARED_GENERATED = (
+    ("SqlSettings", "AtRestEncryptKey", AT_REST_KEY),
+    ("FileSettings", "PublicLinkSalt", PUBLIC_LINK_SALT),
+)
 SMTP_PASSWORD = Secret("smtp_password", "the SMTP server's password (never generated)", generate=False)
 
 
@@ -184,17 +193,22 @@ class DatabaseAccepts(Step):
         self.name = "database accepts db_password"
 
     def check(self, facts):
-        if self.view.accounts is not None and self.view.accounts.ok and \
-                self.engine.account_matches(self.view.accounts, "mmuser", self.client, self.password):
+        if (
+            self.view.accounts is not None
+            and self.view.accounts.ok
+            and self.engine.account_matches(self.view.accounts, "mmuser", self.client, self.password)
+        ):
             return None
         why = self.view.accounts_error or "it does not take the current db_password yet"
         return Change(f"wait: {why} (the database components set it first)")
 
     def apply(self, remote, change):
-        raise StepFailed(f"not switching Mattermost to db_password: the database primary "
-                         f"{self.view.topology.require_primary().name} does not take it "
-                         f"({change.summary}); the servers keep the password that works. Deploy the "
-                         f"database components (inv deploy --only {self.engine.name}), then this again")
+        raise StepFailed(
+            f"not switching Mattermost to db_password: the database primary "
+            f"{self.view.topology.require_primary().name} does not take it "
+            f"({change.summary}); the servers keep the password that works. Deploy the "
+            f"database components (inv deploy --only {self.engine.name}), then this again"
+        )
 
 
 def release_url(version: str, edition: str) -> str:
@@ -230,7 +244,9 @@ def read_generated(inventory: Inventory, view: Any) -> dict[str, str] | None:
     servers = [h for h in inventory.hosts if h.has("app") or h.has("jobserver")]
     if len(servers) < 2 or inventory.settings.mattermost.config_in_database or not inventory.with_role("app"):
         return None
-    probe = f"jq -c '{{SqlSettings: .SqlSettings.AtRestEncryptKey, FileSettings: .FileSettings.PublicLinkSalt}}' {CONFIG}"
+    probe = (
+        f"jq -c '{{SqlSettings: .SqlSettings.AtRestEncryptKey, FileSettings: .FileSettings.PublicLinkSalt}}' {CONFIG}"
+    )
     fact = view.facts(inventory.with_role("app")[0], [probe])[probe]
     try:
         found = json.loads(fact.out) if fact.ok else {}
@@ -248,12 +264,13 @@ def datasource(settings: Any, address: str, password: str) -> str:
     """The DSN Mattermost's SqlSettings takes, in the form its docs give per driver;
     `address` is "host:port" from dbtier.client_endpoints."""
     if settings.database.engine == "postgresql":  # a URL: the password percent-encoded
-        return (f"postgres://mmuser:{quote(password, safe='')}@{address}/mattermost"
-                "?sslmode=disable&connect_timeout=10&binary_parameters=yes")
+        return (
+            f"postgres://mmuser:{quote(password, safe='')}@{address}/mattermost"
+            "?sslmode=disable&connect_timeout=10&binary_parameters=yes"
+        )
     # The MySQL driver's own form: it takes everything between the first ':' and the last
     # '@' (before the last '/') as the password, unescaped; so the password goes in as is.
-    return (f"mmuser:{password}@tcp({address})/mattermost"
-            "?charset=utf8mb4,utf8&writeTimeout=30s")
+    return f"mmuser:{password}@tcp({address})/mattermost?charset=utf8mb4,utf8&writeTimeout=30s"
 
 
 def config(ctx: Context, primary: str, replicas: list[str]) -> dict:
@@ -290,8 +307,12 @@ def config(ctx: Context, primary: str, replicas: list[str]) -> dict:
             "FeedbackEmail": smtp.from_address,
         },
         "TeamSettings": {"RestrictCreationToDomains": mm.restrict_creation_to_domains},
-        "LogSettings": {"EnableConsole": True, "ConsoleLevel": "INFO", "EnableFile": True,
-                        "FileLocation": f"{HOME}/logs"},
+        "LogSettings": {
+            "EnableConsole": True,
+            "ConsoleLevel": "INFO",
+            "EnableFile": True,
+            "FileLocation": f"{HOME}/logs",
+        },
         "JobSettings": {"RunJobs": runs_jobs, "RunScheduler": runs_jobs},
         "ClusterSettings": {
             "Enable": clustered(ctx.inventory),
@@ -349,11 +370,14 @@ def services(ctx: Context) -> dict:
             # tier keeps (one node's loss loses no index; a single node stays green).
             replicas = se.replicas_for(len(inventory.with_role("search")))
             wanted["ElasticsearchSettings"].update(
-                {f"{kind}IndexReplicas": replicas for kind in ("Post", "Channel", "User")})
+                {f"{kind}IndexReplicas": replicas for kind in ("Post", "Channel", "User")}
+            )
     push = inventory.with_role("pushproxy") and balancer.endpoint(inventory, "pushproxy")
     if push:
-        wanted["EmailSettings"] = {"SendPushNotifications": True,
-                                   "PushNotificationServer": f"http://{push[0]}:{push[1]}"}
+        wanted["EmailSettings"] = {
+            "SendPushNotifications": True,
+            "PushNotificationServer": f"http://{push[0]}:{push[1]}",
+        }
     return wanted
 
 
@@ -462,7 +486,9 @@ def mask_config(config: dict, before: dict | None = None) -> dict:
 def restart(unit_name: str, grace: int) -> Command:
     """Restart within bounds: a clean stop for `grace` seconds, else killed; the start
     waits for the server's READY for at most START_LIMIT seconds."""
-    return Command(f"restart {unit_name}", f"""\
+    return Command(
+        f"restart {unit_name}",
+        f"""\
 set -e
 if ! timeout {grace} systemctl stop {unit_name}; then
   echo "{unit_name} did not stop within {grace} s: killed" >&2
@@ -470,7 +496,9 @@ if ! timeout {grace} systemctl stop {unit_name}; then
   timeout 30 systemctl stop {unit_name}
 fi
 timeout {START_LIMIT} systemctl start {unit_name} || {{ echo "{unit_name} was not ready within {START_LIMIT} s" >&2; exit 1; }}
-""", timeout=grace + START_LIMIT + 60)
+""",
+        timeout=grace + START_LIMIT + 60,
+    )
 
 
 def activate_script(version: str) -> str:
@@ -480,15 +508,17 @@ def activate_script(version: str) -> str:
     rollback. --ignore-times: two releases may hold same-size files with the same mtime
     (reproducible builds), which rsync's quick check would skip."""
     release = f"{RELEASES}/{version}"
-    return (f"set -e\ntest -f {release}/.mmdeploy-sha256 || {{ echo 'release {version} is not on this host "
-            f"({release})' >&2; exit 1; }}\n"
-            f"rsync -a --ignore-times --delete {' '.join(f'--exclude=/{p}' for p in PERSISTENT)} "
-            f"--exclude=/.mmdeploy-sha256 --exclude=/.mmdeploy-previous {release}/ {HOME}/\n"
-            f"for d in {' '.join(PERSISTENT)}; do install -d -o mattermost -g mattermost -m 0750 {HOME}/$d; done\n"
-            f"test -e {CONFIG} || install -o mattermost -g mattermost -m 0600 {release}/config/config.json {CONFIG}\n"
-            f"chown -R mattermost:mattermost {HOME}\n"
-            f"cp {release}/.mmdeploy-sha256 {HOME}/.mmdeploy-release\n"
-            f"echo {version} > {HOME}/.mmdeploy-version\n")
+    return (
+        f"set -e\ntest -f {release}/.mmdeploy-sha256 || {{ echo 'release {version} is not on this host "
+        f"({release})' >&2; exit 1; }}\n"
+        f"rsync -a --ignore-times --delete {' '.join(f'--exclude=/{p}' for p in PERSISTENT)} "
+        f"--exclude=/.mmdeploy-sha256 --exclude=/.mmdeploy-previous {release}/ {HOME}/\n"
+        f"for d in {' '.join(PERSISTENT)}; do install -d -o mattermost -g mattermost -m 0750 {HOME}/$d; done\n"
+        f"test -e {CONFIG} || install -o mattermost -g mattermost -m 0600 {release}/config/config.json {CONFIG}\n"
+        f"chown -R mattermost:mattermost {HOME}\n"
+        f"cp {release}/.mmdeploy-sha256 {HOME}/.mmdeploy-release\n"
+        f"echo {version} > {HOME}/.mmdeploy-version\n"
+    )
 
 
 def unit_name(host: Host) -> str:
@@ -501,9 +531,14 @@ class Mattermost(Component):
 
     name = "mattermost"
     roles = ("app", "jobserver")
-    owns_roles = (Role("app", "Mattermost app servers (in cluster mode when there are several)",
-                       {"single": 1, "multi": 2, "cluster": 3}),
-                  Role("jobserver", "the Mattermost job server", {"single": 1, "multi": 1, "cluster": 1}))
+    owns_roles = (
+        Role(
+            "app",
+            "Mattermost app servers (in cluster mode when there are several)",
+            {"single": 1, "multi": 2, "cluster": 3},
+        ),
+        Role("jobserver", "the Mattermost job server", {"single": 1, "multi": 1, "cluster": 1}),
+    )
     settings = {"mattermost": MattermostSettings, "smtp": SMTPSettings, "time": TimeSettings}
     secrets = (DB_PASSWORD, SMTP_PASSWORD, STORAGE_ACCESS_KEY, STORAGE_SECRET_KEY, AT_REST_KEY, PUBLIC_LINK_SALT)
     metrics = (Metrics("mattermost", lambda s: s.mattermost.metrics_port),)
@@ -537,8 +572,9 @@ class Mattermost(Component):
             error = "" if accounts.ok else f"its accounts could not be read on {primary.name}"
         except MMDeployError as e:
             accounts, error = None, str(e)
-        return DBView(topology, accounts=accounts, accounts_error=error, engine=engine,
-                      generated=read_generated(inventory, view))
+        return DBView(
+            topology, accounts=accounts, accounts_error=error, engine=engine, generated=read_generated(inventory, view)
+        )
 
     def after_failover(self, topology: Topology) -> DBView:
         return DBView(topology, failover=True)
@@ -575,8 +611,16 @@ class Mattermost(Component):
                 raise MMDeployError(f"settings.mattermost.license_file: cannot read {mm.license_file}: {e}") from None
             # In place before the first start, which stores it in the database; a server
             # that already has one there ignores the file: the "license" handler uploads it.
-            steps.append(File(LICENSE, license_text, owner="mattermost", group="mattermost", mode="0600",
-                              notify=("license", *restart) if host.has("app") else restart))
+            steps.append(
+                File(
+                    LICENSE,
+                    license_text,
+                    owner="mattermost",
+                    group="mattermost",
+                    mode="0600",
+                    notify=("license", *restart) if host.has("app") else restart,
+                )
+            )
         if not view.failover:  # a failover changes no password: nothing to wait for
             client = ctx.host.private_address
             if s.database.engine == "mysql":
@@ -594,14 +638,28 @@ class Mattermost(Component):
         if mm.config_in_database:
             steps += self._config_in_database(ctx, wanted)
         else:
-            steps.append(JsonSettings(CONFIG, wanted, owner="mattermost", group="mattermost", mode="0600",
-                                      notify=restart, mask=mask_config))
+            steps.append(
+                JsonSettings(
+                    CONFIG,
+                    wanted,
+                    owner="mattermost",
+                    group="mattermost",
+                    mode="0600",
+                    notify=restart,
+                    mask=mask_config,
+                )
+            )
         env_file = ENV_FILE if mm.config_in_database else ""
         limits = HA_LIMITS if ha else {"nofile": 49152, "nproc": None}
         name = unit_name(host)
         command = "" if host.has("app") else " jobserver"  # a dedicated job server
-        steps.append(unit(f"{name}.service", ctx.render("mattermost/mattermost.service.j2", command=command,
-                                                        env_file=env_file, **limits), notify=restart))
+        steps.append(
+            unit(
+                f"{name}.service",
+                ctx.render("mattermost/mattermost.service.j2", command=command, env_file=env_file, **limits),
+                notify=restart,
+            )
+        )
         first = ctx.inventory.with_role("app")[0]
         if host != first and not view.failover:
             steps.append(first_start_after(first, name))
@@ -625,10 +683,15 @@ class Mattermost(Component):
                 Check("every app server in the cluster (cluster/status)", site.cluster_members),
                 Check("same config on every app server", site.config_hashes),
                 Check("post written through the proxy readable on every app server", site.post_on_every_node),
-                Check(f"websocket on {', '.join(h.name for h in site.apps[1:])} receives a post made on "
-                      f"{site.apps[0].name}", site.cross_node_websocket),
-                Check(f"file uploaded on {site.apps[0].name} downloads from "
-                      f"{', '.join(h.name for h in site.apps[1:])}", site.cross_node_file),
+                Check(
+                    f"websocket on {', '.join(h.name for h in site.apps[1:])} receives a post made on "
+                    f"{site.apps[0].name}",
+                    site.cross_node_websocket,
+                ),
+                Check(
+                    f"file uploaded on {site.apps[0].name} downloads from {', '.join(h.name for h in site.apps[1:])}",
+                    site.cross_node_file,
+                ),
             ]
         if inventory.with_role("search"):
             checks.append(Check("search finds a fresh post", site.search))
@@ -643,8 +706,8 @@ class Mattermost(Component):
         if ctx.host.has("app"):
             # Before the restart, which starts the features the new license grants.
             handlers["license"] = Command(
-                "upload the license", f"set -e\n{WAIT_FOR_SOCKET}{MMCTL} license upload {LICENSE}\n",
-                timeout=180)
+                "upload the license", f"set -e\n{WAIT_FOR_SOCKET}{MMCTL} license upload {LICENSE}\n", timeout=180
+            )
         handlers["restart"] = restart(name, grace)
         if ctx.settings.mattermost.config_in_database and ctx.host.has("app"):
             # Listeners and SqlSettings are read at start-up: restart after the patch.
@@ -652,7 +715,8 @@ class Mattermost(Component):
             handlers["patch-config"] = Command(
                 "patch the database config",
                 f"set -e\n{WAIT_FOR_SOCKET}{MMCTL} config patch {CONFIG_PATCH}\n{again.script}",
-                timeout=again.timeout + 180)
+                timeout=again.timeout + 180,
+            )
         handlers["restart chrony"] = Command("restart chrony", "systemctl try-restart chrony", timeout=60)
         return handlers
 
@@ -677,13 +741,15 @@ class Mattermost(Component):
         }
         if not jobs:
             del wanted["JobSettings"]
-        steps = [Directory(ETC, mode="0755"),
-                 # A systemd EnvironmentFile: double-quoted, backslash and quote escaped.
-                 SecretFile(ENV_FILE, env_file("components/mattermost", **env).split("\n", 1)[1],
-                            notify=("restart",))]
+        steps = [
+            Directory(ETC, mode="0755"),
+            # A systemd EnvironmentFile: double-quoted, backslash and quote escaped.
+            SecretFile(ENV_FILE, env_file("components/mattermost", **env).split("\n", 1)[1], notify=("restart",)),
+        ]
         if ctx.host.has("app"):  # a job server has no local socket; the app servers patch
-            steps.append(SecretFile(CONFIG_PATCH, json.dumps(wanted, indent=2, sort_keys=True) + "\n",
-                                    notify=("patch-config",)))
+            steps.append(
+                SecretFile(CONFIG_PATCH, json.dumps(wanted, indent=2, sort_keys=True) + "\n", notify=("patch-config",))
+            )
         return steps
 
 
@@ -701,7 +767,9 @@ def first_start_after(first: Host, unit_name: str) -> Command:
         f"first start after {first.name}",
         f"for i in $(seq {FIRST_START_WAIT // 2}); do curl -fsS -m 5 -o /dev/null {url} && exit 0; sleep 2; done\n"
         f"echo '{first.name} did not answer {url} within {FIRST_START_WAIT} s: it starts first' >&2; exit 1\n",
-        unless=f"systemctl is-active {unit_name} >/dev/null", timeout=FIRST_START_WAIT + 120)
+        unless=f"systemctl is-active {unit_name} >/dev/null",
+        timeout=FIRST_START_WAIT + 120,
+    )
 
 
 # chrony refuses to start where the clock cannot be set (ConditionCapability=CAP_SYS_TIME:
@@ -715,8 +783,9 @@ def time_sync(ctx: Context) -> list[Step]:
     servers = ctx.settings.time.servers
     steps: list[Step] = [Packages("chrony")]
     if servers:
-        steps.append(File(CHRONY_CONF, ctx.render("mattermost/chrony.conf.j2", servers=servers),
-                          notify=("restart chrony",)))
+        steps.append(
+            File(CHRONY_CONF, ctx.render("mattermost/chrony.conf.j2", servers=servers), notify=("restart chrony",))
+        )
     if ctx.facts.get([CAN_SET_TIME])[CAN_SET_TIME].ok:
         steps.append(Service("chrony"))
     return steps
@@ -819,8 +888,11 @@ printf '%s\\n' '{marker}' > {ADMIN_MARKER}.tmp
 mv -f {ADMIN_MARKER}.tmp {ADMIN_MARKER}
 """
         # The log shows the script without the bodies and the fingerprint.
-        logged = script.replace(created, "(the user as JSON, with its password)").replace(
-            new, "(the new password as JSON)").replace(marker, f"{self.username} (salted fingerprint)")
+        logged = (
+            script.replace(created, "(the user as JSON, with its password)")
+            .replace(new, "(the new password as JSON)")
+            .replace(marker, f"{self.username} (salted fingerprint)")
+        )
         run_checked(remote, script, self.name, log_as=logged, timeout=self.timeout)
 
 
@@ -844,15 +916,17 @@ class MattermostSearchIndex(Component):
     def steps(self, ctx: Context):
         if balancer.endpoint(ctx.inventory, "search") is None:
             return []  # search hosts, but no component serving them (yet): nothing to index into
-        done = ('.[] | select(.status == "pending" or .status == "in_progress" or .status == "success")')
-        return [Command(
-            "bulk index the posts into search",
-            f"set -e\n{WAIT_FOR_SOCKET}"
-            f"{LOCAL_API}/jobs -X POST -H 'Content-Type: application/json' "
-            f"-d '{{\"type\": \"{BULK_INDEX}\"}}' | jq -e .id >/dev/null\n",
-            unless=f"{LOCAL_API}/jobs/type/{BULK_INDEX} | jq -e '[{done}] | length > 0' >/dev/null",
-            timeout=300,
-        )]
+        done = '.[] | select(.status == "pending" or .status == "in_progress" or .status == "success")'
+        return [
+            Command(
+                "bulk index the posts into search",
+                f"set -e\n{WAIT_FOR_SOCKET}"
+                f"{LOCAL_API}/jobs -X POST -H 'Content-Type: application/json' "
+                f'-d \'{{"type": "{BULK_INDEX}"}}\' | jq -e .id >/dev/null\n',
+                unless=f"{LOCAL_API}/jobs/type/{BULK_INDEX} | jq -e '[{done}] | length > 0' >/dev/null",
+                timeout=300,
+            )
+        ]
 
 
 # --- verify: only Mattermost's real API v4, through the NGINX proxy and on each node --------
@@ -915,8 +989,13 @@ class SiteChecks:
     def client(self):
         import httpx
 
-        return httpx.Client(http2=True, verify=self.verify_tls, timeout=10, transport=self.transport,
-                            headers={"Host": self.domain, "X-Requested-With": "XMLHttpRequest"})
+        return httpx.Client(
+            http2=True,
+            verify=self.verify_tls,
+            timeout=10,
+            transport=self.transport,
+            headers={"Host": self.domain, "X-Requested-With": "XMLHttpRequest"},
+        )
 
     def node_client(self):
         """Plain HTTP to the app servers' own port, as NGINX reaches them."""
@@ -941,8 +1020,9 @@ class SiteChecks:
         if not self.password:
             return "no admin password in the secrets file (was the site deployed by mmdeploy?)"
         with self.client() as c:
-            r = c.post(f"{self.base}/api/v4/users/login",
-                       json={"login_id": self.mm.admin_username, "password": self.password})
+            r = c.post(
+                f"{self.base}/api/v4/users/login", json={"login_id": self.mm.admin_username, "password": self.password}
+            )
         if r.status_code != 200 or not r.headers.get("Token"):
             return f"login as {self.mm.admin_username}: HTTP {r.status_code} {r.text[:200]}"
         self.token = r.headers["Token"]
@@ -1055,7 +1135,9 @@ class SiteChecks:
         """License feature -> what this site loses without it."""
         needs = {}
         if len(self.apps) > 1:
-            needs["Cluster"] = f"cluster mode (the {len(self.apps)} app servers run alone: no shared websocket events or caches)"
+            needs["Cluster"] = (
+                f"cluster mode (the {len(self.apps)} app servers run alone: no shared websocket events or caches)"
+            )
         if self.inventory.with_role("search"):
             needs["Elasticsearch"] = "search on OpenSearch/Elasticsearch (the database answers searches)"
         if len(self.inventory.with_role("db")) > 1:
@@ -1128,17 +1210,24 @@ class SiteChecks:
         if formed:
             versions = {n: info.get("version", "") for n, info in next(iter(views.values())).items()}
             if len(set(versions.values())) > 1:
-                return "cluster nodes run different versions: " + ", ".join(f"{n} {v}" for n, v in sorted(versions.items()))
+                return "cluster nodes run different versions: " + ", ".join(
+                    f"{n} {v}" for n, v in sorted(versions.items())
+                )
             return Info(f"{len(everyone)} app servers in {name!r}: {', '.join(everyone)}")
         seen = "; ".join(f"{n} sees {', '.join(sorted(v)) or 'no node'}" for n, v in sorted(views.items()))
         if not self.licensed_for("Cluster"):
             return Warn(f"cluster mode is inactive without a license granting it ({seen})")
         # The largest group that sees alike is the cluster; the others are named (all on a tie).
         odd = differing({n: ",".join(sorted(v)) for n, v in views.items()})
-        head = (f"the app servers do not form one cluster {name!r}" if len(odd) == len(views)
-                else f"{', '.join(odd)} not in the cluster {name!r} of the others")
-        return (f"{head} ({seen}): check ClusterName on each server and that port {GOSSIP_PORT} (TCP and UDP) "
-                "is open between them")
+        head = (
+            f"the app servers do not form one cluster {name!r}"
+            if len(odd) == len(views)
+            else f"{', '.join(odd)} not in the cluster {name!r} of the others"
+        )
+        return (
+            f"{head} ({seen}): check ClusterName on each server and that port {GOSSIP_PORT} (TCP and UDP) "
+            "is open between them"
+        )
 
     def config_hashes(self) -> str | None:
         """The same effective config on every app server: the cluster's config hashes when
@@ -1156,8 +1245,11 @@ class SiteChecks:
             source = "X-Version-Id: the nodes form no cluster"
         odd = differing(hashes)
         if odd:
-            return (f"config differs on {', '.join(odd)} ({source}: "
-                    + ", ".join(f"{n} {hashes[n][:12]}" for n in sorted(hashes)) + ")")
+            return (
+                f"config differs on {', '.join(odd)} ({source}: "
+                + ", ".join(f"{n} {hashes[n][:12]}" for n in sorted(hashes))
+                + ")"
+            )
         return Info(f"{next(iter(hashes.values()))[:12]} on {', '.join(sorted(hashes))} ({source})")
 
     # --- across the nodes -----------------------------------------------------------------
@@ -1181,8 +1273,9 @@ class SiteChecks:
                 if waiting:
                     time.sleep(0.5)
         if waiting:
-            return f"post {post['id']} not readable within {CHECK_WAIT:.0f} s on " + \
-                ", ".join(f"{n} ({last.get(n, '?')})" for n in sorted(waiting))
+            return f"post {post['id']} not readable within {CHECK_WAIT:.0f} s on " + ", ".join(
+                f"{n} ({last.get(n, '?')})" for n in sorted(waiting)
+            )
         return None
 
     def cross_node_websocket(self) -> str | None:
@@ -1217,9 +1310,11 @@ class SiteChecks:
             deadline = time.monotonic() + CHECK_WAIT
             for name, ws in sockets.items():
                 if not _await_posted(ws, post["id"], deadline):
-                    problems.append(f"{name} got no posted event for a post made on {source.name} within "
-                                    f"{CHECK_WAIT:.0f} s (the nodes do not form one cluster: check the license, "
-                                    f"ClusterName and port {GOSSIP_PORT} between them)")
+                    problems.append(
+                        f"{name} got no posted event for a post made on {source.name} within "
+                        f"{CHECK_WAIT:.0f} s (the nodes do not form one cluster: check the license, "
+                        f"ClusterName and port {GOSSIP_PORT} between them)"
+                    )
         return "; ".join(problems) or None
 
     def cross_node_file(self) -> str | None:
@@ -1232,8 +1327,12 @@ class SiteChecks:
         content = f"mmdeploy verify {time.time():.0f} {secrets.token_hex(16)}\n".encode()
         with self.node_client() as c:
             _, channel = self._town_square(c)
-            r = c.post(f"{self.node(source)}/api/v4/files", headers=self._auth(), data={"channel_id": channel},
-                       files={"files": ("mmdeploy-verify.txt", content, "text/plain")})
+            r = c.post(
+                f"{self.node(source)}/api/v4/files",
+                headers=self._auth(),
+                data={"channel_id": channel},
+                files={"files": ("mmdeploy-verify.txt", content, "text/plain")},
+            )
             if r.status_code != 201:
                 return f"upload on {source.name}: HTTP {r.status_code} {r.text[:200]}"
             file_id = r.json()["file_infos"][0]["id"]
@@ -1243,8 +1342,11 @@ class SiteChecks:
                 if got.status_code != 200 or got.content != content:
                     problems.append(f"{h.name}: HTTP {got.status_code}")
         if problems:
-            return (f"file {file_id} uploaded on {source.name} is not served by " + ", ".join(problems)
-                    + " (each server keeps its own files: the file store must be shared, S3)")
+            return (
+                f"file {file_id} uploaded on {source.name} is not served by "
+                + ", ".join(problems)
+                + " (each server keeps its own files: the file store must be shared, S3)"
+            )
         return None
 
     # --- search and push ------------------------------------------------------------------
@@ -1261,8 +1363,11 @@ class SiteChecks:
             backend = ping.json().get("ActiveSearchBackend", "database") if ping.status_code == 200 else "?"
             started, found = time.monotonic(), False
             while time.monotonic() - started < CHECK_WAIT:  # an index refreshes about every second
-                r = c.post(f"{self.base}/api/v4/teams/{team}/posts/search", headers=self._auth(),
-                           json={"terms": term, "is_or_search": False})
+                r = c.post(
+                    f"{self.base}/api/v4/teams/{team}/posts/search",
+                    headers=self._auth(),
+                    json={"terms": term, "is_or_search": False},
+                )
                 if r.status_code == 200 and post["id"] in (r.json().get("order") or []):
                     found = True
                     break
@@ -1315,10 +1420,14 @@ class SiteChecks:
             by = [n for n in counted if counted[n] > before.get(n, 0)]
             return Info(f"service_notifications_total rose on {', '.join(by)}")
         if not counted and recorded is None:
-            return Warn("cannot observe the push proxies from here: enable pushproxy.metrics and let this "
-                        f"machine reach port {getattr(pp, 'port', 8066)} of {', '.join(h.name for h in proxies)}")
-        return (f"no push proxy took the notification of post {post['id']} within {CHECK_WAIT:.0f} s "
-                "(EmailSettings.PushNotificationServer, the balancer, the proxies' credentials)")
+            return Warn(
+                "cannot observe the push proxies from here: enable pushproxy.metrics and let this "
+                f"machine reach port {getattr(pp, 'port', 8066)} of {', '.join(h.name for h in proxies)}"
+            )
+        return (
+            f"no push proxy took the notification of post {post['id']} within {CHECK_WAIT:.0f} s "
+            "(EmailSettings.PushNotificationServer, the balancer, the proxies' credentials)"
+        )
 
     def _push_counts(self, proxies: list[Host]) -> dict[str, float]:
         """service_notifications_total of each proxy that answers /metrics."""
@@ -1366,8 +1475,11 @@ class SiteChecks:
             user_id = r.json()["id"]
             r = c.put(f"{base}/api/v4/users/{user_id}/password", headers=auth, json={"new_password": password})
         else:
-            r = c.post(f"{base}/api/v4/users", headers=auth,
-                       json={"username": VERIFY_USER, "email": f"{VERIFY_USER}@{self.domain}", "password": password})
+            r = c.post(
+                f"{base}/api/v4/users",
+                headers=auth,
+                json={"username": VERIFY_USER, "email": f"{VERIFY_USER}@{self.domain}", "password": password},
+            )
             user_id = r.json().get("id", "") if r.status_code == 201 else ""
         if r.status_code not in (200, 201):
             raise MMDeployError(f"verify user {VERIFY_USER}: HTTP {r.status_code} {r.text[:200]}")
@@ -1379,8 +1491,9 @@ class SiteChecks:
         r = c.put(f"{base}/api/v4/users/{user_id}/patch", headers=auth, json={"notify_props": props})
         if r.status_code != 200:
             raise MMDeployError(f"{VERIFY_USER} notification settings: HTTP {r.status_code} {r.text[:200]}")
-        r = c.post(f"{base}/api/v4/users/login",
-                   json={"login_id": VERIFY_USER, "password": password, "device_id": device_id})
+        r = c.post(
+            f"{base}/api/v4/users/login", json={"login_id": VERIFY_USER, "password": password, "device_id": device_id}
+        )
         if r.status_code != 200 or not r.headers.get("Token"):
             raise MMDeployError(f"login as {VERIFY_USER}: HTTP {r.status_code} {r.text[:200]}")
         return user_id, r.headers["Token"]

@@ -66,8 +66,13 @@ class NginxSettings(Section):
 class Nginx(Component):
     name = "nginx"
     roles = ("proxy",)
-    owns_roles = (Role("proxy", "NGINX in front of the app servers (TLS, HTTP/2, websockets)",
-                       {"single": 1, "multi": 2, "cluster": 2}),)
+    owns_roles = (
+        Role(
+            "proxy",
+            "NGINX in front of the app servers (TLS, HTTP/2, websockets)",
+            {"single": 1, "multi": 2, "cluster": 2},
+        ),
+    )
     settings = {"nginx": NginxSettings, "tls": TLSSettings}
     metrics = (Metrics("nginx", EXPORTER_PORT),)
     after = ("base",)
@@ -90,7 +95,8 @@ class Nginx(Component):
         # The exporter reads the stub_status page served on the loopback interface; its
         # flags differ between the distributions' exporter versions (distros.py).
         args = distros.of(ctx.facts.host("os")).nginx_exporter_args(
-            f"http://127.0.0.1:{s.nginx.status_port}/stub_status")
+            f"http://127.0.0.1:{s.nginx.status_port}/stub_status"
+        )
         steps += exporter_steps(EXPORTER, env_file("components/nginx", ARGS=args), secret=False)
         if acme:
             steps.append(_acme_certificate(ctx))
@@ -98,27 +104,37 @@ class Nginx(Component):
 
     def handlers(self, ctx: Context):
         # A certificate can change without the config: test the live set before reloading.
-        return {"reload": Command("reload nginx", "nginx -t -q && systemctl reload-or-restart nginx"),
-                **exporter_handlers(EXPORTER)}
+        return {
+            "reload": Command("reload nginx", "nginx -t -q && systemctl reload-or-restart nginx"),
+            **exporter_handlers(EXPORTER),
+        }
 
     def checks(self, inventory):
-        return [c for h in self.hosts(inventory) for c in (
-            Check(f"HTTP redirects to HTTPS on {h.name}", _redirects(h)),
-            Check(f"HTTPS with TLS 1.2+, HTTP/2 and HSTS on {h.name}", _serves_tls(h)),
-        )]
+        return [
+            c
+            for h in self.hosts(inventory)
+            for c in (
+                Check(f"HTTP redirects to HTTPS on {h.name}", _redirects(h)),
+                Check(f"HTTPS with TLS 1.2+, HTTP/2 and HSTS on {h.name}", _serves_tls(h)),
+            )
+        ]
 
     def _certificate(self, ctx: Context):
         tls, domain = ctx.settings.tls, ctx.settings.domain
         if tls.mode == "provided":
-            return [File(CERT, _read(tls.cert, "tls.cert"), mode="0644", notify=RELOAD),
-                    SecretFile(KEY, _read(tls.key, "tls.key"), mode="0600", notify=RELOAD)]
+            return [
+                File(CERT, _read(tls.cert, "tls.cert"), mode="0644", notify=RELOAD),
+                SecretFile(KEY, _read(tls.key, "tls.key"), mode="0600", notify=RELOAD),
+            ]
         if tls.mode == "acme":
             # A placeholder only until certbot's certificate is linked in its place.
             return [_self_signed(domain, unless=f"test -e {CERT}"), Directory(ACME_WEBROOT)]
         # Regenerated when missing, expiring within 30 days (a deploy renews it: Mozilla's
         # profile wants at most 366 days), or made for another domain.
-        valid = (f"test -s {KEY} && openssl x509 -in {CERT} -noout -checkend 2592000 && "
-                 f"openssl x509 -in {CERT} -noout -ext subjectAltName | grep -xF >/dev/null {shlex.quote('    DNS:' + domain)}")
+        valid = (
+            f"test -s {KEY} && openssl x509 -in {CERT} -noout -checkend 2592000 && "
+            f"openssl x509 -in {CERT} -noout -ext subjectAltName | grep -xF >/dev/null {shlex.quote('    DNS:' + domain)}"
+        )
         return [_self_signed(domain, unless=valid)]
 
 
@@ -147,8 +163,10 @@ def upstream_state_script(address: str, port: int, down: bool) -> str:
     "changed" or "unchanged"."""
     server = re.escape(f"{address}:{port}")
     edit = r"s/ down;/;/" if not down else r"s/ down;/;/; s/;[[:space:]]*$/ down;/"
-    sed = (f"/^[[:space:]]*upstream backend[[:space:]]*\\{{/,/^[[:space:]]*\\}}/ "
-           f"{{ /^[[:space:]]*server {server}[ ;]/ {{ {edit} }} }}")
+    sed = (
+        f"/^[[:space:]]*upstream backend[[:space:]]*\\{{/,/^[[:space:]]*\\}}/ "
+        f"{{ /^[[:space:]]*server {server}[ ;]/ {{ {edit} }} }}"
+    )
     return f"""\
 set -e
 conf={CONF}
@@ -169,8 +187,10 @@ echo changed
 
 def drained_servers_script() -> str:
     """The app servers marked down in this proxy's live upstream, one address:port a line."""
-    return (f"sed -nE '/^[[:space:]]*upstream backend/,/^[[:space:]]*\\}}/ "
-            f"s/^[[:space:]]*server ([^ ;]+)[^;]* down;.*/\\1/p' {CONF}")
+    return (
+        f"sed -nE '/^[[:space:]]*upstream backend/,/^[[:space:]]*\\}}/ "
+        f"s/^[[:space:]]*server ([^ ;]+)[^;]* down;.*/\\1/p' {CONF}"
+    )
 
 
 def _self_signed(domain: str, unless: str) -> Command:
@@ -197,9 +217,12 @@ def _acme_certificate(ctx: Context) -> Command:
         f"-d {shlex.quote(s.domain)} --deploy-hook 'systemctl reload nginx'\n"
         f"ln -sfn {live}/fullchain.pem {CERT}\nln -sfn {live}/privkey.pem {KEY}\n"
     )
-    return Command(f"Let's Encrypt certificate for {s.domain}", script,
-                   unless=f"test \"$(readlink {CERT})\" = {live}/fullchain.pem && test -e {live}/fullchain.pem",
-                   notify=RELOAD)
+    return Command(
+        f"Let's Encrypt certificate for {s.domain}",
+        script,
+        unless=f'test "$(readlink {CERT})" = {live}/fullchain.pem && test -e {live}/fullchain.pem',
+        notify=RELOAD,
+    )
 
 
 def _read(path: str | None, key: str) -> bytes:
@@ -246,8 +269,7 @@ def _serves_tls(host: Host):
             with socket.create_connection((host.address, 443), timeout=10) as raw:
                 with _tls_context(host, ["h2", "http/1.1"]).wrap_socket(raw, server_hostname=domain) as tls:
                     version, alpn = tls.version(), tls.selected_alpn_protocol()
-            conn = http.client.HTTPSConnection(host.address, 443, timeout=10,
-                                               context=_tls_context(host, ["http/1.1"]))
+            conn = http.client.HTTPSConnection(host.address, 443, timeout=10, context=_tls_context(host, ["http/1.1"]))
             try:
                 conn.request("HEAD", "/", headers={"Host": domain})
                 hsts = conn.getresponse().getheader("Strict-Transport-Security")

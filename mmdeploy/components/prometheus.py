@@ -67,18 +67,21 @@ class Job:
 class Prometheus(Component):
     name = "prometheus"
     roles = ("monitoring",)
-    owns_roles = (Role("monitoring", "Prometheus (and Grafana): scrapes every host",
-                       {"single": 1, "multi": 1, "cluster": 1}),)
+    owns_roles = (
+        Role("monitoring", "Prometheus (and Grafana): scrapes every host", {"single": 1, "multi": 1, "cluster": 1}),
+    )
     settings = {"monitoring": MonitoringSettings}
     # Every other component first: the targets it scrapes should be up by then.
     after = ("base", "node-exporter")
 
     def steps(self, ctx: Context):
         # Alertmanager runs on the monitoring hosts where alerting is on (components/alerting.py).
-        alertmanagers = [f"{h.private_address}:9093" for h in ctx.inventory.with_role("monitoring")
-                         if h.settings.alerting.enabled]
-        config = ctx.render("prometheus/prometheus.yml.j2", jobs=scrape_jobs(ctx.inventory),
-                            alertmanagers=alertmanagers)
+        alertmanagers = [
+            f"{h.private_address}:9093" for h in ctx.inventory.with_role("monitoring") if h.settings.alerting.enabled
+        ]
+        config = ctx.render(
+            "prometheus/prometheus.yml.j2", jobs=scrape_jobs(ctx.inventory), alertmanagers=alertmanagers
+        )
         return [
             Packages("prometheus"),
             File("/etc/prometheus/prometheus.yml", config, validate="promtool check config {}", notify=("reload",)),
@@ -89,17 +92,26 @@ class Prometheus(Component):
         return {"reload": reload_prometheus()}
 
     def checks(self, inventory):
-        return [Check(f"every Prometheus target up on {h.name}",
-                      targets_up(f"http://{h.address}:{PORT}/api/v1/targets?state=active",
-                                 wait=2 * seconds(h.settings.monitoring.scrape_interval) + 10))
-                for h in self.hosts(inventory)]
+        return [
+            Check(
+                f"every Prometheus target up on {h.name}",
+                targets_up(
+                    f"http://{h.address}:{PORT}/api/v1/targets?state=active",
+                    wait=2 * seconds(h.settings.monitoring.scrape_interval) + 10,
+                ),
+            )
+            for h in self.hosts(inventory)
+        ]
 
 
 def reload_prometheus() -> Command:
     """Prometheus re-reads its config and rule files (once it answers: it may have just
     started)."""
-    return Command("reload prometheus", when_ready(f"curl -fsS -m 2 -o /dev/null http://localhost:{PORT}/-/ready",
-                                                    "systemctl reload prometheus"), timeout=90)
+    return Command(
+        "reload prometheus",
+        when_ready(f"curl -fsS -m 2 -o /dev/null http://localhost:{PORT}/-/ready", "systemctl reload prometheus"),
+        timeout=90,
+    )
 
 
 def scrape_jobs(inventory: Inventory) -> list[Job]:
@@ -109,8 +121,12 @@ def scrape_jobs(inventory: Inventory) -> list[Job]:
 
     jobs = [Job("prometheus", [Target(f"localhost:{PORT}")])]
     for name, targets in registry().scrape_jobs(inventory):
-        jobs.append(Job(name, [Target(_host_port(h.private_address, m.port_for(h)), {"host": h.name},
-                                      m.path) for h, m in targets]))
+        jobs.append(
+            Job(
+                name,
+                [Target(_host_port(h.private_address, m.port_for(h)), {"host": h.name}, m.path) for h, m in targets],
+            )
+        )
     return jobs
 
 
@@ -132,7 +148,8 @@ def targets_up(url: str, wait: float):
                 problem = "; ".join(
                     f"{t['labels'].get('job')} {t['labels'].get('instance')} {t['health']}"
                     + (f" ({t['lastError']})" if t.get("lastError") else "")
-                    for t in targets if t["health"] != "up"
+                    for t in targets
+                    if t["health"] != "up"
                 ) or (None if targets else "no targets")
             except (OSError, ValueError, KeyError) as e:
                 problem = f"{url}: {e}"

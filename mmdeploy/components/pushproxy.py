@@ -36,8 +36,11 @@ CREDENTIALS = "/etc/mattermost-push-proxy"
 USER = "mattermost-push-proxy"
 ARCHIVE = "mattermost-push-proxy-linux-amd64.tar.gz"
 
-CERT_PASSWORD = Secret("pushproxy_apple_cert_password",
-                       "the password of the APNs .pem certificate's private key (when it has one)", generate=False)
+CERT_PASSWORD = Secret(
+    "pushproxy_apple_cert_password",
+    "the password of the APNs .pem certificate's private key (when it has one)",
+    generate=False,
+)
 
 
 class ApplePush(Section):
@@ -81,8 +84,10 @@ def release_url(version: str) -> str:
 def artifact(settings) -> Artifact:
     pp = settings.pushproxy
     if not pp.sha256:
-        raise MMDeployError("settings.pushproxy.sha256 is required: the SHA-256 of the release archive "
-                            f"(published with {release_url(pp.version)})")
+        raise MMDeployError(
+            "settings.pushproxy.sha256 is required: the SHA-256 of the release archive "
+            f"(published with {release_url(pp.version)})"
+        )
     return Artifact("mattermost-push-proxy", pp.version, pp.url or release_url(pp.version), pp.sha256)
 
 
@@ -125,16 +130,19 @@ def _read(path: str, key: str) -> bytes:
 def config(pp: PushProxySettings, cert_password: str = "") -> dict:
     """config/mattermost-push-proxy.json: the release's sample format, with the credential
     files where the deploy puts them."""
-    apple = [{
-        "Type": a.type,
-        "ApplePushUseDevelopment": a.development,
-        "ApplePushCertPrivate": f"{CREDENTIALS}/{a.type}.pem" if a.cert_file else "",
-        "ApplePushCertPassword": cert_password if a.cert_file else "",
-        "ApplePushTopic": a.topic,
-        "AppleAuthKeyFile": f"{CREDENTIALS}/{a.type}.p8" if a.auth_key_file else "",
-        "AppleAuthKeyID": a.auth_key_id,
-        "AppleTeamID": a.team_id,
-    } for a in pp.apple]
+    apple = [
+        {
+            "Type": a.type,
+            "ApplePushUseDevelopment": a.development,
+            "ApplePushCertPrivate": f"{CREDENTIALS}/{a.type}.pem" if a.cert_file else "",
+            "ApplePushCertPassword": cert_password if a.cert_file else "",
+            "ApplePushTopic": a.topic,
+            "AppleAuthKeyFile": f"{CREDENTIALS}/{a.type}.p8" if a.auth_key_file else "",
+            "AppleAuthKeyID": a.auth_key_id,
+            "AppleTeamID": a.team_id,
+        }
+        for a in pp.apple
+    ]
     android = [{"Type": g.type, "ServiceFileLocation": f"{CREDENTIALS}/{g.type}.json"} for g in pp.android]
     return {
         "ListenAddress": f":{pp.port}",
@@ -162,8 +170,9 @@ def platforms(pp: PushProxySettings) -> list[str]:
 class PushProxy(Component):
     name = "pushproxy"
     roles = ("pushproxy",)
-    owns_roles = (Role("pushproxy", "mattermost-push-proxy: mobile push notifications (APNs, FCM)",
-                       {"multi": 2, "cluster": 2}),)
+    owns_roles = (
+        Role("pushproxy", "mattermost-push-proxy: mobile push notifications (APNs, FCM)", {"multi": 2, "cluster": 2}),
+    )
     settings = {"pushproxy": PushProxySettings}
     secrets = (CERT_PASSWORD,)
     metrics = (Metrics("pushproxy", lambda s: s.pushproxy.port, when=lambda h: h.settings.pushproxy.metrics),)
@@ -190,29 +199,54 @@ class PushProxy(Component):
         ]
         for a in pp.apple:
             if a.auth_key_file:
-                steps.append(SecretFile(f"{CREDENTIALS}/{a.type}.p8", _read(a.auth_key_file, "pushproxy.apple"),
-                                        owner=USER, group=USER, notify=restart))
+                steps.append(
+                    SecretFile(
+                        f"{CREDENTIALS}/{a.type}.p8",
+                        _read(a.auth_key_file, "pushproxy.apple"),
+                        owner=USER,
+                        group=USER,
+                        notify=restart,
+                    )
+                )
             if a.cert_file:
-                steps.append(SecretFile(f"{CREDENTIALS}/{a.type}.pem", _read(a.cert_file, "pushproxy.apple"),
-                                        owner=USER, group=USER, notify=restart))
+                steps.append(
+                    SecretFile(
+                        f"{CREDENTIALS}/{a.type}.pem",
+                        _read(a.cert_file, "pushproxy.apple"),
+                        owner=USER,
+                        group=USER,
+                        notify=restart,
+                    )
+                )
         for g in pp.android:
-            steps.append(SecretFile(f"{CREDENTIALS}/{g.type}.json", _read(g.service_file, "pushproxy.android"),
-                                    owner=USER, group=USER, notify=restart))
+            steps.append(
+                SecretFile(
+                    f"{CREDENTIALS}/{g.type}.json",
+                    _read(g.service_file, "pushproxy.android"),
+                    owner=USER,
+                    group=USER,
+                    notify=restart,
+                )
+            )
         text = json.dumps(config(pp, password), indent=4) + "\n"
         if password:  # the certificate's password is in it
             steps.append(SecretFile(CONFIG, text, owner="root", group=USER, mode="0640", notify=restart))
         else:
             steps.append(File(CONFIG, text, owner="root", group=USER, mode="0640", notify=restart))
         steps += [
-            unit("mattermost-push-proxy.service",
-                 ctx.render("pushproxy/mattermost-push-proxy.service.j2", home=HOME, config=CONFIG), notify=restart),
+            unit(
+                "mattermost-push-proxy.service",
+                ctx.render("pushproxy/mattermost-push-proxy.service.j2", home=HOME, config=CONFIG),
+                notify=restart,
+            ),
             Service("mattermost-push-proxy"),
         ]
         return steps
 
     def handlers(self, ctx: Context):
-        return {"restart": Command("restart mattermost-push-proxy", "systemctl restart mattermost-push-proxy",
-                                   timeout=60)}
+        return {
+            "restart": Command("restart mattermost-push-proxy", "systemctl restart mattermost-push-proxy", timeout=60)
+        }
 
     def checks(self, inventory):
         hosts = self.hosts(inventory)
@@ -239,14 +273,17 @@ def _version(host):
             return f"{url}: HTTP {r.status_code} {r.text[:100]}"
         wanted = host.settings.pushproxy.version
         return Info(f"version {version}") if version == wanted else f"runs version {version}, expected {wanted}"
+
     return run
 
 
 def _credentials(pp: PushProxySettings) -> str | None:
     if platforms(pp):
         return Info(f"delivers to {', '.join(platforms(pp))}")
-    return Warn("no APNs or FCM credentials configured (pushproxy.apple, pushproxy.android): "
-                "the proxies run, but refuse every mobile push")
+    return Warn(
+        "no APNs or FCM credentials configured (pushproxy.apple, pushproxy.android): "
+        "the proxies run, but refuse every mobile push"
+    )
 
 
 COMPONENTS = [PushProxy()]

@@ -124,15 +124,29 @@ class Engine:
 
 ENGINES = {
     "opensearch": Engine(
-        "opensearch", "OpenSearch", "OPENSEARCH", "cluster_manager", ("cluster_manager",),
-        "cluster.initial_cluster_manager_nodes", "cluster_manager", "2.19.6",
+        "opensearch",
+        "OpenSearch",
+        "OPENSEARCH",
+        "cluster_manager",
+        ("cluster_manager",),
+        "cluster.initial_cluster_manager_nodes",
+        "cluster_manager",
+        "2.19.6",
         "https://artifacts.opensearch.org/releases/bundle/opensearch/{v}/opensearch-{v}-linux-x64.tar.gz",
-        "https://artifacts.opensearch.org/releases/plugins/analysis-icu/{v}/analysis-icu-{v}.zip"),
+        "https://artifacts.opensearch.org/releases/plugins/analysis-icu/{v}/analysis-icu-{v}.zip",
+    ),
     "elasticsearch": Engine(
-        "elasticsearch", "Elasticsearch", "ES", "master", ("master", "voting_only"),
-        "cluster.initial_master_nodes", "master", None,
+        "elasticsearch",
+        "Elasticsearch",
+        "ES",
+        "master",
+        ("master", "voting_only"),
+        "cluster.initial_master_nodes",
+        "master",
+        None,
         "https://artifacts.elastic.co/downloads/elasticsearch/elasticsearch-{v}-linux-x86_64.tar.gz",
-        "https://artifacts.elastic.co/downloads/elasticsearch-plugins/analysis-icu/analysis-icu-{v}.zip"),
+        "https://artifacts.elastic.co/downloads/elasticsearch-plugins/analysis-icu/analysis-icu-{v}.zip",
+    ),
 }
 
 SHA256 = r"^[0-9a-f]{64}$"
@@ -241,9 +255,12 @@ def artifacts(settings: Any) -> tuple[Artifact, Artifact]:
         raise MMDeployError(
             f"settings.search.{' and settings.search.'.join(missing)} required: the SHA-256 of "
             f"{e.title} {version}'s tarball ({e.tarball.format(v=version)}) and of its analysis-icu "
-            f"plugin ({e.icu.format(v=version)}), or of the mirror's files given as url/icu_url")
-    return (Artifact(e.name, version, s.url or e.tarball.format(v=version), s.sha256),
-            Artifact(f"{e.name}-analysis-icu", version, s.icu_url or e.icu.format(v=version), s.icu_sha256))
+            f"plugin ({e.icu.format(v=version)}), or of the mirror's files given as url/icu_url"
+        )
+    return (
+        Artifact(e.name, version, s.url or e.tarball.format(v=version), s.sha256),
+        Artifact(f"{e.name}-analysis-icu", version, s.icu_url or e.icu.format(v=version), s.icu_sha256),
+    )
 
 
 @dataclass(frozen=True)
@@ -261,8 +278,14 @@ class Search(Component):
     metrics = (Metrics("search", EXPORTER_PORT, when=lambda h: h.has("search")),)
     # Only the data nodes serve clients; the health check fails when the node has no
     # elected cluster manager (an isolated node would answer, but not with the cluster).
-    balanced = (Balanced("search", port=lambda s: s.search.port,
-                         health="/_cluster/health?master_timeout=2s", when=lambda h: h.has("search")),)
+    balanced = (
+        Balanced(
+            "search",
+            port=lambda s: s.search.port,
+            health="/_cluster/health?master_timeout=2s",
+            when=lambda h: h.has("search"),
+        ),
+    )
     after = ("base",)
 
     def hosts(self, inventory: Inventory) -> list[Host]:
@@ -279,18 +302,31 @@ class Search(Component):
             return []
         problems = []
         if len(search) == 2 and tiebreaker(inventory) is None:
-            problems.append(("hosts", "2 search hosts cannot keep a quorum when one of them dies: add a third "
-                                      "search host, or give role monitoring or jobserver to a host that is not a "
-                                      "search host (it runs a data-less cluster-manager tiebreaker)"))
+            problems.append(
+                (
+                    "hosts",
+                    "2 search hosts cannot keep a quorum when one of them dies: add a third "
+                    "search host, or give role monitoring or jobserver to a host that is not a "
+                    "search host (it runs a data-less cluster-manager tiebreaker)",
+                )
+            )
         replicas = inventory.settings.search.replicas
         if replicas is not None and replicas > len(search) - 1:
-            problems.append(("settings.search.replicas",
-                             f"{replicas} replica(s) of every index need {replicas + 1} search hosts, found "
-                             f"{len(search)}: the cluster would never be green"))
+            problems.append(
+                (
+                    "settings.search.replicas",
+                    f"{replicas} replica(s) of every index need {replicas + 1} search hosts, found "
+                    f"{len(search)}: the cluster would never be green",
+                )
+            )
         if replicas == 0 and len(search) > 1:
-            problems.append(("settings.search.replicas",
-                             f"0 replicas on {len(search)} search hosts: losing one would lose the index data "
-                             "on it; use 1 (or more)"))
+            problems.append(
+                (
+                    "settings.search.replicas",
+                    f"0 replicas on {len(search)} search hosts: losing one would lose the index data "
+                    "on it; use 1 (or more)",
+                )
+            )
         return problems
 
     def prepare(self, inventory: Inventory, view) -> ClusterState:
@@ -337,26 +373,41 @@ class Search(Component):
             Directory(e.conf, owner="root", group=e.user, mode="0750"),
             Directory(f"{e.conf}/jvm.options.d", owner="root", group=e.user, mode="0750"),
             _release_config(e, release, version),
-            Command(f"keystore {keystore}",
-                    f"set -e\n{env} {release}/bin/{e.name}-keystore create\n"
-                    f"chown root:{e.user} {keystore}\nchmod 0660 {keystore}\n",
-                    unless=f"test -f {keystore}", timeout=120),
+            Command(
+                f"keystore {keystore}",
+                f"set -e\n{env} {release}/bin/{e.name}-keystore create\n"
+                f"chown root:{e.user} {keystore}\nchmod 0660 {keystore}\n",
+                unless=f"test -f {keystore}",
+                timeout=120,
+            ),
             File(e.config_file, config, group=e.user, mode="0640", notify=RESTART),
-            File(f"{e.conf}/jvm.options.d/heap.options", f"-Xms{heap}m\n-Xmx{heap}m\n", group=e.user, mode="0640",
-                 notify=RESTART),
+            File(
+                f"{e.conf}/jvm.options.d/heap.options",
+                f"-Xms{heap}m\n-Xmx{heap}m\n",
+                group=e.user,
+                mode="0640",
+                notify=RESTART,
+            ),
             Directory(e.data, owner=e.user, group=e.user, mode="0750"),
             Directory(e.logs, owner=e.user, group=e.user, mode="0750"),
             # The keystore format may change between releases: upgraded when another release
             # was live (the tool refuses when it is current already; the node says when not).
-            Command(f"activate release {version}",
-                    f"set -e\nprevious=$(readlink {e.home} || true)\nln -sfn {release} {e.home}\n"
-                    f"if [ -n \"$previous\" ]; then\n"
-                    f"  {env} {release}/bin/{e.name}-keystore upgrade >/dev/null 2>&1 || true\n"
-                    f"  chown root:{e.user} {keystore}\n  chmod 0660 {keystore}\nfi\n",
-                    unless=f'test "$(readlink {e.home})" = {release}', notify=RESTART, timeout=120),
+            Command(
+                f"activate release {version}",
+                f"set -e\nprevious=$(readlink {e.home} || true)\nln -sfn {release} {e.home}\n"
+                f'if [ -n "$previous" ]; then\n'
+                f"  {env} {release}/bin/{e.name}-keystore upgrade >/dev/null 2>&1 || true\n"
+                f"  chown root:{e.user} {keystore}\n  chmod 0660 {keystore}\nfi\n",
+                unless=f'test "$(readlink {e.home})" = {release}',
+                notify=RESTART,
+                timeout=120,
+            ),
             Sysctl("vm.max_map_count", MAX_MAP_COUNT, minimum=True),
-            unit(f"{e.name}.service", ctx.render("search/search.service.j2", engine=e,
-                                                 nofile=nofile_limit(facts[HARD_NOFILE].out)), notify=RESTART),
+            unit(
+                f"{e.name}.service",
+                ctx.render("search/search.service.j2", engine=e, nofile=nofile_limit(facts[HARD_NOFILE].out)),
+                notify=RESTART,
+            ),
             Service(e.name),
         ]
         if bootstrap:
@@ -370,8 +421,10 @@ class Search(Component):
         e = ctx.settings.search.engine_spec()
         now = int(ctx.facts.get([NOW])[NOW].out.strip())
         handlers: dict[str, Step] = {
-            "restart": RollingRestart(e, ctx.host, started_after=now,
-                                      key=f"{ctx.inventory.path.resolve()}:{ctx.settings.search.cluster_name}")}
+            "restart": RollingRestart(
+                e, ctx.host, started_after=now, key=f"{ctx.inventory.path.resolve()}:{ctx.settings.search.cluster_name}"
+            )
+        }
         if ctx.host.has("search"):
             handlers.update(exporter_handlers(EXPORTER))
         return handlers
@@ -381,8 +434,12 @@ class Search(Component):
         if not nodes:
             return []
         s = inventory.settings.search
-        return [Check(f"search cluster {s.cluster_name}: green, {len(nodes)} node(s), one elected cluster manager",
-                      lambda: cluster_problem(inventory))]
+        return [
+            Check(
+                f"search cluster {s.cluster_name}: green, {len(nodes)} node(s), one elected cluster manager",
+                lambda: cluster_problem(inventory),
+            )
+        ]
 
 
 def _cluster_uuid(text: str) -> str | None:
@@ -405,8 +462,9 @@ def _release_config(e: Engine, release: str, version: str) -> Command:
         f"rm -f {conf}/.jvm.options.new\n"
         f"install -o root -g {e.user} -m 0640 {src}/log4j2.properties {conf}/log4j2.properties\n",
         unless=f"cmp -s <({sed} {src}/jvm.options) {conf}/jvm.options && "
-               f"cmp -s {src}/log4j2.properties {conf}/log4j2.properties",
-        notify=RESTART)
+        f"cmp -s {src}/log4j2.properties {conf}/log4j2.properties",
+        notify=RESTART,
+    )
 
 
 def _bootstrap_done(e: Engine, host: Host) -> Command:
@@ -429,7 +487,9 @@ if [ -z "$uuid" ] || [ "$uuid" = _na_ ]; then
 fi
 sed -i -e '/^# Only until the cluster first forms/d' -e '/^{key}:/d' {e.config_file}
 """,
-        unless=f"! grep '^{key}:' {e.config_file} >/dev/null", timeout=FORM_WAIT + 60)
+        unless=f"! grep '^{key}:' {e.config_file} >/dev/null",
+        timeout=FORM_WAIT + 60,
+    )
 
 
 class JavaRuntime(Step):
@@ -459,10 +519,12 @@ class JavaRuntime(Step):
         return Change(f"install {self.package}, link it as jdk/ (the release brings no JDK)")
 
     def apply(self, remote: Remote, change: Change) -> None:
-        script = (f"if [ -x {self.release}/jdk/bin/java ]; then exit 0; fi\nset -e\n"
-                  f"{install_script(self.package)}"
-                  f"ln -sfn /usr/lib/jvm/java-{self.java}-openjdk-$(dpkg --print-architecture) {self.release}/jdk\n"
-                  f"{self.release}/jdk/bin/java -version\n")
+        script = (
+            f"if [ -x {self.release}/jdk/bin/java ]; then exit 0; fi\nset -e\n"
+            f"{install_script(self.package)}"
+            f"ln -sfn /usr/lib/jvm/java-{self.java}-openjdk-$(dpkg --print-architecture) {self.release}/jdk\n"
+            f"{self.release}/jdk/bin/java -version\n"
+        )
         run_checked(remote, script, self.name, timeout=self.timeout)
 
 
@@ -490,8 +552,10 @@ class Plugin(Step):
         e, a = self.engine, self.artifact
         tmp, opening = delivered(remote, a, self.fetch_on_host)
         # The release's own config/ serves the tool: the plugin needs nothing from /etc.
-        tool = f"{e.env}_PATH_CONF={self.release}/config {e.env}_JAVA_HOME={self.release}/jdk " \
-               f"{self.release}/bin/{e.name}-plugin"
+        tool = (
+            f"{e.env}_PATH_CONF={self.release}/config {e.env}_JAVA_HOME={self.release}/jdk "
+            f"{self.release}/bin/{e.name}-plugin"
+        )
         script = (
             f"{opening}"
             f"if [ -d {self.release}/plugins/analysis-icu ]; then {tool} remove analysis-icu; fi\n"
@@ -553,8 +617,9 @@ def _node_get(host: Host, path: str, timeout: int = 15) -> Any:
 
     remote = Remote(host, Redactor())
     try:
-        result = remote.run(f"curl -s -f -m {timeout} {shlex.quote(url_of(host) + path)}", timeout=timeout + 10,
-                            what=f"GET {path}")
+        result = remote.run(
+            f"curl -s -f -m {timeout} {shlex.quote(url_of(host) + path)}", timeout=timeout + 10, what=f"GET {path}"
+        )
     finally:
         remote.close()
     if not result.ok:

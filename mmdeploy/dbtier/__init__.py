@@ -19,6 +19,24 @@ from .orchestrate import (
 )
 from .topology import NodeState, SplitBrain, Topology, decide, describe, unreachable
 
-__all__ = ["Engine", "engine_for", "FailoverResult", "Tier", "_failover", "client_endpoints", "current_primary", "failover",
-           "format_status", "read_topology", "rejoin", "replication_problem", "status", "NodeState",
-           "SplitBrain", "Topology", "decide", "describe", "unreachable"]
+__all__ = [
+    "Engine",
+    "engine_for",
+    "FailoverResult",
+    "Tier",
+    "_failover",
+    "client_endpoints",
+    "current_primary",
+    "failover",
+    "format_status",
+    "read_topology",
+    "rejoin",
+    "replication_problem",
+    "status",
+    "NodeState",
+    "SplitBrain",
+    "Topology",
+    "decide",
+    "describe",
+    "unreachable",
+]

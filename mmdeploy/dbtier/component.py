@@ -15,8 +15,7 @@ from ..secrets import Secret
 from ..settings import Section
 from .orchestrate import read_topology, replication_problem
 
-DB_ROLE = Role("db", "database nodes: a primary and its replicas",
-               {"single": 1, "multi": 3, "cluster": 3})
+DB_ROLE = Role("db", "database nodes: a primary and its replicas", {"single": 1, "multi": 3, "cluster": 3})
 DB_PASSWORD = Secret("db_password", "the Mattermost database user's password (mmuser)")
 DB_REPLICATION_PASSWORD = Secret("db_replication_password", "the replication user's password")
 DB_MONITORING_PASSWORD = Secret("db_monitoring_password", "the DB metrics exporter's password")
@@ -61,5 +60,6 @@ class DBComponent(Component):
 
 
 def replication_check(inventory: Inventory, label: str) -> list[Check]:
-    return [Check(f"{label}: one writable node, every replica streaming from it",
-                  lambda: replication_problem(inventory))]
+    return [
+        Check(f"{label}: one writable node, every replica streaming from it", lambda: replication_problem(inventory))
+    ]

@@ -34,8 +34,14 @@ Out = Callable[[str], None]
 class Tier:
     """The DB hosts of an inventory, one Remote each, for one status/failover/rejoin."""
 
-    def __init__(self, inventory: Inventory, what: str, out: Out = print, redactor: Redactor | None = None,
-                 connect_timeout: float = CONNECT_TIMEOUT):
+    def __init__(
+        self,
+        inventory: Inventory,
+        what: str,
+        out: Out = print,
+        redactor: Redactor | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ):
         self.hosts = inventory.with_role("db")
         if not self.hosts:
             raise InventoryError(["no host has the db role"])
@@ -64,6 +70,7 @@ class Tier:
 
     def states(self, hosts: list[Host] | None = None) -> dict[str, NodeState]:
         """Every (or the given) DB host's state, read in parallel; inventory order."""
+
         def read(h: Host) -> NodeState:
             try:
                 if h.name in self._unreachable:
@@ -117,8 +124,9 @@ def format_status(states: list[NodeState]) -> str:
     rows = [("host", "role", "access", "position", "lag", "upstream / replicas", "sync", "detail")]
     for s in states:
         role = "FENCED" if s.fenced else s.role
-        access = "unreachable" if not s.reachable else "down" if not s.running else \
-            "writable" if s.writable else "read-only"
+        access = (
+            "unreachable" if not s.reachable else "down" if not s.running else "writable" if s.writable else "read-only"
+        )
         position = _position(s)
         lag = "" if s.lag_seconds is None else f"{s.lag_seconds:g}s"
         links = ", ".join(s.replicas) if s.role == "primary" else (f"from {s.upstream}" if s.upstream else "")
@@ -129,8 +137,10 @@ def format_status(states: list[NodeState]) -> str:
 
 def _position(s: NodeState) -> str:
     if isinstance(s.received, int):  # an LSN
+
         def fmt(v):
             return f"{v >> 32:X}/{v & 0xFFFFFFFF:X}" if isinstance(v, int) else "-"
+
         return fmt(s.received) if s.role == "primary" else f"recv {fmt(s.received)} replay {fmt(s.applied)}"
     return "" if s.received is None else str(s.received)
 
@@ -151,8 +161,9 @@ class FailoverResult:
     timeline: list[str] = field(default_factory=list)
 
 
-def failover(inventory: Inventory, to: str | None = None, force: bool = False, out: Out = print,
-             redactor: Redactor | None = None) -> FailoverResult:
+def failover(
+    inventory: Inventory, to: str | None = None, force: bool = False, out: Out = print, redactor: Redactor | None = None
+) -> FailoverResult:
     """Planned switchover when the primary answers, failover when it does not: fence the
     old primary, promote the most advanced replica (or `to`), re-point the others. A
     switchover also brings the old primary back as a replica."""
@@ -173,16 +184,25 @@ def _failover(tier: Tier, to: str | None, force: bool) -> FailoverResult:
     states = tier.states()
     old = topology(tier, states)
     old_state = None if old.fresh else old.primary_state
-    candidates = [s for s in states.values() if s.role == "replica" and s.running and not s.fenced
-                  and (old_state is None or s.host.name != old_state.host.name)]
+    candidates = [
+        s
+        for s in states.values()
+        if s.role == "replica"
+        and s.running
+        and not s.fenced
+        and (old_state is None or s.host.name != old_state.host.name)
+    ]
     if to is not None and to not in [c.host.name for c in candidates]:
         what = "the primary" if old_state and old_state.host.name == to else describe(states[to])
         raise InventoryError([f"--to: {to} is not a running replica (it is {what}); nothing was changed"])
     if not candidates:
-        raise MMDeployError("no running replica to promote: " +
-                            "; ".join(f"{s.host.name}: {describe(s)}" for s in states.values()))
-    tier.say(f"primary {old_state.host.name if old_state else '(none)'}; "
-             f"replicas {', '.join(c.host.name for c in candidates)}")
+        raise MMDeployError(
+            "no running replica to promote: " + "; ".join(f"{s.host.name}: {describe(s)}" for s in states.values())
+        )
+    tier.say(
+        f"primary {old_state.host.name if old_state else '(none)'}; "
+        f"replicas {', '.join(c.host.name for c in candidates)}"
+    )
 
     fenced = "none (no primary)"
     if old_state is not None:
@@ -197,7 +217,8 @@ def _failover(tier: Tier, to: str | None, force: bool) -> FailoverResult:
             raise MMDeployError(
                 f"{old_state.host.name} (the primary) does not answer over SSH, so it cannot be fenced from here: "
                 f"{old_state.detail}. If it is fenced by other means (powered off, cut from the network), "
-                "run again with --force. Nothing was changed.")
+                "run again with --force. Nothing was changed."
+            )
         else:
             fenced = "unreachable; --force: fenced by other means"
         tier.say(f"fenced {old_state.host.name}: {fenced}")
@@ -210,7 +231,8 @@ def _failover(tier: Tier, to: str | None, force: bool) -> FailoverResult:
         raise MMDeployError(
             f"--to {to} is behind {best.host.name}; promoting it could lose acknowledged writes. "
             f"Run failover-db without --to (or --to {best.host.name}); "
-            f"{old_state.host.name if old_state else 'the old primary'} stays fenced.")
+            f"{old_state.host.name if old_state else 'the old primary'} stays fenced."
+        )
     tier.say(f"promoting {target.host.name} (most advanced: {best.host.name})")
     remote = tier.remotes[target.host.name]
     engine.wait_applied(remote, target, APPLY_TIMEOUT)
@@ -231,15 +253,25 @@ def _failover(tier: Tier, to: str | None, force: bool) -> FailoverResult:
     final = topology(tier, tier.states())
     engine.attach(remote, peers, final.replicas)
     reachable = [h for h in peers if h in final.replicas]
-    behind = [h.name for h, ok in zip(reachable, tier.parallel(
-        lambda h: engine.wait_streaming(tier.remotes[h.name], 30), reachable)) if not ok]
+    behind = [
+        h.name
+        for h, ok in zip(reachable, tier.parallel(lambda h: engine.wait_streaming(tier.remotes[h.name], 30), reachable))
+        if not ok
+    ]
     for name in behind:
         tier.say(f"warning: {name} does not stream from {target.host.name} yet (see inv db.status)")
     tier.say(f"database done: {target.host.name} is the primary")
-    return FailoverResult(old=old_state.host.name if old_state else None, new=target.host.name, fenced=fenced,
-                          repointed=[s.host.name for s in others], rejoined=rejoined,
-                          seconds=round(time.monotonic() - tier.started, 2), topology=final, behind=behind,
-                          timeline=list(tier.lines))
+    return FailoverResult(
+        old=old_state.host.name if old_state else None,
+        new=target.host.name,
+        fenced=fenced,
+        repointed=[s.host.name for s in others],
+        rejoined=rejoined,
+        seconds=round(time.monotonic() - tier.started, 2),
+        topology=final,
+        behind=behind,
+        timeline=list(tier.lines),
+    )
 
 
 def _managed_failover(tier: Tier, to: str | None, force: bool) -> FailoverResult:
@@ -255,27 +287,38 @@ def _managed_failover(tier: Tier, to: str | None, force: bool) -> FailoverResult
     states = tier.states()
     old = topology(tier, states)
     old_state = None if old.fresh else old.primary_state
-    candidates = [s for s in states.values() if s.role == "replica" and s.running
-                  and (old_state is None or s.host.name != old_state.host.name)]
+    candidates = [
+        s
+        for s in states.values()
+        if s.role == "replica" and s.running and (old_state is None or s.host.name != old_state.host.name)
+    ]
     if to is not None and to not in [c.host.name for c in candidates]:
         what = "the primary" if old_state and old_state.host.name == to else describe(states[to])
         raise InventoryError([f"--to: {to} is not a running replica (it is {what}); nothing was changed"])
     if not candidates:
-        raise MMDeployError("no running replica to promote: " +
-                            "; ".join(f"{s.host.name}: {describe(s)}" for s in states.values()))
+        raise MMDeployError(
+            "no running replica to promote: " + "; ".join(f"{s.host.name}: {describe(s)}" for s in states.values())
+        )
     best = engine.most_advanced(candidates)
     target = states[to] if to else best
     if target is not best and best.extra.get("patroni_role") == "sync_standby":
-        raise InventoryError([f"--to: {to} is not the synchronous standby ({best.host.name}); only that one holds "
-                              "every acknowledged commit, and Patroni promotes no other. Nothing was changed."])
+        raise InventoryError(
+            [
+                f"--to: {to} is not the synchronous standby ({best.host.name}); only that one holds "
+                "every acknowledged commit, and Patroni promotes no other. Nothing was changed."
+            ]
+        )
     leading = old_state is not None and old_state.writable
-    tier.say(f"primary {old_state.host.name if old_state else '(none)'} "
-             f"({'writable' if leading else 'not taking writes'}); replicas {', '.join(c.host.name for c in candidates)}")
+    tier.say(
+        f"primary {old_state.host.name if old_state else '(none)'} "
+        f"({'writable' if leading else 'not taking writes'}); replicas {', '.join(c.host.name for c in candidates)}"
+    )
     if not leading and not force:
         raise MMDeployError(
             "no leader takes writes, so there is nothing to switch over from: Patroni fails over by itself "
             "once the leader's lock expires (patroni.ttl). To promote a replica of your choice now, run "
-            "failover-db --force [--to HOST]. Nothing was changed.")
+            "failover-db --force [--to HOST]. Nothing was changed."
+        )
     remote = tier.remotes[target.host.name]
     if old_state is not None and old_state.writable and not force:
         tier.say(f"switchover {old_state.host.name} -> {target.host.name} (Patroni)")
@@ -296,10 +339,17 @@ def _managed_failover(tier: Tier, to: str | None, force: bool) -> FailoverResult
     if rejoined:
         tier.say(f"{rejoined} follows {target.host.name} as a replica")
     tier.say(f"database done: {target.host.name} is the primary")
-    return FailoverResult(old=old_state.host.name if old_state else None, new=target.host.name, fenced=fenced,
-                          repointed=[h.name for h in others], rejoined=rejoined,
-                          seconds=round(time.monotonic() - tier.started, 2), topology=final, behind=behind,
-                          timeline=list(tier.lines))
+    return FailoverResult(
+        old=old_state.host.name if old_state else None,
+        new=target.host.name,
+        fenced=fenced,
+        repointed=[h.name for h in others],
+        rejoined=rejoined,
+        seconds=round(time.monotonic() - tier.started, 2),
+        topology=final,
+        behind=behind,
+        timeline=list(tier.lines),
+    )
 
 
 def _streams(tier: Tier, host: Host, timeout: float) -> bool:
@@ -325,8 +375,10 @@ def _wait_for_leader(tier: Tier, name: str, timeout: float) -> Topology:
         return state is not None and state.host.name == name and state.writable
 
     if not _wait(ready, timeout):
-        raise MMDeployError(f"{name} did not become the writable leader within {timeout:.0f} s "
-                            f"(now: {describe(found[0].primary_state) if found and found[0].primary_state else 'none'})")
+        raise MMDeployError(
+            f"{name} did not become the writable leader within {timeout:.0f} s "
+            f"(now: {describe(found[0].primary_state) if found and found[0].primary_state else 'none'})"
+        )
     return found[0]
 
 
@@ -343,8 +395,10 @@ def rejoin(inventory: Inventory, host: str, out: Out = print, redactor: Redactor
         topo = topology(tier, states)
         primary = topo.primary_state
         if primary is None or not primary.writable:
-            raise MMDeployError("no writable primary to rejoin to: " +
-                                "; ".join(f"{s.host.name}: {describe(s)}" for s in states.values()))
+            raise MMDeployError(
+                "no writable primary to rejoin to: "
+                + "; ".join(f"{s.host.name}: {describe(s)}" for s in states.values())
+            )
         if primary.host.name == host:
             raise InventoryError([f"{host} is the primary; db.rejoin brings a former primary back as a replica"])
         node = states[host]
@@ -369,8 +423,9 @@ def _managed_rejoin(tier: Tier, host: str) -> Topology:
     topo = topology(tier, states)
     primary = topo.primary_state
     if primary is None or not primary.writable:
-        raise MMDeployError("no writable primary to rejoin to: " +
-                            "; ".join(f"{s.host.name}: {describe(s)}" for s in states.values()))
+        raise MMDeployError(
+            "no writable primary to rejoin to: " + "; ".join(f"{s.host.name}: {describe(s)}" for s in states.values())
+        )
     if primary.host.name == host:
         raise InventoryError([f"{host} is the primary; db.rejoin brings a former primary back as a replica"])
     node = states[host]
@@ -407,7 +462,9 @@ def client_endpoints(inventory: Inventory, topology: Topology) -> tuple[str, lis
         return routes(inventory)
 
     def at(h: Host) -> str:
-        return f"[{h.private_address}]:{engine.port}" if ":" in h.private_address else f"{h.private_address}:{engine.port}"
+        return (
+            f"[{h.private_address}]:{engine.port}" if ":" in h.private_address else f"{h.private_address}:{engine.port}"
+        )
 
     return at(topology.require_primary()), [at(h) for h in topology.readers]
 
@@ -435,8 +492,13 @@ def replication_problem(inventory: Inventory) -> str | None:
     states = status(inventory)
     writable = [s for s in states if s.writable]
     if len(writable) != 1:
-        return f"expected one writable node, found {len(writable)} ({', '.join(s.host.name for s in writable) or 'none'})"
+        return (
+            f"expected one writable node, found {len(writable)} ({', '.join(s.host.name for s in writable) or 'none'})"
+        )
     primary = writable[0].host
-    lost = [s.host.name for s in states if s.host is not primary and not (
-        s.upstream in (primary.private_address, primary.address) and s.streaming)]
+    lost = [
+        s.host.name
+        for s in states
+        if s.host is not primary and not (s.upstream in (primary.private_address, primary.address) and s.streaming)
+    ]
     return f"not streaming from {primary.name}: {', '.join(lost)}" if lost else None

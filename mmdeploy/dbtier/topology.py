@@ -70,7 +70,8 @@ class Topology:
             raise MMDeployError(
                 "no DB node is the primary and none can be chosen safely ("
                 + "; ".join(f"{s.host.name}: {describe(s)}" for s in self.states.values())
-                + "); promote one with `inv failover-db`")
+                + "); promote one with `inv failover-db`"
+            )
         return self.primary
 
     @property
@@ -80,8 +81,11 @@ class Topology:
         deploy after a failover changes nothing)."""
         if self.primary is None:
             return []
-        return [h for h in self.hosts if h.name != self.primary.name
-                and self.states[h.name].reachable and not self.states[h.name].fenced]
+        return [
+            h
+            for h in self.hosts
+            if h.name != self.primary.name and self.states[h.name].reachable and not self.states[h.name].fenced
+        ]
 
     @property
     def readers(self) -> list[Host]:
@@ -103,7 +107,8 @@ def decide(hosts: list[Host], states: dict[str, NodeState], label: str = "databa
         raise SplitBrain(
             f"two writable {label} nodes ({', '.join(s.host.name for s in writable)}): split brain. "
             "Refusing to choose or touch the database tier; fence the one that must not take writes "
-            "(inv failover-db, or stop it), then run again.")
+            "(inv failover-db, or stop it), then run again."
+        )
     if writable:
         return Topology(hosts, states, writable[0].host, "writable")
 
@@ -112,8 +117,11 @@ def decide(hosts: list[Host], states: dict[str, NodeState], label: str = "databa
         return not s.fenced and not (s.role == "replica" and s.reachable)
 
     by_address = {a: h for h in hosts for a in (h.private_address, h.address)}
-    followed = Counter(by_address[s.upstream].name for s in live
-                       if s.role == "replica" and s.upstream in by_address and eligible(by_address[s.upstream]))
+    followed = Counter(
+        by_address[s.upstream].name
+        for s in live
+        if s.role == "replica" and s.upstream in by_address and eligible(by_address[s.upstream])
+    )
     if followed:
         name = followed.most_common(1)[0][0]
         return Topology(hosts, states, next(h for h in hosts if h.name == name), "followed")
@@ -127,7 +135,8 @@ def decide(hosts: list[Host], states: dict[str, NodeState], label: str = "databa
         raise MMDeployError(
             f"no writable {label} node and {len(holding)} hold data "
             f"({', '.join(s.host.name for s in holding)}): which one is the primary is not clear; "
-            "name it with `inv failover-db --to HOST`")
+            "name it with `inv failover-db --to HOST`"
+        )
     if holding:
         return Topology(hosts, states, holding[0].host, "holds-data")
     if not any(s.has_data for s in states.values()):

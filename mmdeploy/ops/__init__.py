@@ -13,4 +13,18 @@ from .sysctl import Sysctl
 from .systemd import Service, unit
 from .users import Group, User
 
-__all__ = ["Binary", "Packages", "Command", "Directory", "File", "JsonSettings", "Unpacked", "SQL", "Sysctl", "Service", "unit", "Group", "User"]
+__all__ = [
+    "Binary",
+    "Packages",
+    "Command",
+    "Directory",
+    "File",
+    "JsonSettings",
+    "Unpacked",
+    "SQL",
+    "Sysctl",
+    "Service",
+    "unit",
+    "Group",
+    "User",
+]

@@ -28,14 +28,22 @@ def delivered(remote: Remote, artifact: Artifact, fetch_on_host: bool) -> tuple[
     else:
         remote.put(fetch(artifact), tmp)
         get = ""
-    return tmp, (f"set -e\ntrap 'rm -f {q_tmp}' EXIT\n{get}"
-                 f"echo '{artifact.sha256}  {tmp}' | sha256sum -c --quiet -\n")
+    return tmp, (f"set -e\ntrap 'rm -f {q_tmp}' EXIT\n{get}echo '{artifact.sha256}  {tmp}' | sha256sum -c --quiet -\n")
 
 
 class Unpacked(Step):
     timeout = 900  # a download on the host and the unpacking of a large archive
-    def __init__(self, artifact: Artifact, dest: str, *, strip: int = 1, owner: str = "root",
-                 fetch_on_host: bool = False, notify: tuple[str, ...] = ()):
+
+    def __init__(
+        self,
+        artifact: Artifact,
+        dest: str,
+        *,
+        strip: int = 1,
+        owner: str = "root",
+        fetch_on_host: bool = False,
+        notify: tuple[str, ...] = (),
+    ):
         self.artifact, self.dest, self.strip, self.owner = artifact, dest, strip, owner
         self.fetch_on_host, self.notify = fetch_on_host, tuple(notify)
         self.name = f"release {artifact.name} {artifact.version} in {dest}"
@@ -69,8 +77,7 @@ class Binary(Step):
 
     timeout = 900
 
-    def __init__(self, artifact: Artifact, path: str, *, fetch_on_host: bool = False,
-                 notify: tuple[str, ...] = ()):
+    def __init__(self, artifact: Artifact, path: str, *, fetch_on_host: bool = False, notify: tuple[str, ...] = ()):
         self.artifact, self.path, self.fetch_on_host = artifact, path, fetch_on_host
         self.notify = tuple(notify)
         self.name = f"binary {artifact.name} {artifact.version} at {path}"
@@ -87,8 +94,5 @@ class Binary(Step):
     def apply(self, remote: Remote, change: Change) -> None:
         tmp, opening = delivered(remote, self.artifact, self.fetch_on_host)
         q_tmp, path = shlex.quote(tmp), shlex.quote(self.path)
-        script = (
-            f"{opening}"
-            f"install -D -o root -g root -m 0755 {q_tmp} {path}\n"
-        )
+        script = f"{opening}install -D -o root -g root -m 0755 {q_tmp} {path}\n"
         run_checked(remote, script, self.name, timeout=self.timeout)

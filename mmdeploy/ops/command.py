@@ -10,8 +10,15 @@ from ..step import Change, Step, run_checked
 
 
 class Command(Step):
-    def __init__(self, name: str, script: str, *, unless: str | None = None,
-                 notify: tuple[str, ...] = (), timeout: float | None = None):
+    def __init__(
+        self,
+        name: str,
+        script: str,
+        *,
+        unless: str | None = None,
+        notify: tuple[str, ...] = (),
+        timeout: float | None = None,
+    ):
         self.name, self.script, self.unless, self.notify = name, script, unless, tuple(notify)
         if timeout is not None:
             self.timeout = timeout

@@ -24,8 +24,14 @@ def exporter_steps(unit: str, env: str, secret: bool = True, files: tuple[Step, 
     else:
         settings = File(path, env, notify=notify)
     # The packages' own user, made first so the settings file can be owned by it.
-    return [Group("prometheus"), User("prometheus", home="/var/lib/prometheus"), *files, settings, Packages(unit),
-            Service(unit)]
+    return [
+        Group("prometheus"),
+        User("prometheus", home="/var/lib/prometheus"),
+        *files,
+        settings,
+        Packages(unit),
+        Service(unit),
+    ]
 
 
 def restart_handler(unit: str) -> str:

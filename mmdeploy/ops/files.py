@@ -53,9 +53,18 @@ class File(Step):
     """A file with exactly `content`. `validate` (a command with {} for the new file) must
     pass before the live file is replaced; `then` runs after a replacement (daemon-reload)."""
 
-    def __init__(self, path: str, content: str | bytes, *, owner: str = "root", group: str = "root",
-                 mode: str = "0644", validate: str | None = None, then: str | None = None,
-                 notify: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        path: str,
+        content: str | bytes,
+        *,
+        owner: str = "root",
+        group: str = "root",
+        mode: str = "0644",
+        validate: str | None = None,
+        then: str | None = None,
+        notify: tuple[str, ...] = (),
+    ):
         self.path = path
         # A rendered template names its source (built-in or the site's override): plan says it.
         self.origin = getattr(content, "origin", "")
@@ -98,15 +107,19 @@ class File(Step):
         validate = ""
         if self.validate:
             command = self.validate.replace("{}", '"$tmp"')
-            validate = f"if ! {command} >&2; then echo 'validation failed: {shlex.quote(self.validate)}' >&2; exit 3; fi\n"
+            validate = (
+                f"if ! {command} >&2; then echo 'validation failed: {shlex.quote(self.validate)}' >&2; exit 3; fi\n"
+            )
         encoded = base64.b64encode(self.content).decode()
         body = (
-            f"chown {self.owner}:{self.group} \"$tmp\"\nchmod {self.mode} \"$tmp\"\n{validate}"
-            f"mv -f \"$tmp\" {p}\n{self.then or ''}\n"
+            f'chown {self.owner}:{self.group} "$tmp"\nchmod {self.mode} "$tmp"\n{validate}'
+            f'mv -f "$tmp" {p}\n{self.then or ""}\n'
         )
-        head = f"set -e\ntmp=$(mktemp {shlex.quote(_dirname(self.path))}/.mmdeploy.XXXXXX)\ntrap 'rm -f \"$tmp\"' EXIT\n"
+        head = (
+            f"set -e\ntmp=$(mktemp {shlex.quote(_dirname(self.path))}/.mmdeploy.XXXXXX)\ntrap 'rm -f \"$tmp\"' EXIT\n"
+        )
         script = f"{head}base64 -d > \"$tmp\" <<'MMDEPLOY_EOF'\n{encoded}\nMMDEPLOY_EOF\n{body}"
-        log = f"{head}# ({len(self.content)} bytes, sha256 {hashlib.sha256(self.content).hexdigest()[:16]}) > \"$tmp\"\n{body}"
+        log = f'{head}# ({len(self.content)} bytes, sha256 {hashlib.sha256(self.content).hexdigest()[:16]}) > "$tmp"\n{body}'
         run_checked(remote, script, self.name, log_as=log, timeout=self.timeout)
 
 
@@ -119,9 +132,17 @@ class JsonSettings(Step):
     server generates too, which no redactor knows): the plan diff shows every line of the
     file around a change, and is made from masked copies only."""
 
-    def __init__(self, path: str, wanted: dict, *, owner: str = "root", group: str = "root",
-                 mode: str = "0644", notify: tuple[str, ...] = (),
-                 mask: Callable[[dict, dict | None], dict] | None = None):
+    def __init__(
+        self,
+        path: str,
+        wanted: dict,
+        *,
+        owner: str = "root",
+        group: str = "root",
+        mode: str = "0644",
+        notify: tuple[str, ...] = (),
+        mask: Callable[[dict, dict | None], dict] | None = None,
+    ):
         self.path, self.wanted, self.notify, self.mask = path, wanted, tuple(notify), mask
         self.owner, self.group, self.mode = owner, group, mode
         self.name = f"json {path}"
@@ -139,8 +160,9 @@ class JsonSettings(Step):
         except ValueError:
             current = {}  # unreadable JSON is replaced by the wanted keys alone
         merged = merge(current, self.wanted)
-        self._file = File(self.path, json.dumps(merged, indent=2) + "\n", owner=self.owner,
-                          group=self.group, mode=self.mode)
+        self._file = File(
+            self.path, json.dumps(merged, indent=2) + "\n", owner=self.owner, group=self.group, mode=self.mode
+        )
         if merged == current:
             change = self._file.check(facts)  # owner and mode still matter
             return Change(change.summary) if change and "content" not in change.summary else None
@@ -149,7 +171,9 @@ class JsonSettings(Step):
             shown_before, shown_after = self.mask(current, None), self.mask(merged, current)
         before = json.dumps(shown_before, indent=2, sort_keys=True) + "\n" if current else ""
         after = json.dumps(shown_after, indent=2, sort_keys=True) + "\n"
-        return Change("create" if not current else "update keys", _diff(self.path, before.encode(), after.encode(), not current))
+        return Change(
+            "create" if not current else "update keys", _diff(self.path, before.encode(), after.encode(), not current)
+        )
 
     def apply(self, remote: Remote, change: Change) -> None:
         if self._file is None:  # check() makes the file it applies

@@ -13,8 +13,17 @@ from ..step import Change, Step, run_checked
 
 
 class TaggedLines(Step):
-    def __init__(self, path: str, lines: list[str], tag: str, *, owner: str = "root", group: str = "root",
-                 mode: str = "0600", notify: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        path: str,
+        lines: list[str],
+        tag: str,
+        *,
+        owner: str = "root",
+        group: str = "root",
+        mode: str = "0600",
+        notify: tuple[str, ...] = (),
+    ):
         if any("\n" in line or not line.endswith(" " + tag) for line in lines):
             raise ValueError(f"every line must be one line ending with ' {tag}'")
         self.path, self.lines, self.tag = path, list(lines), tag
@@ -42,12 +51,17 @@ class TaggedLines(Step):
     def apply(self, remote: Remote, change: Change) -> None:
         p, d = shlex.quote(self.path), shlex.quote(self.path.rsplit("/", 1)[0] or "/")
         wanted = base64.b64encode("".join(line + "\n" for line in self.lines).encode()).decode()
-        run_checked(remote, f"""\
+        run_checked(
+            remote,
+            f"""\
 set -e
 install -d -m 0700 -o {self.owner} -g {self.group} {d}
 tmp=$(mktemp {p}.XXXXXX)
 trap 'rm -f "$tmp"' EXIT
-{{ [ -f {p} ] && grep -vF -- {shlex.quote(' ' + self.tag)} {p} || true; echo {wanted} | base64 -d; }} > "$tmp"
+{{ [ -f {p} ] && grep -vF -- {shlex.quote(" " + self.tag)} {p} || true; echo {wanted} | base64 -d; }} > "$tmp"
 chown {self.owner}:{self.group} "$tmp"; chmod {self.mode} "$tmp"
 mv -f "$tmp" {p}
-""", self.name, log_as=f"# replace the lines tagged '{self.tag}' in {self.path}")
+""",
+            self.name,
+            log_as=f"# replace the lines tagged '{self.tag}' in {self.path}",
+        )

@@ -15,8 +15,17 @@ from .files import File
 
 
 class SecretFile(File):
-    def __init__(self, path: str, content: str | bytes, *, owner: str = "root", group: str = "root",
-                 mode: str = "0600", notify: tuple[str, ...] = (), validate: str | None = None):
+    def __init__(
+        self,
+        path: str,
+        content: str | bytes,
+        *,
+        owner: str = "root",
+        group: str = "root",
+        mode: str = "0600",
+        notify: tuple[str, ...] = (),
+        validate: str | None = None,
+    ):
         super().__init__(path, content, owner=owner, group=group, mode=mode, notify=notify, validate=validate)
         p = shlex.quote(path)
         self._probe = (

@@ -24,8 +24,17 @@ CLIENTS = {
 
 class SQL(Step):
     timeout = 120
-    def __init__(self, name: str, engine: str, statement: str, *, guard: str | None = None,
-                 database: str | None = None, notify: tuple[str, ...] = ()):
+
+    def __init__(
+        self,
+        name: str,
+        engine: str,
+        statement: str,
+        *,
+        guard: str | None = None,
+        database: str | None = None,
+        notify: tuple[str, ...] = (),
+    ):
         if engine not in CLIENTS:
             raise ValueError(f"engine must be one of {sorted(CLIENTS)}, got {engine!r}")
         self.name, self.engine, self.statement = f"sql {name}", engine, statement
@@ -60,8 +69,16 @@ class AccountPassword(SQL):
     `statement` (an ALTER, on standard input) sets it; None, the account does not exist
     yet (the step that creates it sets the password)."""
 
-    def __init__(self, name: str, engine: str, statement: str, *, probe: str,
-                 matches: Callable[[Fact], bool | None], notify: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        name: str,
+        engine: str,
+        statement: str,
+        *,
+        probe: str,
+        matches: Callable[[Fact], bool | None],
+        notify: tuple[str, ...] = (),
+    ):
         super().__init__(name, engine, statement, notify=notify)
         self.name = f"password of {name}"
         self._account_probe, self._matches = probe, matches

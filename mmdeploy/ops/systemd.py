@@ -21,8 +21,10 @@ def when_ready(probe: str, then: str, wait: int = 60) -> str:
     For a reload right after a start: a reload signal (SIGHUP) that reaches a process
     before it handles it ends the process, and systemd does not restart a service that
     SIGHUP ended (a clean exit for Restart=on-failure)."""
-    return (f"for i in $(seq {wait}); do {probe} && break; sleep 1; done\n"
-            f"{probe} || {{ echo 'not ready after {wait} s' >&2; exit 1; }}\n{then}\n")
+    return (
+        f"for i in $(seq {wait}); do {probe} && break; sleep 1; done\n"
+        f"{probe} || {{ echo 'not ready after {wait} s' >&2; exit 1; }}\n{then}\n"
+    )
 
 
 class Service(Step):

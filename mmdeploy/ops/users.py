@@ -30,8 +30,15 @@ class Group(Step):
 class User(Step):
     """A user with a given primary group, home and shell (system user by default)."""
 
-    def __init__(self, name: str, *, group: str | None = None, home: str = "/nonexistent",
-                 shell: str = "/usr/sbin/nologin", system: bool = True):
+    def __init__(
+        self,
+        name: str,
+        *,
+        group: str | None = None,
+        home: str = "/nonexistent",
+        shell: str = "/usr/sbin/nologin",
+        system: bool = True,
+    ):
         self.user, self.group = name, group or name
         self.home, self.shell, self.system = home, shell, system
         self.name = f"user {name}"

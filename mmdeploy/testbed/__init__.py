@@ -32,9 +32,17 @@ from .inventory import write as write_inventory
 from .network import ensure_apt_cache, ensure_network, serve
 
 
-def up(root: Path, pattern: str | None = None, hosts: int | None = None, log: Log = print,
-       owner: str = "testbed", settings: dict | None = None, replace: bool = False,
-       distro: str = SUITE, sudo_user: str | None = None) -> Path:
+def up(
+    root: Path,
+    pattern: str | None = None,
+    hosts: int | None = None,
+    log: Log = print,
+    owner: str = "testbed",
+    settings: dict | None = None,
+    replace: bool = False,
+    distro: str = SUITE,
+    sudo_user: str | None = None,
+) -> Path:
     """Start the bed for a layout and write its inventory (with `settings` merged into its
     bed settings); returns the inventory path. `distro` is the Debian suite of the hosts
     (bookworm, trixie); another suite is another layout (its name gets `-<suite>`).
@@ -52,8 +60,9 @@ def up(root: Path, pattern: str | None = None, hosts: int | None = None, log: Lo
     if foreign:
         if not replace:
             who = ", ".join(sorted({f"{s['owner'] or 'unknown'}/{s['layout'] or '?'}" for s in foreign}))
-            raise LayoutConflict(f"bed {NETWORK} holds containers of another owner or layout ({who}); "
-                                 "run `inv testbed.down` first")
+            raise LayoutConflict(
+                f"bed {NETWORK} holds containers of another owner or layout ({who}); run `inv testbed.down` first"
+            )
         log(f"replacing the test bed {NETWORK} (it held containers of another owner or layout)")
         down(log)
     ensure_engine()
@@ -62,12 +71,47 @@ def up(root: Path, pattern: str | None = None, hosts: int | None = None, log: Lo
     apt_proxy = ensure_apt_cache(log)
     known_hosts = start(bed, root, log, owner, name, image, sudo_user)
     kind = pattern if pattern in ("multi", "cluster") else "single"
-    return write_inventory(path_for(root, name if pattern else f"{hosts}{suffix}"), bed, kind, key_path(root),
-                           apt_proxy, settings, known_hosts=known_hosts, user=sudo_user or "root")
+    return write_inventory(
+        path_for(root, name if pattern else f"{hosts}{suffix}"),
+        bed,
+        kind,
+        key_path(root),
+        apt_proxy,
+        settings,
+        known_hosts=known_hosts,
+        user=sudo_user or "root",
+    )
 
 
-__all__ = ["BED", "GATEWAY", "IMAGE", "MAX_HOSTS", "NETWORK", "PATTERNS", "SUBNET", "SUITE", "SUITES", "BedHost",
-           "LayoutConflict", "TestbedError", "container_name", "down", "ensure_apt_cache", "ensure_engine",
-           "ensure_image", "host_keys", "image_for", "known_hosts_path",
-           "ensure_network", "key_path", "layout", "mirrors", "path_for", "raise_kernel_limits", "serve", "status",
-           "up", "write_inventory"]
+__all__ = [
+    "BED",
+    "GATEWAY",
+    "IMAGE",
+    "MAX_HOSTS",
+    "NETWORK",
+    "PATTERNS",
+    "SUBNET",
+    "SUITE",
+    "SUITES",
+    "BedHost",
+    "LayoutConflict",
+    "TestbedError",
+    "container_name",
+    "down",
+    "ensure_apt_cache",
+    "ensure_engine",
+    "ensure_image",
+    "host_keys",
+    "image_for",
+    "known_hosts_path",
+    "ensure_network",
+    "key_path",
+    "layout",
+    "mirrors",
+    "path_for",
+    "raise_kernel_limits",
+    "serve",
+    "status",
+    "up",
+    "write_inventory",
+]

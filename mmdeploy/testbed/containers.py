@@ -20,60 +20,103 @@ from .network import resolves
 
 # From DESIGN.md: enough for systemd as PID 1; --privileged fails on these machines.
 RUN_FLAGS = (
-    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
-    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-    "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs", "/run", "--tmpfs", "/run/lock",
+    "--cap-add",
+    "SYS_ADMIN",
+    "--cap-add",
+    "NET_ADMIN",
+    "--cap-add",
+    "NET_RAW",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "apparmor=unconfined",
+    "--cgroupns=host",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
     # /proc/sys is read-only in a container: set here what a deploy sets on real hosts
     # (keepalived: HAProxy binds floating addresses it does not hold). Per network
     # namespace, so it changes nothing outside the container.
-    "--sysctl", "net.ipv4.ip_nonlocal_bind=1",
+    "--sysctl",
+    "net.ipv4.ip_nonlocal_bind=1",
 )
 SSH_WAIT = 60.0
 
 ALL_ROLES = ["proxy", "app", "jobserver", "monitoring", "db"]
 PATTERNS: dict[str, list[tuple[str, list[str]]]] = {
     "single": [
-        ("proxy1", ["proxy"]), ("app1", ["app"]), ("job1", ["jobserver", "monitoring"]),
-        ("db1", ["db"]), ("db2", ["db"]),
+        ("proxy1", ["proxy"]),
+        ("app1", ["app"]),
+        ("job1", ["jobserver", "monitoring"]),
+        ("db1", ["db"]),
+        ("db2", ["db"]),
     ],
     "multi": [
-        ("proxy1", ["proxy"]), ("proxy2", ["proxy"]), ("app1", ["app"]), ("app2", ["app"]),
+        ("proxy1", ["proxy"]),
+        ("proxy2", ["proxy"]),
+        ("app1", ["app"]),
+        ("app2", ["app"]),
         ("job1", ["jobserver", "monitoring"]),
-        ("db1", ["db"]), ("db2", ["db"]), ("db3", ["db"]),
-        ("search1", ["search"]), ("search2", ["search"]),
-        ("storage1", ["storage"]), ("storage2", ["storage"]),
-        ("push1", ["pushproxy"]), ("push2", ["pushproxy"]),
+        ("db1", ["db"]),
+        ("db2", ["db"]),
+        ("db3", ["db"]),
+        ("search1", ["search"]),
+        ("search2", ["search"]),
+        ("storage1", ["storage"]),
+        ("storage2", ["storage"]),
+        ("push1", ["pushproxy"]),
+        ("push2", ["pushproxy"]),
     ],
     "cluster": [
-        ("proxy1", ["proxy"]), ("proxy2", ["proxy"]),
-        ("app1", ["app"]), ("app2", ["app"]), ("app3", ["app"]),
+        ("proxy1", ["proxy"]),
+        ("proxy2", ["proxy"]),
+        ("app1", ["app"]),
+        ("app2", ["app"]),
+        ("app3", ["app"]),
         ("job1", ["jobserver", "monitoring"]),
-        ("db1", ["db"]), ("db2", ["db"]), ("db3", ["db"]),
-        ("search1", ["search"]), ("search2", ["search"]), ("search3", ["search"]),
-        ("storage1", ["storage"]), ("storage2", ["storage"]),
-        ("storage3", ["storage"]), ("storage4", ["storage"]),
-        ("push1", ["pushproxy"]), ("push2", ["pushproxy"]),
+        ("db1", ["db"]),
+        ("db2", ["db"]),
+        ("db3", ["db"]),
+        ("search1", ["search"]),
+        ("search2", ["search"]),
+        ("search3", ["search"]),
+        ("storage1", ["storage"]),
+        ("storage2", ["storage"]),
+        ("storage3", ["storage"]),
+        ("storage4", ["storage"]),
+        ("push1", ["pushproxy"]),
+        ("push2", ["pushproxy"]),
     ],
     "allinone": [("aio1", ALL_ROLES)],
     # The proxy tier on its own (tests/e2e/test_proxies.py): two proxies in front of two
     # small backends, one of them also the job, monitoring and DB host.
     "proxies": [
-        ("proxy1", ["proxy"]), ("proxy2", ["proxy"]),
-        ("app1", ["app", "jobserver", "monitoring", "db"]), ("app2", ["app"]),
+        ("proxy1", ["proxy"]),
+        ("proxy2", ["proxy"]),
+        ("app1", ["app", "jobserver", "monitoring", "db"]),
+        ("app2", ["app"]),
     ],
     # The smallest Mattermost cluster: two app servers that also run the push proxies and
     # the S3 storage, and one host for the job server, monitoring, the database and the
     # storage tier's third master (inventory pattern single).
     "pair": [
-        ("proxy1", ["proxy"]), ("app1", ["app", "pushproxy", "storage"]), ("app2", ["app", "pushproxy", "storage"]),
+        ("proxy1", ["proxy"]),
+        ("app1", ["app", "pushproxy", "storage"]),
+        ("app2", ["app", "pushproxy", "storage"]),
         ("job1", ["jobserver", "monitoring", "db"]),
     ],
     # Rolling upgrades (tests/e2e/test_upgrade.py): three app servers behind one proxy, a
     # job server, one database node; the single pattern's rules.
     "apps3": [
-        ("proxy1", ["proxy"]), ("app1", ["app"]), ("app2", ["app"]), ("app3", ["app"]),
-        ("job1", ["jobserver", "monitoring"]), ("db1", ["db"]),
+        ("proxy1", ["proxy"]),
+        ("app1", ["app"]),
+        ("app2", ["app"]),
+        ("app3", ["app"]),
+        ("job1", ["jobserver", "monitoring"]),
+        ("db1", ["db"]),
     ],
 }
 MAX_HOSTS = 60
@@ -125,20 +168,17 @@ chmod 0440 /etc/sudoers.d/90-mmdeploy-{user}
 def layout(pattern: str | None = None, hosts: int | None = None) -> list[BedHost]:
     """Fixed names and addresses (.11, .12, ...) for a pattern or for N generic hosts."""
     if (pattern is None) == (hosts is None):
-        raise TestbedError("give exactly one of pattern (single, multi, cluster, allinone) "
-                           "or hosts=N")
+        raise TestbedError("give exactly one of pattern (single, multi, cluster, allinone) or hosts=N")
     if pattern is not None:
         if pattern not in PATTERNS:
-            raise TestbedError(f"unknown test-bed pattern {pattern!r}; "
-                               f"use one of {', '.join(PATTERNS)} or hosts=N")
+            raise TestbedError(f"unknown test-bed pattern {pattern!r}; use one of {', '.join(PATTERNS)} or hosts=N")
         spec = PATTERNS[pattern]
     else:
         if isinstance(hosts, bool) or not isinstance(hosts, int) or not 1 <= hosts <= MAX_HOSTS:
             raise TestbedError(f"hosts must be a whole number from 1 to {MAX_HOSTS}, got {hosts!r}")
         spec = [("host1", ALL_ROLES)] + [(f"host{i}", ["app"]) for i in range(2, hosts + 1)]
     prefix = GATEWAY.rsplit(".", 1)[0]
-    return [BedHost(name, f"{prefix}.{11 + i}", list(roles))
-            for i, (name, roles) in enumerate(spec)]
+    return [BedHost(name, f"{prefix}.{11 + i}", list(roles)) for i, (name, roles) in enumerate(spec)]
 
 
 def ensure_key(root: Path) -> str:
@@ -146,8 +186,11 @@ def ensure_key(root: Path) -> str:
     key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key.parent.chmod(0o700)
     if not key.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mmdeploy-testbed",
-                        "-f", str(key)], check=True, capture_output=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mmdeploy-testbed", "-f", str(key)],
+            check=True,
+            capture_output=True,
+        )
     key.chmod(0o600)
     return key.with_suffix(".pub").read_text()
 
@@ -165,9 +208,23 @@ def add_host_flags() -> list[str]:
 
 def ssh_answers(key: Path, address: str, user: str = "root") -> bool:
     # Only whether sshd lets the key in: the host keys are checked by every real connection.
-    cmd = ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-           "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=3",
-           f"{user}@{address}", "true"]
+    cmd = [
+        "ssh",
+        "-i",
+        str(key),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=3",
+        f"{user}@{address}",
+        "true",
+    ]
     return subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL).returncode == 0
 
 
@@ -181,13 +238,17 @@ def check_conflicts(hosts: list[BedHost]) -> None:
     by_address = {address: name for name, address in by_name.items()}
     for host in hosts:
         if by_name.get(host.name, host.address) != host.address:
-            raise LayoutConflict(f"{container_name(host.name)} exists with address "
-                               f"{by_name[host.name]}, this layout wants {host.address}; "
-                               "run `inv testbed.down` first")
+            raise LayoutConflict(
+                f"{container_name(host.name)} exists with address "
+                f"{by_name[host.name]}, this layout wants {host.address}; "
+                "run `inv testbed.down` first"
+            )
         if by_address.get(host.address, host.name) != host.name:
-            raise LayoutConflict(f"{host.address} is taken by "
-                               f"{container_name(by_address[host.address])}, this layout wants "
-                               f"{host.name} there; run `inv testbed.down` first")
+            raise LayoutConflict(
+                f"{host.address} is taken by "
+                f"{container_name(by_address[host.address])}, this layout wants "
+                f"{host.name} there; run `inv testbed.down` first"
+            )
 
 
 def sysctl_flags(host: BedHost) -> list[str]:
@@ -202,40 +263,82 @@ def sysctl_flags(host: BedHost) -> list[str]:
     return [arg for key, value in HA_SYSCTL.items() for arg in ("--sysctl", f"{key}={value}")]
 
 
-def start_host(host: BedHost, pubkey: str, key: Path, add_hosts: list[str], log: Log,
-               owner: str = "testbed", layout_name: str = "", image: str = IMAGE,
-               sudo_user: str | None = None) -> list[str]:
+def start_host(
+    host: BedHost,
+    pubkey: str,
+    key: Path,
+    add_hosts: list[str],
+    log: Log,
+    owner: str = "testbed",
+    layout_name: str = "",
+    image: str = IMAGE,
+    sudo_user: str | None = None,
+) -> list[str]:
     """Start (or create) one host; returns its known_hosts lines."""
     name = container_name(host.name)
     state = docker("inspect", "-f", "{{.State.Status}}", name, check=False)
     started = time.monotonic()
     if state.returncode != 0:
-        docker("run", "-d", "--name", name, "--hostname", host.name, "--network", NETWORK,
-                "--ip", host.address, "--label", f"{LABEL}={NETWORK}",
-                "--label", f"{ROLES_LABEL}={','.join(host.roles)}",
-                "--label", f"{OWNER_LABEL}={owner}", "--label", f"{LAYOUT_LABEL}={layout_name}",
-                # SIGRTMIN+3 makes `docker stop` a clean systemd shutdown (import cannot set it).
-                "--stop-signal", "SIGRTMIN+3", *RUN_FLAGS, *sysctl_flags(host), *add_hosts, image)
+        docker(
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--hostname",
+            host.name,
+            "--network",
+            NETWORK,
+            "--ip",
+            host.address,
+            "--label",
+            f"{LABEL}={NETWORK}",
+            "--label",
+            f"{ROLES_LABEL}={','.join(host.roles)}",
+            "--label",
+            f"{OWNER_LABEL}={owner}",
+            "--label",
+            f"{LAYOUT_LABEL}={layout_name}",
+            # SIGRTMIN+3 makes `docker stop` a clean systemd shutdown (import cannot set it).
+            "--stop-signal",
+            "SIGRTMIN+3",
+            *RUN_FLAGS,
+            *sysctl_flags(host),
+            *add_hosts,
+            image,
+        )
     elif state.stdout.strip() != "running":
         docker("start", name)
-    docker("exec", "-i", name, "sh", "-c",
-            "mkdir -p /root/.ssh && chmod 700 /root/.ssh && "
-            "cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys",
-            input=pubkey)
+    docker(
+        "exec",
+        "-i",
+        name,
+        "sh",
+        "-c",
+        "mkdir -p /root/.ssh && chmod 700 /root/.ssh && "
+        "cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys",
+        input=pubkey,
+    )
     if sudo_user:
         docker("exec", "-i", name, "sh", "-c", SUDO_USER_SETUP.format(user=sudo_user), input=pubkey)
     deadline = started + SSH_WAIT
     keys: list[str] = []
     while True:
         if not keys:  # sshd must be up (systemd boots) before its keys can be replaced
-            got = docker("exec", name, "bash", "-c", "systemctl is-active ssh >/dev/null || exit 1\n" + OWN_HOST_KEYS,
-                         check=False)
+            got = docker(
+                "exec",
+                name,
+                "bash",
+                "-c",
+                "systemctl is-active ssh >/dev/null || exit 1\n" + OWN_HOST_KEYS,
+                check=False,
+            )
             keys = got.stdout.split("\n") if got.returncode == 0 else []
         if keys and ssh_answers(key, host.address, sudo_user or "root"):
             break
         if time.monotonic() > deadline:
-            raise TestbedError(f"{host.name} ({host.address}) did not answer SSH within "
-                               f"{SSH_WAIT:.0f} s; see `docker logs {name}`")
+            raise TestbedError(
+                f"{host.name} ({host.address}) did not answer SSH within {SSH_WAIT:.0f} s; see `docker logs {name}`"
+            )
         time.sleep(0.5)
     log(f"{host.name:<10} {host.address:<13} ready ({time.monotonic() - started:.1f} s)")
     return [f"{host.address} {' '.join(line.split()[:2])}" for line in keys if line.strip()]
@@ -264,15 +367,17 @@ def status() -> list[dict]:
         address = (net.get("IPAMConfig") or {}).get("IPv4Address") or net.get("IPAddress", "")
         state = info["State"]["Status"]
         roles = info["Config"]["Labels"].get(ROLES_LABEL, "")
-        result.append({
-            "name": info["Config"]["Hostname"],
-            "address": address,
-            "roles": roles.split(",") if roles else [],
-            "state": state,
-            "ssh": state == "running" and bool(address) and _port_open(address, 22),
-            "owner": info["Config"]["Labels"].get(OWNER_LABEL, ""),
-            "layout": info["Config"]["Labels"].get(LAYOUT_LABEL, ""),
-        })
+        result.append(
+            {
+                "name": info["Config"]["Hostname"],
+                "address": address,
+                "roles": roles.split(",") if roles else [],
+                "state": state,
+                "ssh": state == "running" and bool(address) and _port_open(address, 22),
+                "owner": info["Config"]["Labels"].get(OWNER_LABEL, ""),
+                "layout": info["Config"]["Labels"].get(LAYOUT_LABEL, ""),
+            }
+        )
     return sorted(result, key=lambda s: ipaddress.ip_address(s["address"] or "0.0.0.0"))
 
 
@@ -284,8 +389,15 @@ def _port_open(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def start(hosts: list[BedHost], root: Path, log: Log, owner: str, layout_name: str, image: str = IMAGE,
-          sudo_user: str | None = None) -> Path:
+def start(
+    hosts: list[BedHost],
+    root: Path,
+    log: Log,
+    owner: str,
+    layout_name: str,
+    image: str = IMAGE,
+    sudo_user: str | None = None,
+) -> Path:
     """Start (or create) every host in parallel and wait until each answers SSH; write the
     bed's known_hosts (returned)."""
     pubkey = ensure_key(root)
@@ -294,8 +406,9 @@ def start(hosts: list[BedHost], root: Path, log: Log, owner: str, layout_name: s
     add_hosts = add_host_flags()
     with ThreadPoolExecutor(max_workers=min(len(hosts), 8)) as pool:
         # list() re-raises the first failure; leaving the block waits for the other hosts.
-        lines = list(pool.map(lambda h: start_host(h, pubkey, key, add_hosts, log, owner, layout_name, image,
-                                                   sudo_user), hosts))
+        lines = list(
+            pool.map(lambda h: start_host(h, pubkey, key, add_hosts, log, owner, layout_name, image, sudo_user), hosts)
+        )
     path = known_hosts_path(root)
     path.write_text("".join(f"{line}\n" for host_lines in lines for line in host_lines))
     return path

@@ -15,16 +15,22 @@ from .config import Log, TestbedError
 DOCKERD_LOG = Path("/var/log/mmdeploy-dockerd.log")
 
 
-def docker(*args: str, check: bool = True,
-            input: str | IO[bytes] | None = None) -> subprocess.CompletedProcess[str]:
+def docker(*args: str, check: bool = True, input: str | IO[bytes] | None = None) -> subprocess.CompletedProcess[str]:
     """Run one docker CLI command; a str input is fed as text, a stream is passed as stdin."""
     stream = None if input is None or isinstance(input, str) else input
     try:
-        proc = subprocess.run(["docker", *args], capture_output=True, text=True,
-                              input=input if isinstance(input, str) else None, stdin=stream)
+        proc = subprocess.run(
+            ["docker", *args],
+            capture_output=True,
+            text=True,
+            input=input if isinstance(input, str) else None,
+            stdin=stream,
+        )
     except FileNotFoundError:
-        raise TestbedError("the docker CLI is not installed; run `inv testbed.up` as root on "
-                           "Debian/Ubuntu to install docker.io, or install Docker yourself")
+        raise TestbedError(
+            "the docker CLI is not installed; run `inv testbed.up` as root on "
+            "Debian/Ubuntu to install docker.io, or install Docker yourself"
+        )
     if check and proc.returncode != 0:
         raise TestbedError(f"`docker {' '.join(args[:3])}` failed: {proc.stderr.strip()}")
     return proc
@@ -37,8 +43,10 @@ def _is_root_debian() -> bool:
 def apt_install(package: str, log: Log) -> None:
     """apt-get install on the control machine, refreshing the package lists only if needed."""
     if not _is_root_debian():
-        raise TestbedError(f"{package} is missing; install it (apt-get install {package}) "
-                           "or run as root on Debian/Ubuntu so it can be installed for you")
+        raise TestbedError(
+            f"{package} is missing; install it (apt-get install {package}) "
+            "or run as root on Debian/Ubuntu so it can be installed for you"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     cmd = ["apt-get", "install", "-y", package]
     log(f"installing {package}")
@@ -63,22 +71,22 @@ def ensure_engine() -> None:
     if _engine_answers():
         return
     if not _is_root_debian():
-        raise TestbedError("the Docker engine does not answer `docker info`; install Docker "
-                           "(Debian: apt-get install docker.io) and start it "
-                           "(systemctl start docker, or `dockerd &`), or run as root")
+        raise TestbedError(
+            "the Docker engine does not answer `docker info`; install Docker "
+            "(Debian: apt-get install docker.io) and start it "
+            "(systemctl start docker, or `dockerd &`), or run as root"
+        )
     if not shutil.which("dockerd"):
         apt_install("docker.io", print)
     # Detached in its own session so the engine outlives this process (hosts may lack systemd).
     with DOCKERD_LOG.open("ab") as out:
-        subprocess.Popen(["dockerd"], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                         start_new_session=True)
+        subprocess.Popen(["dockerd"], stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if _engine_answers():
             return
         time.sleep(1)
-    raise TestbedError(f"dockerd was started but `docker info` did not answer within 60 s; "
-                       f"see {DOCKERD_LOG}")
+    raise TestbedError(f"dockerd was started but `docker info` did not answer within 60 s; see {DOCKERD_LOG}")
 
 
 def raise_kernel_limits() -> None:

@@ -26,8 +26,7 @@ SUITES = ("bookworm", "trixie")
 SUITE = "bookworm"
 IMAGE = f"mmdeploy-bed:{SUITE}"
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
-PACKAGES = ("openssh-server,python3,sudo,iproute2,procps,ca-certificates,systemd,systemd-sysv,"
-            "dbus,curl,gnupg,less")
+PACKAGES = "openssh-server,python3,sudo,iproute2,procps,ca-certificates,systemd,systemd-sysv,dbus,curl,gnupg,less"
 
 
 def apt_sources(root: Path = Path("/etc/apt")) -> list[tuple[str, list[str]]]:
@@ -97,22 +96,26 @@ def _prepare_rootfs(root: Path, suite: str = SUITE) -> None:
     bundle = "etc/ssl/certs/ca-certificates.crt"
     shutil.copyfile(f"/{bundle}", root / bundle)
     main, security = mirrors()
-    _write(root / "etc/apt/sources.list",
-           f"deb {main} {suite} main\n"
-           f"deb {main} {suite}-updates main\n"
-           f"deb {security} {suite}-security main\n")
-    _write(root / "etc/apt/apt.conf.d/99mmdeploy-testbed",
-           "// Mirrors may serve snapshot archives whose Release files are past Valid-Until.\n"
-           'Acquire::Check-Valid-Until "false";\n'
-           'APT::Install-Recommends "false";\n')
+    _write(
+        root / "etc/apt/sources.list",
+        f"deb {main} {suite} main\ndeb {main} {suite}-updates main\ndeb {security} {suite}-security main\n",
+    )
+    _write(
+        root / "etc/apt/apt.conf.d/99mmdeploy-testbed",
+        "// Mirrors may serve snapshot archives whose Release files are past Valid-Until.\n"
+        'Acquire::Check-Valid-Until "false";\n'
+        'APT::Install-Recommends "false";\n',
+    )
     # Empty so every container gets its own machine id at boot; dbus's copy is a plain file
     # after debootstrap and systemd would take it, giving every container the same id.
     _write(root / "etc/machine-id", "")
     dbus_id = root / "var/lib/dbus/machine-id"
     dbus_id.unlink(missing_ok=True)
     dbus_id.symlink_to("/etc/machine-id")
-    _write(root / "etc/ssh/sshd_config.d/mmdeploy-testbed.conf",
-           "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n")
+    _write(
+        root / "etc/ssh/sshd_config.d/mmdeploy-testbed.conf",
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n",
+    )
     wants = root / "etc/systemd/system/multi-user.target.wants/ssh.service"
     if not wants.is_symlink():  # the link's absolute target only resolves inside the tree
         wants.parent.mkdir(parents=True, exist_ok=True)
@@ -141,8 +144,7 @@ def ensure_image(rebuild: bool = False, log: Log = print, suite: str = SUITE) ->
     if not rebuild and previous.returncode == 0:
         return image
     if os.geteuid() != 0:
-        raise TestbedError(f"building {image} needs debootstrap as root; "
-                           "run `inv testbed.up` as root")
+        raise TestbedError(f"building {image} needs debootstrap as root; run `inv testbed.up` as root")
     if not shutil.which("debootstrap"):
         apt_install("debootstrap", log)
     env = dict(os.environ)
@@ -152,22 +154,32 @@ def ensure_image(rebuild: bool = False, log: Log = print, suite: str = SUITE) ->
     try:
         log(f"debootstrap {suite} into {rootfs} (a few minutes)")
         started = time.monotonic()
-        proc = subprocess.run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}",
-                               suite, str(rootfs), mirrors()[0]],
-                              env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", suite, str(rootfs), mirrors()[0]],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
-            raise TestbedError("debootstrap failed (check the mirror and apt proxy):\n"
-                               + "\n".join(tail))
+            raise TestbedError("debootstrap failed (check the mirror and apt proxy):\n" + "\n".join(tail))
         log(f"debootstrap done in {time.monotonic() - started:.0f} s; preparing image")
         _prepare_rootfs(rootfs, suite)
         log(f"importing {image}")
-        tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."],
-                               stdout=subprocess.PIPE)
+        tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         assert tar.stdout is not None
         # container=docker tells systemd it runs in a container.
-        result = docker("import", "-c", 'CMD ["/sbin/init"]', "-c", "ENV container=docker",
-                         "-", image, check=False, input=tar.stdout)
+        result = docker(
+            "import",
+            "-c",
+            'CMD ["/sbin/init"]',
+            "-c",
+            "ENV container=docker",
+            "-",
+            image,
+            check=False,
+            input=tar.stdout,
+        )
         tar.stdout.close()
         if tar.wait() != 0 or result.returncode != 0:
             raise TestbedError(f"importing {image} failed: {result.stderr.strip()}")

@@ -34,8 +34,16 @@ def floating_addresses(pattern: str, hosts: list[BedHost]) -> list[str]:
     return [f"{network[100 + i]}/{network.prefixlen}" for i in range(2 if pattern == "cluster" else 1)]
 
 
-def write(path: Path, hosts: list[BedHost], pattern: str, key: Path, apt_proxy: str | None,
-          settings: dict | None = None, known_hosts: Path | None = None, user: str = "root") -> Path:
+def write(
+    path: Path,
+    hosts: list[BedHost],
+    pattern: str,
+    key: Path,
+    apt_proxy: str | None,
+    settings: dict | None = None,
+    known_hosts: Path | None = None,
+    user: str = "root",
+) -> Path:
     from ..inventory import merge
 
     bed_settings: dict = {
@@ -59,8 +67,9 @@ def write(path: Path, hosts: list[BedHost], pattern: str, key: Path, apt_proxy: 
             **({"known_hosts": os.path.relpath(known_hosts, path.parent)} if known_hosts else {}),
         },
         "settings": merge(bed_settings, settings or {}),
-        "hosts": [{"name": h.name, "address": h.address, "private_address": h.address, "roles": list(h.roles)}
-                  for h in hosts],
+        "hosts": [
+            {"name": h.name, "address": h.address, "private_address": h.address, "roles": list(h.roles)} for h in hosts
+        ],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(HEADER + yaml.safe_dump(document, sort_keys=False, default_flow_style=None))

@@ -73,35 +73,38 @@ def ensure_apt_cache(log: Log = print) -> str | None:
     if not _port_open("127.0.0.1", ACNG_PORT):
         _acng("start")
     failure = _probe_cache()
-    dropin = ("# Written by mmdeploy.testbed: use the mirror the control machine uses.\n"
-              f"Remap-debrep: file:deb_mirror*.gz /debian ; {mirrors()[0]}/\n")
+    dropin = (
+        "# Written by mmdeploy.testbed: use the mirror the control machine uses.\n"
+        f"Remap-debrep: file:deb_mirror*.gz /debian ; {mirrors()[0]}/\n"
+    )
     stale = not ACNG_DROPIN.exists() or ACNG_DROPIN.read_text() != dropin
     if failure and stale and resolves(mirrors()[0].split("/")[2]):
         # Debian's acng maps deb.debian.org/debian onto its default backend (ftp.debian.org)
         # when backends_debian is empty; that name may not resolve where the mirror the control
         # machine uses does. Point the Debian backend at that mirror instead.
-        log(f"apt-cacher-ng cannot fetch from its Debian backend ({failure}); "
-            f"pointing it at {mirrors()[0]}")
+        log(f"apt-cacher-ng cannot fetch from its Debian backend ({failure}); pointing it at {mirrors()[0]}")
         ACNG_DROPIN.write_text(dropin)
         _acng("restart")
         failure = _probe_cache()
     if failure:
-        log(f"apt cache not used: fetching {_probe_url()} through apt-cacher-ng failed ({failure}); "
-            "the test bed fetches packages directly")
+        log(
+            f"apt cache not used: fetching {_probe_url()} through apt-cacher-ng failed ({failure}); "
+            "the test bed fetches packages directly"
+        )
         return None
     # The bed reaches acng on the bridge gateway; only checkable once the network exists.
-    if (docker("network", "inspect", NETWORK, check=False).returncode == 0
-            and not _port_open(GATEWAY, ACNG_PORT)):
-        log(f"apt cache not used: apt-cacher-ng does not listen on {GATEWAY}:{ACNG_PORT} "
-            "(check BindAddress in /etc/apt-cacher-ng/acng.conf)")
+    if docker("network", "inspect", NETWORK, check=False).returncode == 0 and not _port_open(GATEWAY, ACNG_PORT):
+        log(
+            f"apt cache not used: apt-cacher-ng does not listen on {GATEWAY}:{ACNG_PORT} "
+            "(check BindAddress in /etc/apt-cacher-ng/acng.conf)"
+        )
         return None
     return f"http://{GATEWAY}:{ACNG_PORT}"
 
 
 def ensure_network() -> None:
     if docker("network", "inspect", NETWORK, check=False).returncode != 0:
-        docker("network", "create", "--subnet", SUBNET, "--gateway", GATEWAY,
-                "--label", f"{LABEL}={NETWORK}", NETWORK)
+        docker("network", "create", "--subnet", SUBNET, "--gateway", GATEWAY, "--label", f"{LABEL}={NETWORK}", NETWORK)
 
 
 def serve(directory: Path) -> str:

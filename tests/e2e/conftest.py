@@ -29,16 +29,28 @@ def bed():
 
     current = {}
 
-    def start(pattern: str = "single", fresh: bool = False, hosts: int | None = None,
-              distro: str = testbed.SUITE, sudo_user: str | None = None) -> Path:
+    def start(
+        pattern: str = "single",
+        fresh: bool = False,
+        hosts: int | None = None,
+        distro: str = testbed.SUITE,
+        sudo_user: str | None = None,
+    ) -> Path:
         """`sudo_user`: the inventory reaches the hosts as this user, with sudo."""
         layout = (f"{hosts}-hosts" if hosts else pattern, distro, sudo_user)
         if fresh or current.get("pattern") != layout:
             testbed.down(log=lambda *_: None)
             spec = [] if hosts else testbed.PATTERNS.get(pattern, [])
-            current["path"] = testbed.up(ROOT, pattern=None if hosts else pattern, hosts=hosts, owner="tests",
-                                         log=lambda *_: None, distro=distro, sudo_user=sudo_user,
-                                         settings=artifacts.bed_settings({r for _, rs in spec for r in rs}))
+            current["path"] = testbed.up(
+                ROOT,
+                pattern=None if hosts else pattern,
+                hosts=hosts,
+                owner="tests",
+                log=lambda *_: None,
+                distro=distro,
+                sudo_user=sudo_user,
+                settings=artifacts.bed_settings({r for _, rs in spec for r in rs}),
+            )
             artifacts.prepare_bed(spec)
             current["pattern"] = layout
         return current["path"]
@@ -49,8 +61,9 @@ def bed():
 def inv(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
     """Run the CLI as an operator would; output is returned, not printed."""
     env = {**os.environ, "MMDEPLOY_RUN_DIR": str(ROOT / ".mmdeploy" / "runs")}
-    p = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True,
-                       text=True, env=env, input=input)
+    p = subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True, env=env, input=input
+    )
     if check and p.returncode != 0:
         raise AssertionError(f"inv {' '.join(args)} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
@@ -58,8 +71,12 @@ def inv(*args: str, check: bool = True, input: str | None = None) -> subprocess.
 
 def on(host: str, command: str) -> str:
     """Run a command inside a test-bed container (for assertions, not for deploying)."""
-    return subprocess.run(["docker", "exec", testbed.container_name(host), "bash", "-c", command],
-                          capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["docker", "exec", testbed.container_name(host), "bash", "-c", command],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 def metric(address: str, port: int, line: str, timeout: float = 60) -> bool:

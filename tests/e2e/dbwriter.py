@@ -29,14 +29,25 @@ class PostgresClient:
         # tcp_user_timeout: a commit sent to a host that died or was cut off fails in about
         # a second instead of hanging on TCP retransmissions. No statement_timeout: a
         # cancelled wait for a synchronous standby is reported as a commit.
-        return psycopg.connect(host=address, port=self.port, user=self.user, password=self.password,
-                               dbname=self.database, connect_timeout=2, autocommit=True,
-                               tcp_user_timeout=1000, keepalives=1, keepalives_idle=1,
-                               keepalives_interval=1, keepalives_count=2)
+        return psycopg.connect(
+            host=address,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=self.database,
+            connect_timeout=2,
+            autocommit=True,
+            tcp_user_timeout=1000,
+            keepalives=1,
+            keepalives_idle=1,
+            keepalives_interval=1,
+            keepalives_count=2,
+        )
 
     def writable(self, conn) -> bool:
-        return conn.execute("select not pg_is_in_recovery() and "
-                            "current_setting('default_transaction_read_only') = 'off'").fetchone()[0]
+        return conn.execute(
+            "select not pg_is_in_recovery() and current_setting('default_transaction_read_only') = 'off'"
+        ).fetchone()[0]
 
     def create(self, conn, table: str) -> None:
         conn.execute(f"create table if not exists {table} (id bigint primary key, at timestamptz default now())")
@@ -140,7 +151,7 @@ class Writer(threading.Thread):
         the times relative to `since`."""
         times = [t for _, t, _ in self.acked]
         start = max([i for i, t in enumerate(times) if t < since], default=0)
-        pairs = list(zip(times[start:], times[start + 1:]))
+        pairs = list(zip(times[start:], times[start + 1 :]))
         if not pairs:
             return float("nan"), float("nan"), float("nan")
         last, first = max(pairs, key=lambda p: p[1] - p[0])

@@ -48,7 +48,7 @@ class ProcessWatch:
     watch does not load the machine with a `docker exec` every 50 ms per host."""
 
     STOP = "/run/mmdeploy-processwatch.stop"
-    LOOP = (f"rm -f {STOP}; while [ ! -e {STOP} ]; do ps -eo args; sleep 0.05; done; rm -f {STOP}")
+    LOOP = f"rm -f {STOP}; while [ ! -e {STOP} ]; do ps -eo args; sleep 0.05; done; rm -f {STOP}"
 
     def __init__(self, hosts: list[str]):
         self.hosts, self.seen, self._stop = hosts, set(), threading.Event()
@@ -66,8 +66,12 @@ class ProcessWatch:
 
     def __enter__(self):
         for h in self.hosts:
-            proc = subprocess.Popen(["docker", "exec", testbed.container_name(h), "timeout", "3600", "sh", "-c",
-                                     self.LOOP], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            proc = subprocess.Popen(
+                ["docker", "exec", testbed.container_name(h), "timeout", "3600", "sh", "-c", self.LOOP],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             self._procs.append(proc)
             self._threads.append(threading.Thread(target=self._read, args=(proc,), daemon=True))
         self._threads.append(threading.Thread(target=self._local, daemon=True))
@@ -79,8 +83,9 @@ class ProcessWatch:
     def __exit__(self, *exc):
         self._stop.set()
         for h in self.hosts:
-            subprocess.run(["docker", "exec", testbed.container_name(h), "touch", self.STOP],
-                           capture_output=True, timeout=30)
+            subprocess.run(
+                ["docker", "exec", testbed.container_name(h), "touch", self.STOP], capture_output=True, timeout=30
+            )
         for proc in self._procs:
             try:
                 proc.wait(timeout=10)
@@ -92,9 +97,14 @@ class ProcessWatch:
 
 def sudo_command_lines(hosts: list[str]) -> str:
     """What sudo recorded on the hosts: the command line of every remote command."""
-    return "\n".join(subprocess.run(["docker", "exec", testbed.container_name(h), "journalctl", "--no-pager",
-                                     "-o", "cat", "_COMM=sudo"], capture_output=True, text=True).stdout
-                     for h in hosts)
+    return "\n".join(
+        subprocess.run(
+            ["docker", "exec", testbed.container_name(h), "journalctl", "--no-pager", "-o", "cat", "_COMM=sudo"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        for h in hosts
+    )
 
 
 def run_logs(since: float) -> dict[str, str]:

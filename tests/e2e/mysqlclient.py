@@ -14,9 +14,17 @@ class MySQLClient:
 
         # read_timeout: a commit on a host that died fails in seconds; its outcome is then
         # unknown and it is not counted as acknowledged.
-        return pymysql.connect(host=address, port=self.port, user=self.user, password=self.password,
-                               database=self.database, connect_timeout=2, read_timeout=5, write_timeout=5,
-                               autocommit=True)
+        return pymysql.connect(
+            host=address,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=self.database,
+            connect_timeout=2,
+            read_timeout=5,
+            write_timeout=5,
+            autocommit=True,
+        )
 
     def writable(self, conn) -> bool:
         with conn.cursor() as c:
@@ -25,8 +33,10 @@ class MySQLClient:
 
     def create(self, conn, table: str) -> None:
         with conn.cursor() as c:
-            c.execute(f"CREATE TABLE IF NOT EXISTS {table} (id BIGINT PRIMARY KEY, "
-                      "at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))")
+            c.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (id BIGINT PRIMARY KEY, "
+                "at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))"
+            )
 
     def insert(self, conn, table: str, i: int) -> None:
         with conn.cursor() as c:

@@ -14,12 +14,22 @@ import httpx
 
 
 class Poster(threading.Thread):
-    def __init__(self, base: str, domain: str, username: str, password: str, team: str = "main",
-                 channel: str = "town-square", interval: float = 0.1, verify: bool = False):
+    def __init__(
+        self,
+        base: str,
+        domain: str,
+        username: str,
+        password: str,
+        team: str = "main",
+        channel: str = "town-square",
+        interval: float = 0.1,
+        verify: bool = False,
+    ):
         super().__init__(daemon=True)
         self.base, self.interval = base.rstrip("/"), interval
-        self.client = httpx.Client(http2=True, verify=verify, timeout=3,
-                                   headers={"Host": domain, "X-Requested-With": "XMLHttpRequest"})
+        self.client = httpx.Client(
+            http2=True, verify=verify, timeout=3, headers={"Host": domain, "X-Requested-With": "XMLHttpRequest"}
+        )
         r = self.client.post(f"{self.base}/api/v4/users/login", json={"login_id": username, "password": password})
         r.raise_for_status()
         self.client.headers["Authorization"] = f"Bearer {r.headers['Token']}"

@@ -46,8 +46,12 @@ class Client:
     def __init__(self, inventory):
         proxy = inventory.with_role("proxy")[0]
         self.base = f"https://{proxy.address}"
-        self.http = httpx.Client(http2=True, verify=False, timeout=10,
-                                 headers={"Host": inventory.settings.domain, "X-Requested-With": "XMLHttpRequest"})
+        self.http = httpx.Client(
+            http2=True,
+            verify=False,
+            timeout=10,
+            headers={"Host": inventory.settings.domain, "X-Requested-With": "XMLHttpRequest"},
+        )
         password = Secrets(inventory.secrets_path, Redactor()).existing(ADMIN_PASSWORD)
         r = self.http.post(f"{self.base}/api/v4/users/login", json={"login_id": "sysadmin", "password": password})
         r.raise_for_status()
@@ -91,8 +95,10 @@ def pg_site(bed, standin_release):
 
 def test_deploy_installs_backups_and_verify_passes(pg_site):
     path, overrides = pg_site
-    assert on("job1", "systemctl is-active mmdeploy-backup-full.timer mmdeploy-backup-diff.timer").split() == \
-        ["active", "active"]
+    assert on("job1", "systemctl is-active mmdeploy-backup-full.timer mmdeploy-backup-diff.timer").split() == [
+        "active",
+        "active",
+    ]
     verify = inv("verify", "--inventory", path, *sets(overrides), check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "ok   backups on job1" in verify.stdout
@@ -144,7 +150,9 @@ def test_backup_age_metric_and_alert_rules(pg_site):
     assert {"MattermostBackupTooOld", "MattermostBackupFailed", "MattermostBackupMissing"} <= names
     # The rule itself, with promtool's rule tests on the monitoring host: a last good backup
     # at time 0 is fine 25 h later and alerts 26 h + 5 min later.
-    on("job1", """cat > /tmp/backup-rules-test.yml <<'EOF'
+    on(
+        "job1",
+        """cat > /tmp/backup-rules-test.yml <<'EOF'
 rule_files: [/etc/prometheus/rules.d/mmdeploy-backup.yml]
 evaluation_interval: 1m
 tests:
@@ -166,7 +174,8 @@ tests:
               summary: "The last good Mattermost database backup is 1d 2h 10m 0s old"
               description: "Backups are expected at least every 26h (settings.backup.max_age). See `inv backup` and journalctl -u 'mmdeploy-backup-*' on job1."
 EOF
-promtool test rules /tmp/backup-rules-test.yml""")
+promtool test rules /tmp/backup-rules-test.yml""",
+    )
     listing = inv("backup", "--inventory", path, *sets(overrides))
     assert "mmdeploy-backup-full.timer" in listing.stdout and "full" in listing.stdout
 
@@ -179,8 +188,11 @@ def test_upgrade_across_majors_then_rollback_as_documented(pg_site):
     client = Client(inventory)
     kept = client.post("written on 10.11.4")
     config = "/opt/mattermost/config/config.json"
-    on("app1", f"jq '.TeamSettings.SiteName = \"Set In The Console\"' {config} > /tmp/c.json && "
-               f"install -o mattermost -g mattermost -m 0600 /tmp/c.json {config}")
+    on(
+        "app1",
+        f"jq '.TeamSettings.SiteName = \"Set In The Console\"' {config} > /tmp/c.json && "
+        f"install -o mattermost -g mattermost -m 0600 /tmp/c.json {config}",
+    )
     newer = release.overrides("11.7.15") + BACKUP
     t0 = time.monotonic()
     up = inv("upgrade", "--version", "11.7.15", "--inventory", path, *sets(newer), check=False)
@@ -194,8 +206,11 @@ def test_upgrade_across_majors_then_rollback_as_documented(pg_site):
     assert "10.11.4 -> 11.7.15" in started
     assert "Version: 11.7.15" in on("app1", "/opt/mattermost/bin/mattermost version")
     assert "Version: 11.7.15" in on("job1", "/opt/mattermost/bin/mattermost version")
-    schema = on("db1", "cd /tmp && runuser -u postgres -- psql -XAtq -d mattermost -c "
-                       "\"select value from systems where name = 'Version'\"").strip()
+    schema = on(
+        "db1",
+        "cd /tmp && runuser -u postgres -- psql -XAtq -d mattermost -c "
+        "\"select value from systems where name = 'Version'\"",
+    ).strip()
     assert schema == "11.7.0"
     client = wait_for_site(inventory)
     assert client.exists(kept)
@@ -209,8 +224,9 @@ def test_upgrade_across_majors_then_rollback_as_documented(pg_site):
     assert "Version: 11.7.15" in on("app1", "/opt/mattermost/bin/mattermost version")
     # ... the documented way back: the backup from before the upgrade, then the old release.
     before = refused.stderr.split("--to-time '")[1].split("'")[0]
-    restored = inv("restore", "--to-time", before, "--no-files", "--no-start", "--inventory", path, *sets(newer),
-                   check=False)
+    restored = inv(
+        "restore", "--to-time", before, "--no-files", "--no-start", "--inventory", path, *sets(newer), check=False
+    )
     assert restored.returncode == 0 and "left stopped" in restored.stdout, restored.stdout + restored.stderr
     back = inv("rollback", "--inventory", path, *sets(overrides), check=False)
     assert back.returncode == 0, back.stdout + back.stderr

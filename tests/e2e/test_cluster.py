@@ -87,9 +87,13 @@ def test_unlicensed_everything_deployed_features_inactive_websocket_fails(site):
     assert results["file uploaded on app1 downloads from app2"][0] == "ok", out  # S3 needs no license
     assert results["a mention reaches the push proxy"][0] == "ok", out
     # The cluster settings are in place, waiting for a license.
-    cfg = json.loads(on("job1", "runuser -u postgres -- psql -d mattermost -tAc "
-                                "'SELECT value FROM configurations WHERE active'"))
-    assert cfg["ClusterSettings"]["Enable"] is True and cfg["ClusterSettings"]["ClusterName"] == "mmdeploy-mm.testbed.local"
+    cfg = json.loads(
+        on("job1", "runuser -u postgres -- psql -d mattermost -tAc 'SELECT value FROM configurations WHERE active'")
+    )
+    assert (
+        cfg["ClusterSettings"]["Enable"] is True
+        and cfg["ClusterSettings"]["ClusterName"] == "mmdeploy-mm.testbed.local"
+    )
     secrets = yaml.safe_load(open(path.replace(".yml", ".secrets.yml")))
     files = cfg["FileSettings"]
     proxy1 = next(h for h in site.data["hosts"] if h["name"] == "proxy1")["private_address"]
@@ -108,7 +112,10 @@ def test_a_license_without_the_cluster_feature_is_a_warning(site):
     deploy = inv("deploy", "--inventory", path, "--yes")
     assert "handler license: run" in deploy.stdout
     results, out = verify(path)
-    assert results["Enterprise license"][0] == "warn" and "does not grant: cluster mode" in results["Enterprise license"][1]
+    assert (
+        results["Enterprise license"][0] == "warn"
+        and "does not grant: cluster mode" in results["Enterprise license"][1]
+    )
     assert results["websocket on app2 receives a post made on app1"][0] == "FAIL", out
 
 
@@ -124,10 +131,13 @@ def test_the_full_license_is_uploaded_and_the_cluster_forms(site):
     failed = {name: r for name, r in results.items() if r[0] != "ok"}
     assert not failed, out
     assert results["Enterprise license"][1].startswith("enterprise, expires")
-    assert results["every app server in the cluster (cluster/status)"][1] == \
-        "2 app servers in 'mmdeploy-mm.testbed.local': app1, app2"
+    assert (
+        results["every app server in the cluster (cluster/status)"][1]
+        == "2 app servers in 'mmdeploy-mm.testbed.local': app1, app2"
+    )
     assert results["Mattermost version on every app server"][1].startswith(
-        f"Mattermost {releases.DEFAULT_VERSION} (11.7 ESR): supported until 2027-05-15")
+        f"Mattermost {releases.DEFAULT_VERSION} (11.7 ESR): supported until 2027-05-15"
+    )
 
 
 def test_second_deploy_changes_nothing(site):
@@ -138,21 +148,28 @@ def test_second_deploy_changes_nothing(site):
 def test_the_push_reached_a_proxy_and_its_counter(site):
     """What verify saw, seen here on the proxies themselves: the stand-in's record holds a
     push check notification, and the real metric counted it."""
-    records = [json.loads(line) for host in ("app1", "app2")
-               for line in on(host, "cat /opt/mattermost-push-proxy/logs/standin-received.jsonl 2>/dev/null || true")
-               .splitlines()]
+    records = [
+        json.loads(line)
+        for host in ("app1", "app2")
+        for line in on(
+            host, "cat /opt/mattermost-push-proxy/logs/standin-received.jsonl 2>/dev/null || true"
+        ).splitlines()
+    ]
     pushes = [r for r in records if "push check" in (r["notification"].get("message") or "")]
     assert pushes and all(r["target"] == "apple_rn" for r in pushes)  # the first platform with credentials
     assert pushes[-1]["notification"]["device_id"].startswith("mmdeploy-verify-")
     inventory = mmdeploy.load(site.path)
-    total = sum(mm.push_total(httpx.get(f"http://{h.address}:8066/metrics", timeout=5).text)
-                for h in inventory.with_role("pushproxy"))
+    total = sum(
+        mm.push_total(httpx.get(f"http://{h.address}:8066/metrics", timeout=5).text)
+        for h in inventory.with_role("pushproxy")
+    )
     assert total >= len(pushes)
 
 
 def test_plan_prints_release_warnings_first(site):
-    plan = inv("plan", "--inventory", site.path, "--set", "mattermost.version=10.5.1", "--only", "mattermost",
-               check=False)
+    plan = inv(
+        "plan", "--inventory", site.path, "--set", "mattermost.version=10.5.1", "--only", "mattermost", check=False
+    )
     lines = plan.stdout.splitlines()
     assert lines[0].startswith("warning: Mattermost 10.5.1 is a known-bad patch")
     assert lines[1].startswith("warning: Mattermost 10.5.1: support for the 10.5 ESR ended on 2025-11-15")
@@ -163,15 +180,19 @@ def test_a_node_with_another_cluster_name_fails_verify(site):
     """The same database, another ClusterName on app2 (an operator's override): both nodes
     answer, but they are two clusters; verify names app2."""
     dropin = "/etc/systemd/system/mattermost.service.d/zz-test-cluster-name.conf"
-    on("app2", f"mkdir -p {dropin.rsplit('/', 1)[0]} && printf '[Service]\\nEnvironment=MM_CLUSTERSETTINGS_CLUSTERNAME=green\\n'"
-               f" > {dropin} && systemctl daemon-reload && systemctl restart mattermost")
+    on(
+        "app2",
+        f"mkdir -p {dropin.rsplit('/', 1)[0]} && printf '[Service]\\nEnvironment=MM_CLUSTERSETTINGS_CLUSTERNAME=green\\n'"
+        f" > {dropin} && systemctl daemon-reload && systemctl restart mattermost",
+    )
     try:
         time.sleep(2)
         results, out = verify(site.path)
         # Two nodes, two clusters of one: nobody is the majority, both are named with what they see.
         status, detail = results["every app server in the cluster (cluster/status)"]
-        assert status == "FAIL" and detail.startswith("the app servers do not form one cluster "
-                                                      "'mmdeploy-mm.testbed.local' (app1 sees app1; app2 sees app2)"), out
+        assert status == "FAIL" and detail.startswith(
+            "the app servers do not form one cluster 'mmdeploy-mm.testbed.local' (app1 sees app1; app2 sees app2)"
+        ), out
         status, detail = results["same config on every app server"]
         assert status == "FAIL" and detail.startswith("config differs on app1, app2 (cluster/status"), out
         assert results["websocket on app2 receives a post made on app1"][0] == "FAIL", out

@@ -47,8 +47,9 @@ def test_the_database_holds_the_active_config(site):
     assert cfg["ServiceSettings"]["SiteURL"].startswith("https://")
     assert cfg["MetricsSettings"]["Enable"] is True
     assert cfg["SqlSettings"]["DataSource"].startswith("postgres://mmuser:")
-    assert on("aio1", "stat -c '%U %a' /etc/mattermost/mattermost.env /etc/mattermost/config-patch.json").split("\n")[:2] \
-        == ["root 600", "root 600"]
+    assert on("aio1", "stat -c '%U %a' /etc/mattermost/mattermost.env /etc/mattermost/config-patch.json").split("\n")[
+        :2
+    ] == ["root 600", "root 600"]
     assert "EnvironmentFile=/etc/mattermost/mattermost.env" in on("aio1", "systemctl cat mattermost")
     password = yaml.safe_load(open(path.replace(".yml", ".secrets.yml")))["db_password"]
     assert password not in on("aio1", "ps -eo args") and password not in first.stdout

@@ -89,7 +89,11 @@ def test_host_with_closed_ssh_port_fails_alone(single, addr):
 def test_limit_touches_only_the_named_hosts(single, addr):
     path, _ = single
     run = inv("deploy", "--inventory", path, *DEMO, "--set", "demo.message=limited", "--limit", "app1,job1", "--yes")
-    assert sorted(re.findall(r"^(\w+)\s+\d+\s+\d+\s+\d+\s+\d+\s+[\d.]+s$", run.stdout, re.M)) == ["app1", "job1", "total"]
+    assert sorted(re.findall(r"^(\w+)\s+\d+\s+\d+\s+\d+\s+\d+\s+[\d.]+s$", run.stdout, re.M)) == [
+        "app1",
+        "job1",
+        "total",
+    ]
     assert "limited" in page(addr["app1"]) and "limited" in page(addr["job1"])
     assert "limited" not in page(addr["proxy1"]) and "limited" not in page(addr["db1"])
     inv("deploy", "--inventory", path, *DEMO, "--yes")
@@ -106,9 +110,13 @@ def test_interactive_deploy_shows_the_plan_and_asks(single, addr):
 
     path, _ = single
     leader, follower = pty.openpty()
-    p = subprocess.Popen([sys.executable, "-m", "invoke", "deploy", "--inventory", path, *DEMO,
-                          "--set", "demo.message=asked"], cwd=ROOT, stdin=follower, stdout=follower,
-                         stderr=follower)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "deploy", "--inventory", path, *DEMO, "--set", "demo.message=asked"],
+        cwd=ROOT,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
     os.close(follower)
     seen = b""
     while b"[y/N]" not in seen:
@@ -139,8 +147,11 @@ def test_every_command_has_a_time_limit(single):
         result = remote.run("sleep 30", timeout=2, what="a long sleep")
         assert result.rc == 124 and time.monotonic() - t0 < 10
         assert remote.run("echo still usable", timeout=10).stdout.strip() == "still usable"
-        subprocess.run(["docker", "network", "disconnect", testbed.NETWORK, testbed.container_name("app1")],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["docker", "network", "disconnect", testbed.NETWORK, testbed.container_name("app1")],
+            check=True,
+            capture_output=True,
+        )
         try:
             t0 = time.monotonic()
             # Either the session cannot open, or it opened and the command never answers.
@@ -148,8 +159,11 @@ def test_every_command_has_a_time_limit(single):
                 remote.run("sleep 1; echo done", timeout=3, what="a hung probe")
             assert time.monotonic() - t0 < 3 + 15
         finally:
-            subprocess.run(["docker", "network", "connect", "--ip", host.address, testbed.NETWORK,
-                            testbed.container_name("app1")], check=True, capture_output=True)
+            subprocess.run(
+                ["docker", "network", "connect", "--ip", host.address, testbed.NETWORK, testbed.container_name("app1")],
+                check=True,
+                capture_output=True,
+            )
         # The connection was dropped; the next command reconnects.
         deadline = time.monotonic() + 30
         while True:

@@ -44,8 +44,15 @@ def site(request, bed, standin_release):
     inventory = mmdeploy.load(path, overrides)
     password = Secrets(inventory.secrets_path, Redactor()).existing(ADMIN_PASSWORD)
     proxy = inventory.with_role("proxy")[0]
-    return {"engine": engine, "path": path, "sets": sets(overrides), "inv": inventory, "password": password,
-            "base": f"https://{proxy.address}", "domain": inventory.settings.domain}
+    return {
+        "engine": engine,
+        "path": path,
+        "sets": sets(overrides),
+        "inv": inventory,
+        "password": password,
+        "base": f"https://{proxy.address}",
+        "domain": inventory.settings.domain,
+    }
 
 
 def poster(site) -> Poster:
@@ -67,8 +74,12 @@ def sql(site, host: str, statement: str) -> subprocess.CompletedProcess:
         command = f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d mattermost -c {statement!r}"
     else:
         command = f"mysql -NB mattermost -e {statement!r}"
-    return subprocess.run(["docker", "exec", testbed.container_name(host), "bash", "-c", command],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["docker", "exec", testbed.container_name(host), "bash", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def refuses_writes(site, host: str) -> bool:
@@ -103,9 +114,11 @@ def failover(site, fault, heal) -> dict:
     p.stop()
     new = writable(site)
     first = p.first_after(t0)
-    print(f"\n{site['engine']}: {fault.__name__} of {old}: failover-db took {took:.1f} s, first post through "
-          f"NGINX {first:.2f} s after it started, longest gap {p.longest_gap(t0):.2f} s, "
-          f"{len(p.acked)} posts acknowledged, {len(p.failures)} refused during the outage")
+    print(
+        f"\n{site['engine']}: {fault.__name__} of {old}: failover-db took {took:.1f} s, first post through "
+        f"NGINX {first:.2f} s after it started, longest gap {p.longest_gap(t0):.2f} s, "
+        f"{len(p.acked)} posts acknowledged, {len(p.failures)} refused during the outage"
+    )
     print(run.stdout)
     assert took <= 30, run.stdout
     assert new != old
@@ -123,16 +136,19 @@ def failover(site, fault, heal) -> dict:
     assert heartbeat_since(site, new, since_ms), "the job server wrote nothing to the new primary"
     heal(old)
     deadline = time.monotonic() + 60
-    while not site["inv"].host(old).address or subprocess.run(
-            ["docker", "exec", testbed.container_name(old), "true"], capture_output=True).returncode != 0:
+    while (
+        not site["inv"].host(old).address
+        or subprocess.run(["docker", "exec", testbed.container_name(old), "true"], capture_output=True).returncode != 0
+    ):
         assert time.monotonic() < deadline
         time.sleep(1)
     # Back on the network, the old primary stays fenced: it refuses writes.
     time.sleep(8)  # longer than the fence watcher's period
     assert refuses_writes(site, old), f"{old} takes writes after it came back"
     deadline = time.monotonic() + 20  # the fence watchers mark it within a few seconds
-    while not re.search(rf"^{old}\s+FENCED", inv("db.status", "--inventory", site["path"], *site["sets"],
-                                                  check=False).stdout, re.M):
+    while not re.search(
+        rf"^{old}\s+FENCED", inv("db.status", "--inventory", site["path"], *site["sets"], check=False).stdout, re.M
+    ):
         assert time.monotonic() < deadline, f"{old} is not shown as fenced"
         time.sleep(2)
     rejoin = inv("db.rejoin", old, "--inventory", site["path"], *site["sets"], check=False)
@@ -149,21 +165,31 @@ def kill(host):
 def restart(host):
     subprocess.run(["docker", "start", testbed.container_name(host)], check=True, capture_output=True)
     for _ in range(60):  # sshd up again
-        if subprocess.run(["docker", "exec", testbed.container_name(host), "systemctl", "is-active", "ssh"],
-                          capture_output=True).returncode == 0:
+        if (
+            subprocess.run(
+                ["docker", "exec", testbed.container_name(host), "systemctl", "is-active", "ssh"], capture_output=True
+            ).returncode
+            == 0
+        ):
             return
         time.sleep(1)
 
 
 def partition(host):
-    subprocess.run(["docker", "network", "disconnect", testbed.NETWORK, testbed.container_name(host)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "network", "disconnect", testbed.NETWORK, testbed.container_name(host)],
+        check=True,
+        capture_output=True,
+    )
 
 
 def heal(host):
     address = next(h.address for h in testbed.layout("single") if h.name == host)
-    subprocess.run(["docker", "network", "connect", "--ip", address, testbed.NETWORK, testbed.container_name(host)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "network", "connect", "--ip", address, testbed.NETWORK, testbed.container_name(host)],
+        check=True,
+        capture_output=True,
+    )
 
 
 def test_kill_of_the_primary(site):

@@ -116,11 +116,18 @@ def test_a_second_deploy_or_failover_is_refused_while_one_runs(site):
 
     def start(*args: str, extra: tuple[str, ...] = ()) -> subprocess.Popen:
         sets = [a for o in site.overrides + list(extra) for a in ("--set", o)]
-        return subprocess.Popen([sys.executable, "-m", "invoke", *args[:1], "--inventory", site.path, *sets, *args[1:]],
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "invoke", *args[:1], "--inventory", site.path, *sets, *args[1:]],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     # A deploy with work to do (the demo service on every host, a Mattermost setting).
-    first = start("deploy", "--yes", extra=("demo.enabled=true", "mattermost.config={TeamSettings: {MaxUsersPerTeam: 51}}"))
+    first = start(
+        "deploy", "--yes", extra=("demo.enabled=true", "mattermost.config={TeamSettings: {MaxUsersPerTeam: 51}}")
+    )
     lock = lock_path(mmdeploy.load(site.path))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and f'"pid": {first.pid},' not in (lock.read_text() if lock.exists() else ""):
@@ -142,10 +149,21 @@ def test_a_run_from_another_machine_is_refused_by_the_hosts(site):
     machine's lock file says nothing of it, the host does."""
     from mmdeploy.locks import _host_script
 
-    other = {"what": "deploy", "user": "alice", "machine": "laptop", "machine_id": "another-machine", "pid": 4242,
-             "since": "a minute ago", "run": "e2e"}
-    holder = subprocess.Popen(["docker", "exec", "-i", testbed.container_name("proxy1"), "bash", "-s"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    other = {
+        "what": "deploy",
+        "user": "alice",
+        "machine": "laptop",
+        "machine_id": "another-machine",
+        "pid": 4242,
+        "since": "a minute ago",
+        "run": "e2e",
+    }
+    holder = subprocess.Popen(
+        ["docker", "exec", "-i", testbed.container_name("proxy1"), "bash", "-s"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     holder.stdin.write(_host_script(other))
     holder.stdin.flush()
     assert holder.stdout.readline().startswith("LOCKED")
@@ -160,8 +178,9 @@ def test_a_run_from_another_machine_is_refused_by_the_hosts(site):
 
 
 def _pg_matches(user: str, password: str) -> bool:
-    verifier = on("db1", f"runuser -u postgres -- psql -XAtq -c \"select rolpassword from pg_authid "
-                         f"where rolname = '{user}'\"").strip()
+    verifier = on(
+        "db1", f"runuser -u postgres -- psql -XAtq -c \"select rolpassword from pg_authid where rolname = '{user}'\""
+    ).strip()
     return postgres_matches(verifier, user, password)
 
 
@@ -253,8 +272,12 @@ def test_a_changed_host_key_is_refused_and_can_be_accepted(site):
 
 
 def test_no_secret_in_any_channel(site):
-    channels = {**site.outputs, **run_logs(site.started), "process lists": "\n".join(site.processes),
-                "sudo command lines": sudo_command_lines(site.hosts)}
+    channels = {
+        **site.outputs,
+        **run_logs(site.started),
+        "process lists": "\n".join(site.processes),
+        "sudo command lines": sudo_command_lines(site.hosts),
+    }
     assert len(site.secrets) >= 9 and site.processes
     found = leaks(channels, site.secrets)
     assert not found, "\n".join(found[:20])

@@ -84,8 +84,12 @@ def test_deploy_with_hostile_secrets(site):
 def test_rotation_reaches_accounts_replicas_and_clients(site):
     site.rotate({k: v for k, v in hostile("8").items() if k != "mattermost_admin_password"})
     rotated = site.cli("deploy", "--yes")
-    for account in ("password of mmuser@", "password of mmrepl@", "password of mmmonitor@localhost",
-                    "password of mmrepl kept by this replica"):
+    for account in (
+        "password of mmuser@",
+        "password of mmrepl@",
+        "password of mmmonitor@localhost",
+        "password of mmrepl kept by this replica",
+    ):
         assert account in rotated.stdout, rotated.stdout
     new = yaml.safe_load(open(site.path.replace(".yml", ".secrets.yml")))
     assert _read_back("db2") == new["db_replication_password"]

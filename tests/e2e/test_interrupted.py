@@ -55,9 +55,14 @@ def totals(output: str) -> tuple[int, int]:
 def deploy_until(args: list[str], pattern: str, delay: tuple[float, float]) -> tuple[bool, str]:
     """Run a deploy; when a line matches `pattern`, wait a random delay and SIGKILL it.
     Returns (killed, output)."""
-    p = subprocess.Popen([sys.executable, "-m", "invoke", "deploy", *args, "--yes"], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         env={**os.environ, "MMDEPLOY_RUN_DIR": str(ROOT / ".mmdeploy" / "runs")})
+    p = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "deploy", *args, "--yes"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "MMDEPLOY_RUN_DIR": str(ROOT / ".mmdeploy" / "runs")},
+    )
     lines: list[str] = []
     seen = threading.Event()
 
@@ -99,8 +104,13 @@ def test_a_killed_cold_deploy_converges_when_run_again(bed, standin_release):
         if secrets.exists():
             assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
             assert set(yaml.safe_load(secrets.read_text())) <= {
-                "db_password", "db_replication_password", "db_monitoring_password", "mattermost_admin_password",
-                "mattermost_at_rest_encrypt_key", "mattermost_public_link_salt"}  # shared by app1 and job1
+                "db_password",
+                "db_replication_password",
+                "db_monitoring_password",
+                "mattermost_admin_password",
+                "mattermost_at_rest_encrypt_key",
+                "mattermost_public_link_salt",
+            }  # shared by app1 and job1
         assert not [p for p in secrets.parent.glob(f".{secrets.name}.*.tmp")]
     assert len(hit) >= 5, f"only hit: {hit}"
     # One more run finishes the work of every interrupted one, with nothing done by hand.
@@ -126,8 +136,11 @@ def test_an_admin_left_with_a_throwaway_password_gets_the_real_one(bed, standin_
     overrides = standin_release() + BED_SETTINGS
     args = ["--inventory", path, *[a for o in overrides for a in ("--set", o)]]
     inv("deploy", *args, "--yes")
-    on("app1", "/opt/mattermost/bin/mmctl --local user change-password sysadmin --password \"$(head -c 18 "
-               "/dev/urandom | base64)\" && rm -f /etc/mattermost/admin-password.sha256")
+    on(
+        "app1",
+        '/opt/mattermost/bin/mmctl --local user change-password sysadmin --password "$(head -c 18 '
+        '/dev/urandom | base64)" && rm -f /etc/mattermost/admin-password.sha256',
+    )
     from mmdeploy.components.mattermost import SiteChecks
 
     assert SiteChecks(mmdeploy.load(path, overrides)).login() is not None  # locked out, as that run left it

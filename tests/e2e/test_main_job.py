@@ -28,8 +28,9 @@ USER_BED = str(int(os.environ["MMDEPLOY_BED"]) + 1)
 def user_inv(*args: str, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess:
     """The CLI as the operator runs it, on the operator's bed."""
     env = {**os.environ, "MMDEPLOY_BED": USER_BED, "MMDEPLOY_RUN_DIR": str(ROOT / ".mmdeploy" / "runs")}
-    p = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True, env=env,
-                       timeout=timeout)
+    p = subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout
+    )
     if check and p.returncode != 0:
         raise AssertionError(f"inv {' '.join(args)} exited {p.returncode}\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
     return p
@@ -38,8 +39,12 @@ def user_inv(*args: str, check: bool = True, timeout: float = 1800) -> subproces
 def containers(bed: str) -> dict[str, str]:
     """name -> id of the containers of bed number `bed`."""
     network = "mmdeploy-bed" if bed == "0" else f"mmdeploy-bed{bed}"
-    out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=mmdeploy.testbed={network}",
-                          "--format", "{{.Names}} {{.ID}}"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"label=mmdeploy.testbed={network}", "--format", "{{.Names}} {{.ID}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return dict(line.split() for line in out.splitlines() if line.strip())
 
 
@@ -97,9 +102,20 @@ def test_the_readme_commands_work_on_the_written_inventory_alone(main_job):
     deploy = json.loads(user_inv("deploy", "--inventory", path, "--yes", "--json").stdout)
     changed = {s["component"] for s in deploy["steps"] if s["status"] == "changed"}
     assert deploy["ok"] and changed <= {"mattermost"}, [s for s in deploy["steps"] if s["status"] != "ok"]
-    replicas = subprocess.run(["docker", "exec", f"mmdeploy-bed{USER_BED}-app1", "jq", "-r",
-                               ".SqlSettings.DataSourceReplicas[]", "/opt/mattermost/config/config.json"],
-                              capture_output=True, text=True, check=True).stdout
+    replicas = subprocess.run(
+        [
+            "docker",
+            "exec",
+            f"mmdeploy-bed{USER_BED}-app1",
+            "jq",
+            "-r",
+            ".SqlSettings.DataSourceReplicas[]",
+            "/opt/mattermost/config/config.json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     db1_address = mmdeploy.load(ROOT / path).host("db1").private_address
     assert len(replicas.split()) == 1 and f"@{db1_address}:5432/" in replicas  # db1, the rejoined replica
     again = json.loads(user_inv("deploy", "--inventory", path, "--yes", "--json").stdout)

@@ -33,8 +33,12 @@ class Client:
     def __init__(self, inventory):
         proxy = inventory.with_role("proxy")[0]
         self.base = f"https://{proxy.address}/api/v4"
-        self.http = httpx.Client(http2=True, verify=False, timeout=15,
-                                 headers={"Host": inventory.settings.domain, "X-Requested-With": "XMLHttpRequest"})
+        self.http = httpx.Client(
+            http2=True,
+            verify=False,
+            timeout=15,
+            headers={"Host": inventory.settings.domain, "X-Requested-With": "XMLHttpRequest"},
+        )
         password = Secrets(inventory.secrets_path, Redactor()).existing(ADMIN_PASSWORD)
         r = self.http.post(f"{self.base}/users/login", json={"login_id": "sysadmin", "password": password})
         r.raise_for_status()
@@ -57,17 +61,21 @@ def site(bed, standin_release):
     inv("deploy", "--inventory", path, *sets(overrides), "--yes")
     inventory = mmdeploy.load(path, overrides)
     c = Client(inventory)
-    data = {"user": c.post("/users", json={"email": "ada@example.com", "username": "ada", "password": "Passw0rd!ada"}),
-            "team": c.post("/teams", json={"name": "migrated", "display_name": "Migrated", "type": "O"})}
+    data = {
+        "user": c.post("/users", json={"email": "ada@example.com", "username": "ada", "password": "Passw0rd!ada"}),
+        "team": c.post("/teams", json={"name": "migrated", "display_name": "Migrated", "type": "O"}),
+    }
     main = c.get("/teams/name/main")
     square = c.get(f"/teams/{main['id']}/channels/name/town-square")
     data["channel"] = c.get(f"/teams/{data['team']['id']}/channels/name/town-square")
     content = b"a file that must survive the migration\n" * 50
     upload = c.post("/files", files={"files": ("notes.txt", content, "text/plain")}, data={"channel_id": square["id"]})
     file_id = upload["file_infos"][0]["id"]
-    data["posts"] = [c.post("/posts", json={"channel_id": square["id"], "message": "with a file", "file_ids": [file_id]}),
-                     c.post("/posts", json={"channel_id": data["channel"]["id"], "message": "in the new team\nline 2"}),
-                     c.post("/posts", json={"channel_id": square["id"], "message": "tab\there, quote ' and \\ back"})]
+    data["posts"] = [
+        c.post("/posts", json={"channel_id": square["id"], "message": "with a file", "file_ids": [file_id]}),
+        c.post("/posts", json={"channel_id": data["channel"]["id"], "message": "in the new team\nline 2"}),
+        c.post("/posts", json={"channel_id": square["id"], "message": "tab\there, quote ' and \\ back"}),
+    ]
     data["file"] = (file_id, content)
     return path, overrides, data
 
@@ -117,8 +125,14 @@ def test_migrate_moves_everything_and_cuts_over(site):
     assert c.http.get(f"{c.base}/files/{file_id}").content == content
     assert c.get(f"/posts/{data['posts'][0]['id']}")["file_ids"] == [file_id]
     fresh = c.post("/posts", json={"channel_id": data["channel"]["id"], "message": "written on PostgreSQL"})
-    assert on("db1", "cd /tmp && runuser -u postgres -- psql -XAtq -d mattermost -c "
-                     f"\"select message from posts where id = '{fresh['id']}'\"").strip() == "written on PostgreSQL"
+    assert (
+        on(
+            "db1",
+            "cd /tmp && runuser -u postgres -- psql -XAtq -d mattermost -c "
+            f"\"select message from posts where id = '{fresh['id']}'\"",
+        ).strip()
+        == "written on PostgreSQL"
+    )
 
 
 def test_print_figures():

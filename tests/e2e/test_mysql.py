@@ -60,8 +60,11 @@ def writer_account(site):
     path, _, addr = site
     password = secrets.token_hex(12)
     gateway = testbed.GATEWAY
-    sql("db1", f"CREATE USER 'mmwriter'@'{gateway}' IDENTIFIED BY '{password}'; "
-               f"GRANT ALL ON mattermost.* TO 'mmwriter'@'{gateway}';")
+    sql(
+        "db1",
+        f"CREATE USER 'mmwriter'@'{gateway}' IDENTIFIED BY '{password}'; "
+        f"GRANT ALL ON mattermost.* TO 'mmwriter'@'{gateway}';",
+    )
     return MySQLClient("mmwriter", password, "mattermost")
 
 
@@ -73,7 +76,9 @@ def test_deploy_then_nothing_changes(site):
 
 
 def test_row_written_on_primary_appears_on_replica(site):
-    sql("db1", "CREATE TABLE IF NOT EXISTS mattermost.e2e (id INT PRIMARY KEY); INSERT INTO mattermost.e2e VALUES (42);")
+    sql(
+        "db1", "CREATE TABLE IF NOT EXISTS mattermost.e2e (id INT PRIMARY KEY); INSERT INTO mattermost.e2e VALUES (42);"
+    )
     for _ in range(50):
         if sql("db2", "SELECT id FROM mattermost.e2e") == "42":
             break
@@ -100,12 +105,15 @@ def _login_from(host: str, address: str, password: str) -> subprocess.CompletedP
 
     container = testbed.container_name(host)
     subprocess.run(["docker", "cp", str(Path(pymysql.__file__).parent), f"{container}:/tmp/pymysql"], check=True)
-    script = ("import sys; sys.path.insert(0, '/tmp'); import pymysql\n"
-              f"c = pymysql.connect(host='{address}', user='mmuser', password=sys.stdin.read(), "
-              "database='mattermost', connect_timeout=5)\n"
-              "cur = c.cursor(); cur.execute('SELECT CURRENT_USER()'); print(cur.fetchone()[0])\n")
-    return subprocess.run(["docker", "exec", "-i", container, "python3", "-c", script],
-                          input=password, capture_output=True, text=True)
+    script = (
+        "import sys; sys.path.insert(0, '/tmp'); import pymysql\n"
+        f"c = pymysql.connect(host='{address}', user='mmuser', password=sys.stdin.read(), "
+        "database='mattermost', connect_timeout=5)\n"
+        "cur = c.cursor(); cur.execute('SELECT CURRENT_USER()'); print(cur.fetchone()[0])\n"
+    )
+    return subprocess.run(
+        ["docker", "exec", "-i", container, "python3", "-c", script], input=password, capture_output=True, text=True
+    )
 
 
 def test_mmuser_only_from_app_and_job_hosts(site):
@@ -124,8 +132,16 @@ def test_mmuser_only_from_app_and_job_hosts(site):
 def test_exporter_logs_in_on_primary_and_replica(site):
     # The monitoring account is made on the primary and reaches the replica by replication.
     path, _, addr = site
-    inv("deploy", "--inventory", path, "--only", "base,mysql,mysql-replication,node-exporter", "--limit", "db1,db2",
-        "--yes")
+    inv(
+        "deploy",
+        "--inventory",
+        path,
+        "--only",
+        "base,mysql,mysql-replication,node-exporter",
+        "--limit",
+        "db1,db2",
+        "--yes",
+    )
     for name in ("db1", "db2"):
         assert metric(addr[name], 9104, "mysql_up 1"), f"{name}: the mysqld exporter does not report mysql_up 1"
     # Its privileges cover every collector it runs, the replica's status included.
@@ -143,8 +159,14 @@ def _longest_gap(writer: Writer, since: float) -> float:
 def _wait_ssh(host: str, timeout: float = 60) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if subprocess.run(["docker", "exec", testbed.container_name(host), "systemctl", "is-active", "ssh"],
-                          capture_output=True, text=True).stdout.strip() == "active":
+        if (
+            subprocess.run(
+                ["docker", "exec", testbed.container_name(host), "systemctl", "is-active", "ssh"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            == "active"
+        ):
             return
         time.sleep(0.5)
     raise AssertionError(f"{host}: ssh did not come back")
@@ -157,8 +179,11 @@ def _writable() -> list[str]:
 def _follows(host: str, primary_address: str) -> bool:
     for _ in range(100):
         status = on(host, "mariadb -e 'SHOW SLAVE STATUS\\G'")
-        if (f"Master_Host: {primary_address}" in status and "Slave_IO_Running: Yes" in status
-                and "Slave_SQL_Running: Yes" in status):
+        if (
+            f"Master_Host: {primary_address}" in status
+            and "Slave_IO_Running: Yes" in status
+            and "Slave_SQL_Running: Yes" in status
+        ):
             return True
         time.sleep(0.1)
     return False
@@ -200,9 +225,11 @@ def _kill_failover_rejoin(path: str, addr: dict, client, old: str) -> str:
     writer.stop()
     acked = writer.acked_ids()
     lost = acked - _rows_on(writer, addr[new], acked)
-    print(f"\nkill {old} + failover -> {new}: failover-db took {took:.2f} s; last ack {before:+.2f} s, first ack "
-          f"after {after:+.2f} s, unavailable {gap:.2f} s (longest gap {_longest_gap(writer, killed - 1):.2f} s); "
-          f"{len(acked)} acked, {len(lost)} lost, {writer.failures} failed inserts")
+    print(
+        f"\nkill {old} + failover -> {new}: failover-db took {took:.2f} s; last ack {before:+.2f} s, first ack "
+        f"after {after:+.2f} s, unavailable {gap:.2f} s (longest gap {_longest_gap(writer, killed - 1):.2f} s); "
+        f"{len(acked)} acked, {len(lost)} lost, {writer.failures} failed inserts"
+    )
     assert writer.count_since(killed) > 0, failover.stdout
     assert not lost, f"acknowledged rows lost on the new primary {new}: {sorted(lost)[:10]}"
     assert _writable() == [new]
@@ -226,8 +253,7 @@ def test_planned_switchover_loses_nothing_and_deploy_keeps_it(site, writer_accou
     time.sleep(1.5)
     writer.stop()
     acked = writer.acked_ids()
-    print(f"\nswitchover: longest gap between acks {_longest_gap(writer, started):.2f} s; "
-          f"{len(acked)} acked")
+    print(f"\nswitchover: longest gap between acks {_longest_gap(writer, started):.2f} s; {len(acked)} acked")
     assert writer.count_since(started) > 0
     assert acked <= _rows_on(writer, addr["db1"], acked)
     assert _writable() == ["db1"]
@@ -273,8 +299,11 @@ def test_partitioned_primary_accepts_no_write_after_healing_until_rejoined(site,
         assert sql(old, "SELECT @@global.read_only") == "0"
         time.sleep(max(0.0, 30 - (time.monotonic() - cut)))
     finally:
-        subprocess.run(["docker", "network", "connect", "--ip", addr[old], testbed.NETWORK, container],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["docker", "network", "connect", "--ip", addr[old], testbed.NETWORK, container],
+            check=True,
+            capture_output=True,
+        )
     healed = time.monotonic()
     while sql(old, "SELECT @@global.read_only") != "1" and time.monotonic() - healed < 30:
         time.sleep(0.1)
@@ -283,8 +312,10 @@ def test_partitioned_primary_accepts_no_write_after_healing_until_rejoined(site,
     writer.stop()
     acked = writer.acked_ids()
     lost = acked - _rows_on(writer, addr[new], acked)
-    print(f"\npartition {old} 30 s + failover --force -> {new}: failover-db took {took:.2f} s; healed node "
-          f"read-only {fenced_after:.2f} s after the heal; {len(acked)} acked, {len(lost)} lost")
+    print(
+        f"\npartition {old} 30 s + failover --force -> {new}: failover-db took {took:.2f} s; healed node "
+        f"read-only {fenced_after:.2f} s after the heal; {len(acked)} acked, {len(lost)} lost"
+    )
     assert not lost, f"acknowledged rows lost on the new primary {new}: {sorted(lost)[:10]}"
     assert _writable() == [new]
     assert on(old, "cat /etc/mysql/mmdeploy-fenced").startswith("fenced by mmdeploy-mysql-fence")

@@ -32,8 +32,14 @@ from .poster import Poster
 from .webhook import Receiver
 
 pytestmark = pytest.mark.e2e
-ROLES = {"proxy1": ["proxy"], "app1": ["app"], "job1": ["jobserver", "monitoring"],
-         "db1": ["db"], "db2": ["db"], "db3": ["db"]}
+ROLES = {
+    "proxy1": ["proxy"],
+    "app1": ["app"],
+    "job1": ["jobserver", "monitoring"],
+    "db1": ["db"],
+    "db2": ["db"],
+    "db3": ["db"],
+}
 # The control machine (the bed's gateway) may connect as the Mattermost user, for the
 # writer; the DB sizes itself for 1 GB since the bed's containers share this machine.
 SETTINGS = {"database": {"ha": "patroni", "memory_mb": 1024, "extra_clients": [testbed.GATEWAY]}}
@@ -53,8 +59,14 @@ def small_bed(name: str = "patroni") -> Path:
     testbed.ensure_network()
     apt_proxy = testbed.ensure_apt_cache(lambda *_: None)
     testbed.start(hosts, ROOT, lambda *_: None, "tests", name)
-    return testbed.write_inventory(testbed.path_for(ROOT, name), hosts, "single", testbed.key_path(ROOT), apt_proxy,
-                                   merge(release.settings(), SETTINGS))
+    return testbed.write_inventory(
+        testbed.path_for(ROOT, name),
+        hosts,
+        "single",
+        testbed.key_path(ROOT),
+        apt_proxy,
+        merge(release.settings(), SETTINGS),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +80,15 @@ def site():
     FIGURES["cold deploy (s)"] = round(time.monotonic() - t0, 1)
     inventory = mmdeploy.load(path)
     secrets = Secrets(inventory.secrets_path, Redactor())
-    yield {"path": path, "inv": inventory, "first": first, "receiver": receiver,
-           "client": PostgresClient("mmuser", secrets.get(DB_PASSWORD), "mattermost"),
-           "password": secrets.existing(ADMIN_PASSWORD),
-           "addr": {h.name: h.private_address for h in inventory.with_role("db")}}
+    yield {
+        "path": path,
+        "inv": inventory,
+        "first": first,
+        "receiver": receiver,
+        "client": PostgresClient("mmuser", secrets.get(DB_PASSWORD), "mattermost"),
+        "password": secrets.existing(ADMIN_PASSWORD),
+        "addr": {h.name: h.private_address for h in inventory.with_role("db")},
+    }
     print("\nPatroni figures on the small bed: " + ", ".join(f"{k} {v}" for k, v in FIGURES.items()))
     receiver.close()
     os.environ.pop(WEBHOOK.env, None)
@@ -112,10 +129,12 @@ def test_deploy_is_idempotent_and_verified(site):
     FIGURES["no-op re-deploy (s)"] = round(time.monotonic() - t0, 1)
     assert changed(again.stdout) == 0, again.stdout
     verify = inv("verify", "--inventory", site["path"])
-    for check in ("etcd: a quorum of 3 members with one leader",
-                  "patroni: one leader, a synchronous standby, every member running",
-                  "HAProxy on proxy1: every server of postgresql, postgresql-replicas up",
-                  "post created through the API and read back"):
+    for check in (
+        "etcd: a quorum of 3 members with one leader",
+        "patroni: one leader, a synchronous standby, every member running",
+        "HAProxy on proxy1: every server of postgresql, postgresql-replicas up",
+        "post created through the API and read back",
+    ):
         assert f"ok   {check}" in verify.stdout, verify.stdout
     # Mattermost names HAProxy's routes, never a DB host; PostgreSQL runs under Patroni only.
     proxy = site["inv"].host("proxy1").private_address
@@ -137,10 +156,22 @@ def test_deploy_is_idempotent_and_verified(site):
 def test_alert_rules_evaluate_as_intended(site):
     """promtool evaluates the installed rules against made-up series (every concern)."""
     container = testbed.container_name("job1")
-    subprocess.run(["docker", "cp", str(Path(__file__).parent / "data" / "alert-rules-test.yml"),
-                    f"{container}:/tmp/mmdeploy-alert-rules-test.yml"], check=True, capture_output=True)
-    result = subprocess.run(["docker", "exec", container, "promtool", "test", "rules",
-                             "/tmp/mmdeploy-alert-rules-test.yml"], capture_output=True, text=True, timeout=120)
+    subprocess.run(
+        [
+            "docker",
+            "cp",
+            str(Path(__file__).parent / "data" / "alert-rules-test.yml"),
+            f"{container}:/tmp/mmdeploy-alert-rules-test.yml",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    result = subprocess.run(
+        ["docker", "exec", container, "promtool", "test", "rules", "/tmp/mmdeploy-alert-rules-test.yml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
 
 
@@ -161,18 +192,31 @@ def test_the_leader_dies_and_patroni_fails_over_alone(site):
     last, first, gap = w.gap(t0)
     post_gap = p.longest_gap(t0)
     FIGURES["writer gap (s)"], FIGURES["post gap (s)"] = round(gap, 2), round(post_gap, 2)
-    print(f"\nkill of {old}: writes paused {gap:.2f} s (last ack {last:+.2f} s, first {first:+.2f} s after the kill); "
-          f"posts through NGINX paused {post_gap:.2f} s; {len(w.acked)} writes, {len(p.acked)} posts acknowledged")
+    print(
+        f"\nkill of {old}: writes paused {gap:.2f} s (last ack {last:+.2f} s, first {first:+.2f} s after the kill); "
+        f"posts through NGINX paused {post_gap:.2f} s; {len(w.acked)} writes, {len(p.acked)} posts acknowledged"
+    )
     new = leader(site)
     assert new != old
     # Alerts: the dead host (its other alerts inhibited) and the changed primary, in
     # Alertmanager's API and posted to the webhook.
     monitor = site["inv"].host("job1")
-    wait_for(lambda: {"HostDown"} <= {a["labels"]["alertname"] for a in firing(monitor)
-                                      if a["labels"].get("host") == old}, 120, f"HostDown {old}", every=5)
+    wait_for(
+        lambda: {"HostDown"} <= {a["labels"]["alertname"] for a in firing(monitor) if a["labels"].get("host") == old},
+        120,
+        f"HostDown {old}",
+        every=5,
+    )
     wait_for(lambda: site["receiver"].seen("HostDown", "firing", host=old), 60, "HostDown posted", every=2)
-    wait_for(lambda: any(a["labels"]["alertname"] == "DatabasePrimaryChanged" and a["labels"].get("host") == new
-                         for a in firing(monitor)), 120, "DatabasePrimaryChanged", every=5)
+    wait_for(
+        lambda: any(
+            a["labels"]["alertname"] == "DatabasePrimaryChanged" and a["labels"].get("host") == new
+            for a in firing(monitor)
+        ),
+        120,
+        "DatabasePrimaryChanged",
+        every=5,
+    )
     assert w.acked_ids() - w.rows_on(site["addr"][new]) == set(), "acknowledged writes lost"
     assert p.missing() == [], "acknowledged posts lost"
     assert gap <= 20, f"writes paused {gap:.1f} s"  # the target (8 s) is a figure: this bed is shared
@@ -186,9 +230,25 @@ def test_the_leader_dies_and_patroni_fails_over_alone(site):
         return re.match(rf"^{old}\s+replica\s+read-only", line) and f"from {site['addr'][new]}" in line
 
     wait_for(follows, 120, f"{old} streaming from {new}", every=3)
-    refused = subprocess.run(["docker", "exec", testbed.container_name(old), "runuser", "-u", "postgres", "--",
-                              "psql", "-XAtq", "-d", "mattermost", "-c", "create table mmdeploy_probe (i int)"],
-                             capture_output=True, text=True)
+    refused = subprocess.run(
+        [
+            "docker",
+            "exec",
+            testbed.container_name(old),
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-XAtq",
+            "-d",
+            "mattermost",
+            "-c",
+            "create table mmdeploy_probe (i int)",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert refused.returncode != 0 and "read-only transaction" in refused.stderr
     assert changed(inv("deploy", "--inventory", site["path"], "--yes").stdout) == 0
     assert inv("verify", "--inventory", site["path"], check=False).returncode == 0
@@ -205,8 +265,14 @@ def test_failover_db_is_a_patroni_switchover(site):
     wait_for(lambda: "receiver streaming" in status(site)[old], 60, f"{old} following {new}", every=3)
     # --to a replica that is not the synchronous standby: refused before anything changes.
     # Patroni picks the new synchronous standby a loop after the switchover: wait for it.
-    wait_for(lambda: sum("synchronous standby, receiver streaming" in line for h, line in status(site).items()
-                         if h != new) == 1, 60, "a synchronous standby after the switchover", every=3)
+    wait_for(
+        lambda: (
+            sum("synchronous standby, receiver streaming" in line for h, line in status(site).items() if h != new) == 1
+        ),
+        60,
+        "a synchronous standby after the switchover",
+        every=3,
+    )
     other = next(h for h, line in status(site).items() if h != new and "synchronous standby" not in line)
     refused = inv("failover-db", "--inventory", site["path"], "--to", other, check=False)
     assert refused.returncode == 2 and "is not the synchronous standby" in refused.stderr

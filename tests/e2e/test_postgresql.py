@@ -36,8 +36,13 @@ def site(bed):
     print(f"\nfirst deploy of the PostgreSQL tier: {seconds:.1f} s")
     inventory = mmdeploy.load(path)
     client = PostgresClient("mmuser", Secrets(inventory.secrets_path, Redactor()).get(DB_PASSWORD), "mattermost")
-    return {"path": path, "inv": inventory, "first": first, "client": client,
-            "addr": {h.name: h.private_address for h in inventory.with_role("db")}}
+    return {
+        "path": path,
+        "inv": inventory,
+        "first": first,
+        "client": client,
+        "addr": {h.name: h.private_address for h in inventory.with_role("db")},
+    }
 
 
 def changed(output: str) -> int:
@@ -107,16 +112,28 @@ def test_deploy_replicates_synchronously_and_redeploy_changes_nothing(site):
 
 def test_exporter_logs_in_on_primary_and_replica(site):
     # The monitoring role is made on the primary and reaches the replica by replication.
-    inv("deploy", "--inventory", site["path"], "--only", "base,postgresql,postgresql-replication,node-exporter",
-        "--limit", "db1,db2", *SETTINGS, "--yes")
+    inv(
+        "deploy",
+        "--inventory",
+        site["path"],
+        "--only",
+        "base,postgresql,postgresql-replication,node-exporter",
+        "--limit",
+        "db1,db2",
+        *SETTINGS,
+        "--yes",
+    )
     for name, address in site["addr"].items():
         assert metric(address, 9187, "pg_up 1"), f"{name}: the postgres exporter does not report pg_up 1"
 
 
 def test_bad_to_is_refused_and_nothing_changes(site):
     before = {n: (s.role, s.writable, s.detail) for n, s in states(site).items()}
-    for target, message in (("db9", "is not a DB host"), ("app1", "is not a DB host"),
-                            ("db1", "is not a running replica (it is the primary)")):
+    for target, message in (
+        ("db9", "is not a DB host"),
+        ("app1", "is not a DB host"),
+        ("db1", "is not a running replica (it is the primary)"),
+    ):
         run = inv("failover-db", "--inventory", site["path"], "--to", target, check=False)
         assert run.returncode == 2 and message in run.stderr, run
     assert {n: (s.role, s.writable, s.detail) for n, s in states(site).items()} == before
@@ -132,8 +149,10 @@ def test_planned_switchover_loses_nothing(site):
     new = primary(site)
     assert new != old
     last, first, gap = w.gap(t0)
-    print(f"switchover {old} -> {new}: writes paused {gap:.2f} s (from {last:.2f} s to {first:.2f} s "
-          f"after the command started), {len(w.acked)} acked")
+    print(
+        f"switchover {old} -> {new}: writes paused {gap:.2f} s (from {last:.2f} s to {first:.2f} s "
+        f"after the command started), {len(w.acked)} acked"
+    )
     assert_healthy(site, w, new)
     assert states(site)[old].upstream == site["addr"][new]  # the old primary follows at once
 
@@ -150,8 +169,10 @@ def kill_and_fail_over(site) -> tuple[str, str, Writer]:
     new = next(n for n in site["addr"] if n != old)
     assert w.count_since(t0) > 0, "no write acknowledged after the failover"
     last, first, gap = w.gap(t0)
-    print(f"kill {old} + failover --force -> {new}: writes paused {gap:.2f} s; first write acknowledged "
-          f"{first:.2f} s after the command started")
+    print(
+        f"kill {old} + failover --force -> {new}: writes paused {gap:.2f} s; first write acknowledged "
+        f"{first:.2f} s after the command started"
+    )
     return old, new, w
 
 

@@ -54,8 +54,11 @@ def site(bed):
         print(f"\ncold deploy of {','.join(ONLY)} on 4 hosts: {time.monotonic() - t0:.1f}s")
         assert not report.failed, [r for r in report.results if r.status == "failed"]
         for app in ("app1", "app2"):  # Mattermost's health path, served by the demo
-            on(app, f"mkdir -p /srv/mmdeploy-demo/api/v4/system && printf '%s' '{PING}' "
-                    "> /srv/mmdeploy-demo/api/v4/system/ping")
+            on(
+                app,
+                f"mkdir -p /srv/mmdeploy-demo/api/v4/system && printf '%s' '{PING}' "
+                "> /srv/mmdeploy-demo/api/v4/system/ping",
+            )
         yield inv, [v.split("/")[0] for v in inv.settings.proxy.vips]
 
 
@@ -83,8 +86,11 @@ def test_each_address_has_one_holder_and_the_site_answers_on_it(site):
     inv, (vip1, vip2) = site
     results = mmdeploy.verify(inv, only=["keepalived", "haproxy", "nginx"], out=StringIO())
     assert [r.problem for r in results if not r.ok] == []
-    assert {r.name for r in results} >= {f"exactly one proxy holds {vip1}", f"exactly one proxy holds {vip2}",
-                                         f"Mattermost answers through {vip1} over HTTPS"}
+    assert {r.name for r in results} >= {
+        f"exactly one proxy holds {vip1}",
+        f"exactly one proxy holds {vip2}",
+        f"Mattermost answers through {vip1} over HTTPS",
+    }
     # Active-active: each proxy holds the address it is preferred for.
     assert holds("proxy1", vip1) and not holds("proxy1", vip2)
     assert holds("proxy2", vip2) and not holds("proxy2", vip1)
@@ -98,9 +104,14 @@ def test_vrrp_goes_only_between_the_proxies(site):
     proxies = {h.private_address for h in inv.with_role("proxy")}
     sockets = []
     for h in inv.hosts:  # the host side of each container's interface
-        index = int(subprocess.run(["docker", "exec", testbed.container_name(h.name), "cat",
-                                    "/sys/class/net/eth0/iflink"], capture_output=True, text=True,
-                                   check=True).stdout)
+        index = int(
+            subprocess.run(
+                ["docker", "exec", testbed.container_name(h.name), "cat", "/sys/class/net/eth0/iflink"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
         s.bind((socket.if_indextoname(index), 0))
         s.setblocking(False)
@@ -134,13 +145,17 @@ def test_state_reaches_the_node_exporter(site):
     assert metric(proxy1, 9100, f'keepalived_vrrp_state{{instance="mm_vip2",vip="{vip2}"}} 1')
     assert metric(proxy2, 9100, f'keepalived_vrrp_state{{instance="mm_vip2",vip="{vip2}"}} 2')
     page = on("proxy2", "curl -s http://127.0.0.1:9100/metrics")
-    assert re.search(rf'^keepalived_vrrp_transitions_total\{{instance="mm_vip1",vip="{re.escape(vip1)}"\}} \d+$',
-                     page, re.M)
+    assert re.search(
+        rf'^keepalived_vrrp_transitions_total\{{instance="mm_vip1",vip="{re.escape(vip1)}"\}} \d+$', page, re.M
+    )
 
 
 def curl_from(host: str, url: str) -> tuple[int, str]:
-    p = subprocess.run(["docker", "exec", testbed.container_name(host), "curl", "-sS", "--max-time", "5", url],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        ["docker", "exec", testbed.container_name(host), "curl", "-sS", "--max-time", "5", url],
+        capture_output=True,
+        text=True,
+    )
     return p.returncode, p.stdout + p.stderr
 
 
@@ -159,8 +174,9 @@ def test_haproxy_serves_the_layer_to_its_clients_only(site):
 
 
 def requests_from_app1(url: str, count: int) -> list[str]:
-    script = (f"for i in $(seq {count}); do curl -s -o /dev/null -w '%{{http_code}}\\n' --max-time 5 {url}; "
-              "sleep 0.05; done")
+    script = (
+        f"for i in $(seq {count}); do curl -s -o /dev/null -w '%{{http_code}}\\n' --max-time 5 {url}; sleep 0.05; done"
+    )
     return on("app1", script).split()
 
 
@@ -178,14 +194,19 @@ def test_haproxy_keeps_answering_when_a_backend_stops(site):
         during = requests_from_app1(f"http://{vip1}:8065/", 40)
         marked = wait_for(app2_down, 15, "HAProxy marks app2 down")
         after = requests_from_app1(f"http://{vip1}:8065/", 100)
-        print(f"\nbackend stopped: marked down after {marked:.1f}s more; failed requests before: "
-              f"{sum(c != '200' for c in during)}/40, after: {sum(c != '200' for c in after)}/100")
+        print(
+            f"\nbackend stopped: marked down after {marked:.1f}s more; failed requests before: "
+            f"{sum(c != '200' for c in during)}/40, after: {sum(c != '200' for c in after)}/100"
+        )
         assert after == ["200"] * 100
         assert during == ["200"] * 40
     finally:
         on("app2", "systemctl start mmdeploy-demo")
-    wait_for(lambda: server_states(on(holder, "curl -s http://127.0.0.1:8405/metrics")).get(("demo", "app2")),
-             15, "HAProxy takes app2 back")
+    wait_for(
+        lambda: server_states(on(holder, "curl -s http://127.0.0.1:8405/metrics")).get(("demo", "app2")),
+        15,
+        "HAProxy takes app2 back",
+    )
 
 
 def test_nginx_stopped_on_a_holder_gives_its_address_away(site):
@@ -261,8 +282,10 @@ def test_killed_holder_moves_its_address_and_recovery_does_not_move_it_back(site
         probe.join()
     gap = probe.gap_after(killed)
     failed = sum(not ok for t, ok in probe.results if t > killed)
-    print(f"\nVIP failover after docker kill of its holder: {gap:.2f}s without an answer "
-          f"({failed} failed of {len(probe.results)} probes, one every 50 ms plus its own time)")
+    print(
+        f"\nVIP failover after docker kill of its holder: {gap:.2f}s without an answer "
+        f"({failed} failed of {len(probe.results)} probes, one every 50 ms plus its own time)"
+    )
     assert holds("proxy2", vip1) and holds("proxy2", vip2)
     assert gap <= 3.0, f"failover took {gap:.2f}s"
     results = mmdeploy.verify(inv, only=["keepalived"], out=StringIO())
@@ -271,9 +294,17 @@ def test_killed_holder_moves_its_address_and_recovery_does_not_move_it_back(site
 
     # The killed proxy comes back as a backup; with nopreempt the addresses stay put.
     subprocess.run(["docker", "start", testbed.container_name("proxy1")], check=True, capture_output=True)
-    wait_for(lambda: subprocess.run(["docker", "exec", testbed.container_name("proxy1"), "systemctl",
-                                     "is-active", "keepalived"], capture_output=True).returncode == 0,
-             60, "keepalived runs again on proxy1")
+    wait_for(
+        lambda: (
+            subprocess.run(
+                ["docker", "exec", testbed.container_name("proxy1"), "systemctl", "is-active", "keepalived"],
+                capture_output=True,
+            ).returncode
+            == 0
+        ),
+        60,
+        "keepalived runs again on proxy1",
+    )
     proxy1 = inv.host("proxy1").address
     assert metric(proxy1, 9100, f'keepalived_vrrp_state{{instance="mm_vip1",vip="{vip1}"}} 1', timeout=60)
     assert metric(proxy1, 9100, f'keepalived_vrrp_state{{instance="mm_vip2",vip="{vip2}"}} 1', timeout=60)

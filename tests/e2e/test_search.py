@@ -41,27 +41,51 @@ TEMPLATE = {
     "index_patterns": ["mmtest_posts_*"],
     "template": {
         # What Mattermost's post template sets (PostIndexShards/PostIndexReplicas = search.replicas).
-        "settings": {"index": {"number_of_shards": "1", "number_of_replicas": "1"},
-                     "analysis": {
-                         "char_filter": {
-                             "leading_underscores": {"type": "pattern_replace", "pattern": r"(^|[\s\r\n])_",
-                                                     "replacement": "$1"},
-                             "trailing_underscores": {"type": "pattern_replace", "pattern": r"_([\s\r\n]|$)",
-                                                      "replacement": "$1"}},
-                         "filter": {"mm_snowball": {"type": "snowball", "language": "English"},
-                                    "mm_stop": {"type": "stop", "stopwords": "_english_"}},
-                         "analyzer": {"mm_lowercaser": {
-                             "tokenizer": "icu_tokenizer", "filter": ["icu_normalizer", "mm_snowball", "mm_stop"],
-                             "char_filter": ["leading_underscores", "trailing_underscores"]}}}},
-        "mappings": {"properties": {"message": {"type": "text", "analyzer": "mm_lowercaser"},
-                                    "channel_id": {"type": "keyword"}, "create_at": {"type": "long"}}}}}
+        "settings": {
+            "index": {"number_of_shards": "1", "number_of_replicas": "1"},
+            "analysis": {
+                "char_filter": {
+                    "leading_underscores": {
+                        "type": "pattern_replace",
+                        "pattern": r"(^|[\s\r\n])_",
+                        "replacement": "$1",
+                    },
+                    "trailing_underscores": {
+                        "type": "pattern_replace",
+                        "pattern": r"_([\s\r\n]|$)",
+                        "replacement": "$1",
+                    },
+                },
+                "filter": {
+                    "mm_snowball": {"type": "snowball", "language": "English"},
+                    "mm_stop": {"type": "stop", "stopwords": "_english_"},
+                },
+                "analyzer": {
+                    "mm_lowercaser": {
+                        "tokenizer": "icu_tokenizer",
+                        "filter": ["icu_normalizer", "mm_snowball", "mm_stop"],
+                        "char_filter": ["leading_underscores", "trailing_underscores"],
+                    }
+                },
+            },
+        },
+        "mappings": {
+            "properties": {
+                "message": {"type": "text", "analyzer": "mm_lowercaser"},
+                "channel_id": {"type": "keyword"},
+                "create_at": {"type": "long"},
+            }
+        },
+    },
+}
 INDEX = "mmtest_posts_2026_11_29"
 
 
 def api(address: str, path: str, body=None, method: str | None = None, timeout: float = 30):
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"http://{address}:9200{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://{address}:9200{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=timeout) as r:
         return json.loads(r.read())
 
@@ -73,14 +97,18 @@ def changed_total(output: str) -> int:
 
 
 def find(address: str, words: str) -> list[str]:
-    found = api(address, f"/{INDEX}/_search", {"query": {"match": {"message": {"query": words, "operator": "and"}}}},
-                timeout=10)
+    found = api(
+        address, f"/{INDEX}/_search", {"query": {"match": {"message": {"query": words, "operator": "and"}}}}, timeout=10
+    )
     return [h["_id"] for h in found["hits"]["hits"]]
 
 
 def wait_for_status(address: str, status: str, seconds: int = 300, nodes: int = 3) -> dict:
-    return api(address, f"/_cluster/health?wait_for_status={status}&wait_for_nodes={nodes}&timeout={seconds}s",
-               timeout=seconds + 10)
+    return api(
+        address,
+        f"/_cluster/health?wait_for_status={status}&wait_for_nodes={nodes}&timeout={seconds}s",
+        timeout=seconds + 10,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +172,12 @@ def test_second_deploy_changes_nothing(site):
 def test_mattermost_like_index_with_icu_analysis(site):
     a = site["addr"]
     assert api(a[S1], "/_index_template/mmtest_posts", TEMPLATE, "PUT")["acknowledged"]
-    api(a[S1], f"/{INDEX}/_doc/p1?refresh=true",
-        {"message": "Größere Übersetzungen running quickly 日本語のテキスト", "channel_id": "c1", "create_at": 1}, "PUT")
+    api(
+        a[S1],
+        f"/{INDEX}/_doc/p1?refresh=true",
+        {"message": "Größere Übersetzungen running quickly 日本語のテキスト", "channel_id": "c1", "create_at": 1},
+        "PUT",
+    )
     # icu_normalizer folds ß, snowball stems, icu_tokenizer splits Japanese: asked of the other node.
     assert find(a[S2], "grössere") == ["p1"]
     assert find(a[S2], "run") == ["p1"]
@@ -177,9 +209,11 @@ PROBE = "/tmp/mmtest-search-probe"
 def start_probe(host: str, url: str) -> None:
     """A search every 0.2 s from `host` (a client of the balancer), each answer's time and
     HTTP status logged on the host."""
-    loop = (f"echo $$ > {PROBE}.pid; while :; do t=$(date +%s.%N); "
-            f"c=$(curl -s -o /dev/null -m 3 -w '%{{http_code}}' '{url}/{INDEX}/_search?q=message:gr%C3%B6ssere'); "
-            f"echo \"$t $c\"; sleep 0.2; done > {PROBE}.log")
+    loop = (
+        f"echo $$ > {PROBE}.pid; while :; do t=$(date +%s.%N); "
+        f"c=$(curl -s -o /dev/null -m 3 -w '%{{http_code}}' '{url}/{INDEX}/_search?q=message:gr%C3%B6ssere'); "
+        f'echo "$t $c"; sleep 0.2; done > {PROBE}.log'
+    )
     subprocess.run(["docker", "exec", "-d", testbed.container_name(host), "bash", "-c", loop], check=True)
 
 
@@ -240,18 +274,24 @@ def test_search_survives_the_loss_of_a_search_node(site):
         # Still available: a manager (the tiebreaker's vote keeps the quorum), yellow.
         health = wait_for_status(a[survivor], "yellow", 120, nodes=2)
         assert health["status"] == "yellow" and health["number_of_nodes"] == 2, health
-        api(a[survivor], f"/{INDEX}/_doc/p2?refresh=true",
-            {"message": "written after the node died", "channel_id": "c1", "create_at": 2}, "PUT")
+        api(
+            a[survivor],
+            f"/{INDEX}/_doc/p2?refresh=true",
+            {"message": "written after the node died", "channel_id": "c1", "create_at": 2},
+            "PUT",
+        )
         assert find(a[survivor], "after node died") == ["p2"]
         time.sleep(10)  # the balancer keeps answering once its checks took the node out
     finally:
         searcher.stop.set()
         searcher.join()
         through = stop_probe(TIE)
-    print(f"\nsearch: {victim} killed (manager was {manager}); longest search gap through the balancer: "
-          f"{through[0]:.1f} s ({through[1]} answers, {through[2]} failed); on {survivor} directly: "
-          f"{searcher.gap:.1f} s ({searcher.answers} answers, {searcher.failures} failures); "
-          f"new post indexed and found {time.monotonic() - killed:.1f} s after the kill")
+    print(
+        f"\nsearch: {victim} killed (manager was {manager}); longest search gap through the balancer: "
+        f"{through[0]:.1f} s ({through[1]} answers, {through[2]} failed); on {survivor} directly: "
+        f"{searcher.gap:.1f} s ({searcher.answers} answers, {searcher.failures} failures); "
+        f"new post indexed and found {time.monotonic() - killed:.1f} s after the kill"
+    )
     assert searcher.answers > 10 and through[1] > 5
     # HAProxy takes the dead node out (2 failed checks 2 s apart) and redispatches
     # connections that fail; a search in flight at the kill may fail (a 502).
@@ -265,8 +305,10 @@ def test_search_survives_the_loss_of_a_search_node(site):
         time.sleep(1)
     redeploy = inv("deploy", "--inventory", site["path"], *ONLY, "--yes")
     health = wait_for_status(a[survivor], "green", 600)
-    print(f"search: {victim} back; deploy changed {changed_total(redeploy.stdout)} step(s); "
-          f"green {time.monotonic() - back:.0f} s after the container started")
+    print(
+        f"search: {victim} back; deploy changed {changed_total(redeploy.stdout)} step(s); "
+        f"green {time.monotonic() - back:.0f} s after the container started"
+    )
     assert health["status"] == "green" and health["number_of_nodes"] == 3
     assert find(a[victim], "after node died") == ["p2"]  # the post written while it was down
     verify = inv("verify", "--inventory", site["path"], "--only", "search")
@@ -287,8 +329,10 @@ def test_a_configuration_change_restarts_one_node_at_a_time(site):
         searcher.stop.set()
         searcher.join()
     restarts = re.findall(r"^(\S+)\s+search\s+~ handler restart: run", run.stdout, re.M)
-    print(f"\nsearch: heap change deployed in {time.monotonic() - t0:.0f} s, restarts on {', '.join(restarts)}; "
-          f"longest time with no data node answering a search: {searcher.gap:.1f} s")
+    print(
+        f"\nsearch: heap change deployed in {time.monotonic() - t0:.0f} s, restarts on {', '.join(restarts)}; "
+        f"longest time with no data node answering a search: {searcher.gap:.1f} s"
+    )
     assert sorted(restarts) == [S1, S2]
     assert searcher.gap < 10 and searcher.answers > 10
     nodes = api(a[S1], "/_cat/nodes?format=json&h=name,heap.max")

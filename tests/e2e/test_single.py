@@ -38,8 +38,9 @@ class ProcessWatch:
     def run(self):
         while not self.stop.is_set():
             for h in self.hosts:
-                out = subprocess.run(["docker", "exec", testbed.container_name(h), "ps", "-eo", "args"],
-                                     capture_output=True, text=True).stdout
+                out = subprocess.run(
+                    ["docker", "exec", testbed.container_name(h), "ps", "-eo", "args"], capture_output=True, text=True
+                ).stdout
                 self.seen.update(out.splitlines())
             self.seen.update(subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines())
             time.sleep(0.05)
@@ -71,8 +72,11 @@ def test_deploy_then_verify(site):
     assert totals(first.stdout)[0] > 0
     verify = inv("verify", "--inventory", path, *sets(overrides), check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    for name in ("HTTPS ping through NGINX over HTTP/2", "websocket upgrade through NGINX",
-                 "post created through the API and read back"):
+    for name in (
+        "HTTPS ping through NGINX over HTTP/2",
+        "websocket upgrade through NGINX",
+        "post created through the API and read back",
+    ):
         assert f"ok   {name}" in verify.stdout
 
 
@@ -93,7 +97,9 @@ def test_no_secret_in_process_list_plan_or_logs(site):
     path, overrides, first, watch = site
     secrets = secrets_of(path)
     assert secrets and watch.seen
-    plan = inv("plan", "--inventory", path, *sets(overrides + ["mattermost.config={LogSettings: {ConsoleLevel: DEBUG}}"]))
+    plan = inv(
+        "plan", "--inventory", path, *sets(overrides + ["mattermost.config={LogSettings: {ConsoleLevel: DEBUG}}"])
+    )
     logs = [p.read_text() for p in (ROOT / ".mmdeploy" / "runs").rglob("*.log")]
     for secret in secrets:
         assert not any(secret in line for line in watch.seen), "a secret was in a process list"
@@ -109,8 +115,11 @@ def test_post_survives_an_app_restart_and_a_db_failover(site):
     with site_checks.client() as c:
         team = c.get(f"{site_checks.base}/api/v4/teams/name/main", headers=auth).json()
         channel = c.get(f"{site_checks.base}/api/v4/teams/{team['id']}/channels/name/town-square", headers=auth).json()
-        post = c.post(f"{site_checks.base}/api/v4/posts", headers=auth,
-                      json={"channel_id": channel["id"], "message": "before restart"}).json()
+        post = c.post(
+            f"{site_checks.base}/api/v4/posts",
+            headers=auth,
+            json={"channel_id": channel["id"], "message": "before restart"},
+        ).json()
     on("app1", "systemctl restart mattermost")
 
     def read(post_id):
@@ -132,8 +141,11 @@ def test_post_survives_an_app_restart_and_a_db_failover(site):
     new_primary = mmdeploy.load(path).host("db2").private_address
     assert f"@{new_primary}:5432/" in re.search(r'"DataSource": "([^"]+)"', config).group(1)
     with site_checks.client() as c:
-        after = c.post(f"{site_checks.base}/api/v4/posts", headers=auth,
-                       json={"channel_id": channel["id"], "message": "after failover"})
+        after = c.post(
+            f"{site_checks.base}/api/v4/posts",
+            headers=auth,
+            json={"channel_id": channel["id"], "message": "after failover"},
+        )
     assert after.status_code == 201, after.text
     assert read(after.json()["id"]) == "after failover"
     assert read(post["id"]) == "before restart"
@@ -151,9 +163,12 @@ def test_upgrade_side_by_side_keeps_config_and_data_then_rolls_back(site):
     current = release.VERSION
     major, minor, patch = current.split(".")
     next_patch = f"{major}.{minor}.{int(patch) + 1}"
-    on("app1", "install -o mattermost -g mattermost /dev/null /opt/mattermost/data/kept-across-upgrades && "
-               f"jq '.TeamSettings.SiteName = \"Set In The Console\"' {config} > /tmp/c.json && "
-               f"install -o mattermost -g mattermost -m 0600 /tmp/c.json {config}")
+    on(
+        "app1",
+        "install -o mattermost -g mattermost /dev/null /opt/mattermost/data/kept-across-upgrades && "
+        f"jq '.TeamSettings.SiteName = \"Set In The Console\"' {config} > /tmp/c.json && "
+        f"install -o mattermost -g mattermost -m 0600 /tmp/c.json {config}",
+    )
     newer = release.overrides(next_patch) + BED_SETTINGS
     upgrade = inv("deploy", "--inventory", path, *sets(newer), "--yes")
     assert f"release mattermost {next_patch}" in upgrade.stdout
@@ -180,8 +195,7 @@ def test_mattermost_db_user_refused_from_a_non_app_host(site):
     password = yaml.safe_load(open(path.replace(".yml", ".secrets.yml")))["db_password"]
     for db in inventory.with_role("db"):
         with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry"):
-            psycopg.connect(host=db.address, user="mmuser", password=password, dbname="mattermost",
-                            connect_timeout=5)
+            psycopg.connect(host=db.address, user="mmuser", password=password, dbname="mattermost", connect_timeout=5)
 
 
 def test_all_in_one_host(bed, standin_release):

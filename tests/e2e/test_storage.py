@@ -73,11 +73,19 @@ def s3client(inventory, host: str, key: str | None = None, secret: str | None = 
 
     access, secret_default = common.credentials(inventory)
     return boto3.client(
-        "s3", endpoint_url=f"http://{inventory.host(host).address}:{common.s3_port(inventory.settings)}",
-        region_name=inventory.settings.storage.region, aws_access_key_id=key or access,
+        "s3",
+        endpoint_url=f"http://{inventory.host(host).address}:{common.s3_port(inventory.settings)}",
+        region_name=inventory.settings.storage.region,
+        aws_access_key_id=key or access,
         aws_secret_access_key=secret or secret_default,
-        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4", connect_timeout=3,
-                      read_timeout=8, retries={"max_attempts": 1}))
+        config=Config(
+            s3={"addressing_style": "path"},
+            signature_version="s3v4",
+            connect_timeout=3,
+            read_timeout=8,
+            retries={"max_attempts": 1},
+        ),
+    )
 
 
 def anonymous(inventory, host: str, method: str, path: str, body: bytes | None = None) -> int:
@@ -105,20 +113,28 @@ def test_deploys_and_a_second_deploy_changes_nothing(site):
 
 def test_layout_on_the_hosts(site):
     for host in ("host2", "host3"):
-        assert on(host, "systemctl is-active seaweedfs-master seaweedfs-volume seaweedfs-filer seaweedfs-s3").split() == ["active"] * 4
+        assert (
+            on(host, "systemctl is-active seaweedfs-master seaweedfs-volume seaweedfs-filer seaweedfs-s3").split()
+            == ["active"] * 4
+        )
     # The job/monitoring host completes the Raft trio and holds a third volume server.
     assert on("host1", "systemctl is-active seaweedfs-master seaweedfs-volume").split() == ["active"] * 2
     assert on("host1", "systemctl list-unit-files 'seaweedfs-*' --no-legend | wc -l").strip() == "2"
     assert on("host2", "stat -c '%U:%G %a' /etc/seaweedfs/s3.json /etc/seaweedfs/seaweedfs.env").split("\n")[:2] == [
-        "root:seaweedfs 640", "root:root 600"]
+        "root:seaweedfs 640",
+        "root:root 600",
+    ]
 
 
 def test_verify_passes(site):
     out = inv("verify", "--inventory", site[0], *CHECKS).stdout
-    for name in ("SeaweedFS masters agree on a leader (3)", "S3 on host2: signed requests served, anonymous refused",
-                 "S3 on host3: signed requests served, anonymous refused",
-                 "S3: a file written through one gateway reads through every other",
-                 "SeaweedFS: every file has its copies"):
+    for name in (
+        "SeaweedFS masters agree on a leader (3)",
+        "S3 on host2: signed requests served, anonymous refused",
+        "S3 on host3: signed requests served, anonymous refused",
+        "S3: a file written through one gateway reads through every other",
+        "SeaweedFS: every file has its copies",
+    ):
         assert f"ok   {name}" in out, out
 
 
@@ -150,8 +166,7 @@ def test_prometheus_scrapes_every_seaweedfs_server(inventory):
     deadline = time.monotonic() + 90
     while True:
         with urllib.request.urlopen(f"http://{monitoring.address}:9090/api/v1/targets?state=active", timeout=10) as r:
-            targets = [t for t in json.load(r)["data"]["activeTargets"]
-                       if t["labels"]["job"].startswith("seaweedfs-")]
+            targets = [t for t in json.load(r)["data"]["activeTargets"] if t["labels"]["job"].startswith("seaweedfs-")]
         health = {(t["labels"]["job"], t["labels"]["host"]): t["health"] for t in targets}
         if len(health) == 10 and set(health.values()) == {"up"} or time.monotonic() > deadline:
             break
@@ -188,7 +203,8 @@ def test_losing_a_storage_host(site, inventory):
     FIGURES["uploads after killing a storage host"] = (
         f"first success {first_ok:.1f} s after the kill; {failures} of {attempts} attempts failed "
         f"in the {time.monotonic() - killed:.0f} s measured (client timeout 8 s, no retries); "
-        f"slowest upload {slowest:.1f} s")
+        f"slowest upload {slowest:.1f} s"
+    )
     assert len(written) >= 20
     for key, body in BODIES.items():
         assert survivor.get_object(Bucket=bucket, Key=key)["Body"].read() == body

@@ -39,7 +39,7 @@ def deploy_and_verify(path, overrides):
 def test_single_pattern_on_trixie_with_postgresql_17(bed, standin_release):
     path = str(bed("single", fresh=True, distro="trixie"))
     overrides = standin_release() + BED_SETTINGS
-    assert "VERSION_ID=\"13\"" in on("db1", "cat /etc/os-release")
+    assert 'VERSION_ID="13"' in on("db1", "cat /etc/os-release")
     deploy_and_verify(path, overrides)
     assert re.search(r"^17\s+main\s+5432\s+online\s", on("db1", "pg_lsclusters -h"), re.M)
     assert re.search(r"^17\s+main\s+5432\s+online,recovery\s", on("db2", "pg_lsclusters -h"), re.M)

@@ -88,8 +88,9 @@ class Websocket(threading.Thread):
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
         while not self._halt.is_set():
             try:
-                with connect(self.url, ssl=context, additional_headers={"Authorization": f"Bearer {self.token}"},
-                             open_timeout=5) as ws:
+                with connect(
+                    self.url, ssl=context, additional_headers={"Authorization": f"Bearer {self.token}"}, open_timeout=5
+                ) as ws:
                     if json.loads(ws.recv(timeout=5)).get("event") != "hello":
                         self.failed.append("no hello")
                     self.opened += 1
@@ -118,8 +119,14 @@ def site(bed, standin_release):
     inventory = mmdeploy.load(path, overrides)
     password = Secrets(inventory.secrets_path, Redactor()).existing(ADMIN_PASSWORD)
     proxy = inventory.with_role("proxy")[0]
-    return {"path": path, "overrides": overrides, "password": password, "proxy": proxy,
-            "base": f"https://{proxy.address}", "domain": inventory.settings.domain}
+    return {
+        "path": path,
+        "overrides": overrides,
+        "password": password,
+        "proxy": proxy,
+        "base": f"https://{proxy.address}",
+        "domain": inventory.settings.domain,
+    }
 
 
 def clients(site):
@@ -134,8 +141,11 @@ def clients(site):
 
 
 def versions(path):
-    return {h.name: on(h.name, "cat /opt/mattermost/.mmdeploy-version").strip()
-            for h in mmdeploy.load(path).hosts if h.has("app") or h.has("jobserver")}
+    return {
+        h.name: on(h.name, "cat /opt/mattermost/.mmdeploy-version").strip()
+        for h in mmdeploy.load(path).hosts
+        if h.has("app") or h.has("jobserver")
+    }
 
 
 def test_rolling_upgrade_without_a_failed_request(site):
@@ -153,7 +163,11 @@ def test_rolling_upgrade_without_a_failed_request(site):
     assert report.ok, report.message
     assert report.procedure == "rolling"
     assert [(n.host, n.status) for n in report.nodes] == [
-        ("job1", "upgraded"), ("app1", "upgraded"), ("app2", "upgraded"), ("app3", "upgraded")]
+        ("job1", "upgraded"),
+        ("app1", "upgraded"),
+        ("app2", "upgraded"),
+        ("app3", "upgraded"),
+    ]
     assert all(n.drain_seconds is not None for n in report.nodes if n.role == "app")
     assert set(versions(site["path"]).values()) == {"10.11.5"}
     assert poster.failures == [], poster.failures
@@ -162,10 +176,14 @@ def test_rolling_upgrade_without_a_failed_request(site):
     # The websocket was on one of the app servers: closed when it stopped, reopened elsewhere.
     assert ws.failed == [] and ws.closed >= 1 and ws.opened >= 2, (ws.opened, ws.closed, ws.failed)
     FIGURES["rolling upgrade, 3 app servers + job server"] = {
-        "seconds": round(seconds, 1), "posts acknowledged": len(poster.acked), "failed requests": 0,
-        "re-sent after an NGINX GOAWAY (not processed)": len(poster.resent), "websocket reconnects": ws.closed,
+        "seconds": round(seconds, 1),
+        "posts acknowledged": len(poster.acked),
+        "failed requests": 0,
+        "re-sent after an NGINX GOAWAY (not processed)": len(poster.resent),
+        "websocket reconnects": ws.closed,
         "per node": {n.host: n.seconds for n in report.nodes},
-        "drain": {n.host: n.drain_seconds for n in report.nodes if n.drain_seconds is not None}}
+        "drain": {n.host: n.drain_seconds for n in report.nodes if n.drain_seconds is not None},
+    }
     assert inv("drift", "--inventory", site["path"], *sets(newer), check=False).returncode == 0
 
 
@@ -180,8 +198,12 @@ def test_rollback_without_a_failed_request(site):
     assert [n.status for n in report.nodes] == ["rolled-back"] * 4
     assert set(versions(site["path"]).values()) == {"10.11.4"}
     assert poster.failures == [] and ws.failed == [], (poster.failures, ws.failed)
-    FIGURES["rollback"] = {"seconds": report.seconds, "per node": {n.host: n.seconds for n in report.nodes},
-                           "failed requests": 0, "re-sent after a GOAWAY": len(poster.resent)}
+    FIGURES["rollback"] = {
+        "seconds": report.seconds,
+        "per node": {n.host: n.seconds for n in report.nodes},
+        "failed requests": 0,
+        "re-sent after a GOAWAY": len(poster.resent),
+    }
 
 
 @pytest.mark.parametrize("limit", [None, ["app1", "app2", "app3"]], ids=["full", "apps-canary"])
@@ -207,8 +229,11 @@ def test_broken_release_is_rolled_back_on_the_first_node(site, limit):
     assert ws.failed == [], ws.failed
     assert "down;" not in on("proxy1", "cat /etc/nginx/nginx.conf")  # every node back behind the proxy
     FIGURES[f"broken release, {first} rolled back"] = {
-        "seconds": report.seconds, "failed requests": 0, "re-sent after a GOAWAY": len(poster.resent),
-        "node": next(n.seconds for n in report.nodes if n.host == first)}
+        "seconds": report.seconds,
+        "failed requests": 0,
+        "re-sent after a GOAWAY": len(poster.resent),
+        "node": next(n.seconds for n in report.nodes if n.host == first),
+    }
 
 
 def test_drift_names_each_difference(site):
@@ -218,10 +243,16 @@ def test_drift_names_each_difference(site):
     path, overrides = site["path"], site["overrides"]
     config = "/opt/mattermost/config/config.json"
     original = on("app2", f"cat {config}")
-    on("app2", f"jq '.TeamSettings.SiteName = \"Edited On app2\"' {config} > /tmp/c && "
-               f"install -o mattermost -g mattermost -m 0600 /tmp/c {config}")
-    on("app3", "mkdir -p /opt/mattermost/plugins/com.example.demo && echo "
-               "'{\"id\": \"com.example.demo\", \"version\": \"1.2.3\"}' > /opt/mattermost/plugins/com.example.demo/plugin.json")
+    on(
+        "app2",
+        f"jq '.TeamSettings.SiteName = \"Edited On app2\"' {config} > /tmp/c && "
+        f"install -o mattermost -g mattermost -m 0600 /tmp/c {config}",
+    )
+    on(
+        "app3",
+        "mkdir -p /opt/mattermost/plugins/com.example.demo && echo "
+        '\'{"id": "com.example.demo", "version": "1.2.3"}\' > /opt/mattermost/plugins/com.example.demo/plugin.json',
+    )
     inventory = mmdeploy.load(path, overrides)
     with Fleet(inventory, "test") as fleet:
         upgrades.set_upstream(fleet, inventory.host("app1"), down=True)

@@ -57,10 +57,21 @@ def test_rolling_upgrade_through_the_floating_address(site):
         assert "down;" not in on(proxy, "cat /etc/nginx/nginx.conf")
     assert poster.failures == [] and ws.failed == [], (poster.failures, ws.failed)
     assert len(poster.acked) > 50 and poster.missing() == []
-    print("\nFIGURES " + json.dumps({"rolling upgrade behind 2 proxies and a floating address": {
-        "seconds": report.seconds, "posts acknowledged": len(poster.acked), "failed requests": 0,
-        "re-sent after a GOAWAY": len(poster.resent),
-        "per node": {n.host: n.seconds for n in report.nodes},
-        "drain": {n.host: n.drain_seconds for n in report.nodes}}}, indent=1))
+    print(
+        "\nFIGURES "
+        + json.dumps(
+            {
+                "rolling upgrade behind 2 proxies and a floating address": {
+                    "seconds": report.seconds,
+                    "posts acknowledged": len(poster.acked),
+                    "failed requests": 0,
+                    "re-sent after a GOAWAY": len(poster.resent),
+                    "per node": {n.host: n.seconds for n in report.nodes},
+                    "drain": {n.host: n.drain_seconds for n in report.nodes},
+                }
+            },
+            indent=1,
+        )
+    )
     drift = inv("drift", "--inventory", path, *sets(newer), check=False)
     assert drift.returncode == 0, drift.stdout

@@ -19,8 +19,14 @@ from .conftest import ROOT, inv, on
 
 pytestmark = pytest.mark.e2e
 # The exporters belong to the services they watch: the postgres exporter comes with PostgreSQL.
-ONLY = ("--only", "base,nginx,node-exporter,postgresql,postgresql-replication,prometheus",
-        "--set", "monitoring.grafana=false", "--set", "database.memory_mb=1024")
+ONLY = (
+    "--only",
+    "base,nginx,node-exporter,postgresql,postgresql-replication,prometheus",
+    "--set",
+    "monitoring.grafana=false",
+    "--set",
+    "database.memory_mb=1024",
+)
 BODY = Path("/tmp/mmdeploy-e2e-60M.bin")
 
 
@@ -32,8 +38,20 @@ def totals(output: str) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def web(bed):
     path = str(bed("single", fresh=True))
-    inv("deploy", "--inventory", path, "--only", "base,demo", "--limit", "app1",
-        "--set", "demo.enabled=true", "--set", "demo.port=8065", "--yes")
+    inv(
+        "deploy",
+        "--inventory",
+        path,
+        "--only",
+        "base,demo",
+        "--limit",
+        "app1",
+        "--set",
+        "demo.enabled=true",
+        "--set",
+        "demo.port=8065",
+        "--yes",
+    )
     t0 = time.monotonic()
     first = inv("deploy", "--inventory", path, *ONLY, "--yes")
     print(f"\ncold deploy of base,nginx,exporters,PostgreSQL,prometheus: {time.monotonic() - t0:.1f}s")
@@ -74,11 +92,29 @@ def test_https_answers_over_http2_with_hsts_through_nginx(proxy):
 def test_client_max_body_size_enforced(proxy):
     with open(BODY, "wb") as f:
         f.truncate(60 * 1024 * 1024)
-    status = curl("--http2", "-k", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", f"@{BODY}",
-                  f"https://{proxy}/api/v4/files")
+    status = curl(
+        "--http2",
+        "-k",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--data-binary",
+        f"@{BODY}",
+        f"https://{proxy}/api/v4/files",
+    )
     assert status == "413"
-    small = curl("--http2", "-k", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", "x=1",
-                 f"https://{proxy}/api/v4/files")
+    small = curl(
+        "--http2",
+        "-k",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--data-binary",
+        "x=1",
+        f"https://{proxy}/api/v4/files",
+    )
     assert small not in ("413", "000")
 
 
@@ -103,8 +139,17 @@ def test_config_change_diffs_in_plan_and_reloads_once(web, proxy):
     assert reloads() == before + 1
     assert nginx_pid() == pid  # reloaded, not restarted
     assert "client_max_body_size 100M;" in on("proxy1", "cat /etc/nginx/nginx.conf")
-    status = curl("--http2", "-k", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", f"@{BODY}",
-                  f"https://{proxy}/api/v4/files")
+    status = curl(
+        "--http2",
+        "-k",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--data-binary",
+        f"@{BODY}",
+        f"https://{proxy}/api/v4/files",
+    )
     assert status != "413"
     inv("deploy", "--inventory", path, *ONLY, "--yes")
     assert reloads() == before + 2
@@ -116,7 +161,9 @@ def test_invalid_config_is_refused_and_the_live_one_stays(web, proxy):
     before = reloads()
     run = inv("deploy", "--inventory", path, *ONLY, "--set", "nginx.extra=bogus_directive on;", "--yes", check=False)
     assert run.returncode == 1
-    assert re.search(r"^proxy1: FAILED: nginx / file /etc/nginx/nginx.conf: .*validation failed", run.stdout, re.M), run.stdout
+    assert re.search(r"^proxy1: FAILED: nginx / file /etc/nginx/nginx.conf: .*validation failed", run.stdout, re.M), (
+        run.stdout
+    )
     assert 'unknown directive "bogus_directive"' in run.stdout
     assert on("proxy1", "sha256sum /etc/nginx/nginx.conf") == live
     assert reloads() == before
@@ -129,13 +176,22 @@ def test_invalid_config_is_refused_and_the_live_one_stays(web, proxy):
 def test_sslyze_finds_only_mozilla_intermediate_tls(web, proxy):
     from sslyze import ScanCommand, Scanner, ServerNetworkLocation, ServerScanRequest
     from sslyze.mozilla_tls_profile.tls_config_checker import (
-        SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER, MozillaTlsConfiguration, ServerNotCompliantWithTlsConfiguration,
-        TlsConfigurationEnum, check_server_against_tls_configuration)
+        SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER,
+        MozillaTlsConfiguration,
+        ServerNotCompliantWithTlsConfiguration,
+        TlsConfigurationEnum,
+        check_server_against_tls_configuration,
+    )
 
     scanner = Scanner()
-    scanner.queue_scans([ServerScanRequest(
-        server_location=ServerNetworkLocation("mm.testbed.local", 443, ip_address=proxy),
-        scan_commands=SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER | {ScanCommand.HTTP_HEADERS})])
+    scanner.queue_scans(
+        [
+            ServerScanRequest(
+                server_location=ServerNetworkLocation("mm.testbed.local", 443, ip_address=proxy),
+                scan_commands=SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER | {ScanCommand.HTTP_HEADERS},
+            )
+        ]
+    )
     (result,) = scanner.get_results()
     scan = result.scan_result
     for old in ("ssl_2_0", "ssl_3_0", "tls_1_0", "tls_1_1"):
@@ -157,8 +213,12 @@ def test_sslyze_finds_only_mozilla_intermediate_tls(web, proxy):
     hsts = scan.http_headers.result.strict_transport_security_header
     assert hsts is not None and hsts.max_age >= 31536000
     # sslyze does not report ALPN: ask openssl for HTTP/2.
-    alpn = subprocess.run(["openssl", "s_client", "-connect", f"{proxy}:443", "-servername", "mm.testbed.local",
-                           "-alpn", "h2"], input=b"", capture_output=True, timeout=20).stdout
+    alpn = subprocess.run(
+        ["openssl", "s_client", "-connect", f"{proxy}:443", "-servername", "mm.testbed.local", "-alpn", "h2"],
+        input=b"",
+        capture_output=True,
+        timeout=20,
+    ).stdout
     # (the server's first HTTP/2 frames follow the handshake summary: not text)
     assert b"ALPN protocol: h2" in alpn
 
@@ -205,4 +265,6 @@ def test_no_secret_in_run_logs(web):
     key = on("proxy1", "cat /etc/nginx/tls/mattermost.key")
     assert key.split("\n")[1] not in text
     assert on("proxy1", "stat -c '%U %a' /etc/nginx/tls/mattermost.key").strip() == "root 600"
-    assert on("db1", "stat -c '%U:%G %a' /etc/default/prometheus-postgres-exporter").strip() == "prometheus:prometheus 640"
+    assert (
+        on("db1", "stat -c '%U:%G %a' /etc/default/prometheus-postgres-exporter").strip() == "prometheus:prometheus 640"
+    )

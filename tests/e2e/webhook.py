@@ -36,9 +36,13 @@ class Receiver:
 
     def seen(self, alertname: str, status: str, **labels: str) -> bool:
         """An alert with these labels was posted with this status (firing or resolved)."""
-        return any(a.get("status") == status and a["labels"].get("alertname") == alertname
-                   and all(a["labels"].get(k) == v for k, v in labels.items())
-                   for payload in self.received for a in payload.get("alerts", []))
+        return any(
+            a.get("status") == status
+            and a["labels"].get("alertname") == alertname
+            and all(a["labels"].get(k) == v for k, v in labels.items())
+            for payload in self.received
+            for a in payload.get("alerts", [])
+        )
 
     def close(self) -> None:
         self.server.shutdown()

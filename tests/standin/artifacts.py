@@ -38,8 +38,8 @@ SEAWEEDFS_MODULE_VERSION = "v0.0.0-20261109003541-7506e5f91cd6"
 
 @dataclass(frozen=True)
 class Build:
-    section: str   # the settings section that consumes it: <section>.url/.sha256/.version
-    name: str      # its directory in the build cache
+    section: str  # the settings section that consumes it: <section>.url/.sha256/.version
+    name: str  # its directory in the build cache
     version: str
     filename: str  # the official release asset's name
 
@@ -119,8 +119,12 @@ def bed_nofile_shim() -> Path:
     if not target.exists() or target.stat().st_mtime < source.stat().st_mtime:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}")
-        r = subprocess.run(["gcc", "-O2", "-Wall", "-shared", "-fPIC", "-o", str(tmp), str(source), "-ldl"],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            ["gcc", "-O2", "-Wall", "-shared", "-fPIC", "-o", str(tmp), str(source), "-ldl"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if r.returncode != 0:
             raise BuildError(f"bed nofile shim: gcc failed:\n{r.stderr}")
         os.replace(tmp, target)
@@ -138,9 +142,18 @@ def install_bed_nofile_shim(container: str) -> None:
     shim = bed_nofile_shim()
     for command, stdin in (
         (["docker", "cp", str(shim), f"{container}:{BED_SHIM_PATH}"], None),
-        (["docker", "exec", "-i", container, "sh", "-c",
-          f"mkdir -p {os.path.dirname(BED_DROPIN_PATH)} && cat > {BED_DROPIN_PATH} && systemctl daemon-reload"],
-         BED_NOFILE_DROPIN),
+        (
+            [
+                "docker",
+                "exec",
+                "-i",
+                container,
+                "sh",
+                "-c",
+                f"mkdir -p {os.path.dirname(BED_DROPIN_PATH)} && cat > {BED_DROPIN_PATH} && systemctl daemon-reload",
+            ],
+            BED_NOFILE_DROPIN,
+        ),
     ):
         r = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
@@ -214,7 +227,11 @@ def overrides(*sections: str, icu: bool = False) -> list[str]:
     result = []
     for section in sections or tuple(BUILDS):
         path, sha = build(section)
-        result += [f"{section}.url={url_of(path)}", f"{section}.sha256={sha}", f"{section}.version={BUILDS[section].version}"]
+        result += [
+            f"{section}.url={url_of(path)}",
+            f"{section}.sha256={sha}",
+            f"{section}.version={BUILDS[section].version}",
+        ]
     if icu:
         path, sha = icu_plugin()
         result += [f"search.icu_url={url_of(path)}", f"search.icu_sha256={sha}"]

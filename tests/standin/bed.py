@@ -28,20 +28,39 @@ def credentials(directory: Path) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     key = directory / "AuthKey_TESTBED000.p8"
     if not key.exists():
-        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                        "-out", str(key)], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(key)],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
     service = directory / "firebase-service-account.json"
     if not service.exists():
-        service.write_text(json.dumps({
-            "type": "service_account", "project_id": "mmdeploy-testbed",
-            "private_key_id": "0" * 40, "private_key": key.read_text(),
-            "client_email": "push@mmdeploy-testbed.iam.gserviceaccount.com",
-        }, indent=2) + "\n")
+        service.write_text(
+            json.dumps(
+                {
+                    "type": "service_account",
+                    "project_id": "mmdeploy-testbed",
+                    "private_key_id": "0" * 40,
+                    "private_key": key.read_text(),
+                    "client_email": "push@mmdeploy-testbed.iam.gserviceaccount.com",
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     for path in (key, service):
         path.chmod(0o600)
     return {
-        "apple": [{"type": "apple_rn", "topic": "local.mmdeploy.testbed", "auth_key_file": str(key),
-                   "auth_key_id": "TESTBED000", "team_id": "TESTTEAM00"}],
+        "apple": [
+            {
+                "type": "apple_rn",
+                "topic": "local.mmdeploy.testbed",
+                "auth_key_file": str(key),
+                "auth_key_id": "TESTBED000",
+                "team_id": "TESTTEAM00",
+            }
+        ],
         "android": [{"type": "android_rn", "service_file": str(service)}],
     }
 
@@ -63,8 +82,12 @@ def settings(root: Path, roles: set[str], licensed: bool = True) -> dict:
     if "pushproxy" in roles:
         path, sha = artifacts.build("pushproxy")
         name = "testbed" if testbed.BED == 0 else f"testbed{testbed.BED}"
-        result["pushproxy"] = {"version": artifacts.PUSHPROXY.version, "url": str(path), "sha256": sha,
-                               **credentials(root / ".testbed" / f"{name}-push")}
+        result["pushproxy"] = {
+            "version": artifacts.PUSHPROXY.version,
+            "url": str(path),
+            "sha256": sha,
+            **credentials(root / ".testbed" / f"{name}-push"),
+        }
     if "storage" in roles:
         path, sha = artifacts.build("storage")
         result["storage"] = {"url": str(path), "sha256": sha, "version": artifacts.STORAGE.version}

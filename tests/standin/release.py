@@ -26,8 +26,11 @@ def build(version: str = VERSION, broken: bool = False) -> tuple[str, str]:
     """(archive file name, sha256), building the archive if its sources changed. A broken
     release (ping answers 500, the server exits) goes to dist/broken/ under the same name."""
     out = DIST / "broken" if broken else DIST
-    subprocess.run(["bash", str(HERE / "build.sh"), version, str(out), *(["--broken"] if broken else [])],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["bash", str(HERE / "build.sh"), version, str(out), *(["--broken"] if broken else [])],
+        check=True,
+        capture_output=True,
+    )
     archive = f"mattermost-{version}-linux-amd64.tar.gz"
     return archive, (out / f"{archive}.sha256").read_text().split()[0]
 
@@ -52,6 +55,19 @@ def license_file(path: Path, features: str = "all", days: int = 365) -> Path:
     """Write a TEST license (cluster, elastic_search, ... or 'all') signed with the project's
     test key; the stand-in built from the same checkout accepts it, the real server does not."""
     build()  # makes the key and dist/mklicense
-    subprocess.run([str(DIST / "mklicense"), "-key", str(LICENSE_KEY), "-out", str(path), "-features", features,
-                    "-days", str(days)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(DIST / "mklicense"),
+            "-key",
+            str(LICENSE_KEY),
+            "-out",
+            str(path),
+            "-features",
+            features,
+            "-days",
+            str(days),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return path

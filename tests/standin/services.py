@@ -39,10 +39,14 @@ def ensure_postgres_binaries() -> tuple[Path | None, str]:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         return None, "PostgreSQL server binaries are not installed (apt-get install postgresql) and we are not root"
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    r = subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        ["apt-get", "install", "-y", "-q", "postgresql"], env=env, capture_output=True, text=True, timeout=600
+    )
     if r.returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
-        r = subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], env=env, capture_output=True, text=True, timeout=600)
+        r = subprocess.run(
+            ["apt-get", "install", "-y", "-q", "postgresql"], env=env, capture_output=True, text=True, timeout=600
+        )
     b = _pg_bin()
     return (b, "") if b else (None, "apt-get install postgresql failed: " + r.stderr[-300:])
 
@@ -66,10 +70,25 @@ class PrivatePostgres:
             pwd.getpwnam("postgres")
             root.chmod(0o755)
             shutil.chown(root, "postgres", "postgres")
-        self._cmd([str(b / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+        self._cmd(
+            [str(b / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]
+        )
         log = root / "pg.log"
-        self._cmd([str(b / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-w", "-t", "60", "start", "-o",
-                   f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} -c fsync=off"])
+        self._cmd(
+            [
+                str(b / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(log),
+                "-w",
+                "-t",
+                "60",
+                "start",
+                "-o",
+                f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} -c fsync=off",
+            ]
+        )
         self.psql(f"CREATE ROLE {self.USER} LOGIN SUPERUSER PASSWORD '{self.PASSWORD}'")
 
     def _cmd(self, args):
@@ -78,7 +97,19 @@ class PrivatePostgres:
         subprocess.run(args, check=True, capture_output=True, timeout=120)
 
     def psql(self, sql: str, db: str = "postgres") -> str:
-        args = [str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db, "-tAc", sql]
+        args = [
+            str(self.bin / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-tAc",
+            sql,
+        ]
         r = subprocess.run(args, capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
             raise RuntimeError(f"psql: {r.stderr.strip()}")
@@ -88,8 +119,7 @@ class PrivatePostgres:
         """A new empty database; returns its DSN (Mattermost's postgres:// form)."""
         name = "mm_" + secrets.token_hex(4)
         self.psql(f"CREATE DATABASE {name} OWNER {self.USER}")
-        return (f"postgres://{self.USER}:{self.PASSWORD}@127.0.0.1:{self.port}/{name}"
-                "?sslmode=disable&connect_timeout=5")
+        return f"postgres://{self.USER}:{self.PASSWORD}@127.0.0.1:{self.port}/{name}?sslmode=disable&connect_timeout=5"
 
     def stop(self):
         try:
@@ -125,8 +155,12 @@ class S3Proxy:
             if not (shutil.which("mvn") and shutil.which("java")):
                 raise RuntimeError("mvn and java are needed to fetch s3proxy from Maven Central")
             cache.mkdir(parents=True, exist_ok=True)
-            r = subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={S3PROXY}", f"-DoutputDirectory={cache}"],
-                               capture_output=True, text=True, timeout=600)
+            r = subprocess.run(
+                ["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={S3PROXY}", f"-DoutputDirectory={cache}"],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             if r.returncode != 0 or not jar.exists():
                 raise RuntimeError("mvn dependency:copy s3proxy failed: " + (r.stdout + r.stderr)[-300:])
         self.root = Path(tempfile.mkdtemp(prefix="mmstandin-s3-"))
@@ -138,10 +172,13 @@ s3proxy.authorization=aws-v2-or-v4
 s3proxy.identity={self.ACCESS}
 s3proxy.credential={self.SECRET}
 jclouds.provider=filesystem
-jclouds.filesystem.basedir={self.root / 'data'}
+jclouds.filesystem.basedir={self.root / "data"}
 """)
-        self.proc = subprocess.Popen(["java", "-Xmx256m", "-jar", str(jar), "--properties", str(props)],
-                                     stdout=(self.root / "s3proxy.log").open("w"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            ["java", "-Xmx256m", "-jar", str(jar), "--properties", str(props)],
+            stdout=(self.root / "s3proxy.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
         if not wait_port(self.port, 60):
             self.stop()
             raise RuntimeError("s3proxy did not start")
@@ -172,8 +209,12 @@ class OpenSearch:
             if not (shutil.which("mvn") and shutil.which("java")):
                 raise RuntimeError("mvn and java are needed to fetch OpenSearch from Maven Central")
             cache.mkdir(parents=True, exist_ok=True)
-            r = subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={OPENSEARCH}", f"-DoutputDirectory={cache}"],
-                               capture_output=True, text=True, timeout=600)
+            r = subprocess.run(
+                ["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={OPENSEARCH}", f"-DoutputDirectory={cache}"],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             if r.returncode != 0 or not z.exists():
                 raise RuntimeError("mvn dependency:copy opensearch failed: " + (r.stdout + r.stderr)[-300:])
         self.root = Path(tempfile.mkdtemp(prefix="mmstandin-os-"))
@@ -185,18 +226,32 @@ class OpenSearch:
         self.port, tport = free_port(), free_port()
         (home / "config" / "opensearch.yml").write_text(
             f"network.host: 127.0.0.1\nhttp.port: {self.port}\ntransport.port: {tport}\n"
-            "discovery.type: single-node\npath.data: data\npath.logs: logs\n")
+            "discovery.type: single-node\npath.data: data\npath.logs: logs\n"
+        )
         user = None
         if os.geteuid() == 0:
             user = "nobody"
             subprocess.run(["chown", "-R", f"{user}:", str(self.root)], check=True)
         java_home = str(Path(os.path.realpath(shutil.which("java"))).parents[1])
-        env = dict(os.environ, OPENSEARCH_JAVA_OPTS="-Xms256m -Xmx256m", JAVA_HOME=java_home, OPENSEARCH_JAVA_HOME=java_home)
+        env = dict(
+            os.environ, OPENSEARCH_JAVA_OPTS="-Xms256m -Xmx256m", JAVA_HOME=java_home, OPENSEARCH_JAVA_HOME=java_home
+        )
         cmd = [str(home / "bin" / "opensearch")]
         if user:
-            cmd = ["runuser", "-u", user, "--", "env", f"JAVA_HOME={java_home}", f"OPENSEARCH_JAVA_HOME={java_home}",
-                   "OPENSEARCH_JAVA_OPTS=-Xms256m -Xmx256m", *cmd]
-        self.proc = subprocess.Popen(cmd, cwd=home, env=env, stdout=(self.root / "os.out").open("w"), stderr=subprocess.STDOUT)
+            cmd = [
+                "runuser",
+                "-u",
+                user,
+                "--",
+                "env",
+                f"JAVA_HOME={java_home}",
+                f"OPENSEARCH_JAVA_HOME={java_home}",
+                "OPENSEARCH_JAVA_OPTS=-Xms256m -Xmx256m",
+                *cmd,
+            ]
+        self.proc = subprocess.Popen(
+            cmd, cwd=home, env=env, stdout=(self.root / "os.out").open("w"), stderr=subprocess.STDOUT
+        )
         if not wait_port(self.port, 120):
             out = (self.root / "os.out").read_text()[-500:]
             self.stop()
@@ -207,7 +262,9 @@ class OpenSearch:
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(self.url + "/_cluster/health?wait_for_status=yellow&timeout=5s", timeout=10) as r:
+                with urllib.request.urlopen(
+                    self.url + "/_cluster/health?wait_for_status=yellow&timeout=5s", timeout=10
+                ) as r:
                     if r.status == 200:
                         break
             except OSError:

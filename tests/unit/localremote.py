@@ -22,8 +22,14 @@ class LocalRemote:
         if self.fail_connect:
             raise Unreachable(f"cannot connect over SSH to root@{self.host.address}:22: refused")
 
-    def run(self, script: str, timeout: float = 60, log_as: str | None = None, log_output: bool = True,
-            what: str | None = None) -> Result:
+    def run(
+        self,
+        script: str,
+        timeout: float = 60,
+        log_as: str | None = None,
+        log_output: bool = True,
+        what: str | None = None,
+    ) -> Result:
         self.round_trips += 1
         self.scripts.append(script)
         p = subprocess.run(["bash", "-s"], input=PREAMBLE + script, capture_output=True, text=True, timeout=timeout)

@@ -53,8 +53,9 @@ def test_alertmanager_without_a_webhook_keeps_alerts_in_its_api(site):
     config = yaml.safe_load(step(steps, CONFIG).content)
     assert config["route"]["receiver"] == "none" and config["receivers"] == [{"name": "none"}]
     assert config["route"]["group_by"] == ["alertname", "host"]
-    assert config["inhibit_rules"] == [{"source_matchers": ["alertname = HostDown"],
-                                        "target_matchers": ["alertname != HostDown"], "equal": ["host"]}]
+    assert config["inhibit_rules"] == [
+        {"source_matchers": ["alertname = HostDown"], "target_matchers": ["alertname != HostDown"], "equal": ["host"]}
+    ]
     args = step(steps, DEFAULTS).content.decode()
     assert "--web.listen-address=10.0.0.21:9093" in args and args.rstrip().endswith('--cluster.listen-address="')
 
@@ -63,7 +64,11 @@ def test_the_webhook_is_a_secret(site):
     url = "https://chat.example.com/hooks/abcdefghijklmnop"
     steps = Alerting().steps(site(webhook=url))
     config = step(steps, CONFIG)
-    assert isinstance(config, SecretFile) and (config.owner, config.group, config.mode) == ("root", "prometheus", "0640")
+    assert isinstance(config, SecretFile) and (config.owner, config.group, config.mode) == (
+        "root",
+        "prometheus",
+        "0640",
+    )
     receivers = yaml.safe_load(config.content)["receivers"]
     assert receivers[1] == {"name": "webhook", "webhook_configs": [{"url": url, "send_resolved": True}]}
     assert config.validate == "amtool check-config {}"
@@ -80,25 +85,42 @@ def test_prometheus_reads_every_rule_file_and_sends_to_alertmanager(site):
     config = yaml.safe_load(step(Prometheus().steps(ctx), "/etc/prometheus/prometheus.yml").content)
     assert config["rule_files"] == ["/etc/prometheus/rules.d/*.yml"]
     assert config["alerting"]["alertmanagers"] == [{"static_configs": [{"targets": ["10.0.0.21:9093"]}]}]
-    off = site(text=SITE.replace("  domain: chat.example.com\n", "  domain: chat.example.com\n  alerting: {enabled: false}\n"))
+    off = site(
+        text=SITE.replace("  domain: chat.example.com\n", "  domain: chat.example.com\n  alerting: {enabled: false}\n")
+    )
     assert "alerting" not in yaml.safe_load(step(Prometheus().steps(off), "/etc/prometheus/prometheus.yml").content)
     assert Alerting().hosts(off.inventory) == []
 
 
 def test_rules_cover_each_concern_and_carry_the_settings(site):
-    text = SITE.replace("  domain: chat.example.com\n",
-                        "  domain: chat.example.com\n  alerting: {disk_percent: 90, certificate_days: 30}\n")
+    text = SITE.replace(
+        "  domain: chat.example.com\n",
+        "  domain: chat.example.com\n  alerting: {disk_percent: 90, certificate_days: 30}\n",
+    )
     rules_file = step(Alerting().steps(site(text=text)), RULES)
     assert rules_file.validate == "promtool check rules {}" and rules_file.notify == ("reload prometheus",)
     groups = yaml.safe_load(rules_file.content)["groups"]
     rules = {r["alert"]: r for g in groups for r in g["rules"]}
-    assert set(rules) == {"HostDown", "ServiceDown", "DiskAlmostFull", "BalancedNodeDown", "FloatingAddressMoved",
-                          "DatabaseReplicationLag", "DatabasePrimaryChanged", "DatabaseNoLeader",
-                          "SearchClusterNotGreen", "StorageDegraded", "CertificateExpiring", "CertificateUnreadable"}
+    assert set(rules) == {
+        "HostDown",
+        "ServiceDown",
+        "DiskAlmostFull",
+        "BalancedNodeDown",
+        "FloatingAddressMoved",
+        "DatabaseReplicationLag",
+        "DatabasePrimaryChanged",
+        "DatabaseNoLeader",
+        "SearchClusterNotGreen",
+        "StorageDegraded",
+        "CertificateExpiring",
+        "CertificateUnreadable",
+    }
     assert rules["DiskAlmostFull"]["expr"].endswith(">= 90")
     assert "< 30 * 86400" in rules["CertificateExpiring"]["expr"]
-    assert all("{{ $labels.host }}" in r["annotations"]["summary"] or "host" in r["annotations"]["summary"]
-               for r in rules.values())
+    assert all(
+        "{{ $labels.host }}" in r["annotations"]["summary"] or "host" in r["annotations"]["summary"]
+        for r in rules.values()
+    )
 
 
 def test_proxies_check_the_certificate_nginx_serves(site):

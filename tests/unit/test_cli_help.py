@@ -30,8 +30,9 @@ def test_every_task_says_what_it_does_and_documents_its_flags(name, task):
 
 
 def test_inv_list_shows_the_new_tasks():
-    out = subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "invoke", "--list"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     for name in ("topology", "size", "k8s", "vagrant", "plan", "deploy", "db.status"):
         assert re.search(rf"^  {re.escape(name)}\s+\S", out, re.M), name
     assert "--json" in out and "--users N" in out

@@ -48,8 +48,7 @@ def site(write_inventory):
 def _local(script: str, conf) -> str:
     """The drain script against a file of our own, with nginx's test and reload left out."""
     script = script.replace("/etc/nginx/nginx.conf", str(conf)).replace("/etc/nginx/.mmdeploy", f"{conf}.mmdeploy")
-    return "\n".join(line for line in script.splitlines()
-                     if not line.startswith(("nginx -t", "systemctl reload")))
+    return "\n".join(line for line in script.splitlines() if not line.startswith(("nginx -t", "systemctl reload")))
 
 
 def test_drain_marks_one_server_down_and_back(site, tmp_path):
@@ -81,8 +80,10 @@ def test_drain_refuses_a_server_not_in_the_upstream(site, tmp_path):
 
 def test_drain_keeps_other_server_parameters(tmp_path, site):
     conf = tmp_path / "nginx.conf"
-    conf.write_text("http {\n    upstream backend {\n        server 10.0.0.11:8065 max_fails=2 fail_timeout=10s;\n"
-                    "        keepalive 32;\n    }\n}\n")
+    conf.write_text(
+        "http {\n    upstream backend {\n        server 10.0.0.11:8065 max_fails=2 fail_timeout=10s;\n"
+        "        keepalive 32;\n    }\n}\n"
+    )
     remote = LocalRemote(site().host("lb1"))
     remote.run(_local(upstream_state_script("10.0.0.11", 8065, down=True), conf))
     assert "server 10.0.0.11:8065 max_fails=2 fail_timeout=10s down;" in conf.read_text()
@@ -95,13 +96,20 @@ def test_node_health_needs_the_version_the_database_and_metrics(site):
     from mmdeploy.upgrades import probe_problem
 
     app = site().host("app1")
-    ok = {"unit": "active", "live": "10.11.5", "code": "200", "version": "10.11.5.10.11.5.abc.false",
-          "body": '{"status": "OK", "database_status": "OK"}', "metrics": "200"}
+    ok = {
+        "unit": "active",
+        "live": "10.11.5",
+        "code": "200",
+        "version": "10.11.5.10.11.5.abc.false",
+        "body": '{"status": "OK", "database_status": "OK"}',
+        "metrics": "200",
+    }
     assert probe_problem(ok, app, "10.11.5", need_metrics=True) is None
     assert "is failed" in probe_problem({**ok, "unit": "failed"}, app, "10.11.5", True)
     assert "HTTP 500" in probe_problem({**ok, "code": "500", "body": "{}"}, app, "10.11.5", True)
-    assert "database status" in probe_problem({**ok, "body": '{"status": "OK", "database_status": "UNHEALTHY"}'},
-                                              app, "10.11.5", True)
+    assert "database status" in probe_problem(
+        {**ok, "body": '{"status": "OK", "database_status": "UNHEALTHY"}'}, app, "10.11.5", True
+    )
     assert "not 10.11.5" in probe_problem({**ok, "version": "10.11.4.x"}, app, "10.11.5", True)
     assert "metrics" in probe_problem({**ok, "metrics": "000"}, app, "10.11.5", True)
     assert probe_problem({**ok, "metrics": "000"}, app, "10.11.5", need_metrics=False) is None
@@ -150,8 +158,12 @@ def test_backup_settings_refused_before_any_host(site):
     with pytest.raises(InventoryError, match="backup.s3"):
         site("backup.repository=s3")
     with pytest.raises(InventoryError, match="repository"):
-        site("backup.repository=s3", "backup.s3={endpoint: s3.internal, bucket: mm-backup}",
-             "database.engine=mysql", "mattermost.version=10.11.4")
+        site(
+            "backup.repository=s3",
+            "backup.s3={endpoint: s3.internal, bucket: mm-backup}",
+            "database.engine=mysql",
+            "mattermost.version=10.11.4",
+        )
     with pytest.raises(InventoryError, match="backup.max_age"):
         site("backup.max_age=1 week")
 
@@ -159,9 +171,11 @@ def test_backup_settings_refused_before_any_host(site):
 def test_backup_results_and_restore_times():
     from mmdeploy.backups import parse_results, pgbackrest_time
 
-    parts = parse_results("noise\nRESULT part=database ok=1 seconds=12 bytes=4096 label=20261129-120000F "
-                          "detail=pgbackrest full\nRESULT part=files ok=0 seconds=1 bytes=0 label=- detail=no app "
-                          "server answered\n")
+    parts = parse_results(
+        "noise\nRESULT part=database ok=1 seconds=12 bytes=4096 label=20261129-120000F "
+        "detail=pgbackrest full\nRESULT part=files ok=0 seconds=1 bytes=0 label=- detail=no app "
+        "server answered\n"
+    )
     assert [(p.part, p.ok, p.bytes) for p in parts] == [("database", True, 4096), ("files", False, 0)]
     now = datetime(2026, 11, 29, 15, 0, tzinfo=timezone.utc)
     assert pgbackrest_time("2026-11-29 14:03:00", now) == "2026-11-29 14:03:00.000+00"
@@ -180,8 +194,12 @@ def test_mariadb_forced_command_allows_four_commands_only():
     script = myb.forced_command(MARIADB)
     for command in ("role)", "backup)", "binlogs)", "receive)"):
         assert command in script
-    r = subprocess.run(["bash", "-c", script], env={"SSH_ORIGINAL_COMMAND": "rm -rf /", "PATH": "/usr/bin:/bin"},
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["bash", "-c", script],
+        env={"SSH_ORIGINAL_COMMAND": "rm -rf /", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "not allowed" in r.stderr
 
 
@@ -194,8 +212,13 @@ def test_tagged_lines_keep_other_lines(site, tmp_path):
     path.write_text("ssh-ed25519 AAAAoperator operator@laptop\nssh-ed25519 AAAAold mmdeploy-backup\n")
     owner = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
     group = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()
-    step = TaggedLines(str(path), ['restrict,from="10.0.0.21" ssh-ed25519 AAAAnew mmdeploy-backup'],
-                       "mmdeploy-backup", owner=owner, group=group)
+    step = TaggedLines(
+        str(path),
+        ['restrict,from="10.0.0.21" ssh-ed25519 AAAAnew mmdeploy-backup'],
+        "mmdeploy-backup",
+        owner=owner,
+        group=group,
+    )
     remote = LocalRemote(site().host("db1"))
 
     def facts():
@@ -205,8 +228,10 @@ def test_tagged_lines_keep_other_lines(site, tmp_path):
     change = step.check(facts())
     assert change is not None
     step.apply(remote, change)
-    assert path.read_text().splitlines() == ["ssh-ed25519 AAAAoperator operator@laptop",
-                                             'restrict,from="10.0.0.21" ssh-ed25519 AAAAnew mmdeploy-backup']
+    assert path.read_text().splitlines() == [
+        "ssh-ed25519 AAAAoperator operator@laptop",
+        'restrict,from="10.0.0.21" ssh-ed25519 AAAAnew mmdeploy-backup',
+    ]
     assert step.check(facts()) is None
 
 
@@ -224,11 +249,9 @@ def _tablesum(fmt: str, types: str, text: str) -> tuple[str, str]:
 
 def test_the_same_rows_have_the_same_checksum_on_both_engines():
     # MySQL's batch format (tinyint booleans, NULL, \t \n \\ escapes), rows in one order ...
-    mysql = ("a1\t1\tline one\\nline two\t{\"b\": 1, \"a\": [1, 2]}\tNULL\n"
-             "a2\t0\ttab\\there \\\\ back\tNULL\t3.5\n")
+    mysql = 'a1\t1\tline one\\nline two\t{"b": 1, "a": [1, 2]}\tNULL\na2\t0\ttab\\there \\\\ back\tNULL\t3.5\n'
     # ... PostgreSQL's COPY text (booleans t/f, \N, jsonb spacing), in another order.
-    pg = ("a2\tf\ttab\\there \\\\ back\t\\N\t3.5\n"
-          "a1\tt\tline one\\nline two\t{\"a\": [1, 2], \"b\": 1}\t\\N\n")
+    pg = 'a2\tf\ttab\\there \\\\ back\t\\N\t3.5\na1\tt\tline one\\nline two\t{"a": [1, 2], "b": 1}\t\\N\n'
     assert _tablesum("mysql", "s,b,s,j,f", mysql) == _tablesum("pg", "s,b,s,j,f", pg)
     assert _tablesum("mysql", "s,b,s,j,f", mysql)[0] == "2"
     changed = pg.replace("line two", "line 2")
@@ -241,8 +264,9 @@ def test_load_file_follows_the_guide():
     from mmdeploy.components.mysql import migrate as my
     from mmdeploy.components.postgresql import migrate as pg
 
-    load = pg.load_file("10.0.0.31", "s3cret", [("Channels", "Type", "channel_type")], my.EXCLUDED,
-                        my.EXCLUDED_PREFIXES)
+    load = pg.load_file(
+        "10.0.0.31", "s3cret", [("Channels", "Type", "channel_type")], my.EXCLUDED, my.EXCLUDED_PREFIXES
+    )
     assert "FROM mysql://mmuser:s3cret@10.0.0.31:3306/mattermost" in load
     assert "INTO pgsql://postgres@unix:/var/run/postgresql:5432/mattermost" in load
     assert "WITH data only, truncate," in load and "create no tables, create no indexes" in load
@@ -258,10 +282,12 @@ def test_schema_differences_become_problems():
     from mmdeploy.components.mysql import migrate as my
     from mmdeploy.migrate import MigrationReport, _plan_tables
 
-    src = {"Posts": [("id", "varchar"), ("message", "mediumtext"), ("legacycol", "text")],
-           "schema_migrations": [("version", "bigint")], "Old": [("id", "varchar")]}
-    dst = {"posts": [("id", "character varying", "varchar"), ("message", "text", "text"),
-                     ("newcol", "text", "text")]}
+    src = {
+        "Posts": [("id", "varchar"), ("message", "mediumtext"), ("legacycol", "text")],
+        "schema_migrations": [("version", "bigint")],
+        "Old": [("id", "varchar")],
+    }
+    dst = {"posts": [("id", "character varying", "varchar"), ("message", "text", "text"), ("newcol", "text", "text")]}
     report = MigrationReport(False, True, "db1", "db1", "10.11.4")
     tables = _plan_tables(src, dst, report, my)
     assert tables == [("Posts", ["id", "message"])]
@@ -307,15 +333,33 @@ def test_restore_starts_from_a_backup_on_the_sites_timeline():
 
     from mmdeploy.components.postgresql.backup import choose_backup
 
-    info = _json.dumps([{"archive": [{"id": "15-1", "min": "000000010000000000000003",
-                                      "max": "000000020000000000000009"}],
-                         "backup": [
-        {"label": "F", "archive": {"start": "000000010000000000000005"}, "lsn": {"start": "0/5000028"},
-         "timestamp": {"stop": 100}},
-        {"label": "D1", "archive": {"start": "000000010000000000000007"}, "lsn": {"start": "0/7000028"},
-         "timestamp": {"stop": 200}},
-        {"label": "D2", "archive": {"start": "000000020000000000000008"}, "lsn": {"start": "0/8000028"},
-         "timestamp": {"stop": 400}}]}])
+    info = _json.dumps(
+        [
+            {
+                "archive": [{"id": "15-1", "min": "000000010000000000000003", "max": "000000020000000000000009"}],
+                "backup": [
+                    {
+                        "label": "F",
+                        "archive": {"start": "000000010000000000000005"},
+                        "lsn": {"start": "0/5000028"},
+                        "timestamp": {"stop": 100},
+                    },
+                    {
+                        "label": "D1",
+                        "archive": {"start": "000000010000000000000007"},
+                        "lsn": {"start": "0/7000028"},
+                        "timestamp": {"stop": 200},
+                    },
+                    {
+                        "label": "D2",
+                        "archive": {"start": "000000020000000000000008"},
+                        "lsn": {"start": "0/8000028"},
+                        "timestamp": {"stop": 400},
+                    },
+                ],
+            }
+        ]
+    )
     history = "== 2\n1\t0/6000868\tbefore 2026-11-29 19:42:19+00\n"
     assert choose_backup(info, history, 300)[0] == "F"
     assert "not D1" in choose_backup(info, history, 300)[1]

@@ -41,8 +41,9 @@ class Client(Component):
 
     def steps(self, ctx):
         mode, topology = ctx.shared
-        return [File(f"{self.root}/{ctx.host.name}.conf", f"primary={topology.primary.name} ({mode})\n",
-                     owner=ME, group=ME)]
+        return [
+            File(f"{self.root}/{ctx.host.name}.conf", f"primary={topology.primary.name} ({mode})\n", owner=ME, group=ME)
+        ]
 
 
 class NotAClient(Component):
@@ -65,8 +66,11 @@ def site(tmp_path, write_inventory, monkeypatch):
     fake = build([*keep, client, NotAClient()])
     monkeypatch.setattr(registry_module, "registry", lambda: fake)
     unreachable = set()
-    monkeypatch.setattr(runner, "Remote", lambda host, redact, log_path: LocalRemote(
-        host, redact, log_path, fail_connect=host.name in unreachable))
+    monkeypatch.setattr(
+        runner,
+        "Remote",
+        lambda host, redact, log_path: LocalRemote(host, redact, log_path, fail_connect=host.name in unreachable),
+    )
     monkeypatch.setenv("MMDEPLOY_RUN_DIR", str(tmp_path / "runs"))
     db = inv.with_role("db")
     states = {h.name: NodeState(h, True, True, "primary", True) for h in db}

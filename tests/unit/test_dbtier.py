@@ -95,9 +95,17 @@ class FakeTier:
 
 
 def node(host, role, running=True, reachable=True, received=None, fenced=False, upstream=None):
-    return NodeState(host=host, reachable=reachable, running=running and reachable, role=role,
-                     writable=role == "primary" and running and reachable and not fenced,
-                     upstream=upstream, received=received, applied=received, fenced=fenced)
+    return NodeState(
+        host=host,
+        reachable=reachable,
+        running=running and reachable,
+        role=role,
+        writable=role == "primary" and running and reachable and not fenced,
+        upstream=upstream,
+        received=received,
+        applied=received,
+        fenced=fenced,
+    )
 
 
 @pytest.fixture
@@ -107,14 +115,19 @@ def inv(write_inventory):
 
 def tier_of(inv, db1="up", db2=100, db3=90):
     h = {x.name: x for x in inv.with_role("db")}
-    primary = {"up": node(h["db1"], "primary", received=100),
-               "ssh-only": node(h["db1"], "primary", running=False),
-               "dead": node(h["db1"], "unknown", reachable=False)}[db1]
-    t = FakeTier(inv, {
-        "db1": primary,
-        "db2": node(h["db2"], "replica", received=db2, upstream=h["db1"].address),
-        "db3": node(h["db3"], "replica", received=db3, upstream=h["db1"].address),
-    })
+    primary = {
+        "up": node(h["db1"], "primary", received=100),
+        "ssh-only": node(h["db1"], "primary", running=False),
+        "dead": node(h["db1"], "unknown", reachable=False),
+    }[db1]
+    t = FakeTier(
+        inv,
+        {
+            "db1": primary,
+            "db2": node(h["db2"], "replica", received=db2, upstream=h["db1"].address),
+            "db3": node(h["db3"], "replica", received=db3, upstream=h["db1"].address),
+        },
+    )
     return t
 
 
@@ -156,8 +169,14 @@ def test_primary_answering_only_over_ssh_is_stopped_and_masked(inv):
     assert kinds(t)[0] == "stop_and_mask" and "rejoin" not in kinds(t)
 
 
-@pytest.mark.parametrize("to, message", [("db9", "is not a DB host"), ("app1", "is not a DB host"),
-                                         ("db1", "is not a running replica (it is the primary)")])
+@pytest.mark.parametrize(
+    "to, message",
+    [
+        ("db9", "is not a DB host"),
+        ("app1", "is not a DB host"),
+        ("db1", "is not a running replica (it is the primary)"),
+    ],
+)
 def test_bad_to_is_refused_before_anything_changes(inv, to, message):
     t = tier_of(inv)
     with pytest.raises(InventoryError, match=re.escape(message)):

@@ -24,19 +24,25 @@ OS = {
 }
 
 
-@pytest.mark.parametrize("fact, postgresql, mariadb, java", [
-    (OS["debian 12"], "15", "10.11", "openjdk-17-jre-headless"),
-    (OS["debian 13"], "17", "11.8", "openjdk-21-jre-headless"),
-    (OS["ubuntu 22.04"], "14", "10.6", "openjdk-17-jre-headless"),
-    (OS["ubuntu 24.04"], "16", "10.11", "openjdk-21-jre-headless"),
-])
+@pytest.mark.parametrize(
+    "fact, postgresql, mariadb, java",
+    [
+        (OS["debian 12"], "15", "10.11", "openjdk-17-jre-headless"),
+        (OS["debian 13"], "17", "11.8", "openjdk-21-jre-headless"),
+        (OS["ubuntu 22.04"], "14", "10.6", "openjdk-17-jre-headless"),
+        (OS["ubuntu 24.04"], "16", "10.11", "openjdk-21-jre-headless"),
+    ],
+)
 def test_map(fact, postgresql, mariadb, java):
     d = distros.of(fact)
     assert (d.postgresql, d.mariadb, d.java) == (postgresql, mariadb, java)
     assert d.mariadb_packages == ("mariadb-server", "mariadb-client")
     assert {w: d.exporter(w) for w in ("node", "postgres", "mysqld", "nginx")} == {
-        "node": "prometheus-node-exporter", "postgres": "prometheus-postgres-exporter",
-        "mysqld": "prometheus-mysqld-exporter", "nginx": "prometheus-nginx-exporter"}
+        "node": "prometheus-node-exporter",
+        "postgres": "prometheus-postgres-exporter",
+        "mysqld": "prometheus-mysqld-exporter",
+        "nginx": "prometheus-nginx-exporter",
+    }
     assert fact.split()[2] == d.codename
 
 
@@ -47,13 +53,16 @@ def test_unsupported_distribution_is_refused_by_name():
         distros.of("")
 
 
-@pytest.mark.parametrize("os_release, expected", [
-    ('ID=debian\nVERSION_ID="12"\n', "15"),
-    ('ID=debian\nVERSION_ID="13"\n', "17"),
-    ('ID=ubuntu\nVERSION_ID="22.04"\n', "14"),
-    ('ID=ubuntu\nVERSION_ID="24.04"\n', "16"),
-    ('ID=debian\nVERSION_ID="11"\n', ""),
-])
+@pytest.mark.parametrize(
+    "os_release, expected",
+    [
+        ('ID=debian\nVERSION_ID="12"\n', "15"),
+        ('ID=debian\nVERSION_ID="13"\n', "17"),
+        ('ID=ubuntu\nVERSION_ID="22.04"\n', "14"),
+        ('ID=ubuntu\nVERSION_ID="24.04"\n', "16"),
+        ('ID=debian\nVERSION_ID="11"\n', ""),
+    ],
+)
 def test_shell_lookup_matches_the_map(tmp_path, os_release, expected):
     """The shell form (for scripts that run before facts are read) gives the same answer."""
     release = tmp_path / "os-release"

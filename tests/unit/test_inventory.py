@@ -59,7 +59,10 @@ def test_wrong_type(write_inventory):
 
 
 def test_wrong_value_in_settings(write_inventory):
-    path = write_inventory(SINGLE + "  - name: x\n    address: 192.0.2.20\n    roles: [app]\n    vars:\n      database:\n        engine: oracle\n")
+    path = write_inventory(
+        SINGLE
+        + "  - name: x\n    address: 192.0.2.20\n    roles: [app]\n    vars:\n      database:\n        engine: oracle\n"
+    )
     (line,) = problems(path)
     assert "hosts[3].vars.database.engine: expected one of 'postgresql' or 'mysql', got 'oracle'" in line
 
@@ -108,7 +111,9 @@ def test_malformed_yaml_names_the_line(write_inventory):
 
 
 def test_duplicate_yaml_key(write_inventory):
-    path = write_inventory(SINGLE.replace("  domain: chat.example.com", "  domain: a.example.com\n  domain: b.example.com"))
+    path = write_inventory(
+        SINGLE.replace("  domain: chat.example.com", "  domain: a.example.com\n  domain: b.example.com")
+    )
     assert problems(path) == [f"{path}:6: settings.domain: duplicate key (first at line 5)"]
 
 
@@ -139,7 +144,9 @@ def test_mysql_refused_with_mattermost_11(write_inventory):
 
 
 def test_precedence_defaults_pattern_settings_hostvars_cli(write_inventory):
-    text = SINGLE.replace("  domain: chat.example.com", "  domain: chat.example.com\n  demo: {port: 9000, message: site}")
+    text = SINGLE.replace(
+        "  domain: chat.example.com", "  domain: chat.example.com\n  demo: {port: 9000, message: site}"
+    )
     text = text.replace("    roles: [db]", "    roles: [db]\n    vars:\n      demo: {port: 9100}")
     path = write_inventory(text)
     inv = inventory.load(path)
@@ -156,7 +163,9 @@ def test_precedence_defaults_pattern_settings_hostvars_cli(write_inventory):
 
 def test_pattern_defaults_differ(write_inventory, tmp_path):
     many = SINGLE.replace("pattern: single", "pattern: multi")
-    for i, role in enumerate(["proxy", "app", "db", "db", "search", "search", "storage", "storage", "pushproxy", "pushproxy"]):
+    for i, role in enumerate(
+        ["proxy", "app", "db", "db", "search", "search", "storage", "storage", "pushproxy", "pushproxy"]
+    ):
         many += f"  - name: h{i}\n    address: 192.0.2.{100 + i}\n    roles: [{role}]\n"
     assert inventory.load(write_inventory(many)).settings.expected_users == 10000
 
@@ -168,8 +177,12 @@ def test_bad_cli_overrides():
 
 
 def test_cli_override_checked_like_a_layer(write_inventory):
-    assert problems(write_inventory(SINGLE), ["demo.prot=1"]) == ["--set: demo.prot: unknown key (did you mean 'port'?)"]
-    assert problems(write_inventory(SINGLE), ["demo.port=high"]) == ["--set: demo.port: expected an integer, got str 'high'"]
+    assert problems(write_inventory(SINGLE), ["demo.prot=1"]) == [
+        "--set: demo.prot: unknown key (did you mean 'port'?)"
+    ]
+    assert problems(write_inventory(SINGLE), ["demo.port=high"]) == [
+        "--set: demo.port: expected an integer, got str 'high'"
+    ]
 
 
 def test_pattern_means_hosts_file():

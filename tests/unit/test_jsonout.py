@@ -40,9 +40,15 @@ def test_plan_and_deploy_documents(tmp_path, write_inventory, monkeypatch, valid
     (tmp_path / "hosts").mkdir()
     redactor = Redactor()
     secrets = Secrets(tmp_path / "site.secrets.yml", redactor)
-    report = runner.run(inv, [Files(tmp_path / "hosts", fail_on=("db1",))], mode=mode, secrets=secrets,
-                        reporter=Reporter(redactor, out=io.StringIO()), run_root=tmp_path / "runs",
-                        warnings=["Mattermost 10.5.1 is a known-bad patch"])
+    report = runner.run(
+        inv,
+        [Files(tmp_path / "hosts", fail_on=("db1",))],
+        mode=mode,
+        secrets=secrets,
+        reporter=Reporter(redactor, out=io.StringIO()),
+        run_root=tmp_path / "runs",
+        warnings=["Mattermost 10.5.1 is a known-bad patch"],
+    )
     doc = roundtrip(jsonout.run(report, inv), redactor)
     validator.validate(doc)
     assert doc["warnings"] == ["Mattermost 10.5.1 is a known-bad patch"]
@@ -65,19 +71,30 @@ def test_plan_and_deploy_documents(tmp_path, write_inventory, monkeypatch, valid
 
 def test_verify_document(tmp_path, write_inventory, validator):
     inv = inventory.load(write_inventory(SINGLE))
-    results = [api.CheckResult("HTTPS ping", True, None, 0.12), api.CheckResult("replication", False, "db2 lags", 1.5),
-               api.CheckResult("license", True, None, 0.2, "no license: cluster mode inactive", True)]
+    results = [
+        api.CheckResult("HTTPS ping", True, None, 0.12),
+        api.CheckResult("replication", False, "db2 lags", 1.5),
+        api.CheckResult("license", True, None, 0.2, "no license: cluster mode inactive", True),
+    ]
     doc = roundtrip(jsonout.verify(results, inv))
     validator.validate(doc)
-    assert doc["ok"] is False and doc["checks"][1] == {"name": "replication", "ok": False, "problem": "db2 lags",
-                                                        "seconds": 1.5, "detail": None, "warning": False}
+    assert doc["ok"] is False and doc["checks"][1] == {
+        "name": "replication",
+        "ok": False,
+        "problem": "db2 lags",
+        "seconds": 1.5,
+        "detail": None,
+        "warning": False,
+    }
     assert doc["checks"][2]["detail"] == "no license: cluster mode inactive" and doc["checks"][2]["warning"] is True
 
 
 def test_db_status_document(write_inventory, validator):
     inv = inventory.load(write_inventory(SINGLE))
-    primary = pg.parse_probe(inv.host("db1"), Fact(0, "recovery=false\nread_only=off\nlsn=16/B374D848\n"
-                                                      "replica=db2,10.0.0.15,streaming,quorum,16/B374D848\n"))
+    primary = pg.parse_probe(
+        inv.host("db1"),
+        Fact(0, "recovery=false\nread_only=off\nlsn=16/B374D848\nreplica=db2,10.0.0.15,streaming,quorum,16/B374D848\n"),
+    )
     doc = roundtrip(jsonout.db_status([primary], inv))
     validator.validate(doc)
     (node,) = doc["nodes"]
@@ -98,16 +115,19 @@ def test_drift_document(write_inventory, validator):
     from mmdeploy import driftcheck
 
     inv = inventory.load(write_inventory(SINGLE))
-    facts = {"app1": driftcheck._parse("version=11.7.15\nconfig=3f2a\nplugin=com.mattermost.calls\nactive=active\n"),
-             "app2": driftcheck._parse("version=11.7.14\nconfig=3f2a\nplugin=com.mattermost.calls\nactive=active\n"),
-             "app3": driftcheck._parse("version=11.7.15\nconfig=3f2a\nactive=active\n"),
-             "proxy1": {**driftcheck._parse("server=10.0.0.12:8065 max_fails=0\n"), "certificate": None}}
+    facts = {
+        "app1": driftcheck._parse("version=11.7.15\nconfig=3f2a\nplugin=com.mattermost.calls\nactive=active\n"),
+        "app2": driftcheck._parse("version=11.7.14\nconfig=3f2a\nplugin=com.mattermost.calls\nactive=active\n"),
+        "app3": driftcheck._parse("version=11.7.15\nconfig=3f2a\nactive=active\n"),
+        "proxy1": {**driftcheck._parse("server=10.0.0.12:8065 max_fails=0\n"), "certificate": None},
+    }
     report = driftcheck.DriftReport(facts=facts)
     driftcheck.compare("app", "release", {h: facts[h]["version"] for h in ("app1", "app2", "app3")}, report.differences)
     doc = roundtrip(jsonout.drift(report, inv))
     validator.validate(doc)
     assert doc["kind"] == "drift" and doc["ok"] is False
-    assert doc["differences"] == [{"host": "app2", "group": "app", "what": "release", "value": "11.7.14",
-                                   "expected": "11.7.15"}]
+    assert doc["differences"] == [
+        {"host": "app2", "group": "app", "what": "release", "value": "11.7.14", "expected": "11.7.15"}
+    ]
     assert doc["hosts"]["app1"]["plugin"] == ["com.mattermost.calls"] and "certificate" not in doc["hosts"]["proxy1"]
     assert roundtrip(jsonout.drift(driftcheck.DriftReport(), inv))["ok"] is True

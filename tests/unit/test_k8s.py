@@ -51,16 +51,24 @@ def test_custom_resource_is_valid_for_the_operator(validator, tmp_path, pattern)
     assert cr["apiVersion"] == "installation.mattermost.com/v1beta1"
     assert spec["version"] == inv.settings.mattermost.version
     assert spec["replicas"] == len(inv.with_role("app"))
-    assert spec["ingress"] == {**spec["ingress"], "enabled": True, "host": inv.settings.domain,
-                               "ingressClass": "nginx", "tlsSecret": "mattermost-tls"}
+    assert spec["ingress"] == {
+        **spec["ingress"],
+        "enabled": True,
+        "host": inv.settings.domain,
+        "ingressClass": "nginx",
+        "tlsSecret": "mattermost-tls",
+    }
 
 
 def test_every_referenced_secret_is_rendered_with_the_keys_the_operator_reads(tmp_path):
     inv, secrets, rendered = render("multi", tmp_path)
     by_name = {d["metadata"]["name"]: d for d in rendered.documents["secrets.yaml"]}
     spec = rendered.custom_resource["spec"]
-    referenced = {spec["database"]["external"]["secret"], spec["fileStore"]["external"]["secret"],
-                  spec["ingress"]["tlsSecret"]}
+    referenced = {
+        spec["database"]["external"]["secret"],
+        spec["fileStore"]["external"]["secret"],
+        spec["ingress"]["tlsSecret"],
+    }
     assert referenced <= set(by_name)
     db = by_name["mattermost-db"]["stringData"]
     password = secrets.get(DB_PASSWORD)
@@ -68,14 +76,19 @@ def test_every_referenced_secret_is_rendered_with_the_keys_the_operator_reads(tm
     assert db["DB_CONNECTION_STRING"].startswith(f"postgres://mmuser:{password}@{primary.private_address}:5432/")
     assert db["MM_SQLSETTINGS_DATASOURCEREPLICAS"].count("postgres://") == len(inv.with_role("db")) - 1
     s3 = by_name["mattermost-s3"]["stringData"]
-    assert s3 == {"accesskey": secrets.get(registry().secrets["storage_access_key"]),
-                  "secretkey": secrets.get(registry().secrets["storage_secret_key"])}
+    assert s3 == {
+        "accesskey": secrets.get(registry().secrets["storage_access_key"]),
+        "secretkey": secrets.get(registry().secrets["storage_secret_key"]),
+    }
     assert by_name["mattermost-tls"]["type"] == "kubernetes.io/tls"
     assert set(by_name["mattermost-tls"]["stringData"]) == {"tls.crt", "tls.key"}
     # External S3 and search: the storage and search layers outside the cluster, S3 at the
     # internal balancer's floating address (balancer.endpoint), as the hosts reach it.
-    assert spec["fileStore"]["external"] == {"url": "10.0.0.100:8333", "bucket": "mattermost",
-                                             "secret": "mattermost-s3"}
+    assert spec["fileStore"]["external"] == {
+        "url": "10.0.0.100:8333",
+        "bucket": "mattermost",
+        "secret": "mattermost-s3",
+    }
     assert spec["elasticSearch"]["host"] == "http://10.0.0.100:9200"  # search too, since it is a balanced layer
     # What the inventory cannot know is a visible placeholder, and listed.
     assert any("tls.crt" in p for p in rendered.placeholders)
@@ -87,8 +100,11 @@ def test_every_referenced_secret_is_rendered_with_the_keys_the_operator_reads(tm
 def test_license_and_mysql(tmp_path):
     license_file = tmp_path / "mattermost.license"
     license_file.write_text("LICENSE-TEXT\n")
-    inv, _, rendered = render("single", tmp_path, [f"mattermost.license_file={license_file}",
-                                                   "database.engine=mysql", "mattermost.version=10.11.23"])
+    inv, _, rendered = render(
+        "single",
+        tmp_path,
+        [f"mattermost.license_file={license_file}", "database.engine=mysql", "mattermost.version=10.11.23"],
+    )
     spec = rendered.custom_resource["spec"]
     assert spec["licenseSecret"] == "mattermost-license"
     secrets = {d["metadata"]["name"]: d["stringData"] for d in rendered.documents["secrets.yaml"]}
@@ -110,11 +126,19 @@ def test_inv_k8s_writes_the_directory_and_prints_no_secret(tmp_path):
     inventory = tmp_path / "site.yml"
     inventory.write_text((ROOT / "hosts" / "multi.yml").read_text())
     out = tmp_path / "k8s"
-    p = subprocess.run([sys.executable, "-m", "invoke", "k8s", "--inventory", str(inventory), "--out", str(out)],
-                       cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "invoke", "k8s", "--inventory", str(inventory), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
-    assert sorted(f.name for f in out.iterdir()) == ["kustomization.yaml", "mattermost.yaml", "namespace.yaml",
-                                                      "secrets.yaml"]
+    assert sorted(f.name for f in out.iterdir()) == [
+        "kustomization.yaml",
+        "mattermost.yaml",
+        "namespace.yaml",
+        "secrets.yaml",
+    ]
     assert stat.S_IMODE((out / "secrets.yaml").stat().st_mode) == 0o600
     password = yaml.safe_load((tmp_path / "site.secrets.yml").read_text())["db_password"]
     assert password in (out / "secrets.yaml").read_text()

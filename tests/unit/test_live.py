@@ -27,8 +27,14 @@ def run(tmp_path, write_inventory, monkeypatch, reporter_for, fail_on=()):
     secrets = Secrets(tmp_path / "site.secrets.yml", redactor)
     out = io.StringIO()
     reporter = reporter_for(redactor, out)
-    report = runner.run(inv, [Files(files, fail_on=fail_on)], mode="apply", secrets=secrets, reporter=reporter,
-                        run_root=tmp_path / "runs")
+    report = runner.run(
+        inv,
+        [Files(files, fail_on=fail_on)],
+        mode="apply",
+        secrets=secrets,
+        reporter=reporter,
+        run_root=tmp_path / "runs",
+    )
     return report, reporter, out.getvalue()
 
 

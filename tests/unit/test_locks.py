@@ -29,11 +29,13 @@ def inv(write_inventory, tmp_path, monkeypatch):
     monkeypatch.setattr(locks, "HOST_HOLDER", str(tmp_path / "host.holder"))
     monkeypatch.setattr(locks, "SCRIPTS_LOCK", str(tmp_path / "scripts.lock"))
     monkeypatch.setattr(locks, "Remote", LocalRemote)
-    return mmdeploy.load(write_inventory("""\
+    return mmdeploy.load(
+        write_inventory("""\
         pattern: single
         hosts:
           - {name: one, address: 192.0.2.10, roles: [proxy, app, jobserver, monitoring, db]}
-        """))
+        """)
+    )
 
 
 def _holder_process(inventory_path, tmp_path) -> subprocess.Popen:
@@ -43,8 +45,8 @@ def _holder_process(inventory_path, tmp_path) -> subprocess.Popen:
         sys.path.insert(0, {ROOT!r})
         from mmdeploy import inventory, locks
         from tests.unit.localremote import LocalRemote
-        locks.HOST_LOCK, locks.HOST_HOLDER, locks.Remote = {str(tmp_path / 'host.lock')!r}, {str(tmp_path / 'host.holder')!r}, LocalRemote
-        locks.SCRIPTS_LOCK = {str(tmp_path / 'scripts.lock')!r}
+        locks.HOST_LOCK, locks.HOST_HOLDER, locks.Remote = {str(tmp_path / "host.lock")!r}, {str(tmp_path / "host.holder")!r}, LocalRemote
+        locks.SCRIPTS_LOCK = {str(tmp_path / "scripts.lock")!r}
         with locks.acquire(inventory.load({str(inventory_path)!r}), "deploy", str):
             print("held", flush=True)
             time.sleep(60)
@@ -79,8 +81,15 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(inv, tmp_path):
 
 def test_a_host_locked_from_another_machine_is_refused(inv, tmp_path):
     """Another operator's run, from another control machine, holds the host's lock."""
-    other = {"what": "db.rejoin", "user": "alice", "machine": "laptop", "machine_id": "another-machine",
-             "pid": 4242, "since": "today", "run": "abc"}
+    other = {
+        "what": "db.rejoin",
+        "user": "alice",
+        "machine": "laptop",
+        "machine_id": "another-machine",
+        "pid": 4242,
+        "since": "today",
+        "run": "abc",
+    }
     first, held = LocalRemote(inv.hosts[0]).hold(locks._host_script(other), 60, "lock")
     assert first.startswith("LOCKED")
     try:
@@ -89,6 +98,7 @@ def test_a_host_locked_from_another_machine_is_refused(inv, tmp_path):
         # Refused as a whole: this machine's lock was not kept.
         fd = os.open(locks.lock_path(inv), os.O_RDWR)
         import fcntl
+
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.close(fd)
     finally:
@@ -121,9 +131,9 @@ def test_deploy_failover_and_rejoin_take_the_lock_plan_does_not(monkeypatch):
 
     from mmdeploy import api
 
-    assert "_locked(inventory, \"deploy\"" in inspect.getsource(api._run)
-    assert "_locked(inventory, \"failover-db\"" in inspect.getsource(api.failover_db)
-    assert "_locked(inventory, \"db.rejoin\"" in inspect.getsource(api.rejoin)
+    assert '_locked(inventory, "deploy"' in inspect.getsource(api._run)
+    assert '_locked(inventory, "failover-db"' in inspect.getsource(api.failover_db)
+    assert '_locked(inventory, "db.rejoin"' in inspect.getsource(api.rejoin)
     assert 'if mode == "plan"' in inspect.getsource(api._run)
 
 

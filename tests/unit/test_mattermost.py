@@ -54,18 +54,27 @@ def site(write_inventory, tmp_path, request):
     states = {"db1": NodeState(db1, True, True, "primary", True), "db2": NodeState(db2, True, True, "replica", False)}
 
     def ctx(name, facts=None):
-        return Context(inv, inv.host(name), secrets, facts=facts or FakeFacts(),
-                       shared=mm.DBView(Topology([db1, db2], states, db1, "writable")))
+        return Context(
+            inv,
+            inv.host(name),
+            secrets,
+            facts=facts or FakeFacts(),
+            shared=mm.DBView(Topology([db1, db2], states, db1, "writable")),
+        )
 
     ctx.inv, ctx.secrets = inv, secrets
     return ctx
 
 
 def test_release_url_is_the_official_pattern():
-    assert mm.release_url("10.11.4", "enterprise") == \
-        "https://releases.mattermost.com/10.11.4/mattermost-10.11.4-linux-amd64.tar.gz"
-    assert mm.release_url("11.1.0", "team") == \
-        "https://releases.mattermost.com/11.1.0/mattermost-team-11.1.0-linux-amd64.tar.gz"
+    assert (
+        mm.release_url("10.11.4", "enterprise")
+        == "https://releases.mattermost.com/10.11.4/mattermost-10.11.4-linux-amd64.tar.gz"
+    )
+    assert (
+        mm.release_url("11.1.0", "team")
+        == "https://releases.mattermost.com/11.1.0/mattermost-team-11.1.0-linux-amd64.tar.gz"
+    )
 
 
 def test_artifact_needs_a_checksum(site, write_inventory):
@@ -78,13 +87,17 @@ def test_artifact_needs_a_checksum(site, write_inventory):
 
 
 def test_config_keys(site):
-    cfg = mm.config(site("app1"), f"{site.inv.host('db1').private_address}:5432",
-                    [f"{site.inv.host('db2').private_address}:5432"])
+    cfg = mm.config(
+        site("app1"), f"{site.inv.host('db1').private_address}:5432", [f"{site.inv.host('db2').private_address}:5432"]
+    )
     password = site.secrets.get(DB_PASSWORD)
     assert cfg["SqlSettings"]["DriverName"] == "postgres"
     assert cfg["SqlSettings"]["DataSource"] == (
-        f"postgres://mmuser:{password}@10.0.0.5:5432/mattermost?sslmode=disable&connect_timeout=10&binary_parameters=yes")
-    assert cfg["SqlSettings"]["DataSourceReplicas"] == [cfg["SqlSettings"]["DataSource"].replace("10.0.0.5", "10.0.0.6")]
+        f"postgres://mmuser:{password}@10.0.0.5:5432/mattermost?sslmode=disable&connect_timeout=10&binary_parameters=yes"
+    )
+    assert cfg["SqlSettings"]["DataSourceReplicas"] == [
+        cfg["SqlSettings"]["DataSource"].replace("10.0.0.5", "10.0.0.6")
+    ]
     assert cfg["ServiceSettings"]["SiteURL"] == "https://chat.example.com"
     assert cfg["ServiceSettings"]["EnableCustomEmoji"] is True  # mattermost.config merged in
     assert cfg["TeamSettings"] == {"RestrictCreationToDomains": "", "MaxUsersPerTeam": 500}
@@ -107,7 +120,7 @@ def test_mysql_datasource(site):
     assert dsn == "mmuser:p@ss/w:%41'\"@tcp(10.0.0.5:3306)/mattermost?charset=utf8mb4,utf8&writeTimeout=30s"
     slash = dsn.rfind("/")
     at = dsn.rfind("@", 0, slash)
-    assert dsn[dsn.index(":") + 1:at] == "p@ss/w:%41'\""
+    assert dsn[dsn.index(":") + 1 : at] == "p@ss/w:%41'\""
 
 
 def test_units_and_first_admin(site):
@@ -130,8 +143,15 @@ def test_units_and_first_admin(site):
 def test_unit_file_follows_mattermost_docs(site):
     text = site("app1").render("mattermost/mattermost.service.j2", command="", env_file="", nofile=49152, nproc=None)
     assert "EnvironmentFile" not in text and "LimitNPROC" not in text
-    for line in ("Type=notify", "TimeoutStartSec=3600", "KillMode=mixed", "Restart=always",
-                 "LimitNOFILE=49152", "User=mattermost", "ExecStart=/opt/mattermost/bin/mattermost\n"):
+    for line in (
+        "Type=notify",
+        "TimeoutStartSec=3600",
+        "KillMode=mixed",
+        "Restart=always",
+        "LimitNOFILE=49152",
+        "User=mattermost",
+        "ExecStart=/opt/mattermost/bin/mattermost\n",
+    ):
         assert line in text
 
 
@@ -154,9 +174,13 @@ def test_config_in_database(site):
     assert isinstance(env, SecretFile) and (env.owner, env.mode) == ("root", "0600") and env.notify == ("restart",)
     dsn = mm.datasource(site.inv.settings, "10.0.0.5:5432", password)
     assert env.content.decode().splitlines() == [
-        f'MM_CONFIG="{dsn}"', f'MM_SQLSETTINGS_DATASOURCE="{dsn}"', 'MM_SERVICESETTINGS_ENABLELOCALMODE="true"',
-        'MM_JOBSETTINGS_RUNJOBS="false"', 'MM_JOBSETTINGS_RUNSCHEDULER="false"',
-        'MM_CLUSTERSETTINGS_ADVERTISEADDRESS="10.0.0.2"']
+        f'MM_CONFIG="{dsn}"',
+        f'MM_SQLSETTINGS_DATASOURCE="{dsn}"',
+        'MM_SERVICESETTINGS_ENABLELOCALMODE="true"',
+        'MM_JOBSETTINGS_RUNJOBS="false"',
+        'MM_JOBSETTINGS_RUNSCHEDULER="false"',
+        'MM_CLUSTERSETTINGS_ADVERTISEADDRESS="10.0.0.2"',
+    ]
     # Per host in the environment: the shared database config cannot say who runs jobs.
     job_env = next(s for s in job1 if isinstance(s, File) and s.path == mm.ENV_FILE).content.decode()
     assert 'MM_JOBSETTINGS_RUNJOBS="true"' in job_env
@@ -237,8 +261,13 @@ def test_one_app_server_is_no_cluster(write_inventory, tmp_path):
     one = SITE.replace("  - {{name: app2, address: 192.0.2.3, private_address: 10.0.0.3, roles: [app]}}\n", "")
     inv = inventory.load(write_inventory(one.format(sha="a" * 64)))
     db1 = inv.host("db1")
-    ctx = Context(inv, inv.host("app1"), Secrets(tmp_path / "s.yml", Redactor()), FakeFacts(),
-                  mm.DBView(Topology([db1], {"db1": NodeState(db1, True, True, "primary", True)}, db1, "w")))
+    ctx = Context(
+        inv,
+        inv.host("app1"),
+        Secrets(tmp_path / "s.yml", Redactor()),
+        FakeFacts(),
+        mm.DBView(Topology([db1], {"db1": NodeState(db1, True, True, "primary", True)}, db1, "w")),
+    )
     assert mm.config(ctx, db1, [])["ClusterSettings"]["Enable"] is False
     names = [s.name for s in mm.Mattermost().steps(ctx)]
     assert not any(n.startswith("sysctl") or "chrony" in n for n in names)
@@ -276,8 +305,11 @@ def test_license_installed_before_start_and_uploaded_when_changed(site, tmp_path
 def test_missing_license_file_is_refused_before_any_host(write_inventory):
     from mmdeploy.errors import InventoryError
 
-    path = write_inventory(SITE.format(sha="a" * 64).replace(
-        "  mattermost:\n", "  mattermost:\n    license_file: /nonexistent/site.mattermost-license\n"))
+    path = write_inventory(
+        SITE.format(sha="a" * 64).replace(
+            "  mattermost:\n", "  mattermost:\n    license_file: /nonexistent/site.mattermost-license\n"
+        )
+    )
     with pytest.raises(InventoryError) as e:
         inventory.load(path)
     (line,) = [p for p in e.value.problems if "license_file" in p]
@@ -367,15 +399,25 @@ def test_multi_services_at_the_balancer(multi):
 def test_multi_storage_from_the_storage_component(write_inventory, tmp_path):
     """The storage component (components/storage) declares the layer: Mattermost's S3
     endpoint is the balancer's address on its port, the bucket and region its settings'."""
-    inv = inventory.load(write_inventory(MULTI.format(sha="a" * 64), "multi.yml"),
-                         ["storage.bucket=chat-files", "storage.region=eu-west-1"])
+    inv = inventory.load(
+        write_inventory(MULTI.format(sha="a" * 64), "multi.yml"),
+        ["storage.bucket=chat-files", "storage.region=eu-west-1"],
+    )
     db = [inv.host(f"db{i}") for i in (1, 2, 3)]
     states = {h.name: NodeState(h, True, True, "primary" if h is db[0] else "replica", h is db[0]) for h in db}
-    ctx = Context(inv, inv.host("app2"), Secrets(tmp_path / "s.yml", Redactor()), FakeFacts(),
-                  mm.DBView(Topology(db, states, db[0], "w")))
+    ctx = Context(
+        inv,
+        inv.host("app2"),
+        Secrets(tmp_path / "s.yml", Redactor()),
+        FakeFacts(),
+        mm.DBView(Topology(db, states, db[0], "w")),
+    )
     files = mm.config(ctx, db[0], db[1:])["FileSettings"]
-    assert (files["AmazonS3Endpoint"], files["AmazonS3Bucket"], files["AmazonS3Region"]) == \
-        ("10.0.0.1:8333", "chat-files", "eu-west-1")
+    assert (files["AmazonS3Endpoint"], files["AmazonS3Bucket"], files["AmazonS3Region"]) == (
+        "10.0.0.1:8333",
+        "chat-files",
+        "eu-west-1",
+    )
 
 
 def test_multi_config_is_valid_for_mattermost(multi, tmp_path):

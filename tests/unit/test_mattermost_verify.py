@@ -39,8 +39,10 @@ class FakeSite:
         self.licensed = True
         self.features = {"Cluster": "true", "Elasticsearch": "true"}
         # What each node runs: version, config hash, and the ClusterName it gossips under.
-        self.nodes = {"192.0.2.2": ["app1", "10.0.0.2", VERSION, "c0ffee", "blue"],
-                      "192.0.2.3": ["app2", "10.0.0.3", VERSION, "c0ffee", "blue"]}
+        self.nodes = {
+            "192.0.2.2": ["app1", "10.0.0.2", VERSION, "c0ffee", "blue"],
+            "192.0.2.3": ["app2", "10.0.0.3", VERSION, "c0ffee", "blue"],
+        }
         self.shared_files = True
         self.search_backend = "opensearch"
         self.indexed = True
@@ -59,12 +61,23 @@ class FakeSite:
         if not self.licensed or self.features.get("Cluster") != "true":
             return []
         name = self.nodes[via][4]
-        return [{"id": n[0] + "id", "hostname": n[0], "ipaddress": n[1], "version": n[2], "config_hash": n[3],
-                 "schema_version": "11.7.0"} for n in self.nodes.values() if n[4] == name]
+        return [
+            {
+                "id": n[0] + "id",
+                "hostname": n[0],
+                "ipaddress": n[1],
+                "version": n[2],
+                "config_hash": n[3],
+                "schema_version": "11.7.0",
+            }
+            for n in self.nodes.values()
+            if n[4] == name
+        ]
 
     def gossips(self, a: str, b: str) -> bool:
-        return a == b or (self.licensed and self.features.get("Cluster") == "true"
-                          and self.nodes[a][4] == self.nodes[b][4])
+        return a == b or (
+            self.licensed and self.features.get("Cluster") == "true" and self.nodes[a][4] == self.nodes[b][4]
+        )
 
     def version_id(self, address: str) -> str:
         n = self.nodes[address]
@@ -85,7 +98,9 @@ class FakeSite:
             return httpx.Response(status, json=body, content=content, headers={**headers, **more}, extensions=ext)
 
         if path == "/api/v4/system/ping":
-            return reply(200, {"status": "OK", "ActiveSearchBackend": self.search_backend if self.licensed else "database"})
+            return reply(
+                200, {"status": "OK", "ActiveSearchBackend": self.search_backend if self.licensed else "database"}
+            )
         if path == "/api/v4/users/login":
             body = json.loads(request.content)
             token = "admintoken" if body["login_id"] == "sysadmin" else "usertoken"
@@ -97,8 +112,15 @@ class FakeSite:
         if path == "/api/v4/teams/team1/channels/name/town-square":
             return reply(200, {"id": "chan1"})
         if path == "/api/v4/license/client":
-            return reply(200, {"IsLicensed": str(self.licensed).lower(), "SkuShortName": "enterprise",
-                               "ExpiresAt": "1830297600000", **(self.features if self.licensed else {})})
+            return reply(
+                200,
+                {
+                    "IsLicensed": str(self.licensed).lower(),
+                    "SkuShortName": "enterprise",
+                    "ExpiresAt": "1830297600000",
+                    **(self.features if self.licensed else {}),
+                },
+            )
         if path == "/api/v4/cluster/status":
             return reply(200, self.cluster(node))
         if path == "/api/v4/posts" and method == "POST":
@@ -127,7 +149,11 @@ class FakeSite:
             hits = [p["id"] for p in self.posts.values() if term in p["message"]] if self.indexed else []
             return reply(200, {"order": hits, "posts": {}})
         if path == "/api/v4/users/username/mmdeploy-verify":
-            return reply(200, {"id": "vuser"}) if self.verify_user else reply(404, {"id": "app.user.missing_account.const"})
+            return (
+                reply(200, {"id": "vuser"})
+                if self.verify_user
+                else reply(404, {"id": "app.user.missing_account.const"})
+            )
         if path == "/api/v4/users" and method == "POST":
             self.verify_user = json.loads(request.content)
             return reply(201, {"id": "vuser"})
@@ -140,8 +166,11 @@ class FakeSite:
     def push_proxy(self, request):
         if request.url.path == "/metrics" and self.push_metrics:
             n = self.pushed if request.url.host == "192.0.2.2" else 0
-            return httpx.Response(200, text=f'# TYPE service_notifications_total counter\n'
-                                            f'service_notifications_total{{platform="android",type="message",transport=""}} {n}\n')
+            return httpx.Response(
+                200,
+                text=f"# TYPE service_notifications_total counter\n"
+                f'service_notifications_total{{platform="android",type="message",transport=""}} {n}\n',
+            )
         return httpx.Response(404)
 
     # --- websockets ------------------------------------------------------------------------
@@ -193,10 +222,20 @@ def fake(write_inventory, tmp_path, monkeypatch):
 def run_all(site) -> dict:
     """name -> result of every check the component declares, on a fresh SiteChecks."""
     checks = site.checks()
-    names = {"versions": checks.versions, "license": checks.license, "members": checks.cluster_members,
-             "hashes": checks.config_hashes, "every node": checks.post_on_every_node,
-             "websocket": checks.cross_node_websocket, "file": checks.cross_node_file, "search": checks.search,
-             "push": checks.push, "ping": checks.ping, "login": checks.login, "roundtrip": checks.post_roundtrip}
+    names = {
+        "versions": checks.versions,
+        "license": checks.license,
+        "members": checks.cluster_members,
+        "hashes": checks.config_hashes,
+        "every node": checks.post_on_every_node,
+        "websocket": checks.cross_node_websocket,
+        "file": checks.cross_node_file,
+        "search": checks.search,
+        "push": checks.push,
+        "ping": checks.ping,
+        "login": checks.login,
+        "roundtrip": checks.post_roundtrip,
+    }
     return {name: fn() for name, fn in names.items()}
 
 
@@ -205,8 +244,13 @@ def test_the_component_declares_the_cluster_checks(fake):
     assert "every app server in the cluster (cluster/status)" in names
     assert "websocket on app2 receives a post made on app1" in names
     assert "file uploaded on app1 downloads from app2" in names
-    assert {"Mattermost version on every app server", "Enterprise license", "same config on every app server",
-            "search finds a fresh post", "a mention reaches the push proxy"} <= set(names)
+    assert {
+        "Mattermost version on every app server",
+        "Enterprise license",
+        "same config on every app server",
+        "search finds a fresh post",
+        "a mention reaches the push proxy",
+    } <= set(names)
 
 
 def test_a_healthy_licensed_cluster_passes(fake):
@@ -228,8 +272,9 @@ def test_a_node_with_another_cluster_name_fails_and_is_named(fake):
     fake.nodes["192.0.2.3"][3:5] = ["beef00", "green"]  # its own config, its own cluster
     results = run_all(fake)
     # Two nodes, each alone: nobody is the majority, both are named, with what each sees.
-    assert results["members"].startswith("the app servers do not form one cluster 'mmdeploy-chat.example.com' "
-                                         "(app1 sees app1; app2 sees app2)")
+    assert results["members"].startswith(
+        "the app servers do not form one cluster 'mmdeploy-chat.example.com' (app1 sees app1; app2 sees app2)"
+    )
     assert "port 8074" in results["members"]
     assert results["hashes"] == "config differs on app1, app2 (cluster/status: app1 c0ffee, app2 beef00)"
     assert results["websocket"].startswith("app2 got no posted event for a post made on app1")
@@ -243,8 +288,10 @@ def test_without_a_license_features_are_reported_inactive_and_websocket_fails(fa
     assert isinstance(results["license"], Warn)
     assert results["license"].startswith("no license (mattermost.license_file): inactive: cluster mode")
     assert "search on OpenSearch" in results["license"] and "read replicas" not in results["license"]
-    assert results["members"] == "cluster mode is inactive without a license granting it (app1 sees no node; " \
+    assert (
+        results["members"] == "cluster mode is inactive without a license granting it (app1 sees no node; "
         "app2 sees no node)"
+    )
     assert isinstance(results["search"], Warn) and "by database" in results["search"]
     assert results["hashes"] == "c0ffee on app1, app2 (X-Version-Id: the nodes form no cluster)"
     assert results["websocket"].startswith("app2 got no posted event")  # the quiet HA failure fails
@@ -313,7 +360,9 @@ def test_push_verify_user_logs_in_as_a_phone_and_logs_out(fake):
 
     checks = mm.SiteChecks(fake.inv, transport=httpx.MockTransport(spy), ws_connect=fake.ws_connect, today=TODAY)
     assert isinstance(checks.push(), Info)
-    user_login = next(body for path, body, _ in seen if path.endswith("login") and body["login_id"] == "mmdeploy-verify")
+    user_login = next(
+        body for path, body, _ in seen if path.endswith("login") and body["login_id"] == "mmdeploy-verify"
+    )
     assert user_login["device_id"].startswith("android_rn-v2:mmdeploy-verify-")
     assert ("/api/v4/users/logout", {}, "Bearer usertoken") in seen
     assert fake.verify_user["email"] == "mmdeploy-verify@chat.example.com"
@@ -326,21 +375,27 @@ def test_helpers():
     assert mm.differing({"a": "1", "b": "1", "c": "2"}) == ["c"]
     assert mm.differing({"a": "1", "b": "2"}) == ["a", "b"]
     assert mm.differing({"a": "1", "b": "1"}) == []
-    text = ('# HELP service_notifications_total Number\nservice_notifications_total{platform="apple",type="message",'
-            'transport=""} 2\nservice_notifications_total{platform="android",type="clear",transport=""} 3\n'
-            'service_notifications_by_app_version_total{platform="android",app_version="2"} 9\n')
+    text = (
+        '# HELP service_notifications_total Number\nservice_notifications_total{platform="apple",type="message",'
+        'transport=""} 2\nservice_notifications_total{platform="android",type="clear",transport=""} 3\n'
+        'service_notifications_by_app_version_total{platform="android",app_version="2"} 9\n'
+    )
     assert mm.push_total(text) == 5.0
 
 
 def test_the_odd_node_of_three_is_named(fake, write_inventory, tmp_path):
     three = fake.inv.path.read_text().replace(
-        "  - {name: job1,", "  - {name: app3, address: 192.0.2.6, private_address: 10.0.0.6, roles: [app]}\n  - {name: job1,")
+        "  - {name: job1,",
+        "  - {name: app3, address: 192.0.2.6, private_address: 10.0.0.6, roles: [app]}\n  - {name: job1,",
+    )
     path = write_inventory(three, "three.yml")
     inv = inventory.load(path)
     inv.secrets_path.write_text("mattermost_admin_password: s3cret-admin\n")
     inv.secrets_path.chmod(0o600)
     fake.nodes["192.0.2.6"] = ["app3", "10.0.0.6", VERSION, "c0ffee", "green"]
     checks = mm.SiteChecks(inv, transport=httpx.MockTransport(fake.handle), ws_connect=fake.ws_connect, today=TODAY)
-    assert checks.cluster_members().startswith("app3 not in the cluster 'mmdeploy-chat.example.com' of the others "
-                                               "(app1 sees app1, app2; app2 sees app1, app2; app3 sees app3)")
+    assert checks.cluster_members().startswith(
+        "app3 not in the cluster 'mmdeploy-chat.example.com' of the others "
+        "(app1 sees app1, app2; app2 sees app1, app2; app3 sees app3)"
+    )
     assert checks.cross_node_websocket().startswith("app3 got no posted event for a post made on app1")

@@ -72,8 +72,9 @@ def rendered_config(ctx) -> dict:
 
 
 def targets(config: dict) -> dict[str, list[str]]:
-    return {job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
-            for job in config["scrape_configs"]}
+    return {
+        job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]] for job in config["scrape_configs"]
+    }
 
 
 def test_scrape_targets_from_the_inventory(site):
@@ -91,8 +92,14 @@ def test_scrape_targets_from_the_inventory(site):
 
 
 def test_mysql_engine_and_settings_change_the_targets(site):
-    config = rendered_config(site("database.engine=mysql", "mattermost.version=10.11.23", "mattermost.metrics_port=9999",
-                                  "monitoring.scrape_interval=1m"))
+    config = rendered_config(
+        site(
+            "database.engine=mysql",
+            "mattermost.version=10.11.23",
+            "mattermost.metrics_port=9999",
+            "monitoring.scrape_interval=1m",
+        )
+    )
     jobs = targets(config)
     assert "postgres" not in jobs and jobs["mysql"] == ["10.0.0.4:9104", "10.0.0.5:9104"]
     assert jobs["mattermost"] == ["10.0.0.2:9999", "10.0.0.3:9999"]
@@ -100,12 +107,18 @@ def test_mysql_engine_and_settings_change_the_targets(site):
 
 
 def test_all_in_one_host_is_scraped_once_per_job(write_inventory):
-    inv = inventory.load(write_inventory(
-        "pattern: single\nhosts:\n  - {name: one, address: 192.0.2.9, "
-        "roles: [proxy, app, jobserver, db, monitoring]}\n"))
+    inv = inventory.load(
+        write_inventory(
+            "pattern: single\nhosts:\n  - {name: one, address: 192.0.2.9, "
+            "roles: [proxy, app, jobserver, db, monitoring]}\n"
+        )
+    )
     assert {j.name: [t.address for t in j.targets] for j in scrape_jobs(inv)} == {
-        "prometheus": ["localhost:9090"], "mattermost": ["192.0.2.9:8067"], "node": ["192.0.2.9:9100"],
-        "postgres": ["192.0.2.9:9187"], "nginx": ["192.0.2.9:9113"],
+        "prometheus": ["localhost:9090"],
+        "mattermost": ["192.0.2.9:8067"],
+        "node": ["192.0.2.9:9100"],
+        "postgres": ["192.0.2.9:9187"],
+        "nginx": ["192.0.2.9:9113"],
     }
 
 
@@ -115,7 +128,9 @@ def test_exporters_per_role(site):
     assert not any("postgres" in n or "nginx" in n for n in names["app1"])
     assert "packages prometheus-nginx-exporter" in names["proxy1"]
     assert "service prometheus-postgres-exporter" in names["db1"]
-    mysql = [s.name for s in Exporters().steps(site("database.engine=mysql", "mattermost.version=10.11.23", host="db1"))]
+    mysql = [
+        s.name for s in Exporters().steps(site("database.engine=mysql", "mattermost.version=10.11.23", host="db1"))
+    ]
     assert "packages prometheus-mysqld-exporter" in mysql and not any("postgres" in n for n in mysql)
 
 
@@ -135,7 +150,11 @@ def test_db_exporter_credentials_stay_out_of_facts_diffs_and_commands(site):
     assert isinstance(passfile, SecretFile) and (passfile.owner, passfile.mode) == ("prometheus", "0600")
     assert passfile.content.decode() == f"*:*:*:mmmonitor:{password}\n"
     assert f'PGPASSFILE="{passfile.path}"' in env.content.decode()
-    assert names.index("user prometheus") < names.index(passfile.name) < names.index("packages prometheus-postgres-exporter")
+    assert (
+        names.index("user prometheus")
+        < names.index(passfile.name)
+        < names.index("packages prometheus-postgres-exporter")
+    )
     (probe,) = env.facts()
     change = env.check({probe: Fact(0, "")})
     assert password not in change.diff + change.summary + probe
@@ -156,8 +175,10 @@ BOARD = {
     "__inputs": [{"name": "DS_PROMETHEUS", "type": "datasource", "pluginId": "prometheus"}],
     "id": 7,
     "title": "Mattermost Performance",
-    "panels": [{"datasource": "${DS_PROMETHEUS}", "targets": [{"expr": "mattermost_http_requests_total"}]},
-               {"datasource": {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}}],
+    "panels": [
+        {"datasource": "${DS_PROMETHEUS}", "targets": [{"expr": "mattermost_http_requests_total"}]},
+        {"datasource": {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}},
+    ],
 }
 
 
@@ -172,9 +193,13 @@ def boards(tmp_path):
 
 
 def test_dashboard_urls_pin_a_grafana_com_revision(tmp_path):
-    assert dashboard_url(GrafanaDashboard(id=15582, revision=4)) == \
-        "https://grafana.com/api/dashboards/15582/revisions/4/download"
-    assert dashboard_url(GrafanaDashboard(id=2539)) == "https://grafana.com/api/dashboards/2539/revisions/latest/download"
+    assert (
+        dashboard_url(GrafanaDashboard(id=15582, revision=4))
+        == "https://grafana.com/api/dashboards/15582/revisions/4/download"
+    )
+    assert (
+        dashboard_url(GrafanaDashboard(id=2539)) == "https://grafana.com/api/dashboards/2539/revisions/latest/download"
+    )
     mirror = tmp_path / "2539.json"
     mirror.write_text("{}")  # a local mirror must exist when the inventory is loaded
     assert dashboard_url(GrafanaDashboard(id=2539, url=str(mirror))) == str(mirror)
@@ -215,8 +240,17 @@ def test_grafana_provisioning(site, boards, tmp_path, monkeypatch):
     assert "packages grafana" in steps
     ds = yaml.safe_load(steps["/etc/grafana/provisioning/datasources/mmdeploy.yaml"].content)
     assert ds["apiVersion"] == 1
-    assert ds["datasources"] == [{"name": DATASOURCE, "uid": DATASOURCE, "type": "prometheus", "access": "proxy",
-                                  "url": "http://localhost:9090", "isDefault": True, "editable": False}]
+    assert ds["datasources"] == [
+        {
+            "name": DATASOURCE,
+            "uid": DATASOURCE,
+            "type": "prometheus",
+            "access": "proxy",
+            "url": "http://localhost:9090",
+            "isDefault": True,
+            "editable": False,
+        }
+    ]
     provider = yaml.safe_load(steps["/etc/grafana/provisioning/dashboards/mmdeploy.yaml"].content)
     (p,) = provider["providers"]
     assert p["type"] == "file" and p["options"]["path"] == "/var/lib/grafana/dashboards/mattermost"
@@ -262,8 +296,10 @@ def target(job, instance, health, error=""):
 
 def test_targets_check_names_every_down_target(fake_prometheus):
     url, state = fake_prometheus
-    state["targets"] = [target("node", "10.0.0.1:9100", "up"),
-                        target("mattermost", "10.0.0.2:8067", "down", "connection refused")]
+    state["targets"] = [
+        target("node", "10.0.0.1:9100", "up"),
+        target("mattermost", "10.0.0.2:8067", "down", "connection refused"),
+    ]
     assert targets_up(url, wait=0)() == "mattermost 10.0.0.2:8067 down (connection refused)"
     state["targets"] = [target("node", "10.0.0.1:9100", "up")]
     assert targets_up(url, wait=0)() is None

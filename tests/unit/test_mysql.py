@@ -127,7 +127,8 @@ EPOCH = (
     "CREATE TABLE IF NOT EXISTS `mmdeploy`.`promotions` (epoch INT UNSIGNED PRIMARY KEY, host VARCHAR(255) NOT NULL, "
     "at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);\n"
     "INSERT INTO `mmdeploy`.`promotions` (epoch, host) SELECT COALESCE(MAX(epoch), 0) + 1, @@global.report_host "
-    "FROM `mmdeploy`.`promotions`;\n")
+    "FROM `mmdeploy`.`promotions`;\n"
+)
 
 
 def test_oracle_statements_are_pinned():
@@ -136,44 +137,59 @@ def test_oracle_statements_are_pinned():
     assert o.writable() == "SET GLOBAL super_read_only = OFF;\nSET GLOBAL read_only = OFF;"
     assert o.change_source("10.0.0.14", "'pw'") == (
         "CHANGE REPLICATION SOURCE TO SOURCE_HOST='10.0.0.14', SOURCE_PORT=3306, SOURCE_USER='mmrepl', "
-        "SOURCE_PASSWORD='pw', SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1;")
+        "SOURCE_PASSWORD='pw', SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1;"
+    )
     assert o.promote(True) == (
         "STOP REPLICA SQL_THREAD;\nSET GLOBAL rpl_semi_sync_source_enabled = ON;\n"
-        "SET GLOBAL super_read_only = OFF;\nSET GLOBAL read_only = OFF;\n" + EPOCH + "STOP REPLICA;\nRESET REPLICA ALL;")
+        "SET GLOBAL super_read_only = OFF;\nSET GLOBAL read_only = OFF;\n" + EPOCH + "STOP REPLICA;\nRESET REPLICA ALL;"
+    )
     assert o.follow("10.0.0.15", "'pw'") == (
         "STOP REPLICA;\nSET GLOBAL super_read_only = ON;\nSET GLOBAL rpl_semi_sync_source_enabled = OFF;\n"
-        + o.change_source("10.0.0.15", "'pw'") + "\nSTART REPLICA;")
+        + o.change_source("10.0.0.15", "'pw'")
+        + "\nSTART REPLICA;"
+    )
     assert o.reset_binlog("8.4") == "RESET BINARY LOGS AND GTIDS;"
     assert o.reset_binlog("8.0") == "RESET MASTER;"
     assert o.grant_replication("10.0.0.15") == (
         "REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'mmrepl'@'10.0.0.15';\n"
         "GRANT SELECT, RELOAD, LOCK TABLES, REPLICATION SLAVE, REPLICATION CLIENT, SHOW VIEW, EVENT, TRIGGER "
-        "ON *.* TO 'mmrepl'@'10.0.0.15';")
+        "ON *.* TO 'mmrepl'@'10.0.0.15';"
+    )
     assert o.dump_command("/c") == (
         "mysqldump --defaults-extra-file=/c --single-transaction --routines --events --triggers "
-        "--source-data=1 --set-gtid-purged=ON --all-databases --flush-privileges")
+        "--source-data=1 --set-gtid-purged=ON --all-databases --flush-privileges"
+    )
     assert o.grant_monitoring("mmmonitor") == (
         "REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'mmmonitor'@'localhost';\n"
-        "GRANT PROCESS, REPLICATION CLIENT, SELECT ON *.* TO 'mmmonitor'@'localhost';")
+        "GRANT PROCESS, REPLICATION CLIENT, SELECT ON *.* TO 'mmmonitor'@'localhost';"
+    )
     assert o.create_database() == (
-        "CREATE DATABASE IF NOT EXISTS `mattermost` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;")
+        "CREATE DATABASE IF NOT EXISTS `mattermost` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;"
+    )
 
 
 def test_mariadb_statements():
     m = my.MARIADB
     assert m.change_source("10.0.0.14", "'pw'") == (
         "CHANGE MASTER TO MASTER_HOST='10.0.0.14', MASTER_PORT=3306, MASTER_USER='mmrepl', MASTER_PASSWORD='pw', "
-        "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;")
+        "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;"
+    )
     assert m.promote(True).splitlines() == [
-        "STOP SLAVE SQL_THREAD;", "SET GLOBAL rpl_semi_sync_master_enabled = ON;", "SET GLOBAL read_only = OFF;",
-        *EPOCH.splitlines(), "STOP SLAVE;", "RESET SLAVE ALL;"]
+        "STOP SLAVE SQL_THREAD;",
+        "SET GLOBAL rpl_semi_sync_master_enabled = ON;",
+        "SET GLOBAL read_only = OFF;",
+        *EPOCH.splitlines(),
+        "STOP SLAVE;",
+        "RESET SLAVE ALL;",
+    ]
     # A former primary takes its own executed GTIDs as its position; a replica keeps its own.
     assert "SET GLOBAL gtid_slave_pos = @@global.gtid_current_pos;" in m.follow("h", "'p'")
     assert "gtid_slave_pos" not in m.follow("h", "'p'", keep_position=True)
     assert "--gtid --master-data=1 --system=users --insert-ignore" in m.dump_command("/c")
     # MariaDB's names for REPLICATION CLIENT (BINLOG MONITOR) and what SHOW SLAVE STATUS needs.
     assert m.grant_monitoring("mmmonitor").splitlines()[1] == (
-        "GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR, SELECT ON *.* TO 'mmmonitor'@'localhost';")
+        "GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR, SELECT ON *.* TO 'mmmonitor'@'localhost';"
+    )
 
 
 def test_app_user_has_only_mattermost_privileges_on_its_database():
@@ -226,15 +242,32 @@ def test_config_both_flavors(write_inventory, tmp_path):
     inv = load(write_inventory)
     topo = Topology([inv.host("db1")], {}, inv.host("db1"), "writable")
     conf = my.render_config(context(inv, "db2", tmp_path, topo))
-    for line in ("bind-address = 10.0.0.15", "server_id = 167772175", "binlog_format = ROW", "sync_binlog = 1",
-                 "innodb_flush_log_at_trx_commit = 1", "gtid_strict_mode = ON", "log_slave_updates = ON",
-                 "read_only = ON", "rpl_semi_sync_master_wait_point = AFTER_SYNC", "rpl_semi_sync_slave_enabled = ON",
-                 "innodb_buffer_pool_size = 1024M", "max_connections = 650", "skip_name_resolve = ON"):
+    for line in (
+        "bind-address = 10.0.0.15",
+        "server_id = 167772175",
+        "binlog_format = ROW",
+        "sync_binlog = 1",
+        "innodb_flush_log_at_trx_commit = 1",
+        "gtid_strict_mode = ON",
+        "log_slave_updates = ON",
+        "read_only = ON",
+        "rpl_semi_sync_master_wait_point = AFTER_SYNC",
+        "rpl_semi_sync_slave_enabled = ON",
+        "innodb_buffer_pool_size = 1024M",
+        "max_connections = 650",
+        "skip_name_resolve = ON",
+    ):
         assert line in conf.splitlines(), line
     oracle = my.render_config(context(load(write_inventory, "mysql"), "db1", tmp_path, topo))
-    for line in ("gtid_mode = ON", "enforce_gtid_consistency = ON", "super_read_only = ON",
-                 "log_replica_updates = ON", "rpl_semi_sync_source_wait_point = AFTER_SYNC",
-                 "rpl_semi_sync_source_wait_for_replica_count = 1", "plugin_load_add = semisync_source.so"):
+    for line in (
+        "gtid_mode = ON",
+        "enforce_gtid_consistency = ON",
+        "super_read_only = ON",
+        "log_replica_updates = ON",
+        "rpl_semi_sync_source_wait_point = AFTER_SYNC",
+        "rpl_semi_sync_source_wait_for_replica_count = 1",
+        "plugin_load_add = semisync_source.so",
+    ):
         assert line in oracle.splitlines(), line
     assert "gtid_strict_mode" not in oracle
 
@@ -272,12 +305,19 @@ def test_decide_fresh_promoted_and_split_brain(write_inventory):
     inv = load(write_inventory)
     hosts = my.db_hosts(inv)
     fresh = "fenced=0\nunit=/\n[replication]\n"
-    assert decide(hosts, {"db1": state(inv, "db1", fresh, rc=127),
-                             "db2": state(inv, "db2", fresh, rc=127)}, "MySQL-family").primary.name == "db1"
+    assert (
+        decide(
+            hosts, {"db1": state(inv, "db1", fresh, rc=127), "db2": state(inv, "db2", fresh, rc=127)}, "MySQL-family"
+        ).primary.name
+        == "db1"
+    )
     # After a failover db2 is writable: a deploy keeps it primary.
     promoted = PRIMARY.replace("10.0.0.15", "10.0.0.14")
     old = REPLICA.split("[replication]")[0] + "[replication]\n"
-    assert decide(hosts, {"db1": state(inv, "db1", old), "db2": state(inv, "db2", promoted)}, "MySQL-family").primary.name == "db2"
+    assert (
+        decide(hosts, {"db1": state(inv, "db1", old), "db2": state(inv, "db2", promoted)}, "MySQL-family").primary.name
+        == "db2"
+    )
     with pytest.raises(MMDeployError, match="two writable"):
         decide(hosts, {"db1": state(inv, "db1", PRIMARY), "db2": state(inv, "db2", promoted)}, "MySQL-family")
     with pytest.raises(MMDeployError, match="not clear"):
@@ -326,11 +366,26 @@ def test_most_advanced_oracle_refuses_errant_transactions(write_inventory):
     a = state(inv, "db1", ORACLE_REPLICA, my.ORACLE)
     behind = state(inv, "db2", ORACLE_REPLICA.replace(":90-110", ":90-105"), my.ORACLE)
     assert e.most_advanced([behind, a]) is a
-    errant = state(inv, "db2", ORACLE_REPLICA.replace("1-5\n            Executed", "1-5,cccccccc-0000-0000-0000-000000000003:1\n"
-                                                      "            Executed"), my.ORACLE)
+    errant = state(
+        inv,
+        "db2",
+        ORACLE_REPLICA.replace(
+            "1-5\n            Executed", "1-5,cccccccc-0000-0000-0000-000000000003:1\n            Executed"
+        ),
+        my.ORACLE,
+    )
     with pytest.raises(MMDeployError, match="errant transactions.*cccccccc"):
-        e.most_advanced([errant, a.__class__(**{**a.__dict__, "received": a.received.union(
-            my.GtidSet.parse("aaaaaaaa-0000-0000-0000-000000000001:111"))})])
+        e.most_advanced(
+            [
+                errant,
+                a.__class__(
+                    **{
+                        **a.__dict__,
+                        "received": a.received.union(my.GtidSet.parse("aaaaaaaa-0000-0000-0000-000000000001:111")),
+                    }
+                ),
+            ]
+        )
 
 
 def test_gtid_set_arithmetic():
@@ -354,8 +409,10 @@ def test_self_fence_watches_the_peers_and_fences_like_failover(write_inventory, 
     assert my.fence_script(my.MARIADB, "mmdeploy-mysql-fence: $why") in script
     assert "SET GLOBAL read_only = ON;" in script and "FROM `mmdeploy`.`promotions`" in script
     # On every DB node, fenced or not (it does nothing while the node is read-only or fenced).
-    topo = decide(my.db_hosts(inv), {"db1": state(inv, "db1", PRIMARY.replace("fenced=0", "fenced=1")),
-                                        "db2": state(inv, "db2", REPLICA)})
+    topo = decide(
+        my.db_hosts(inv),
+        {"db1": state(inv, "db1", PRIMARY.replace("fenced=0", "fenced=1")), "db2": state(inv, "db2", REPLICA)},
+    )
     for name in ("db1", "db2"):
         names = [s.name for s in my.MySQL().steps(context(inv, name, tmp_path, topo))]
         assert "file /usr/local/sbin/mmdeploy-mysql-fence" in names, names

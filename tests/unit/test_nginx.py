@@ -45,7 +45,7 @@ def site(write_inventory, tmp_path):
 
 def server_block(conf: str, listen: str) -> str:
     start = conf.index(f"listen {listen}")
-    return conf[conf.rindex("server {", 0, start):]
+    return conf[conf.rindex("server {", 0, start) :]
 
 
 def test_http_only_redirects_to_https(site):
@@ -63,9 +63,12 @@ def test_https_server_tls_and_headers(site):
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in https
     (ciphers,) = re.findall(r"ssl_ciphers (\S+);", https)
     assert ciphers.split(":") == [
-        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
-        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
-        "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
     ]
     assert 'add_header Strict-Transport-Security "max-age=63072000" always;' in https
     assert "ssl_ecdh_curve X25519:prime256v1:secp384r1;" in https
@@ -78,7 +81,7 @@ def test_https_server_tls_and_headers(site):
 def test_websocket_location(site):
     conf = render(site())
     start = conf.index("location ~ /api/v[0-9]+/(users/)?websocket$ {")
-    ws = conf[start: conf.index("}", start)]
+    ws = conf[start : conf.index("}", start)]
     assert "proxy_set_header Upgrade $http_upgrade;" in ws
     assert 'proxy_set_header Connection "upgrade";' in ws
     assert "proxy_http_version 1.1;" in ws
@@ -87,14 +90,17 @@ def test_websocket_location(site):
 
 
 def upstream_of(conf: str) -> str:
-    return conf[conf.index("upstream backend {"): conf.index("}", conf.index("upstream backend {"))]
+    return conf[conf.index("upstream backend {") : conf.index("}", conf.index("upstream backend {"))]
 
 
 def test_upstream_of_every_app_server_with_keepalive(site):
     upstream = upstream_of(render(site()))
     # Several app servers: one that fails is left out for a while (passive detection).
     assert re.findall(r"server (\S+) max_fails=2 fail_timeout=10s;", upstream) == [
-        "10.0.0.11:8065", "10.0.0.12:8065", "10.0.0.13:8065"]
+        "10.0.0.11:8065",
+        "10.0.0.12:8065",
+        "10.0.0.13:8065",
+    ]
     assert "keepalive 32;" in upstream
     assert "ip_hash" not in upstream and "sticky" not in upstream  # Mattermost needs none
 
@@ -107,7 +113,7 @@ def test_several_app_servers_retry_only_what_is_safe(site):
     # NGINX's default keeps non-idempotent requests (POST, PATCH) from being sent twice.
     assert "non_idempotent" not in https
     # The websocket location inherits the short connect timeout (no 90 s wait on a dead server).
-    ws = https[https.index("location ~ /api/v[0-9]+/(users/)?websocket$"):]
+    ws = https[https.index("location ~ /api/v[0-9]+/(users/)?websocket$") :]
     ws = ws[: ws.index("}")]
     assert "proxy_connect_timeout" not in ws
 
@@ -124,7 +130,7 @@ def test_one_app_server_keeps_the_single_pattern_config(write_inventory, tmp_pat
 
 def test_proxy_health_page_needs_no_app_server(site):
     https = server_block(render(site()), "443 ssl http2 default_server;")
-    health = https[https.index("location = /mmdeploy-proxy-health {"):]
+    health = https[https.index("location = /mmdeploy-proxy-health {") :]
     health = health[: health.index("}")]
     assert 'return 200 "ok\\n";' in health and "proxy_pass" not in health
 
@@ -132,15 +138,27 @@ def test_proxy_health_page_needs_no_app_server(site):
 def test_static_asset_cache_as_in_mattermost_guide(site):
     conf = render(site())
     assert "proxy_cache_path /var/cache/nginx/mattermost levels=1:2 keys_zone=mattermost_cache:10m" in conf
-    root = conf[conf.index("location / {", conf.index("listen 443")):]
-    for line in ("proxy_cache mattermost_cache;", "proxy_cache_revalidate on;", "proxy_cache_min_uses 2;",
-                 "proxy_cache_use_stale timeout;", "proxy_cache_lock on;", 'proxy_set_header Connection "";'):
+    root = conf[conf.index("location / {", conf.index("listen 443")) :]
+    for line in (
+        "proxy_cache mattermost_cache;",
+        "proxy_cache_revalidate on;",
+        "proxy_cache_min_uses 2;",
+        "proxy_cache_use_stale timeout;",
+        "proxy_cache_lock on;",
+        'proxy_set_header Connection "";',
+    ):
         assert line in root
 
 
 def test_settings_reach_the_config(site):
-    conf = render(site("nginx.client_max_body_size=200M", "nginx.extra=add_header X-Robots-Tag none;",
-                       "mattermost.port=8000", "nginx.status_port=8123"))
+    conf = render(
+        site(
+            "nginx.client_max_body_size=200M",
+            "nginx.extra=add_header X-Robots-Tag none;",
+            "mattermost.port=8000",
+            "nginx.status_port=8123",
+        )
+    )
     assert "client_max_body_size 200M;" in conf
     assert "        add_header X-Robots-Tag none;\n" in server_block(conf, "443 ssl")
     assert "server 10.0.0.11:8000 " in conf

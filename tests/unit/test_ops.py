@@ -192,8 +192,13 @@ def test_command_guard():
 
 
 def test_sql_guard_and_statement_on_stdin(tmp_path):
-    step = SQL("create user", "postgresql", "CREATE ROLE mm PASSWORD 's3cret-pw';",
-               guard="SELECT 1 FROM pg_roles WHERE rolname = 'mm'", database="mattermost")
+    step = SQL(
+        "create user",
+        "postgresql",
+        "CREATE ROLE mm PASSWORD 's3cret-pw';",
+        guard="SELECT 1 FROM pg_roles WHERE rolname = 'mm'",
+        database="mattermost",
+    )
     (probe,) = step.facts()
     assert probe.startswith("runuser -u postgres -- psql -XAtq -d mattermost -c ")
     assert "s3cret" not in probe  # the guard is on a command line; the statement never is

@@ -87,33 +87,49 @@ def test_cluster_pattern_defaults_to_patroni_and_multi_does_not(site, write_inve
 
 
 def test_mysql_family_with_the_cluster_pattern_is_refused_with_a_reason(write_inventory):
-    text = SITE.replace("  domain: chat.example.com\n", "  domain: chat.example.com\n  database: {engine: mysql}\n"
-                        "  mattermost: {version: 10.11.23}\n")  # a version that runs on MySQL
+    text = SITE.replace(
+        "  domain: chat.example.com\n",
+        "  domain: chat.example.com\n  database: {engine: mysql}\n  mattermost: {version: 10.11.23}\n",
+    )  # a version that runs on MySQL
     found = problems(write_inventory, text)
     assert len(found) == 1
-    assert re.match(r".*site\.yml:4: settings\.database\.engine: the cluster pattern fails over the database "
-                    r"automatically, which here only PostgreSQL has \(Patroni\); the MySQL family has no packaged "
-                    r"automatic failover, and Mattermost v11 requires PostgreSQL", found[0])
+    assert re.match(
+        r".*site\.yml:4: settings\.database\.engine: the cluster pattern fails over the database "
+        r"automatically, which here only PostgreSQL has \(Patroni\); the MySQL family has no packaged "
+        r"automatic failover, and Mattermost v11 requires PostgreSQL",
+        found[0],
+    )
 
 
 def test_patroni_needs_postgresql_a_proxy_and_proxies_apart_from_the_db(write_inventory):
-    mysql = problems(write_inventory, SMALL.replace("{ha: patroni}", "{ha: patroni, engine: mysql}\n  mattermost: {version: 10.11.23}"))
+    mysql = problems(
+        write_inventory,
+        SMALL.replace("{ha: patroni}", "{ha: patroni, engine: mysql}\n  mattermost: {version: 10.11.23}"),
+    )
     assert any("settings.database.ha: patroni manages PostgreSQL only" in p for p in mysql)
-    shared = problems(write_inventory, SMALL.replace("private_address: 10.0.0.33, roles: [db]",
-                                                     "private_address: 10.0.0.33, roles: [db, proxy]"))
+    shared = problems(
+        write_inventory,
+        SMALL.replace("private_address: 10.0.0.33, roles: [db]", "private_address: 10.0.0.33, roles: [db, proxy]"),
+    )
     assert any("hosts[5].roles: db3 is a proxy and a DB host" in p for p in shared)
 
 
 def test_the_cluster_pattern_refuses_a_human_in_the_loop(write_inventory):
     text = SITE.replace("  domain: chat.example.com\n", "  domain: chat.example.com\n  database: {ha: none}\n")
-    assert any("settings.database.ha: the cluster pattern has no human in the failover loop" in p
-               for p in problems(write_inventory, text))
+    assert any(
+        "settings.database.ha: the cluster pattern has no human in the failover loop" in p
+        for p in problems(write_inventory, text)
+    )
 
 
 def test_patronis_timing_rule_and_etcds_odd_quorum(write_inventory):
-    rule = problems(write_inventory, SMALL.replace("{ha: patroni}", "{ha: patroni}\n  patroni: {ttl: 4, retry_timeout: 2}"))
-    assert any("settings.patroni.ttl: Patroni's rule loop_wait + 2 * retry_timeout <= ttl does not hold: "
-               "1 + 2 * 2 > 4" in p for p in rule)
+    rule = problems(
+        write_inventory, SMALL.replace("{ha: patroni}", "{ha: patroni}\n  patroni: {ttl: 4, retry_timeout: 2}")
+    )
+    assert any(
+        "settings.patroni.ttl: Patroni's rule loop_wait + 2 * retry_timeout <= ttl does not hold: 1 + 2 * 2 > 4" in p
+        for p in rule
+    )
     two = SMALL.replace("  - {name: db3, address: 192.0.2.33, private_address: 10.0.0.33, roles: [db]}\n", "")
     assert any("needs an odd number of at least 3 of them" in p for p in problems(write_inventory, two))
 
@@ -161,8 +177,10 @@ def test_the_rule_holds_for_the_defaults_and_the_step_order(site):
 
 def test_dynamic_configuration_differences():
     wanted = {"ttl": 5, "postgresql": {"parameters": {"max_connections": 500, "wal_level": "replica"}}}
-    current = {"ttl": 5, "postgresql": {"parameters": {"max_connections": "500", "wal_level": "replica"},
-                                        "use_slots": True}}
+    current = {
+        "ttl": 5,
+        "postgresql": {"parameters": {"max_connections": "500", "wal_level": "replica"}, "use_slots": True},
+    }
     assert patroni.config_differences(current, wanted) == []
     current["ttl"] = 30
     current["postgresql"]["parameters"]["max_connections"] = 100
@@ -172,11 +190,15 @@ def test_dynamic_configuration_differences():
 
 def test_etcd_environment(site):
     ctx = site(host="db2")
-    env = dict(line.split("=", 1) for line in etcd.environment(ctx.inventory, ctx.host).splitlines()
-               if line and not line.startswith("#"))
+    env = dict(
+        line.split("=", 1)
+        for line in etcd.environment(ctx.inventory, ctx.host).splitlines()
+        if line and not line.startswith("#")
+    )
     assert env["ETCD_NAME"] == "db2" and env["ETCD_DATA_DIR"] == etcd.DATA_DIR
-    assert env["ETCD_INITIAL_CLUSTER"] == ("db1=http://10.0.0.31:2380,db2=http://10.0.0.32:2380,"
-                                           "db3=http://10.0.0.33:2380")
+    assert env["ETCD_INITIAL_CLUSTER"] == (
+        "db1=http://10.0.0.31:2380,db2=http://10.0.0.32:2380,db3=http://10.0.0.33:2380"
+    )
     assert env["ETCD_LISTEN_CLIENT_URLS"] == "http://10.0.0.32:2379,http://127.0.0.1:2379"
     assert env["ETCD_LISTEN_PEER_URLS"] == "http://10.0.0.32:2380"
     assert env["ETCD_ENABLE_V2"] == "false" and env["ETCD_INITIAL_CLUSTER_STATE"] == "new"
@@ -187,8 +209,10 @@ def test_etcd_environment(site):
 
 def test_etcd_status_parsing(site):
     inv = site().inventory
-    out = ('[{"Endpoint":"http://10.0.0.31:2379","Status":{"header":{"member_id":11},"leader":22}},'
-           '{"Endpoint":"http://10.0.0.32:2379","Status":{"header":{"member_id":22},"leader":22}}]')
+    out = (
+        '[{"Endpoint":"http://10.0.0.31:2379","Status":{"header":{"member_id":11},"leader":22}},'
+        '{"Endpoint":"http://10.0.0.32:2379","Status":{"header":{"member_id":22},"leader":22}}]'
+    )
     statuses, leader = etcd.parse_status(inv, out)
     assert sorted(statuses) == ["db1", "db2"] and leader == "db2"
 
@@ -204,29 +228,41 @@ def test_haproxy_routes_follow_patronis_rest_api(site):
     assert primary.binds == ("10.0.0.100:5432", "10.0.0.101:5432")
     assert replicas.binds == ("10.0.0.100:5433", "10.0.0.101:5433")
     assert [(s.address, s.check_port) for s in primary.servers] == [
-        ("10.0.0.31:5432", 8008), ("10.0.0.32:5432", 8008), ("10.0.0.33:5432", 8008)]
+        ("10.0.0.31:5432", 8008),
+        ("10.0.0.32:5432", 8008),
+        ("10.0.0.33:5432", 8008),
+    ]
     assert [s.address for s in replicas.servers] == ["10.0.0.31:5432", "10.0.0.32:5432", "10.0.0.33:5432"]
     conf = render_haproxy(ctx)
-    backend = conf[conf.index("backend postgresql\n"):conf.index("frontend postgresql-replicas")]
+    backend = conf[conf.index("backend postgresql\n") : conf.index("frontend postgresql-replicas")]
     assert "option httpchk OPTIONS /primary" in backend and "timeout server 30m" in backend
     assert "default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions" in backend
     assert "    server db1 10.0.0.31:5432 check port 8008\n" in backend
-    frontend = conf[conf.index("frontend postgresql\n"):conf.index("backend postgresql\n")]
+    frontend = conf[conf.index("frontend postgresql\n") : conf.index("backend postgresql\n")]
     assert "mode tcp" in frontend and "timeout client 30m" in frontend
-    assert re.search(r"tcp-request connection reject unless \{ src 10\.0\.0\.11 10\.0\.0\.12 10\.0\.0\.13 "
-                     r"10\.0\.0\.21 \}", frontend)
+    assert re.search(
+        r"tcp-request connection reject unless \{ src 10\.0\.0\.11 10\.0\.0\.12 10\.0\.0\.13 "
+        r"10\.0\.0\.21 \}",
+        frontend,
+    )
     assert expected_up(ctx.inventory, ctx.host)["postgresql"] == "one"
 
 
 def test_layer_problems_one_any_all():
-    states = {("postgresql", "db1"): True, ("postgresql", "db2"): False, ("postgresql", "db3"): False,
-              ("postgresql-replicas", "db1"): False, ("postgresql-replicas", "db2"): True,
-              ("postgresql-replicas", "db3"): False, ("search", "s1"): True, ("search", "s2"): False}
+    states = {
+        ("postgresql", "db1"): True,
+        ("postgresql", "db2"): False,
+        ("postgresql", "db3"): False,
+        ("postgresql-replicas", "db1"): False,
+        ("postgresql-replicas", "db2"): True,
+        ("postgresql-replicas", "db3"): False,
+        ("search", "s1"): True,
+        ("search", "s2"): False,
+    }
     assert layer_problems(states, {"postgresql": "one", "postgresql-replicas": "any"}) is None
     assert layer_problems(states, {"search": "all"}) == "down: search/s2"
     states[("postgresql", "db2")] = True
-    assert layer_problems(states, {"postgresql": "one"}) == \
-        "postgresql: 2 servers up (db1, db2), expected exactly one"
+    assert layer_problems(states, {"postgresql": "one"}) == "postgresql: 2 servers up (db1, db2), expected exactly one"
     assert layer_problems({}, {"postgresql": "one"}) == "no servers reported for postgresql"
 
 
@@ -273,15 +309,19 @@ replayed=0/6125498
 replay_age=11.259406
 receiver=10.0.0.31,streaming
 """
-CLUSTER = ('{"members": [{"name": "db1", "role": "leader", "state": "running", "host": "10.0.0.31", '
-           '"timeline": 7}, {"name": "db2", "role": "replica", "state": "running", "host": "10.0.0.32", '
-           '"timeline": 7, "lag": 0}, {"name": "db3", "role": "sync_standby", "state": "running", '
-           '"host": "10.0.0.33", "timeline": 7, "lag": 0}]}')
+CLUSTER = (
+    '{"members": [{"name": "db1", "role": "leader", "state": "running", "host": "10.0.0.31", '
+    '"timeline": 7}, {"name": "db2", "role": "replica", "state": "running", "host": "10.0.0.32", '
+    '"timeline": 7, "lag": 0}, {"name": "db3", "role": "sync_standby", "state": "running", '
+    '"host": "10.0.0.33", "timeline": 7, "lag": 0}]}'
+)
 
 
 def facts(host, pg_out, own, cluster=CLUSTER, unit="active"):
-    return {probe(host): Fact(0, pg_out),
-            patroni_probe(host): Fact(0, f"unit={unit}\npatroni={own}\ncluster={cluster}\n")}
+    return {
+        probe(host): Fact(0, pg_out),
+        patroni_probe(host): Fact(0, f"unit={unit}\npatroni={own}\ncluster={cluster}\n"),
+    }
 
 
 def test_engine_state_from_postgresql_and_patroni(site):
@@ -290,8 +330,9 @@ def test_engine_state_from_postgresql_and_patroni(site):
     engine = PatroniEngine()
     leader = engine.state(h["db1"], facts(h["db1"], LEADER_PG, '{"role": "master", "state": "running"}'))
     sync = engine.state(h["db3"], facts(h["db3"], REPLICA_PG, '{"role": "replica", "state": "running"}'))
-    other = engine.state(h["db2"], facts(h["db2"], REPLICA_PG, '{"role": "replica", "state": "running", '
-                                                               '"pending_restart": true}'))
+    other = engine.state(
+        h["db2"], facts(h["db2"], REPLICA_PG, '{"role": "replica", "state": "running", "pending_restart": true}')
+    )
     assert leader.writable and leader.named_primary == "db1" and not leader.fenced
     assert leader.sync == "leader; synchronous standby: db3"
     assert sync.upstream == "10.0.0.31" and sync.streaming and sync.extra["patroni_role"] == "sync_standby"
@@ -327,15 +368,27 @@ def test_client_endpoints_streaming_and_patroni(site, write_inventory):
     assert datasource(ctx.inventory.settings, primary, "p:w").startswith("postgres://mmuser:p%3Aw@10.0.0.100:5432/")
     streaming = inventory.load(write_inventory(SMALL.replace("{ha: patroni}", "{ha: none}")))
     hosts = streaming.with_role("db")
-    states = {h.name: NodeState(host=h, reachable=True, running=True, role="primary" if h.name == "db2" else "replica",
-                                writable=h.name == "db2") for h in hosts}
+    states = {
+        h.name: NodeState(
+            host=h,
+            reachable=True,
+            running=True,
+            role="primary" if h.name == "db2" else "replica",
+            writable=h.name == "db2",
+        )
+        for h in hosts
+    }
     topo = decide(hosts, states)
     assert dbtier.client_endpoints(streaming, topo) == ("10.0.0.32:5432", ["10.0.0.31:5432", "10.0.0.33:5432"])
 
 
 def test_verify_reads_patronis_view():
-    view = {"members": [{"name": "db1", "role": "leader", "state": "running"},
-                        {"name": "db2", "role": "sync_standby", "state": "streaming"}]}
+    view = {
+        "members": [
+            {"name": "db1", "role": "leader", "state": "running"},
+            {"name": "db2", "role": "sync_standby", "state": "streaming"},
+        ]
+    }
     assert patroni.view_problem(view, ["db1", "db2", "db3"], True) == "not in the cluster: db3"
     view["members"].append({"name": "db3", "role": "replica", "state": "running"})
     assert patroni.view_problem(view, ["db1", "db2", "db3"], True) is None
@@ -385,8 +438,12 @@ class FakeTier:
     def promote(self, name):
         for n, s in list(self.nodes.items()):
             if s.reachable:
-                self.nodes[n] = state(self.by_name[n], "primary" if n == name else "replica",
-                                      streaming=n != name, role_tag="leader" if n == name else "replica")
+                self.nodes[n] = state(
+                    self.by_name[n],
+                    "primary" if n == name else "replica",
+                    streaming=n != name,
+                    role_tag="leader" if n == name else "replica",
+                )
 
     def host(self, name):
         return self.by_name[name]
@@ -399,8 +456,15 @@ class FakeTier:
 
 
 def state(host, role, reachable=True, streaming=False, role_tag=None, received=100, patroni="active"):
-    s = NodeState(host=host, reachable=reachable, running=reachable, role=role if reachable else "unknown",
-                  writable=role == "primary" and reachable, received=received, streaming=streaming)
+    s = NodeState(
+        host=host,
+        reachable=reachable,
+        running=reachable,
+        role=role if reachable else "unknown",
+        writable=role == "primary" and reachable,
+        received=received,
+        streaming=streaming,
+    )
     s.extra = {"patroni_role": role_tag or ("leader" if role == "primary" else "replica"), "patroni_unit": patroni}
     return s
 
@@ -410,11 +474,14 @@ def tier(site):
     def make(db1="up"):
         inv = site().inventory
         h = {x.name: x for x in inv.with_role("db")}
-        return FakeTier(inv, {
-            "db1": state(h["db1"], "primary") if db1 == "up" else state(h["db1"], "unknown", reachable=False),
-            "db2": state(h["db2"], "replica", streaming=True, role_tag="sync_standby"),
-            "db3": state(h["db3"], "replica", streaming=True, received=120),
-        })
+        return FakeTier(
+            inv,
+            {
+                "db1": state(h["db1"], "primary") if db1 == "up" else state(h["db1"], "unknown", reachable=False),
+                "db2": state(h["db2"], "replica", streaming=True, role_tag="sync_standby"),
+                "db3": state(h["db3"], "replica", streaming=True, received=120),
+            },
+        )
 
     return make
 

@@ -140,8 +140,12 @@ def test_fresh_install_makes_the_first_db_host_primary(site):
 
 def test_a_promoted_node_stays_primary(site):
     inv, h = site
-    states = {"db1": state(h["db1"], REPLICA.replace("10.0.0.14", "10.0.0.15").replace("conf_primary=db1", "conf_primary=db2")),
-              "db2": state(h["db2"], PRIMARY.replace("conf_primary=db1", "conf_primary=db2"))}
+    states = {
+        "db1": state(
+            h["db1"], REPLICA.replace("10.0.0.14", "10.0.0.15").replace("conf_primary=db1", "conf_primary=db2")
+        ),
+        "db2": state(h["db2"], PRIMARY.replace("conf_primary=db1", "conf_primary=db2")),
+    }
     topo = decide(pg.COMPONENTS[0].hosts(inv), states, "PostgreSQL")
     assert topo.primary.name == "db2"
     assert not pg.needs_seed(topo, h["db1"])  # a healthy replica is never re-seeded
@@ -156,8 +160,10 @@ def test_two_writable_nodes_are_refused(site):
 
 def test_a_fenced_writer_is_not_a_primary_and_not_in_the_sync_set(site):
     inv, h = site
-    states = {"db1": state(h["db1"], PRIMARY.replace("fenced=0", "fenced=1")),
-              "db2": state(h["db2"], PRIMARY.replace("replica=db2", "replica=db1"))}
+    states = {
+        "db1": state(h["db1"], PRIMARY.replace("fenced=0", "fenced=1")),
+        "db2": state(h["db2"], PRIMARY.replace("replica=db2", "replica=db1")),
+    }
     topo = decide(pg.COMPONENTS[0].hosts(inv), states, "PostgreSQL")
     assert topo.primary.name == "db2"
     assert topo.replicas == []
@@ -166,8 +172,10 @@ def test_a_fenced_writer_is_not_a_primary_and_not_in_the_sync_set(site):
 def test_without_a_writer_the_primary_the_topology_files_name_wins(site):
     inv, h = site
     down = STUB.replace("sysid=111", "sysid=7712655356570835384") + "conf_primary=db2\n"
-    states = {"db1": state(h["db1"], REPLICA.replace("conf_primary=db1", "conf_primary=db2")),
-              "db2": state(h["db2"], down)}
+    states = {
+        "db1": state(h["db1"], REPLICA.replace("conf_primary=db1", "conf_primary=db2")),
+        "db2": state(h["db2"], down),
+    }
     assert decide(pg.COMPONENTS[0].hosts(inv), states, "PostgreSQL").primary.name == "db2"
 
 
@@ -184,15 +192,22 @@ def test_seeding_rules(site):
         pg.needs_seed(topo, h["db2"])
 
 
-@pytest.mark.parametrize("memory_mb, connections, shared, cache, work", [
-    (1024, 200, 204, 665, 4),
-    (8192, 500, 1638, 5324, 8),
-    (32768, 1024, 8192, 21299, 16),
-])
+@pytest.mark.parametrize(
+    "memory_mb, connections, shared, cache, work",
+    [
+        (1024, 200, 204, 665, 4),
+        (8192, 500, 1638, 5324, 8),
+        (32768, 1024, 8192, 21299, 16),
+    ],
+)
 def test_sizing_follows_host_memory(memory_mb, connections, shared, cache, work):
     size = pg.sizing(memory_mb)
-    assert (size["max_connections"], size["shared_buffers_mb"], size["effective_cache_size_mb"],
-            size["work_mem_mb"]) == (connections, shared, cache, work)
+    assert (
+        size["max_connections"],
+        size["shared_buffers_mb"],
+        size["effective_cache_size_mb"],
+        size["work_mem_mb"],
+    ) == (connections, shared, cache, work)
 
 
 def test_topology_file(site):
@@ -220,8 +235,13 @@ class FakeFacts:
 
 def steps_for(inv, name, tmp_path, primary="db1"):
     host = inv.host(name)
-    ctx = Context(inv, host, Secrets(tmp_path / "s.yml", Redactor()), FakeFacts(),
-                  Topology([inv.host(primary)], {}, inv.host(primary), "writable"))
+    ctx = Context(
+        inv,
+        host,
+        Secrets(tmp_path / "s.yml", Redactor()),
+        FakeFacts(),
+        Topology([inv.host(primary)], {}, inv.host(primary), "writable"),
+    )
     return {s.name: s for s in pg.PostgreSQL().steps(ctx)}
 
 
@@ -235,13 +255,23 @@ def test_pg_hba_and_config_rendered(site, tmp_path):
     assert ["host", "replication", "replicator", "10.0.0.15/32", "scram-sha-256"] in lines
     assert ["host", "postgres", "mmmonitor", "127.0.0.1/32", "scram-sha-256"] in lines  # the exporter's DSN
     assert {tuple(line[1:4]) for line in lines} == {
-        ("mattermost", "mmuser", "10.0.0.12/32"), ("mattermost", "mmuser", "10.0.0.13/32"),
-        ("replication", "replicator", "10.0.0.15/32"), ("postgres", "replicator", "10.0.0.15/32"),
-        ("postgres", "mmmonitor", "127.0.0.1/32")}
+        ("mattermost", "mmuser", "10.0.0.12/32"),
+        ("mattermost", "mmuser", "10.0.0.13/32"),
+        ("replication", "replicator", "10.0.0.15/32"),
+        ("postgres", "replicator", "10.0.0.15/32"),
+        ("postgres", "mmmonitor", "127.0.0.1/32"),
+    }
     assert all(line[-1] == "scram-sha-256" for line in lines)
     conf = steps["file /etc/postgresql/15/main/conf.d/mmdeploy.conf"].content.decode()
-    for wanted in ("listen_addresses = 'localhost,10.0.0.14'", "max_connections = 500", "shared_buffers = 1638MB",
-                   "hot_standby = on", "hot_standby_feedback = on", "wal_log_hints = on", "synchronous_commit = on"):
+    for wanted in (
+        "listen_addresses = 'localhost,10.0.0.14'",
+        "max_connections = 500",
+        "shared_buffers = 1638MB",
+        "hot_standby = on",
+        "hot_standby_feedback = on",
+        "wal_log_hints = on",
+        "synchronous_commit = on",
+    ):
         assert wanted in conf
 
 
@@ -250,17 +280,24 @@ def test_users_database_and_slots_only_on_the_primary(site, tmp_path):
     primary = steps_for(inv, "db1", tmp_path)
     replica = steps_for(inv, "db2", tmp_path)
     sql = [s for s in primary.values() if isinstance(s, SQL)]
-    assert [s.name for s in sql] == ["sql role replicator", "sql role mmuser", "sql database mattermost",
-                                     "sql role mmmonitor", "password of role mmuser", "password of role mmmonitor",
-                                     "sql replication slot db2"]
+    assert [s.name for s in sql] == [
+        "sql role replicator",
+        "sql role mmuser",
+        "sql database mattermost",
+        "sql role mmmonitor",
+        "password of role mmuser",
+        "password of role mmmonitor",
+        "sql replication slot db2",
+    ]
     assert not [s for s in replica.values() if isinstance(s, SQL)]
     password = Secrets(tmp_path / "s.yml", Redactor()).get(DB_PASSWORD)
     mmuser = primary["sql role mmuser"]
     assert password in mmuser.statement and all(password not in f for f in mmuser.facts())
     monitor_password = Secrets(tmp_path / "s.yml", Redactor()).get(DB_MONITORING_PASSWORD)
     monitor = primary["sql role mmmonitor"]
-    assert monitor.statement == (f"CREATE ROLE mmmonitor WITH LOGIN PASSWORD '{monitor_password}';\n"
-                                 "GRANT pg_monitor TO mmmonitor;")
+    assert monitor.statement == (
+        f"CREATE ROLE mmmonitor WITH LOGIN PASSWORD '{monitor_password}';\nGRANT pg_monitor TO mmmonitor;"
+    )
     assert all(monitor_password not in f for f in monitor.facts())
     assert isinstance(primary["create cluster 15/main"], Command)
     pgpass = primary["file /var/lib/postgresql/.pgpass"]

@@ -113,7 +113,7 @@ def keepalived_conf(ctx) -> str:
 
 def instance_block(conf: str, name: str) -> str:
     start = conf.index(f"vrrp_instance {name} {{")
-    return conf[start: conf.index("\n}\n", start)]
+    return conf[start : conf.index("\n}\n", start)]
 
 
 def load_problems(path, overrides=()) -> list[str]:
@@ -133,7 +133,9 @@ def test_two_addresses_are_active_active(site):
     ]
     # Each proxy is the preferred holder of one address and the backup of the other.
     assert [(i.name, i.priority, i.peers) for i in instances(lb2.inventory, lb2.host)] == [
-        ("mm_vip1", 50, ("10.0.0.1",)), ("mm_vip2", 250, ("10.0.0.1",))]
+        ("mm_vip1", 50, ("10.0.0.1",)),
+        ("mm_vip2", 250, ("10.0.0.1",)),
+    ]
 
 
 def test_keepalived_conf_unicast_backup_nopreempt_tracked(site):
@@ -142,8 +144,17 @@ def test_keepalived_conf_unicast_backup_nopreempt_tracked(site):
     assert "script_user keepalived_script" in conf
     assert "mcast" not in conf  # never multicast
     vip1 = instance_block(conf, "mm_vip1")
-    for line in ("state BACKUP", "interface ens3", "virtual_router_id 51", "priority 250", "advert_int 0.5",
-                 "nopreempt", "unicast_src_ip 10.0.0.1", "check_unicast_src", "10.0.0.100/24 dev ens3"):
+    for line in (
+        "state BACKUP",
+        "interface ens3",
+        "virtual_router_id 51",
+        "priority 250",
+        "advert_int 0.5",
+        "nopreempt",
+        "unicast_src_ip 10.0.0.1",
+        "check_unicast_src",
+        "10.0.0.100/24 dev ens3",
+    ):
         assert re.search(rf"^\s+{re.escape(line)}$", vip1, re.M), line
     assert re.search(r"unicast_peer \{\n\s+10\.0\.0\.2\n\s+\}", vip1)
     # The storage hosts' S3 layer is balanced by HAProxy here: tracked too.
@@ -152,7 +163,7 @@ def test_keepalived_conf_unicast_backup_nopreempt_tracked(site):
     for state in ("MASTER", "BACKUP", "FAULT", "STOP"):
         assert f'notify_{state.lower()} "/etc/keepalived/mmdeploy-notify mm_vip1 10.0.0.100 {state}" root' in vip1
     # The track script: no weight, so a failure is FAULT (gives the address away).
-    chk = conf[conf.index("vrrp_script chk_nginx {"):]
+    chk = conf[conf.index("vrrp_script chk_nginx {") :]
     chk = chk[: chk.index("}")]
     assert "weight" not in chk.replace("# No weight", "")
     assert "interval 1" in chk and "fall 2" in chk and "rise 2" in chk
@@ -191,7 +202,8 @@ def test_without_haproxy_only_nginx_is_tracked(site):
 
 def test_one_address_and_host_priorities(site):
     text = SITE.replace("vip: [10.0.0.100/24, 10.0.0.101/24]", "vip: 10.0.0.100/24").replace(
-        "{name: lb2,", "{name: lb2, vars: {proxy: {priority: 200}},")
+        "{name: lb2,", "{name: lb2, vars: {proxy: {priority: 200}},"
+    )
     lb1, lb2 = site(text=text, host="lb1"), site(text=text, host="lb2")
     assert [(i.vip, i.priority) for i in instances(lb1.inventory, lb1.host)] == [("10.0.0.100/24", 250)]
     assert [(i.vip, i.priority) for i in instances(lb2.inventory, lb2.host)] == [("10.0.0.100/24", 200)]
@@ -244,15 +256,18 @@ def test_vip_equal_to_a_host_address(write_inventory):
     path = write_inventory(SITE.replace("10.0.0.101/24", "10.0.0.11/24"))
     assert load_problems(path) == [
         f"{path}:5: settings.proxy.vip[1]: 10.0.0.11 is the private address of host app1; "
-        "a floating address must belong to no host"]
+        "a floating address must belong to no host"
+    ]
 
 
 def test_malformed_addresses(write_inventory):
-    for bad, why in (("10.0.0.300/24", "expected an IPv4 address with its prefix, e.g. 10.0.0.100/24, got '10.0.0.300/24'"),
-                     ("10.0.0.101", "expected an IPv4 address with its prefix, e.g. 10.0.0.100/24, got '10.0.0.101'"),
-                     ("fd00::5/64", "expected an IPv4 address with its prefix, e.g. 10.0.0.100/24, got 'fd00::5/64'"),
-                     ("10.0.0.255/24", "10.0.0.255 is the broadcast address of 10.0.0.0/24, not a host address"),
-                     ("10.0.0.100/24", "10.0.0.100 is listed twice")):
+    for bad, why in (
+        ("10.0.0.300/24", "expected an IPv4 address with its prefix, e.g. 10.0.0.100/24, got '10.0.0.300/24'"),
+        ("10.0.0.101", "expected an IPv4 address with its prefix, e.g. 10.0.0.100/24, got '10.0.0.101'"),
+        ("fd00::5/64", "expected an IPv4 address with its prefix, e.g. 10.0.0.100/24, got 'fd00::5/64'"),
+        ("10.0.0.255/24", "10.0.0.255 is the broadcast address of 10.0.0.0/24, not a host address"),
+        ("10.0.0.100/24", "10.0.0.100 is listed twice"),
+    ):
         path = write_inventory(SITE.replace("10.0.0.101/24", bad))
         assert load_problems(path) == [f"{path}:5: settings.proxy.vip[1]: {why}"], bad
 
@@ -261,7 +276,8 @@ def test_router_id_out_of_range(write_inventory):
     path = write_inventory(SITE.replace("    vip:", "    virtual_router_id: 255\n    vip:"))
     assert load_problems(path) == [
         f"{path}:5: settings.proxy.virtual_router_id: 2 addresses use router ids 255..256; "
-        "expected at most 255 (use at most 254)"]
+        "expected at most 255 (use at most 254)"
+    ]
     path = write_inventory(SITE.replace("    vip:", "    virtual_router_id: 0\n    vip:"))
     (line,) = load_problems(path)
     assert line.startswith(f"{path}:5: settings.proxy.virtual_router_id: input should be greater than or equal to 1")
@@ -279,28 +295,37 @@ hosts:
     path = write_inventory(single)
     assert load_problems(path) == [
         f"{path}:4: hosts: proxy.vip: 1 floating address(es) need at least 2 hosts with role 'proxy' "
-        "(one to hold each, and one to take over), found 1"]
+        "(one to hold each, and one to take over), found 1"
+    ]
 
 
 def test_vip_is_site_wide_and_priorities_differ(write_inventory):
-    path = write_inventory(SITE.replace("{name: lb2,", "{name: lb2, vars: {proxy: {vip: 10.0.0.102/24, priority: 250}},"))
+    path = write_inventory(
+        SITE.replace("{name: lb2,", "{name: lb2, vars: {proxy: {vip: 10.0.0.102/24, priority: 250}},")
+    )
     assert load_problems(path) == [
         f"{path}:8: hosts[1].vars.proxy.vip: proxy.vip is one for the whole site: set it under settings:, "
         "not in a host's vars",
         f"{path}:7: hosts[0]: lb1's default priority 250 equals lb2's: give lb1 a proxy.priority of its own in its vars",
     ]
-    path = write_inventory(SITE.replace("{name: lb2,", "{name: lb2, vars: {proxy: {priority: 7}},").replace(
-        "{name: lb1,", "{name: lb1, vars: {proxy: {priority: 7}},"))
+    path = write_inventory(
+        SITE.replace("{name: lb2,", "{name: lb2, vars: {proxy: {priority: 7}},").replace(
+            "{name: lb1,", "{name: lb1, vars: {proxy: {priority: 7}},"
+        )
+    )
     assert load_problems(path) == [
         f"{path}:8: hosts[1].vars.proxy.priority: priority 7 is also lb1's; the priorities order the proxies "
-        "and must differ"]
+        "and must differ"
+    ]
 
 
 def test_proxy_private_address_must_be_an_ip(write_inventory):
     path = write_inventory(SITE.replace("private_address: 10.0.0.2,", "private_address: lb2.internal,"))
     found = load_problems(path)
-    assert (f"{path}:8: hosts[1].private_address: expected an IP address for a proxy with proxy.vip "
-            "(its VRRP peers' source), got 'lb2.internal'") in found
+    assert (
+        f"{path}:8: hosts[1].private_address: expected an IP address for a proxy with proxy.vip "
+        "(its VRRP peers' source), got 'lb2.internal'"
+    ) in found
 
 
 # --- keepalived: the notify script, run for real --------------------------------------------
@@ -336,9 +361,14 @@ def test_no_balanced_layer_no_haproxy(site):
 def test_balanced_layers_derive_haproxy_and_its_scrape_job(site, with_layers):
     ctx = site()
     found = {b.name: [h.name for h in hosts] for b, hosts in with_layers.balanced_layers(ctx.inventory)}
-    assert found == {"storage": ["s1", "s2", "s3", "s4"], "search": ["s1", "s2", "s3"], "pushproxy": ["s1", "s2"],
-                     "tcp-demo": ["s1", "s2"],
-                     "postgresql": ["db1", "db2", "db3"], "postgresql-replicas": ["db1", "db2", "db3"]}
+    assert found == {
+        "storage": ["s1", "s2", "s3", "s4"],
+        "search": ["s1", "s2", "s3"],
+        "pushproxy": ["s1", "s2"],
+        "tcp-demo": ["s1", "s2"],
+        "postgresql": ["db1", "db2", "db3"],
+        "postgresql-replicas": ["db1", "db2", "db3"],
+    }
     assert [h.name for h in Haproxy().hosts(ctx.inventory)] == ["lb1", "lb2"]
     jobs = {j.name: [t.address for t in j.targets] for j in scrape_jobs(ctx.inventory)}
     assert jobs["haproxy"] == ["10.0.0.1:8405", "10.0.0.2:8405"]
@@ -352,7 +382,7 @@ def test_balanced_layers_derive_haproxy_and_its_scrape_job(site, with_layers):
 def section(conf: str, head: str) -> str:
     start = re.search(rf"^{re.escape(head)}$", conf, re.M).start()
     end = conf.find("\n\n", start)
-    return conf[start: end if end > 0 else len(conf)]
+    return conf[start : end if end > 0 else len(conf)]
 
 
 def test_haproxy_frontends_on_every_vip_for_their_clients_only(site, with_layers):
@@ -373,14 +403,22 @@ def test_haproxy_backends_checked_balanced_retried(site, with_layers):
     search = section(conf, "backend search")
     assert "balance leastconn" in search and "option httpchk GET /_cluster/health" in search
     assert re.findall(r"server (\S+) (\S+) check", search) == [
-        ("s1", "10.0.0.41:9200"), ("s2", "10.0.0.42:9200"), ("s3", "10.0.0.43:9200")]
+        ("s1", "10.0.0.41:9200"),
+        ("s2", "10.0.0.42:9200"),
+        ("s3", "10.0.0.43:9200"),
+    ]
     push = section(conf, "backend pushproxy")
     assert "option httpchk GET /version" in push
     tcp = section(conf, "backend tcp-demo")
     assert "httpchk" not in tcp and "mode tcp" in tcp  # a TCP check
     defaults = section(conf, "defaults")
-    for line in ("retries 2", "option redispatch 1", "timeout connect 2s", "timeout server 60s",
-                 "default-server inter 2s fall 2 rise 2"):
+    for line in (
+        "retries 2",
+        "option redispatch 1",
+        "timeout connect 2s",
+        "timeout server 60s",
+        "default-server inter 2s fall 2 rise 2",
+    ):
         assert line in defaults
     conf = render_haproxy(site("haproxy.check_interval=500ms", "haproxy.timeout_server=5m"))
     assert "default-server inter 500ms fall 2 rise 2" in conf and "timeout server 5m" in conf
@@ -413,19 +451,33 @@ def test_without_vip_haproxy_listens_on_the_proxy_itself(site, with_layers):
     text = SITE.replace("  proxy:\n    vip: [10.0.0.100/24, 10.0.0.101/24]\n", "")
     ctx = site(text=text, host="lb2")
     binds = {layer.name: layer.binds for layer in layers(ctx.inventory, ctx.host)}
-    assert binds == {"storage": ("10.0.0.2:8333",), "search": ("10.0.0.2:9200",), "pushproxy": ("10.0.0.2:8066",),
-                     "tcp-demo": ("10.0.0.2:8099",),
-                     "postgresql": ("10.0.0.2:5432",), "postgresql-replicas": ("10.0.0.2:5433",)}
+    assert binds == {
+        "storage": ("10.0.0.2:8333",),
+        "search": ("10.0.0.2:9200",),
+        "pushproxy": ("10.0.0.2:8066",),
+        "tcp-demo": ("10.0.0.2:8099",),
+        "postgresql": ("10.0.0.2:5432",),
+        "postgresql-replicas": ("10.0.0.2:5433",),
+    }
     assert not [s for s in Haproxy().steps(ctx) if isinstance(s, Sysctl)]  # only local addresses
 
 
 def test_client_on_a_proxy_reaches_it_from_the_vip(site, with_layers):
-    text = SITE.replace("{name: lb1, address: 192.0.2.1, private_address: 10.0.0.1, roles: [proxy]}",
-                        "{name: lb1, address: 192.0.2.1, private_address: 10.0.0.1, roles: [proxy, app]}")
+    text = SITE.replace(
+        "{name: lb1, address: 192.0.2.1, private_address: 10.0.0.1, roles: [proxy]}",
+        "{name: lb1, address: 192.0.2.1, private_address: 10.0.0.1, roles: [proxy, app]}",
+    )
     ctx = site(text=text)
     search = next(layer for layer in layers(ctx.inventory, ctx.host) if layer.name == "search")
-    assert search.clients == ("10.0.0.1", "10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.21",
-                              "10.0.0.100", "10.0.0.101")
+    assert search.clients == (
+        "10.0.0.1",
+        "10.0.0.11",
+        "10.0.0.12",
+        "10.0.0.13",
+        "10.0.0.21",
+        "10.0.0.100",
+        "10.0.0.101",
+    )
 
 
 def test_server_states_from_haproxy_metrics():
@@ -493,17 +545,25 @@ hosts:
     assert [layer.name for layer in layers(ctx.inventory, ctx.host)] == []
     # A proxy among several nodes of a layer, without a floating address: refused at load.
     text = SITE.replace("  proxy:\n    vip: [10.0.0.100/24, 10.0.0.101/24]\n", "").replace(
-        "private_address: 10.0.0.2, roles: [proxy]", "private_address: 10.0.0.2, roles: [proxy, search]")
+        "private_address: 10.0.0.2, roles: [proxy]", "private_address: 10.0.0.2, roles: [proxy, search]"
+    )
     path = write_inventory(text)
     assert load_problems(path) == [
         f"{path}:6: hosts[1].roles: lb2 is a proxy and serves search on port 9200 itself, where HAProxy balances "
         "search over lb2, s1, s2, s3: keep search off the proxy hosts, or set proxy.vip (HAProxy then listens on "
-        "the floating address)"]
+        "the floating address)"
+    ]
     # With floating addresses HAProxy listens there, the node on its own address: no clash.
-    ctx = site(text=SITE.replace("private_address: 10.0.0.2, roles: [proxy]",
-                                 "private_address: 10.0.0.2, roles: [proxy, search]"), host="lb2")
+    ctx = site(
+        text=SITE.replace(
+            "private_address: 10.0.0.2, roles: [proxy]", "private_address: 10.0.0.2, roles: [proxy, search]"
+        ),
+        host="lb2",
+    )
     (search,) = [layer for layer in layers(ctx.inventory, ctx.host) if layer.name == "search"]
-    assert search.binds == ("10.0.0.100:9200", "10.0.0.101:9200") and "10.0.0.2:9200" in [s.address for s in search.servers]
+    assert search.binds == ("10.0.0.100:9200", "10.0.0.101:9200") and "10.0.0.2:9200" in [
+        s.address for s in search.servers
+    ]
 
 
 def test_the_storage_layer_goes_through_haproxy(site):
@@ -515,4 +575,8 @@ def test_the_storage_layer_goes_through_haproxy(site):
     assert "tcp-request connection reject unless { src 10.0.0.11 10.0.0.12 10.0.0.13 10.0.0.21 }" in frontend
     assert "option httpchk GET /healthz" in backend and "balance leastconn" in backend
     assert re.findall(r"server (\S+) (\S+) check", backend) == [
-        ("s1", "10.0.0.41:8333"), ("s2", "10.0.0.42:8333"), ("s3", "10.0.0.43:8333"), ("s4", "10.0.0.44:8333")]
+        ("s1", "10.0.0.41:8333"),
+        ("s2", "10.0.0.42:8333"),
+        ("s3", "10.0.0.43:8333"),
+        ("s4", "10.0.0.44:8333"),
+    ]

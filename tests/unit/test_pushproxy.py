@@ -38,11 +38,23 @@ settings:
 @pytest.fixture
 def creds(tmp_path):
     key = tmp_path / "AuthKey_ABC.p8"
-    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(key)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(key)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     service = tmp_path / "service.json"
-    service.write_text(json.dumps({"type": "service_account", "project_id": "p", "client_email": "a@p.example",
-                                   "private_key": key.read_text()}))
+    service.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "p",
+                "client_email": "a@p.example",
+                "private_key": key.read_text(),
+            }
+        )
+    )
     return key, service
 
 
@@ -51,8 +63,10 @@ def site_with(write_inventory, push: str, name="site.yml"):
 
 
 def push_settings(key, service) -> str:
-    return (f"    apple: [{{type: apple_rn, topic: com.example.chat, auth_key_file: {key}, auth_key_id: ABC,"
-            f" team_id: TEAM1}}]\n    android: [{{type: android_rn, service_file: {service}}}]\n")
+    return (
+        f"    apple: [{{type: apple_rn, topic: com.example.chat, auth_key_file: {key}, auth_key_id: ABC,"
+        f" team_id: TEAM1}}]\n    android: [{{type: android_rn, service_file: {service}}}]\n"
+    )
 
 
 def steps_for(inv, tmp_path, host="push1"):
@@ -66,8 +80,10 @@ def test_declarations():
     component = reg.component("pushproxy")
     (layer,) = component.balanced
     assert (layer.name, layer.health, layer.clients) == ("pushproxy", "/version", ("app", "jobserver"))
-    assert pp.release_url("6.5.0") == ("https://github.com/mattermost/mattermost-push-proxy/releases/download/"
-                                       "v6.5.0/mattermost-push-proxy-linux-amd64.tar.gz")
+    assert pp.release_url("6.5.0") == (
+        "https://github.com/mattermost/mattermost-push-proxy/releases/download/"
+        "v6.5.0/mattermost-push-proxy-linux-amd64.tar.gz"
+    )
 
 
 def test_balanced_endpoint_and_scrape_targets(write_inventory, creds):
@@ -84,22 +100,38 @@ def test_steps_credentials_are_secret_files_and_config_names_them(write_inventor
     inv = inventory.load(site_with(write_inventory, push_settings(key, service)))
     steps = steps_for(inv, tmp_path)
     names = list(steps)
-    assert names[:3] == ["group mattermost-push-proxy", "user mattermost-push-proxy",
-                         f"release mattermost-push-proxy 6.5.0 in {pp.HOME}"]
+    assert names[:3] == [
+        "group mattermost-push-proxy",
+        "user mattermost-push-proxy",
+        f"release mattermost-push-proxy 6.5.0 in {pp.HOME}",
+    ]
     for path, source in ((f"{pp.CREDENTIALS}/apple_rn.p8", key), (f"{pp.CREDENTIALS}/android_rn.json", service)):
         step = steps[f"file {path}"]
         assert isinstance(step, SecretFile) and (step.owner, step.mode) == ("mattermost-push-proxy", "0600")
         assert step.content == source.read_bytes() and step.notify == ("restart",)
     config = steps[f"file {pp.CONFIG}"]
-    assert not isinstance(config, SecretFile) and (config.owner, config.group, config.mode) == \
-        ("root", "mattermost-push-proxy", "0640")
+    assert not isinstance(config, SecretFile) and (config.owner, config.group, config.mode) == (
+        "root",
+        "mattermost-push-proxy",
+        "0640",
+    )
     cfg = json.loads(config.content)
     assert cfg["ListenAddress"] == ":8066" and cfg["EnableMetrics"] is True
-    assert cfg["ApplePushSettings"] == [{
-        "Type": "apple_rn", "ApplePushUseDevelopment": False, "ApplePushCertPrivate": "", "ApplePushCertPassword": "",
-        "ApplePushTopic": "com.example.chat", "AppleAuthKeyFile": f"{pp.CREDENTIALS}/apple_rn.p8",
-        "AppleAuthKeyID": "ABC", "AppleTeamID": "TEAM1"}]
-    assert cfg["AndroidPushSettings"] == [{"Type": "android_rn", "ServiceFileLocation": f"{pp.CREDENTIALS}/android_rn.json"}]
+    assert cfg["ApplePushSettings"] == [
+        {
+            "Type": "apple_rn",
+            "ApplePushUseDevelopment": False,
+            "ApplePushCertPrivate": "",
+            "ApplePushCertPassword": "",
+            "ApplePushTopic": "com.example.chat",
+            "AppleAuthKeyFile": f"{pp.CREDENTIALS}/apple_rn.p8",
+            "AppleAuthKeyID": "ABC",
+            "AppleTeamID": "TEAM1",
+        }
+    ]
+    assert cfg["AndroidPushSettings"] == [
+        {"Type": "android_rn", "ServiceFileLocation": f"{pp.CREDENTIALS}/android_rn.json"}
+    ]
     unit = steps["file /etc/systemd/system/mattermost-push-proxy.service"].content.decode()
     assert f"ExecStart={pp.HOME}/bin/mattermost-push-proxy -config {pp.CONFIG}\n" in unit
     assert "User=mattermost-push-proxy" in unit and "PrivateTmp=true" in unit
@@ -126,37 +158,53 @@ def test_a_certificate_password_makes_the_config_a_secret(write_inventory, creds
     config = steps[f"file {pp.CONFIG}"]
     assert isinstance(config, SecretFile) and config.mode == "0640"
     cfg = json.loads(config.content)["ApplePushSettings"][0]
-    assert cfg["ApplePushCertPrivate"] == f"{pp.CREDENTIALS}/apple_rn.pem" and cfg["ApplePushCertPassword"] == "cert-pass-123"
+    assert (
+        cfg["ApplePushCertPrivate"] == f"{pp.CREDENTIALS}/apple_rn.pem"
+        and cfg["ApplePushCertPassword"] == "cert-pass-123"
+    )
     assert isinstance(steps[f"file {pp.CREDENTIALS}/apple_rn.pem"], SecretFile)
 
 
 def test_missing_and_incomplete_credentials_are_refused_with_file_line_and_key(write_inventory, creds, tmp_path):
     key, _ = creds
-    push = ("    apple:\n"
-            f"      - {{type: apple_rn, topic: com.example.chat, auth_key_file: {key}, auth_key_id: ABC}}\n"
-            "      - {type: apple, topic: com.example.old}\n"
-            "    android:\n"
-            "      - {type: android_rn, service_file: /nonexistent/firebase.json}\n"
-            "      - {type: android_rn, service_file: /nonexistent/again.json}\n")
+    push = (
+        "    apple:\n"
+        f"      - {{type: apple_rn, topic: com.example.chat, auth_key_file: {key}, auth_key_id: ABC}}\n"
+        "      - {type: apple, topic: com.example.old}\n"
+        "    android:\n"
+        "      - {type: android_rn, service_file: /nonexistent/firebase.json}\n"
+        "      - {type: android_rn, service_file: /nonexistent/again.json}\n"
+    )
     path = site_with(write_inventory, push, "bad.yml")
     with pytest.raises(InventoryError) as e:
         inventory.load(path)
     assert e.value.exit_code == 2
     problems = e.value.problems
-    assert f"{path}:7: settings.pushproxy.apple[0]: APNs token authentication needs auth_key_file, auth_key_id " \
-           "and team_id together" in problems
-    assert f"{path}:8: settings.pushproxy.apple[1]: give auth_key_file with auth_key_id and team_id (APNs token), " \
-           "or cert_file (.pem)" in problems
-    assert f"{path}:10: settings.pushproxy.android[0].service_file: no such file on this machine: " \
-           "/nonexistent/firebase.json" in problems
+    assert (
+        f"{path}:7: settings.pushproxy.apple[0]: APNs token authentication needs auth_key_file, auth_key_id "
+        "and team_id together" in problems
+    )
+    assert (
+        f"{path}:8: settings.pushproxy.apple[1]: give auth_key_file with auth_key_id and team_id (APNs token), "
+        "or cert_file (.pem)" in problems
+    )
+    assert (
+        f"{path}:10: settings.pushproxy.android[0].service_file: no such file on this machine: "
+        "/nonexistent/firebase.json" in problems
+    )
     assert f"{path}:11: settings.pushproxy.android[1].type: app type 'android_rn' is configured twice" in problems
 
 
 def test_artifact_needs_a_checksum(write_inventory):
     from mmdeploy.errors import MMDeployError
 
-    inv = inventory.load(write_inventory(SITE.format(sha="b" * 64, push="").replace('    sha256: "' + "b" * 64 + '"\n', "")
-                                         .replace("  pushproxy:\n", "")))
+    inv = inventory.load(
+        write_inventory(
+            SITE.format(sha="b" * 64, push="")
+            .replace('    sha256: "' + "b" * 64 + '"\n', "")
+            .replace("  pushproxy:\n", "")
+        )
+    )
     with pytest.raises(MMDeployError, match="settings.pushproxy.sha256 is required"):
         pp.artifact(inv.settings)
 
@@ -184,15 +232,28 @@ def test_the_rendered_config_runs_and_delivers(write_inventory, creds, tmp_path,
                 f.write(step.content)
     config = home / "config" / "mattermost-push-proxy.json"
     config.write_bytes(steps[f"file {pp.CONFIG}"].content)
-    proc = subprocess.Popen([str(home / "bin" / "mattermost-push-proxy"), "-config", str(config)],
-                            env={**os.environ, "MMDEPLOY_STANDIN_PUSH_RECORD": str(tmp_path / "received.jsonl")},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(home / "bin" / "mattermost-push-proxy"), "-config", str(config)],
+        env={**os.environ, "MMDEPLOY_STANDIN_PUSH_RECORD": str(tmp_path / "received.jsonl")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_for(url + "/version")
         for platform in ("android_rn-v2", "apple_rn-v2"):
-            answer = _post(url + "/api/v1/send_push", {"server_id": "s1", "device_id": "tok", "platform": platform,
-                                                      "type": "message", "message": "hi", "post_id": "p1"})
+            answer = _post(
+                url + "/api/v1/send_push",
+                {
+                    "server_id": "s1",
+                    "device_id": "tok",
+                    "platform": platform,
+                    "type": "message",
+                    "message": "hi",
+                    "post_id": "p1",
+                },
+            )
             assert answer == {"status": "OK"}, (platform, answer)
         with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
             assert push_total(r.read().decode()) == 2

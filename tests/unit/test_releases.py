@@ -31,8 +31,9 @@ def test_table_is_ordered_and_every_row_is_sourced():
         assert line.released < line.support_end, line.series
         assert line.kind in ("esr", "innovation")
         for url in (line.source, line.latest_source):
-            assert url.startswith(("https://docs.mattermost.com/",
-                                   "https://github.com/mattermost/mattermost/releases/")), url
+            assert url.startswith(
+                ("https://docs.mattermost.com/", "https://github.com/mattermost/mattermost/releases/")
+            ), url
         assert r.series_of(line.latest) == line.series
         for bad in line.known_bad:
             assert bad.reason and bad.source.startswith("https://docs.mattermost.com/")
@@ -230,8 +231,9 @@ def test_mysql_needs_10_x_and_names_the_migration():
 
 
 def test_summary_for_verify():
-    assert r.summary("11.7.15", TODAY) == \
-        "Mattermost 11.7.15 (11.7 ESR): supported until 2027-05-15 (167 days left)"
-    assert r.summary("10.11.4", TODAY) == \
-        "Mattermost 10.11.4 (10.11 ESR): out of support since 2026-08-15; suggested 11.7.15"
+    assert r.summary("11.7.15", TODAY) == "Mattermost 11.7.15 (11.7 ESR): supported until 2027-05-15 (167 days left)"
+    assert (
+        r.summary("10.11.4", TODAY)
+        == "Mattermost 10.11.4 (10.11 ESR): out of support since 2026-08-15; suggested 11.7.15"
+    )
     assert "known-bad patch" in r.summary("11.7.1", TODAY)

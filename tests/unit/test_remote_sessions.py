@@ -51,7 +51,14 @@ class FakeChannel:
 
 class FakeTransport:
     def __init__(self, refuse: int = 0, limit: int = 10):
-        self.lock, self.open, self.peak, self.refuse, self.limit, self.refused = threading.Lock(), 0, 0, refuse, limit, 0
+        self.lock, self.open, self.peak, self.refuse, self.limit, self.refused = (
+            threading.Lock(),
+            0,
+            0,
+            refuse,
+            limit,
+            0,
+        )
         self.active = True
 
     def is_active(self):

@@ -37,8 +37,14 @@ class Files(Component):
         steps = [
             Directory(str(d), owner=ME, group=ME),
             File(f"{d}/a.conf", f"port={ctx.settings.demo.port}\n", owner=ME, group=ME, notify=("restart",)),
-            File(f"{d}/b.conf", f"password={ctx.secrets.get(DB_PASSWORD)}\n", owner=ME, group=ME,
-                 mode="0600", notify=("restart",)),
+            File(
+                f"{d}/b.conf",
+                f"password={ctx.secrets.get(DB_PASSWORD)}\n",
+                owner=ME,
+                group=ME,
+                mode="0600",
+                notify=("restart",),
+            ),
         ]
         if ctx.host.name in self.fail_on:
             steps.append(Command("break", "echo broken >&2; exit 7"))
@@ -68,7 +74,8 @@ class After(Component):
 def site(tmp_path, write_inventory, monkeypatch):
     unreachable = set()
     monkeypatch.setattr(
-        runner, "Remote",
+        runner,
+        "Remote",
         lambda host, redact, log_path: LocalRemote(host, redact, log_path, fail_connect=host.name in unreachable),
     )
     inv = inventory.load(write_inventory(SINGLE))
@@ -79,9 +86,16 @@ def site(tmp_path, write_inventory, monkeypatch):
         out = io.StringIO()
         redactor = Redactor()
         secrets = Secrets(tmp_path / "site.secrets.yml", redactor)
-        report = runner.run(inv, components or [Files(files)], mode=mode, secrets=secrets,
-                            reporter=Reporter(redactor, out=out), limit=limit, run_root=tmp_path / "runs",
-                            warnings=warnings)
+        report = runner.run(
+            inv,
+            components or [Files(files)],
+            mode=mode,
+            secrets=secrets,
+            reporter=Reporter(redactor, out=out),
+            limit=limit,
+            run_root=tmp_path / "runs",
+            warnings=warnings,
+        )
         return report, out.getvalue()
 
     run.files, run.unreachable, run.inv, run.tmp = files, unreachable, inv, tmp_path
@@ -194,8 +208,10 @@ class Topology(Component):
 
     def steps(self, ctx):
         d = self.root / ctx.host.name
-        return [Directory(str(d), owner=ME, group=ME),
-                File(f"{d}/cluster", f"{sorted(ctx.shared.items())}\n", owner=ME, group=ME)]
+        return [
+            Directory(str(d), owner=ME, group=ME),
+            File(f"{d}/cluster", f"{sorted(ctx.shared.items())}\n", owner=ME, group=ME),
+        ]
 
 
 def test_prepare_reads_across_hosts_once_and_shares_the_result(site):
@@ -244,24 +260,32 @@ def test_run_warnings_once_per_version_from_the_selected_components(write_invent
     import mmdeploy
     from mmdeploy import releases
 
-    path = write_inventory(SINGLE.replace("    roles: [proxy]\n", "    roles: [proxy]\n    vars: {mattermost: {version: 11.8.5}}\n"))
+    path = write_inventory(
+        SINGLE.replace("    roles: [proxy]\n", "    roles: [proxy]\n    vars: {mattermost: {version: 11.8.5}}\n")
+    )
     inv = inventory.load(path, ["mattermost.version=10.5.1"])  # --set wins over host vars: one version
     day = date(2026, 11, 29)
     found = mmdeploy.run_warnings(inv, today=day)
     assert found == releases.warnings("10.5.1", day)
     assert len(found) == 2 and mmdeploy.run_warnings(inv, only=["base"], today=day) == []
-    mixed = inventory.load(write_inventory("""\
+    mixed = inventory.load(
+        write_inventory(
+            """\
 pattern: single
 hosts:
   - {name: proxy1, address: 192.0.2.1, roles: [proxy]}
   - {name: app1, address: 192.0.2.2, roles: [app, monitoring, db]}
   - {name: app2, address: 192.0.2.3, roles: [app], vars: {mattermost: {version: 11.8.5}}}
   - {name: job1, address: 192.0.2.4, roles: [jobserver], vars: {mattermost: {version: 11.8.5}}}
-""", "mixed.yml"))
+""",
+            "mixed.yml",
+        )
+    )
     later = date(2027, 5, 1)
     assert mmdeploy.run_warnings(mixed, today=day) == releases.warnings("11.8.5", day)  # the default is fine
-    assert mmdeploy.run_warnings(mixed, today=later) == \
-        releases.warnings(releases.DEFAULT_VERSION, later) + releases.warnings("11.8.5", later)
+    assert mmdeploy.run_warnings(mixed, today=later) == releases.warnings(
+        releases.DEFAULT_VERSION, later
+    ) + releases.warnings("11.8.5", later)
 
 
 def test_verify_reports_info_and_warnings_as_passing(write_inventory, monkeypatch):
@@ -278,10 +302,14 @@ def test_verify_reports_info_and_warnings_as_passing(write_inventory, monkeypatc
         def checks(self, inv):
             def boom():
                 raise RuntimeError("no route to host")
-            return [Check("version", lambda: Info("Mattermost 11.7.15 (11.7 ESR)")),
-                    Check("license", lambda: Warn("no license: cluster mode inactive")),
-                    Check("plain", lambda: None), Check("broken", lambda: "app2 not in the cluster"),
-                    Check("raises", boom)]
+
+            return [
+                Check("version", lambda: Info("Mattermost 11.7.15 (11.7 ESR)")),
+                Check("license", lambda: Warn("no license: cluster mode inactive")),
+                Check("plain", lambda: None),
+                Check("broken", lambda: "app2 not in the cluster"),
+                Check("raises", boom),
+            ]
 
     class Registry:
         secrets: dict = {}
@@ -294,8 +322,17 @@ def test_verify_reports_info_and_warnings_as_passing(write_inventory, monkeypatc
     out = io.StringIO()
     results = mmdeploy.verify(inv, out=out)
     assert out.getvalue().splitlines() == [
-        "ok   version: Mattermost 11.7.15 (11.7 ESR)", "warn license: no license: cluster mode inactive",
-        "ok   plain", "FAIL broken: app2 not in the cluster", "FAIL raises: RuntimeError: no route to host"]
-    assert [(r.ok, r.warning) for r in results] == [(True, False), (True, True), (True, False), (False, False),
-                                                     (False, False)]
+        "ok   version: Mattermost 11.7.15 (11.7 ESR)",
+        "warn license: no license: cluster mode inactive",
+        "ok   plain",
+        "FAIL broken: app2 not in the cluster",
+        "FAIL raises: RuntimeError: no route to host",
+    ]
+    assert [(r.ok, r.warning) for r in results] == [
+        (True, False),
+        (True, True),
+        (True, False),
+        (False, False),
+        (False, False),
+    ]
     assert results[0].detail == "Mattermost 11.7.15 (11.7 ESR)" and results[0].problem is None

@@ -43,10 +43,14 @@ hosts:
 {search}"""
 
 
-def layout(n: int, pattern: str = "multi", job: str = "jobserver, monitoring", extra: str = "",
-           search_roles: str = "search") -> str:
-    hosts = "".join(f"  - {{name: search{i}, address: 192.0.2.{40 + i}, private_address: 10.0.0.{40 + i}, "
-                    f"roles: [{search_roles}]}}\n" for i in range(1, n + 1))
+def layout(
+    n: int, pattern: str = "multi", job: str = "jobserver, monitoring", extra: str = "", search_roles: str = "search"
+) -> str:
+    hosts = "".join(
+        f"  - {{name: search{i}, address: 192.0.2.{40 + i}, private_address: 10.0.0.{40 + i}, "
+        f"roles: [{search_roles}]}}\n"
+        for i in range(1, n + 1)
+    )
     return BASE.format(pattern=pattern, sha=SHA["sha256"], icu=SHA["icu_sha256"], extra=extra, job=job, search=hosts)
 
 
@@ -128,13 +132,20 @@ def test_two_search_hosts_and_a_tiebreaker_on_the_monitoring_host(site):
 
 
 def test_tiebreaker_prefers_monitoring_then_jobserver_and_never_a_search_host(write_inventory):
-    text = layout(2).replace("roles: [jobserver, monitoring]", "roles: [jobserver]") \
-        .replace("  - {name: db3, address: 192.0.2.7, roles: [db]}\n",
-                 "  - {name: db3, address: 192.0.2.7, roles: [db]}\n  - {name: mon1, address: 192.0.2.8, roles: [monitoring]}\n")
+    text = (
+        layout(2)
+        .replace("roles: [jobserver, monitoring]", "roles: [jobserver]")
+        .replace(
+            "  - {name: db3, address: 192.0.2.7, roles: [db]}\n",
+            "  - {name: db3, address: 192.0.2.7, roles: [db]}\n  - {name: mon1, address: 192.0.2.8, roles: [monitoring]}\n",
+        )
+    )
     assert se.tiebreaker(inventory.load(write_inventory(text))).name == "mon1"
-    only_jobs = layout(2, pattern="single", job="jobserver").replace(
-        "192.0.2.2, roles: [app]", "192.0.2.2, roles: [app, monitoring, search]").replace(
-        "  - {name: search2, address: 192.0.2.42, private_address: 10.0.0.42, roles: [search]}\n", "")
+    only_jobs = (
+        layout(2, pattern="single", job="jobserver")
+        .replace("192.0.2.2, roles: [app]", "192.0.2.2, roles: [app, monitoring, search]")
+        .replace("  - {name: search2, address: 192.0.2.42, private_address: 10.0.0.42, roles: [search]}\n", "")
+    )
     assert se.tiebreaker(inventory.load(write_inventory(only_jobs, "jobs.yml"))).name == "job1"
 
 
@@ -202,14 +213,19 @@ def test_two_search_hosts_without_a_tiebreaker_host_are_refused(write_inventory)
 def test_layouts_that_lose_data_or_never_turn_green_are_refused(write_inventory):
     (zero,) = [p for p in problems(write_inventory, layout(2, extra=", replicas: 0")) if "replicas" in p]
     assert "bad.yml:3: settings.search.replicas: 0 replicas on 2 search hosts: losing one would lose" in zero
-    (many,) = [p for p in problems(write_inventory, layout(3, pattern="cluster", extra=", replicas: 3"))
-               if "replicas" in p]
+    (many,) = [
+        p for p in problems(write_inventory, layout(3, pattern="cluster", extra=", replicas: 3")) if "replicas" in p
+    ]
     assert "settings.search.replicas: 3 replica(s) of every index need 4 search hosts, found 3" in many
     # The pattern's own minimum: multi needs two search hosts, cluster three.
-    assert any("pattern 'multi' needs at least 2 hosts with role 'search', found 1" in p
-               for p in problems(write_inventory, layout(1)))
-    assert any("pattern 'cluster' needs at least 3 hosts with role 'search', found 2" in p
-               for p in problems(write_inventory, layout(2, pattern="cluster")))
+    assert any(
+        "pattern 'multi' needs at least 2 hosts with role 'search', found 1" in p
+        for p in problems(write_inventory, layout(1))
+    )
+    assert any(
+        "pattern 'cluster' needs at least 3 hosts with role 'search', found 2" in p
+        for p in problems(write_inventory, layout(2, pattern="cluster"))
+    )
 
 
 def test_elasticsearch_needs_a_version(write_inventory):
@@ -223,13 +239,16 @@ def test_single_node_and_replicas_within_the_nodes_are_valid(write_inventory):
 
 
 def test_checksums_are_required_before_anything_is_installed(site, write_inventory):
-    bare = layout(2).replace(f'sha256: "{SHA["sha256"]}", icu_sha256: "{SHA["icu_sha256"]}"', 'cluster_name: mm')
+    bare = layout(2).replace(f'sha256: "{SHA["sha256"]}", icu_sha256: "{SHA["icu_sha256"]}"', "cluster_name: mm")
     ctx = site(bare)
     with pytest.raises(MMDeployError) as e:
         se.Search().steps(ctx("search1"))
     message = str(e.value)
     assert "settings.search.sha256 and settings.search.icu_sha256 required" in message
-    assert "https://artifacts.opensearch.org/releases/bundle/opensearch/2.19.6/opensearch-2.19.6-linux-x64.tar.gz" in message
+    assert (
+        "https://artifacts.opensearch.org/releases/bundle/opensearch/2.19.6/opensearch-2.19.6-linux-x64.tar.gz"
+        in message
+    )
     assert "https://artifacts.opensearch.org/releases/plugins/analysis-icu/2.19.6/analysis-icu-2.19.6.zip" in message
 
 
@@ -262,11 +281,21 @@ def test_unit_and_its_open_file_limit(site):
     ctx = site(layout(2))
     unit = step_named(se.Search().steps(ctx("search1")), "file /etc/systemd/system/opensearch.service")
     text = unit.content.decode()
-    for line in ("Type=simple", "User=opensearch", "WorkingDirectory=/opt/opensearch",
-                 "Environment=OPENSEARCH_HOME=/opt/opensearch", "Environment=OPENSEARCH_PATH_CONF=/etc/opensearch",
-                 "Environment=OPENSEARCH_JAVA_HOME=/opt/opensearch/jdk",
-                 "ExecStart=/opt/opensearch/bin/opensearch --quiet", "LimitNOFILE=65535", "LimitNPROC=4096",
-                 "TimeoutStartSec=180", "TimeoutStopSec=60", "KillMode=process", "SuccessExitStatus=143"):
+    for line in (
+        "Type=simple",
+        "User=opensearch",
+        "WorkingDirectory=/opt/opensearch",
+        "Environment=OPENSEARCH_HOME=/opt/opensearch",
+        "Environment=OPENSEARCH_PATH_CONF=/etc/opensearch",
+        "Environment=OPENSEARCH_JAVA_HOME=/opt/opensearch/jdk",
+        "ExecStart=/opt/opensearch/bin/opensearch --quiet",
+        "LimitNOFILE=65535",
+        "LimitNPROC=4096",
+        "TimeoutStartSec=180",
+        "TimeoutStopSec=60",
+        "KillMode=process",
+        "SuccessExitStatus=143",
+    ):
         assert line in text.splitlines(), line
     assert unit.then == "systemctl daemon-reload" and unit.notify == ("restart",)
     # A host whose hard limit is lower gets it (systemd could not start the unit above it).
@@ -309,8 +338,10 @@ def test_java_from_the_release_or_debians_openjdk():
     java = se.JavaRuntime("/opt/opensearch-releases/2.19.6", "debian 12 bookworm")
     (probe,) = java.facts()
     assert java.check({probe: Fact(0, "unpacked\njava\n")}) is None  # the release brings jdk/
-    assert java.check({probe: Fact(0, "unpacked\n")}).summary == \
-        "install openjdk-17-jre-headless, link it as jdk/ (the release brings no JDK)"
+    assert (
+        java.check({probe: Fact(0, "unpacked\n")}).summary
+        == "install openjdk-17-jre-headless, link it as jdk/ (the release brings no JDK)"
+    )
     assert "once unpacked" in java.check({probe: Fact(1, "")}).summary
     assert se.JavaRuntime("/r", "debian 13 trixie").package == "openjdk-21-jre-headless"
 
@@ -357,14 +388,23 @@ def test_elasticsearch_rendering(site):
     assert conf["cluster.initial_master_nodes"] == ["search1", "search2", "job1"]
     assert conf["xpack.security.enabled"] is False
     assert "cluster.default_number_of_replicas" not in conf  # not an Elasticsearch setting
-    tie = yaml.safe_load(step_named(se.Search().steps(ctx("job1")), "file /etc/elasticsearch/elasticsearch.yml").content)
+    tie = yaml.safe_load(
+        step_named(se.Search().steps(ctx("job1")), "file /etc/elasticsearch/elasticsearch.yml").content
+    )
     assert tie["node.roles"] == ["master", "voting_only"]
     unit = step_named(steps, "file /etc/systemd/system/elasticsearch.service").content.decode()
-    assert "Environment=ES_PATH_CONF=/etc/elasticsearch" in unit and "Environment=ES_JAVA_HOME=/opt/elasticsearch/jdk" in unit
+    assert (
+        "Environment=ES_PATH_CONF=/etc/elasticsearch" in unit
+        and "Environment=ES_JAVA_HOME=/opt/elasticsearch/jdk" in unit
+    )
     assert "ExecStart=/opt/elasticsearch/bin/elasticsearch --quiet" in unit and "User=elasticsearch" in unit
     tarball, icu = se.artifacts(ctx.inv.settings)
-    assert tarball.url == "https://artifacts.elastic.co/downloads/elasticsearch/elasticsearch-8.19.3-linux-x86_64.tar.gz"
-    assert icu.url == "https://artifacts.elastic.co/downloads/elasticsearch-plugins/analysis-icu/analysis-icu-8.19.3.zip"
+    assert (
+        tarball.url == "https://artifacts.elastic.co/downloads/elasticsearch/elasticsearch-8.19.3-linux-x86_64.tar.gz"
+    )
+    assert (
+        icu.url == "https://artifacts.elastic.co/downloads/elasticsearch-plugins/analysis-icu/analysis-icu-8.19.3.zip"
+    )
     (plugin,) = [s for s in steps if isinstance(s, se.Plugin)]
     assert plugin.engine.name == "elasticsearch" and plugin.release == "/opt/elasticsearch-releases/8.19.3"
 
@@ -397,7 +437,7 @@ def test_restart_skips_a_node_this_run_started_and_waits_for_green(site):
     ctx = site(layout(2))
     handler = se.Search().handlers(ctx("search1"))["restart"]
     assert isinstance(handler, se.RollingRestart) and isinstance(handler, Command)
-    assert '-ge 1700000000 ]' in handler.script  # the run's start on the host's clock
+    assert "-ge 1700000000 ]" in handler.script  # the run's start on the host's clock
     assert "wait_for_status=green&timeout=300s" in handler.script
     assert handler.script.index("green=yes") < handler.script.index("systemctl restart opensearch")
 

@@ -35,11 +35,17 @@ def test_every_escaped_form_is_redacted():
     r = Redactor()
     r.add(HOSTILE)
     forms = {
-        "json": json.dumps(HOSTILE)[1:-1], "json-utf8": json.dumps(HOSTILE, ensure_ascii=False)[1:-1],
-        "url": quote(HOSTILE, safe=""), "url-path": quote(HOSTILE), "sql": HOSTILE.replace("'", "''"),
-        "mysql": HOSTILE.replace("\\", "\\\\").replace("'", "''"), "shell": shlex.quote(HOSTILE),
-        "env": HOSTILE.replace("\\", "\\\\").replace('"', '\\"'), "pgpass": HOSTILE.replace("\\", "\\\\").replace(":", "\\:"),
-        "option-file": option_file_value(HOSTILE), "repr": repr(HOSTILE)[1:-1],
+        "json": json.dumps(HOSTILE)[1:-1],
+        "json-utf8": json.dumps(HOSTILE, ensure_ascii=False)[1:-1],
+        "url": quote(HOSTILE, safe=""),
+        "url-path": quote(HOSTILE),
+        "sql": HOSTILE.replace("'", "''"),
+        "mysql": HOSTILE.replace("\\", "\\\\").replace("'", "''"),
+        "shell": shlex.quote(HOSTILE),
+        "env": HOSTILE.replace("\\", "\\\\").replace('"', '\\"'),
+        "pgpass": HOSTILE.replace("\\", "\\\\").replace(":", "\\:"),
+        "option-file": option_file_value(HOSTILE),
+        "repr": repr(HOSTILE)[1:-1],
     }
     for kind, form in forms.items():
         text = f"before {form} after"
@@ -59,16 +65,19 @@ def test_an_empty_value_is_refused_not_the_string_none(tmp_path):
         Secrets(path, Redactor(), [DB])
 
 
-@pytest.mark.parametrize("text,problem", [
-    ("db_password: 12345678\n", "expected a string, got int"),
-    ("db_password: yes\n", "expected a string, got bool"),
-    ('db_password: "abcdefgh\\nx"\n', "control characters"),
-    ("db_password: short\n", "shorter than 8"),
-    ("db_pasword: abcdefghij\n", "did you mean 'db_password'"),
-    ("[a, b]\n", "expected a mapping"),
-    ("db_password: [a\n", "malformed YAML"),
-    (f"mattermost_admin_password: {'é' * 40}\n", "longer than 72 bytes"),
-])
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("db_password: 12345678\n", "expected a string, got int"),
+        ("db_password: yes\n", "expected a string, got bool"),
+        ('db_password: "abcdefgh\\nx"\n', "control characters"),
+        ("db_password: short\n", "shorter than 8"),
+        ("db_pasword: abcdefghij\n", "did you mean 'db_password'"),
+        ("[a, b]\n", "expected a mapping"),
+        ("db_password: [a\n", "malformed YAML"),
+        (f"mattermost_admin_password: {'é' * 40}\n", "longer than 72 bytes"),
+    ],
+)
 def test_malformed_secrets_files_are_bad_input(tmp_path, text, problem):
     path = _write(tmp_path / "s.yml", text)
     with pytest.raises(InventoryError, match=str(path)) as e:
@@ -140,8 +149,11 @@ def _option_file_read(line: str) -> str:
     while i < len(value):
         if value[i] == "\\" and i != len(value) - 1:
             i += 1
-            result.append({"n": "\n", "t": "\t", "r": "\r", "b": "\b", "s": " ", '"': '"', "'": "'",
-                           "\\": "\\"}.get(value[i], "\\" + value[i]))
+            result.append(
+                {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "s": " ", '"': '"', "'": "'", "\\": "\\"}.get(
+                    value[i], "\\" + value[i]
+                )
+            )
         else:
             result.append(value[i])
         i += 1
@@ -151,7 +163,6 @@ def _option_file_read(line: str) -> str:
 @pytest.mark.parametrize("password", [HOSTILE, "r'e\"p\\l %2F@:# ;$HOME ñ\\", " lead and trail ", "a#b", "x\\"])
 def test_option_file_values_read_back_as_given(password):
     assert _option_file_read("password=" + option_file_value(password)) == password
-
 
 
 def test_the_old_unquoted_option_file_form_lost_passwords():
@@ -166,9 +177,11 @@ def test_scram_verifier_matches_rfc7677():
     salt = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
     verifier = passwords.scram_verifier("pencil", salt, 4096)
     server_key = base64.b64decode(verifier.rsplit(":", 1)[1])
-    auth = ("n=user,r=rOprNGfwEbeRWgbNEkqO,"
-            "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,"
-            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0")
+    auth = (
+        "n=user,r=rOprNGfwEbeRWgbNEkqO,"
+        "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,"
+        "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+    )
     signature = hmac.new(server_key, auth.encode(), hashlib.sha256).digest()
     assert base64.b64encode(signature).decode() == "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
     assert passwords.postgres_matches(verifier, "user", "pencil")
@@ -204,20 +217,32 @@ def test_sha256_crypt_is_glibcs():
 def test_a_config_diff_never_shows_mattermosts_secrets():
     """The first DataSource change after a failover: the diff shows the lines around it,
     AtRestEncryptKey among them; those are masked by name, the DataSource's password too."""
-    current = {"SqlSettings": {"AtRestEncryptKey": "generated-by-the-server-abcdef",
-                               "DataSource": f"postgres://mmuser:{quote(HOSTILE, safe='')}@10.0.0.5:5432/mattermost",
-                               "DataSourceReplicas": [], "DriverName": "postgres"},
-               "FileSettings": {"PublicLinkSalt": "salt-generated-by-the-server", "Directory": "/x"},
-               "PluginSettings": {"Plugins": {"com.example": {"ApiToken": "plugin-token-1234"}}}}
-    wanted = {"SqlSettings": {"DataSource": f"postgres://mmuser:{quote(HOSTILE, safe='')}@10.0.0.6:5432/mattermost"},
-              "EmailSettings": {"SMTPPassword": "new-smtp-password"}}
+    current = {
+        "SqlSettings": {
+            "AtRestEncryptKey": "generated-by-the-server-abcdef",
+            "DataSource": f"postgres://mmuser:{quote(HOSTILE, safe='')}@10.0.0.5:5432/mattermost",
+            "DataSourceReplicas": [],
+            "DriverName": "postgres",
+        },
+        "FileSettings": {"PublicLinkSalt": "salt-generated-by-the-server", "Directory": "/x"},
+        "PluginSettings": {"Plugins": {"com.example": {"ApiToken": "plugin-token-1234"}}},
+    }
+    wanted = {
+        "SqlSettings": {"DataSource": f"postgres://mmuser:{quote(HOSTILE, safe='')}@10.0.0.6:5432/mattermost"},
+        "EmailSettings": {"SMTPPassword": "new-smtp-password"},
+    }
     step = JsonSettings("/opt/mattermost/config/config.json", wanted, mask=mm.mask_config)
     probe = _stat_probe(step.path, content=True)
     body = base64.b64encode(json.dumps(current, indent=2).encode()).decode()
     change = step.check({probe: Fact(0, f"regular file|mattermost|mattermost|600|100\nb64:{body}")})
     assert "10.0.0.6:5432" in change.diff and "postgres://mmuser:********@10.0.0.5" in change.diff
-    for secret in ("generated-by-the-server-abcdef", "salt-generated-by-the-server", "plugin-token-1234",
-                   "new-smtp-password", *escaped_forms(HOSTILE)):
+    for secret in (
+        "generated-by-the-server-abcdef",
+        "salt-generated-by-the-server",
+        "plugin-token-1234",
+        "new-smtp-password",
+        *escaped_forms(HOSTILE),
+    ):
         assert secret not in change.diff, secret
     assert '"SMTPPassword": "******** (changed)"' in change.diff
     assert '"AtRestEncryptKey": "********"' in change.diff
@@ -232,8 +257,10 @@ def test_every_secret_setting_of_mattermosts_model_is_masked():
         node[path[-1]] = "s3cret-" + ".".join(path)
     masked = json.dumps(mm.mask_config(config))
     assert "s3cret-" not in masked
-    assert mm.mask_dsn("mmuser:p@ss/w:%41'\"@tcp(10.0.0.5:3306)/mattermost?charset=utf8mb4") == \
-        "mmuser:********@tcp(10.0.0.5:3306)/mattermost?charset=utf8mb4"
+    assert (
+        mm.mask_dsn("mmuser:p@ss/w:%41'\"@tcp(10.0.0.5:3306)/mattermost?charset=utf8mb4")
+        == "mmuser:********@tcp(10.0.0.5:3306)/mattermost?charset=utf8mb4"
+    )
 
 
 def test_first_admin_keeps_the_password_and_any_hash_off_commands_and_logs(tmp_path):
@@ -251,6 +278,7 @@ def test_first_admin_keeps_the_password_and_any_hash_off_commands_and_logs(tmp_p
         def run(self, script, timeout=0, log_as=None, log_output=True, what=None):
             self.script, self.log_as = script, log_as
             from mmdeploy.remote import Result
+
             return Result(0, "", "")
 
     remote = Recorder()
@@ -273,8 +301,9 @@ def test_error_messages_are_redacted_on_the_way_out(tmp_path, monkeypatch, capsy
     from mmdeploy import runner
 
     inventory = tmp_path / "site.yml"
-    inventory.write_text("pattern: single\nhosts:\n"
-                         "  - {name: a, address: 127.0.0.1, roles: [proxy, app, jobserver, monitoring, db]}\n")
+    inventory.write_text(
+        "pattern: single\nhosts:\n  - {name: a, address: 127.0.0.1, roles: [proxy, app, jobserver, monitoring, db]}\n"
+    )
     secrets = _write(tmp_path / "site.secrets.yml", yaml.safe_dump({"db_password": HOSTILE}, allow_unicode=True))
     assert secrets.exists()
 
@@ -309,8 +338,7 @@ def test_redacted_keeps_the_error_type():
     assert str(e) == f"z {REDACTED}"
 
 
-@pytest.mark.parametrize("command,target", [(["failover-db", "--force"], "failover"),
-                                            (["db.rejoin", "a"], "rejoin")])
+@pytest.mark.parametrize("command,target", [(["failover-db", "--force"], "failover"), (["db.rejoin", "a"], "rejoin")])
 def test_failover_and_rejoin_errors_are_redacted_on_the_way_out(tmp_path, monkeypatch, capsys, command, target):
     """failover-db and db.rejoin quote hosts' output in their errors too: masked the same way."""
     from invoke import Program
@@ -319,8 +347,9 @@ def test_failover_and_rejoin_errors_are_redacted_on_the_way_out(tmp_path, monkey
     from mmdeploy import dbtier
 
     inventory = tmp_path / "site.yml"
-    inventory.write_text("pattern: single\nhosts:\n"
-                         "  - {name: a, address: 127.0.0.1, roles: [proxy, app, jobserver, monitoring, db]}\n")
+    inventory.write_text(
+        "pattern: single\nhosts:\n  - {name: a, address: 127.0.0.1, roles: [proxy, app, jobserver, monitoring, db]}\n"
+    )
     _write(tmp_path / "site.secrets.yml", yaml.safe_dump({"db_replication_password": HOSTILE}, allow_unicode=True))
 
     def fail(*args, **kwargs):

@@ -17,15 +17,25 @@ from mmdeploy.errors import InventoryError
 
 ROOT = Path(__file__).resolve().parents[2]
 # Documentation ranges (RFC 5737): never contacted, only written into the file.
-TEST_NET = itertools.chain(*(ipaddress.ip_network(n).hosts() for n in
-                             ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")))
+TEST_NET = itertools.chain(
+    *(ipaddress.ip_network(n).hosts() for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
+)
 
 
-@pytest.mark.parametrize("users, pattern, tier", [
-    (150, "single", 200), (1999, "single", 2000), (2000, "multi", 2000), (2001, "multi", 25000),
-    (10000, "cluster", 25000),
-    (25000, "cluster", 25000), (50000, "cluster", 50000), (100000, "cluster", 100000), (500000, "cluster", 100000),
-])
+@pytest.mark.parametrize(
+    "users, pattern, tier",
+    [
+        (150, "single", 200),
+        (1999, "single", 2000),
+        (2000, "multi", 2000),
+        (2001, "multi", 25000),
+        (10000, "cluster", 25000),
+        (25000, "cluster", 25000),
+        (50000, "cluster", 50000),
+        (100000, "cluster", 100000),
+        (500000, "cluster", 100000),
+    ],
+)
 def test_pattern_and_tier(users, pattern, tier):
     rec = sizing.recommend(users)
     assert (rec.pattern, rec.tier.users) == (pattern, tier)
@@ -47,8 +57,16 @@ def test_figures_come_from_the_reference_architecture_and_meet_the_pattern():
 def test_single_pattern_is_the_reports_shape():
     rec = sizing.recommend(1500)
     hosts = {name: roles for name, roles, _ in sizing.host_names(rec)}
-    assert hosts == {"proxy1": ["proxy"], "app1": ["app"], "job1": ["jobserver", "monitoring"], "db1": ["db"],
-                     "db2": ["db"], "search1": ["search"], "storage1": ["storage"], "push1": ["pushproxy"]}
+    assert hosts == {
+        "proxy1": ["proxy"],
+        "app1": ["app"],
+        "job1": ["jobserver", "monitoring"],
+        "db1": ["db"],
+        "db2": ["db"],
+        "search1": ["search"],
+        "storage1": ["storage"],
+        "push1": ["pushproxy"],
+    }
 
 
 def test_lifetime_storage():
@@ -82,10 +100,18 @@ def test_written_inventory_validates_once_addresses_are_filled(tmp_path, users):
 
 def test_inv_size_writes_the_file(tmp_path):
     out = tmp_path / "hosts" / "site.yml"
-    p = subprocess.run([sys.executable, "-m", "invoke", "size", "--users", "3000", "--out", str(out)],
-                       cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "invoke", "size", "--users", "3000", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     assert "3,000 users: the multi pattern" in p.stdout and out.is_file()
-    again = subprocess.run([sys.executable, "-m", "invoke", "size", "--users", "3000", "--out", str(out)],
-                           cwd=ROOT, capture_output=True, text=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "invoke", "size", "--users", "3000", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode == 2 and "exists" in again.stderr

@@ -65,13 +65,23 @@ def install(dist, tmp_path_factory):
 def test_archive_has_the_release_layout(dist):
     with tarfile.open(dist / ARCHIVE) as t:
         members = {m.name: m for m in t.getmembers()}
-    for f in ["mattermost/bin/mattermost", "mattermost/bin/mmctl", "mattermost/config/config.json",
-              "mattermost/i18n/en.json", "mattermost/client/index.html"]:
+    for f in [
+        "mattermost/bin/mattermost",
+        "mattermost/bin/mmctl",
+        "mattermost/config/config.json",
+        "mattermost/i18n/en.json",
+        "mattermost/client/index.html",
+    ]:
         assert members[f].isfile(), f
     for f in ["mattermost/bin/mattermost", "mattermost/bin/mmctl"]:
         assert members[f].mode & 0o111, f"{f} is not executable"
-    for d in ["mattermost/templates", "mattermost/fonts", "mattermost/client", "mattermost/logs",
-              "mattermost/prepackaged_plugins"]:
+    for d in [
+        "mattermost/templates",
+        "mattermost/fonts",
+        "mattermost/client",
+        "mattermost/logs",
+        "mattermost/prepackaged_plugins",
+    ]:
         assert members[d].isdir(), d
     assert all(n == "mattermost" or n.startswith("mattermost/") for n in members)
     # reproducible: fixed owner and mtime
@@ -133,12 +143,15 @@ def test_configcheck_accepts_the_shipped_default_config(dist, install):
     assert sql["DataSource"].startswith("postgres://") and "@localhost" in sql["DataSource"]
 
 
-@pytest.mark.parametrize("cfg, why", [
-    ({"SqlSettings": {"DriverName": "oracle"}}, "sql_driver"),
-    ({"SqlSettings": {"DataSource": ""}}, "sql_data_src"),
-    ({"ServiceSettings": {"SiteURL": "not a url"}}, "site_url"),
-    ({"ServiceSettings": {"ListenAddress": ""}}, "listen_address"),
-])
+@pytest.mark.parametrize(
+    "cfg, why",
+    [
+        ({"SqlSettings": {"DriverName": "oracle"}}, "sql_driver"),
+        ({"SqlSettings": {"DataSource": ""}}, "sql_data_src"),
+        ({"ServiceSettings": {"SiteURL": "not a url"}}, "site_url"),
+        ({"ServiceSettings": {"ListenAddress": ""}}, "listen_address"),
+    ],
+)
 def test_configcheck_rejects_invalid_configs(dist, tmp_path, cfg, why):
     p = tmp_path / "config.json"
     p.write_text(json.dumps(cfg))
@@ -155,9 +168,16 @@ def test_configcheck_rejects_broken_json(dist, tmp_path):
 
 def test_mysql_is_valid_only_for_the_v10_model(dist, tmp_path):
     p = tmp_path / "config.json"
-    p.write_text(json.dumps({"SqlSettings": {
-        "DriverName": "mysql",
-        "DataSource": "mmuser:pw@tcp(db1:3306)/mattermost?charset=utf8mb4,utf8&writeTimeout=30s"}}))
+    p.write_text(
+        json.dumps(
+            {
+                "SqlSettings": {
+                    "DriverName": "mysql",
+                    "DataSource": "mmuser:pw@tcp(db1:3306)/mattermost?charset=utf8mb4,utf8&writeTimeout=30s",
+                }
+            }
+        )
+    )
     assert _check(dist, p, "configcheck-v10").returncode == 0
     r = _check(dist, p)  # Mattermost v11 removed MySQL
     assert r.returncode == 1 and "sql_driver" in r.stdout
@@ -178,8 +198,12 @@ class Server:
         self.port, self.mport = _free_port(), _free_port()
         self.sock = str(tmp / "local.socket")
         cfg = {
-            "ServiceSettings": {"SiteURL": f"http://127.0.0.1:{self.port}", "ListenAddress": f"127.0.0.1:{self.port}",
-                                "EnableLocalMode": True, "LocalModeSocketLocation": self.sock},
+            "ServiceSettings": {
+                "SiteURL": f"http://127.0.0.1:{self.port}",
+                "ListenAddress": f"127.0.0.1:{self.port}",
+                "EnableLocalMode": True,
+                "LocalModeSocketLocation": self.sock,
+            },
             "SqlSettings": {"DriverName": "postgres", "DataSource": "postgres://nobody:wrong@127.0.0.1:1/none"},
             "MetricsSettings": {"Enable": True, "ListenAddress": f"127.0.0.1:{self.mport}"},
             "FileSettings": {"Directory": str(tmp / "data")},
@@ -190,12 +214,20 @@ class Server:
         self.cfg_path = tmp / "config.json"
         self.cfg_path.write_text(json.dumps(cfg))
         # The real DataSource comes from the environment, as operators often do.
-        env = dict(os.environ, MM_SQLSETTINGS_DATASOURCE=dsn or "postgres://nobody:x@127.0.0.1:1/none",
-                   MMSTANDIN_DB_PING_INTERVAL_SECONDS="0.2", MMSTANDIN_CLUSTER_DISCOVERY_SECONDS="0.5")
+        env = dict(
+            os.environ,
+            MM_SQLSETTINGS_DATASOURCE=dsn or "postgres://nobody:x@127.0.0.1:1/none",
+            MMSTANDIN_DB_PING_INTERVAL_SECONDS="0.2",
+            MMSTANDIN_CLUSTER_DISCOVERY_SECONDS="0.5",
+        )
         env.update(extra_env or {})
         self.log = tmp / "server.log"
-        self.proc = subprocess.Popen([str(install / "bin" / "mattermost"), "--config", str(self.cfg_path)],
-                                     stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            [str(install / "bin" / "mattermost"), "--config", str(self.cfg_path)],
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         self.install = install
 
     def wait_ready(self, timeout=15):
@@ -226,8 +258,9 @@ class Server:
 
     def mmctl(self, *args):
         env = dict(os.environ, MMCTL_LOCAL_SOCKET_PATH=self.sock)
-        return subprocess.run([str(self.install / "bin" / "mmctl"), "--local", *args], capture_output=True,
-                              text=True, env=env, timeout=30)
+        return subprocess.run(
+            [str(self.install / "bin" / "mmctl"), "--local", *args], capture_output=True, text=True, env=env, timeout=30
+        )
 
 
 def _http(method, url, body=None, token=None, raw=None, ctype="application/json"):
@@ -247,8 +280,10 @@ def _http(method, url, body=None, token=None, raw=None, ctype="application/json"
 def _ws_connect(port, token=None):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     key = base64.b64encode(os.urandom(16)).decode()
-    hdr = (f"GET /api/v4/websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
+    hdr = (
+        f"GET /api/v4/websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+    )
     if token:
         hdr += f"Authorization: Bearer {token}\r\n"
     s.sendall((hdr + "\r\n").encode())
@@ -278,6 +313,7 @@ def _ws_recv(s, buf):
             chunk = s.recv(4096)
             assert chunk, "websocket closed"
             buf.extend(chunk)
+
     while True:
         need(2)
         op, n = buf[0] & 0x0F, buf[1] & 0x7F
@@ -289,8 +325,8 @@ def _ws_recv(s, buf):
             need(10)
             n, off = struct.unpack(">Q", bytes(buf[2:10]))[0], 10
         need(off + n)
-        payload = bytes(buf[off:off + n])
-        del buf[:off + n]
+        payload = bytes(buf[off : off + n])
+        del buf[: off + n]
         if op == 1:
             return json.loads(payload)
 
@@ -324,8 +360,9 @@ def test_server_end_to_end_against_postgresql(pg, install, tmp_path):
 
         suffix = secrets.token_hex(4)
         user, team, pw = f"admin{suffix}", f"team{suffix}", "Sup3r-secret!"
-        r = srv.mmctl("user", "create", "--email", f"{user}@example.com", "--username", user, "--password", pw,
-                      "--system-admin")
+        r = srv.mmctl(
+            "user", "create", "--email", f"{user}@example.com", "--username", user, "--password", pw, "--system-admin"
+        )
         assert r.returncode == 0 and f"Created user {user}" in r.stdout, r.stderr
         r = srv.mmctl("user", "create", "--email", f"{user}@example.com", "--username", user, "--password", pw)
         assert r.returncode == 1 and "already exists" in r.stderr  # errors exit non-zero, like mmctl
@@ -369,8 +406,9 @@ def test_server_end_to_end_against_postgresql(pg, install, tmp_path):
         assert hello["event"] == "hello" and hello["data"]["server_version"].startswith(VERSION)
 
         message = f"stand-in post {suffix}"
-        status, _, body = _http("POST", srv.url("/api/v4/posts"), {"channel_id": channel_id, "message": message},
-                                token=token)
+        status, _, body = _http(
+            "POST", srv.url("/api/v4/posts"), {"channel_id": channel_id, "message": message}, token=token
+        )
         assert status == 201, body
         post = json.loads(body)
         assert post["id"] and post["create_at"] > 0 and post["message"] == message
@@ -391,8 +429,12 @@ def test_server_end_to_end_against_postgresql(pg, install, tmp_path):
 
         with urllib.request.urlopen(f"http://127.0.0.1:{srv.mport}/metrics", timeout=10) as r:
             metrics = r.read().decode()
-        for name in ["mattermost_http_requests_total", "mattermost_db_master_connections_total",
-                     "mattermost_post_total", "mattermost_login_logins_total"]:
+        for name in [
+            "mattermost_http_requests_total",
+            "mattermost_db_master_connections_total",
+            "mattermost_post_total",
+            "mattermost_login_logins_total",
+        ]:
             assert f"\n{name} " in metrics, name
         assert "\nmattermost_post_total 1\n" in metrics
     finally:
@@ -404,23 +446,32 @@ def test_server_end_to_end_against_postgresql(pg, install, tmp_path):
 def test_posts_are_read_through_replicas(pg, install, tmp_path):
     # Two "replicas": one is the same database (reachable), one refuses connections.
     # Set as MM_SQLSETTINGS_DATASOURCEREPLICAS: a []string override is space-separated.
-    srv = Server(install, tmp_path, dsn=pg, extra_env={
-        "MM_SQLSETTINGS_DATASOURCEREPLICAS": f"{pg} postgres://mmuser:x@127.0.0.1:1/none?sslmode=disable"},
-        extra_cfg={"ServiceSettings": {"LicenseFileLocation": str(_license(tmp_path, "none"))}})
+    srv = Server(
+        install,
+        tmp_path,
+        dsn=pg,
+        extra_env={"MM_SQLSETTINGS_DATASOURCEREPLICAS": f"{pg} postgres://mmuser:x@127.0.0.1:1/none?sslmode=disable"},
+        extra_cfg={"ServiceSettings": {"LicenseFileLocation": str(_license(tmp_path, "none"))}},
+    )
     try:
         assert srv.wait_ready(), srv.log.read_text()
         suffix = secrets.token_hex(4)
         user, team, pw = f"reader{suffix}", f"rteam{suffix}", "Sup3r-secret!"
-        assert srv.mmctl("user", "create", "--email", f"{user}@example.com", "--username", user,
-                         "--password", pw).returncode == 0
+        assert (
+            srv.mmctl(
+                "user", "create", "--email", f"{user}@example.com", "--username", user, "--password", pw
+            ).returncode
+            == 0
+        )
         assert srv.mmctl("team", "create", "--name", team, "--display-name", "R").returncode == 0
         assert srv.mmctl("team", "users", "add", team, user).returncode == 0
         _, headers, _ = _http("POST", srv.url("/api/v4/users/login"), {"login_id": user, "password": pw})
         token = headers["Token"]
         team_id = json.loads(_http("GET", srv.url(f"/api/v4/teams/name/{team}"), token=token)[2])["id"]
         ch = json.loads(_http("GET", srv.url(f"/api/v4/teams/{team_id}/channels/name/off-topic"), token=token)[2])
-        post = json.loads(_http("POST", srv.url("/api/v4/posts"), {"channel_id": ch["id"], "message": "r"},
-                                token=token)[2])
+        post = json.loads(
+            _http("POST", srv.url("/api/v4/posts"), {"channel_id": ch["id"], "message": "r"}, token=token)[2]
+        )
         sources = []
         for _ in range(3):
             status, headers, _ = _http("GET", srv.url(f"/api/v4/posts/{post['id']}"), token=token)
@@ -444,16 +495,26 @@ def test_refuses_to_start_on_bad_sql_settings(pg, install, tmp_path):
 
 
 def test_version_11_refuses_mysql_like_the_real_server(install, tmp_path):
-    srv = Server(install, tmp_path, extra_env={
-        "MM_SQLSETTINGS_DRIVERNAME": "mysql",
-        "MM_SQLSETTINGS_DATASOURCE": "mmuser:pw@tcp(127.0.0.1:1)/mattermost?charset=utf8mb4,utf8&writeTimeout=30s"})
+    srv = Server(
+        install,
+        tmp_path,
+        extra_env={
+            "MM_SQLSETTINGS_DRIVERNAME": "mysql",
+            "MM_SQLSETTINGS_DATASOURCE": "mmuser:pw@tcp(127.0.0.1:1)/mattermost?charset=utf8mb4,utf8&writeTimeout=30s",
+        },
+    )
     assert srv.proc.wait(timeout=10) == 1
     assert "mysql is not supported by Mattermost 11" in srv.log.read_text()
 
 
 def test_gives_up_after_retries_when_the_database_is_unreachable(install, tmp_path):
-    srv = Server(install, tmp_path, extra_env={
-        "MM_SQLSETTINGS_DATASOURCE": "postgres://mmuser:pw@127.0.0.1:1/mattermost?sslmode=disable&connect_timeout=1"})
+    srv = Server(
+        install,
+        tmp_path,
+        extra_env={
+            "MM_SQLSETTINGS_DATASOURCE": "postgres://mmuser:pw@127.0.0.1:1/mattermost?sslmode=disable&connect_timeout=1"
+        },
+    )
     assert srv.proc.wait(timeout=30) == 1
     log = srv.log.read_text()
     assert log.count("Failed to ping DB") == 4 and "after 5 attempts" in log
@@ -474,8 +535,22 @@ def _license(tmp: Path, features="all", days=365, name="mattermost.mattermost-li
     """A TEST license signed with the project's key (dist/mklicense)."""
     path = tmp / name
     tmp.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([str(_DIST["dir"] / "mklicense"), "-key", str(LICENSE_KEY), "-out", str(path),
-                        "-features", features, "-days", str(days)], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [
+            str(_DIST["dir"] / "mklicense"),
+            "-key",
+            str(LICENSE_KEY),
+            "-out",
+            str(path),
+            "-features",
+            features,
+            "-days",
+            str(days),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
     return path
 
@@ -495,8 +570,12 @@ def _admin_and_channel(srv, prefix="u"):
     """A system admin in a team, logged in: (token, user id, team id, town-square channel id)."""
     suffix = secrets.token_hex(3)
     user, team, pw = f"{prefix}{suffix}", f"t{suffix}", "Sup3r-secret!"
-    assert srv.mmctl("user", "create", "--email", f"{user}@example.com", "--username", user, "--password", pw,
-                     "--system-admin").returncode == 0
+    assert (
+        srv.mmctl(
+            "user", "create", "--email", f"{user}@example.com", "--username", user, "--password", pw, "--system-admin"
+        ).returncode
+        == 0
+    )
     assert srv.mmctl("team", "create", "--name", team, "--display-name", "T").returncode == 0
     assert srv.mmctl("team", "users", "add", team, user).returncode == 0
     return _login(srv, user, pw) + (team,)
@@ -520,8 +599,16 @@ def _town_square(srv, token, team):
 
 
 def _cluster_cfg(name, gossip_port, lic=None):
-    cfg = {"ClusterSettings": {"Enable": True, "ClusterName": name, "GossipPort": gossip_port,
-                               "AdvertiseAddress": "127.0.0.1", "BindAddress": "127.0.0.1", "UseIPAddress": True}}
+    cfg = {
+        "ClusterSettings": {
+            "Enable": True,
+            "ClusterName": name,
+            "GossipPort": gossip_port,
+            "AdvertiseAddress": "127.0.0.1",
+            "BindAddress": "127.0.0.1",
+            "UseIPAddress": True,
+        }
+    }
     if lic:
         cfg["ServiceSettings"] = {"LicenseFileLocation": str(lic)}
     return cfg
@@ -572,16 +659,21 @@ def test_two_licensed_nodes_form_a_cluster_and_share_websocket_events(pg, instal
             assert s == 200, body
             infos = json.loads(body)
             return infos if len(infos) == 2 else None
+
         infos = _wait(status)
         assert infos, "the two nodes did not find each other"
-        assert {tuple(sorted(i)) for i in infos} == {("config_hash", "hostname", "id", "ipaddress", "schema_version", "version")}
+        assert {tuple(sorted(i)) for i in infos} == {
+            ("config_hash", "hostname", "id", "ipaddress", "schema_version", "version")
+        }
         assert all(len(i["id"]) == 26 and i["version"] == VERSION and i["schema_version"] == "11.1.0" for i in infos)
         # same settings on both nodes (only their ports differ... which are part of the config): hashes are per config
         rows = None
         import psycopg
 
         with psycopg.connect(pg.replace("&connect_timeout=5", "")) as conn:
-            rows = conn.execute("SELECT type, clustername, hostname, gossipport, lastpingat FROM clusterdiscovery").fetchall()
+            rows = conn.execute(
+                "SELECT type, clustername, hostname, gossipport, lastpingat FROM clusterdiscovery"
+            ).fetchall()
         assert len(rows) == 2 and {r[0] for r in rows} == {"mattermost_app"} and {r[1] for r in rows} == {"mm-test"}
         assert all(r[2] == "127.0.0.1" and r[4] > 0 for r in rows), rows
 
@@ -591,7 +683,9 @@ def test_two_licensed_nodes_form_a_cluster_and_share_websocket_events(pg, instal
         assert json.loads(body)["IsLicensed"] == "true" and "Id" not in json.loads(body)  # sanitized without a session
 
         ev = _posted_crosses(a, b, token, channel)
-        assert ev is not None, "a post made on node A did not reach a websocket client on node B\n" + b.log.read_text()[-2000:]
+        assert ev is not None, (
+            "a post made on node A did not reach a websocket client on node B\n" + b.log.read_text()[-2000:]
+        )
         assert ev["broadcast"]["channel_id"] == channel
         assert _posted_crosses(b, a, token, channel) is not None
     finally:
@@ -670,15 +764,35 @@ def test_client_bootstrap_files_push_and_logout(pg, install, tmp_path):
 
     proxy = http.server.HTTPServer(("127.0.0.1", 0), Proxy)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    srv = Server(install, tmp_path, dsn=pg, extra_cfg={"EmailSettings": {
-        "SendPushNotifications": True, "PushNotificationServer": f"http://127.0.0.1:{proxy.server_port}"}})
+    srv = Server(
+        install,
+        tmp_path,
+        dsn=pg,
+        extra_cfg={
+            "EmailSettings": {
+                "SendPushNotifications": True,
+                "PushNotificationServer": f"http://127.0.0.1:{proxy.server_port}",
+            }
+        },
+    )
     try:
         assert srv.wait_ready(), srv.log.read_text()
         token, uid, team = _admin_and_channel(srv)
         team_id, channel = _town_square(srv, token, team)
         # a second user, on a phone
-        assert srv.mmctl("user", "create", "--email", "phone@example.com", "--username", "phoneuser",
-                         "--password", "Sup3r-secret!").returncode == 0
+        assert (
+            srv.mmctl(
+                "user",
+                "create",
+                "--email",
+                "phone@example.com",
+                "--username",
+                "phoneuser",
+                "--password",
+                "Sup3r-secret!",
+            ).returncode
+            == 0
+        )
         assert srv.mmctl("team", "users", "add", team, "phoneuser").returncode == 0
         ptoken, puid = _login(srv, "phoneuser", "Sup3r-secret!", device_id="android_rn:device-token-1")
 
@@ -697,16 +811,27 @@ def test_client_bootstrap_files_push_and_logout(pg, install, tmp_path):
         # a file through POST /api/v4/files, attached to a post
         boundary = "----standin" + secrets.token_hex(8)
         content = b"hello from the stand-in\n" * 10
-        form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"channel_id\"\r\n\r\n{channel}\r\n"
-                f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"notes.txt\"\r\n"
-                f"Content-Type: text/plain\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
-        s, _, body = _http("POST", srv.url("/api/v4/files"), raw=form, token=token,
-                           ctype=f"multipart/form-data; boundary={boundary}")
+        form = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="channel_id"\r\n\r\n{channel}\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="notes.txt"\r\n'
+                f"Content-Type: text/plain\r\n\r\n"
+            ).encode()
+            + content
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        s, _, body = _http(
+            "POST", srv.url("/api/v4/files"), raw=form, token=token, ctype=f"multipart/form-data; boundary={boundary}"
+        )
         assert s == 201, body
         info = json.loads(body)["file_infos"][0]
         assert len(info["id"]) == 26 and info["name"] == "notes.txt" and info["size"] == len(content)
-        s, _, body = _http("POST", srv.url("/api/v4/posts"),
-                           {"channel_id": channel, "message": "see the file @phoneuser", "file_ids": [info["id"]]}, token=token)
+        s, _, body = _http(
+            "POST",
+            srv.url("/api/v4/posts"),
+            {"channel_id": channel, "message": "see the file @phoneuser", "file_ids": [info["id"]]},
+            token=token,
+        )
         assert s == 201, body
         post = json.loads(body)
         assert post["file_ids"] == [info["id"]] and post["metadata"]["files"][0]["post_id"] == post["id"]
@@ -722,20 +847,32 @@ def test_client_bootstrap_files_push_and_logout(pg, install, tmp_path):
         assert _wait(lambda: received, 10), srv.log.read_text()[-2000:]
         path, pn = received[0]
         assert path == "/api/v1/send_push"
-        assert (pn["platform"], pn["device_id"], pn["post_id"], pn["channel_id"], pn["type"], pn["version"]) == \
-            ("android_rn", "device-token-1", post["id"], channel, "message", "v2")
+        assert (pn["platform"], pn["device_id"], pn["post_id"], pn["channel_id"], pn["type"], pn["version"]) == (
+            "android_rn",
+            "device-token-1",
+            post["id"],
+            channel,
+            "message",
+            "v2",
+        )
         assert pn["sender_id"] == uid and "see the file" in pn["message"] and len(pn["ack_id"]) == 26
 
         # a reply, and the channel's posts as the real PostList
-        s, _, body = _http("POST", srv.url("/api/v4/posts"), {"channel_id": channel, "message": "reply", "root_id": post["id"]},
-                           token=ptoken)
+        s, _, body = _http(
+            "POST",
+            srv.url("/api/v4/posts"),
+            {"channel_id": channel, "message": "reply", "root_id": post["id"]},
+            token=ptoken,
+        )
         assert s == 201 and json.loads(body)["root_id"] == post["id"]
         s, _, body = _http("GET", srv.url(f"/api/v4/channels/{channel}/posts?page=0&per_page=1"), token=token)
         pl = json.loads(body)
         assert s == 200 and len(pl["order"]) == 1 and set(pl["posts"]) == set(pl["order"])
         s, _, body = _http("GET", srv.url(f"/api/v4/channels/{channel}/posts?since={post['create_at']}"), token=token)
         assert [json.loads(body)["posts"][i]["message"] for i in json.loads(body)["order"]] == ["reply"]
-        s, _, body = _http("POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "SEE file"}, token=ptoken)
+        s, _, body = _http(
+            "POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "SEE file"}, token=ptoken
+        )
         assert s == 200 and json.loads(body)["order"] == [post["id"]]
 
         # a later device registration moves the device to the new session; logout ends a session
@@ -762,8 +899,12 @@ def _start_with_config_dsn(install, tmp, dsn, env=None):
     srv.proc.kill()
     srv.proc.wait()
     penv = {k: v for k, v in srv_env(env).items() if k != "MM_SQLSETTINGS_DATASOURCE"}
-    srv.proc = subprocess.Popen([str(install / "bin" / "mattermost"), "--config", str(srv.cfg_path)],
-                                stdout=srv.log.open("a"), stderr=subprocess.STDOUT, env=penv)
+    srv.proc = subprocess.Popen(
+        [str(install / "bin" / "mattermost"), "--config", str(srv.cfg_path)],
+        stdout=srv.log.open("a"),
+        stderr=subprocess.STDOUT,
+        env=penv,
+    )
     assert srv.wait_ready(), srv.log.read_text()
     return srv
 
@@ -821,12 +962,19 @@ def test_ping_reports_a_dead_database_without_hanging(install, tmp_path):
     srv = Server(install, tmp_path / "srv", dsn=own.database(), extra_cfg={"SqlSettings": {"QueryTimeout": 5}})
     try:
         assert srv.wait_ready(), srv.log.read_text()
-        assert json.loads(_http("GET", srv.url("/api/v4/system/ping?get_server_status=true"))[2])["database_status"] == "OK"
+        assert (
+            json.loads(_http("GET", srv.url("/api/v4/system/ping?get_server_status=true"))[2])["database_status"]
+            == "OK"
+        )
         own.stop()
         t0 = time.monotonic()
         s, _, body = _http("GET", srv.url("/api/v4/system/ping?get_server_status=true"))
         assert time.monotonic() - t0 < 10
-        assert s == 500 and json.loads(body)["database_status"] == "UNHEALTHY" and json.loads(body)["status"] == "UNHEALTHY"
+        assert (
+            s == 500
+            and json.loads(body)["database_status"] == "UNHEALTHY"
+            and json.loads(body)["status"] == "UNHEALTHY"
+        )
         assert _http("GET", srv.url("/api/v4/system/ping"))[0] == 200  # the plain ping does not touch the database
     finally:
         srv.stop()
@@ -873,10 +1021,18 @@ def test_a_broken_release_fails_its_health_check_and_exits(install, tmp_path):
 
 def _upload(srv, token, channel, name, content):
     boundary = "----standin" + secrets.token_hex(8)
-    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"channel_id\"\r\n\r\n{channel}\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
-    return _http("POST", srv.url("/api/v4/files"), raw=form, token=token, ctype=f"multipart/form-data; boundary={boundary}")
+    form = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="channel_id"\r\n\r\n{channel}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return _http(
+        "POST", srv.url("/api/v4/files"), raw=form, token=token, ctype=f"multipart/form-data; boundary={boundary}"
+    )
 
 
 def test_files_in_s3_are_shared_by_two_nodes(pg, install, tmp_path):
@@ -886,9 +1042,18 @@ def test_files_in_s3_are_shared_by_two_nodes(pg, install, tmp_path):
         s3 = S3Proxy(ROOT / "tests" / "standin" / "dist" / "cache")
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
         pytest.skip(f"cannot run s3proxy (Maven Central, Java 17): {e}")
-    files = {"FileSettings": {"DriverName": "amazons3", "AmazonS3Bucket": "mmfiles", "AmazonS3PathPrefix": "site1",
-                              "AmazonS3AccessKeyId": S3Proxy.ACCESS, "AmazonS3SecretAccessKey": S3Proxy.SECRET,
-                              "AmazonS3Endpoint": f"127.0.0.1:{s3.port}", "AmazonS3SSL": False, "AmazonS3Region": "us-east-1"}}
+    files = {
+        "FileSettings": {
+            "DriverName": "amazons3",
+            "AmazonS3Bucket": "mmfiles",
+            "AmazonS3PathPrefix": "site1",
+            "AmazonS3AccessKeyId": S3Proxy.ACCESS,
+            "AmazonS3SecretAccessKey": S3Proxy.SECRET,
+            "AmazonS3Endpoint": f"127.0.0.1:{s3.port}",
+            "AmazonS3SSL": False,
+            "AmazonS3Region": "us-east-1",
+        }
+    }
     a = Server(install, tmp_path / "a", dsn=pg, extra_cfg=files)
     b = Server(install, tmp_path / "b", dsn=pg, extra_cfg=files)
     try:
@@ -909,7 +1074,12 @@ def test_files_in_s3_are_shared_by_two_nodes(pg, install, tmp_path):
         s, _, body = _http("GET", b.url("/api/v4/system/ping?get_server_status=true"))
         assert s == 200 and json.loads(body)["filestore_status"] == "OK"
         # wrong credentials: the health check says so
-        bad = Server(install, tmp_path / "c", dsn=pg, extra_cfg={"FileSettings": dict(files["FileSettings"], AmazonS3SecretAccessKey="wrong")})
+        bad = Server(
+            install,
+            tmp_path / "c",
+            dsn=pg,
+            extra_cfg={"FileSettings": dict(files["FileSettings"], AmazonS3SecretAccessKey="wrong")},
+        )
         try:
             assert bad.wait_ready(), bad.log.read_text()
             s, _, body = _http("GET", bad.url("/api/v4/system/ping?get_server_status=true"))
@@ -930,8 +1100,17 @@ def test_search_through_opensearch_only_with_a_license(pgserver, install, tmp_pa
         osrv = OpenSearch(ROOT / "tests" / "standin" / "dist" / "cache")
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
         pytest.skip(f"cannot run OpenSearch (Maven Central, Java 17): {e}")
-    es = {"ElasticsearchSettings": {"Backend": "opensearch", "ConnectionURL": osrv.url, "EnableIndexing": True,
-                                    "EnableSearching": True, "IndexPrefix": "mmtest_", "Username": "", "Password": ""}}
+    es = {
+        "ElasticsearchSettings": {
+            "Backend": "opensearch",
+            "ConnectionURL": osrv.url,
+            "EnableIndexing": True,
+            "EnableSearching": True,
+            "IndexPrefix": "mmtest_",
+            "Username": "",
+            "Password": "",
+        }
+    }
     pg = pgserver.database()
     try:
         # no license: search stays on the database and nothing is indexed
@@ -940,10 +1119,17 @@ def test_search_through_opensearch_only_with_a_license(pgserver, install, tmp_pa
             assert plain.wait_ready(), plain.log.read_text()
             token, _, team = _admin_and_channel(plain)
             team_id, channel = _town_square(plain, token, team)
-            s, _, body = _http("POST", plain.url("/api/v4/posts"), {"channel_id": channel, "message": "written before the license"}, token=token)
+            s, _, body = _http(
+                "POST",
+                plain.url("/api/v4/posts"),
+                {"channel_id": channel, "message": "written before the license"},
+                token=token,
+            )
             old = json.loads(body)["id"]
             assert json.loads(_http("GET", plain.url("/api/v4/system/ping"))[2])["ActiveSearchBackend"] == "database"
-            s, h, body = _http("POST", plain.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "license"}, token=token)
+            s, h, body = _http(
+                "POST", plain.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "license"}, token=token
+            )
             assert s == 200 and h["X-Standin-Search-Backend"] == "database" and json.loads(body)["order"] == [old]
             assert "no license for Elasticsearch/OpenSearch" in plain.log.read_text()
             assert not [i for i in osrv.get("/_cat/indices?format=json") if i["index"].startswith("mmtest_")]
@@ -956,15 +1142,26 @@ def test_search_through_opensearch_only_with_a_license(pgserver, install, tmp_pa
             assert srv.wait_ready(), srv.log.read_text()
             assert "Search engine is ready" in srv.log.read_text()
             assert json.loads(_http("GET", srv.url("/api/v4/system/ping"))[2])["ActiveSearchBackend"] == "opensearch"
-            s, _, body = _http("POST", srv.url("/api/v4/posts"), {"channel_id": channel, "message": "indexed at once, licensed"}, token=token)
+            s, _, body = _http(
+                "POST",
+                srv.url("/api/v4/posts"),
+                {"channel_id": channel, "message": "indexed at once, licensed"},
+                token=token,
+            )
             new = json.loads(body)
             indexes = {i["index"] for i in osrv.get("/_cat/indices?format=json")}
             day = time.strftime("%Y_%m_%d", time.localtime(new["create_at"] / 1000))
             assert f"mmtest_posts_{day}" in indexes, indexes
-            s, h, body = _http("POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "licensed"}, token=token)
-            assert s == 200 and h["X-Standin-Search-Backend"] == "opensearch" and json.loads(body)["order"] == [new["id"]]
+            s, h, body = _http(
+                "POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "licensed"}, token=token
+            )
+            assert (
+                s == 200 and h["X-Standin-Search-Backend"] == "opensearch" and json.loads(body)["order"] == [new["id"]]
+            )
             # the older post is found only after the bulk indexing job ran
-            s, h, body = _http("POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "before"}, token=token)
+            s, h, body = _http(
+                "POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "before"}, token=token
+            )
             assert json.loads(body)["order"] == []
             s, _, body = _http("POST", srv.url("/api/v4/jobs"), {"type": "elasticsearch_post_indexing"}, token=token)
             assert s == 201, body
@@ -973,9 +1170,12 @@ def test_search_through_opensearch_only_with_a_license(pgserver, install, tmp_pa
             def done():
                 j = json.loads(_http("GET", srv.url(f"/api/v4/jobs/{job}"), token=token)[2])
                 return j if j["status"] in ("success", "error") else None
+
             j = _wait(done, 30)
             assert j and j["status"] == "success" and int(j["data"]["indexed_posts"]) >= 2, j
-            s, h, body = _http("POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "before"}, token=token)
+            s, h, body = _http(
+                "POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "before"}, token=token
+            )
             assert json.loads(body)["order"] == [old] and h["X-Standin-Search-Backend"] == "opensearch"
         finally:
             srv.stop()
@@ -996,11 +1196,14 @@ def test_license_upload_replaces_a_stored_license_jobs_by_type_and_user_patch(pg
 
         def client_license():
             return json.loads(_http("GET", srv.url("/api/v4/license/client?format=old"), token=token)[2])
+
         first = client_license()
         assert first["IsLicensed"] == "true" and first["Cluster"] == "false"
         lic.write_bytes(_license(tmp_path / "b", features="all").read_bytes())
         srv.stop()
-        srv = Server(install, tmp_path / "srv", dsn=pg, extra_cfg={"ServiceSettings": {"LicenseFileLocation": str(lic)}})
+        srv = Server(
+            install, tmp_path / "srv", dsn=pg, extra_cfg={"ServiceSettings": {"LicenseFileLocation": str(lic)}}
+        )
         assert srv.wait_ready(), srv.log.read_text()
         assert client_license()["Id"] == first["Id"]  # the stored license wins over the changed file
         r = srv.mmctl("license", "upload", str(lic))
@@ -1019,11 +1222,13 @@ def test_license_upload_replaces_a_stored_license_jobs_by_type_and_user_patch(pg
         assert json.loads(_http("GET", srv.url("/api/v4/jobs/type/no_such_type"), token=token)[2]) == []
 
         props = {"push": "mention", "push_status": "online"}
-        s, _, body = _http("PUT", srv.url(f"/api/v4/users/{uid}/patch"), {"nickname": "verify", "notify_props": props},
-                           token=token)
+        s, _, body = _http(
+            "PUT", srv.url(f"/api/v4/users/{uid}/patch"), {"nickname": "verify", "notify_props": props}, token=token
+        )
         assert s == 200 and json.loads(body)["nickname"] == "verify", body
-        s, _, body = _http("PUT", srv.url(f"/api/v4/users/{uid}/patch"), {"notify_props": {"push_status": "never"}},
-                           token=token)
+        s, _, body = _http(
+            "PUT", srv.url(f"/api/v4/users/{uid}/patch"), {"notify_props": {"push_status": "never"}}, token=token
+        )
         assert s == 400 and b"notify" in body
     finally:
         srv.stop()
@@ -1031,7 +1236,13 @@ def test_license_upload_replaces_a_stored_license_jobs_by_type_and_user_patch(pg
 
 def test_go_unit_tests_of_the_stand_in_pass():
     """license verification, config hash, cluster fan-out, search query mapping, schema numbers."""
-    r = subprocess.run(["go", "test", "-count=1", "./..."], cwd=ROOT / "tests" / "standin" / "mattermost",
-                       capture_output=True, text=True, timeout=600, env=dict(os.environ, GOFLAGS="-mod=mod"))
+    r = subprocess.run(
+        ["go", "test", "-count=1", "./..."],
+        cwd=ROOT / "tests" / "standin" / "mattermost",
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, GOFLAGS="-mod=mod"),
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "FAIL" not in r.stdout

@@ -75,7 +75,9 @@ def wait_for(url: str, seconds: float = 60) -> None:
 
 # ---------- push proxy stand-in ----------
 
-needs_go = pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed: cannot build the push proxy stand-in")
+needs_go = pytest.mark.skipif(
+    shutil.which("go") is None, reason="go is not installed: cannot build the push proxy stand-in"
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +95,36 @@ def pushproxy_home(pushproxy_archive, tmp_path_factory):
     home = d / "mattermost-push-proxy-linux-amd64"
     certs = home / "certs"
     certs.mkdir()
-    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                    "-out", str(certs / "apns.p8")], check=True, capture_output=True)
-    key = subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-                         check=True, capture_output=True, text=True).stdout
-    (certs / "fcm.json").write_text(json.dumps({"type": "service_account", "project_id": "mmdeploy-test",
-                                                "client_email": "push@mmdeploy-test.example", "private_key": key}))
+    subprocess.run(
+        [
+            "openssl",
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            str(certs / "apns.p8"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    key = subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    (certs / "fcm.json").write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "mmdeploy-test",
+                "client_email": "push@mmdeploy-test.example",
+                "private_key": key,
+            }
+        )
+    )
     return home
 
 
@@ -107,16 +133,22 @@ def start_pushproxy(home: Path, tmp_path: Path, **changes) -> tuple[str, subproc
     cfg["ListenAddress"] = f"127.0.0.1:{free_port()}"
     cfg["EnableMetrics"] = True
     for apple in cfg["ApplePushSettings"]:
-        apple.update(AppleAuthKeyFile=str(home / "certs" / "apns.p8"), AppleAuthKeyID="KEY1234567", AppleTeamID="TEAM123456")
+        apple.update(
+            AppleAuthKeyFile=str(home / "certs" / "apns.p8"), AppleAuthKeyID="KEY1234567", AppleTeamID="TEAM123456"
+        )
     for android in cfg["AndroidPushSettings"]:
         android["ServiceFileLocation"] = str(home / "certs" / "fcm.json")
     cfg.update(changes)
     config = tmp_path / "mattermost-push-proxy.json"
     config.write_text(json.dumps(cfg))
     record = tmp_path / "received.jsonl"
-    proc = subprocess.Popen([str(home / "bin" / "mattermost-push-proxy"), "-config", str(config)],
-                            env={**os.environ, "MMDEPLOY_STANDIN_PUSH_RECORD": str(record)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(home / "bin" / "mattermost-push-proxy"), "-config", str(config)],
+        env={**os.environ, "MMDEPLOY_STANDIN_PUSH_RECORD": str(record)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://{cfg['ListenAddress']}"
     try:
         wait_for(url + "/version", 15)
@@ -153,8 +185,12 @@ def test_pushproxy_archive_has_the_release_layout(pushproxy_archive):
 
 @needs_go
 def test_pushproxy_build_is_reproducible(pushproxy_archive, tmp_path):
-    r = subprocess.run(["bash", str(HERE / "build-pushproxy.sh"), artifacts.PUSHPROXY.version, str(tmp_path)],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        ["bash", str(HERE / "build-pushproxy.sh"), artifacts.PUSHPROXY.version, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     assert sha256(tmp_path / pushproxy_archive.name) == sha256(pushproxy_archive)
 
@@ -173,8 +209,9 @@ def test_pushproxy_version(pushproxy, pushproxy_home):
     status, body = http("GET", url + "/version")
     assert status == 200
     assert json.loads(body)["version"] == artifacts.PUSHPROXY.version
-    out = subprocess.run([str(pushproxy_home / "bin" / "mattermost-push-proxy"), "-version"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(pushproxy_home / "bin" / "mattermost-push-proxy"), "-version"], capture_output=True, text=True, check=True
+    ).stdout
     assert f"BuildVersion:  {artifacts.PUSHPROXY.version}" in out
     assert http("GET", url + "/")[1] == "<html><body>Mattermost Push Proxy</body></html>"
 
@@ -182,36 +219,60 @@ def test_pushproxy_version(pushproxy, pushproxy_home):
 @needs_go
 def test_pushproxy_send_push_is_recorded_and_counted(pushproxy):
     url, record = pushproxy
-    ok = http("POST", url + "/api/v1/send_push", {"platform": "android_rn-v2", "server_id": "srv", "device_id": "tok-a",
-                                                  "type": "message", "message": "hello", "ack_id": "ack-1"})
+    ok = http(
+        "POST",
+        url + "/api/v1/send_push",
+        {
+            "platform": "android_rn-v2",
+            "server_id": "srv",
+            "device_id": "tok-a",
+            "type": "message",
+            "message": "hello",
+            "ack_id": "ack-1",
+        },
+    )
     assert ok == (200, '{"status":"OK"}\n')
-    assert json.loads(http("POST", url + "/api/v1/send_push", {"platform": "apple", "server_id": "srv", "device_id": "tok-b",
-                                                               "type": "clear"})[1]) == {"status": "OK"}
+    assert json.loads(
+        http(
+            "POST",
+            url + "/api/v1/send_push",
+            {"platform": "apple", "server_id": "srv", "device_id": "tok-b", "type": "clear"},
+        )[1]
+    ) == {"status": "OK"}
     lines = [json.loads(line) for line in record.read_text().splitlines()]
-    assert [(r["target"], r["app_version"], r["notification"]["device_id"]) for r in lines] == \
-        [("android_rn", 2, "tok-a"), ("apple", 1, "tok-b")]
+    assert [(r["target"], r["app_version"], r["notification"]["device_id"]) for r in lines] == [
+        ("android_rn", 2, "tok-a"),
+        ("apple", 1, "tok-b"),
+    ]
     assert lines[0]["notification"]["message"] == "hello"
     status, body = http("GET", url + "/api/v1/received")
     assert status == 200 and json.loads(body)["count"] == 2
     metrics = http("GET", url + "/metrics")[1].splitlines()
-    for line in ['service_notifications_total{platform="android",transport="",type="message"} 1',
-                 'service_notifications_total{platform="apple",transport="",type="clear"} 1',
-                 'service_success_with_ack_total{platform="android",transport="",type="message"} 1',
-                 'service_success_total{platform="apple",transport="",type="clear"} 1',
-                 'service_notifications_by_app_version_total{app_version="2",platform="android_rn"} 1',
-                 "service_bad_request_total 0"]:
+    for line in [
+        'service_notifications_total{platform="android",transport="",type="message"} 1',
+        'service_notifications_total{platform="apple",transport="",type="clear"} 1',
+        'service_success_with_ack_total{platform="android",transport="",type="message"} 1',
+        'service_success_total{platform="apple",transport="",type="clear"} 1',
+        'service_notifications_by_app_version_total{app_version="2",platform="android_rn"} 1',
+        "service_bad_request_total 0",
+    ]:
         assert line in metrics, line
     assert any(m.startswith("service_request_duration_seconds_count 2") for m in metrics)
     assert any(m.startswith("go_goroutines ") for m in metrics)
 
 
 @needs_go
-@pytest.mark.parametrize("body, error", [
-    ({"platform": "apple", "device_id": "t"}, "Failed because of missing server Id"),
-    ({"platform": "apple", "server_id": "s"}, "Failed because of missing device Id serverId=s"),
-    ({"platform": "windows", "server_id": "s", "device_id": "t"},
-     "Did not send message because of missing platform property type=windows serverId=s"),
-])
+@pytest.mark.parametrize(
+    "body, error",
+    [
+        ({"platform": "apple", "device_id": "t"}, "Failed because of missing server Id"),
+        ({"platform": "apple", "server_id": "s"}, "Failed because of missing device Id serverId=s"),
+        (
+            {"platform": "windows", "server_id": "s", "device_id": "t"},
+            "Did not send message because of missing platform property type=windows serverId=s",
+        ),
+    ],
+)
 def test_pushproxy_refuses_bad_notifications_like_the_real_one(pushproxy, body, error):
     url, record = pushproxy
     status, answer = http("POST", url + "/api/v1/send_push", body)
@@ -223,9 +284,13 @@ def test_pushproxy_refuses_bad_notifications_like_the_real_one(pushproxy, body, 
 @needs_go
 def test_pushproxy_ack(pushproxy):
     url, _ = pushproxy
-    assert json.loads(http("POST", url + "/api/v1/ack", {"id": "a1", "platform": "android", "type": "message"})[1]) == {"status": "OK"}
-    assert json.loads(http("POST", url + "/api/v1/ack", {"id": "a1", "platform": "android"})[1]) == \
-        {"status": "FAIL", "error": "Failed because of missing ack type"}
+    assert json.loads(http("POST", url + "/api/v1/ack", {"id": "a1", "platform": "android", "type": "message"})[1]) == {
+        "status": "OK"
+    }
+    assert json.loads(http("POST", url + "/api/v1/ack", {"id": "a1", "platform": "android"})[1]) == {
+        "status": "FAIL",
+        "error": "Failed because of missing ack type",
+    }
     assert http("GET", url + "/api/v1/send_push")[0] == 405
 
 
@@ -234,13 +299,19 @@ def test_pushproxy_skips_targets_whose_credentials_do_not_load(pushproxy_home, t
     bad = tmp_path / "bad.p8"
     bad.write_text("not a key")
     url, proc, record = start_pushproxy(
-        pushproxy_home, tmp_path,
-        ApplePushSettings=[{"Type": "apple", "AppleAuthKeyFile": str(bad), "AppleAuthKeyID": "K", "AppleTeamID": "T"},
-                           {"Type": "apple_rn"}],
-        AndroidPushSettings=[{"Type": "android", "ServiceFileLocation": str(tmp_path / "missing.json")}])
+        pushproxy_home,
+        tmp_path,
+        ApplePushSettings=[
+            {"Type": "apple", "AppleAuthKeyFile": str(bad), "AppleAuthKeyID": "K", "AppleTeamID": "T"},
+            {"Type": "apple_rn"},
+        ],
+        AndroidPushSettings=[{"Type": "android", "ServiceFileLocation": str(tmp_path / "missing.json")}],
+    )
     try:
         for platform in ["apple", "apple_rn", "android"]:
-            answer = json.loads(http("POST", url + "/api/v1/send_push", {"platform": platform, "server_id": "s", "device_id": "t"})[1])
+            answer = json.loads(
+                http("POST", url + "/api/v1/send_push", {"platform": platform, "server_id": "s", "device_id": "t"})[1]
+            )
             assert answer["status"] == "FAIL" and "missing platform property" in answer["error"], platform
     finally:
         proc.terminate()
@@ -268,8 +339,10 @@ def test_pushproxy_throttles_per_second(pushproxy_home, tmp_path):
 
 # ---------- OpenSearch ----------
 
-needs_java = pytest.mark.skipif(not all(shutil.which(t) for t in ("mvn", "javac", "java")),
-                                reason="mvn, javac and java are needed to assemble OpenSearch")
+needs_java = pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("mvn", "javac", "java")),
+    reason="mvn, javac and java are needed to assemble OpenSearch",
+)
 
 
 @pytest.fixture(scope="module")
@@ -286,18 +359,33 @@ def test_opensearch_archive_has_the_release_layout(search_archive):
     check_sha256_file(search_archive)
     with tarfile.open(search_archive) as t:
         members = {m.name: m for m in t.getmembers()}
-        descriptors = {n: t.extractfile(n).read().decode() for n in members if n.endswith("/plugin-descriptor.properties")}
+        descriptors = {
+            n: t.extractfile(n).read().decode() for n in members if n.endswith("/plugin-descriptor.properties")
+        }
     assert all(n == top or n.startswith(top + "/") for n in members)
     for d in ["bin", "config", "config/jvm.options.d", "lib", "logs", "modules", "plugins"]:
         assert members[f"{top}/{d}"].isdir(), d
     for f in ["bin/opensearch", "bin/opensearch-plugin", "bin/opensearch-keystore"]:
         assert members[f"{top}/{f}"].mode & 0o111, f
-    for f in ["config/opensearch.yml", "config/jvm.options", "config/log4j2.properties", f"lib/opensearch-{version}.jar",
-              "LICENSE.txt", "NOTICE.txt"]:
+    for f in [
+        "config/opensearch.yml",
+        "config/jvm.options",
+        "config/log4j2.properties",
+        f"lib/opensearch-{version}.jar",
+        "LICENSE.txt",
+        "NOTICE.txt",
+    ]:
         assert members[f"{top}/{f}"].isfile(), f
     assert not [n for n in members if n.startswith(f"{top}/jdk") or n.endswith((".bat", ".exe"))]
     modules = {n.split("/")[2]: text for n, text in descriptors.items()}
-    assert set(modules) == {"transport-netty4", "lang-painless", "analysis-common", "mapper-extras", "parent-join", "reindex"}
+    assert set(modules) == {
+        "transport-netty4",
+        "lang-painless",
+        "analysis-common",
+        "mapper-extras",
+        "parent-join",
+        "reindex",
+    }
     for name, text in modules.items():
         props = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
         assert props["name"] == name and props["version"] == version and props["opensearch.version"] == version
@@ -321,7 +409,10 @@ def test_analysis_icu_stand_in_is_an_installable_plugin_zip(search_archive):
 
 
 @needs_java
-@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("runuser") is None, reason="root without runuser: OpenSearch refuses to run as root")
+@pytest.mark.skipif(
+    os.geteuid() == 0 and shutil.which("runuser") is None,
+    reason="root without runuser: OpenSearch refuses to run as root",
+)
 def test_opensearch_node_indexes_with_edge_ngram_and_icu_on_loopback(search_archive):
     """Unpack, install the analysis-icu zip with opensearch-plugin, start a node on loopback
     (as nobody when run as root), create an index like Mattermost's posts template with an
@@ -339,7 +430,8 @@ def test_opensearch_node_indexes_with_edge_ngram_and_icu_on_loopback(search_arch
         port = free_port()
         (home / "config" / "opensearch.yml").write_text(
             f"cluster.name: mmdeploy-unit\nnode.name: unit\nnetwork.host: 127.0.0.1\nhttp.port: {port}\n"
-            f"transport.port: {free_port()}\ndiscovery.type: single-node\n")
+            f"transport.port: {free_port()}\ndiscovery.type: single-node\n"
+        )
         (home / "config" / "jvm.options.d" / "heap.options").write_text("-Xms256m\n-Xmx256m\n")
         prefix = []
         if os.geteuid() == 0:
@@ -348,30 +440,66 @@ def test_opensearch_node_indexes_with_edge_ngram_and_icu_on_loopback(search_arch
                 os.chown(p, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
             prefix = ["runuser", "-u", "nobody", "--"]
         env = {"PATH": os.environ["PATH"], "OPENSEARCH_JAVA_HOME": str(java_home), "HOME": str(work)}
-        r = subprocess.run(prefix + [str(home / "bin" / "opensearch-plugin"), "install", "--batch", f"file://{work / icu.name}"],
-                           env=env, capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            prefix + [str(home / "bin" / "opensearch-plugin"), "install", "--batch", f"file://{work / icu.name}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
-        proc = subprocess.Popen(prefix + [str(home / "bin" / "opensearch")], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            prefix + [str(home / "bin" / "opensearch")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         url = f"http://127.0.0.1:{port}"
         wait_for(url, 120)
         h = {"Content-Type": "application/json"}
-        status, body = http("PUT", url + "/posts_unit", {
-            "settings": {"number_of_shards": 1, "number_of_replicas": 0, "analysis": {
-                "analyzer": {"mm_lowercaser": {"tokenizer": "icu_tokenizer", "filter": ["icu_normalizer", "mm_snowball", "mm_stop"]},
-                             "prefix": {"type": "custom", "tokenizer": "standard", "filter": ["lowercase", "edge"]}},
-                "filter": {"edge": {"type": "edge_ngram", "min_gram": 2, "max_gram": 10},
-                           "mm_snowball": {"type": "snowball", "language": "English"},
-                           "mm_stop": {"type": "stop", "stopwords": "_english_"}},
-                "normalizer": {"mm_hashtag": {"type": "custom", "filter": ["lowercase", "icu_normalizer"]}}}},
-            "mappings": {"properties": {"message": {"type": "text", "analyzer": "mm_lowercaser"},
-                                        "user": {"type": "text", "analyzer": "prefix", "search_analyzer": "standard"},
-                                        "hashtags": {"type": "keyword", "normalizer": "mm_hashtag"}}}}, h)
+        status, body = http(
+            "PUT",
+            url + "/posts_unit",
+            {
+                "settings": {
+                    "number_of_shards": 1,
+                    "number_of_replicas": 0,
+                    "analysis": {
+                        "analyzer": {
+                            "mm_lowercaser": {
+                                "tokenizer": "icu_tokenizer",
+                                "filter": ["icu_normalizer", "mm_snowball", "mm_stop"],
+                            },
+                            "prefix": {"type": "custom", "tokenizer": "standard", "filter": ["lowercase", "edge"]},
+                        },
+                        "filter": {
+                            "edge": {"type": "edge_ngram", "min_gram": 2, "max_gram": 10},
+                            "mm_snowball": {"type": "snowball", "language": "English"},
+                            "mm_stop": {"type": "stop", "stopwords": "_english_"},
+                        },
+                        "normalizer": {"mm_hashtag": {"type": "custom", "filter": ["lowercase", "icu_normalizer"]}},
+                    },
+                },
+                "mappings": {
+                    "properties": {
+                        "message": {"type": "text", "analyzer": "mm_lowercaser"},
+                        "user": {"type": "text", "analyzer": "prefix", "search_analyzer": "standard"},
+                        "hashtags": {"type": "keyword", "normalizer": "mm_hashtag"},
+                    }
+                },
+            },
+            h,
+        )
         assert status == 200, body
-        status, body = http("PUT", url + "/posts_unit/_doc/1?refresh=true",
-                            {"message": "Running ＦＵＬＬＷＩＤＴＨ clusters", "user": "alexandra", "hashtags": ["#Release"]}, h)
+        status, body = http(
+            "PUT",
+            url + "/posts_unit/_doc/1?refresh=true",
+            {"message": "Running ＦＵＬＬＷＩＤＴＨ clusters", "user": "alexandra", "hashtags": ["#Release"]},
+            h,
+        )
         assert status == 201, body
-        for query in [{"match": {"user": "ale"}}, {"match": {"message": "fullwidth cluster"}}, {"term": {"hashtags": "#RELEASE"}}]:
+        for query in [
+            {"match": {"user": "ale"}},
+            {"match": {"message": "fullwidth cluster"}},
+            {"term": {"hashtags": "#RELEASE"}},
+        ]:
             status, body = http("POST", url + "/posts_unit/_search", {"query": query}, h)
             assert status == 200 and json.loads(body)["hits"]["total"]["value"] == 1, (query, body)
         status, body = http("GET", url + "/_cat/plugins?h=component")
@@ -412,11 +540,19 @@ def test_seaweedfs_archive_is_the_release_asset(storage_archive, tmp_path):
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed: cannot build the bed's nofile shim")
 def test_bed_nofile_shim_reports_enough_open_files_without_changing_the_limit():
     shim = artifacts.bed_nofile_shim()
-    probe = "import resource; print(resource.getrlimit(resource.RLIMIT_NOFILE)); print(open('/proc/self/limits').read())"
-    out = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "LD_PRELOAD": str(shim)},
-                         capture_output=True, text=True, check=True).stdout
+    probe = (
+        "import resource; print(resource.getrlimit(resource.RLIMIT_NOFILE)); print(open('/proc/self/limits').read())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "LD_PRELOAD": str(shim)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     reported = ast.literal_eval(out.splitlines()[0])
     assert min(reported) >= 65536
     real_soft = int(next(line for line in out.splitlines() if line.startswith("Max open files")).split()[3])
     import resource
+
     assert real_soft == resource.getrlimit(resource.RLIMIT_NOFILE)[0]

@@ -42,8 +42,10 @@ hosts:
 def with_storage(text: str, n: int, pattern: str = "multi") -> str:
     """MULTI with n storage hosts (10.0.0.41...) and the given pattern."""
     head = text.split("  - {name: st1")[0].replace("pattern: multi", f"pattern: {pattern}")
-    return head + "".join(f"  - {{name: st{i}, address: 192.0.2.{40 + i}, private_address: 10.0.0.{40 + i}, "
-                          "roles: [storage]}\n" for i in range(1, n + 1))
+    return head + "".join(
+        f"  - {{name: st{i}, address: 192.0.2.{40 + i}, private_address: 10.0.0.{40 + i}, roles: [storage]}}\n"
+        for i in range(1, n + 1)
+    )
 
 
 class Facts:
@@ -65,8 +67,9 @@ def load(write_inventory, tmp_path):
 
 
 def ctx(inv, host, tmp_path, nofile="20000"):
-    return Context(inv, inv.host(host), Secrets(tmp_path / "s.yml", Redactor(), registry().secrets.values()),
-                   Facts(nofile))
+    return Context(
+        inv, inv.host(host), Secrets(tmp_path / "s.yml", Redactor(), registry().secrets.values()), Facts(nofile)
+    )
 
 
 def names(hosts):
@@ -109,9 +112,14 @@ def test_three_and_four_storage_hosts(load):
     plan = common.seaweed_layout(inv)
     assert names(plan.masters) == names(plan.volumes) == ["st1", "st2", "st3"]
     assert plan.tiebreaker is None
-    inv = load(with_storage(MULTI, 4, "cluster").replace("  - {name: job1", "  - {name: app3, address: 192.0.2.13, "
-                                                          "roles: [app]}\n  - {name: search3, address: 192.0.2.53, "
-                                                          "roles: [search]}\n  - {name: job1"))
+    inv = load(
+        with_storage(MULTI, 4, "cluster").replace(
+            "  - {name: job1",
+            "  - {name: app3, address: 192.0.2.13, "
+            "roles: [app]}\n  - {name: search3, address: 192.0.2.53, "
+            "roles: [search]}\n  - {name: job1",
+        )
+    )
     plan = common.seaweed_layout(inv)
     assert names(plan.masters) == ["st1", "st2", "st3"]  # Raft: an odd number, 3 is SeaweedFS's typical
     assert names(plan.volumes) == ["st1", "st2", "st3", "st4"] and plan.replication == "001"
@@ -120,29 +128,47 @@ def test_three_and_four_storage_hosts(load):
 
 def test_two_storage_hosts_without_a_third_host_are_refused_with_file_line_and_key(load):
     text = MULTI.replace("roles: [jobserver, monitoring]}", "roles: [app]}").replace(
-        "private_address: 10.0.0.41, roles: [storage]", "private_address: 10.0.0.41, roles: [storage, jobserver, monitoring]")
+        "private_address: 10.0.0.41, roles: [storage]",
+        "private_address: 10.0.0.41, roles: [storage, jobserver, monitoring]",
+    )
     with pytest.raises(InventoryError) as e:
         load(text)
     assert e.value.exit_code == 2
     assert len(e.value.problems) == 1, e.value.problems
-    assert "site.yml:15: hosts[10].roles: 2 storage hosts survive the loss of one only with a third" in e.value.problems[0]
+    assert (
+        "site.yml:15: hosts[10].roles: 2 storage hosts survive the loss of one only with a third" in e.value.problems[0]
+    )
 
 
 def test_replication_that_cannot_survive_a_lost_host_is_refused(load):
     with pytest.raises(InventoryError, match=r"site.yml:3: settings.storage.replication: 000 keeps one copy"):
         load(MULTI.replace("storage: {sha256:", "storage: {replication: '000', sha256:"))
     # Three copies need three live volume servers: with 3, one lost leaves 2.
-    with pytest.raises(InventoryError, match=r"settings.storage.replication: 002 keeps 3 copies .* with one of the 3 down"):
+    with pytest.raises(
+        InventoryError, match=r"settings.storage.replication: 002 keeps 3 copies .* with one of the 3 down"
+    ):
         load(MULTI.replace("storage: {sha256:", "storage: {replication: '002', sha256:"))
-    assert common.seaweed_layout(load(with_storage(MULTI.replace("storage: {sha256:", "storage: {replication: '002', sha256:"), 4))).replication == "002"
-    with pytest.raises(InventoryError, match=r"001 keeps 2 copies, on different volume servers; one storage host has one"):
+    assert (
+        common.seaweed_layout(
+            load(with_storage(MULTI.replace("storage: {sha256:", "storage: {replication: '002', sha256:"), 4))
+        ).replication
+        == "002"
+    )
+    with pytest.raises(
+        InventoryError, match=r"001 keeps 2 copies, on different volume servers; one storage host has one"
+    ):
         load(with_storage(MULTI.replace("storage: {sha256:", "storage: {replication: '001', sha256:"), 1, "single"))
 
 
 def test_minio_needs_four_servers_to_survive_one(load):
-    minio_multi = MULTI.replace("storage: {sha256:", "storage: {server: minio, version: RELEASE.2025-09-07T16-13-09Z, sha256:")
-    with pytest.raises(InventoryError, match=r"site.yml:15: hosts\[10\].roles: MinIO keeps taking uploads with one server "
-                                             r"down only from 4 servers"):
+    minio_multi = MULTI.replace(
+        "storage: {sha256:", "storage: {server: minio, version: RELEASE.2025-09-07T16-13-09Z, sha256:"
+    )
+    with pytest.raises(
+        InventoryError,
+        match=r"site.yml:15: hosts\[10\].roles: MinIO keeps taking uploads with one server "
+        r"down only from 4 servers",
+    ):
         load(minio_multi)
     inv = load(with_storage(minio_multi, 4))
     assert names(component("minio").hosts(inv)) == ["st1", "st2", "st3", "st4"]
@@ -154,7 +180,9 @@ def test_minio_needs_four_servers_to_survive_one(load):
 
 
 def test_unknown_server_and_bad_bucket_names_are_refused(load):
-    with pytest.raises(InventoryError, match=r"settings.storage.server: expected one of 'seaweedfs' or 'minio', got 'ceph'"):
+    with pytest.raises(
+        InventoryError, match=r"settings.storage.server: expected one of 'seaweedfs' or 'minio', got 'ceph'"
+    ):
         load(MULTI.replace("storage: {sha256:", "storage: {server: ceph, sha256:"))
     with pytest.raises(InventoryError, match="settings.storage.bucket"):
         load(MULTI.replace("storage: {sha256:", "storage: {bucket: Not_A_Bucket, sha256:"))
@@ -162,8 +190,11 @@ def test_unknown_server_and_bad_bucket_names_are_refused(load):
 
 def test_release_needs_its_checksum(load, tmp_path):
     inv = load(MULTI.replace(f"storage: {{sha256: {SHA}}}", "monitoring: {grafana: false}"))
-    with pytest.raises(MMDeployError, match=r"settings.storage.sha256 is required: the SHA-256 of the SeaweedFS release "
-                                            r"archive .* https://github.com/seaweedfs/seaweedfs/releases/download/4.53/linux_amd64.tar.gz"):
+    with pytest.raises(
+        MMDeployError,
+        match=r"settings.storage.sha256 is required: the SHA-256 of the SeaweedFS release "
+        r"archive .* https://github.com/seaweedfs/seaweedfs/releases/download/4.53/linux_amd64.tar.gz",
+    ):
         component("seaweedfs").steps(ctx(inv, "st1", tmp_path))
     inv = load(with_storage(MULTI.replace("storage: {sha256:", "storage: {server: minio, sha256:"), 4))
     with pytest.raises(MMDeployError, match="settings.storage.version is required for MinIO"):
@@ -180,10 +211,18 @@ def test_units_run_the_documented_commands(load, tmp_path):
     assert "ExecStart=/opt/seaweedfs-releases/4.53/weed \\\n    -logtostderr=true \\\n    master \\\n" in master
     args = seaweedfs.command_args("master", inv.host("st1"), inv)
     assert args[:2] == ["-logtostderr=true", "master"]
-    for arg in ("-ip=10.0.0.41", "-ip.bind=10.0.0.41", "-port=9333", "-mdir=/var/lib/seaweedfs/master",
-                "-peers=10.0.0.41:9333,10.0.0.42:9333,10.0.0.21:9333", "-defaultReplication=001",
-                "-volumeSizeLimitMB=1024", "-telemetry=false", "-metricsPort=9324",
-                "-whiteList=127.0.0.1,10.0.0.41,10.0.0.42,10.0.0.21"):
+    for arg in (
+        "-ip=10.0.0.41",
+        "-ip.bind=10.0.0.41",
+        "-port=9333",
+        "-mdir=/var/lib/seaweedfs/master",
+        "-peers=10.0.0.41:9333,10.0.0.42:9333,10.0.0.21:9333",
+        "-defaultReplication=001",
+        "-volumeSizeLimitMB=1024",
+        "-telemetry=false",
+        "-metricsPort=9324",
+        "-whiteList=127.0.0.1,10.0.0.41,10.0.0.42,10.0.0.21",
+    ):
         assert arg in args
     assert "User=seaweedfs" in master and "TimeoutStopSec=20" in master
     assert "EnvironmentFile=/etc/seaweedfs/seaweedfs.env" in master
@@ -191,24 +230,48 @@ def test_units_run_the_documented_commands(load, tmp_path):
     assert "LimitNOFILE=20000" in master
     assert "LimitNOFILE=65536" in seaweedfs.render_unit(ctx(inv, "st1", tmp_path, nofile="1048576"), "volume")
     volume = seaweedfs.command_args("volume", inv.host("job1"), inv)
-    for arg in ("-ip=10.0.0.21", "-port=8080", "-dir=/var/lib/seaweedfs/volume", "-max=0",
-                "-master=10.0.0.41:9333,10.0.0.42:9333,10.0.0.21:9333", "-dataCenter=dc1", "-rack=rack1",
-                "-metricsPort=9325"):
+    for arg in (
+        "-ip=10.0.0.21",
+        "-port=8080",
+        "-dir=/var/lib/seaweedfs/volume",
+        "-max=0",
+        "-master=10.0.0.41:9333,10.0.0.42:9333,10.0.0.21:9333",
+        "-dataCenter=dc1",
+        "-rack=rack1",
+        "-metricsPort=9325",
+    ):
         assert arg in volume
     filer = seaweedfs.command_args("filer", inv.host("st2"), inv)
-    for arg in ("-ip=10.0.0.42", "-port=8888", "-defaultStoreDir=/var/lib/seaweedfs/filer",
-                "-defaultReplicaPlacement=001", "-metricsPort=9326"):
+    for arg in (
+        "-ip=10.0.0.42",
+        "-port=8888",
+        "-defaultStoreDir=/var/lib/seaweedfs/filer",
+        "-defaultReplicaPlacement=001",
+        "-metricsPort=9326",
+    ):
         assert arg in filer
     gateway = seaweedfs.command_args("s3", inv.host("st2"), inv)
     # Its own host's filer first; no Iceberg/Lance listeners, no IAM API.
-    for arg in ("-ip.bind=10.0.0.42", "-port=8333", "-filer=10.0.0.42:8888,10.0.0.41:8888",
-                "-config=/etc/seaweedfs/s3.json", "-port.iceberg=0", "-port.lance=0", "-iam=false", "-metricsPort=9327"):
+    for arg in (
+        "-ip.bind=10.0.0.42",
+        "-port=8333",
+        "-filer=10.0.0.42:8888,10.0.0.41:8888",
+        "-config=/etc/seaweedfs/s3.json",
+        "-port.iceberg=0",
+        "-port.lance=0",
+        "-iam=false",
+        "-metricsPort=9327",
+    ):
         assert arg in gateway
 
 
 def test_settings_change_the_commands(load):
-    inv = load(MULTI.replace("storage: {sha256:", "storage: {port: 9100, data_dir: /srv/s3, max_volumes: 50, "
-                                                   "volume_size_limit_mb: 4096, sha256:"))
+    inv = load(
+        MULTI.replace(
+            "storage: {sha256:",
+            "storage: {port: 9100, data_dir: /srv/s3, max_volumes: 50, volume_size_limit_mb: 4096, sha256:",
+        )
+    )
     assert "-port=9100" in seaweedfs.command_args("s3", inv.host("st1"), inv)
     assert {"-dir=/srv/s3/volume", "-max=50"} <= set(seaweedfs.command_args("volume", inv.host("st1"), inv))
     assert "-volumeSizeLimitMB=4096" in seaweedfs.command_args("master", inv.host("st1"), inv)
@@ -224,7 +287,10 @@ def test_steps_per_host(load, tmp_path):
     assert env.path == "/etc/seaweedfs/seaweedfs.env" and env.mode == "0600"
     lines = env.content.decode().splitlines()
     assert [line.split("=")[0] for line in lines[1:]] == [
-        "WEED_JWT_SIGNING_KEY", "WEED_JWT_FILER_SIGNING_KEY", "WEED_JWT_FILER_SIGNING_READ_KEY"]
+        "WEED_JWT_SIGNING_KEY",
+        "WEED_JWT_FILER_SIGNING_KEY",
+        "WEED_JWT_FILER_SIGNING_READ_KEY",
+    ]
     assert all(len(line.split("=", 1)[1]) >= 32 for line in lines[1:])
     master = component("seaweedfs-master").steps(ctx(inv, "job1", tmp_path))
     (toml,) = [s for s in master if isinstance(s, File) and s.path == "/etc/seaweedfs/master.toml"]
@@ -242,11 +308,17 @@ def test_s3_identities_are_a_secret_file(load, tmp_path):
     inv = load()
     c = ctx(inv, "st1", tmp_path)
     (config,) = [s for s in component("seaweedfs-s3").steps(c) if isinstance(s, SecretFile)]
-    assert (config.path, config.owner, config.group, config.mode) == ("/etc/seaweedfs/s3.json", "root", "seaweedfs", "0640")
+    assert (config.path, config.owner, config.group, config.mode) == (
+        "/etc/seaweedfs/s3.json",
+        "root",
+        "seaweedfs",
+        "0640",
+    )
     identity = json.loads(config.content)["identities"]
     assert len(identity) == 1 and identity[0]["actions"] == ["Admin", "Read", "Write", "List", "Tagging"]
-    assert identity[0]["credentials"] == [{"accessKey": c.secrets.get(common.ACCESS_KEY),
-                                           "secretKey": c.secrets.get(common.SECRET_KEY)}]
+    assert identity[0]["credentials"] == [
+        {"accessKey": c.secrets.get(common.ACCESS_KEY), "secretKey": c.secrets.get(common.SECRET_KEY)}
+    ]
     # Compared by hash, never shown in a plan.
     change = config.check({config._probe: Fact(0, "regular file|root|seaweedfs|640|10\nsha:00")})
     assert "secret: content not shown" in change.summary and change.diff == ""
@@ -258,8 +330,9 @@ def test_bucket_is_created_through_the_s3_api_with_the_credentials_file(load, tm
     (helper,) = [s for s in steps if isinstance(s, File)]
     assert helper.path == "/usr/local/lib/mmdeploy/s3.py"
     (bucket,) = [s for s in steps if isinstance(s, Command)]
-    assert bucket.unless == ("python3 /usr/local/lib/mmdeploy/s3.py bucket check 10.0.0.41 8333 us-east-1 mattermost "
-                             "/etc/seaweedfs/s3.json")
+    assert bucket.unless == (
+        "python3 /usr/local/lib/mmdeploy/s3.py bucket check 10.0.0.41 8333 us-east-1 mattermost /etc/seaweedfs/s3.json"
+    )
     assert "bucket create 10.0.0.41 8333 us-east-1 mattermost /etc/seaweedfs/s3.json" in bucket.script
 
 
@@ -279,7 +352,11 @@ def test_balanced_layer_metrics_and_endpoint(load):
     assert names(hosts) == ["st1", "st2"]
     assert balancer.endpoint(inv, "storage") == ("192.0.2.1", 8333)  # the first proxy, no floating address
     jobs = dict(registry().scrape_jobs(inv))
-    assert {(h.name, m.port_for(h)) for h, m in jobs["seaweedfs-master"]} == {("st1", 9324), ("st2", 9324), ("job1", 9324)}
+    assert {(h.name, m.port_for(h)) for h, m in jobs["seaweedfs-master"]} == {
+        ("st1", 9324),
+        ("st2", 9324),
+        ("job1", 9324),
+    }
     assert {h.name for h, _ in jobs["seaweedfs-volume"]} == {"st1", "st2", "job1"}
     assert {(h.name, m.port_for(h)) for h, m in jobs["seaweedfs-s3"]} == {("st1", 9327), ("st2", 9327)}
     assert {h.name for h, _ in jobs["seaweedfs-filer"]} == {"st1", "st2"}
@@ -292,8 +369,12 @@ def test_leader_names_carry_the_grpc_port():
 
 # --- MinIO (cannot run here: rendering only) ---------------------------------------------
 
-MINIO4 = with_storage(MULTI.replace(
-    "storage: {sha256:", "storage: {server: minio, version: RELEASE.2025-09-07T16-13-09Z, minio_drives: 2, sha256:"), 4)
+MINIO4 = with_storage(
+    MULTI.replace(
+        "storage: {sha256:", "storage: {server: minio, version: RELEASE.2025-09-07T16-13-09Z, minio_drives: 2, sha256:"
+    ),
+    4,
+)
 
 
 def test_minio_environment_unit_and_host_names(load, tmp_path):
@@ -302,8 +383,9 @@ def test_minio_environment_unit_and_host_names(load, tmp_path):
     steps = component("minio").steps(c)
     (binary,) = [s for s in steps if isinstance(s, Binary)]
     assert binary.path == "/opt/minio-releases/RELEASE.2025-09-07T16-13-09Z/minio"
-    assert binary.artifact.url == ("https://dl.min.io/server/minio/release/linux-amd64/archive/"
-                                   "minio.RELEASE.2025-09-07T16-13-09Z")
+    assert binary.artifact.url == (
+        "https://dl.min.io/server/minio/release/linux-amd64/archive/minio.RELEASE.2025-09-07T16-13-09Z"
+    )
     (env,) = [s for s in steps if isinstance(s, SecretFile)]
     assert (env.path, env.group, env.mode) == ("/etc/default/minio", "minio-user", "0640")
     text = env.content.decode()
@@ -316,10 +398,12 @@ def test_minio_environment_unit_and_host_names(load, tmp_path):
     assert "ExecStart=/opt/minio-releases/RELEASE.2025-09-07T16-13-09Z/minio server $MINIO_OPTS $MINIO_VOLUMES" in unit
     assert "User=minio-user" in unit and "EnvironmentFile=/etc/default/minio" in unit
     assert [s.path for s in steps if getattr(s, "path", "").startswith("/var/lib/minio/")] == [
-        "/var/lib/minio/data1", "/var/lib/minio/data2"]
+        "/var/lib/minio/data1",
+        "/var/lib/minio/data2",
+    ]
     assert minio.hosts_block(inv) == "".join(f"10.0.0.4{i} mmdeploy-minio{i} # mmdeploy minio\n" for i in range(1, 5))
     hosts = steps[0]
-    assert hosts.name == "MinIO host names in /etc/hosts" and "cat \"$tmp\" > /etc/hosts" in hosts.script
+    assert hosts.name == "MinIO host names in /etc/hosts" and 'cat "$tmp" > /etc/hosts' in hosts.script
     # Only the first server creates the bucket, with the root credentials from its env file.
     assert not any(s.name.startswith("bucket") for s in steps)
     first = component("minio").steps(ctx(inv, "st1", tmp_path))
@@ -337,7 +421,8 @@ def test_minio_single_host_and_its_declarations(load, tmp_path):
     assert names(hosts) == ["st1", "st2", "st3", "st4"]
     (job,) = [ts for name, ts in registry().scrape_jobs(inv) if name == "minio"]
     assert {(h.name, m.port_for(h), m.path) for h, m in job} == {
-        (f"st{i}", 9000, "/minio/v2/metrics/node") for i in range(1, 5)}
+        (f"st{i}", 9000, "/minio/v2/metrics/node") for i in range(1, 5)
+    }
 
 
 # --- the S3 client ---------------------------------------------------------------------
@@ -353,10 +438,23 @@ def test_sigv4_matches_botocore():
 
     now = datetime.datetime(2026, 11, 29, 12, 0, 0, tzinfo=datetime.timezone.utc)
     body = b"hello world"
-    ours = s3.signed_headers("PUT", "10.0.0.41:8333", "/mattermost/data/a file+x.txt", {"partNumber": "1"},
-                             "us-east-1", "AKIDEXAMPLE", "secret/key+1", s3.hashlib.sha256(body).hexdigest(), now)
-    request = AWSRequest("PUT", "http://10.0.0.41:8333/mattermost/data/a%20file%2Bx.txt?partNumber=1", data=body,
-                         headers={"x-amz-content-sha256": ours["x-amz-content-sha256"]})
+    ours = s3.signed_headers(
+        "PUT",
+        "10.0.0.41:8333",
+        "/mattermost/data/a file+x.txt",
+        {"partNumber": "1"},
+        "us-east-1",
+        "AKIDEXAMPLE",
+        "secret/key+1",
+        s3.hashlib.sha256(body).hexdigest(),
+        now,
+    )
+    request = AWSRequest(
+        "PUT",
+        "http://10.0.0.41:8333/mattermost/data/a%20file%2Bx.txt?partNumber=1",
+        data=body,
+        headers={"x-amz-content-sha256": ours["x-amz-content-sha256"]},
+    )
     auth = S3SigV4Auth(Credentials("AKIDEXAMPLE", "secret/key+1"), "s3", "us-east-1")
     with mock.patch("botocore.auth.get_current_datetime", return_value=now.replace(tzinfo=None)):
         auth.add_auth(request)
@@ -365,7 +463,9 @@ def test_sigv4_matches_botocore():
 
 def test_credentials_from_either_server_config(tmp_path):
     weed = tmp_path / "s3.json"
-    weed.write_text(json.dumps({"identities": [{"name": "m", "credentials": [{"accessKey": "AK", "secretKey": "SK"}]}]}))
+    weed.write_text(
+        json.dumps({"identities": [{"name": "m", "credentials": [{"accessKey": "AK", "secretKey": "SK"}]}]})
+    )
     assert s3.read_credentials(str(weed)) == ("AK", "SK")
     env = tmp_path / "minio"
     env.write_text('# Managed\nMINIO_VOLUMES="/d"\nMINIO_ROOT_USER="AK2"\nMINIO_ROOT_PASSWORD="SK2"\n')

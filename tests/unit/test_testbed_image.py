@@ -19,7 +19,8 @@ def test_mirror_from_the_control_machines_sources(tmp_path, monkeypatch):
     (tmp_path / "sources.list.d").mkdir()
     (tmp_path / "sources.list.d" / "debian.sources").write_text(
         "Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n"
-        "Types: deb\nURIs: http://mirror.invalid/debian-security\nSuites: bookworm-security\nComponents: main\n")
+        "Types: deb\nURIs: http://mirror.invalid/debian-security\nSuites: bookworm-security\nComponents: main\n"
+    )
     (tmp_path / "sources.list.d" / "other.list").write_text("deb https://packages.invalid/apt cloud-sdk main\n")
     assert image.mirrors(tmp_path) == ("http://mirror.invalid/debian", "http://mirror.invalid/debian-security")
 
@@ -34,4 +35,5 @@ def test_a_trixie_image_uses_trixie_on_the_same_mirror(tmp_path, monkeypatch):
     assert (root / "etc/apt/sources.list").read_text() == (
         "deb http://mirror.invalid/debian trixie main\n"
         "deb http://mirror.invalid/debian trixie-updates main\n"
-        "deb http://mirror.invalid/debian-security trixie-security main\n")
+        "deb http://mirror.invalid/debian-security trixie-security main\n"
+    )

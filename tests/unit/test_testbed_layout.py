@@ -43,9 +43,26 @@ def test_multi():
 
 
 def test_cluster():
-    names = ["proxy1", "proxy2", "app1", "app2", "app3", "job1", "db1", "db2", "db3",
-             "search1", "search2", "search3", "storage1", "storage2", "storage3", "storage4",
-             "push1", "push2"]
+    names = [
+        "proxy1",
+        "proxy2",
+        "app1",
+        "app2",
+        "app3",
+        "job1",
+        "db1",
+        "db2",
+        "db3",
+        "search1",
+        "search2",
+        "search3",
+        "storage1",
+        "storage2",
+        "storage3",
+        "storage4",
+        "push1",
+        "push2",
+    ]
     hosts = layout("cluster")
     assert [h.name for h in hosts] == names
     assert [h.address for h in hosts] == [f"{NET}.{11 + i}" for i in range(len(names))]
@@ -98,15 +115,18 @@ def test_roles_are_not_shared_between_hosts():
     assert b[0].roles == ALL and layout("allinone")[0].roles == ALL
 
 
-@pytest.mark.parametrize("kwargs", [
-    {},                                    # neither
-    {"pattern": "single", "hosts": 2},     # both
-    {"pattern": "huge"},                   # unknown pattern
-    {"hosts": 0},
-    {"hosts": 61},  # the bed allows 60 hosts (issue 14)
-    {"hosts": -1},
-    {"hosts": True},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},  # neither
+        {"pattern": "single", "hosts": 2},  # both
+        {"pattern": "huge"},  # unknown pattern
+        {"hosts": 0},
+        {"hosts": 61},  # the bed allows 60 hosts (issue 14)
+        {"hosts": -1},
+        {"hosts": True},
+    ],
+)
 def test_bad_input_raises(kwargs):
     with pytest.raises(TestbedError):
         layout(**kwargs)

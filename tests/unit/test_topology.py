@@ -57,8 +57,12 @@ def test_multi_pattern_gossip_search_storage_push():
 
 
 def test_mysql_engine_port(write_inventory):
-    text = (ROOT / "hosts" / "single.yml").read_text().replace("engine: postgresql", "engine: mysql") \
-        .replace("version: 11.7.15", "version: 10.11.23")  # the MySQL family runs Mattermost up to 10.11
+    text = (
+        (ROOT / "hosts" / "single.yml")
+        .read_text()
+        .replace("engine: postgresql", "engine: mysql")
+        .replace("version: 11.7.15", "version: 10.11.23")
+    )  # the MySQL family runs Mattermost up to 10.11
     graph = topology.build(inventory.load(write_inventory(text)))
     assert {f.port for f in graph.flows if f.kind in ("sql", "replication")} == {3306}
 
@@ -80,8 +84,10 @@ def test_balanced_layers_come_from_the_declarations(monkeypatch):
     graph = topology.build(inv)
     search = [f for f in graph.flows if f.kind == "search"]
     assert {(f.src, f.dst, f.port) for f in search} == {
-        ("layer:app", entry, 9200), ("layer:jobserver", entry, 9200),  # clients -> balancer
-        ("layer:proxy", "layer:search", 9200)}  # balancer -> layer
+        ("layer:app", entry, 9200),
+        ("layer:jobserver", entry, 9200),  # clients -> balancer
+        ("layer:proxy", "layer:search", 9200),
+    }  # balancer -> layer
     assert all(f.note == "(internal balancer)" for f in search if f.dst == entry)
     # The storage component declares its layer the same way (SeaweedFS's S3 port).
     s3 = {(f.src, f.dst, f.port) for f in graph.flows if f.kind == "s3"}
@@ -89,17 +95,27 @@ def test_balanced_layers_come_from_the_declarations(monkeypatch):
 
 
 def node_state(inv, name, role, writable=False, streaming=False):
-    return NodeState(host=inv.host(name), reachable=True, running=True, role=role, writable=writable,
-                     streaming=streaming, has_data=True)
+    return NodeState(
+        host=inv.host(name),
+        reachable=True,
+        running=True,
+        role=role,
+        writable=writable,
+        streaming=streaming,
+        has_data=True,
+    )
 
 
 def test_live_state_after_a_failover_and_a_host_down():
     inv = example("multi")
     live = topology.LiveState(
         down={"app2": "cannot connect over SSH"},
-        db={"db1": unreachable(inv.host("db1"), "no answer"),
+        db={
+            "db1": unreachable(inv.host("db1"), "no answer"),
             "db2": node_state(inv, "db2", "primary", writable=True),
-            "db3": node_state(inv, "db3", "replica", streaming=True)})
+            "db3": node_state(inv, "db3", "replica", streaming=True),
+        },
+    )
     live.db["db1"].fenced = True
     graph = topology.build(inv, live)
     assert graph.nodes["app2"].state == "down" and "DOWN" in graph.nodes["app2"].notes
@@ -126,8 +142,9 @@ def test_floating_address_and_its_holder():
     assert f"{vip} -> proxy2" in source and "vip:" not in source  # a ':' would be read as a port
 
 
-@pytest.mark.skipif(shutil.which("dot") is None,
-                    reason="Graphviz's dot is not installed (scripts/bootstrap installs Debian's graphviz)")
+@pytest.mark.skipif(
+    shutil.which("dot") is None, reason="Graphviz's dot is not installed (scripts/bootstrap installs Debian's graphviz)"
+)
 def test_dot_draws_an_svg(tmp_path):
     inv = example("single")
     path = topology.render(topology.build(inv), tmp_path / "single.svg")

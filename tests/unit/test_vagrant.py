@@ -71,8 +71,12 @@ def test_vagrant_validate(tmp_path):
     pattern = "cluster"  # the most VMs (vagrant is slow to start: one pattern)
     binary = _vagrant()
     out = tmp_path / pattern
-    p = subprocess.run([sys.executable, "-m", "invoke", "vagrant", "--pattern", pattern, "--out", str(out)],
-                       cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "invoke", "vagrant", "--pattern", pattern, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     ok = subprocess.run([binary, "validate"], cwd=out, capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0 and "validated successfully" in ok.stdout, ok.stdout + ok.stderr

@@ -18,7 +18,26 @@ from .scripts import fence_script
 
 COMPONENTS = [MySQL(), MySQLReplication()]
 
-__all__ = ["APP_PRIVILEGES", "COMPONENTS", "GtidSet", "MARIADB", "MariaPos", "MySQL", "MySQLEngine",
-           "MySQLReplication", "ORACLE", "client_host", "db_hosts", "engine", "fence_script", "maria_missing",
-           "maria_state_map", "parse_probe", "plan_replica", "privileges_guard", "render_config", "render_fence",
-           "server_id"]
+__all__ = [
+    "APP_PRIVILEGES",
+    "COMPONENTS",
+    "GtidSet",
+    "MARIADB",
+    "MariaPos",
+    "MySQL",
+    "MySQLEngine",
+    "MySQLReplication",
+    "ORACLE",
+    "client_host",
+    "db_hosts",
+    "engine",
+    "fence_script",
+    "maria_missing",
+    "maria_state_map",
+    "parse_probe",
+    "plan_replica",
+    "privileges_guard",
+    "render_config",
+    "render_fence",
+    "server_id",
+]

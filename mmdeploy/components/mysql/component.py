@@ -87,7 +87,8 @@ def plan_replica(topo: Topology, host: Host) -> str | None:
         if mine.extra.get("sql_error"):
             raise MMDeployError(
                 f"{host.name}: replication from {primary_host.name} stopped on an error "
-                f"({mine.extra['sql_error']}); re-seed it with `inv db.rejoin {host.name}`")
+                f"({mine.extra['sql_error']}); re-seed it with `inv db.rejoin {host.name}`"
+            )
         return None if "No" not in (mine.extra.get("io"), mine.extra.get("sql")) else "start"
     if not mine.extra.get("user_schemas"):
         return "seed"
@@ -95,12 +96,14 @@ def plan_replica(topo: Topology, host: Host) -> str | None:
     if errant:
         raise MMDeployError(
             f"{host.name} has transactions the primary {primary_host.name} lacks ({errant}); "
-            f"left alone: `inv db.rejoin {host.name}` re-seeds it from {primary_host.name}")
+            f"left alone: `inv db.rejoin {host.name}` re-seeds it from {primary_host.name}"
+        )
     return "repoint"
 
 
 def server_id(host: Host, inventory: Inventory) -> int:
     """Stable and unique: the private IPv4 address as a number (a name: its CRC32)."""
+
     def sid(h: Host) -> int:
         try:
             return int(ipaddress.IPv4Address(h.private_address))
@@ -109,8 +112,9 @@ def server_id(host: Host, inventory: Inventory) -> int:
 
     ids = Counter(sid(h) for h in db_hosts(inventory))
     if ids[sid(host)] > 1:
-        raise MMDeployError(f"{host.name}: two DB hosts would share server_id {sid(host)}; give them distinct "
-                            "private addresses")
+        raise MMDeployError(
+            f"{host.name}: two DB hosts would share server_id {sid(host)}; give them distinct private addresses"
+        )
     return sid(host)
 
 
@@ -126,20 +130,30 @@ def account_password(flavor: Flavor, user: str, host: str, password: str) -> Acc
     from .engine import MySQLEngine
 
     engine = MySQLEngine(flavor.name)
-    return AccountPassword(f"{user}@{host}", "mysql", flavor.alter_password(user, host, password),
-                           probe=engine.account_probe(),
-                           matches=lambda fact: engine.account_matches(fact, user, host, password))
+    return AccountPassword(
+        f"{user}@{host}",
+        "mysql",
+        flavor.alter_password(user, host, password),
+        probe=engine.account_probe(),
+        matches=lambda fact: engine.account_matches(fact, user, host, password),
+    )
 
 
 def source_password(flavor: Flavor, password: str) -> AccountPassword:
     """A replica keeps the replication password it was pointed at its source with; after a
     rotation (the accounts changed on the primary first) it is given the new one."""
+
     def matches(fact: Fact) -> bool | None:
         stored = fact.out.strip()
         return None if not stored else bytes.fromhex(stored) == password.encode()
 
-    return AccountPassword(f"{REPLICATION_USER} kept by this replica", "mysql", flavor.set_source_password(password),
-                           probe=flavor.source_password_probe(), matches=matches)
+    return AccountPassword(
+        f"{REPLICATION_USER} kept by this replica",
+        "mysql",
+        flavor.set_source_password(password),
+        probe=flavor.source_password_probe(),
+        matches=matches,
+    )
 
 
 def semi_sync(inventory: Inventory, host: Host) -> bool:
@@ -149,18 +163,28 @@ def semi_sync(inventory: Inventory, host: Host) -> bool:
 def render_config(ctx: Context) -> str:
     memory_mb = ctx.settings.database.memory_mb or int(ctx.facts.host("mem_kb")) // 1024
     clients = len(app_clients(ctx.inventory, ctx.host))
-    return ctx.render("mysql/mmdeploy.cnf.j2", flavor=flavor_of(ctx.host).name,
-                      server_id=server_id(ctx.host, ctx.inventory), semi_sync=semi_sync(ctx.inventory, ctx.host),
-                      buffer_pool_mb=max(128, memory_mb // 2),
-                      max_connections=max(151, CONNECTIONS_PER_CLIENT * clients + 50))
+    return ctx.render(
+        "mysql/mmdeploy.cnf.j2",
+        flavor=flavor_of(ctx.host).name,
+        server_id=server_id(ctx.host, ctx.inventory),
+        semi_sync=semi_sync(ctx.inventory, ctx.host),
+        buffer_pool_mb=max(128, memory_mb // 2),
+        max_connections=max(151, CONNECTIONS_PER_CLIENT * clients + 50),
+    )
 
 
 def render_fence(ctx: Context) -> str:
     flavor = flavor_of(ctx.host)
     peers = [h.private_address for h in db_hosts(ctx.inventory) if h.name != ctx.host.name]
-    return ctx.render("mysql/mmdeploy-mysql-fence.j2", peers=" ".join(peers), fenced=FENCED, cnf=REPLICATION_CNF,
-                      replica_status=flavor.replica_status,
-                      promotions=PROMOTIONS, fence=fence_script(flavor, "mmdeploy-mysql-fence: $why"))
+    return ctx.render(
+        "mysql/mmdeploy-mysql-fence.j2",
+        peers=" ".join(peers),
+        fenced=FENCED,
+        cnf=REPLICATION_CNF,
+        replica_status=flavor.replica_status,
+        promotions=PROMOTIONS,
+        fence=fence_script(flavor, "mmdeploy-mysql-fence: $why"),
+    )
 
 
 def _oracle_repo_steps(ctx: Context) -> list[Step]:
@@ -170,14 +194,18 @@ def _oracle_repo_steps(ctx: Context) -> list[Step]:
     keyring = "/usr/share/keyrings/mysql-apt.gpg"
     component = "mysql-8.4-lts" if series == "8.4" else "mysql-8.0"
     return [
-        Command("MySQL APT signing key",
-                f"set -e\ncurl -fsSL {MYSQL_KEY_URL} | gpg --dearmor > {keyring}.tmp\n"
-                f"gpg --show-keys --with-colons {keyring}.tmp | grep '^fpr:*{MYSQL_KEY_FPR}:'\n"
-                f"mv {keyring}.tmp {keyring}",
-                unless=f"gpg --show-keys --with-colons {keyring} | grep '^fpr:*{MYSQL_KEY_FPR}:'"),
-        File("/etc/apt/sources.list.d/mysql.list",
-             f"deb [signed-by={keyring}] http://repo.mysql.com/apt/debian {codename} {component}\n",
-             then="apt-get -q update"),
+        Command(
+            "MySQL APT signing key",
+            f"set -e\ncurl -fsSL {MYSQL_KEY_URL} | gpg --dearmor > {keyring}.tmp\n"
+            f"gpg --show-keys --with-colons {keyring}.tmp | grep '^fpr:*{MYSQL_KEY_FPR}:'\n"
+            f"mv {keyring}.tmp {keyring}",
+            unless=f"gpg --show-keys --with-colons {keyring} | grep '^fpr:*{MYSQL_KEY_FPR}:'",
+        ),
+        File(
+            "/etc/apt/sources.list.d/mysql.list",
+            f"deb [signed-by={keyring}] http://repo.mysql.com/apt/debian {codename} {component}\n",
+            then="apt-get -q update",
+        ),
     ]
 
 
@@ -211,63 +239,113 @@ class MySQL(DBComponent):
             Packages(*flavor.packages(distros.of(ctx.facts.host("os")))),
             File(flavor.conf_path, render_config(ctx)),
             # The option file's own quoting: any password reads back as it is (scripts.py).
-            SecretFile(REPLICATION_CNF, f"[client]\nuser={REPLICATION_USER}\n"
-                                        f"password={option_file_value(repl_password)}\n"),
+            SecretFile(
+                REPLICATION_CNF, f"[client]\nuser={REPLICATION_USER}\npassword={option_file_value(repl_password)}\n"
+            ),
             File("/usr/local/sbin/mmdeploy-mysql-fence", render_fence(ctx), mode="0755", notify=("restart fence",)),
-            unit("mmdeploy-mysql-fence.service", ctx.render("mysql/mmdeploy-mysql-fence.service.j2",
-                                                             service=flavor.service), notify=("restart fence",)),
+            unit(
+                "mmdeploy-mysql-fence.service",
+                ctx.render("mysql/mmdeploy-mysql-fence.service.j2", service=flavor.service),
+                notify=("restart fence",),
+            ),
             Service("mmdeploy-mysql-fence"),
         ]
         if topo.states[host.name].fenced:
             return steps  # stopped or fenced by failover-db: it waits for `inv db.rejoin`
         # A step, not a handler: the primary must be made writable after the restart.
         steps += [
-            Command(f"restart {flavor.service} (config changed)", f"systemctl restart {flavor.service}",
-                    unless=f"test {pid} -nt {flavor.conf_path}"),
+            Command(
+                f"restart {flavor.service} (config changed)",
+                f"systemctl restart {flavor.service}",
+                unless=f"test {pid} -nt {flavor.conf_path}",
+            ),
             Service(flavor.service),
         ]
         guard_on = f"SELECT 1 FROM DUAL WHERE @@global.{flavor.semi_source}_enabled = 1"
         if topo.primary is None or host.name != topo.primary.name:  # the replication step says why
-            return steps + [SQL("semi-sync source off on a replica", "mysql", flavor.semi_sync_source(False),
-                                guard=f"SELECT 1 FROM DUAL WHERE @@global.{flavor.semi_source}_enabled = 0")]
+            return steps + [
+                SQL(
+                    "semi-sync source off on a replica",
+                    "mysql",
+                    flavor.semi_sync_source(False),
+                    guard=f"SELECT 1 FROM DUAL WHERE @@global.{flavor.semi_source}_enabled = 0",
+                )
+            ]
         password = ctx.secrets.get(DB_PASSWORD)
         on = semi_sync(ctx.inventory, host)
         steps += [
-            SQL("primary writable", "mysql", flavor.writable(), guard="SELECT 1 FROM DUAL WHERE @@global.read_only = 0"),
-            SQL(f"semi-sync source {'on' if on else 'off'}", "mysql", flavor.semi_sync_source(on),
-                guard=guard_on if on else f"SELECT 1 FROM DUAL WHERE @@global.{flavor.semi_source}_enabled = 0"),
-            SQL(f"database {DATABASE}", "mysql", flavor.create_database(),
-                guard=f"SELECT 1 FROM information_schema.schemata WHERE schema_name = {_lit(DATABASE)}"),
-            SQL("promotion epochs", "mysql", flavor.promotions_table(),
+            SQL(
+                "primary writable", "mysql", flavor.writable(), guard="SELECT 1 FROM DUAL WHERE @@global.read_only = 0"
+            ),
+            SQL(
+                f"semi-sync source {'on' if on else 'off'}",
+                "mysql",
+                flavor.semi_sync_source(on),
+                guard=guard_on if on else f"SELECT 1 FROM DUAL WHERE @@global.{flavor.semi_source}_enabled = 0",
+            ),
+            SQL(
+                f"database {DATABASE}",
+                "mysql",
+                flavor.create_database(),
+                guard=f"SELECT 1 FROM information_schema.schemata WHERE schema_name = {_lit(DATABASE)}",
+            ),
+            SQL(
+                "promotion epochs",
+                "mysql",
+                flavor.promotions_table(),
                 guard=f"SELECT 1 FROM information_schema.tables WHERE table_schema = {_lit(EPOCH_SCHEMA)} "
-                      "AND table_name = 'promotions'"),
+                "AND table_name = 'promotions'",
+            ),
         ]
         for client in app_clients(ctx.inventory, host):
             steps += [
-                SQL(f"user {USER}@{client}", "mysql", flavor.create_user(USER, client, password),
-                    guard=user_guard(USER, client)),
+                SQL(
+                    f"user {USER}@{client}",
+                    "mysql",
+                    flavor.create_user(USER, client, password),
+                    guard=user_guard(USER, client),
+                ),
                 account_password(flavor, USER, client, password),
-                SQL(f"grants {USER}@{client}", "mysql", flavor.grant_app(client),
-                    guard=privileges_guard(USER, client, APP_PRIVILEGES, DATABASE)),
+                SQL(
+                    f"grants {USER}@{client}",
+                    "mysql",
+                    flavor.grant_app(client),
+                    guard=privileges_guard(USER, client, APP_PRIVILEGES, DATABASE),
+                ),
             ]
         monitor = ctx.settings.monitoring.db_user
         steps += [
-            SQL(f"user {monitor}@localhost", "mysql",
+            SQL(
+                f"user {monitor}@localhost",
+                "mysql",
                 flavor.create_user(monitor, "localhost", ctx.secrets.get(DB_MONITORING_PASSWORD)),
-                guard=user_guard(monitor, "localhost")),
+                guard=user_guard(monitor, "localhost"),
+            ),
             account_password(flavor, monitor, "localhost", ctx.secrets.get(DB_MONITORING_PASSWORD)),
-            SQL(f"grants {monitor}@localhost", "mysql", flavor.grant_monitoring(monitor),
-                guard=privileges_guard(monitor, "localhost", flavor.monitoring_privileges, None)),
+            SQL(
+                f"grants {monitor}@localhost",
+                "mysql",
+                flavor.grant_monitoring(monitor),
+                guard=privileges_guard(monitor, "localhost", flavor.monitoring_privileges, None),
+            ),
         ]
         # Every DB host, the primary too: after a failover any of them replicates.
         for peer in db_hosts(ctx.inventory):
             a = peer.private_address
             steps += [
-                SQL(f"user {REPLICATION_USER}@{a}", "mysql", flavor.create_user(REPLICATION_USER, a, repl_password),
-                    guard=user_guard(REPLICATION_USER, a)),
+                SQL(
+                    f"user {REPLICATION_USER}@{a}",
+                    "mysql",
+                    flavor.create_user(REPLICATION_USER, a, repl_password),
+                    guard=user_guard(REPLICATION_USER, a),
+                ),
                 account_password(flavor, REPLICATION_USER, a, repl_password),
-                SQL(f"grants {REPLICATION_USER}@{a}", "mysql", flavor.grant_replication(a),
-                    guard=privileges_guard(REPLICATION_USER, a, flavor.replication_privileges, None)),
+                SQL(
+                    f"grants {REPLICATION_USER}@{a}",
+                    "mysql",
+                    flavor.grant_replication(a),
+                    guard=privileges_guard(REPLICATION_USER, a, flavor.replication_privileges, None),
+                ),
             ]
         return steps
 
@@ -295,12 +373,16 @@ class Replicate(Step):
     def check(self, facts: Mapping[str, Fact]) -> Change | None:
         states = dict(self.topology.states)
         states[self.host.name] = parse_probe(self.flavor, self.host, facts[self._probe])
-        action = plan_replica(Topology(self.topology.hosts, states, self.topology.primary, self.topology.reason),
-                              self.host)
+        action = plan_replica(
+            Topology(self.topology.hosts, states, self.topology.primary, self.topology.reason), self.host
+        )
         primary = f"{self.primary.name} ({self.primary.private_address})"
-        return {None: None, "start": Change("start replication"),
-                "repoint": Change(f"re-point to {primary}"),
-                "seed": Change(f"seed from {primary} and replicate")}[action]
+        return {
+            None: None,
+            "start": Change("start replication"),
+            "repoint": Change(f"re-point to {primary}"),
+            "seed": Change(f"seed from {primary} and replicate"),
+        }[action]
 
     def apply(self, remote: Remote, change: Change) -> None:
         primary = self.primary
@@ -330,8 +412,11 @@ class MySQLReplication(DBComponent):
             return exporter
         if not topo.states[primary.name].running:
             raise MMDeployError(f"the primary {primary.name} does not answer: cannot set up replication")
-        return [Replicate(topo, ctx.host, ctx.settings.database.mysql_series),
-                source_password(flavor_of(ctx.host), ctx.secrets.get(DB_REPLICATION_PASSWORD)), *exporter]
+        return [
+            Replicate(topo, ctx.host, ctx.settings.database.mysql_series),
+            source_password(flavor_of(ctx.host), ctx.secrets.get(DB_REPLICATION_PASSWORD)),
+            *exporter,
+        ]
 
     def _exporter(self, ctx: Context) -> list[Step]:
         password, user = ctx.secrets.get(DB_MONITORING_PASSWORD), ctx.settings.monitoring.db_user
@@ -343,10 +428,18 @@ class MySQLReplication(DBComponent):
         # The password is not in it: that file is read as INI with $VARIABLES expanded, which
         # would change a password holding '$', ';' or '#'; the exporter takes it as it is from
         # MYSQLD_EXPORTER_PASSWORD (in the root-only environment file).
-        steps = exporter_steps(unit, env_file("components/mysql", MYSQLD_EXPORTER_PASSWORD=password,
-                                              ARGS=f"--config.my-cnf={EXPORTER_CNF}"))
-        cnf = SecretFile(EXPORTER_CNF, f"[client]\nuser={user}\nsocket=/run/mysqld/mysqld.sock\n",
-                         owner="prometheus", group="prometheus", mode="0640", notify=(restart_handler(unit),))
+        steps = exporter_steps(
+            unit,
+            env_file("components/mysql", MYSQLD_EXPORTER_PASSWORD=password, ARGS=f"--config.my-cnf={EXPORTER_CNF}"),
+        )
+        cnf = SecretFile(
+            EXPORTER_CNF,
+            f"[client]\nuser={user}\nsocket=/run/mysqld/mysqld.sock\n",
+            owner="prometheus",
+            group="prometheus",
+            mode="0640",
+            notify=(restart_handler(unit),),
+        )
         steps.insert(2, cnf)  # once its user exists, before the package starts it
         return steps
 

@@ -17,9 +17,25 @@ FENCED = "/etc/mysql/mmdeploy-fenced"
 EPOCH_SCHEMA = "mmdeploy"
 PROMOTIONS = f"`{EPOCH_SCHEMA}`.`promotions`"
 # What Mattermost's schema migrations and queries use, on its own database only.
-APP_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX", "REFERENCES",
-                  "CREATE TEMPORARY TABLES", "LOCK TABLES", "CREATE VIEW", "SHOW VIEW", "CREATE ROUTINE",
-                  "ALTER ROUTINE", "EXECUTE", "TRIGGER")
+APP_PRIVILEGES = (
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "CREATE",
+    "DROP",
+    "ALTER",
+    "INDEX",
+    "REFERENCES",
+    "CREATE TEMPORARY TABLES",
+    "LOCK TABLES",
+    "CREATE VIEW",
+    "SHOW VIEW",
+    "CREATE ROUTINE",
+    "ALTER ROUTINE",
+    "EXECUTE",
+    "TRIGGER",
+)
 # Mattermost's SqlSettings.MaxOpenConns default, per app or job server.
 CONNECTIONS_PER_CLIENT = 300
 
@@ -82,8 +98,11 @@ class Flavor:
         return "SET GLOBAL read_only = ON;" if self.mariadb else "SET GLOBAL super_read_only = ON;"
 
     def writable(self) -> str:
-        return ("SET GLOBAL read_only = OFF;" if self.mariadb
-                else "SET GLOBAL super_read_only = OFF;\nSET GLOBAL read_only = OFF;")
+        return (
+            "SET GLOBAL read_only = OFF;"
+            if self.mariadb
+            else "SET GLOBAL super_read_only = OFF;\nSET GLOBAL read_only = OFF;"
+        )
 
     def semi_sync_source(self, on: bool) -> str:
         return f"SET GLOBAL {self.semi_source}_enabled = {'ON' if on else 'OFF'};"
@@ -111,43 +130,59 @@ class Flavor:
 
     def grant_app(self, host: str) -> str:
         who = account(USER, host)
-        return (f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {who};\n"
-                f"GRANT {', '.join(APP_PRIVILEGES)} ON `{DATABASE}`.* TO {who};")
+        return (
+            f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {who};\n"
+            f"GRANT {', '.join(APP_PRIVILEGES)} ON `{DATABASE}`.* TO {who};"
+        )
 
     def grant_replication(self, host: str) -> str:
         who = account(REPLICATION_USER, host)
-        return (f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {who};\n"
-                f"GRANT {', '.join(self.replication_privileges)} ON *.* TO {who};")
+        return (
+            f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {who};\n"
+            f"GRANT {', '.join(self.replication_privileges)} ON *.* TO {who};"
+        )
 
     def grant_monitoring(self, user: str) -> str:
         who = account(user, "localhost")  # the exporter connects through the socket
-        return (f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {who};\n"
-                f"GRANT {', '.join(self.monitoring_privileges)} ON *.* TO {who};")
+        return (
+            f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {who};\n"
+            f"GRANT {', '.join(self.monitoring_privileges)} ON *.* TO {who};"
+        )
 
     def change_source(self, primary: str, password_sql: str) -> str:
         """Point this replica at `primary` with GTID auto-positioning. `password_sql` is an
         SQL literal (or a shell expansion producing one inside a script)."""
         if self.mariadb:
-            return (f"CHANGE MASTER TO MASTER_HOST={_lit(primary)}, MASTER_PORT=3306, "
-                    f"MASTER_USER={_lit(REPLICATION_USER)}, MASTER_PASSWORD={password_sql}, "
-                    "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;")
-        return (f"CHANGE REPLICATION SOURCE TO SOURCE_HOST={_lit(primary)}, SOURCE_PORT=3306, "
-                f"SOURCE_USER={_lit(REPLICATION_USER)}, SOURCE_PASSWORD={password_sql}, "
-                "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1;")
+            return (
+                f"CHANGE MASTER TO MASTER_HOST={_lit(primary)}, MASTER_PORT=3306, "
+                f"MASTER_USER={_lit(REPLICATION_USER)}, MASTER_PASSWORD={password_sql}, "
+                "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;"
+            )
+        return (
+            f"CHANGE REPLICATION SOURCE TO SOURCE_HOST={_lit(primary)}, SOURCE_PORT=3306, "
+            f"SOURCE_USER={_lit(REPLICATION_USER)}, SOURCE_PASSWORD={password_sql}, "
+            "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1;"
+        )
 
     def follow(self, primary: str, password_sql: str, keep_position: bool = False) -> str:
         """Become a read-only replica of `primary`. A former primary (keep_position False)
         first takes its own executed GTIDs as its replication position (MariaDB)."""
-        position = "" if keep_position or not self.mariadb else "SET GLOBAL gtid_slave_pos = @@global.gtid_current_pos;\n"
-        return (f"{self.stop_replica}\n{self.read_only()}\n{self.semi_sync_source(False)}\n{position}"
-                f"{self.change_source(primary, password_sql)}\n{self.start_replica}")
+        position = (
+            "" if keep_position or not self.mariadb else "SET GLOBAL gtid_slave_pos = @@global.gtid_current_pos;\n"
+        )
+        return (
+            f"{self.stop_replica}\n{self.read_only()}\n{self.semi_sync_source(False)}\n{position}"
+            f"{self.change_source(primary, password_sql)}\n{self.start_replica}"
+        )
 
     def promotions_table(self) -> str:
         """The promotion epochs: replicated, so a node cut off during a failover finds a
         newer epoch on a peer when it is back, and fences itself (mmdeploy-mysql-fence)."""
-        return (f"CREATE DATABASE IF NOT EXISTS `{EPOCH_SCHEMA}`;\n"
-                f"CREATE TABLE IF NOT EXISTS {PROMOTIONS} (epoch INT UNSIGNED PRIMARY KEY, "
-                "host VARCHAR(255) NOT NULL, at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);")
+        return (
+            f"CREATE DATABASE IF NOT EXISTS `{EPOCH_SCHEMA}`;\n"
+            f"CREATE TABLE IF NOT EXISTS {PROMOTIONS} (epoch INT UNSIGNED PRIMARY KEY, "
+            "host VARCHAR(255) NOT NULL, at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);"
+        )
 
     def promote(self, semi_sync: bool) -> str:
         """Writable as soon as the applier stops: stopping the receiver can block for
@@ -155,11 +190,13 @@ class Flavor:
         applied (the old primary is fenced; the relay log is discarded). Then the next
         promotion epoch (the table is made here too, for a site deployed without it)."""
         thread = self.stop_replica.replace(";", " SQL_THREAD;")
-        return (f"{thread}\n{self.semi_sync_source(semi_sync)}\n{self.writable()}\n"
-                f"{self.promotions_table()}\n"
-                f"INSERT INTO {PROMOTIONS} (epoch, host) SELECT COALESCE(MAX(epoch), 0) + 1, @@global.report_host "
-                f"FROM {PROMOTIONS};\n"
-                f"{self.stop_replica}\n{self.reset_replica}")
+        return (
+            f"{thread}\n{self.semi_sync_source(semi_sync)}\n{self.writable()}\n"
+            f"{self.promotions_table()}\n"
+            f"INSERT INTO {PROMOTIONS} (epoch, host) SELECT COALESCE(MAX(epoch), 0) + 1, @@global.report_host "
+            f"FROM {PROMOTIONS};\n"
+            f"{self.stop_replica}\n{self.reset_replica}"
+        )
 
     def reset_binlog(self, series: str) -> str:
         # A node about to be seeded forgets its own history, so the seed's GTIDs can apply.
@@ -172,16 +209,20 @@ class Flavor:
         common = f"{self.dump} --defaults-extra-file={cnf} --single-transaction --routines --events --triggers"
         if self.mariadb:
             # Users as CREATE USER IF NOT EXISTS statements; the GTID position goes at the end.
-            return (f"{common} --gtid --master-data=1 --system=users --insert-ignore --databases $("
-                    f"mysql --defaults-extra-file={cnf} -NB -e {shlex.quote(_user_schemas_sql())})")
+            return (
+                f"{common} --gtid --master-data=1 --system=users --insert-ignore --databases $("
+                f"mysql --defaults-extra-file={cnf} -NB -e {shlex.quote(_user_schemas_sql())})"
+            )
         return f"{common} --source-data=1 --set-gtid-purged=ON --all-databases --flush-privileges"
 
     def kill_clients_sql(self) -> str:
         """A query whose rows are KILL statements for every client connection: the server's
         own threads, replication streams and this session are kept."""
-        return ("SELECT CONCAT('KILL ', id, ';') FROM information_schema.processlist "
-                "WHERE id <> CONNECTION_ID() AND user NOT IN ('system user', 'event_scheduler') "
-                "AND command NOT LIKE 'Binlog Dump%' AND command <> 'Daemon'")
+        return (
+            "SELECT CONCAT('KILL ', id, ';') FROM information_schema.processlist "
+            "WHERE id <> CONNECTION_ID() AND user NOT IN ('system user', 'event_scheduler') "
+            "AND command NOT LIKE 'Binlog Dump%' AND command <> 'Daemon'"
+        )
 
     def probe(self) -> str:
         """One read-only script; `parse_probe` reads its output."""
@@ -194,38 +235,78 @@ class Flavor:
             f"'{self.semi_source}_clients')",
         ]
         if self.mariadb:
-            common += ["SELECT 'gtid_current_pos', @@global.gtid_current_pos",
-                       "SELECT 'gtid_binlog_state', @@global.gtid_binlog_state",
-                       "SELECT 'gtid_slave_pos', @@global.gtid_slave_pos"]
+            common += [
+                "SELECT 'gtid_current_pos', @@global.gtid_current_pos",
+                "SELECT 'gtid_binlog_state', @@global.gtid_binlog_state",
+                "SELECT 'gtid_slave_pos', @@global.gtid_slave_pos",
+            ]
         else:
-            common += ["SELECT 'super_read_only', @@global.super_read_only",
-                       "SELECT 'gtid_executed', REPLACE(@@global.gtid_executed, '\\n', '')"]
+            common += [
+                "SELECT 'super_read_only', @@global.super_read_only",
+                "SELECT 'gtid_executed', REPLACE(@@global.gtid_executed, '\\n', '')",
+            ]
         queries = ";\n".join(common) + ";"
-        return (f"echo \"fenced=$(test -f {FENCED} && echo 1 || echo 0)\"\n"
-                f"echo \"unit=$(systemctl is-enabled {self.service} 2>/dev/null)/"
-                f"$(systemctl is-active {self.service} 2>/dev/null)\"\n"
-                f"mysql --protocol=socket -NB <<'SQL' | sed 's/\\t/=/'\n{queries}\nSQL\n"
-                f"echo '[replication]'\nmysql --protocol=socket -e '{self.replica_status}\\G'\n")
+        return (
+            f'echo "fenced=$(test -f {FENCED} && echo 1 || echo 0)"\n'
+            f'echo "unit=$(systemctl is-enabled {self.service} 2>/dev/null)/'
+            f'$(systemctl is-active {self.service} 2>/dev/null)"\n'
+            f"mysql --protocol=socket -NB <<'SQL' | sed 's/\\t/=/'\n{queries}\nSQL\n"
+            f"echo '[replication]'\nmysql --protocol=socket -e '{self.replica_status}\\G'\n"
+        )
 
 
 MARIADB = Flavor(
-    name="mariadb", service="mariadb", conf_path="/etc/mysql/mariadb.conf.d/90-mmdeploy.cnf",
-    dump="mariadb-dump", replica_status="SHOW SLAVE STATUS", stop_replica="STOP SLAVE;",
-    start_replica="START SLAVE;", reset_replica="RESET SLAVE ALL;", source_key="Master_Host",
-    lag_key="Seconds_Behind_Master", io_key="Slave_IO_Running", sql_key="Slave_SQL_Running",
-    semi_source="rpl_semi_sync_master", semi_replica="rpl_semi_sync_slave",
-    replication_privileges=("SELECT", "RELOAD", "LOCK TABLES", "REPLICATION SLAVE", "BINLOG MONITOR",
-                            "SHOW VIEW", "EVENT", "TRIGGER"),
+    name="mariadb",
+    service="mariadb",
+    conf_path="/etc/mysql/mariadb.conf.d/90-mmdeploy.cnf",
+    dump="mariadb-dump",
+    replica_status="SHOW SLAVE STATUS",
+    stop_replica="STOP SLAVE;",
+    start_replica="START SLAVE;",
+    reset_replica="RESET SLAVE ALL;",
+    source_key="Master_Host",
+    lag_key="Seconds_Behind_Master",
+    io_key="Slave_IO_Running",
+    sql_key="Slave_SQL_Running",
+    semi_source="rpl_semi_sync_master",
+    semi_replica="rpl_semi_sync_slave",
+    replication_privileges=(
+        "SELECT",
+        "RELOAD",
+        "LOCK TABLES",
+        "REPLICATION SLAVE",
+        "BINLOG MONITOR",
+        "SHOW VIEW",
+        "EVENT",
+        "TRIGGER",
+    ),
     monitoring_privileges=("PROCESS", "BINLOG MONITOR", "SLAVE MONITOR", "SELECT"),
 )
 ORACLE = Flavor(
-    name="mysql", service="mysql", conf_path="/etc/mysql/mysql.conf.d/90-mmdeploy.cnf",
-    dump="mysqldump", replica_status="SHOW REPLICA STATUS", stop_replica="STOP REPLICA;",
-    start_replica="START REPLICA;", reset_replica="RESET REPLICA ALL;", source_key="Source_Host",
-    lag_key="Seconds_Behind_Source", io_key="Replica_IO_Running", sql_key="Replica_SQL_Running",
-    semi_source="rpl_semi_sync_source", semi_replica="rpl_semi_sync_replica",
-    replication_privileges=("SELECT", "RELOAD", "LOCK TABLES", "REPLICATION SLAVE", "REPLICATION CLIENT",
-                            "SHOW VIEW", "EVENT", "TRIGGER"),
+    name="mysql",
+    service="mysql",
+    conf_path="/etc/mysql/mysql.conf.d/90-mmdeploy.cnf",
+    dump="mysqldump",
+    replica_status="SHOW REPLICA STATUS",
+    stop_replica="STOP REPLICA;",
+    start_replica="START REPLICA;",
+    reset_replica="RESET REPLICA ALL;",
+    source_key="Source_Host",
+    lag_key="Seconds_Behind_Source",
+    io_key="Replica_IO_Running",
+    sql_key="Replica_SQL_Running",
+    semi_source="rpl_semi_sync_source",
+    semi_replica="rpl_semi_sync_replica",
+    replication_privileges=(
+        "SELECT",
+        "RELOAD",
+        "LOCK TABLES",
+        "REPLICATION SLAVE",
+        "REPLICATION CLIENT",
+        "SHOW VIEW",
+        "EVENT",
+        "TRIGGER",
+    ),
     monitoring_privileges=("PROCESS", "REPLICATION CLIENT", "SELECT"),
 )
 FLAVORS = {f.name: f for f in (MARIADB, ORACLE)}
@@ -242,11 +323,12 @@ def _user_schemas_sql() -> str:
 def privileges_guard(user: str, host: str, privileges: tuple[str, ...], schema: str | None) -> str:
     """A query that returns a row when the account holds exactly `privileges`."""
     grantee = _lit(f"'{user}'@'{host}'")
-    table, scope = (("schema_privileges", f" AND table_schema = {_lit(schema)}") if schema
-                    else ("user_privileges", ""))
+    table, scope = ("schema_privileges", f" AND table_schema = {_lit(schema)}") if schema else ("user_privileges", "")
     wanted = ", ".join(_lit(p) for p in privileges)
-    return (f"SELECT 1 FROM information_schema.{table} WHERE grantee = {grantee}{scope} "
-            f"HAVING COUNT(*) = {len(privileges)} AND SUM(privilege_type IN ({wanted})) = {len(privileges)}")
+    return (
+        f"SELECT 1 FROM information_schema.{table} WHERE grantee = {grantee}{scope} "
+        f"HAVING COUNT(*) = {len(privileges)} AND SUM(privilege_type IN ({wanted})) = {len(privileges)}"
+    )
 
 
 def user_guard(user: str, host: str) -> str:

@@ -119,8 +119,9 @@ class GtidSet:
         return self != other and self.issubset(other)
 
     def __str__(self) -> str:
-        return ",".join(f"{u}:" + ":".join(f"{a}-{b}" if a != b else str(a) for a, b in iv)
-                        for u, iv in sorted(self.sets.items()))
+        return ",".join(
+            f"{u}:" + ":".join(f"{a}-{b}" if a != b else str(a) for a, b in iv) for u, iv in sorted(self.sets.items())
+        )
 
 
 def _merge_intervals(intervals) -> tuple[tuple[int, int], ...]:

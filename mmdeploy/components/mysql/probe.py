@@ -37,22 +37,27 @@ def parse_probe(flavor: Flavor, host: Host, fact: Fact) -> NodeState:
     writable = running and values.get("read_only") == "0" and values.get("super_read_only", "0") == "0"
     upstream = status.get(flavor.source_key) or None
     role = "replica" if upstream else ("primary" if writable else "unknown")
-    state = NodeState(host=host, reachable=True, running=running, role=role, writable=writable,
-                      upstream=upstream, fenced=fenced)
+    state = NodeState(
+        host=host, reachable=True, running=running, role=role, writable=writable, upstream=upstream, fenced=fenced
+    )
     io, sql = status.get(flavor.io_key, ""), status.get(flavor.sql_key, "")
     state.has_data = bool(int(values.get("user_schemas") or 0))
     state.streaming = running and role == "replica" and io == "Yes" and sql == "Yes"
     state.extra = {
-        "unit": values.get("unit", ""), "user_schemas": int(values.get("user_schemas") or 0),
-        "io": io, "sql": sql, "sql_error": status.get("Last_SQL_Error", ""),
+        "unit": values.get("unit", ""),
+        "user_schemas": int(values.get("user_schemas") or 0),
+        "io": io,
+        "sql": sql,
+        "sql_error": status.get("Last_SQL_Error", ""),
         "io_error": status.get("Last_IO_Error", ""),
     }
     if flavor.mariadb:
         current = MariaPos.parse(values.get("gtid_current_pos", ""))
         state.applied = current
         state.received = current.merge(MariaPos.parse(status.get("Gtid_IO_Pos", "")))
-        state.extra["known"] = maria_state_map(values.get("gtid_binlog_state", ""),
-                                               values.get("gtid_slave_pos", ""), values.get("gtid_current_pos", ""))
+        state.extra["known"] = maria_state_map(
+            values.get("gtid_binlog_state", ""), values.get("gtid_slave_pos", ""), values.get("gtid_current_pos", "")
+        )
     else:
         executed = GtidSet.parse(status.get("Executed_Gtid_Set") or values.get("gtid_executed", ""))
         state.applied = executed

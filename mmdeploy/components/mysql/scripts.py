@@ -27,17 +27,21 @@ pw=${{pw//\\\\/\\\\\\\\}}; pw=${{pw//\\'/\\'\\'}}
 
 
 def follow_script(flavor: Flavor, primary: Host, keep_position: bool) -> str:
-    return (f"set -e\n{_PASSWORD}mysql --protocol=socket <<SQL\n"
-            f"{flavor.follow(primary.private_address, chr(39) + '$pw' + chr(39), keep_position)}\nSQL\n")
+    return (
+        f"set -e\n{_PASSWORD}mysql --protocol=socket <<SQL\n"
+        f"{flavor.follow(primary.private_address, chr(39) + '$pw' + chr(39), keep_position)}\nSQL\n"
+    )
 
 
 def seed_script(flavor: Flavor, primary: Host, series: str) -> str:
     """Replace this node's data with a dump of the primary and start it as a replica. The
     dump goes to a file first: nothing is dropped before a complete copy is here."""
     cnf = "$cnf"
-    drop = (f"mysql --protocol=socket -NB -e {shlex.quote(_user_schemas_sql())} | while read -r db; do\n"
-            "  mysql --protocol=socket -e \"SET SESSION sql_log_bin = 0; DROP DATABASE \\`$db\\`;\"\n"
-            "done\n")
+    drop = (
+        f"mysql --protocol=socket -NB -e {shlex.quote(_user_schemas_sql())} | while read -r db; do\n"
+        '  mysql --protocol=socket -e "SET SESSION sql_log_bin = 0; DROP DATABASE \\`$db\\`;"\n'
+        "done\n"
+    )
     return f"""\
 set -e
 umask 077
@@ -54,7 +58,7 @@ mysql --protocol=socket <<'SQL'
 SQL
 {drop}{{ echo 'SET SESSION sql_log_bin = 0;'; cat "$dump"; }} | mysql --protocol=socket
 {_PASSWORD}mysql --protocol=socket <<SQL
-{flavor.change_source(primary.private_address, chr(39) + '$pw' + chr(39))}
+{flavor.change_source(primary.private_address, chr(39) + "$pw" + chr(39))}
 {flavor.start_replica}
 SQL
 """
@@ -64,8 +68,10 @@ def fence_script(flavor: Flavor, by: str) -> str:
     """Mark this node fenced; kill clients, make it read-only (which waits for commits in
     flight), kill what slipped in. Replication streams stay, so replicas still receive
     everything committed. Run with `set -e`."""
-    kill = (f"mysql --protocol=socket -NB -e {shlex.quote(flavor.kill_clients_sql())} "
-            "| mysql --protocol=socket -f 2>/dev/null || true\n")
+    kill = (
+        f"mysql --protocol=socket -NB -e {shlex.quote(flavor.kill_clients_sql())} "
+        "| mysql --protocol=socket -f 2>/dev/null || true\n"
+    )
     return f"""\
 echo "fenced by {by} at $(date -Is)" > {FENCED}
 {kill}mysql --protocol=socket <<'SQL'
@@ -78,7 +84,9 @@ SQL
 
 def primary_known_script(flavor: Flavor, primary: Host) -> str:
     """Read the primary's GTID history from this node, with the replication account."""
-    query = ("SELECT @@global.gtid_binlog_state, @@global.gtid_slave_pos, @@global.gtid_current_pos"
-             if flavor.mariadb else "SELECT REPLACE(@@global.gtid_executed, '\\n', '')")
-    return (f"mysql --defaults-extra-file={REPLICATION_CNF} --host={primary.private_address} -NB "
-            f"-e {shlex.quote(query)}")
+    query = (
+        "SELECT @@global.gtid_binlog_state, @@global.gtid_slave_pos, @@global.gtid_current_pos"
+        if flavor.mariadb
+        else "SELECT REPLACE(@@global.gtid_executed, '\\n', '')"
+    )
+    return f"mysql --defaults-extra-file={REPLICATION_CNF} --host={primary.private_address} -NB -e {shlex.quote(query)}"

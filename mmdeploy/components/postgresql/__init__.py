@@ -20,5 +20,18 @@ def engine(settings) -> PGEngine:
     return PatroniEngine() if settings.ha == "patroni" else PGEngine()
 
 
-__all__ = ["COMPONENTS", "PGEngine", "Patroni", "PatroniEngine", "PostgreSQL", "PostgreSQLReplication", "engine",
-           "lsn", "needs_seed", "parse_probe", "paths", "sizing", "topology_conf"]
+__all__ = [
+    "COMPONENTS",
+    "PGEngine",
+    "Patroni",
+    "PatroniEngine",
+    "PostgreSQL",
+    "PostgreSQLReplication",
+    "engine",
+    "lsn",
+    "needs_seed",
+    "parse_probe",
+    "paths",
+    "sizing",
+    "topology_conf",
+]

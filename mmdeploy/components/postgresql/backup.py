@@ -28,11 +28,13 @@ ARCHIVE_TIMEOUT = 60
 
 
 def archive_conf() -> str:
-    return ("# Managed by mmdeploy (components/backup.py): continuous WAL archiving to the pgBackRest\n"
-            "# repository on the backup host (active on the primary only).\n"
-            "archive_mode = on\n"
-            f"archive_command = 'pgbackrest --stanza={STANZA} archive-push %p'\n"
-            f"archive_timeout = {ARCHIVE_TIMEOUT}\n")
+    return (
+        "# Managed by mmdeploy (components/backup.py): continuous WAL archiving to the pgBackRest\n"
+        "# repository on the backup host (active on the primary only).\n"
+        "archive_mode = on\n"
+        f"archive_command = 'pgbackrest --stanza={STANZA} archive-push %p'\n"
+        f"archive_timeout = {ARCHIVE_TIMEOUT}\n"
+    )
 
 
 def db_conf(db: Host, repo: Host, p: Paths) -> str:
@@ -52,8 +54,9 @@ pg1-port=5432
 """
 
 
-def repo_conf(repo: Host, dbs: list[Host], settings, s3_keys: tuple[str, str] | None = None, *,
-              versions: dict[str, str]) -> str:
+def repo_conf(
+    repo: Host, dbs: list[Host], settings, s3_keys: tuple[str, str] | None = None, *, versions: dict[str, str]
+) -> str:
     """/etc/pgbackrest.conf on the backup host: the repository (a directory there, or an
     S3 bucket), the retention, and every DB node (pgBackRest backs up from the primary it
     finds among them)."""
@@ -63,21 +66,41 @@ def repo_conf(repo: Host, dbs: list[Host], settings, s3_keys: tuple[str, str] | 
         s3 = b.s3
         access, secret = s3_keys or ("", "")
         endpoint, _, port = s3.endpoint.partition(":")
-        lines += ["repo1-type=s3", f"repo1-path={s3.path}", f"repo1-s3-bucket={s3.bucket}",
-                  f"repo1-s3-endpoint={endpoint}", f"repo1-s3-region={s3.region}",
-                  f"repo1-s3-uri-style={s3.uri_style}", f"repo1-s3-key={access}", f"repo1-s3-key-secret={secret}",
-                  f"repo1-storage-verify-tls={'y' if s3.verify_tls else 'n'}"]
+        lines += [
+            "repo1-type=s3",
+            f"repo1-path={s3.path}",
+            f"repo1-s3-bucket={s3.bucket}",
+            f"repo1-s3-endpoint={endpoint}",
+            f"repo1-s3-region={s3.region}",
+            f"repo1-s3-uri-style={s3.uri_style}",
+            f"repo1-s3-key={access}",
+            f"repo1-s3-key-secret={secret}",
+            f"repo1-storage-verify-tls={'y' if s3.verify_tls else 'n'}",
+        ]
         if port:
             lines.append(f"repo1-storage-port={port}")
     else:
         lines.append(f"repo1-path={b.path}/pgbackrest")
-    lines += [f"repo1-retention-full={b.retention_full}", f"repo1-retention-diff={b.retention_diff}",
-              "start-fast=y", "compress-type=zst", "process-max=2", "log-level-console=info",
-              "log-level-file=info", f"log-path={LOG_DIR}", "", f"[{STANZA}]"]
+    lines += [
+        f"repo1-retention-full={b.retention_full}",
+        f"repo1-retention-diff={b.retention_diff}",
+        "start-fast=y",
+        "compress-type=zst",
+        "process-max=2",
+        "log-level-console=info",
+        "log-level-file=info",
+        f"log-path={LOG_DIR}",
+        "",
+        f"[{STANZA}]",
+    ]
     for i, db in enumerate(dbs, start=1):
         p = Paths(versions[db.name])
-        lines += [f"pg{i}-host={db.private_address}", f"pg{i}-host-user=postgres", f"pg{i}-path={p.data}",
-                  f"pg{i}-port=5432"]
+        lines += [
+            f"pg{i}-host={db.private_address}",
+            f"pg{i}-host-user=postgres",
+            f"pg{i}-path={p.data}",
+            f"pg{i}-port=5432",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -91,9 +114,11 @@ def stanza_ready() -> str:
 
 
 def stanza_create() -> str:
-    return (f"set -e\n{as_repo('stanza-create')}\n"
-            # Proves the whole path: the primary archives a WAL segment into the repository.
-            f"{as_repo('check')}\n")
+    return (
+        f"set -e\n{as_repo('stanza-create')}\n"
+        # Proves the whole path: the primary archives a WAL segment into the repository.
+        f"{as_repo('check')}\n"
+    )
 
 
 def backup_command(kind: str) -> str:
@@ -114,9 +139,16 @@ def parse_info(text: str) -> list[dict]:
     for stanza in data:
         for b in stanza.get("backup", []):
             info = b.get("info", {})
-            out.append({"label": b.get("label"), "type": b.get("type"), "start": b.get("timestamp", {}).get("start"),
-                        "stop": b.get("timestamp", {}).get("stop"), "size": info.get("size"),
-                        "repo_size": info.get("repository", {}).get("delta")})
+            out.append(
+                {
+                    "label": b.get("label"),
+                    "type": b.get("type"),
+                    "start": b.get("timestamp", {}).get("start"),
+                    "stop": b.get("timestamp", {}).get("stop"),
+                    "size": info.get("size"),
+                    "repo_size": info.get("repository", {}).get("delta"),
+                }
+            )
     return out
 
 
@@ -147,8 +179,7 @@ def restore_script(p: Paths, to_time: str | None, backup_set: str | None = None)
     configured recovery target was reached", and the restore is made again along the
     backup's own timeline."""
     target_time_label = to_time or "the end of the archive"
-    target = (f" --type=time --target={shlex.quote(to_time)} --target-action=promote" if to_time
-              else " --type=default")
+    target = f" --type=time --target={shlex.quote(to_time)} --target-action=promote" if to_time else " --type=default"
     if backup_set:
         target += f" --set={shlex.quote(backup_set)}"
     log = f"/var/log/postgresql/postgresql-{p.version}-main.log"
@@ -241,8 +272,11 @@ def choose_backup(info_json: str, histories: str, target_epoch: float | None) ->
             blocks[max(blocks)].append(line)
     latest = max([latest, *blocks])
     # Where each ancestor of the newest timeline ended (its own history file lists them all).
-    ends = {int(parts[0]): lsn(parts[1]) for parts in (line.split() for line in blocks.get(latest, []))
-            if len(parts) >= 2 and parts[0].isdigit()}
+    ends = {
+        int(parts[0]): lsn(parts[1])
+        for parts in (line.split() for line in blocks.get(latest, []))
+        if len(parts) >= 2 and parts[0].isdigit()
+    }
 
     def on_lineage(b: dict) -> bool:
         tli, start = tli_of(b["archive"]["start"]), lsn(b["lsn"]["start"])
@@ -251,9 +285,13 @@ def choose_backup(info_json: str, histories: str, target_epoch: float | None) ->
 
     usable = [b for b in backups if on_lineage(b) and (target_epoch is None or b["timestamp"]["stop"] <= target_epoch)]
     if not usable:
-        return None, (f"no backup finished before the target on timeline {latest}'s history "
-                      f"({len(backups)} backup(s) in the repository)")
+        return None, (
+            f"no backup finished before the target on timeline {latest}'s history "
+            f"({len(backups)} backup(s) in the repository)"
+        )
     best = max(usable, key=lambda b: b["timestamp"]["stop"])
     skipped = [b["label"] for b in backups if not on_lineage(b)]
-    return best["label"], (f"backup {best['label']} on timeline {latest}'s history"
-                           + (f" (not {', '.join(skipped)}: an abandoned timeline)" if skipped else ""))
+    return best["label"], (
+        f"backup {best['label']} on timeline {latest}'s history"
+        + (f" (not {', '.join(skipped)}: an abandoned timeline)" if skipped else "")
+    )

@@ -59,9 +59,13 @@ def pgpass_escape(value: str) -> str:
 def role_password(role: str, password: str) -> AccountPassword:
     """The role's password is the secret's: set again when the secret changed (rotation)."""
     engine = PGEngine()
-    return AccountPassword(f"role {role}", "postgresql", f"ALTER ROLE {role} WITH PASSWORD '{quote(password)}';",
-                           probe=engine.account_probe(),
-                           matches=lambda fact: engine.account_matches(fact, role, None, password))
+    return AccountPassword(
+        f"role {role}",
+        "postgresql",
+        f"ALTER ROLE {role} WITH PASSWORD '{quote(password)}';",
+        probe=engine.account_probe(),
+        matches=lambda fact: engine.account_matches(fact, role, None, password),
+    )
 
 
 def needs_seed(topo: Topology, host: Host) -> bool:
@@ -74,7 +78,8 @@ def needs_seed(topo: Topology, host: Host) -> bool:
     if mine.role != "replica":
         raise MMDeployError(
             f"{host.name} holds data of this cluster but is not a replica (a former primary?); "
-            f"bring it back with `inv db.rejoin {host.name}`")
+            f"bring it back with `inv db.rejoin {host.name}`"
+        )
     return False
 
 
@@ -95,38 +100,78 @@ class PostgreSQL(DBComponent):
         clients, peers = hba_addresses(ctx.inventory, host)
         monitor = ctx.settings.monitoring.db_user
         repl_password = ctx.secrets.get(DB_REPLICATION_PASSWORD)
-        fence_vars = dict(data_dir=p.data, fenced=FENCED, peers=" ".join(a.split("/")[0] for a in peers),
-                          replication_user=REPLICATION_USER, bin_dir=p.bin, unit=p.unit)
+        fence_vars = dict(
+            data_dir=p.data,
+            fenced=FENCED,
+            peers=" ".join(a.split("/")[0] for a in peers),
+            replication_user=REPLICATION_USER,
+            bin_dir=p.bin,
+            unit=p.unit,
+        )
         steps = [
             Directory("/etc/postgresql-common/createcluster.d"),
-            File("/etc/postgresql-common/createcluster.d/mmdeploy.conf",
-                 ctx.render("postgresql/createcluster.conf.j2")),
+            File(
+                "/etc/postgresql-common/createcluster.d/mmdeploy.conf", ctx.render("postgresql/createcluster.conf.j2")
+            ),
             Packages(f"postgresql-{p.version}"),
             # A cluster whose creation was interrupted (config written, initdb cut short)
             # has no pg_control: nothing in it can be data, it is made again.
-            Command(f"create cluster {p.version}/main",
-                    f"set -e\nif [ -e {p.conf} ] && [ ! -f {p.data}/global/pg_control ]; then\n"
-                    f"  pg_dropcluster --stop {p.version} main || rm -rf {p.conf} {p.data}\nfi\n"
-                    f"pg_createcluster {p.version} main -- --data-checksums\n",
-                    unless=f"test -f {p.conf}/postgresql.conf && test -f {p.data}/global/pg_control"),
-            File(f"{p.conf}/conf.d/mmdeploy.conf", ctx.render("postgresql/mmdeploy.conf.j2", size=sizing(memory_mb),
-                            patroni=False),
-                 owner="postgres", group="postgres", notify=("restart",)),
-            File(f"{p.conf}/pg_hba.conf",
-                 ctx.render("postgresql/pg_hba.conf.j2", clients=clients, peers=peers, database=DATABASE,
-                            user=USER, replication_user=REPLICATION_USER, monitor_user=monitor,
-                            extra_clients=host.settings.database.extra_clients),
-                 owner="postgres", group="postgres", mode="0640", notify=("reload",)),
+            Command(
+                f"create cluster {p.version}/main",
+                f"set -e\nif [ -e {p.conf} ] && [ ! -f {p.data}/global/pg_control ]; then\n"
+                f"  pg_dropcluster --stop {p.version} main || rm -rf {p.conf} {p.data}\nfi\n"
+                f"pg_createcluster {p.version} main -- --data-checksums\n",
+                unless=f"test -f {p.conf}/postgresql.conf && test -f {p.data}/global/pg_control",
+            ),
+            File(
+                f"{p.conf}/conf.d/mmdeploy.conf",
+                ctx.render("postgresql/mmdeploy.conf.j2", size=sizing(memory_mb), patroni=False),
+                owner="postgres",
+                group="postgres",
+                notify=("restart",),
+            ),
+            File(
+                f"{p.conf}/pg_hba.conf",
+                ctx.render(
+                    "postgresql/pg_hba.conf.j2",
+                    clients=clients,
+                    peers=peers,
+                    database=DATABASE,
+                    user=USER,
+                    replication_user=REPLICATION_USER,
+                    monitor_user=monitor,
+                    extra_clients=host.settings.database.extra_clients,
+                ),
+                owner="postgres",
+                group="postgres",
+                mode="0640",
+                notify=("reload",),
+            ),
             # pg_basebackup, pg_rewind, streaming and the fence check authenticate with it.
-            SecretFile(PGPASS, f"*:5432:*:{REPLICATION_USER}:{pgpass_escape(repl_password)}\n",
-                       owner="postgres", group="postgres", mode="0600"),
-            File("/usr/local/sbin/mmdeploy-pg-fence", ctx.render("postgresql/mmdeploy-pg-fence.j2", **fence_vars),
-                 mode="0755", notify=("restart fence",)),
+            SecretFile(
+                PGPASS,
+                f"*:5432:*:{REPLICATION_USER}:{pgpass_escape(repl_password)}\n",
+                owner="postgres",
+                group="postgres",
+                mode="0600",
+            ),
+            File(
+                "/usr/local/sbin/mmdeploy-pg-fence",
+                ctx.render("postgresql/mmdeploy-pg-fence.j2", **fence_vars),
+                mode="0755",
+                notify=("restart fence",),
+            ),
             Directory(f"/etc/systemd/system/{p.unit}.service.d"),
-            File(f"/etc/systemd/system/{p.unit}.service.d/mmdeploy-fence.conf",
-                 ctx.render("postgresql/fence-check.conf.j2"), then="systemctl daemon-reload"),
-            unit("mmdeploy-pg-fence.service", ctx.render("postgresql/mmdeploy-pg-fence.service.j2", unit=p.unit),
-                 notify=("restart fence",)),
+            File(
+                f"/etc/systemd/system/{p.unit}.service.d/mmdeploy-fence.conf",
+                ctx.render("postgresql/fence-check.conf.j2"),
+                then="systemctl daemon-reload",
+            ),
+            unit(
+                "mmdeploy-pg-fence.service",
+                ctx.render("postgresql/mmdeploy-pg-fence.service.j2", unit=p.unit),
+                notify=("restart fence",),
+            ),
             Service("mmdeploy-pg-fence"),
         ]
         if topo.primary is None or host.name != topo.primary.name:  # the replication step says why
@@ -135,11 +180,21 @@ class PostgreSQL(DBComponent):
         password, monitor_password = ctx.secrets.get(DB_PASSWORD), ctx.secrets.get(DB_MONITORING_PASSWORD)
         # A changed db_password: the role first, then (the mattermost component, later) the
         # servers, which keep their open connections meanwhile.
-        steps += [Service(p.unit), *role_steps(ctx), role_password(USER, password),
-                  role_password(monitor, monitor_password)]
-        steps += [SQL(f"replication slot {slot_name(h)}", "postgresql", slots_sql([h]),
-                      guard=f"select 1 from pg_replication_slots where slot_name = '{slot_name(h)}'")
-                  for h in others]
+        steps += [
+            Service(p.unit),
+            *role_steps(ctx),
+            role_password(USER, password),
+            role_password(monitor, monitor_password),
+        ]
+        steps += [
+            SQL(
+                f"replication slot {slot_name(h)}",
+                "postgresql",
+                slots_sql([h]),
+                guard=f"select 1 from pg_replication_slots where slot_name = '{slot_name(h)}'",
+            )
+            for h in others
+        ]
         return steps
 
     def _under_patroni(self, ctx: Context, p: Paths, memory_mb: int) -> list:
@@ -148,27 +203,43 @@ class PostgreSQL(DBComponent):
         Patroni leaves to postgresql.conf, and postgresql@V-main no longer started.
         pg_hba.conf is Patroni's (its configuration lists the same rules). Leftovers of
         streaming replication (a tier being converted) go: Patroni fences and follows."""
-        fence_files = ["/etc/systemd/system/mmdeploy-pg-fence.service", "/usr/local/sbin/mmdeploy-pg-fence",
-                       f"/etc/systemd/system/{p.unit}.service.d/mmdeploy-fence.conf", f"{p.conf}/conf.d/{TOPOLOGY}"]
+        fence_files = [
+            "/etc/systemd/system/mmdeploy-pg-fence.service",
+            "/usr/local/sbin/mmdeploy-pg-fence",
+            f"/etc/systemd/system/{p.unit}.service.d/mmdeploy-fence.conf",
+            f"{p.conf}/conf.d/{TOPOLOGY}",
+        ]
         return [
             Directory("/etc/postgresql-common/createcluster.d"),
-            File("/etc/postgresql-common/createcluster.d/mmdeploy.conf",
-                 ctx.render("postgresql/createcluster.conf.j2")),
+            File(
+                "/etc/postgresql-common/createcluster.d/mmdeploy.conf", ctx.render("postgresql/createcluster.conf.j2")
+            ),
             Packages(f"postgresql-{p.version}"),
-            Command(f"create cluster {p.version}/main's configuration (Patroni makes its data)",
-                    f"set -e\npg_createcluster --start-conf=manual {p.version} main\nfind {p.data} -mindepth 1 -delete\n",
-                    unless=f"test -f {p.conf}/postgresql.conf || test -f {p.conf}/postgresql.base.conf"),
-            File(f"{p.conf}/conf.d/mmdeploy.conf",
-                 ctx.render("postgresql/mmdeploy.conf.j2", size=sizing(memory_mb), patroni=True),
-                 owner="postgres", group="postgres", notify=("reload under patroni",)),
+            Command(
+                f"create cluster {p.version}/main's configuration (Patroni makes its data)",
+                f"set -e\npg_createcluster --start-conf=manual {p.version} main\nfind {p.data} -mindepth 1 -delete\n",
+                unless=f"test -f {p.conf}/postgresql.conf || test -f {p.conf}/postgresql.base.conf",
+            ),
+            File(
+                f"{p.conf}/conf.d/mmdeploy.conf",
+                ctx.render("postgresql/mmdeploy.conf.j2", size=sizing(memory_mb), patroni=True),
+                owner="postgres",
+                group="postgres",
+                notify=("reload under patroni",),
+            ),
             # Not started at boot by postgresql.service, nor by its own unit: Patroni runs it.
             File(f"{p.conf}/start.conf", "manual\n", owner="postgres", group="postgres"),
-            Command(f"disable {p.unit} (Patroni runs the server)", f"systemctl disable {p.unit}",
-                    unless=f"! systemctl is-enabled {p.unit} >/dev/null 2>&1"),
-            Command("remove the streaming-replication fence and topology (Patroni's job now)",
-                    "systemctl disable --now mmdeploy-pg-fence 2>/dev/null || true\n"
-                    f"rm -f {' '.join(fence_files)}\nsystemctl daemon-reload\n",
-                    unless=" && ".join(f"test ! -e {f}" for f in fence_files)),
+            Command(
+                f"disable {p.unit} (Patroni runs the server)",
+                f"systemctl disable {p.unit}",
+                unless=f"! systemctl is-enabled {p.unit} >/dev/null 2>&1",
+            ),
+            Command(
+                "remove the streaming-replication fence and topology (Patroni's job now)",
+                "systemctl disable --now mmdeploy-pg-fence 2>/dev/null || true\n"
+                f"rm -f {' '.join(fence_files)}\nsystemctl daemon-reload\n",
+                unless=" && ".join(f"test ! -e {f}" for f in fence_files),
+            ),
         ]
 
     def handlers(self, ctx: Context):
@@ -177,7 +248,8 @@ class PostgreSQL(DBComponent):
         return {
             "reload under patroni": Command(
                 "reload PostgreSQL's configuration",
-                "runuser -u postgres -- psql -XAtq -c 'select pg_reload_conf()' >/dev/null 2>&1 || true"),
+                "runuser -u postgres -- psql -XAtq -c 'select pg_reload_conf()' >/dev/null 2>&1 || true",
+            ),
             "restart": Command(f"restart {u}", f"systemctl try-restart {u}"),
             "reload": Command(f"reload {u}", f"systemctl try-reload-or-restart {u}"),
             "restart fence": Command("restart mmdeploy-pg-fence", "systemctl restart mmdeploy-pg-fence"),
@@ -209,10 +281,14 @@ class PostgreSQLReplication(DBComponent):
         path = f"{p.conf}/conf.d/{TOPOLOGY}"
         content = topology_conf(host, primary, topo.replicas)
         if host.name != primary.name and needs_seed(topo, host):
-            return [File(path, content, owner="postgres", group="postgres"),
-                    Command(f"seed from {primary.name} (pg_basebackup)", seed_script(p, primary, host),
-                            timeout=SEED_TIMEOUT),
-                    Service(p.unit), *exporter]
+            return [
+                File(path, content, owner="postgres", group="postgres"),
+                Command(
+                    f"seed from {primary.name} (pg_basebackup)", seed_script(p, primary, host), timeout=SEED_TIMEOUT
+                ),
+                Service(p.unit),
+                *exporter,
+            ]
         steps = [File(path, content, owner="postgres", group="postgres", notify=("reload",)), Service(p.unit)]
         if host.name == primary.name:
             # A changed replication password: every node's .pgpass has it by now (the
@@ -229,16 +305,35 @@ class PostgreSQLReplication(DBComponent):
         # the password holds a quote or a backslash, and logs the whole DSN when it fails.
         user, name = s.monitoring.db_user, exporter(ctx)
         passfile = f"/etc/default/{name}.pgpass"
-        secret = SecretFile(passfile, f"*:*:*:{user}:{pgpass_escape(password)}\n",
-                            owner="prometheus", group="prometheus", mode="0600", notify=(restart_handler(name),))
+        secret = SecretFile(
+            passfile,
+            f"*:*:*:{user}:{pgpass_escape(password)}\n",
+            owner="prometheus",
+            group="prometheus",
+            mode="0600",
+            notify=(restart_handler(name),),
+        )
         dsn = f"postgresql://{quote_url(user)}@127.0.0.1:5432/postgres?sslmode=disable"
         # The role and the lag the alert rules (components/alerting.py) read.
         queries = File(QUERIES, ctx.render("postgresql/exporter-queries.yaml.j2"), notify=(restart_handler(name),))
-        return [Directory(QUERIES.rsplit("/", 1)[0]), queries,
-                *exporter_steps(name, env_file("components/postgresql", DATA_SOURCE_NAME=dsn, PGPASSFILE=passfile,
-                                               ARGS=f"--extend.query-path={QUERIES}"), files=(secret,))]
+        return [
+            Directory(QUERIES.rsplit("/", 1)[0]),
+            queries,
+            *exporter_steps(
+                name,
+                env_file(
+                    "components/postgresql",
+                    DATA_SOURCE_NAME=dsn,
+                    PGPASSFILE=passfile,
+                    ARGS=f"--extend.query-path={QUERIES}",
+                ),
+                files=(secret,),
+            ),
+        ]
 
     def handlers(self, ctx: Context):
         u = paths(ctx.host, ctx.facts.host("os")).unit
-        return {"reload": Command(f"reload {u}", f"systemctl try-reload-or-restart {u}"),
-                **exporter_handlers(exporter(ctx))}
+        return {
+            "reload": Command(f"reload {u}", f"systemctl try-reload-or-restart {u}"),
+            **exporter_handlers(exporter(ctx)),
+        }

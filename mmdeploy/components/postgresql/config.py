@@ -102,8 +102,13 @@ def sync_names(replicas: list[Host], synchronous: bool) -> str:
 
 
 def conninfo(primary: Host, application_name: str | None = None, dbname: str | None = None) -> str:
-    parts = [f"host={primary.private_address}", "port=5432", f"user={REPLICATION_USER}",
-             f"passfile={PGPASS}", "connect_timeout=5"]
+    parts = [
+        f"host={primary.private_address}",
+        "port=5432",
+        f"user={REPLICATION_USER}",
+        f"passfile={PGPASS}",
+        "connect_timeout=5",
+    ]
     if application_name:
         parts.append(f"application_name={application_name}")
     if dbname:
@@ -114,8 +119,10 @@ def conninfo(primary: Host, application_name: str | None = None, dbname: str | N
 def topology_conf(host: Host, primary: Host, replicas: list[Host]) -> str:
     """This node's place in the replication topology. Written by deploy and by failover /
     rejoin alike, so that a deploy after a failover finds nothing to change."""
-    lines = ["# Managed by mmdeploy (deploy, failover-db, db.rejoin): the replication topology.",
-             f"# mmdeploy-primary: {primary.name}"]
+    lines = [
+        "# Managed by mmdeploy (deploy, failover-db, db.rejoin): the replication topology.",
+        f"# mmdeploy-primary: {primary.name}",
+    ]
     if host.name == primary.name:
         names = sync_names(replicas, host.settings.database.synchronous)
         lines.append(f"synchronous_standby_names = '{names}'")
@@ -127,6 +134,7 @@ def topology_conf(host: Host, primary: Host, replicas: list[Host]) -> str:
 
 def hba_addresses(inventory: Inventory, host: Host) -> tuple[list[str], list[str]]:
     """(Mattermost clients, replication peers) as pg_hba addresses."""
+
     def cidr(address: str) -> str:
         return address if "/" in address else f"{address}/32"
 

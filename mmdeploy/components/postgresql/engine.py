@@ -17,8 +17,10 @@ from .probe import parse_probe, probe
 from .scripts import SEED_TIMEOUT, psql, seed_script, slots_sql, stop_script, write_topology
 
 
-ACCOUNTS_PROBE = ("runuser -u postgres -- psql -XAtq -F ' ' -c "
-                  "\"select rolname, coalesce(rolpassword, '-') from pg_authid where rolcanlogin\"")
+ACCOUNTS_PROBE = (
+    "runuser -u postgres -- psql -XAtq -F ' ' -c "
+    "\"select rolname, coalesce(rolpassword, '-') from pg_authid where rolcanlogin\""
+)
 
 
 class PGEngine:
@@ -43,14 +45,17 @@ class PGEngine:
             if name == user:
                 return postgres_matches(verifier, user, password)
         return None
+
     # Mattermost's schema version (X.Y.0), kept in its Systems table.
     schema_version_sql = "select value from systems where name = 'Version'"
 
     def app_query(self, sql: str) -> str:
         """A script that runs `sql` on Mattermost's database as the superuser, on the
         host; rows come back tab-separated, without headers."""
-        return (f"cd /tmp && runuser -u postgres -- psql -XAtq -F $'\\t' -v ON_ERROR_STOP=1 -d {DATABASE} "
-                f"<<'MMDEPLOY_SQL'\n{sql}\nMMDEPLOY_SQL\n")
+        return (
+            f"cd /tmp && runuser -u postgres -- psql -XAtq -F $'\\t' -v ON_ERROR_STOP=1 -d {DATABASE} "
+            f"<<'MMDEPLOY_SQL'\n{sql}\nMMDEPLOY_SQL\n"
+        )
 
     def probe(self, host: Host) -> list[str]:
         return [probe(host)]
@@ -80,13 +85,17 @@ class PGEngine:
 
     def stop_and_mask(self, remote: Remote) -> None:
         p = self._paths(remote)
-        run_checked(remote, f"""\
+        run_checked(
+            remote,
+            f"""\
 set -e
 echo "fenced (stopped) by mmdeploy failover-db at $(date -Is)" > {FENCED}
 {stop_script(p.unit)}
 if [ -f {p.data}/PG_VERSION ]; then touch {p.data}/standby.signal; chown postgres:postgres {p.data}/standby.signal; fi
 systemctl mask {p.unit}
-""", f"stop and mask {remote.host.name}")
+""",
+            f"stop and mask {remote.host.name}",
+        )
 
     def most_advanced(self, replicas: list[NodeState]) -> NodeState:
         known = [s for s in replicas if s.received is not None]
@@ -96,14 +105,19 @@ systemctl mask {p.unit}
         return next(s for s in known if s.received == best)  # ties: inventory order
 
     def wait_applied(self, remote: Remote, node: NodeState, timeout: float) -> None:
-        run_checked(remote, f"""\
+        run_checked(
+            remote,
+            f"""\
 end=$((SECONDS + {int(timeout)}))
 until [ "$(runuser -u postgres -- psql -XAtq -c \\
   "select coalesce(pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn(), true)")" = t ]; do
   [ $SECONDS -lt $end ] || {{ echo "replay did not catch up with received WAL in {int(timeout)} s" >&2; exit 1; }}
   sleep 0.05
 done
-""", f"wait for {remote.host.name} to apply its WAL", timeout=timeout + 10)
+""",
+            f"wait for {remote.host.name} to apply its WAL",
+            timeout=timeout + 10,
+        )
 
     def promote(self, remote: Remote, node: NodeState) -> None:
         out = psql(remote, "select pg_promote(true, 60);", f"promote {remote.host.name}")
@@ -125,13 +139,17 @@ done
         run_checked(remote, f"systemctl reload {p.unit}", f"re-point {remote.host.name}")
 
     def wait_streaming(self, remote: Remote, timeout: float) -> bool:
-        result = remote.run(f"""\
+        result = remote.run(
+            f"""\
 end=$((SECONDS + {int(timeout)}))
 until [ "$(runuser -u postgres -- psql -XAtq -c "select status from pg_stat_wal_receiver")" = streaming ]; do
   [ $SECONDS -lt $end ] || exit 1
   sleep 0.1
 done
-""", timeout=timeout + 10, what="wait for streaming")
+""",
+            timeout=timeout + 10,
+            what="wait for streaming",
+        )
         return result.ok
 
     def rejoin(self, remote: Remote, old_primary: NodeState, primary: Host) -> None:
@@ -141,7 +159,8 @@ done
         # SIGTERM, a smart shutdown that waits for every client), then masked while it is
         # rewound, so nothing starts it as a writer; standby.signal only after the rewind (a
         # crashed node's recovery runs in single-user mode, which refuses standby mode).
-        result = remote.run(f"""\
+        result = remote.run(
+            f"""\
 set -e
 {stop_script(p.unit)}
 systemctl mask {p.unit}
@@ -151,20 +170,30 @@ case "$(runuser -u postgres -- {p.bin}/pg_controldata -D {p.data} | sed -n 's/^D
 esac
 cd /tmp  # runuser keeps root's working directory, which postgres cannot enter
 runuser -u postgres -- {p.bin}/pg_rewind -D {p.data} --config-file={p.conf}/postgresql.conf --source-server={source}
-""", timeout=SEED_TIMEOUT, what="pg_rewind")
+""",
+            timeout=SEED_TIMEOUT,
+            what="pg_rewind",
+        )
         write_topology(remote, p, primary, [])
         if not result.ok:  # e.g. the WAL it needs is gone: a fresh copy (pg_rewind's output is in the log)
-            run_checked(remote, seed_script(p, primary, remote.host), f"re-seed {remote.host.name} (pg_rewind failed)",
-                        timeout=SEED_TIMEOUT)
+            run_checked(
+                remote,
+                seed_script(p, primary, remote.host),
+                f"re-seed {remote.host.name} (pg_rewind failed)",
+                timeout=SEED_TIMEOUT,
+            )
         else:
-            run_checked(remote, f"""\
+            run_checked(
+                remote,
+                f"""\
 set -e
 rm -rf {p.data}/pg_replslot/*
 touch {p.data}/standby.signal && chown postgres:postgres {p.data}/standby.signal
 rm -f {FENCED}
 systemctl unmask {p.unit}
 systemctl start {p.unit}
-""", f"start {remote.host.name} as a replica")
+""",
+                f"start {remote.host.name} as a replica",
+            )
         if not self.wait_streaming(remote, 60):
             raise MMDeployError(f"{remote.host.name} was rejoined but does not stream from {primary.name}")
-

@@ -18,35 +18,49 @@ WORK = "/var/lib/postgresql/mmdeploy-migration"
 LOAD_FILE = f"{WORK}/migration.load"
 # Mattermost's enum columns on PostgreSQL (Channels.Type is channel_type, ...): the guide
 # casts them by name; only those this schema has are named.
-ENUM_COLUMNS = (("Channels", "Type", "channel_type"), ("Teams", "Type", "team_type"),
-                ("UploadSessions", "Type", "upload_session_type"),
-                ("ChannelBookmarks", "Type", "channel_bookmark_type"))
+ENUM_COLUMNS = (
+    ("Channels", "Type", "channel_type"),
+    ("Teams", "Type", "team_type"),
+    ("UploadSessions", "Type", "upload_session_type"),
+    ("ChannelBookmarks", "Type", "channel_bookmark_type"),
+)
 FULL_TEXT_INDEXES = ("idx_posts_message_txt", "idx_fileinfo_content_txt")
 
 
 def psql(sql: str, database: str = DATABASE) -> str:
-    return (f"cd /tmp && runuser -u postgres -- psql -XAtq -F $'\\t' -v ON_ERROR_STOP=1 -d {database} "
-            f"<<'MMDEPLOY_SQL'\n{sql}\nMMDEPLOY_SQL\n")
+    return (
+        f"cd /tmp && runuser -u postgres -- psql -XAtq -F $'\\t' -v ON_ERROR_STOP=1 -d {database} "
+        f"<<'MMDEPLOY_SQL'\n{sql}\nMMDEPLOY_SQL\n"
+    )
 
 
 def columns_sql() -> str:
-    return ("select table_name, column_name, data_type, udt_name from information_schema.columns "
-            "where table_schema = 'public' order by table_name, ordinal_position;")
+    return (
+        "select table_name, column_name, data_type, udt_name from information_schema.columns "
+        "where table_schema = 'public' order by table_name, ordinal_position;"
+    )
 
 
-def load_file(source_address: str, password: str, enums: list[tuple[str, str, str]], excluded: tuple[str, ...],
-              excluded_prefixes: tuple[str, ...]) -> str:
+def load_file(
+    source_address: str,
+    password: str,
+    enums: list[tuple[str, str, str]],
+    excluded: tuple[str, ...],
+    excluded_prefixes: tuple[str, ...],
+) -> str:
     """The load command: Mattermost's documented baseline (data only, its casting rules,
     its exclusions), truncating each target table first so that a second run starts
     clean, and the schema renamed around the load as the guide does (pgloader writes to
     the schema named after the MySQL database)."""
     casts = [f'column {t}.{c} to "{udt}" drop typemod' for t, c, udt in enums]
-    casts += ["column Drafts.Priority to text",
-              "type int when (= precision 11) to integer drop typemod",
-              "type bigint when (= precision 20) to bigint drop typemod",
-              "type text to varchar drop typemod using remove-null-characters",
-              "type tinyint when (<= precision 4) to boolean using tinyint-to-boolean",
-              "type json to jsonb drop typemod using remove-null-characters"]
+    casts += [
+        "column Drafts.Priority to text",
+        "type int when (= precision 11) to integer drop typemod",
+        "type bigint when (= precision 20) to bigint drop typemod",
+        "type text to varchar drop typemod using remove-null-characters",
+        "type tinyint when (<= precision 4) to boolean using tinyint-to-boolean",
+        "type json to jsonb drop typemod using remove-null-characters",
+    ]
     excluding = [f"~<{p}>" for p in excluded_prefixes] + [f"'{t}'" for t in excluded]
     return f"""\
 LOAD DATABASE
@@ -67,9 +81,9 @@ SET MySQL PARAMETERS
   net_read_timeout = '120',
   net_write_timeout = '120'
 
-CAST {(',' + chr(10) + '     ').join(casts)}
+CAST {("," + chr(10) + "     ").join(casts)}
 
-EXCLUDING TABLE NAMES MATCHING {', '.join(excluding)}
+EXCLUDING TABLE NAMES MATCHING {", ".join(excluding)}
 
 BEFORE LOAD DO
   $$ ALTER SCHEMA public RENAME TO {DATABASE}; $$
@@ -86,15 +100,19 @@ def write_load_file(content: str) -> str:
     import base64
 
     encoded = base64.b64encode(content.encode()).decode()
-    return (f"set -e\ninstall -d -o postgres -g postgres -m 0700 {WORK}\n"
-            f"umask 077\necho {encoded} | base64 -d > {LOAD_FILE}\nchown postgres:postgres {LOAD_FILE}\n")
+    return (
+        f"set -e\ninstall -d -o postgres -g postgres -m 0700 {WORK}\n"
+        f"umask 077\necho {encoded} | base64 -d > {LOAD_FILE}\nchown postgres:postgres {LOAD_FILE}\n"
+    )
 
 
 def pgloader(dry_run: bool) -> str:
     flag = " --dry-run" if dry_run else ""
-    return (f"set -o pipefail\ncd {WORK}\n"
-            f"runuser -u postgres -- pgloader{flag} --logfile {WORK}/pgloader.log "
-            f"{LOAD_FILE} 2>&1 | tail -n 60\n")
+    return (
+        f"set -o pipefail\ncd {WORK}\n"
+        f"runuser -u postgres -- pgloader{flag} --logfile {WORK}/pgloader.log "
+        f"{LOAD_FILE} 2>&1 | tail -n 60\n"
+    )
 
 
 def remove_load_file() -> str:
@@ -116,13 +134,14 @@ def recreate_sql(definitions: list[str]) -> str:
 
 def dump_rows(table: str, columns: list[str]) -> str:
     cols = ", ".join(f'"{c}"' for c in columns)
-    return (f"cd /tmp && runuser -u postgres -- psql -XAtq -d {DATABASE} -c "
-            f"{shlex.quote(f'COPY (SELECT {cols} FROM public.{table}) TO STDOUT')}")
+    return (
+        f"cd /tmp && runuser -u postgres -- psql -XAtq -d {DATABASE} -c "
+        f"{shlex.quote(f'COPY (SELECT {cols} FROM public.{table}) TO STDOUT')}"
+    )
 
 
 def row_counts_sql(tables: list[str]) -> str:
     return "\n".join(f"select '{t}', count(*) from public.{t};" for t in tables)
-
 
 
 def after_load_sql() -> str:

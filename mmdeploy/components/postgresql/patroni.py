@@ -121,10 +121,19 @@ def hba_lines(inventory: Inventory, host: Host) -> list[str]:
 
     clients, peers = hba_addresses(inventory, host)
     clients += [f"{h.private_address}/32" for h in inventory.with_role("proxy")]
-    text = render(inventory, "postgresql/pg_hba.conf.j2", host=host, settings=host.settings,
-                  clients=list(dict.fromkeys(clients)), peers=peers, database="mattermost", user="mmuser",
-                  replication_user=REPLICATION_USER, monitor_user=host.settings.monitoring.db_user,
-                  extra_clients=host.settings.database.extra_clients)
+    text = render(
+        inventory,
+        "postgresql/pg_hba.conf.j2",
+        host=host,
+        settings=host.settings,
+        clients=list(dict.fromkeys(clients)),
+        peers=peers,
+        database="mattermost",
+        user="mmuser",
+        replication_user=REPLICATION_USER,
+        monitor_user=host.settings.monitoring.db_user,
+        extra_clients=host.settings.database.extra_clients,
+    )
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     # Patroni asks its own server for the timeline and position over a local replication
     # connection (to decide whether it is healthy enough to be promoted).
@@ -230,10 +239,24 @@ class Patroni(DBComponent):
     balanced = (
         # OPTIONS: Patroni answers with the status code alone (a GET's body would be cut
         # off by the check closing its connection, and logged as an error every second).
-        Balanced("postgresql", lambda s: s.patroni.primary_port, "OPTIONS /primary", server_port=5432,
-                 check_port=lambda s: s.patroni.rest_port, sessions="long", up="one"),
-        Balanced("postgresql-replicas", lambda s: s.patroni.replicas_port, "OPTIONS /replica", server_port=5432,
-                 check_port=lambda s: s.patroni.rest_port, sessions="long", up="any"),
+        Balanced(
+            "postgresql",
+            lambda s: s.patroni.primary_port,
+            "OPTIONS /primary",
+            server_port=5432,
+            check_port=lambda s: s.patroni.rest_port,
+            sessions="long",
+            up="one",
+        ),
+        Balanced(
+            "postgresql-replicas",
+            lambda s: s.patroni.replicas_port,
+            "OPTIONS /replica",
+            server_port=5432,
+            check_port=lambda s: s.patroni.rest_port,
+            sessions="long",
+            up="any",
+        ),
     )
 
     def enabled(self, host: Host) -> bool:
@@ -242,9 +265,13 @@ class Patroni(DBComponent):
     def validate(self, settings) -> list[tuple[str, str]]:
         p = settings.patroni
         if p.loop_wait + 2 * p.retry_timeout > p.ttl:
-            return [("settings.patroni.ttl",
-                     f"Patroni's rule loop_wait + 2 * retry_timeout <= ttl does not hold: "
-                     f"{p.loop_wait} + 2 * {p.retry_timeout} > {p.ttl}")]
+            return [
+                (
+                    "settings.patroni.ttl",
+                    f"Patroni's rule loop_wait + 2 * retry_timeout <= ttl does not hold: "
+                    f"{p.loop_wait} + 2 * {p.retry_timeout} > {p.ttl}",
+                )
+            ]
         if p.primary_port == p.replicas_port:
             return [("settings.patroni.replicas_port", "expected a port other than primary_port")]
         return []
@@ -260,18 +287,25 @@ class Patroni(DBComponent):
         steps: list[Step] = [
             Packages("patroni", "curl"),
             Directory("/etc/patroni"),
-            SecretFile(conf_path(p), config(ctx, p, memory_mb), owner="postgres", group="postgres",
-                       notify=("reload",)),
+            SecretFile(conf_path(p), config(ctx, p, memory_mb), owner="postgres", group="postgres", notify=("reload",)),
             Directory(f"/etc/systemd/system/{unit(p)}.service.d"),
-            File(f"/etc/systemd/system/{unit(p)}.service.d/mmdeploy.conf",
-                 ctx.render("patroni/unit.conf.j2"), then="systemctl daemon-reload"),
-            Command(f"start {unit(p)}" + ("" if host.name == first else f" (after {first})"),
-                    start_script(host, p, wait_for_init=host.name != first),
-                    unless=f"systemctl is-active {unit(p)} >/dev/null && systemctl is-enabled {unit(p)} >/dev/null",
-                    timeout=START_WAIT + SEED_TIMEOUT + 60),
-            Command(f"{host.name} runs under Patroni", running_script(host, p),
-                    unless=f"curl -s -o /dev/null -w '%{{http_code}}' -m 5 {rest_url(host, '/health')} | grep 200 >/dev/null",
-                    timeout=SEED_TIMEOUT + 60),
+            File(
+                f"/etc/systemd/system/{unit(p)}.service.d/mmdeploy.conf",
+                ctx.render("patroni/unit.conf.j2"),
+                then="systemctl daemon-reload",
+            ),
+            Command(
+                f"start {unit(p)}" + ("" if host.name == first else f" (after {first})"),
+                start_script(host, p, wait_for_init=host.name != first),
+                unless=f"systemctl is-active {unit(p)} >/dev/null && systemctl is-enabled {unit(p)} >/dev/null",
+                timeout=START_WAIT + SEED_TIMEOUT + 60,
+            ),
+            Command(
+                f"{host.name} runs under Patroni",
+                running_script(host, p),
+                unless=f"curl -s -o /dev/null -w '%{{http_code}}' -m 5 {rest_url(host, '/health')} | grep 200 >/dev/null",
+                timeout=SEED_TIMEOUT + 60,
+            ),
         ]
         if host.name == first:
             steps.append(DynamicConfig(p, dynamic(ctx.settings, memory_mb)))
@@ -287,8 +321,11 @@ class Patroni(DBComponent):
     def checks(self, inventory: Inventory):
         if not members(inventory):
             return []
-        return [Check("patroni: one leader, a synchronous standby, every member running",
-                      lambda: cluster_problem(inventory))]
+        return [
+            Check(
+                "patroni: one leader, a synchronous standby, every member running", lambda: cluster_problem(inventory)
+            )
+        ]
 
 
 def layout_problems(inventory: Inventory) -> list[tuple[str, str]]:
@@ -297,23 +334,33 @@ def layout_problems(inventory: Inventory) -> list[tuple[str, str]]:
     problems = []
     db = inventory.settings.database
     if inventory.pattern == "cluster" and db.engine != "postgresql":
-        problems.append(("settings.database.engine",
-                         "the cluster pattern fails over the database automatically, which here only "
-                         "PostgreSQL has (Patroni); the MySQL family has no packaged automatic failover, "
-                         "and Mattermost v11 requires PostgreSQL. Use engine postgresql, or the multi or "
-                         "single pattern (with inv failover-db)"))
+        problems.append(
+            (
+                "settings.database.engine",
+                "the cluster pattern fails over the database automatically, which here only "
+                "PostgreSQL has (Patroni); the MySQL family has no packaged automatic failover, "
+                "and Mattermost v11 requires PostgreSQL. Use engine postgresql, or the multi or "
+                "single pattern (with inv failover-db)",
+            )
+        )
         return problems
     if inventory.pattern == "cluster" and db.ha != "patroni":
-        problems.append(("settings.database.ha", "the cluster pattern has no human in the failover loop: "
-                                                 "expected patroni"))
+        problems.append(
+            ("settings.database.ha", "the cluster pattern has no human in the failover loop: expected patroni")
+        )
     if db.ha == "patroni" and db.engine != "postgresql":
         problems.append(("settings.database.ha", "patroni manages PostgreSQL only: use engine postgresql, or ha none"))
     if db.ha != "patroni" or db.engine != "postgresql":
         return problems
     for i, h in enumerate(inventory.hosts):
         if h.has("proxy") and h.has("db"):
-            problems.append((f"hosts.{i}.roles", f"{h.name} is a proxy and a DB host: HAProxy's PostgreSQL route "
-                                                 "and the server would both listen on it; keep them apart"))
+            problems.append(
+                (
+                    f"hosts.{i}.roles",
+                    f"{h.name} is a proxy and a DB host: HAProxy's PostgreSQL route "
+                    "and the server would both listen on it; keep them apart",
+                )
+            )
     return problems
 
 
@@ -327,14 +374,18 @@ def start_script(host: Host, p: Paths, wait_for_init: bool) -> str:
     if wait_for_init:
         from ..etcd import ETCDCTL
 
-        get = (f"{ETCDCTL} --endpoints=http://127.0.0.1:{host.settings.etcd.client_port} "
-               f"get --print-value-only {key} 2>/dev/null")
-        wait = (f"for i in $(seq {START_WAIT}); do\n"
-                f"  [ -n \"$({get})\" ] && break\n"
-                "  sleep 1\n"
-                "done\n"
-                f"[ -n \"$({get})\" ] || {{ echo 'the cluster was not initialised in etcd within {START_WAIT} s' >&2; "
-                "exit 1; }\n")
+        get = (
+            f"{ETCDCTL} --endpoints=http://127.0.0.1:{host.settings.etcd.client_port} "
+            f"get --print-value-only {key} 2>/dev/null"
+        )
+        wait = (
+            f"for i in $(seq {START_WAIT}); do\n"
+            f'  [ -n "$({get})" ] && break\n'
+            "  sleep 1\n"
+            "done\n"
+            f"[ -n \"$({get})\" ] || {{ echo 'the cluster was not initialised in etcd within {START_WAIT} s' >&2; "
+            "exit 1; }\n"
+        )
     return f"""set -e
 {wait}systemctl enable {unit(p)}
 systemctl start {unit(p)}
@@ -345,7 +396,7 @@ def running_script(host: Host, p: Paths) -> str:
     """Wait until Patroni reports this node's PostgreSQL running: the leader right after
     its start, a new replica once its copy of the leader is made (pg_basebackup)."""
     return f"""for i in $(seq {SEED_TIMEOUT}); do
-  [ "$(curl -s -o /dev/null -w '%{{http_code}}' -m 5 {rest_url(host, '/health')})" = 200 ] && exit 0
+  [ "$(curl -s -o /dev/null -w '%{{http_code}}' -m 5 {rest_url(host, "/health")})" = 200 ] && exit 0
   systemctl is-active {unit(p)} >/dev/null || {{ echo "{unit(p)} stopped: see journalctl -u {unit(p)}" >&2; exit 1; }}
   sleep 1
 done
@@ -379,8 +430,12 @@ class DynamicConfig(Step):
 
     def apply(self, remote: Remote, change: Change) -> None:
         body = yaml.safe_dump(self.wanted, sort_keys=True)
-        run_checked(remote, f"{ctl(self.paths)} edit-config --force --apply - <<'MMDEPLOY_YAML'\n{body}MMDEPLOY_YAML\n",
-                    self.name, timeout=self.timeout)
+        run_checked(
+            remote,
+            f"{ctl(self.paths)} edit-config --force --apply - <<'MMDEPLOY_YAML'\n{body}MMDEPLOY_YAML\n",
+            self.name,
+            timeout=self.timeout,
+        )
 
 
 def config_differences(current: dict, wanted: dict, prefix: str = "") -> list[str]:
@@ -413,8 +468,11 @@ class HandOver(Step):
 
     def check(self, facts: Mapping[str, Fact]) -> Change | None:
         pid = facts[self._probe].out.strip()
-        return Change(f"restart through Patroni (postgresql@ unit still runs it, pid {pid})") \
-            if pid not in ("", "0") else None
+        return (
+            Change(f"restart through Patroni (postgresql@ unit still runs it, pid {pid})")
+            if pid not in ("", "0")
+            else None
+        )
 
     def apply(self, remote: Remote, change: Change) -> None:
         from ..etcd import ETCDCTL
@@ -423,10 +481,12 @@ class HandOver(Step):
         etcdctl = f"{ETCDCTL} --endpoints=http://127.0.0.1:{h.settings.etcd.client_port}"
         marks = f"/mmdeploy-handover/{h.settings.patroni.scope}"
         field = "import json,sys; d=json.load(sys.stdin); "
-        run_checked(remote, f"""set -e
-role=$(curl -s -m 5 {rest_url(h, '/patroni')} | python3 -c '{field}print(d.get("role", ""))')
+        run_checked(
+            remote,
+            f"""set -e
+role=$(curl -s -m 5 {rest_url(h, "/patroni")} | python3 -c '{field}print(d.get("role", ""))')
 if [ "$role" = master ] || [ "$role" = primary ]; then
-  others=$(curl -s -m 5 {rest_url(h, '/cluster')} | python3 -c '{field}print(" ".join(
+  others=$(curl -s -m 5 {rest_url(h, "/cluster")} | python3 -c '{field}print(" ".join(
     m["name"] for m in d["members"] if m["name"] != "{h.name}" and m.get("state") == "running"))')
   for i in $(seq 240); do
     left=""
@@ -438,7 +498,7 @@ fi
 {ctl(p)} restart {h.settings.patroni.scope} {h.name} --force
 for i in $(seq 120); do
   if [ "$(systemctl show -p MainPID --value {p.unit})" = 0 ] && \\
-     [ "$(curl -s -o /dev/null -w '%{{http_code}}' -m 5 {rest_url(h, '/health')})" = 200 ]; then
+     [ "$(curl -s -o /dev/null -w '%{{http_code}}' -m 5 {rest_url(h, "/health")})" = 200 ]; then
     {etcdctl} put {marks}/{h.name} "$(date -Is)" >/dev/null
     exit 0
   fi
@@ -446,7 +506,10 @@ for i in $(seq 120); do
 done
 echo "{h.name} did not come back under Patroni within 120 s" >&2
 exit 1
-""", self.name, timeout=self.timeout)
+""",
+            self.name,
+            timeout=self.timeout,
+        )
 
 
 # --- verify -------------------------------------------------------------------------------
@@ -461,8 +524,9 @@ def cluster_view(inventory: Inventory) -> tuple[dict | None, str]:
     for h in members(inventory):
         remote = Remote(h, redact)
         try:
-            result = remote.run(f"curl -s -f -m 5 {shlex.quote(rest_url(h, '/cluster'))}", timeout=20,
-                                what="Patroni's cluster view")
+            result = remote.run(
+                f"curl -s -f -m 5 {shlex.quote(rest_url(h, '/cluster'))}", timeout=20, what="Patroni's cluster view"
+            )
         except MMDeployError as e:
             tried.append(f"{h.name}: {e}")
             continue
@@ -479,8 +543,7 @@ def cluster_problem(inventory: Inventory) -> str | None:
     view, tried = cluster_view(inventory)
     if view is None:
         return f"no Patroni member answers ({tried})"
-    return view_problem(view, [h.name for h in members(inventory)],
-                        inventory.settings.database.synchronous)
+    return view_problem(view, [h.name for h in members(inventory)], inventory.settings.database.synchronous)
 
 
 def view_problem(view: dict, names: list[str], synchronous: bool) -> str | None:
@@ -495,12 +558,16 @@ def view_problem(view: dict, names: list[str], synchronous: bool) -> str | None:
     if leader.get("state") != "running":
         return f"the leader {leader['name']} is {leader.get('state')}"
     problems = []
-    if synchronous and not any(m.get("role") == "sync_standby" and m.get("state") in ("running", "streaming")
-                               for m in by_name.values()):
+    if synchronous and not any(
+        m.get("role") == "sync_standby" and m.get("state") in ("running", "streaming") for m in by_name.values()
+    ):
         problems.append("no synchronous standby: commits wait for none")
     missing = [n for n in names if n not in by_name]
-    stopped = [f"{m['name']} ({m.get('state')})" for m in by_name.values()
-               if m is not leader and m.get("state") not in ("running", "streaming")]
+    stopped = [
+        f"{m['name']} ({m.get('state')})"
+        for m in by_name.values()
+        if m is not leader and m.get("state") not in ("running", "streaming")
+    ]
     if missing:
         problems.append(f"not in the cluster: {', '.join(missing)}")
     if stopped:

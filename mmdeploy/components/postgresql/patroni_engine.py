@@ -31,10 +31,12 @@ def patroni_probe(host: Host) -> str:
     """This node's own Patroni status and its view of the cluster, one JSON line each (the
     version in the unit's name as the node probe finds it: the setting, else the host's)."""
     own, cluster = (shlex.quote(rest_url(host, p)) for p in ("/patroni", "/cluster"))
-    return (f"{shell_version(host)}\n"
-            f"echo \"unit=$(systemctl is-active {unit(SHELL_PATHS)} 2>/dev/null)\"\n"
-            f"echo \"patroni=$(curl -s -m 3 {own})\"\n"
-            f"echo \"cluster=$(curl -s -m 3 {cluster})\"\n")
+    return (
+        f"{shell_version(host)}\n"
+        f'echo "unit=$(systemctl is-active {unit(SHELL_PATHS)} 2>/dev/null)"\n'
+        f'echo "patroni=$(curl -s -m 3 {own})"\n'
+        f'echo "cluster=$(curl -s -m 3 {cluster})"\n'
+    )
 
 
 def parse_patroni(text: str) -> tuple[str, dict, dict]:
@@ -84,9 +86,13 @@ class PatroniEngine(PGEngine):
         role = own.get("role") or member.get("role") or "-"
         if role == "replica" and host.name in sync_standbys(view):
             role = "sync_standby"
-        node.extra.update(patroni_role=role, patroni_state=own.get("state") or member.get("state") or "",
-                          patroni_unit=unit_state, pending_restart=bool(own.get("pending_restart")),
-                          patroni_view=view)
+        node.extra.update(
+            patroni_role=role,
+            patroni_state=own.get("state") or member.get("state") or "",
+            patroni_unit=unit_state,
+            pending_restart=bool(own.get("pending_restart")),
+            patroni_view=view,
+        )
         if node.role == "primary" and node.running:
             node.sync = f"leader; synchronous standby: {', '.join(sync_standbys(view)) or 'none'}"
         elif role == "sync_standby":
@@ -94,13 +100,19 @@ class PatroniEngine(PGEngine):
         lag = member.get("lag")
         # postgresql@V-main's state says nothing here (Patroni runs the server), and a
         # replica's own timeline is Patroni's (its control file lags until a restartpoint).
-        detail = [d for d in node.detail.split(", ") if d and not d.startswith("unit ")
-                  and not (d.startswith("timeline ") and member.get("timeline"))]
+        detail = [
+            d
+            for d in node.detail.split(", ")
+            if d and not d.startswith("unit ") and not (d.startswith("timeline ") and member.get("timeline"))
+        ]
         if member.get("timeline"):
             detail.insert(0, f"timeline {member['timeline']}")
-        parts = [f"patroni {unit_state or '?'}: {role} {node.extra['patroni_state'] or '(not answering)'}",
-                 f"lag {lag} bytes" if isinstance(lag, int) else "",
-                 "PENDING RESTART" if node.extra["pending_restart"] else "", *detail]
+        parts = [
+            f"patroni {unit_state or '?'}: {role} {node.extra['patroni_state'] or '(not answering)'}",
+            f"lag {lag} bytes" if isinstance(lag, int) else "",
+            "PENDING RESTART" if node.extra["pending_restart"] else "",
+            *detail,
+        ]
         node.detail = ", ".join(p for p in parts if p)
         return node
 
@@ -112,8 +124,10 @@ class PatroniEngine(PGEngine):
 
     # Patroni moves the primary; these would fight it.
     def _refuse(self, *_args, **_kwargs):
-        raise MMDeployError("the DB tier is managed by Patroni (database.ha: patroni): it fences, promotes "
-                            "and re-points by itself; use inv failover-db / db.rejoin, which ask Patroni")
+        raise MMDeployError(
+            "the DB tier is managed by Patroni (database.ha: patroni): it fences, promotes "
+            "and re-points by itself; use inv failover-db / db.rejoin, which ask Patroni"
+        )
 
     fence = stop_and_mask = promote = attach = repoint = rejoin = _refuse
 
@@ -121,15 +135,23 @@ class PatroniEngine(PGEngine):
         """Planned: the leader stops cleanly (its last WAL reaches the candidate) and the
         candidate takes the lock; the old leader follows it."""
         scope = remote.host.settings.patroni.scope
-        return run_checked(remote, f"{ctl(self._paths(remote))} switchover {scope} --leader {leader.name} "
-                                   f"--candidate {candidate.name} --force",
-                           f"Patroni switchover {leader.name} -> {candidate.name}", timeout=120).stdout
+        return run_checked(
+            remote,
+            f"{ctl(self._paths(remote))} switchover {scope} --leader {leader.name} "
+            f"--candidate {candidate.name} --force",
+            f"Patroni switchover {leader.name} -> {candidate.name}",
+            timeout=120,
+        ).stdout
 
     def failover_to(self, remote: Remote, candidate: Host) -> str:
         """Unplanned (--force): promote `candidate` now, whether the leader answers or not."""
         scope = remote.host.settings.patroni.scope
-        return run_checked(remote, f"{ctl(self._paths(remote))} failover {scope} --candidate {candidate.name} --force",
-                           f"Patroni failover to {candidate.name}", timeout=120).stdout
+        return run_checked(
+            remote,
+            f"{ctl(self._paths(remote))} failover {scope} --candidate {candidate.name} --force",
+            f"Patroni failover to {candidate.name}",
+            timeout=120,
+        ).stdout
 
     def start_member(self, remote: Remote) -> None:
         """Patroni on a node that stopped (a host back from a crash): it rewinds the old
@@ -140,8 +162,12 @@ class PatroniEngine(PGEngine):
     def reinitialize(self, remote: Remote, member: Host) -> None:
         """A fresh copy of the leader when a rewind cannot bring the node back."""
         scope = remote.host.settings.patroni.scope
-        run_checked(remote, f"{ctl(self._paths(remote))} reinit {scope} {member.name} --force --wait",
-                    f"Patroni reinitialize {member.name}", timeout=SEED_TIMEOUT)
+        run_checked(
+            remote,
+            f"{ctl(self._paths(remote))} reinit {scope} {member.name} --force --wait",
+            f"Patroni reinitialize {member.name}",
+            timeout=SEED_TIMEOUT,
+        )
 
     def routes(self, inventory: Inventory) -> tuple[str, list[str]]:
         """Where the clients connect: HAProxy's leader and replica routes on the site's

@@ -79,11 +79,28 @@ def parse_probe(host: Host, fact: Fact) -> NodeState:
     for row in lists["replica"]:
         name, address, replication, sync_state, _flush = (row.split(",") + [""] * 5)[:5]
         replicas.append(f"{name}({address}) {replication} {sync_state}")
-    state = NodeState(host=host, reachable=True, running=running, role=role,
-                      writable=running and not in_recovery and values.get("read_only") == "off",
-                      fenced=fenced)
-    state.extra = {k: values.get(k, "") for k in ("sysid", "cluster_state", "conf_primary", "conf_upstream",
-                                                     "unit", "timeline", "installed", "data", "version")}
+    state = NodeState(
+        host=host,
+        reachable=True,
+        running=running,
+        role=role,
+        writable=running and not in_recovery and values.get("read_only") == "off",
+        fenced=fenced,
+    )
+    state.extra = {
+        k: values.get(k, "")
+        for k in (
+            "sysid",
+            "cluster_state",
+            "conf_primary",
+            "conf_upstream",
+            "unit",
+            "timeline",
+            "installed",
+            "data",
+            "version",
+        )
+    }
     state.has_data = values.get("data") == "1" and bool(values.get("conf_primary"))  # not a bare stub
     state.named_primary = values.get("conf_primary") or None
     state.extra["slots"] = [s.split(",")[0] for s in lists["slot"]]
@@ -92,7 +109,9 @@ def parse_probe(host: Host, fact: Fact) -> NodeState:
         state.received = state.applied = lsn(values.get("lsn", ""))
         state.replicas = replicas
         names = values.get("sync_names", "")
-        state.sync = f"synchronous: {names} (synchronous_commit={values.get('sync_commit')})" if names else "asynchronous"
+        state.sync = (
+            f"synchronous: {names} (synchronous_commit={values.get('sync_commit')})" if names else "asynchronous"
+        )
         state.lag_seconds = 0.0
     elif role == "replica":
         state.upstream = values.get("conf_upstream") or None
@@ -101,12 +120,17 @@ def parse_probe(host: Host, fact: Fact) -> NodeState:
         state.received = max(p for p in (received, replayed, -1) if p is not None) if running else None
         if running:
             age = values.get("replay_age") or "0"
-            state.lag_seconds = 0.0 if received is None or replayed is None or received <= replayed else round(float(age), 1)
+            state.lag_seconds = (
+                0.0 if received is None or replayed is None or received <= replayed else round(float(age), 1)
+            )
         receiver = (lists["receiver"] or [","])[0].split(",")
         state.sync = f"receiver {receiver[1] or 'down'} from {receiver[0] or '-'}"
         state.streaming = running and receiver[1] == "streaming"
-    detail = [f"timeline {values['timeline']}" if values.get("timeline") else "",
-              "FENCED" if fenced else "", f"unit {values.get('unit', '?')}"]
+    detail = [
+        f"timeline {values['timeline']}" if values.get("timeline") else "",
+        "FENCED" if fenced else "",
+        f"unit {values.get('unit', '?')}",
+    ]
     if not running and values.get("cluster_state"):
         detail.append(f"state: {values['cluster_state']}")
     state.detail = ", ".join(d for d in detail if d)

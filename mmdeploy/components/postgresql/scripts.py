@@ -32,8 +32,9 @@ systemctl start {p.unit}
 
 def write_topology(remote: Remote, p: Paths, primary: Host, replicas: list[Host]) -> None:
     host = remote.host
-    File(f"{p.conf}/conf.d/{TOPOLOGY}", topology_conf(host, primary, replicas),
-         owner="postgres", group="postgres").apply(remote, Change("update"))
+    File(
+        f"{p.conf}/conf.d/{TOPOLOGY}", topology_conf(host, primary, replicas), owner="postgres", group="postgres"
+    ).apply(remote, Change("update"))
 
 
 def psql(remote: Remote, sql: str, what: str) -> str:
@@ -44,7 +45,9 @@ def psql(remote: Remote, sql: str, what: str) -> str:
 def slots_sql(peers: list[Host]) -> str:
     return "\n".join(
         f"select pg_create_physical_replication_slot('{slot_name(h)}', true) where not exists "
-        f"(select 1 from pg_replication_slots where slot_name = '{slot_name(h)}');" for h in peers)
+        f"(select 1 from pg_replication_slots where slot_name = '{slot_name(h)}');"
+        for h in peers
+    )
 
 
 def role_steps(ctx, on_replica: str = "fail") -> list[SQL]:
@@ -60,36 +63,55 @@ def role_steps(ctx, on_replica: str = "fail") -> list[SQL]:
         return f"select 1 where pg_is_in_recovery() or exists ({query})" if on_replica == "skip" else query
 
     return [
-        SQL(f"role {REPLICATION_USER}", "postgresql",
+        SQL(
+            f"role {REPLICATION_USER}",
+            "postgresql",
             f"CREATE ROLE {REPLICATION_USER} WITH REPLICATION LOGIN PASSWORD '{quote(repl_password)}';\n"
             # pg_rewind reads the new primary's files through these, without superuser.
-            + "".join(f"GRANT EXECUTE ON FUNCTION pg_catalog.{f} TO {REPLICATION_USER};\n" for f in (
-                "pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)",
-                "pg_read_binary_file(text)", "pg_read_binary_file(text, bigint, bigint, boolean)")),
-            guard=guard(f"select 1 from pg_roles where rolname = '{REPLICATION_USER}'")),
-        SQL(f"role {USER}", "postgresql", f"CREATE ROLE {USER} WITH LOGIN PASSWORD '{quote(password)}';",
-            guard=guard(f"select 1 from pg_roles where rolname = '{USER}'")),
-        SQL(f"database {DATABASE}", "postgresql",
+            + "".join(
+                f"GRANT EXECUTE ON FUNCTION pg_catalog.{f} TO {REPLICATION_USER};\n"
+                for f in (
+                    "pg_ls_dir(text, boolean, boolean)",
+                    "pg_stat_file(text, boolean)",
+                    "pg_read_binary_file(text)",
+                    "pg_read_binary_file(text, bigint, bigint, boolean)",
+                )
+            ),
+            guard=guard(f"select 1 from pg_roles where rolname = '{REPLICATION_USER}'"),
+        ),
+        SQL(
+            f"role {USER}",
+            "postgresql",
+            f"CREATE ROLE {USER} WITH LOGIN PASSWORD '{quote(password)}';",
+            guard=guard(f"select 1 from pg_roles where rolname = '{USER}'"),
+        ),
+        SQL(
+            f"database {DATABASE}",
+            "postgresql",
             f"CREATE DATABASE {DATABASE} OWNER {USER} ENCODING 'UTF8' TEMPLATE template0;",
-            guard=guard(f"select 1 from pg_database where datname = '{DATABASE}'")),
+            guard=guard(f"select 1 from pg_database where datname = '{DATABASE}'"),
+        ),
         # The postgres exporter's login: read-only statistics.
-        SQL(f"role {monitor}", "postgresql",
-            f"CREATE ROLE {monitor} WITH LOGIN PASSWORD '{quote(monitor_password)}';\n"
-            f"GRANT pg_monitor TO {monitor};",
-            guard=guard(f"select 1 from pg_roles where rolname = '{monitor}'")),
+        SQL(
+            f"role {monitor}",
+            "postgresql",
+            f"CREATE ROLE {monitor} WITH LOGIN PASSWORD '{quote(monitor_password)}';\nGRANT pg_monitor TO {monitor};",
+            guard=guard(f"select 1 from pg_roles where rolname = '{monitor}'"),
+        ),
     ]
-
 
 
 def stop_script(unit: str, within: int = 60) -> str:
     """Stop the server with its unit (pg_ctlcluster's fast shutdown); if that does not end
     within `within` seconds (a backend stuck on a dead client), kill it: what it held is
     on the replicas already, and a killed node recovers (or is rewound) on start."""
-    return (f"if ! timeout {within} systemctl stop {unit}; then\n"
-            f"  echo '{unit} did not stop within {within} s: killed' >&2\n"
-            f"  systemctl kill --signal=SIGKILL {unit} || true\n"
-            f"  timeout 30 systemctl stop {unit}\n"
-            "fi")
+    return (
+        f"if ! timeout {within} systemctl stop {unit}; then\n"
+        f"  echo '{unit} did not stop within {within} s: killed' >&2\n"
+        f"  systemctl kill --signal=SIGKILL {unit} || true\n"
+        f"  timeout 30 systemctl stop {unit}\n"
+        "fi"
+    )
 
 
 def quote(value: str) -> str:

@@ -31,8 +31,9 @@ STORAGE = Role("storage", "S3 file storage nodes", {"multi": 2, "cluster": 4})
 # The S3 credentials of Mattermost's bucket. Mattermost's component declares the very same
 # Secret objects (name, doc and generate equal) for FileSettings.AmazonS3AccessKeyId and
 # AmazonS3SecretAccessKey; the registry accepts a secret declared identically twice.
-ACCESS_KEY = Secret("storage_access_key", "the S3 access key of Mattermost's file storage bucket",
-                    pattern=r"[A-Za-z0-9._-]{3,128}")
+ACCESS_KEY = Secret(
+    "storage_access_key", "the S3 access key of Mattermost's file storage bucket", pattern=r"[A-Za-z0-9._-]{3,128}"
+)
 SECRET_KEY = Secret("storage_secret_key", "the S3 secret key of Mattermost's file storage bucket")
 
 # Where the bucket helper (s3.py, the same file verify imports) lives on storage hosts.
@@ -113,8 +114,9 @@ class SeaweedLayout:
 def tiebreaker_host(inventory: Inventory) -> Host | None:
     """The host that completes two storage hosts: the first job server or monitoring host
     that is not a storage host."""
-    return next((h for h in inventory.hosts if (h.has("jobserver") or h.has("monitoring"))
-                 and not h.has("storage")), None)
+    return next(
+        (h for h in inventory.hosts if (h.has("jobserver") or h.has("monitoring")) and not h.has("storage")), None
+    )
 
 
 def seaweed_layout(inventory: Inventory) -> SeaweedLayout:
@@ -156,28 +158,54 @@ def layout_problems(inventory: Inventory) -> list[tuple[str, str]]:
         # MinIO's erasure code sizing guide: with fewer than 4 servers, losing one server
         # stops writes (2 or 3) or loses everything (1 is fine only without redundancy).
         if 2 <= len(storage) < 4:
-            problems.append((first, f"MinIO keeps taking uploads with one server down only from 4 servers "
-                                    f"(its erasure code sizing guide); {len(storage)} storage hosts cannot "
-                                    "survive losing one: use storage.server: seaweedfs, or 4 or more storage hosts"))
+            problems.append(
+                (
+                    first,
+                    f"MinIO keeps taking uploads with one server down only from 4 servers "
+                    f"(its erasure code sizing guide); {len(storage)} storage hosts cannot "
+                    "survive losing one: use storage.server: seaweedfs, or 4 or more storage hosts",
+                )
+            )
         if s.replication is not None:
-            problems.append(("settings.storage.replication", "is a SeaweedFS setting; MinIO protects data with erasure coding"))
+            problems.append(
+                ("settings.storage.replication", "is a SeaweedFS setting; MinIO protects data with erasure coding")
+            )
     else:
         layout = seaweed_layout(inventory)
         if len(storage) == 2 and layout.tiebreaker is None:
-            problems.append((first, "2 storage hosts survive the loss of one only with a third SeaweedFS master and "
-                                    "volume server, which runs on the job server or monitoring host: give a host that "
-                                    "is not a storage host the role jobserver or monitoring, or add a third storage host"))
+            problems.append(
+                (
+                    first,
+                    "2 storage hosts survive the loss of one only with a third SeaweedFS master and "
+                    "volume server, which runs on the job server or monitoring host: give a host that "
+                    "is not a storage host the role jobserver or monitoring, or add a third storage host",
+                )
+            )
         wanted = copies(layout.replication)
         if len(storage) >= 2 and wanted < 2:
-            problems.append(("settings.storage.replication", f"{layout.replication} keeps one copy of each file: losing a "
-                                                             "storage host loses files; use 001 (two copies)"))
+            problems.append(
+                (
+                    "settings.storage.replication",
+                    f"{layout.replication} keeps one copy of each file: losing a "
+                    "storage host loses files; use 001 (two copies)",
+                )
+            )
         if len(layout.volumes) == 1 and wanted > 1:
-            problems.append(("settings.storage.replication", f"{layout.replication} keeps {wanted} copies, on different "
-                                                             "volume servers; one storage host has one: use 000"))
+            problems.append(
+                (
+                    "settings.storage.replication",
+                    f"{layout.replication} keeps {wanted} copies, on different "
+                    "volume servers; one storage host has one: use 000",
+                )
+            )
         elif len(layout.volumes) > 1 and len(layout.volumes) - 1 < wanted and not problems:
-            problems.append(("settings.storage.replication",
-                             f"{layout.replication} keeps {wanted} copies on different volume servers: with one of the "
-                             f"{len(layout.volumes)} down, new uploads cannot be placed; use 001 or add storage hosts"))
+            problems.append(
+                (
+                    "settings.storage.replication",
+                    f"{layout.replication} keeps {wanted} copies on different volume servers: with one of the "
+                    f"{len(layout.volumes)} down, new uploads cannot be placed; use 001 or add storage hosts",
+                )
+            )
     return problems
 
 
@@ -186,19 +214,22 @@ def release(settings: Any, name: str, default_version: str | None) -> Artifact:
     s = settings.storage
     version = s.version or default_version
     if not version:
-        raise MMDeployError("settings.storage.version is required for MinIO: its RELEASE tag, e.g. "
-                            "RELEASE.2025-09-07T16-13-09Z (no default: its community binaries are no longer published)")
+        raise MMDeployError(
+            "settings.storage.version is required for MinIO: its RELEASE tag, e.g. "
+            "RELEASE.2025-09-07T16-13-09Z (no default: its community binaries are no longer published)"
+        )
     if not s.sha256:
         what = "minio binary" if s.server == "minio" else "SeaweedFS release archive (linux_amd64.tar.gz)"
-        raise MMDeployError(f"settings.storage.sha256 is required: the SHA-256 of the {what} "
-                            f"{s.url or release_url(s)}")
+        raise MMDeployError(f"settings.storage.sha256 is required: the SHA-256 of the {what} {s.url or release_url(s)}")
     return Artifact(name, version, s.url or release_url(s), s.sha256)
 
 
 def release_url(s: Any) -> str:
     if s.server == "minio":
         return f"https://dl.min.io/server/minio/release/linux-amd64/archive/minio.{s.version or 'RELEASE...'}"
-    return f"https://github.com/seaweedfs/seaweedfs/releases/download/{s.version or SEAWEEDFS_VERSION}/linux_amd64.tar.gz"
+    return (
+        f"https://github.com/seaweedfs/seaweedfs/releases/download/{s.version or SEAWEEDFS_VERSION}/linux_amd64.tar.gz"
+    )
 
 
 # --- the bucket ------------------------------------------------------------------------
@@ -208,10 +239,11 @@ def bucket_steps(settings: Any, host: Host, credentials: str) -> list:
     """Mattermost's bucket, created through the S3 API of this host's gateway with the
     credentials read from the server's config file on the host (`credentials`)."""
     s = settings.storage
-    args = " ".join(shlex.quote(a) for a in (host.private_address, str(s3_port(settings)), s.region, s.bucket, credentials))
+    args = " ".join(
+        shlex.quote(a) for a in (host.private_address, str(s3_port(settings)), s.region, s.bucket, credentials)
+    )
     # The gateway may still be connecting to its filer or peers right after a start.
-    create = (f"for i in $(seq 30); do python3 {HELPER} bucket create {args} && exit 0; sleep 2; done\n"
-              f"exit 1\n")
+    create = f"for i in $(seq 30); do python3 {HELPER} bucket create {args} && exit 0; sleep 2; done\nexit 1\n"
     return [
         Packages("python3"),
         Directory(str(Path(HELPER).parent)),
@@ -226,11 +258,13 @@ def bucket_steps(settings: Any, host: Host, credentials: str) -> list:
 def s3_checks(inventory: Inventory, gateways: list[Host]) -> list[Check]:
     """Every gateway serves signed requests on the bucket and refuses anonymous ones; what
     one gateway wrote, every other reads."""
-    checks = [Check(f"S3 on {h.name}: signed requests served, anonymous refused", _gateway(inventory, h))
-              for h in gateways]
+    checks = [
+        Check(f"S3 on {h.name}: signed requests served, anonymous refused", _gateway(inventory, h)) for h in gateways
+    ]
     if len(gateways) > 1:
-        checks.append(Check("S3: a file written through one gateway reads through every other",
-                            _across(inventory, gateways)))
+        checks.append(
+            Check("S3: a file written through one gateway reads through every other", _across(inventory, gateways))
+        )
     return checks
 
 
@@ -279,5 +313,3 @@ def _across(inventory: Inventory, gateways: list[Host]):
         return None
 
     return check
-
-

@@ -93,12 +93,17 @@ def hosts_entries(inventory: Inventory) -> Command:
     block = hosts_block(inventory)
     wanted = shlex.quote(block)
     mark = shlex.quote(f" {HOSTS_MARK}$")
-    script = (f"set -e\ntmp=$(mktemp)\ntrap 'rm -f \"$tmp\"' EXIT\n"
-              f"grep -v {mark} /etc/hosts > \"$tmp\" || true\nprintf '%s' {wanted} >> \"$tmp\"\n"
-              f"cat \"$tmp\" > /etc/hosts\n")
+    script = (
+        f"set -e\ntmp=$(mktemp)\ntrap 'rm -f \"$tmp\"' EXIT\n"
+        f'grep -v {mark} /etc/hosts > "$tmp" || true\nprintf \'%s\' {wanted} >> "$tmp"\n'
+        f'cat "$tmp" > /etc/hosts\n'
+    )
     # $(...) drops the final newline, so the block is compared without its own.
-    return Command("MinIO host names in /etc/hosts", script,
-                   unless=f"test \"$(grep {mark} /etc/hosts)\" = {shlex.quote(block.rstrip())}")
+    return Command(
+        "MinIO host names in /etc/hosts",
+        script,
+        unless=f'test "$(grep {mark} /etc/hosts)" = {shlex.quote(block.rstrip())}',
+    )
 
 
 class MinIO(Component):
@@ -121,11 +126,16 @@ class MinIO(Component):
             User(USER, home=data),
             Binary(artifact(s), binary(s), fetch_on_host=s.storage.fetch_on_host, notify=restart),
             Directory(data, owner=USER, group=USER, mode="0750"),
-            *[Directory(f"{data}/data{i}", owner=USER, group=USER, mode="0750")
-              for i in range(1, s.storage.minio_drives + 1)],
+            *[
+                Directory(f"{data}/data{i}", owner=USER, group=USER, mode="0750")
+                for i in range(1, s.storage.minio_drives + 1)
+            ],
             SecretFile(ENV_FILE, environment(ctx), group=USER, mode="0640", notify=restart),
-            unit("minio.service", ctx.render("minio/minio.service.j2", minio=binary(s), env_file=ENV_FILE,
-                                             user=USER, workdir=data), notify=restart),
+            unit(
+                "minio.service",
+                ctx.render("minio/minio.service.j2", minio=binary(s), env_file=ENV_FILE, user=USER, workdir=data),
+                notify=restart,
+            ),
             Service("minio"),
         ]
         if len(ctx.inventory.with_role("storage")) > 1:
@@ -142,11 +152,16 @@ class MinIO(Component):
         if not servers:
             return []
         port = common.s3_port(inventory.settings)
-        return [*(Check(f"MinIO live on {h.name}", _answers(f"http://{h.address}:{port}/minio/health/live"))
-                  for h in servers),
-                Check("MinIO cluster has write quorum",
-                      _answers(f"http://{servers[0].address}:{port}/minio/health/cluster")),
-                *common.s3_checks(inventory, servers)]
+        return [
+            *(
+                Check(f"MinIO live on {h.name}", _answers(f"http://{h.address}:{port}/minio/health/live"))
+                for h in servers
+            ),
+            Check(
+                "MinIO cluster has write quorum", _answers(f"http://{servers[0].address}:{port}/minio/health/cluster")
+            ),
+            *common.s3_checks(inventory, servers),
+        ]
 
 
 def _answers(url: str):

@@ -29,9 +29,17 @@ def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
 
-def signed_headers(method: str, host: str, path: str, query: dict[str, str], region: str,
-                   access_key: str, secret_key: str, payload_sha256: str = EMPTY_SHA256,
-                   now: datetime.datetime | None = None) -> dict[str, str]:
+def signed_headers(
+    method: str,
+    host: str,
+    path: str,
+    query: dict[str, str],
+    region: str,
+    access_key: str,
+    secret_key: str,
+    payload_sha256: str = EMPTY_SHA256,
+    now: datetime.datetime | None = None,
+) -> dict[str, str]:
     """The headers that sign one request with SigV4 (service s3). `path` is the raw
     object path (/bucket/key); it is URI-encoded here exactly as it goes on the wire."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
@@ -39,16 +47,23 @@ def signed_headers(method: str, host: str, path: str, query: dict[str, str], reg
     headers = {"host": host, "x-amz-content-sha256": payload_sha256, "x-amz-date": amz_date}
     canonical_query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items()))
     names = sorted(headers)
-    canonical = "\n".join([
-        method, quote(path, safe="/-_.~"), canonical_query,
-        "".join(f"{n}:{headers[n].strip()}\n" for n in names), ";".join(names), payload_sha256,
-    ])
+    canonical = "\n".join(
+        [
+            method,
+            quote(path, safe="/-_.~"),
+            canonical_query,
+            "".join(f"{n}:{headers[n].strip()}\n" for n in names),
+            ";".join(names),
+            payload_sha256,
+        ]
+    )
     scope = f"{day}/{region}/s3/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
     key = _hmac(_hmac(_hmac(_hmac(f"AWS4{secret_key}".encode(), day), region), "s3"), "aws4_request")
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
-                                f"SignedHeaders={';'.join(names)}, Signature={signature}")
+    headers["authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={';'.join(names)}, Signature={signature}"
+    )
     return headers
 
 
@@ -56,8 +71,15 @@ class Client:
     """Path-style S3 requests to http://address:port. Without credentials a request is
     anonymous (which the storage layer must refuse)."""
 
-    def __init__(self, address: str, port: int, region: str = "us-east-1",
-                 access_key: str | None = None, secret_key: str | None = None, timeout: float = 10):
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        region: str = "us-east-1",
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        timeout: float = 10,
+    ):
         self.address, self.port, self.region = address, port, region
         self.access_key, self.secret_key, self.timeout = access_key, secret_key, timeout
 
@@ -65,14 +87,23 @@ class Client:
     def host(self) -> str:
         return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
 
-    def request(self, method: str, bucket: str = "", key: str = "", body: bytes = b"",
-                query: dict[str, str] | None = None) -> tuple[int, bytes]:
+    def request(
+        self, method: str, bucket: str = "", key: str = "", body: bytes = b"", query: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
         path = "/" + bucket + ("/" + key if key else "")
         query = query or {}
         headers = {}
         if self.access_key and self.secret_key:
-            headers = signed_headers(method, self.host, path, query, self.region, self.access_key,
-                                     self.secret_key, hashlib.sha256(body).hexdigest())
+            headers = signed_headers(
+                method,
+                self.host,
+                path,
+                query,
+                self.region,
+                self.access_key,
+                self.secret_key,
+                hashlib.sha256(body).hexdigest(),
+            )
         url = quote(path, safe="/-_.~")
         if query:
             url += "?" + "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items()))
@@ -101,8 +132,10 @@ class Client:
             return
         body = b""
         if self.region != "us-east-1":  # S3's rule: any other region is named in the body
-            body = (f'<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-                    f"<LocationConstraint>{self.region}</LocationConstraint></CreateBucketConfiguration>").encode()
+            body = (
+                f'<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                f"<LocationConstraint>{self.region}</LocationConstraint></CreateBucketConfiguration>"
+            ).encode()
         status, answer = self.request("PUT", bucket, body=body)
         if status == 200 or (status == 409 and b"BucketAlreadyOwnedByYou" in answer):
             return

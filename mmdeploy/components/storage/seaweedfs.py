@@ -51,7 +51,9 @@ STOP_TIMEOUT = 20
 
 JWT_VOLUME = Secret("seaweedfs_jwt_key", "SeaweedFS: signs writes to volume servers (security.toml jwt.signing.key)")
 JWT_FILER = Secret("seaweedfs_filer_jwt_key", "SeaweedFS: signs writes to filers (jwt.filer_signing.key)")
-JWT_FILER_READ = Secret("seaweedfs_filer_read_jwt_key", "SeaweedFS: signs reads from filers (jwt.filer_signing.read.key)")
+JWT_FILER_READ = Secret(
+    "seaweedfs_filer_read_jwt_key", "SeaweedFS: signs reads from filers (jwt.filer_signing.read.key)"
+)
 
 
 def enabled(inventory: Inventory) -> bool:
@@ -102,23 +104,50 @@ def command_args(server: str, host: Host, inventory: Inventory) -> list[str]:
         peers = masters if len(plan.masters) > 1 else "none"
         # The HTTP API (assign, grow, delete a collection) answers only SeaweedFS's hosts.
         allowed = ",".join(["127.0.0.1", *(h.private_address for h in plan.hosts)])
-        args = [f"-ip={ip}", f"-ip.bind={ip}", f"-port={MASTER_PORT}", f"-mdir={data}/master",
-                f"-peers={peers}", f"-defaultReplication={plan.replication}",
-                f"-volumeSizeLimitMB={s.storage.volume_size_limit_mb}", f"-whiteList={allowed}",
-                "-telemetry=false"]
+        args = [
+            f"-ip={ip}",
+            f"-ip.bind={ip}",
+            f"-port={MASTER_PORT}",
+            f"-mdir={data}/master",
+            f"-peers={peers}",
+            f"-defaultReplication={plan.replication}",
+            f"-volumeSizeLimitMB={s.storage.volume_size_limit_mb}",
+            f"-whiteList={allowed}",
+            "-telemetry=false",
+        ]
     elif server == "volume":
-        args = [f"-ip={ip}", f"-ip.bind={ip}", f"-port={VOLUME_PORT}", f"-dir={data}/volume",
-                f"-max={s.storage.max_volumes}", f"-master={masters}",
-                f"-dataCenter={DATA_CENTER}", f"-rack={RACK}"]
+        args = [
+            f"-ip={ip}",
+            f"-ip.bind={ip}",
+            f"-port={VOLUME_PORT}",
+            f"-dir={data}/volume",
+            f"-max={s.storage.max_volumes}",
+            f"-master={masters}",
+            f"-dataCenter={DATA_CENTER}",
+            f"-rack={RACK}",
+        ]
     elif server == "filer":
-        args = [f"-ip={ip}", f"-ip.bind={ip}", f"-port={FILER_PORT}", f"-master={masters}",
-                f"-defaultStoreDir={data}/filer", f"-defaultReplicaPlacement={plan.replication}",
-                f"-dataCenter={DATA_CENTER}"]
+        args = [
+            f"-ip={ip}",
+            f"-ip.bind={ip}",
+            f"-port={FILER_PORT}",
+            f"-master={masters}",
+            f"-defaultStoreDir={data}/filer",
+            f"-defaultReplicaPlacement={plan.replication}",
+            f"-dataCenter={DATA_CENTER}",
+        ]
     else:
         # Its own host's filer first, the others as fallbacks.
         filers = [host, *(h for h in plan.storage if h != host)]
-        args = [f"-ip.bind={ip}", f"-port={common.s3_port(s)}", f"-filer={addresses(filers, FILER_PORT)}",
-                f"-config={S3_CONFIG}", "-port.iceberg=0", "-port.lance=0", "-iam=false"]
+        args = [
+            f"-ip.bind={ip}",
+            f"-port={common.s3_port(s)}",
+            f"-filer={addresses(filers, FILER_PORT)}",
+            f"-config={S3_CONFIG}",
+            "-port.iceberg=0",
+            "-port.lance=0",
+            "-iam=false",
+        ]
     return ["-logtostderr=true", server, *args, f"-metricsPort={METRICS[server]}"]
 
 
@@ -127,24 +156,36 @@ def unit_name(server: str) -> str:
 
 
 def render_unit(ctx: Context, server: str) -> str:
-    return ctx.render("seaweedfs/seaweedfs.service.j2", server=server, weed=weed(ctx.settings),
-                      args=command_args(server, ctx.host, ctx.inventory), env_file=ENV_FILE,
-                      workdir=data_dir(ctx.settings), nofile=nofile(ctx), stop_timeout=STOP_TIMEOUT)
+    return ctx.render(
+        "seaweedfs/seaweedfs.service.j2",
+        server=server,
+        weed=weed(ctx.settings),
+        args=command_args(server, ctx.host, ctx.inventory),
+        env_file=ENV_FILE,
+        workdir=data_dir(ctx.settings),
+        nofile=nofile(ctx),
+        stop_timeout=STOP_TIMEOUT,
+    )
 
 
 def s3_config(ctx: Context) -> str:
     """The S3 gateway's identities: Mattermost's key pair, allowed everything on this
     server (creating its bucket needs Admin); nobody else, so anonymous requests get 403."""
-    identity = {"name": "mattermost",
-                "credentials": [{"accessKey": ctx.secrets.get(ACCESS_KEY), "secretKey": ctx.secrets.get(SECRET_KEY)}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
+    identity = {
+        "name": "mattermost",
+        "credentials": [{"accessKey": ctx.secrets.get(ACCESS_KEY), "secretKey": ctx.secrets.get(SECRET_KEY)}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
     return json.dumps({"identities": [identity]}, indent=2) + "\n"
 
 
 def env_file(ctx: Context) -> str:
     """The JWT keys of security.toml, as the environment variables SeaweedFS reads them from."""
-    values = {"WEED_JWT_SIGNING_KEY": JWT_VOLUME, "WEED_JWT_FILER_SIGNING_KEY": JWT_FILER,
-              "WEED_JWT_FILER_SIGNING_READ_KEY": JWT_FILER_READ}
+    values = {
+        "WEED_JWT_SIGNING_KEY": JWT_VOLUME,
+        "WEED_JWT_FILER_SIGNING_KEY": JWT_FILER,
+        "WEED_JWT_FILER_SIGNING_READ_KEY": JWT_FILER_READ,
+    }
     # A systemd EnvironmentFile: double-quoted, backslash and quote escaped (any key reads back).
     lines = ["# Managed by mmdeploy (components/storage/seaweedfs.py): SeaweedFS's JWT signing keys."]
     for name, secret in values.items():
@@ -161,14 +202,16 @@ def ready_probe(server: str, host: Host, settings: Any) -> str:
     sends the masters its heartbeats, a filer reads its store, a gateway listens."""
     ip = host.private_address
     if server == "master":
-        return f"curl -fsS --max-time 5 http://{ip}:{MASTER_PORT}/cluster/status | grep '\"Leader\":\"[^\"]' >/dev/null"
+        return f'curl -fsS --max-time 5 http://{ip}:{MASTER_PORT}/cluster/status | grep \'"Leader":"[^"]\' >/dev/null'
     port = {"volume": VOLUME_PORT, "filer": FILER_PORT, "s3": common.s3_port(settings)}[server]
     return f"curl -fsS --max-time 5 -o /dev/null http://{ip}:{port}/healthz"
 
 
 def wait_ready(server: str, host: Host, settings: Any) -> str:
-    return (f"for i in $(seq {READY_LIMIT}); do {ready_probe(server, host, settings)} && exit 0; sleep 1; done\n"
-            f"echo '{unit_name(server)} did not answer within {READY_LIMIT} s' >&2\nexit 1\n")
+    return (
+        f"for i in $(seq {READY_LIMIT}); do {ready_probe(server, host, settings)} && exit 0; sleep 1; done\n"
+        f"echo '{unit_name(server)} did not answer within {READY_LIMIT} s' >&2\nexit 1\n"
+    )
 
 
 def restart(server: str, host: Host, settings: Any, files: list[str]) -> Command:
@@ -176,11 +219,13 @@ def restart(server: str, host: Host, settings: Any, files: list[str]) -> Command
     has just started it with them: a second start would only cost a Raft election), then
     wait until it answers."""
     name = unit_name(server)
-    script = (f"set -e\nstarted=$(date -d \"$(systemctl show -P ActiveEnterTimestamp --timestamp=us+utc {name})\" +%s%N "
-              f"2>/dev/null || echo 0)\n"
-              f"for f in {' '.join(files)}; do\n"
-              f"  if [ \"$(date -r \"$f\" +%s%N)\" -gt \"$started\" ]; then systemctl restart {name}; break; fi\n"
-              f"done\n" + wait_ready(server, host, settings))
+    script = (
+        f'set -e\nstarted=$(date -d "$(systemctl show -P ActiveEnterTimestamp --timestamp=us+utc {name})" +%s%N '
+        f"2>/dev/null || echo 0)\n"
+        f"for f in {' '.join(files)}; do\n"
+        f'  if [ "$(date -r "$f" +%s%N)" -gt "$started" ]; then systemctl restart {name}; break; fi\n'
+        f"done\n" + wait_ready(server, host, settings)
+    )
     return Command(f"restart {name}", script, timeout=STOP_TIMEOUT + READY_LIMIT + 30)
 
 
@@ -212,8 +257,11 @@ class SeaweedFS(Component):
             Directory(RELEASES),
             # The archive holds the one binary at its top level.
             Unpacked(artifact(s), release, strip=0, fetch_on_host=s.storage.fetch_on_host),
-            Command(f"{WEED_LINK} -> {release}/weed", f"ln -sfn {release}/weed {WEED_LINK}",
-                    unless=f'test "$(readlink {WEED_LINK})" = {release}/weed'),
+            Command(
+                f"{WEED_LINK} -> {release}/weed",
+                f"ln -sfn {release}/weed {WEED_LINK}",
+                unless=f'test "$(readlink {WEED_LINK})" = {release}/weed',
+            ),
             Directory(ETC, group="seaweedfs", mode="0750"),
             # Read by systemd (root) only: the servers get the keys in their environment.
             SecretFile(ENV_FILE, env_file(ctx), mode="0600", notify=("restart",)),
@@ -223,8 +271,13 @@ class SeaweedFS(Component):
     def handlers(self, ctx: Context):
         # New keys: every SeaweedFS server running on the host (a pattern matches only
         # the units there, none on a first deploy).
-        return {"restart": Command("restart SeaweedFS", "systemctl try-restart 'seaweedfs-*.service'",
-                                   timeout=STOP_TIMEOUT * len(SERVERS) + 60)}
+        return {
+            "restart": Command(
+                "restart SeaweedFS",
+                "systemctl try-restart 'seaweedfs-*.service'",
+                timeout=STOP_TIMEOUT * len(SERVERS) + 60,
+            )
+        }
 
 
 class _Server(Component):
@@ -254,8 +307,12 @@ class _Server(Component):
             *self.server_steps(ctx),
             unit(f"{name}.service", render_unit(ctx, self.server), notify=restart_),
             Service(name),
-            Command(f"{name} answers", wait_ready(self.server, ctx.host, ctx.settings),
-                    unless=ready_probe(self.server, ctx.host, ctx.settings), timeout=READY_LIMIT + 30),
+            Command(
+                f"{name} answers",
+                wait_ready(self.server, ctx.host, ctx.settings),
+                unless=ready_probe(self.server, ctx.host, ctx.settings),
+                timeout=READY_LIMIT + 30,
+            ),
         ]
 
     def handlers(self, ctx: Context):
@@ -311,10 +368,14 @@ class Filer(_Server):
         # minute (SeaweedFS's announce cap): the others start once the first answers.
         # Never fatal: with the first host down, a filer starts on its own after the wait.
         probe = ready_probe("filer", first, ctx.settings)
-        return [Command(f"first start after the filer on {first.name}",
-                        f"for i in $(seq {READY_LIMIT}); do {probe} && break; sleep 1; done\n",
-                        unless=f"systemctl is-enabled seaweedfs-filer >/dev/null 2>&1 || {probe}",
-                        timeout=READY_LIMIT + 30)]
+        return [
+            Command(
+                f"first start after the filer on {first.name}",
+                f"for i in $(seq {READY_LIMIT}); do {probe} && break; sleep 1; done\n",
+                unless=f"systemctl is-enabled seaweedfs-filer >/dev/null 2>&1 || {probe}",
+                timeout=READY_LIMIT + 30,
+            )
+        ]
 
 
 class Gateway(_Server):
@@ -350,8 +411,10 @@ class Gateway(_Server):
         gateways = self.hosts(inventory)
         if not gateways:
             return []
-        return [*common.s3_checks(inventory, gateways),
-                Check("SeaweedFS: every file has its copies", _replicated(inventory))]
+        return [
+            *common.s3_checks(inventory, gateways),
+            Check("SeaweedFS: every file has its copies", _replicated(inventory)),
+        ]
 
 
 # --- repair ----------------------------------------------------------------------------
@@ -382,8 +445,9 @@ MMDEPLOY_PY
 
 
 def under_replicated_probe(plan: common.SeaweedLayout, host: Host) -> str:
-    return _UNDER_REPLICATED.format(url=f"http://{host.private_address}:{MASTER_PORT}/vol/status",
-                                    servers=len(plan.volumes))
+    return _UNDER_REPLICATED.format(
+        url=f"http://{host.private_address}:{MASTER_PORT}/vol/status", servers=len(plan.volumes)
+    )
 
 
 def repair(plan: common.SeaweedLayout, host: Host) -> Command:
@@ -391,12 +455,15 @@ def repair(plan: common.SeaweedLayout, host: Host) -> Command:
     every storage.maintenance_minutes), right away when a file lacks a copy."""
     probe = under_replicated_probe(plan, host)
     masters = addresses(plan.masters, MASTER_PORT)
-    script = (f"set -e\nprintf 'lock\\nvolume.fix.replication -apply\\nunlock\\n' | "
-              f"timeout 900 {WEED_LINK} shell -master={masters}\n"
-              f"left=$({probe})\n"
-              f'if [ "$left" != 0 ]; then echo "$left volumes still lack a copy (is a volume server down or full?)" >&2; exit 1; fi\n')
-    return Command("repair files lacking a copy (volume.fix.replication)", script,
-                   unless=f'test "$({probe})" = 0', timeout=960)
+    script = (
+        f"set -e\nprintf 'lock\\nvolume.fix.replication -apply\\nunlock\\n' | "
+        f"timeout 900 {WEED_LINK} shell -master={masters}\n"
+        f"left=$({probe})\n"
+        f'if [ "$left" != 0 ]; then echo "$left volumes still lack a copy (is a volume server down or full?)" >&2; exit 1; fi\n'
+    )
+    return Command(
+        "repair files lacking a copy (volume.fix.replication)", script, unless=f'test "$({probe})" = 0', timeout=960
+    )
 
 
 # --- verify ----------------------------------------------------------------------------
@@ -444,10 +511,17 @@ def _replicated(inventory: Inventory):
                     lines = r.read().decode().splitlines()
             except OSError:
                 continue
-            under = sum(float(line.rsplit(" ", 1)[1]) for line in lines
-                        if line.startswith("SeaweedFS_master_under_replicated_volumes{"))
-            return None if under == 0 else f"{under:.0f} volumes lack a copy (the masters repair them every " \
-                                           f"{inventory.settings.storage.maintenance_minutes} min; `inv deploy` at once)"
+            under = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in lines
+                if line.startswith("SeaweedFS_master_under_replicated_volumes{")
+            )
+            return (
+                None
+                if under == 0
+                else f"{under:.0f} volumes lack a copy (the masters repair them every "
+                f"{inventory.settings.storage.maintenance_minutes} min; `inv deploy` at once)"
+            )
         return "no master answers as the leader"
 
     return check
