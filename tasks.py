@@ -282,16 +282,20 @@ def vagrant(c, pattern=None, inventory=None, out=None, distro="bookworm"):
     help={
         "e2e": "include the end-to-end tests on the test bed (default true)",
         "k": "only tests matching this pytest expression",
-        "lint": "run ruff and mypy first (default true)",
+        "lint": "run ruff (lint and format check) and mypy first (default true)",
     }
 )
 def test(c, e2e=True, k=None, lint=True):
     """Run ruff, mypy, the unit and the end-to-end tests (--no-e2e, -k EXPR, --no-lint)."""
     if lint:
-        for check in ([sys.executable, "-m", "ruff", "check", "."], [sys.executable, "-m", "mypy"]):
+        for check in (
+            [sys.executable, "-m", "ruff", "check", "."],
+            [sys.executable, "-m", "ruff", "format", "--check", "."],
+            [sys.executable, "-m", "mypy"],
+        ):
             print("$ " + " ".join(["python3", *check[1:]]), flush=True)
             if subprocess.call(check, cwd=ROOT) != 0:
-                raise Exit(f"{check[2]} found problems", code=1)
+                raise Exit(f"{' '.join(check[2:4])} found problems (`ruff format .` fixes the format)", code=1)
     args = [sys.executable, "-m", "pytest", "-ra"]
     if not e2e:
         args += ["-m", "not e2e"]

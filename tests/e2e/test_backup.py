@@ -29,11 +29,11 @@ import mmdeploy
 from mmdeploy.components.mattermost import ADMIN_PASSWORD
 from mmdeploy.secrets import Redactor, Secrets
 
-from .conftest import inv, metric, on
+from .conftest import figures, inv, metric, on
 
 pytestmark = pytest.mark.e2e
 BACKUP = ["monitoring.grafana=false", "backup.enabled=true", "database.memory_mb=512"]
-FIGURES = {}
+FIGURES = figures("backup and restore (PostgreSQL with pgBackRest, MariaDB with mariabackup)")
 
 
 def sets(overrides):
@@ -268,7 +268,3 @@ def test_mariadb_restores_its_last_backup(maria_site):
     assert client.exists(a) and not client.exists(b)
     verify = inv("verify", "--inventory", path, *sets(overrides), check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-
-
-def test_print_figures():
-    print("\nFIGURES " + json.dumps(FIGURES, indent=1))

@@ -7,7 +7,6 @@ on PostgreSQL; `inv db.status` shows the PostgreSQL tier; MariaDB is left read-o
 Mattermost does not support migrating from MariaDB (its tooling is for MySQL): this is
 mmdeploy's route, vouched for by the comparison (see the README)."""
 
-import json
 import re
 import time
 
@@ -18,11 +17,11 @@ import mmdeploy
 from mmdeploy.components.mattermost import ADMIN_PASSWORD
 from mmdeploy.secrets import Redactor, Secrets
 
-from .conftest import inv, on
+from .conftest import figures, inv, on
 
 pytestmark = pytest.mark.e2e
 MARIADB = ["monitoring.grafana=false", "database.engine=mysql", "database.flavor=mariadb", "database.memory_mb=512"]
-FIGURES = {}
+FIGURES = figures("MariaDB -> PostgreSQL migration (pgloader)")
 
 
 def sets(overrides):
@@ -133,7 +132,3 @@ def test_migrate_moves_everything_and_cuts_over(site):
         ).strip()
         == "written on PostgreSQL"
     )
-
-
-def test_print_figures():
-    print("\nFIGURES " + json.dumps(FIGURES, indent=1))

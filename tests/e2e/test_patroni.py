@@ -26,7 +26,7 @@ from mmdeploy.components.mattermost import ADMIN_PASSWORD
 from mmdeploy.dbtier.component import DB_PASSWORD
 from mmdeploy.secrets import Redactor, Secrets
 
-from .conftest import ROOT, inv, on
+from .conftest import ROOT, figures, inv, on
 from .dbwriter import PostgresClient, Writer
 from .poster import Poster
 from .webhook import Receiver
@@ -43,7 +43,7 @@ ROLES = {
 # The control machine (the bed's gateway) may connect as the Mattermost user, for the
 # writer; the DB sizes itself for 1 GB since the bed's containers share this machine.
 SETTINGS = {"database": {"ha": "patroni", "memory_mb": 1024, "extra_clients": [testbed.GATEWAY]}}
-FIGURES: dict[str, float] = {}
+FIGURES = figures("Patroni + etcd (3 DB hosts)")
 
 
 def small_bed(name: str = "patroni") -> Path:
@@ -89,7 +89,6 @@ def site():
         "password": secrets.existing(ADMIN_PASSWORD),
         "addr": {h.name: h.private_address for h in inventory.with_role("db")},
     }
-    print("\nPatroni figures on the small bed: " + ", ".join(f"{k} {v}" for k, v in FIGURES.items()))
     receiver.close()
     os.environ.pop(WEBHOOK.env, None)
 

@@ -23,13 +23,13 @@ import mmdeploy
 from mmdeploy import testbed
 from mmdeploy.components.storage import common
 
-from .conftest import ROOT, inv, on
+from .conftest import ROOT, figures, inv, on
 
 pytestmark = pytest.mark.e2e
 STORAGE = ("base", "seaweedfs", "seaweedfs-master", "seaweedfs-volume", "seaweedfs-filer", "seaweedfs-s3")
 ONLY = ("--only", ",".join(STORAGE + ("prometheus",)))  # and Prometheus on the job host, scraping them
 CHECKS = ("--only", "seaweedfs-master,seaweedfs-s3")
-FIGURES: dict[str, str] = {}
+FIGURES = figures("S3 file storage (SeaweedFS, 2 storage hosts + the job host)")
 WRITTEN: dict[str, bytes] = {}  # uploaded while host2 was down
 
 
@@ -240,10 +240,3 @@ def test_the_host_comes_back_with_an_empty_disk_and_deploy_restores_the_copies(s
         assert back.get_object(Bucket=bucket, Key=key)["Body"].read() == body
     again = inv("deploy", "--inventory", path, *ONLY, "--yes").stdout
     assert changed(again) == (0, 0), again
-
-
-def test_zz_figures():
-    print("\nstorage figures (SeaweedFS 4.53, 2 storage hosts + job host, bed on 2 shared cores):")
-    for name, value in FIGURES.items():
-        print(f"  {name}: {value}")
-    assert FIGURES

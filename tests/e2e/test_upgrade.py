@@ -25,12 +25,12 @@ import mmdeploy
 from mmdeploy.components.mattermost import ADMIN_PASSWORD
 from mmdeploy.secrets import Redactor, Secrets
 
-from .conftest import inv, on
+from .conftest import figures, inv, on
 from .poster import Poster
 
 pytestmark = pytest.mark.e2e
 BED_SETTINGS = ["monitoring.grafana=false", "database.memory_mb=512"]
-FIGURES = {}
+FIGURES = figures("rolling upgrades and rollback (3 app servers behind one proxy)")
 
 
 def sets(overrides):
@@ -268,7 +268,3 @@ def test_drift_names_each_difference(site):
     on("app2", f"cat > /tmp/c <<'EOF'\n{original}\nEOF\ninstall -o mattermost -g mattermost -m 0600 /tmp/c {config}")
     result = inv("drift", "--inventory", path, *sets(overrides), check=False)
     assert result.returncode == 0, result.stdout
-
-
-def test_print_figures():
-    print("\nFIGURES " + json.dumps(FIGURES, indent=1))

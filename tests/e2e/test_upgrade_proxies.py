@@ -3,7 +3,6 @@
 server is drained on both proxies, upgraded, verified and put back while a client posts
 through the floating address: no failed request; then `inv drift` finds nothing."""
 
-import json
 import time
 
 import pytest
@@ -14,10 +13,11 @@ from mmdeploy import testbed
 from mmdeploy.components.mattermost import ADMIN_PASSWORD
 from mmdeploy.secrets import Redactor, Secrets
 
-from .conftest import ROOT, inv, on
+from .conftest import ROOT, figures, inv, on
 from .test_upgrade import SpecPoster, Websocket, sets
 
 pytestmark = pytest.mark.e2e
+FIGURES = figures("rolling upgrade behind 2 proxies and a floating address")
 BED_SETTINGS = ["monitoring.grafana=false", "database.memory_mb=512"]
 
 
@@ -57,21 +57,15 @@ def test_rolling_upgrade_through_the_floating_address(site):
         assert "down;" not in on(proxy, "cat /etc/nginx/nginx.conf")
     assert poster.failures == [] and ws.failed == [], (poster.failures, ws.failed)
     assert len(poster.acked) > 50 and poster.missing() == []
-    print(
-        "\nFIGURES "
-        + json.dumps(
-            {
-                "rolling upgrade behind 2 proxies and a floating address": {
-                    "seconds": report.seconds,
-                    "posts acknowledged": len(poster.acked),
-                    "failed requests": 0,
-                    "re-sent after a GOAWAY": len(poster.resent),
-                    "per node": {n.host: n.seconds for n in report.nodes},
-                    "drain": {n.host: n.drain_seconds for n in report.nodes},
-                }
-            },
-            indent=1,
-        )
+    FIGURES.update(
+        {
+            "seconds": report.seconds,
+            "posts acknowledged": len(poster.acked),
+            "failed requests": 0,
+            "re-sent after a GOAWAY": len(poster.resent),
+            "per node": {n.host: n.seconds for n in report.nodes},
+            "drain": {n.host: n.drain_seconds for n in report.nodes},
+        }
     )
     drift = inv("drift", "--inventory", path, *sets(newer), check=False)
     assert drift.returncode == 0, drift.stdout
