@@ -457,7 +457,7 @@ def failover_db(c, pattern=None, inventory=None, to=None, force=False, set=None)
 )
 @_cli
 def db_rejoin(c, host, pattern=None, inventory=None, set=None):
-    """Bring a former DB primary back as a replica of the current one (never as a writer)."""
+    """Bring former DB primary HOST back as a replica of the current one, never as a writer (db.rejoin H)."""
     mmdeploy.rejoin(_load(pattern, inventory, set or ()), host)
 
 
@@ -487,7 +487,7 @@ def _node_table(report) -> None:
 )
 @_cli
 def upgrade(c, version=None, pattern=None, inventory=None, set=None, no_backup=False, limit=None):
-    """Upgrade every Mattermost node to mattermost.version (rolling within a series).
+    """Upgrade every Mattermost node, rolling within a series (--version X, --limit H, --no-backup).
 
     Within a series: the job server, then one drained app server at a time, verified, rolled back
     automatically on failure; across series as Mattermost documents (a backup first)."""
@@ -504,7 +504,7 @@ def upgrade(c, version=None, pattern=None, inventory=None, set=None, no_backup=F
 @task(help={**_help("pattern", "inventory", "set"), "limit": "comma-separated Mattermost nodes only"}, iterable=["set"])
 @_cli
 def rollback(c, pattern=None, inventory=None, set=None, limit=None):
-    """Return every Mattermost node to the release it ran before its last upgrade (kept on disk)."""
+    """Return every Mattermost node to the release it ran before its last upgrade, on disk (--limit H)."""
     report = mmdeploy.rollback(_load(pattern, inventory, set or ()), limit=_names(limit))
     print(f"\nrollback in {report.seconds:.1f} s: {report.message}")
     _node_table(report)
@@ -560,7 +560,7 @@ def backup_task(c, pattern=None, inventory=None, set=None, now=False, full=False
 )
 @_cli
 def restore_task(c, pattern=None, inventory=None, set=None, to_time=None, to_host=None, no_files=False, no_start=False):
-    """Restore the database and Mattermost's files from the backups, then verify.
+    """Restore the database and Mattermost's files from the backups, then verify (--to-time T, --to-host H).
 
     Mattermost is stopped around it; the other DB nodes are rejoined."""
     report = mmdeploy.restore(
@@ -576,7 +576,7 @@ def restore_task(c, pattern=None, inventory=None, set=None, to_time=None, to_hos
 @task(help=_help("pattern", "inventory", "set", "json"), iterable=["set"])
 @_cli
 def drift(c, pattern=None, inventory=None, set=None, json=False):
-    """Show where nodes that must be identical disagree, or disagree with the inventory (exit 1).
+    """Show where nodes that must be identical disagree, or disagree with the inventory (exit 1; --json).
 
     Compared: release, config, plugins, units, TLS certificate and upstream (--json for scripts)."""
     from mmdeploy.driftcheck import format_report
@@ -602,7 +602,7 @@ def drift(c, pattern=None, inventory=None, set=None, json=False):
 )
 @_cli
 def db_migrate(c, to="postgresql", pattern=None, inventory=None, set=None, dry_run=False):
-    """Move the MySQL-family database to PostgreSQL with pgloader (Mattermost's documented path).
+    """Move the MySQL-family database to PostgreSQL with pgloader, as Mattermost documents (--dry-run).
 
     Every table is compared, then every server cut over; the old tier stays read-only for a rollback."""
     overrides = list(set or ()) + [f"database.engine={to}"]

@@ -124,8 +124,9 @@ TIERS = (
     ),
 )
 
-# PATTERN (Table 1): the user ranges of the three patterns.
-PATTERN_LIMITS = (("single", 2000), ("multi", 10000), ("cluster", None))
+# PATTERN (Table 1): the user ranges of the three patterns, each pattern's upper bound
+# inclusive: single below 2,000, multi 2,000 to 10,000, cluster above 10,000.
+PATTERN_LIMITS = (("single", 1999), ("multi", 10000), ("cluster", None))
 # PATTERN: the single pattern has one each of search, file storage and push proxy (Table
 # 1's shape; the role declarations make them optional there, the report draws them).
 SINGLE_EXTRAS = {"search": 1, "storage": 1, "pushproxy": 1}
@@ -177,7 +178,7 @@ class Recommendation:
 
 def pattern_for(users: int) -> str:
     for name, limit in PATTERN_LIMITS:
-        if limit is None or users < limit:
+        if limit is None or users <= limit:
             return name
     raise AssertionError("unreachable")
 

@@ -502,10 +502,11 @@ class JavaRuntime(Step):
 
     def __init__(self, release: str, os_fact: str):
         self.release = release
-        codename = (os_fact.split() + ["", "", ""])[2]
-        # OpenJDK 17 on Debian 12 and Ubuntu 22.04/24.04; Debian 13 has 21 only.
-        self.java = 21 if codename in ("trixie", "forky") else 17
-        self.package = f"openjdk-{self.java}-jre-headless"
+        from .. import distros
+
+        # The distribution's runtime from the one map (distros.py): openjdk-<N>-jre-headless.
+        self.package = distros.of(os_fact).java
+        self.java = int(self.package.split("-")[1])
         self.name = f"Java runtime in {release}/jdk"
         self._probe = f"test -f {release}/{MARKER} && echo unpacked; test -x {release}/jdk/bin/java && echo java"
 

@@ -68,6 +68,10 @@ def test_inv_up_deploys_verifies_and_prints_the_url(main_job):
     assert re.search(r"URL:\s+https://10\.213\.\d+\.\d+/", out)
     assert "password: key mattermost_admin_password in" in out
     assert "FAIL" not in out
+    # ... and where the picture of what it deployed is (an SVG with a node per host).
+    (picture,) = re.findall(r"^\s*topology: (\S+\.svg)", out, re.M)
+    svg = (ROOT / picture).read_text()
+    assert svg.lstrip().startswith(("<?xml", "<svg")) and all(h in svg for h in ("proxy1", "app1", "db1", "db2"))
 
 
 def test_inv_up_left_the_suites_bed_alone(main_job):

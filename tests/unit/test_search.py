@@ -344,6 +344,9 @@ def test_java_from_the_release_or_debians_openjdk():
     )
     assert "once unpacked" in java.check({probe: Fact(1, "")}).summary
     assert se.JavaRuntime("/r", "debian 13 trixie").package == "openjdk-21-jre-headless"
+    # From the one map of distributions (distros.py): Ubuntu 24.04's is 21, linked as such.
+    noble = se.JavaRuntime("/r", "ubuntu 24.04 noble")
+    assert (noble.package, noble.java) == ("openjdk-21-jre-headless", 21)
 
 
 def test_plugin_reinstalled_only_for_another_zip():
