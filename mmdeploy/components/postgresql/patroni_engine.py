@@ -66,14 +66,15 @@ def sync_standbys(view: dict) -> list[str]:
 
 
 def answered(output: str, what: str) -> str:
-    """patronictl's output when Patroni did what was asked. patronictl exits 0 even when
+    """patronictl's output when Patroni took the request. patronictl exits 0 even when
     Patroni refuses ("Switchover failed, details: 412, candidate name does not match with
-    sync_standby"), so its answer is read: a refusal raises Refused with Patroni's reason."""
-    refusal = next(
-        (line.strip() for line in output.splitlines() if "failed, details:" in line or "status unknown" in line), None
-    )
-    if refusal:
-        raise Refused(f"{what}: Patroni refused ({refusal.split(' ', 2)[-1] if refusal[:1].isdigit() else refusal})")
+    sync_standby"), so its answer is read: a refusal raises Refused with Patroni's reason.
+    "status unknown" is not a refusal: Patroni took the request and had not seen its result
+    when it answered (the caller waits for the new leader; asking again could move it twice)."""
+    refusal = next((line.strip() for line in output.splitlines() if "failed, details:" in line), None)
+    if refusal and "status unknown" not in refusal:
+        reason = refusal.split(" ", 2)[-1] if refusal[:1].isdigit() else refusal
+        raise Refused(f"{what}: Patroni refused ({reason})")
     return output
 
 
