@@ -162,7 +162,7 @@ class Alerting(Component):
             # own reload endpoint reports a config it refuses.
             "restart alertmanager": Command(
                 "restart alertmanager",
-                "systemctl restart prometheus-alertmanager\n" + when_ready(ready, "true", wait=90),
+                "systemctl restart prometheus-alertmanager\n" + when_ready(ready, wait=90),
                 timeout=120,
             ),
             "reload alertmanager": Command(
