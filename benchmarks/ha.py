@@ -71,8 +71,17 @@ NGINX_UPSTREAM_ERROR = re.compile(
 )
 
 
+# The commands' own output (already redacted by mmdeploy), kept for reading after the run:
+# written to .mmdeploy/ha-<time>.log at the end.
+TRANSCRIPT: list[str] = []
+
+
 def quiet(*_):
     pass
+
+
+def keep(title: str, text: str) -> None:
+    TRANSCRIPT.append(f"===== {title}\n{text.rstrip()}\n")
 
 
 def say(line: str) -> None:
@@ -184,6 +193,7 @@ def cold_up(figures: dict) -> Path:
     )
     took = time.monotonic() - t0
     figures["cold"] = took
+    keep("inv up --pattern multi", run.stdout + run.stderr)
     counted = totals(run.stdout)
     failing = [line for line in run.stdout.splitlines() if line.startswith("FAIL ")]
     say(
@@ -562,7 +572,9 @@ def db(site: Site, figures: dict) -> None:
     # The writer connects from this machine (the bed's gateway) as the Mattermost user.
     dbinv = mmdeploy.load(site.path, [f"database.extra_clients=[{testbed.GATEWAY}]"])
     t0 = time.monotonic()
-    allowed = mmdeploy.deploy(dbinv, out=io.StringIO())
+    said = io.StringIO()
+    allowed = mmdeploy.deploy(dbinv, out=said)
+    keep("deploy with database.extra_clients", said.getvalue())
     say(
         f"db: the control machine allowed as a DB client for the writer (database.extra_clients): deploy "
         f"{time.monotonic() - t0:.1f} s, {allowed.changed} changes, failed={allowed.failed}"
@@ -581,7 +593,11 @@ def db(site: Site, figures: dict) -> None:
         time.sleep(2)
         docker("kill", testbed.container_name(old))
         started = time.monotonic()
-        report = mmdeploy.failover_db(dbinv, force=True, out=io.StringIO())
+        said = io.StringIO()
+        try:
+            report = mmdeploy.failover_db(dbinv, force=True, out=said)
+        finally:
+            keep("failover_db(force=True)", said.getvalue())
         command = time.monotonic() - started
         wait(lambda: poster.first_after(started + command) is not None, 20, 0.2)
         time.sleep(1)
@@ -626,7 +642,11 @@ def db(site: Site, figures: dict) -> None:
     reachable = wait(lambda: next(s for s in mmdeploy.db_status(dbinv) if s.host.name == old).reachable, 120, 2)
     t0 = time.monotonic()
     try:
-        mmdeploy.rejoin(dbinv, old, out=io.StringIO())
+        said = io.StringIO()
+        try:
+            mmdeploy.rejoin(dbinv, old, out=said)
+        finally:
+            keep(f"rejoin {old}", said.getvalue())
         rejoined = f"rejoined in {time.monotonic() - t0:.1f} s"
     except Exception as e:
         rejoined = f"rejoin FAILED: {site.redact(f'{type(e).__name__}: {e}')[:300]}"
@@ -708,6 +728,11 @@ def main() -> None:
             say(f"  ({name} took {time.monotonic() - t0:.0f} s)")
         summary(figures)
     finally:
+        if TRANSCRIPT:
+            log = ROOT / ".mmdeploy" / f"ha-{time.strftime('%Y%m%d-%H%M%S')}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text("\n".join(TRANSCRIPT))
+            say(f"the commands' own output: {log.relative_to(ROOT)}")
         if not args.keep:
             testbed.down(log=quiet)
             say("bed torn down")
