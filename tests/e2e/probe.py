@@ -30,6 +30,7 @@ class Probe(threading.Thread):
         self.address, self.domain = address, domain
         self.path, self.expect, self.timeout, self.interval = path, expect, timeout, interval
         self.results: list[tuple[float, bool]] = []
+        self.took: list[float] = []  # each request's seconds, in the order of `results`
         self.slowest = 0.0  # the longest request, good or not
         self.stop = threading.Event()
         self.context = ssl.create_default_context()
@@ -51,9 +52,19 @@ class Probe(threading.Thread):
         while not self.stop.is_set():
             t = time.monotonic()
             ok = self.once()
-            self.slowest = max(self.slowest, time.monotonic() - t)
+            took = time.monotonic() - t
+            self.slowest = max(self.slowest, took)
+            self.took.append(took)
             self.results.append((t, ok))
             time.sleep(max(0.0, t + self.interval - time.monotonic()))
+
+    def recovered_after(self, moment: float) -> bool:
+        """A request started after the first failed one after `moment` was answered: the
+        outage that began at `moment` is over. (A good answer alone proves nothing: a request
+        in flight at `moment` may still be answered by the node just killed.)"""
+        after = [(t, ok) for t, ok in self.results if t > moment]
+        failed = next((t for t, ok in after if not ok), None)
+        return failed is not None and any(ok and t > failed for t, ok in after)
 
     def gap_after(self, moment: float) -> float:
         """The longest time without a good answer from the last one before `moment` on
