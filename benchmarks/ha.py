@@ -227,6 +227,11 @@ def noop(site: Site, repeat: int, figures: dict) -> None:
         f"median of {repeat} {statistics.median(times):.2f} s (min {min(times):.2f} s), changes {changes}, "
         f"SSH round trips {sum(report.round_trips.values())}"
     )
+    slowest = sorted(report.hosts.items(), key=lambda item: -item[1].seconds)[:4]
+    say(
+        "no-op re-run, the slowest hosts of the last one: "
+        + ", ".join(f"{name} {h.seconds:.1f} s ({h.remote.round_trips} round trips)" for name, h in slowest)
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MMDEPLOY_RUN_DIR": str(ROOT / ".mmdeploy" / "runs")}
     t0 = time.monotonic()
     run = subprocess.run(

@@ -233,7 +233,7 @@ def test_killed_holder_moves_its_address_and_recovery_does_not_move_it_back(site
         time.sleep(2)
         killed = time.monotonic()
         subprocess.run(["docker", "kill", testbed.container_name("proxy1")], check=True, capture_output=True)
-        wait_for(lambda: any(ok and t > killed for t, ok in probe.results), 30, f"{vip1} answers again")
+        wait_for(lambda: probe.recovered_after(killed), 30, f"{vip1} answers again")
         time.sleep(2)
     finally:
         probe.stop.set()
