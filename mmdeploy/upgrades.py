@@ -420,10 +420,13 @@ def _quiet_point(fleet: Fleet, inventory: Inventory) -> str | None:
     old release lies before it and every step of the migration after it."""
     from . import dbtier
 
-    writable = [s for s in dbtier.status(inventory) if s.writable]
-    if len(writable) != 1:
+    try:  # every server is stopped now: a failure here must not stop the upgrade half-way
+        writable = [s for s in dbtier.status(inventory) if s.writable]
+        if len(writable) != 1:
+            return None
+        result = fleet.remote(writable[0].host).run(QUIET_POINT, timeout=30, what="read the DB primary's clock")
+    except MMDeployError:
         return None
-    result = fleet.remote(writable[0].host).run(QUIET_POINT, timeout=30, what="read the DB primary's clock")
     value = result.stdout.strip()
     return value if result.ok and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00", value) else None
 
