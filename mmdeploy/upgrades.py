@@ -418,32 +418,31 @@ def _quiet_point(fleet: Fleet, inventory: Inventory) -> str | None:
     primary's clock (the clock its commits are stamped with, whatever the control
     machine's says), rounded up to a whole second and waited for, so every write of the
     old release lies before it and every step of the migration after it."""
-    from . import dbtier
-
     try:  # every server is stopped now: a failure here must not stop the upgrade half-way
-        writable = [s for s in dbtier.status(inventory) if s.writable]
-        if len(writable) != 1:
-            return None
-        result = fleet.remote(writable[0].host).run(QUIET_POINT, timeout=30, what="read the DB primary's clock")
+        value = _on_primary(fleet, inventory, QUIET_POINT, "read the DB primary's clock")
     except MMDeployError:
         return None
-    value = result.stdout.strip()
-    return value if result.ok and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00", value) else None
+    return value if value and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00", value) else None
 
 
 def _schema_version(inventory: Inventory) -> str | None:
     """Mattermost's schema version (Systems.Version, X.Y.0) on the live DB primary."""
-    from . import dbtier
     from .dbtier import engine_for
 
     engine = engine_for(inventory.settings.database)
+    with Fleet(inventory, "schema-version") as fleet:
+        return _on_primary(fleet, inventory, engine.app_query(engine.schema_version_sql), "read the schema version")
+
+
+def _on_primary(fleet: Fleet, inventory: Inventory, script: str, what: str) -> str | None:
+    """`script`'s output on the one writable DB node; None when there is not exactly one,
+    or the script failed there."""
+    from . import dbtier
+
     writable = [s for s in dbtier.status(inventory) if s.writable]
     if len(writable) != 1:
         return None
-    with Fleet(inventory, "schema-version") as fleet:
-        result = fleet.remote(writable[0].host).run(
-            engine.app_query(engine.schema_version_sql), timeout=30, what="read the schema version"
-        )
+    result = fleet.remote(writable[0].host).run(script, timeout=30, what=what)
     return result.stdout.strip() or None if result.ok else None
 
 
