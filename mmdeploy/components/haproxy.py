@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import re
 import shlex
-import time
 from dataclasses import dataclass
 
 from pydantic import Field
 
-from ..component import Balanced, Check, Component, Context, Metrics
+from ..component import Balanced, Check, Component, Context, Metrics, settled
 from ..errors import MMDeployError
 from ..inventory import Host, Inventory
 from ..ops import Command, File, Packages, Service, Sysctl
@@ -256,23 +255,20 @@ def _servers_up(inventory: Inventory, host: Host, wait: float = RISE_WAIT):
 
         port = host.settings.haproxy.stats_port
         remote = Remote(host, session(inventory)[0])
-        deadline = time.monotonic() + wait
+
+        def once() -> str | None:
+            result = remote.run(
+                f"curl -fsS --max-time 5 {shlex.quote(f'http://127.0.0.1:{port}/metrics')}",
+                timeout=15,
+                what="reading HAProxy's metrics",
+                log_output=False,
+            )
+            if not result.ok:
+                return f"HAProxy's metrics on {host.name}: {result.stderr.strip() or result.rc}"
+            return layer_problems(server_states(result.stdout), expected_up(inventory, host))
+
         try:
-            while True:
-                result = remote.run(
-                    f"curl -fsS --max-time 5 {shlex.quote(f'http://127.0.0.1:{port}/metrics')}",
-                    timeout=15,
-                    what="reading HAProxy's metrics",
-                    log_output=False,
-                )
-                problem: str | None
-                if not result.ok:
-                    problem = f"HAProxy's metrics on {host.name}: {result.stderr.strip() or result.rc}"
-                else:
-                    problem = layer_problems(server_states(result.stdout), expected_up(inventory, host))
-                if problem is None or time.monotonic() >= deadline:
-                    return problem
-                time.sleep(2)
+            return settled(once, wait)
         except MMDeployError as e:
             return str(e)
         finally:
