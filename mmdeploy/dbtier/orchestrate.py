@@ -434,6 +434,12 @@ def rejoin(inventory: Inventory, host: str, out: Out = print, redactor: Redactor
         final = topology(tier, tier.states())
         peers = [h for h in tier.hosts if h.name != primary.host.name]
         tier.engine.attach(tier.remotes[primary.host.name], peers, final.replicas)
+        # A failover re-pointed the servers at the replicas that answered then; adding
+        # one to their read pool needs a restart, which is the next deploy's to make.
+        tier.say(
+            f"Mattermost reads from {host} once `inv deploy` lists it in SqlSettings.DataSourceReplicas "
+            "(nothing to do if a failover had not taken it out)"
+        )
         return final
     finally:
         tier.close()
