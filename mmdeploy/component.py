@@ -21,6 +21,7 @@ by registry.py. A component learns about others only through the inventory model
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -226,6 +227,18 @@ class Check:
 
     name: str
     run: Callable[[], str | None]
+
+
+def settled(once: Callable[[], str | None], wait: float, every: float = 2.0) -> str | None:
+    """A verify check's answer given up to `wait` seconds to become healthy: `once` is asked
+    again every `every` s while it finds a problem (a service this deploy just started, a
+    target not scraped yet, a backend still rising); its last problem is the answer."""
+    deadline = time.monotonic() + wait
+    while True:
+        problem = once()
+        if problem is None or time.monotonic() >= deadline:
+            return problem
+        time.sleep(every)
 
 
 class Info(str):

@@ -6,6 +6,11 @@ decided (no second look at the dead primary), with `Component.after_failover` te
 that this is a re-point: switch the server first (config, then a restart that does not
 wait on the old primary), and nothing that needs the database. A server that cannot be
 re-pointed does not stop the others; the report says, per server, what is left to do.
+
+With several app servers, every one was restarted at the same moment, so NGINX's passive
+checks (max_fails per worker) had marked them all down, and it would answer "no live
+upstreams" for its whole fail_timeout after they are back. Once they are, the proxies
+reload NGINX: new workers start with no marks, the old ones finish their requests.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .dbtier import Topology
-from .inventory import Inventory
+from .errors import MMDeployError
+from .inventory import Host, Inventory
+from .secrets import Redactor
 
 
 @dataclass
@@ -32,6 +39,7 @@ class ClientResult:
 @dataclass
 class RepointReport:
     results: list[ClientResult] = field(default_factory=list)
+    proxies: dict[str, str] = field(default_factory=dict)  # proxy -> "reloaded" or why not
 
     @property
     def ok(self) -> bool:
@@ -90,5 +98,39 @@ def repoint(
                 )
             else:
                 stamp(f"{name}: NOT re-pointed: {error}")
+    restarted = [r.host for r in report.results if r.ok and r.changed and inventory.host(r.host).has("app")]
+    if restarted and len(inventory.with_role("app")) > 1:
+        report.proxies = forget_failures(inventory, redactor, stamp)
     stamp("done" if report.ok else f"done, {sum(not r.ok for r in report.results)} client(s) left to re-point")
     return report
+
+
+def forget_failures(inventory: Inventory, redactor: Redactor, stamp: Callable[[str], None]) -> dict[str, str]:
+    """Reload NGINX on every proxy so that it forgets the app servers it marked down
+    while they restarted. A proxy that cannot be reached (it may be the one that lost the
+    floating address) is named; it forgets by itself after fail_timeout."""
+    from .components.nginx import RELOAD_SCRIPT
+    from .fleet import Fleet
+    from .step import run_checked
+
+    proxies = inventory.with_role("proxy")
+    done: dict[str, str] = {}
+
+    def reload(proxy: Host) -> None:
+        try:
+            run_checked(fleet.remote(proxy), RELOAD_SCRIPT, f"reload nginx on {proxy.name}", timeout=30)
+            done[proxy.name] = "reloaded"
+        except MMDeployError as e:
+            done[proxy.name] = str(e)
+
+    with Fleet(inventory, "failover-db-proxies", redactor=redactor) as fleet:
+        fleet.parallel(reload, proxies)
+    for proxy in proxies:
+        state = done[proxy.name]
+        stamp(
+            f"{proxy.name}: NGINX reloaded (the app servers' failure marks forgotten)"
+            if state == "reloaded"
+            else f"{proxy.name}: NGINX not reloaded ({state}); it sends requests to the restarted servers "
+            "again after fail_timeout"
+        )
+    return done

@@ -23,6 +23,12 @@ class StepFailed(MMDeployError):
     """A step's apply (or a fact probe) failed on a host."""
 
 
+class Refused(MMDeployError):
+    """An HA manager (Patroni) answered that it cannot move the primary now (no candidate
+    it trusts yet, a synchronous standby that changed): nothing moved; asking again once
+    the cluster has settled may succeed."""
+
+
 def redacted(error: MMDeployError, redact: Callable[[str], str]) -> MMDeployError:
     """The same error with every secret in its message masked (for messages that quote a
     host's output, which may hold one in any of its forms)."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -86,7 +87,10 @@ class UpgradeReport:
     ok: bool = True
     message: str = ""
     seconds: float = 0.0
-    started_at: str = ""  # UTC, for `inv restore --to-time` after a failed schema change
+    started_at: str = ""  # UTC, the control machine's clock when the command started
+    # schema-change: the DB primary's clock once every server had stopped and before the
+    # migration: the moment `inv restore --to-time` goes back to (rollback, a failed upgrade)
+    restore_point: str = ""
     downtime_seconds: float | None = None  # schema-change: no app server behind the proxies
     backup: str | None = None  # the backup taken first (schema-change)
     warnings: list[str] = field(default_factory=list)
@@ -401,19 +405,44 @@ fi
     )
 
 
+# The next whole second on the host's clock, once it has passed (at most a second's wait).
+QUIET_POINT = (
+    't=$(( $(date +%s) + 1 )); while [ "$(date +%s)" -lt "$t" ]; do sleep 0.1; done; '
+    "date -u -d \"@$t\" '+%Y-%m-%d %H:%M:%S+00'"
+)
+
+
+def _quiet_point(fleet: Fleet, inventory: Inventory) -> str | None:
+    """The moment a restore goes back to after a schema-changing upgrade, taken once every
+    Mattermost server has stopped and before the first starts the migration: on the DB
+    primary's clock (the clock its commits are stamped with, whatever the control
+    machine's says), rounded up to a whole second and waited for, so every write of the
+    old release lies before it and every step of the migration after it."""
+    try:  # every server is stopped now: a failure here must not stop the upgrade half-way
+        value = _on_primary(fleet, inventory, QUIET_POINT, "read the DB primary's clock")
+    except MMDeployError:
+        return None
+    return value if value and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00", value) else None
+
+
 def _schema_version(inventory: Inventory) -> str | None:
     """Mattermost's schema version (Systems.Version, X.Y.0) on the live DB primary."""
-    from . import dbtier
     from .dbtier import engine_for
 
     engine = engine_for(inventory.settings.database)
+    with Fleet(inventory, "schema-version") as fleet:
+        return _on_primary(fleet, inventory, engine.app_query(engine.schema_version_sql), "read the schema version")
+
+
+def _on_primary(fleet: Fleet, inventory: Inventory, script: str, what: str) -> str | None:
+    """`script`'s output on the one writable DB node; None when there is not exactly one,
+    or the script failed there."""
+    from . import dbtier
+
     writable = [s for s in dbtier.status(inventory) if s.writable]
     if len(writable) != 1:
         return None
-    with Fleet(inventory, "schema-version") as fleet:
-        result = fleet.remote(writable[0].host).run(
-            engine.app_query(engine.schema_version_sql), timeout=30, what="read the schema version"
-        )
+    result = fleet.remote(writable[0].host).run(script, timeout=30, what=what)
     return result.stdout.strip() or None if result.ok else None
 
 
@@ -607,9 +636,10 @@ def _schema_change(
         set_upstream(fleet, host, down=True)
     fleet.say(f"proxies send no requests to {', '.join(h.name for h in apps)}; stopping every server")
     fleet.parallel(lambda s: _stop(fleet, s.host), list(states.values()))
+    report.restore_point = _quiet_point(fleet, inventory) or report.started_at
     for s in states.values():
         if s.version != target:
-            _record_previous(fleet, s.host, _live(s), report.started_at)
+            _record_previous(fleet, s.host, _live(s), report.restore_point)
     first = next((s for s in states.values() if s.role == "app"), next(iter(states.values())))
     order = [first] + [s for s in states.values() if s is not first]
     t0 = time.monotonic()
@@ -667,7 +697,7 @@ def _schema_failed(
             f"{first.host.name}: {target} migrated the database schema ({schema_before} -> {schema_now}) and then "
             f"failed its check ({problem}). Every server is stopped and the proxies send no requests. Mattermost "
             f"does not support running {source} on the newer schema: restore the database backup taken before "
-            f"the upgrade with Mattermost left stopped (`inv restore --to-time '{report.started_at}' --no-start`), "
+            f"the upgrade with Mattermost left stopped (`inv restore --to-time '{report.restore_point}' --no-start`), "
             f"then `inv rollback`"
         )
         fleet.say(report.message)

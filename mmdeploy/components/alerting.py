@@ -27,12 +27,11 @@ gossip as one cluster so a notification goes out once.
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 
 from pydantic import Field
 
-from ..component import ADMIN, CONTROL, PEERS, Check, Component, Context, Port
+from ..component import ADMIN, CONTROL, PEERS, Check, Component, Context, Port, settled
 from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Packages, Service, unit
 from ..ops.secretfile import SecretFile
@@ -169,7 +168,7 @@ class Alerting(Component):
             # own reload endpoint reports a config it refuses.
             "restart alertmanager": Command(
                 "restart alertmanager",
-                "systemctl restart prometheus-alertmanager\n" + when_ready(ready, "true", wait=90),
+                "systemctl restart prometheus-alertmanager\n" + when_ready(ready, wait=90),
                 timeout=120,
             ),
             "reload alertmanager": Command(
@@ -197,31 +196,22 @@ def _pipeline(host: Host, wait: float = 60):
     """Prometheus has loaded mmdeploy's rules and sends to an Alertmanager that is ready."""
     from .prometheus import PORT as PROMETHEUS
 
-    def check() -> str | None:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                groups = _get(f"http://{host.address}:{PROMETHEUS}/api/v1/rules")["data"]["groups"]
-                active = _get(f"http://{host.address}:{PROMETHEUS}/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
-                with urllib.request.urlopen(f"http://{host.private_address}:{PORT}/-/ready", timeout=10) as r:
-                    ready = r.status == 200
-                names = {g["name"] for g in groups}
-                problem = (
-                    None
-                    if {"mmdeploy-hosts", "mmdeploy-database"} <= names
-                    else f"mmdeploy's rule groups not loaded (loaded: {', '.join(sorted(names)) or 'none'})"
-                )
-                if problem is None and not active:
-                    problem = "Prometheus sends alerts to no Alertmanager"
-                if problem is None and not ready:
-                    problem = "Alertmanager is not ready"
-            except (OSError, ValueError, KeyError) as e:
-                problem = f"{type(e).__name__}: {e}"
-            if problem is None or time.monotonic() > deadline:
-                return problem
-            time.sleep(2)
+    def once() -> str | None:
+        try:
+            groups = _get(f"http://{host.address}:{PROMETHEUS}/api/v1/rules")["data"]["groups"]
+            active = _get(f"http://{host.address}:{PROMETHEUS}/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
+            with urllib.request.urlopen(f"http://{host.private_address}:{PORT}/-/ready", timeout=10) as r:
+                ready = r.status == 200
+            names = {g["name"] for g in groups}
+        except (OSError, ValueError, KeyError) as e:
+            return f"{type(e).__name__}: {e}"
+        if not {"mmdeploy-hosts", "mmdeploy-database"} <= names:
+            return f"mmdeploy's rule groups not loaded (loaded: {', '.join(sorted(names)) or 'none'})"
+        if not active:
+            return "Prometheus sends alerts to no Alertmanager"
+        return None if ready else "Alertmanager is not ready"
 
-    return check
+    return lambda: settled(once, wait)
 
 
 def firing(host: Host) -> list[dict]:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from ..component import Balanced, Check, Component, Context, Metrics
+from ..component import Balanced, Check, Component, Context, Metrics, settled
 from ..errors import MMDeployError
 from ..inventory import Host, Inventory
 from ..ops import Command, File, Packages, Service, Sysctl
@@ -45,6 +45,7 @@ from ..settings import Section
 CONF = "/etc/haproxy/haproxy.cfg"
 HEALTH = "/healthz"  # the monitor page keepalived's track script asks for
 RELOAD = ("reload",)
+RISE_WAIT = 30.0  # seconds verify gives a down server to rise (HAProxy: rise 2 checks)
 
 
 class HaproxySettings(Section):
@@ -243,27 +244,35 @@ def layer_problems(states: dict[tuple[str, str], bool], expected: dict[str, str]
     return "; ".join(problems) or None
 
 
-def _servers_up(inventory: Inventory, host: Host):
+def _servers_up(inventory: Inventory, host: Host, wait: float = RISE_WAIT):
+    """A verify check: each layer's servers up as it expects. A server that is down (a
+    node this deploy just started, its first checks failed before it listened) is given
+    up to `wait` seconds to pass its `rise` checks."""
+
     def check() -> str | None:
         from ..api import session
         from ..remote import Remote
 
         port = host.settings.haproxy.stats_port
         remote = Remote(host, session(inventory)[0])
-        try:
+
+        def once() -> str | None:
             result = remote.run(
                 f"curl -fsS --max-time 5 {shlex.quote(f'http://127.0.0.1:{port}/metrics')}",
                 timeout=15,
                 what="reading HAProxy's metrics",
                 log_output=False,
             )
+            if not result.ok:
+                return f"HAProxy's metrics on {host.name}: {result.stderr.strip() or result.rc}"
+            return layer_problems(server_states(result.stdout), expected_up(inventory, host))
+
+        try:
+            return settled(once, wait)
         except MMDeployError as e:
             return str(e)
         finally:
             remote.close()
-        if not result.ok:
-            return f"HAProxy's metrics on {host.name}: {result.stderr.strip() or result.rc}"
-        return layer_problems(server_states(result.stdout), expected_up(inventory, host))
 
     return check
 

@@ -40,6 +40,8 @@ CERT = "/etc/nginx/tls/mattermost.crt"
 KEY = "/etc/nginx/tls/mattermost.key"
 ACME_WEBROOT = "/var/www/letsencrypt"
 RELOAD = ("reload",)
+# Tested, then a graceful reload: new workers, the old ones finish the requests they hold.
+RELOAD_SCRIPT = "nginx -t -q && systemctl reload nginx"
 EXPORTER = "prometheus-nginx-exporter"
 EXPORTER_PORT = 9113  # the Debian package's default
 

@@ -11,7 +11,6 @@ target is up.
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from dataclasses import dataclass, field
 
@@ -19,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..component import ADMIN, CONTROL, Check, Component, Context, Port, Role
+from ..component import ADMIN, CONTROL, Check, Component, Context, Port, Role, settled
 from ..grammar import Source
 from ..inventory import Inventory
 from ..ops import Command, File, Packages, Service
@@ -142,25 +141,20 @@ def targets_up(url: str, wait: float):
     """A verify check: every active target of the Prometheus at `url` is up. A target not
     scraped yet (just deployed) or down is given up to `wait` seconds."""
 
-    def check() -> str | None:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=10) as response:
-                    targets = json.load(response)["data"]["activeTargets"]
-                problem = "; ".join(
-                    f"{t['labels'].get('job')} {t['labels'].get('instance')} {t['health']}"
-                    + (f" ({t['lastError']})" if t.get("lastError") else "")
-                    for t in targets
-                    if t["health"] != "up"
-                ) or (None if targets else "no targets")
-            except (OSError, ValueError, KeyError) as e:
-                problem = f"{url}: {e}"
-            if problem is None or time.monotonic() >= deadline:
-                return problem
-            time.sleep(2)
+    def once() -> str | None:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                targets = json.load(response)["data"]["activeTargets"]
+            return "; ".join(
+                f"{t['labels'].get('job')} {t['labels'].get('instance')} {t['health']}"
+                + (f" ({t['lastError']})" if t.get("lastError") else "")
+                for t in targets
+                if t["health"] != "up"
+            ) or (None if targets else "no targets")
+        except (OSError, ValueError, KeyError) as e:
+            return f"{url}: {e}"
 
-    return check
+    return lambda: settled(once, wait)
 
 
 def _host_port(address: str, port: int) -> str:

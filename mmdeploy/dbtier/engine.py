@@ -87,7 +87,8 @@ class ManagedEngine(Engine, Protocol):
     manages_failover: bool  # True
 
     def switchover(self, remote: Remote, leader: Host, candidate: Host) -> str:
-        """Planned: the leader hands over to `candidate` and follows it."""
+        """Planned: the leader hands over to `candidate` and follows it. Raises Refused
+        when the manager answers that it cannot now (nothing moved)."""
         ...
 
     def failover_to(self, remote: Remote, candidate: Host) -> str:

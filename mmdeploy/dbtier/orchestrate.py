@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, cast
 
-from ..errors import InventoryError, MMDeployError
+from ..errors import InventoryError, MMDeployError, Refused
 from ..facts import FactCache
 from ..inventory import Host, Inventory
 from ..remote import Remote
@@ -28,6 +28,8 @@ from .topology import NodeState, Topology, decide, describe, unreachable
 CONNECT_TIMEOUT = 1.0
 STATUS_CONNECT_TIMEOUT = 5.0
 APPLY_TIMEOUT = 60.0
+MANAGER_SETTLE = 45.0  # seconds failover-db asks Patroni again while it refuses
+MANAGER_RETRY = 3.0
 Out = Callable[[str], None]
 
 
@@ -284,6 +286,55 @@ def _managed_failover(tier: Tier, to: str | None, force: bool) -> FailoverResult
     names = [h.name for h in tier.hosts]
     if to is not None and to not in names:
         raise InventoryError([f"--to: {to!r} is not a DB host (DB hosts: {', '.join(names)}); nothing was changed"])
+    # Patroni refuses while the cluster settles (a member just back, the synchronous
+    # standby being chosen again): the choice is made again from a fresh view, a bounded
+    # number of times, and its last answer is reported.
+    deadline = time.monotonic() + MANAGER_SETTLE
+    while True:
+        old_state, target = _managed_choice(tier, to, force)
+        remote = tier.remotes[target.host.name]
+        try:
+            if old_state is not None and old_state.writable and not force:
+                tier.say(f"switchover {old_state.host.name} -> {target.host.name} (Patroni)")
+                engine.switchover(remote, old_state.host, target.host)
+                fenced = "demoted by Patroni (switchover): it follows the new leader"
+            else:
+                tier.say(f"failover to {target.host.name} (Patroni)")
+                engine.failover_to(remote, target.host)
+                fenced = "its lock taken by Patroni: it follows the new leader when it runs"
+            break
+        except Refused as e:
+            if time.monotonic() > deadline:
+                raise MMDeployError(f"{e}; nothing was changed (see inv db.status)") from None
+            tier.say(f"{e}; asking again in {MANAGER_RETRY:.0f} s")
+            time.sleep(MANAGER_RETRY)
+    final = _wait_for_leader(tier, target.host.name, 60)
+    tier.say(f"{target.host.name} is the leader")
+    others = [h for h in final.replicas if final.states[h.name].running]
+    behind = [h.name for h in others if not _streams(tier, h, 30)]
+    for name in behind:
+        tier.say(f"warning: {name} does not stream from {target.host.name} yet (see inv db.status)")
+    final = topology(tier, tier.states())
+    rejoined = old_state.host.name if old_state and final.states[old_state.host.name].streaming else None
+    if rejoined:
+        tier.say(f"{rejoined} follows {target.host.name} as a replica")
+    tier.say(f"database done: {target.host.name} is the primary")
+    return FailoverResult(
+        old=old_state.host.name if old_state else None,
+        new=target.host.name,
+        fenced=fenced,
+        repointed=[h.name for h in others],
+        rejoined=rejoined,
+        seconds=round(time.monotonic() - tier.started, 2),
+        topology=final,
+        behind=behind,
+        timeline=list(tier.lines),
+    )
+
+
+def _managed_choice(tier: Tier, to: str | None, force: bool) -> tuple[NodeState | None, NodeState]:
+    """(the leader now, the replica to move it to), from a fresh view of the tier."""
+    engine = tier.engine
     states = tier.states()
     old = topology(tier, states)
     old_state = None if old.fresh else old.primary_state
@@ -319,37 +370,7 @@ def _managed_failover(tier: Tier, to: str | None, force: bool) -> FailoverResult
             "once the leader's lock expires (patroni.ttl). To promote a replica of your choice now, run "
             "failover-db --force [--to HOST]. Nothing was changed."
         )
-    remote = tier.remotes[target.host.name]
-    if old_state is not None and old_state.writable and not force:
-        tier.say(f"switchover {old_state.host.name} -> {target.host.name} (Patroni)")
-        engine.switchover(remote, old_state.host, target.host)
-        fenced = "demoted by Patroni (switchover): it follows the new leader"
-    else:
-        tier.say(f"failover to {target.host.name} (Patroni)")
-        engine.failover_to(remote, target.host)
-        fenced = "its lock taken by Patroni: it follows the new leader when it runs"
-    final = _wait_for_leader(tier, target.host.name, 60)
-    tier.say(f"{target.host.name} is the leader")
-    others = [h for h in final.replicas if final.states[h.name].running]
-    behind = [h.name for h in others if not _streams(tier, h, 30)]
-    for name in behind:
-        tier.say(f"warning: {name} does not stream from {target.host.name} yet (see inv db.status)")
-    final = topology(tier, tier.states())
-    rejoined = old_state.host.name if old_state and final.states[old_state.host.name].streaming else None
-    if rejoined:
-        tier.say(f"{rejoined} follows {target.host.name} as a replica")
-    tier.say(f"database done: {target.host.name} is the primary")
-    return FailoverResult(
-        old=old_state.host.name if old_state else None,
-        new=target.host.name,
-        fenced=fenced,
-        repointed=[h.name for h in others],
-        rejoined=rejoined,
-        seconds=round(time.monotonic() - tier.started, 2),
-        topology=final,
-        behind=behind,
-        timeline=list(tier.lines),
-    )
+    return old_state, target
 
 
 def _streams(tier: Tier, host: Host, timeout: float) -> bool:
@@ -365,6 +386,10 @@ def _wait(ready: Callable[[], bool], timeout: float, every: float = 0.5) -> bool
     return True
 
 
+def _named(s: NodeState) -> str:
+    return f"{s.host.name} {describe(s)}, {'writable' if s.writable else 'not writable'}"
+
+
 def _wait_for_leader(tier: Tier, name: str, timeout: float) -> Topology:
     found: list[Topology] = []
 
@@ -377,7 +402,7 @@ def _wait_for_leader(tier: Tier, name: str, timeout: float) -> Topology:
     if not _wait(ready, timeout):
         raise MMDeployError(
             f"{name} did not become the writable leader within {timeout:.0f} s "
-            f"(now: {describe(found[0].primary_state) if found and found[0].primary_state else 'none'})"
+            f"(now: {_named(found[0].primary_state) if found and found[0].primary_state else 'no primary'})"
         )
     return found[0]
 
@@ -409,6 +434,12 @@ def rejoin(inventory: Inventory, host: str, out: Out = print, redactor: Redactor
         final = topology(tier, tier.states())
         peers = [h for h in tier.hosts if h.name != primary.host.name]
         tier.engine.attach(tier.remotes[primary.host.name], peers, final.replicas)
+        # A failover re-pointed the servers at the replicas that answered then; adding
+        # one to their read pool needs a restart, which is the next deploy's to make.
+        tier.say(
+            f"Mattermost reads from {host} once `inv deploy` lists it in SqlSettings.DataSourceReplicas "
+            "(nothing to do if a failover had not taken it out)"
+        )
         return final
     finally:
         tier.close()

@@ -16,8 +16,9 @@ def unit(name: str, content: str, notify: tuple[str, ...] = ()) -> File:
     return File(f"/etc/systemd/system/{name}", content, then="systemctl daemon-reload", notify=notify)
 
 
-def when_ready(probe: str, then: str, wait: int = 60) -> str:
-    """A script that runs `then` once `probe` succeeds (tried each second for `wait` s).
+def when_ready(probe: str, then: str = "", wait: int = 60) -> str:
+    """A script that runs `then` (if any) once `probe` succeeds (tried each second for
+    `wait` s); it fails when `probe` never does.
     For a reload right after a start: a reload signal (SIGHUP) that reaches a process
     before it handles it ends the process, and systemd does not restart a service that
     SIGHUP ended (a clean exit for Restart=on-failure)."""

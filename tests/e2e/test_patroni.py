@@ -229,6 +229,9 @@ def test_the_leader_dies_and_patroni_fails_over_alone(site):
         return re.match(rf"^{old}\s+replica\s+read-only", line) and f"from {site['addr'][new]}" in line
 
     wait_for(follows, 120, f"{old} streaming from {new}", every=3)
+    # Its etcd member is back by itself too (the unit is enabled): Patroni followed through
+    # the other members' etcd, so it may answer before its own member has rejoined.
+    wait_for(lambda: on(old, "systemctl is-active etcd || true").strip() == "active", 120, f"etcd on {old}", every=2)
     refused = subprocess.run(
         [
             "docker",

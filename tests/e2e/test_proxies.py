@@ -7,13 +7,10 @@ static /api/v4/system/ping) and, declared as a Balanced layer by a test-only com
 Runs through the Python API in-process, because the registry is extended with the
 test-only component. The last test kills a proxy: it runs last."""
 
-import http.client
 import os
 import re
 import socket
-import ssl
 import subprocess
-import threading
 import time
 from io import StringIO
 
@@ -27,6 +24,7 @@ from mmdeploy.components.haproxy import server_states
 
 from .balanced_demo import registry_with_layer
 from .conftest import ROOT, metric, on
+from .probe import Probe
 
 pytestmark = pytest.mark.e2e
 ONLY = ["base", "node-exporter", "demo", "nginx", "haproxy", "keepalived", "keepalived-start"]
@@ -225,46 +223,6 @@ def test_nginx_stopped_on_a_holder_gives_its_address_away(site):
     assert holds("proxy1", vip2) and not holds("proxy2", vip2)
 
 
-class Probe(threading.Thread):
-    """GET https://<address>/ every 50 ms from the control machine, each on a new
-    connection; records (time, ok)."""
-
-    def __init__(self, address: str, domain: str):
-        super().__init__(daemon=True)
-        self.address, self.domain = address, domain
-        self.results: list[tuple[float, bool]] = []
-        self.stop = threading.Event()
-        self.context = ssl.create_default_context()
-        self.context.check_hostname = False
-        self.context.verify_mode = ssl.CERT_NONE
-
-    def once(self) -> bool:
-        conn = http.client.HTTPSConnection(self.address, 443, timeout=0.5, context=self.context)
-        try:
-            conn.request("GET", "/", headers={"Host": self.domain})
-            response = conn.getresponse()
-            return response.status == 200 and b"mmdeploy demo" in response.read()
-        except (OSError, ssl.SSLError, http.client.HTTPException):
-            return False
-        finally:
-            conn.close()
-
-    def run(self):
-        while not self.stop.is_set():
-            t = time.monotonic()
-            self.results.append((t, self.once()))
-            time.sleep(max(0.0, t + 0.05 - time.monotonic()))
-
-    def gap_after(self, moment: float) -> float:
-        """The longest time without a good answer from the last one before `moment` on
-        (the holder may still answer a probe or two right after `docker kill` returns)."""
-        good = [t for t, ok in self.results if ok]
-        start = [t for t in good if t <= moment]
-        assert start and good[-1] > moment, "no answer before or after the kill"
-        times = [t for t in good if t >= start[-1]]
-        return max(b - a for a, b in zip(times, times[1:]))
-
-
 def test_killed_holder_moves_its_address_and_recovery_does_not_move_it_back(site):
     inv, (vip1, vip2) = site
     assert holds("proxy1", vip1)
@@ -275,7 +233,7 @@ def test_killed_holder_moves_its_address_and_recovery_does_not_move_it_back(site
         time.sleep(2)
         killed = time.monotonic()
         subprocess.run(["docker", "kill", testbed.container_name("proxy1")], check=True, capture_output=True)
-        wait_for(lambda: any(ok and t > killed for t, ok in probe.results), 30, f"{vip1} answers again")
+        wait_for(lambda: probe.recovered_after(killed), 30, f"{vip1} answers again")
         time.sleep(2)
     finally:
         probe.stop.set()

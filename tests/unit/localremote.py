@@ -30,6 +30,7 @@ class LocalRemote:
         log_output: bool = True,
         what: str | None = None,
     ) -> Result:
+        self.connect()  # as Remote.run, which connects on first use
         self.round_trips += 1
         self.scripts.append(script)
         p = subprocess.run(["bash", "-s"], input=PREAMBLE + script, capture_output=True, text=True, timeout=timeout)

@@ -369,3 +369,38 @@ def test_restore_starts_from_a_backup_on_the_sites_timeline():
     # One timeline only: the newest backup before the target.
     single = info.replace("000000020000000000000009", "000000010000000000000009")
     assert choose_backup(single, "", 300)[0] == "D1"
+
+
+def test_the_restore_point_is_the_db_primarys_next_whole_second(site, monkeypatch):
+    """After every server stopped: the DB primary's clock rounded up to a whole second
+    and waited for (the real script, run by the local bash); no answer, no point."""
+    import time
+
+    from mmdeploy import dbtier, upgrades
+    from mmdeploy.dbtier import NodeState
+    from mmdeploy.errors import MMDeployError
+
+    inv = site()
+    db1 = inv.host("db1")
+
+    class Fleet:
+        def remote(self, host):
+            assert host is db1
+            return LocalRemote(host)
+
+    monkeypatch.setattr(
+        dbtier,
+        "status",
+        lambda _inv: [NodeState(host=db1, reachable=True, running=True, role="primary", writable=True)],
+    )
+    before = time.time()
+    point = upgrades._quiet_point(Fleet(), inv)
+    assert point and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00", point)
+    epoch = datetime.strptime(point, "%Y-%m-%d %H:%M:%S+00").replace(tzinfo=timezone.utc).timestamp()
+    assert before < epoch <= before + 2 and time.time() >= epoch  # after every earlier write, and passed
+
+    def unreachable(_inv):
+        raise MMDeployError("db1 unreachable")
+
+    monkeypatch.setattr(dbtier, "status", unreachable)
+    assert upgrades._quiet_point(Fleet(), inv) is None  # the upgrade goes on with the start time

@@ -101,3 +101,56 @@ def test_an_unreachable_server_does_not_stop_the_others_and_is_named(site):
     assert todo.startswith("job1: ") and "inv deploy --only client --limit job1" in todo
     assert any("job1: NOT re-pointed" in line for line in lines)
     assert "1 client(s) left to re-point" in lines[-1]
+
+
+@pytest.fixture
+def multi_site(tmp_path, write_inventory, monkeypatch):
+    """Two app servers behind two proxies, the scripts run locally; NGINX's reload replaced
+    by one that records which proxy ran it (proxy2 cannot be reached)."""
+    import mmdeploy.registry as registry_module
+    from mmdeploy import fleet
+    from mmdeploy.components import nginx
+
+    text = SINGLE.replace(
+        "  - name: app1\n", "  - name: proxy2\n    address: 192.0.2.31\n    roles: [proxy]\n  - name: app1\n"
+    )
+    text += "  - name: app2\n    address: 192.0.2.22\n    roles: [app]\n"
+    inv = inventory.load(write_inventory(text))
+    real = registry_module.registry()
+    keep = [c for c in real.components if not c.name.startswith("mattermost")]
+    fake = build([*keep, Client(tmp_path)])
+    monkeypatch.setattr(registry_module, "registry", lambda: fake)
+    monkeypatch.setattr(runner, "Remote", lambda host, redact, log_path: LocalRemote(host, redact, log_path))
+    monkeypatch.setattr(
+        fleet,
+        "Remote",
+        lambda host, redact, log_path: LocalRemote(host, redact, log_path, fail_connect=host.name == "proxy2"),
+    )
+    monkeypatch.setattr(nginx, "RELOAD_SCRIPT", "true")  # the real one needs NGINX
+    monkeypatch.setenv("MMDEPLOY_RUN_DIR", str(tmp_path / "runs"))
+    db = inv.with_role("db")
+    states = {h.name: NodeState(h, True, True, "primary", True) for h in db}
+    return inv, Topology(db, states, db[0], "writable")
+
+
+def test_with_several_app_servers_the_proxies_forget_their_failure_marks(multi_site):
+    inv, topology = multi_site
+    assert [h.name for h in inv.with_role("proxy")] == ["proxy1", "proxy2"] and len(inv.with_role("app")) == 2
+    lines = []
+    report = dbclients.repoint(inv, topology, lines.append)
+    assert report.ok  # a proxy that cannot reload does not make the re-point fail
+    assert report.proxies["proxy1"] == "reloaded"
+    assert "cannot connect" in report.proxies["proxy2"]
+    assert any("proxy1: NGINX reloaded" in line for line in lines)
+    assert any("proxy2: NGINX not reloaded" in line and "after fail_timeout" in line for line in lines)
+    # The marks are forgotten only once every server is back: after the re-point lines.
+    reloaded = next(i for i, line in enumerate(lines) if "NGINX reloaded" in line)
+    assert all("re-pointed" not in line for line in lines[reloaded:])
+
+
+def test_nothing_restarted_no_reload(multi_site):
+    inv, topology = multi_site
+    dbclients.repoint(inv, topology, lambda _: None)  # the files are written: restarted
+    lines = []
+    report = dbclients.repoint(inv, topology, lines.append)  # already pointing there
+    assert report.proxies == {} and not any("NGINX" in line for line in lines)

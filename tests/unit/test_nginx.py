@@ -109,7 +109,7 @@ def test_several_app_servers_retry_only_what_is_safe(site):
     https = server_block(render(site()), "443 ssl http2 default_server;")
     assert "proxy_next_upstream error timeout http_502 http_503 http_504;" in https
     assert "proxy_next_upstream_tries 3;" in https
-    assert "proxy_connect_timeout 5s;" in https
+    assert "proxy_connect_timeout 2s;" in https
     # NGINX's default keeps non-idempotent requests (POST, PATCH) from being sent twice.
     assert "non_idempotent" not in https
     # The websocket location inherits the short connect timeout (no 90 s wait on a dead server).

@@ -509,6 +509,61 @@ def test_no_leader_without_force_is_refused_and_force_fails_over(tier):
     assert t.engine.calls == [("failover", "db2", "db2")] and result.new == "db2"
 
 
+def test_a_patroni_refusal_is_read_from_patronictls_output():
+    from mmdeploy.components.postgresql.patroni_engine import answered
+    from mmdeploy.errors import Refused
+
+    ok = '2026-11-30 04:00:01.12 Successfully switched over to "db2"\n+ Cluster: main ----+'
+    assert answered(ok, "switchover") == ok
+    # patronictl exits 0 on these: the answer is all there is.
+    for line, reason in [
+        (
+            "2026-11-30 04:00:01.12 Switchover failed, details: 412, candidate name does not match with sync_standby",
+            "Switchover failed, details: 412, candidate name does not match with sync_standby",
+        ),
+        ("2026-11-30 04:00:01.12 Switchover failed, details: 503, Switchover failed", "503, Switchover failed"),
+    ]:
+        with pytest.raises(Refused, match=re.escape(reason)):
+            answered(line + "\n+ Cluster: main ----+", "Patroni switchover db1 -> db2")
+    # Taken, its result not seen yet: the caller waits for the leader (asking again could
+    # move it twice).
+    unknown = "2026-11-30 04:00:01.12 Switchover failed, details: 503, Switchover status unknown"
+    assert answered(unknown, "switchover") == unknown
+
+
+def test_a_switchover_patroni_refuses_is_chosen_again_from_a_fresh_view(tier, monkeypatch):
+    """The synchronous standby Patroni had named changed before it was asked: the choice
+    is made again (now db3) and asked again; a refusal that lasts is reported."""
+    from mmdeploy.dbtier import orchestrate
+    from mmdeploy.errors import Refused
+
+    monkeypatch.setattr(orchestrate, "MANAGER_RETRY", 0.0)
+    t = tier()
+    real = t.engine.switchover
+
+    def refuse_once(remote, leader, candidate):
+        if not t.engine.calls:
+            t.engine.calls.append(("refused", candidate.name))
+            t.nodes["db2"].extra["patroni_role"], t.nodes["db3"].extra["patroni_role"] = "replica", "sync_standby"
+            raise Refused("Patroni switchover db1 -> db2: Patroni refused (412, candidate name does not match)")
+        real(remote, leader, candidate)
+
+    t.engine.switchover = refuse_once
+    result = dbtier._failover(t, None, False)
+    assert t.engine.calls == [("refused", "db2"), ("switchover", "db3", "db1", "db3")] and result.new == "db3"
+    assert any("asking again" in line for line in t.lines)
+
+    t = tier()
+    monkeypatch.setattr(orchestrate, "MANAGER_SETTLE", 0.0)
+
+    def refuse(remote, leader, candidate):
+        raise Refused("Patroni switchover db1 -> db2: Patroni refused (503, Switchover failed)")
+
+    t.engine.switchover = refuse
+    with pytest.raises(MMDeployError, match=r"Patroni refused \(503, Switchover failed\); nothing was changed"):
+        dbtier._failover(t, None, False)
+
+
 def test_rejoin_starts_patroni_where_it_stopped(tier, monkeypatch):
     from mmdeploy.dbtier import orchestrate
 

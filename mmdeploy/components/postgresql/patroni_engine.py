@@ -15,7 +15,7 @@ import shlex
 from typing import Mapping
 
 from ...dbtier import NodeState
-from ...errors import MMDeployError
+from ...errors import MMDeployError, Refused
 from ...facts import Fact
 from ...inventory import Host, Inventory
 from ...remote import Remote
@@ -63,6 +63,19 @@ def leader_of(view: dict) -> str | None:
 
 def sync_standbys(view: dict) -> list[str]:
     return [m["name"] for m in view.get("members", []) if m.get("role") == "sync_standby"]
+
+
+def answered(output: str, what: str) -> str:
+    """patronictl's output when Patroni took the request. patronictl exits 0 even when
+    Patroni refuses ("Switchover failed, details: 412, candidate name does not match with
+    sync_standby"), so its answer is read: a refusal raises Refused with Patroni's reason.
+    "status unknown" is not a refusal: Patroni took the request and had not seen its result
+    when it answered (the caller waits for the new leader; asking again could move it twice)."""
+    refusal = next((line.strip() for line in output.splitlines() if "failed, details:" in line), None)
+    if refusal and "status unknown" not in refusal:
+        reason = refusal.split(" ", 2)[-1] if refusal[:1].isdigit() else refusal
+        raise Refused(f"{what}: Patroni refused ({reason})")
+    return output
 
 
 class PatroniEngine(PGEngine):
@@ -135,23 +148,16 @@ class PatroniEngine(PGEngine):
         """Planned: the leader stops cleanly (its last WAL reaches the candidate) and the
         candidate takes the lock; the old leader follows it."""
         scope = remote.host.settings.patroni.scope
-        return run_checked(
-            remote,
-            f"{ctl(self._paths(remote))} switchover {scope} --leader {leader.name} "
-            f"--candidate {candidate.name} --force",
-            f"Patroni switchover {leader.name} -> {candidate.name}",
-            timeout=120,
-        ).stdout
+        what = f"Patroni switchover {leader.name} -> {candidate.name}"
+        command = f"{ctl(self._paths(remote))} switchover {scope} --leader {leader.name} --candidate {candidate.name}"
+        return answered(run_checked(remote, f"{command} --force", what, timeout=120).stdout, what)
 
     def failover_to(self, remote: Remote, candidate: Host) -> str:
         """Unplanned (--force): promote `candidate` now, whether the leader answers or not."""
         scope = remote.host.settings.patroni.scope
-        return run_checked(
-            remote,
-            f"{ctl(self._paths(remote))} failover {scope} --candidate {candidate.name} --force",
-            f"Patroni failover to {candidate.name}",
-            timeout=120,
-        ).stdout
+        what = f"Patroni failover to {candidate.name}"
+        command = f"{ctl(self._paths(remote))} failover {scope} --candidate {candidate.name} --force"
+        return answered(run_checked(remote, command, what, timeout=120).stdout, what)
 
     def start_member(self, remote: Remote) -> None:
         """Patroni on a node that stopped (a host back from a crash): it rewinds the old
