@@ -31,6 +31,7 @@ import yaml
 
 import mmdeploy
 from mmdeploy import testbed
+from mmdeploy.components.firewall import probe
 from mmdeploy.passwords import postgres_matches
 
 from .conftest import ROOT, inv, on
@@ -142,6 +143,14 @@ def test_a_second_deploy_or_failover_is_refused_while_one_runs(site):
         site.outputs[f"concurrent {name}"] = stdout + stderr
         assert p.returncode == 3, stdout + stderr
         assert "`deploy` by" in stderr and f"(pid {first.pid}," in stderr
+    # Back to the site's own settings. The demo stays installed (demo.enabled: false does
+    # not remove it), but its port, open to the control machine while the demo was
+    # deployed, is closed again: the firewall's ruleset is the only change, on every host.
+    back = site.cli("deploy", "--yes")
+    changed = [line for line in back.stdout.splitlines() if " ~ " in line]
+    assert len(changed) == len(site.hosts) and all("firewall ruleset" in line for line in changed), back.stdout
+    app1 = mmdeploy.load(site.path).host("app1")
+    assert probe(app1.address, app1.settings.demo.port) == "filtered"
 
 
 def test_a_run_from_another_machine_is_refused_by_the_hosts(site):
