@@ -27,7 +27,9 @@ from .conftest import ROOT, metric, on
 from .probe import Probe
 
 pytestmark = pytest.mark.e2e
-ONLY = ["base", "node-exporter", "demo", "nginx", "haproxy", "keepalived", "keepalived-start"]
+# The host firewall too: it is on by default, so VRRP between the proxies, NGINX to the
+# app servers and the balanced layer are tested through the rules a real deploy loads.
+ONLY = ["base", "firewall", "node-exporter", "demo", "nginx", "haproxy", "keepalived", "keepalived-start"]
 PING = '{"status":"OK"}'
 
 
@@ -41,6 +43,9 @@ def site(bed):
         net = doc["hosts"][0]["address"].rsplit(".", 1)[0]
         doc["settings"]["proxy"] = {"vip": [f"{net}.100/24", f"{net}.101/24"]}
         doc["settings"]["demo"] = {"port": 8065}
+        # This machine reads keepalived's state from the proxies' node exporter, as a
+        # central Prometheus outside the deployment would: the operator allows it so.
+        doc["settings"]["firewall"] = {"monitoring_cidrs": [testbed.GATEWAY]}
         for h in doc["hosts"]:
             if h["name"].startswith("app"):  # the demo on the app servers only
                 h["vars"] = {"demo": {"enabled": True}}
