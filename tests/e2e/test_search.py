@@ -14,7 +14,8 @@ The bed is three generic hosts rewritten: host1 is the job + monitoring host (it
 carries the single pattern's other roles: as the proxy it runs HAProxy, the internal
 balancer, and as an app and job server it is the balancer's client; the rest is not
 deployed here: --only), host2 and host3 are the search hosts. Search is measured through
-the balancer from host1, as Mattermost would use it, and on a surviving node directly.
+the balancer from host1, as Mattermost would use it, and on a surviving node directly (from
+host1 too: the host firewall lets only the balancer's host reach the nodes' HTTP port).
 """
 
 import json
@@ -36,7 +37,8 @@ from .conftest import ROOT, inv, metric, on
 
 pytestmark = pytest.mark.e2e
 S1, S2, TIE = "host2", "host3", "host1"  # the search hosts and the tiebreaker's host
-ONLY = ("--only", "base,node-exporter,search,haproxy,prometheus")
+# The host firewall too (on by default): the cluster forms and answers through its rules.
+ONLY = ("--only", "base,firewall,node-exporter,search,haproxy,prometheus")
 TEMPLATE = {
     "index_patterns": ["mmtest_posts_*"],
     "template": {
@@ -82,12 +84,25 @@ INDEX = "mmtest_posts_2026_11_29"
 
 
 def api(address: str, path: str, body=None, method: str | None = None, timeout: float = 30):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        f"http://{address}:9200{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as r:
-        return json.loads(r.read())
+    """OpenSearch's REST API of the node at `address`, asked from the tiebreaker's host (the
+    balancer's host, which the host firewall lets reach the nodes' HTTP port; this machine
+    is not let in: no real operator's machine talks to the nodes directly)."""
+    command = ["curl", "-sS", "--fail-with-body", "-m", str(timeout), "-H", "Content-Type: application/json"]
+    command += ["-X", method or ("POST" if body is not None else "GET")]
+    command += ["--data-binary", "@-"] if body is not None else []
+    try:
+        p = subprocess.run(
+            ["docker", "exec", "-i", testbed.container_name(TIE), *command, f"http://{address}:9200{path}"],
+            input=json.dumps(body) if body is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=timeout + 10,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise OSError(f"{path} on {address}: no answer in {timeout} s") from e
+    if p.returncode != 0:
+        raise OSError(f"{path} on {address}: curl exited {p.returncode}: {p.stderr.strip()} {p.stdout[:300]}")
+    return json.loads(p.stdout)
 
 
 def changed_total(output: str) -> int:
@@ -121,6 +136,9 @@ def site(bed):
         if host["name"] != TIE:
             host["roles"] = ["search"]
     document["settings"].update(artifacts.bed_settings({"search"}))
+    # This machine reads the search exporter, as a central Prometheus outside the
+    # deployment would: the operator allows it so.
+    document["settings"]["firewall"] = {"monitoring_cidrs": [testbed.GATEWAY]}
     path = generic.with_name(generic.name.replace("-3.yml", "-search.yml"))
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     path.with_name(path.stem + ".secrets.yml").unlink(missing_ok=True)
