@@ -26,7 +26,9 @@ from mmdeploy.components.storage import common
 from .conftest import ROOT, figures, inv, on
 
 pytestmark = pytest.mark.e2e
-STORAGE = ("base", "seaweedfs", "seaweedfs-master", "seaweedfs-volume", "seaweedfs-filer", "seaweedfs-s3")
+# The host firewall too (on by default): the masters, volumes, filers and gateways talk
+# through its rules.
+STORAGE = ("base", "firewall", "seaweedfs", "seaweedfs-master", "seaweedfs-volume", "seaweedfs-filer", "seaweedfs-s3")
 ONLY = ("--only", ",".join(STORAGE + ("prometheus",)))  # and Prometheus on the job host, scraping them
 CHECKS = ("--only", "seaweedfs-master,seaweedfs-s3")
 FIGURES = figures("S3 file storage (SeaweedFS, 2 storage hosts + the job host)")
@@ -58,7 +60,7 @@ def site(bed):
     t0 = time.monotonic()
     first = inv("deploy", "--inventory", str(path), "--only", ",".join(STORAGE), "--yes")
     FIGURES["first deploy of SeaweedFS (3 hosts, from nothing)"] = f"{time.monotonic() - t0:.0f} s"
-    inv("deploy", "--inventory", str(path), "--only", "base,prometheus", "--yes")
+    inv("deploy", "--inventory", str(path), "--only", "base,firewall,prometheus", "--yes")
     return str(path), first
 
 
