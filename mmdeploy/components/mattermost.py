@@ -73,10 +73,16 @@ GOSSIP_PORT = 8074
 # Mattermost's high availability docs ("Configuration and compatibility"): more room for
 # websocket connections on every app server. Left out of its list: vm.min_free_kbytes (2%
 # of the host's memory: a per-machine figure), BBR/fq (a kernel module and qdisc) and the
-# TCP buffer sizes (tuned for one 10 Gbit/s network). Added: the ports Mattermost listens
-# on are reserved, so the widened ephemeral range never hands them to an outgoing connection.
+# TCP buffer sizes (tuned for one 10 Gbit/s network). Changed: the ephemeral range starts
+# at 20000, not 1025, above every port the servers mmdeploy puts on an app or job server
+# listen on (node exporter 9100; on the job/monitoring host Prometheus, Alertmanager,
+# Grafana, and with two storage hosts SeaweedFS's master and volume server, whose gRPC
+# ports go up to 19333): a port in the range can be the local port of an outgoing
+# connection, and a server restarted then cannot bind it until that connection ends (a
+# SeaweedFS filer never listened). Still 45,000 ports, 1.6 times the kernel's default.
+# Added: the ports Mattermost listens on are reserved, for a range set lower by hand.
 HA_SYSCTL = {
-    "net.ipv4.ip_local_port_range": "1025 65000",
+    "net.ipv4.ip_local_port_range": "20000 65000",
     "net.ipv4.ip_local_reserved_ports": "8065,8067,8074",
     "net.ipv4.tcp_fin_timeout": "30",
     "net.ipv4.tcp_tw_reuse": "1",

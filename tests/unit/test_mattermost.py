@@ -234,6 +234,32 @@ def test_cluster_name_setting(site):
     assert mm.config(site("app2"), site.inv.host("db1"), [])["ClusterSettings"]["ClusterName"] == "blue"
 
 
+def test_ha_ephemeral_range_leaves_the_servers_ports_out():
+    """A listening port inside the ephemeral range can be taken by an outgoing connection,
+    and the server restarted then cannot bind it: the range starts above the default ports
+    of every server that may share a host with an app or job server."""
+    from mmdeploy.components import alerting, grafana, node_exporter, prometheus
+    from mmdeploy.components.storage import common, seaweedfs
+
+    low, high = map(int, mm.HA_SYSCTL["net.ipv4.ip_local_port_range"].split())
+    servers = [seaweedfs.MASTER_PORT, seaweedfs.VOLUME_PORT, seaweedfs.FILER_PORT, common.SEAWEEDFS_PORT]
+    ports = [
+        *servers,
+        *(p + 10000 for p in servers),  # SeaweedFS's gRPC ports
+        *seaweedfs.METRICS.values(),
+        common.MINIO_PORT,
+        node_exporter.PORT,
+        prometheus.PORT,
+        alerting.PORT,
+        alerting.CLUSTER_PORT,
+        grafana.PORT,
+        mm.GOSSIP_PORT,
+        8065,
+        8067,
+    ]
+    assert max(ports) < low < high
+
+
 def test_cluster_steps_sysctl_limits_and_chrony(site):
     steps = {s.name: s for s in mm.Mattermost().steps(site("app1"))}
     sysctl = {name for name in steps if name.startswith("sysctl ")}
