@@ -67,6 +67,17 @@ STOP_GRACE, STOP_GRACE_FAILOVER, START_LIMIT = 30, 1, 600
 ETC = "/etc/mattermost"
 ENV_FILE = f"{ETC}/mattermost.env"
 CONFIG_PATCH = f"{ETC}/config-patch.json"
+# Every app server patches the one config in the database, at the same moment in a
+# deploy. Mattermost stores each version in one transaction, and the second of two
+# concurrent saves fails on the unique active row; asked again, the server finds the
+# config already as patched and saves nothing. A config it refuses fails each time.
+PATCH_SHARED_CONFIG = f"""\
+for attempt in 1 2 3 4; do
+  if {MMCTL} config patch {CONFIG_PATCH}; then break; fi
+  if [ "$attempt" = 4 ]; then exit 1; fi
+  sleep $((1 + RANDOM % 3))
+done
+"""
 # What the server owns inside /opt/mattermost and a release copy must never overwrite.
 PERSISTENT = ("config", "data", "logs", "plugins", "client/plugins")
 GOSSIP_PORT = 8074
@@ -720,7 +731,7 @@ class Mattermost(Component):
             again = restart(name, STOP_GRACE)
             handlers["patch-config"] = Command(
                 "patch the database config",
-                f"set -e\n{WAIT_FOR_SOCKET}{MMCTL} config patch {CONFIG_PATCH}\n{again.script}",
+                f"set -e\n{WAIT_FOR_SOCKET}{PATCH_SHARED_CONFIG}{again.script}",
                 timeout=again.timeout + 180,
             )
         handlers["restart chrony"] = Command("restart chrony", "systemctl try-restart chrony", timeout=60)
