@@ -141,6 +141,7 @@ def test_a_storage_node_lost_files_still_download_and_upload(site, said):
         multi_site.heal(site)
     failed_up, failed_down, failed_old = found["storage"]
     FIGURES["storage node killed: failed uploads, downloads, old downloads"] = found["storage"]
+    FIGURES["storage node killed: old files failed right after the kill"] = found["storage_first_pass_failed"]
     assert found["storage_files_before"] == 10, said()
     assert (failed_up, failed_down, failed_old) == (0, 0, 0), said()
 
