@@ -19,11 +19,10 @@ import time
 import pytest
 
 import mmdeploy
-from mmdeploy import testbed
 
 from tests.e2e import chaos, multi_site
-from tests.e2e.conftest import ROOT, figures
-from tests.e2e.test_multi import cli
+from tests.e2e.conftest import figures
+from tests.e2e.test_multi import cli, deployed, inv_up
 
 pytestmark = pytest.mark.e2e
 
@@ -32,22 +31,12 @@ FIGURES = figures("cluster pattern (tests/e2e/test_cluster_pattern.py)")
 
 @pytest.fixture(scope="module")
 def up():
-    t0 = time.monotonic()
-    run = cli("up", "--pattern", "cluster", timeout=3000)
-    FIGURES["cold inv up --pattern cluster (s)"] = round(time.monotonic() - t0, 1)
-    try:
-        yield run
-    finally:
-        testbed.down(log=lambda *_: None)
+    yield from inv_up("cluster", FIGURES, 3000)
 
 
 @pytest.fixture(scope="module")
 def site(up):
-    assert up.returncode == 0, (
-        f"inv up --pattern cluster exited {up.returncode}\n{up.stdout[-6000:]}\n{up.stderr[-3000:]}"
-    )
-    path = testbed.path_for(ROOT, "cluster")
-    return multi_site.Site(path, mmdeploy.load(path))
+    return deployed(up, "cluster")
 
 
 def test_inv_up_deploys_the_cluster_pattern_and_verify_passes(up, site):
