@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -62,6 +61,7 @@ from tests.e2e.multi_site import (  # noqa: E402
     search_loss,
     seconds,
     storage,
+    totals,
     vip,
 )
 
@@ -70,12 +70,6 @@ TARGETS = {"vip_gap": 3.0, "failed_after_down": 0, "noop": 2.0}
 
 
 # --- cold deploy and no-op re-run ------------------------------------------------------------
-
-
-def totals(output: str) -> tuple[int, int] | None:
-    """(changed, failed) of a run's total line."""
-    found = re.findall(r"^total\s+\d+\s+(\d+)\s+(\d+)", output, re.M)
-    return (int(found[-1][0]), int(found[-1][1])) if found else None
 
 
 def cold_up(figures: dict) -> Path:

@@ -4,6 +4,7 @@ removal."""
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import socket
@@ -185,12 +186,15 @@ def ensure_key(root: Path) -> str:
     key = key_path(root)
     key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key.parent.chmod(0o700)
-    if not key.exists():
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mmdeploy-testbed", "-f", str(key)],
-            check=True,
-            capture_output=True,
-        )
+    # Beds started at once (the suite's two workers) make the one key once.
+    with open(key.parent / ".key.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not key.exists():
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mmdeploy-testbed", "-f", str(key)],
+                check=True,
+                capture_output=True,
+            )
     key.chmod(0o600)
     return key.with_suffix(".pub").read_text()
 

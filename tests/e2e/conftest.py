@@ -1,6 +1,5 @@
 """End-to-end fixtures: the local Docker test bed (real containers, real SSH, real apt)."""
 
-import json
 import os
 import subprocess
 import sys
@@ -11,26 +10,9 @@ from pathlib import Path
 import pytest
 
 from mmdeploy import testbed
+from tests.figures import figures  # noqa: F401  (the modules import it from here)
 
 ROOT = Path(__file__).resolve().parents[2]
-# What the modules measure (seconds, counts), by module: printed at the end of the run,
-# with or without -s, so that CI's log carries the figures too.
-_FIGURES: dict[str, dict] = {}
-
-
-def figures(title: str) -> dict:
-    """A module's figures; the summary at the end of the run prints them under `title`."""
-    return _FIGURES.setdefault(title, {})
-
-
-def pytest_terminal_summary(terminalreporter):
-    measured = {title: values for title, values in _FIGURES.items() if values}
-    if measured:
-        terminalreporter.section("figures measured by the end-to-end tests")
-        for title, values in measured.items():
-            terminalreporter.write_line(f"{title}:")
-            for name, value in values.items():
-                terminalreporter.write_line(f"  {name}: {json.dumps(value)}")
 
 
 @pytest.fixture(scope="session")

@@ -195,7 +195,7 @@ def test_config_in_database(site):
     units = [s for s in app1 + job1 if isinstance(s, File) and s.path.startswith("/etc/systemd/system/")]
     assert len(units) == 2 and all(f"EnvironmentFile={mm.ENV_FILE}\n" in u.content.decode() for u in units)
     handler = mm.Mattermost().handlers(site("app1"))["patch-config"]
-    patch_at = handler.script.index(f"mmctl --local config patch {mm.CONFIG_PATCH}\n")
+    patch_at = handler.script.index(f"mmctl --local config patch {mm.CONFIG_PATCH}; then break; fi\n")
     assert handler.script.index("systemctl start mattermost", patch_at) > patch_at  # restarted after the patch
     assert "patch-config" not in mm.Mattermost().handlers(site("job1"))
     # The DSN holds the password: only in the 0600 files, never on a command line.
@@ -232,6 +232,32 @@ def test_cluster_settings_per_host(site):
 @pytest.mark.parametrize("site", [["mattermost.cluster_name=blue"]], indirect=True)
 def test_cluster_name_setting(site):
     assert mm.config(site("app2"), site.inv.host("db1"), [])["ClusterSettings"]["ClusterName"] == "blue"
+
+
+def test_ha_ephemeral_range_leaves_the_servers_ports_out():
+    """A listening port inside the ephemeral range can be taken by an outgoing connection,
+    and the server restarted then cannot bind it: the range starts above the default ports
+    of every server that may share a host with an app or job server."""
+    from mmdeploy.components import alerting, grafana, node_exporter, prometheus
+    from mmdeploy.components.storage import common, seaweedfs
+
+    low, high = map(int, mm.HA_SYSCTL["net.ipv4.ip_local_port_range"].split())
+    servers = [seaweedfs.MASTER_PORT, seaweedfs.VOLUME_PORT, seaweedfs.FILER_PORT, common.SEAWEEDFS_PORT]
+    ports = [
+        *servers,
+        *(p + 10000 for p in servers),  # SeaweedFS's gRPC ports
+        *seaweedfs.METRICS.values(),
+        common.MINIO_PORT,
+        node_exporter.PORT,
+        prometheus.PORT,
+        alerting.PORT,
+        alerting.CLUSTER_PORT,
+        grafana.PORT,
+        mm.GOSSIP_PORT,
+        8065,
+        8067,
+    ]
+    assert max(ports) < low < high
 
 
 def test_cluster_steps_sysctl_limits_and_chrony(site):
@@ -500,3 +526,24 @@ def test_every_server_gets_the_first_app_servers_generated_key_and_salt(site):
         assert cfg["SqlSettings"]["AtRestEncryptKey"] == site.secrets.get(mm.AT_REST_KEY)
         assert cfg["FileSettings"]["PublicLinkSalt"] == site.secrets.get(mm.PUBLIC_LINK_SALT)
     assert "AtRestEncryptKey" not in config_of("app1", None)["SqlSettings"]  # nothing to share: the server's own
+
+
+def test_the_shared_config_patch_is_asked_again_when_a_concurrent_save_refused_it(tmp_path):
+    """PATCH_SHARED_CONFIG run with a fake mmctl: a first refusal (another server's save
+    won the race) is asked again and succeeds; a config refused every time fails."""
+    import subprocess
+
+    def run(refusals: int) -> tuple[int, int]:
+        count = tmp_path / f"calls{refusals}"
+        fake = tmp_path / f"mmctl{refusals}"
+        fake.write_text(
+            f"#!/bin/bash\nn=$(( $(cat {count} 2>/dev/null || echo 0) + 1 )); echo $n > {count}\n"
+            f"[ $n -gt {refusals} ] || {{ echo 'Error: failed to record new configuration' >&2; exit 1; }}\n"
+        )
+        fake.chmod(0o755)
+        script = mm.PATCH_SHARED_CONFIG.replace(mm.MMCTL, str(fake)).replace("sleep $((1 + RANDOM % 3))", "true")
+        rc = subprocess.run(["bash", "-c", f"set -e\n{script}echo patched"], capture_output=True).returncode
+        return rc, int(count.read_text())
+
+    assert run(1) == (0, 2)
+    assert run(9) == (1, 4)

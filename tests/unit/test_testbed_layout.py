@@ -95,7 +95,7 @@ def test_mattermost_hosts_get_the_ha_sysctls_from_docker():
 
     hosts = {h.name: h for h in layout("pair")}
     flags = sysctl_flags(hosts["app1"])
-    assert flags[:2] == ["--sysctl", "net.ipv4.ip_local_port_range=1025 65000"]
+    assert flags[:2] == ["--sysctl", "net.ipv4.ip_local_port_range=20000 65000"]
     assert len(flags) == 2 * len(HA_SYSCTL) and sysctl_flags(hosts["job1"]) == flags
     assert sysctl_flags(hosts["proxy1"]) == []
 

@@ -77,6 +77,7 @@ type Cluster struct {
 	done     sync.WaitGroup
 	Sent     int64
 	Received int64
+	queues   map[string]chan outbound // per other node, see Send
 }
 
 type nodeMeta struct {
@@ -248,22 +249,79 @@ func (c *Cluster) Send(msg *model.ClusterMessage) {
 	if err != nil {
 		return
 	}
+	out := outbound{data: b, event: string(msg.Event), reliable: !(msg.SendType == model.ClusterSendBestEffort && len(b) < 1000)}
+	// Queued per node and sent by that node's sender, as the real server does: a request
+	// never waits on the cluster, and a node that died (not yet noticed by gossip) only
+	// delays its own messages, by the send's time limit.
 	for _, m := range c.ml.Members() {
 		if m.Name == c.opt.NodeID {
 			continue
 		}
-		if msg.SendType == model.ClusterSendBestEffort && len(b) < 1000 {
-			err = c.ml.SendBestEffort(m, b) // UDP
-		} else {
-			err = c.ml.SendReliable(m, b) // TCP
+		select {
+		case c.queueFor(m.Name) <- out:
+		default:
+			c.opt.Log("warn", "Cluster: send queue full, message dropped", "event", out.event, "node", m.Name)
 		}
-		if err != nil {
-			c.opt.Log("warn", "Cluster: failed to send a message", "event", string(msg.Event), "node", m.Name, "error", err.Error())
-			continue
+	}
+}
+
+// outbound is one message on a node's send queue.
+type outbound struct {
+	data     []byte
+	event    string
+	reliable bool // TCP, else UDP (best effort and small)
+}
+
+const sendQueueSize = 4096
+
+func (c *Cluster) queueFor(name string) chan outbound {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if q, ok := c.queues[name]; ok {
+		return q
+	}
+	if c.queues == nil {
+		c.queues = map[string]chan outbound{}
+	}
+	q := make(chan outbound, sendQueueSize)
+	c.queues[name] = q
+	c.done.Add(1)
+	go c.sender(name, q)
+	return q
+}
+
+// sender sends one node's queue in order until the cluster stops; a node that left is
+// skipped (its messages dropped, as the real server's).
+func (c *Cluster) sender(name string, q chan outbound) {
+	defer c.done.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case out := <-q:
+			var node *memberlist.Node
+			for _, m := range c.ml.Members() {
+				if m.Name == name {
+					node = m
+				}
+			}
+			if node == nil {
+				continue
+			}
+			var err error
+			if out.reliable {
+				err = c.ml.SendReliable(node, out.data) // TCP
+			} else {
+				err = c.ml.SendBestEffort(node, out.data) // UDP
+			}
+			if err != nil {
+				c.opt.Log("warn", "Cluster: failed to send a message", "event", out.event, "node", name, "error", err.Error())
+				continue
+			}
+			c.mu.Lock()
+			c.Sent++
+			c.mu.Unlock()
 		}
-		c.mu.Lock()
-		c.Sent++
-		c.mu.Unlock()
 	}
 }
 

@@ -41,6 +41,14 @@ func Merge(base, patch map[string]any) map[string]any {
 	return out
 }
 
+// InvalidError is a patched config the model refuses; any other error of
+// PatchStored is the store's (reading it, or saving: a concurrent save of another
+// server wins the unique active row, as in the real database store).
+type InvalidError struct{ Err error }
+
+func (e *InvalidError) Error() string { return e.Err.Error() }
+func (e *InvalidError) Unwrap() error { return e.Err }
+
 // PatchStored merges patch into the stored config, validates and stores it.
 // It returns the new config and whether a new version was written.
 func PatchStored(src Source, patch []byte) ([]byte, bool, error) {
@@ -59,10 +67,10 @@ func PatchStored(src Source, patch []byte) ([]byte, bool, error) {
 	out, _ := json.MarshalIndent(merged, "", "    ")
 	c, err := Parse(out, nil)
 	if err != nil {
-		return nil, false, err
+		return nil, false, &InvalidError{err}
 	}
 	if err := c.IsValid(); err != nil {
-		return nil, false, err
+		return nil, false, &InvalidError{err}
 	}
 	before, _ := json.Marshal(cur)
 	after, _ := json.Marshal(merged)

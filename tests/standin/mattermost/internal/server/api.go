@@ -858,8 +858,13 @@ func (s *Server) patchConfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, changed, err := config.PatchStored(s.Src, body)
-	if err != nil {
+	var invalid *config.InvalidError
+	if errors.As(err, &invalid) {
 		s.writeErr(w, http.StatusBadRequest, "model.config.is_valid.app_error", "Invalid config.", config.RedactDSN(err.Error()))
+		return
+	}
+	if err != nil {
+		s.writeErr(w, http.StatusInternalServerError, "api.config.update_config.app_error", "Unable to save the config.", config.RedactDSN(err.Error()))
 		return
 	}
 	if changed {
