@@ -31,6 +31,7 @@ LONGEST_FIRST = (
     "test_migrate",
     "test_cluster",
     "test_single",
+    "test_firewall",
     "test_main_job",
     "test_hardening_mysql",
     "test_interrupted",

@@ -20,7 +20,7 @@ import pytest
 
 import mmdeploy
 
-from tests.e2e import chaos, multi_site
+from tests.e2e import chaos, multi_site, portscan
 from tests.e2e.conftest import figures
 from tests.e2e.test_multi import cli, deployed, inv_up
 
@@ -64,6 +64,12 @@ def test_a_second_deploy_changes_nothing(site):
     report = json.loads(cli("deploy", "--inventory", str(site.path), "--yes", "--json").stdout)
     assert report["ok"] and report["changed"] == 0, [s for s in report["steps"] if s["status"] != "ok"]
     FIGURES["no-op inv deploy, whole process (s)"] = round(time.monotonic() - t0, 2)
+
+
+def test_each_tier_reaches_exactly_its_flows(site):
+    """The host firewall (issue #16): a port scan from a host of each tier finds open
+    exactly the flows the topology declares for that tier, every other port dropped."""
+    assert len(portscan.assert_each_tier_reaches_exactly_its_flows(site.inv)) >= 7
 
 
 @pytest.fixture(scope="module")

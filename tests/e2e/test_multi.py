@@ -33,7 +33,7 @@ import pytest
 import mmdeploy
 from mmdeploy import testbed
 
-from tests.e2e import multi_site
+from tests.e2e import multi_site, portscan
 from tests.e2e.conftest import ROOT, figures
 
 pytestmark = pytest.mark.e2e
@@ -127,6 +127,12 @@ def test_a_second_deploy_changes_nothing(site):
     report = json.loads(run.stdout)
     assert report["ok"] and report["changed"] == 0, [s for s in report["steps"] if s["status"] != "ok"]
     FIGURES["no-op inv deploy, whole process (s)"] = round(took, 2)
+
+
+def test_each_tier_reaches_exactly_its_flows(site):
+    """The host firewall (issue #16): a port scan from a host of each tier finds open
+    exactly the flows the topology declares for that tier, every other port dropped."""
+    assert len(portscan.assert_each_tier_reaches_exactly_its_flows(site.inv)) >= 6
 
 
 def test_the_floating_address_moves_when_its_proxy_dies_and_stays(site, said):
