@@ -249,6 +249,13 @@ def clustered(inventory: Inventory) -> bool:
     return len(inventory.with_role("app")) > 1 or inventory.pattern in ("multi", "cluster")
 
 
+def _cluster_nodes(inventory: Inventory) -> list[Host]:
+    """The hosts that gossip: every app and job server, in cluster mode only."""
+    if not clustered(inventory):
+        return []
+    return [h for h in inventory.hosts if h.has("app") or h.has("jobserver")]
+
+
 def cluster_name(settings: Any) -> str:
     """The same on every node of a site (nodes with another name never join)."""
     return settings.mattermost.cluster_name or f"mmdeploy-{settings.domain}"
@@ -562,14 +569,17 @@ class Mattermost(Component):
     ports = (
         # Users come through NGINX; besides the proxies only the other Mattermost servers
         # (they wait for the first one's first start) and verify's direct checks.
+        # The job server serves no API: only app servers listen on the port.
         Port(
             "mattermost",
             lambda h: h.settings.mattermost.port,
             ("proxy", "app", "jobserver", CONTROL),
             why="NGINX on the proxies; the other servers (first start); verify from the control machine",
+            when=lambda h: h.has("app"),
         ),
-        Port("cluster gossip", GOSSIP_PORT, ("app", "jobserver")),
-        Port("cluster gossip", GOSSIP_PORT, ("app", "jobserver"), proto="udp"),
+        # Gossip only in cluster mode (a single app server with a job server has none).
+        Port("cluster gossip", GOSSIP_PORT, ("app", "jobserver"), on=lambda inv: _cluster_nodes(inv)),
+        Port("cluster gossip", GOSSIP_PORT, ("app", "jobserver"), proto="udp", on=lambda inv: _cluster_nodes(inv)),
     )
     # The bucket and the push proxies exist before Mattermost first starts (its start-up
     # checks the file store).

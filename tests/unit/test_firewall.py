@@ -128,8 +128,7 @@ def test_single_matrix(load):
         # NGINX, the job server (waits for the first server's first start), verify.
         ("tcp", 8065): {"10.0.0.1", "10.0.0.3", CONTROL_IP},
         ("tcp", 8067): {"10.0.0.3"},
-        ("tcp", 8074): {"10.0.0.3"},
-        ("udp", 8074): {"10.0.0.3"},
+        # No gossip: one app server and a job server are not a cluster.
         ("tcp", 9100): {"10.0.0.3"},
     }
     assert matrix(inv, "db1") == {
@@ -143,6 +142,9 @@ def test_single_matrix(load):
     assert job[("tcp", 9090)] == job[("tcp", 3000)] == job[("tcp", 9093)] == {CONTROL_IP}
     # Its own exporters are scraped over loopback: no other source.
     assert job[("tcp", 9100)] == job[("tcp", 8067)] == set()
+    # The job server serves no API (Mattermost's port is the app servers'), and gossips
+    # only in cluster mode.
+    assert ("tcp", 8065) not in job and ("tcp", 8074) not in job
 
 
 def test_the_issue_table_from_a_host_with_no_role(load):
@@ -175,7 +177,7 @@ def test_what_a_host_of_each_role_may_reach(load):
     web = {("proxy1", "tcp", 80), ("proxy1", "tcp", 443)}
     assert ports("10.0.0.250") == web  # an outsider
     # The proxy (its own ports are not filtered for itself: loopback).
-    assert ports("10.0.0.1") == {("app1", "tcp", 8065), ("job1", "tcp", 8065)}
+    assert ports("10.0.0.1") == {("app1", "tcp", 8065)}
     monitoring = {(h, "tcp", 9100) for h in ("proxy1", "app1", "db1", "db2")} | {
         ("proxy1", "tcp", 9113),
         ("app1", "tcp", 8067),
@@ -187,8 +189,6 @@ def test_what_a_host_of_each_role_may_reach(load):
         monitoring
         | {
             ("app1", "tcp", 8065),
-            ("app1", "tcp", 8074),
-            ("app1", "udp", 8074),
             ("db1", "tcp", 5432),
             ("db2", "tcp", 5432),
         }
