@@ -42,6 +42,10 @@ export GOFLAGS=-mod=mod CGO_ENABLED=0 GOOS=linux GOARCH=amd64
 command -v go >/dev/null || { echo "build.sh: go is not installed" >&2; exit 1; }
 
 KEY=${MMSTANDIN_LICENSE_KEY:-$HERE/.license-key.pem}
+# One build at a time (the suite's two workers start together; the key is shared by every
+# OUTDIR): the others wait, then find it built, as the other build-*.sh do.
+exec 9>"$KEY.lock"
+flock 9
 if [ ! -s "$KEY" ]; then
     command -v openssl >/dev/null || { echo "build.sh: openssl is needed to make the test license key" >&2; exit 1; }
     (umask 077 && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$KEY.tmp" 2>/dev/null && mv "$KEY.tmp" "$KEY")
