@@ -276,6 +276,10 @@ def test_load_file_follows_the_guide():
     assert "ALTER SCHEMA public RENAME TO mattermost" in load and "ALTER SCHEMA mattermost RENAME TO public" in load
     script = pg.write_load_file(load)
     assert "s3cret" not in script  # base64 on standard input, never readable in a command line
+    # An '@' in the password is doubled (pgloader's grammar), the rest taken as is: a single
+    # one made pgloader read "h:c ..." as host and port (DIGIT-CHAR-P expected).
+    hostile = pg.load_file("10.0.0.31", "d\"q'b %41@h:c #$(id);ü@", [], (), ())
+    assert "FROM mysql://mmuser:d\"q'b %41@@h:c #$(id);ü@@@10.0.0.31:3306/mattermost" in hostile
 
 
 def test_schema_differences_become_problems():

@@ -51,7 +51,9 @@ def load_file(
     """The load command: Mattermost's documented baseline (data only, its casting rules,
     its exclusions), truncating each target table first so that a second run starts
     clean, and the schema renamed around the load as the guide does (pgloader writes to
-    the schema named after the MySQL database)."""
+    the schema named after the MySQL database). In pgloader's connection string a
+    password is everything up to the '@' before the host, so an '@' of its own is
+    written '@@' (its grammar's doubled-at-sign); any other character is taken as is."""
     casts = [f'column {t}.{c} to "{udt}" drop typemod' for t, c, udt in enums]
     casts += [
         "column Drafts.Priority to text",
@@ -64,7 +66,7 @@ def load_file(
     excluding = [f"~<{p}>" for p in excluded_prefixes] + [f"'{t}'" for t in excluded]
     return f"""\
 LOAD DATABASE
-  FROM mysql://mmuser:{password}@{source_address}:3306/{DATABASE}
+  FROM mysql://mmuser:{password.replace('@', '@@')}@{source_address}:3306/{DATABASE}
   INTO pgsql://postgres@unix:/var/run/postgresql:5432/{DATABASE}
 
 WITH data only, truncate,
