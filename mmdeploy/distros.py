@@ -46,11 +46,13 @@ class Distro:
         major, minor = (int(p) for p in self.mysqld_exporter.split(".")[:2])
         return (major, minor) < (0, 15)
 
-    def nginx_exporter_args(self, scrape_uri: str) -> str:
+    def nginx_exporter_args(self, scrape_uri: str, address: str, port: int) -> str:
+        from .ops.exporter import listen_flag
+
         if self.nginx_exporter.startswith("0."):
-            # retries: after a reboot it may start before nginx answers.
-            return f"-nginx.scrape-uri={scrape_uri} -nginx.retries=10"
-        return f"--nginx.scrape-uri={scrape_uri}"
+            # Go's flag package (one dash); retries: after a reboot it may start before nginx answers.
+            return f"-nginx.scrape-uri={scrape_uri} -nginx.retries=10 {listen_flag(address, port, '-')}"
+        return f"--nginx.scrape-uri={scrape_uri} {listen_flag(address, port)}"
 
 
 _EXPORTERS = (

@@ -54,6 +54,11 @@ def is_ip(value: str) -> bool:
         return False
 
 
+def hostport(address: str, port: int) -> str:
+    """`address:port`, an IPv6 address in brackets (a listen or connect address)."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def hostname(value: str) -> str:
     if not is_hostname(value):
         raise ValueError("expected a host name (RFC 1123: letters, digits and hyphens in dot-separated labels)")

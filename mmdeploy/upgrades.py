@@ -47,6 +47,7 @@ from .components.mattermost import (
     STOP_GRACE,
     activate_script,
     artifact,
+    listen_address,
     restart,
     unit_name,
 )
@@ -132,7 +133,7 @@ echo "sha=$(cat {HOME}/.mmdeploy-release 2>/dev/null)"
 for d in {RELEASES}/*/; do [ -f "$d.mmdeploy-sha256" ] && echo "release=$(basename "$d") $(cat "$d.mmdeploy-sha256")"; done
 echo "previous=$(cat {PREVIOUS} 2>/dev/null)"
 echo "unit=$(systemctl is-active {u})"
-echo "metrics=$(curl -s -m 5 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{s.metrics_port}/metrics)"
+echo "metrics=$(curl -s -m 5 -o /dev/null -w '%{{http_code}}' http://{listen_address(host, s.metrics_port)}/metrics)"
 """
 
 
@@ -173,7 +174,7 @@ def _probe_script(host: Host) -> str:
     ping = (
         (
             f'code=$(curl -s -m 5 -D "$h" -o "$b" -w \'%{{http_code}}\' '
-            f"'http://127.0.0.1:{s.port}/api/v4/system/ping?get_server_status=true')\n"
+            f"'http://{listen_address(host, s.port)}/api/v4/system/ping?get_server_status=true')\n"
             'echo "code=$code"\n'
             "echo \"version=$(sed -n 's/^X-Version-Id: *//Ip' \"$h\" | tr -d '\\r')\"\n"
             "echo \"body=$(head -c 600 \"$b\" | tr '\\n' ' ')\"\n"
@@ -186,7 +187,7 @@ h=$(mktemp); b=$(mktemp); trap 'rm -f "$h" "$b"' EXIT
 echo "unit=$(systemctl is-active {u})"
 echo "restarts=$(systemctl show -p NRestarts --value {u})"
 echo "live=$(cat {HOME}/.mmdeploy-version 2>/dev/null)"
-{ping}echo "metrics=$(curl -s -m 5 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{s.metrics_port}/metrics)"
+{ping}echo "metrics=$(curl -s -m 5 -o /dev/null -w '%{{http_code}}' http://{listen_address(host, s.metrics_port)}/metrics)"
 """
 
 
@@ -296,7 +297,7 @@ def _inflight_script(node: Host, proxies: list[Host], timeout: float) -> str:
 end=$((SECONDS + {int(timeout)}))
 while :; do
   conns=$(ss -Htn state established '( sport = :{s.port} )' | awk '{{print $4}}' | grep -cE '^({sources}):' || true)
-  ws=$(curl -s -m 2 http://127.0.0.1:{s.metrics_port}/metrics | awk '/^mattermost_http_websockets_total/ {{n += $2}} END {{print n + 0}}')
+  ws=$(curl -s -m 2 http://{listen_address(node, s.metrics_port)}/metrics | awk '/^mattermost_http_websockets_total/ {{n += $2}} END {{print n + 0}}')
   if [ $((conns - ws)) -le 0 ]; then echo "drained: $conns connection(s), $ws websocket(s)"; exit 0; fi
   if [ $SECONDS -ge $end ]; then echo "still $conns connection(s), $ws websocket(s) after {int(timeout)} s"; exit 0; fi
   sleep 0.2

@@ -176,7 +176,7 @@ class Alerting(Component):
                 when_ready(ready, f"curl -fsS -m 10 -X POST http://{ctx.host.private_address}:{PORT}/-/reload"),
                 timeout=90,
             ),
-            "reload prometheus": reload_prometheus(),
+            "reload prometheus": reload_prometheus(ctx.host),
         }
 
     def checks(self, inventory: Inventory):
@@ -194,12 +194,12 @@ def _get(url: str):
 
 def _pipeline(host: Host, wait: float = 60):
     """Prometheus has loaded mmdeploy's rules and sends to an Alertmanager that is ready."""
-    from .prometheus import PORT as PROMETHEUS
+    from .prometheus import prometheus_url
 
     def once() -> str | None:
         try:
-            groups = _get(f"http://{host.address}:{PROMETHEUS}/api/v1/rules")["data"]["groups"]
-            active = _get(f"http://{host.address}:{PROMETHEUS}/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
+            groups = _get(f"{prometheus_url(host)}/api/v1/rules")["data"]["groups"]
+            active = _get(f"{prometheus_url(host)}/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
             with urllib.request.urlopen(f"http://{host.private_address}:{PORT}/-/ready", timeout=10) as r:
                 ready = r.status == 200
             names = {g["name"] for g in groups}

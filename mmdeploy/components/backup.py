@@ -464,7 +464,7 @@ class Backup(_Involved):
 
     def handlers(self, ctx: Context):
         out = {
-            "reload prometheus": reload_prometheus(),
+            "reload prometheus": reload_prometheus(ctx.host),
             "restart full timer": Command(
                 "restart the full backup timer", "systemctl try-restart mmdeploy-backup-full.timer"
             ),

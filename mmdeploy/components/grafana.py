@@ -21,6 +21,7 @@ from ..artifacts import CACHE, Artifact, ArtifactError, fetch
 from ..component import ADMIN, CONTROL, Check, Component, Context, Port
 from ..inventory import Host
 from ..ops import Command, Directory, File, Packages, Service
+from .prometheus import prometheus_url
 
 if TYPE_CHECKING:  # monitoring.dashboards, a section of the prometheus component
     from .prometheus import GrafanaDashboard
@@ -57,7 +58,7 @@ class Grafana(Component):
             Packages("grafana"),
             File(
                 f"{PROVISIONING}/datasources/mmdeploy.yaml",
-                ctx.render("grafana/datasource.yaml.j2", datasource=DATASOURCE),
+                ctx.render("grafana/datasource.yaml.j2", datasource=DATASOURCE, prometheus=prometheus_url(ctx.host)),
                 group="grafana",
                 mode="0640",
                 notify=restart,

@@ -38,6 +38,7 @@ from pydantic import Field
 
 from ..component import Balanced, Check, Component, Context, Metrics, settled
 from ..errors import MMDeployError
+from ..grammar import hostport
 from ..inventory import Host, Inventory
 from ..ops import Command, File, Packages, Service, Sysctl
 from ..settings import Section
@@ -140,10 +141,6 @@ def _layers(inventory: Inventory) -> list[tuple[Balanced, list[Host]]]:
     from ..registry import registry
 
     return registry().balanced_layers(inventory)
-
-
-def hostport(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def layers(inventory: Inventory, host: Host) -> list[Layer]:

@@ -38,7 +38,7 @@ from ..component import CONTROL, Check, Component, Context, Info, Metrics, Port,
 from ..dbtier import Topology, client_endpoints, engine_for, read_topology
 from ..dbtier.component import DB_PASSWORD
 from ..errors import MMDeployError, StepFailed
-from ..grammar import Address, DomainList, Email, ReadableFile, Source, SysctlKey, SysctlValue
+from ..grammar import Address, DomainList, Email, ReadableFile, Source, SysctlKey, SysctlValue, hostport
 from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Group, JsonSettings, Packages, Service, Sysctl, Unpacked, User, unit
 from ..ops.exporter import env_file
@@ -297,6 +297,12 @@ def datasource(settings: Any, address: str, password: str) -> str:
     return f"mmuser:{password}@tcp({address})/mattermost?charset=utf8mb4,utf8&writeTimeout=30s"
 
 
+def listen_address(host: Host, port: int) -> str:
+    """Where Mattermost listens on `host` (its API, its metrics): the private address, where
+    the proxies and Prometheus reach it; on no other interface of the host."""
+    return hostport(host.private_address, port)
+
+
 def config(ctx: Context, primary: str, replicas: list[str]) -> dict:
     """The keys of config.json mmdeploy owns on this host (the server keeps the rest)."""
     s, mm, host = ctx.settings, ctx.settings.mattermost, ctx.host
@@ -307,7 +313,7 @@ def config(ctx: Context, primary: str, replicas: list[str]) -> dict:
     wanted: dict[str, Any] = {
         "ServiceSettings": {
             "SiteURL": f"https://{s.domain}",
-            "ListenAddress": f":{mm.port}",
+            "ListenAddress": listen_address(host, mm.port),
             # mmctl --local (first admin, team) over a root-only unix socket.
             "EnableLocalMode": True,
             "LocalModeSocketLocation": SOCKET,
@@ -318,7 +324,7 @@ def config(ctx: Context, primary: str, replicas: list[str]) -> dict:
             "DataSourceReplicas": [datasource(s, r, password) for r in replicas],
         },
         "FileSettings": {"DriverName": "local", "Directory": f"{HOME}/data/"},
-        "MetricsSettings": {"Enable": True, "ListenAddress": f":{mm.metrics_port}"},
+        "MetricsSettings": {"Enable": True, "ListenAddress": listen_address(host, mm.metrics_port)},
         "EmailSettings": {
             "SendEmailNotifications": bool(smtp.host),
             "RequireEmailVerification": mm.require_email_verification,
@@ -763,8 +769,9 @@ class Mattermost(Component):
         """MM_CONFIG=<DSN> for the units from a root-only environment file, and the keys
         mmdeploy owns as a 0600 patch file that `mmctl --local config patch` applies when it
         changes. The database config is shared by all servers, so what differs per host
-        (which one runs the jobs, the address it gossips at) goes into the environment,
-        which Mattermost overrides on top of the stored config without saving it."""
+        (which one runs the jobs, the address it gossips at and listens on) goes into the
+        environment, which Mattermost overrides on top of the stored config without saving
+        it."""
         jobs, dsn = wanted["JobSettings"], wanted["SqlSettings"]["DataSource"]
         env = {
             # Mattermost tells a database store from a file by the DSN's scheme.
@@ -777,6 +784,8 @@ class Mattermost(Component):
             "MM_JOBSETTINGS_RUNJOBS": str(jobs.pop("RunJobs")).lower(),
             "MM_JOBSETTINGS_RUNSCHEDULER": str(jobs.pop("RunScheduler")).lower(),
             "MM_CLUSTERSETTINGS_ADVERTISEADDRESS": wanted["ClusterSettings"].pop("AdvertiseAddress"),
+            "MM_SERVICESETTINGS_LISTENADDRESS": wanted["ServiceSettings"].pop("ListenAddress"),
+            "MM_METRICSSETTINGS_LISTENADDRESS": wanted["MetricsSettings"].pop("ListenAddress"),
         }
         if not jobs:
             del wanted["JobSettings"]
@@ -1044,7 +1053,8 @@ class SiteChecks:
 
     @staticmethod
     def node(host: Host) -> str:
-        return f"http://{host.address}:{host.settings.mattermost.port}"
+        """The app server's own port, where it listens (its private address)."""
+        return f"http://{listen_address(host, host.settings.mattermost.port)}"
 
     def ping(self) -> str | None:
         with self.client() as c:
@@ -1342,7 +1352,7 @@ class SiteChecks:
         with ExitStack() as stack, self.node_client() as c:
             sockets = {}
             for h in listeners:
-                url = f"ws://{h.address}:{h.settings.mattermost.port}/api/v4/websocket"
+                url = f"{self.node(h).replace('http://', 'ws://', 1)}/api/v4/websocket"
                 try:
                     ws = stack.enter_context(self.ws_connect(url, auth))
                     hello = json.loads(ws.recv(timeout=10))

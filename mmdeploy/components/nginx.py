@@ -99,7 +99,7 @@ class Nginx(Component):
         # The exporter reads the stub_status page served on the loopback interface; its
         # flags differ between the distributions' exporter versions (distros.py).
         args = distros.of(ctx.facts.host("os")).nginx_exporter_args(
-            f"http://127.0.0.1:{s.nginx.status_port}/stub_status"
+            f"http://127.0.0.1:{s.nginx.status_port}/stub_status", ctx.host.private_address, EXPORTER_PORT
         )
         steps += exporter_steps(EXPORTER, env_file("components/nginx", ARGS=args), secret=False)
         if acme:

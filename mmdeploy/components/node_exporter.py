@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .. import distros
 from ..component import Component, Context, Metrics
-from ..ops import Packages, Service
+from ..ops.exporter import env_file, exporter_handlers, exporter_steps, listen_flag
 
 PORT = 9100  # the Debian package's default
 
@@ -19,7 +19,11 @@ class NodeExporter(Component):
 
     def steps(self, ctx: Context):
         package = distros.of(ctx.facts.host("os")).exporter("node")
-        return [Packages(package), Service(package)]
+        args = listen_flag(ctx.host.private_address, PORT)
+        return exporter_steps(package, env_file("components/node_exporter", ARGS=args), secret=False)
+
+    def handlers(self, ctx: Context):
+        return exporter_handlers(distros.of(ctx.facts.host("os")).exporter("node"))
 
 
 COMPONENTS = [NodeExporter()]

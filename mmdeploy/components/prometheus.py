@@ -2,7 +2,8 @@
 components declare (component.Metrics: Mattermost on app and job servers, the node
 exporter everywhere, the database, NGINX and other services' exporters on their hosts).
 A new configuration is checked with `promtool check config` before it goes live, and
-applied by a reload.
+applied by a reload. It listens on the host's private address only (the Debian package
+listens on every interface), where Grafana, verify and the administrators reach it.
 
 `verify` asks each Prometheus (its HTTP API, from the control machine) whether every
 target is up.
@@ -19,9 +20,10 @@ from typing import Literal
 from pydantic import Field
 
 from ..component import ADMIN, CONTROL, Check, Component, Context, Port, Role, settled
-from ..grammar import Source
-from ..inventory import Inventory
-from ..ops import Command, File, Packages, Service
+from ..grammar import Source, hostport
+from ..inventory import Host, Inventory
+from ..ops import Command, File
+from ..ops.exporter import env_file, exporter_handlers, exporter_steps, listen_flag
 from ..ops.systemd import when_ready
 from ..settings import Section
 
@@ -82,23 +84,24 @@ class Prometheus(Component):
             f"{h.private_address}:9093" for h in ctx.inventory.with_role("monitoring") if h.settings.alerting.enabled
         ]
         config = ctx.render(
-            "prometheus/prometheus.yml.j2", jobs=scrape_jobs(ctx.inventory), alertmanagers=alertmanagers
+            "prometheus/prometheus.yml.j2", jobs=scrape_jobs(ctx.inventory, ctx.host), alertmanagers=alertmanagers
         )
+        # Its listen address in place before the package starts it, as an exporter's.
+        args = env_file("components/prometheus", ARGS=listen_flag(ctx.host.private_address, PORT))
         return [
-            Packages("prometheus"),
+            *exporter_steps("prometheus", args, secret=False),
             File("/etc/prometheus/prometheus.yml", config, validate="promtool check config {}", notify=("reload",)),
-            Service("prometheus"),
         ]
 
     def handlers(self, ctx: Context):
-        return {"reload": reload_prometheus()}
+        return {"reload": reload_prometheus(ctx.host), **exporter_handlers("prometheus")}
 
     def checks(self, inventory):
         return [
             Check(
                 f"every Prometheus target up on {h.name}",
                 targets_up(
-                    f"http://{h.address}:{PORT}/api/v1/targets?state=active",
+                    f"{prometheus_url(h)}/api/v1/targets?state=active",
                     wait=2 * seconds(h.settings.monitoring.scrape_interval) + 10,
                 ),
             )
@@ -106,27 +109,32 @@ class Prometheus(Component):
         ]
 
 
-def reload_prometheus() -> Command:
-    """Prometheus re-reads its config and rule files (once it answers: it may have just
-    started)."""
+def prometheus_url(host: Host) -> str:
+    """The Prometheus on `host` (a monitoring host), where it listens."""
+    return f"http://{hostport(host.private_address, PORT)}"
+
+
+def reload_prometheus(host: Host) -> Command:
+    """The Prometheus on `host` re-reads its config and rule files (once it answers: it
+    may have just started)."""
     return Command(
         "reload prometheus",
-        when_ready(f"curl -fsS -m 2 -o /dev/null http://localhost:{PORT}/-/ready", "systemctl reload prometheus"),
+        when_ready(f"curl -fsS -m 2 -o /dev/null {prometheus_url(host)}/-/ready", "systemctl reload prometheus"),
         timeout=90,
     )
 
 
-def scrape_jobs(inventory: Inventory) -> list[Job]:
-    """What every Prometheus scrapes: itself and every target the components declare, on
-    the hosts' private addresses."""
+def scrape_jobs(inventory: Inventory, monitor: Host) -> list[Job]:
+    """What the Prometheus on `monitor` scrapes: itself and every target the components
+    declare, on the hosts' private addresses."""
     from ..registry import registry
 
-    jobs = [Job("prometheus", [Target(f"localhost:{PORT}")])]
+    jobs = [Job("prometheus", [Target(hostport(monitor.private_address, PORT))])]
     for name, targets in registry().scrape_jobs(inventory):
         jobs.append(
             Job(
                 name,
-                [Target(_host_port(h.private_address, m.port_for(h)), {"host": h.name}, m.path) for h, m in targets],
+                [Target(hostport(h.private_address, m.port_for(h)), {"host": h.name}, m.path) for h, m in targets],
             )
         )
     return jobs
@@ -155,10 +163,6 @@ def targets_up(url: str, wait: float):
             return f"{url}: {e}"
 
     return lambda: settled(once, wait)
-
-
-def _host_port(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 COMPONENTS = [Prometheus()]

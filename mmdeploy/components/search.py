@@ -49,7 +49,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import Field
 
-from ..grammar import Source
+from ..grammar import Source, hostport
 from ..artifacts import Artifact
 from ..component import PEERS, Balanced, Check, Component, Context, Metrics, Port, Role
 from ..errors import MMDeployError
@@ -58,7 +58,7 @@ from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Group, Service, Sysctl, Unpacked, User, unit
 from ..ops.apt import install_script
 from ..ops.archive import MARKER, delivered
-from ..ops.exporter import env_file, exporter_handlers, exporter_steps
+from ..ops.exporter import env_file, exporter_handlers, exporter_steps, listen_flag
 from ..remote import Remote
 from ..settings import Section
 from ..step import Change, Step, run_checked
@@ -236,10 +236,6 @@ def nofile_limit(hard: str) -> int:
     return NOFILE  # "unlimited"
 
 
-def hostport(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
 def url_of(host: Host) -> str:
     """The node's HTTP API as seen on the node itself (the tiebreaker's is on loopback)."""
     address = host.private_address if host.has("search") else "127.0.0.1"
@@ -415,7 +411,7 @@ class Search(Component):
         if bootstrap:
             steps.append(_bootstrap_done(e, host))
         if host.has("search"):
-            args = f"--es.uri={url_of(host)} --es.timeout=10s"
+            args = f"--es.uri={url_of(host)} --es.timeout=10s {listen_flag(host.private_address, EXPORTER_PORT)}"
             steps += exporter_steps(EXPORTER, env_file("components/search", ARGS=args), secret=False)
         return steps
 

@@ -5,6 +5,7 @@ handler that restarts it when the settings change."""
 
 from __future__ import annotations
 
+from ..grammar import hostport
 from ..step import Step
 from .command import Command
 from .apt import Packages
@@ -40,6 +41,13 @@ def restart_handler(unit: str) -> str:
 
 def exporter_handlers(*units: str) -> dict[str, Step]:
     return {restart_handler(u): Command(f"restart {u}", f"systemctl restart {u}") for u in units}
+
+
+def listen_flag(address: str, port: int, dash: str = "--") -> str:
+    """Where the exporter listens: the host's private `address`, where the monitoring host
+    scrapes it, instead of every interface (the packages' default). `dash`: the flag's
+    prefix in the exporter's flag style."""
+    return f"{dash}web.listen-address={hostport(address, port)}"
 
 
 def env_file(component: str, **values: str) -> str:

@@ -12,6 +12,8 @@ from mmdeploy import testbed
 from mmdeploy.components import firewall
 from mmdeploy.inventory import Inventory
 
+from .conftest import on
+
 # Ports scanned besides the matrix's: what a service put where it does not belong would
 # most likely use (scan_from_here also probes all of 1-1024).
 EXTRA = (21, 23, 25, 53, 111, 139, 445, 2049, 3000, 3306, 5000, 6379, 8000, 8080, 8443, 9000, 11211, 27017)
@@ -139,3 +141,29 @@ def assert_each_tier_reaches_exactly_its_flows(inventory: Inventory) -> list[str
         found = scan_from_container(testbed.container_name(source), todo)
         assert_exactly(fold_floating(found, inventory, wanted), wanted, source)
     return sources
+
+
+# Listeners on every interface by design: SSH, and the site itself on the proxies.
+EVERY_INTERFACE = {22, 80, 443}
+# What issue #16 binds to the private address: Mattermost (API, metrics), Prometheus and the
+# exporters (node, nginx, postgres, mysqld, elasticsearch).
+PRIVATE_ONLY = {8065, 8067, 9090, 9100, 9113, 9187, 9104, 9114}
+
+
+def wildcard_listeners(host: str, ports: set[int] | None = None) -> list[str]:
+    """The TCP listeners of a bed host on every interface (0.0.0.0, ::, *), other than
+    EVERY_INTERFACE; with `ports`, only those ports."""
+    found = []
+    for line in on(host, "ss -Hltn").splitlines():
+        local = line.split()[3]
+        address, _, port = local.rpartition(":")
+        if address in ("0.0.0.0", "*", "[::]", "[::ffff:0.0.0.0]") and int(port) not in EVERY_INTERFACE:
+            if ports is None or int(port) in ports:
+                found.append(local)
+    return found
+
+
+def assert_bound_to_private_addresses(inventory: Inventory, ports: set[int] | None = None) -> None:
+    """No host listens on every interface beyond EVERY_INTERFACE (with `ports`: on those)."""
+    wild = {h.name: w for h in inventory.hosts if (w := wildcard_listeners(h.name, ports))}
+    assert not wild, f"listening on every interface instead of the private address: {wild}"

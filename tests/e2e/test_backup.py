@@ -148,7 +148,7 @@ def test_backup_age_metric_and_alert_rules(pg_site):
     exported = on("job1", f"curl -sf --max-time 10 http://{job.private_address}:9100/metrics").splitlines()
     assert 'mmdeploy_backup_last_run_success{part="database"} 1' in exported
     assert 'mmdeploy_backup_last_run_success{part="files"} 1' in exported
-    rules = json.loads(on("job1", "curl -s http://127.0.0.1:9090/api/v1/rules"))
+    rules = json.loads(on("job1", f"curl -s http://{job.private_address}:9090/api/v1/rules"))
     names = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
     assert {"MattermostBackupTooOld", "MattermostBackupFailed", "MattermostBackupMissing"} <= names
     # The rule itself, with promtool's rule tests on the monitoring host: a last good backup

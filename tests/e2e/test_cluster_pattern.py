@@ -70,6 +70,8 @@ def test_each_tier_reaches_exactly_its_flows(site):
     """The host firewall (issue #16): a port scan from a host of each tier finds open
     exactly the flows the topology declares for that tier, every other port dropped."""
     assert len(portscan.assert_each_tier_reaches_exactly_its_flows(site.inv)) >= 7
+    # Mattermost, Prometheus and the exporters on the private address only.
+    portscan.assert_bound_to_private_addresses(site.inv, portscan.PRIVATE_ONLY)
 
 
 @pytest.fixture(scope="module")

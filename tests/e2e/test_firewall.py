@@ -25,7 +25,16 @@ from mmdeploy.components import firewall
 from mmdeploy.inventory import Inventory
 
 from .conftest import inv, on
-from .portscan import EXTRA, assert_exactly, control_address, expected, scan_from_container, scan_from_here, targets
+from .portscan import (
+    EXTRA,
+    assert_bound_to_private_addresses,
+    assert_exactly,
+    control_address,
+    expected,
+    scan_from_container,
+    scan_from_here,
+    targets,
+)
 
 pytestmark = pytest.mark.e2e
 BED_SETTINGS = ["monitoring.grafana=false"]  # Grafana cannot be downloaded here
@@ -66,6 +75,15 @@ def test_deploy_verifies_and_a_second_deploy_changes_nothing(site):
     assert again["ok"] and again["changed"] == 0, [s for s in again["steps"] if s["status"] != "ok"]
     for h in site.inventory.hosts:
         assert firewall.MARKER in on(h.name, f"nft list table {firewall.TABLE}")
+
+
+def test_services_listen_on_their_private_address(site):
+    """Mattermost, Prometheus and the exporters listen on the host's private address; only
+    SSH and the site on the proxy listen on every interface."""
+    assert_bound_to_private_addresses(site.inventory)
+    for host, port in [("app1", 8065), ("app1", 8067), ("job1", 9090), ("db1", 9187), ("proxy1", 9113)]:
+        address = site.inventory.host(host).private_address
+        assert f"{address}:{port}" in on(host, f"ss -Hltn 'sport = :{port}'"), (host, port)
 
 
 def test_the_control_machine_reaches_exactly_its_flows(site):

@@ -147,7 +147,9 @@ def test_state_reaches_the_node_exporter(site):
     assert metric(proxy1, 9100, f'keepalived_vrrp_state{{instance="mm_vip1",vip="{vip1}"}} 2')
     assert metric(proxy1, 9100, f'keepalived_vrrp_state{{instance="mm_vip2",vip="{vip2}"}} 1')
     assert metric(proxy2, 9100, f'keepalived_vrrp_state{{instance="mm_vip2",vip="{vip2}"}} 2')
-    page = on("proxy2", "curl -s http://127.0.0.1:9100/metrics")
+    page = on(
+        "proxy2", f"curl -s http://{inv.host('proxy2').private_address}:9100/metrics"
+    )  # the exporter listens on the private address
     assert re.search(
         rf'^keepalived_vrrp_transitions_total\{{instance="mm_vip1",vip="{re.escape(vip1)}"\}} \d+$', page, re.M
     )

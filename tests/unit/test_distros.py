@@ -138,8 +138,15 @@ def test_mariadb_and_exporters_from_the_map(write_inventory, tmp_path):
 def test_nginx_exporter_flags_per_series():
     """bookworm's 0.11 takes -flags and retries; trixie's 1.4 refuses -nginx.retries."""
     uri = "http://127.0.0.1:8090/stub_status"
-    assert distros.of(OS["debian 12"]).nginx_exporter_args(uri) == f"-nginx.scrape-uri={uri} -nginx.retries=10"
-    assert distros.of(OS["debian 13"]).nginx_exporter_args(uri) == f"--nginx.scrape-uri={uri}"
+    # Go's flag package in 0.x (one dash), kingpin later; on the private address only.
+    assert (
+        distros.of(OS["debian 12"]).nginx_exporter_args(uri, "10.0.0.5", 9113)
+        == f"-nginx.scrape-uri={uri} -nginx.retries=10 -web.listen-address=10.0.0.5:9113"
+    )
+    assert (
+        distros.of(OS["debian 13"]).nginx_exporter_args(uri, "fd00::5", 9113)
+        == f"--nginx.scrape-uri={uri} --web.listen-address=[fd00::5]:9113"
+    )
 
 
 def test_mysqld_exporter_login_per_series(write_inventory, tmp_path):
@@ -157,7 +164,8 @@ def test_mysqld_exporter_login_per_series(write_inventory, tmp_path):
     assert b"DATA_SOURCE_NAME=" in old["file /etc/default/prometheus-mysqld-exporter"].content
     new = exporter_steps("debian 13")
     env = new["file /etc/default/prometheus-mysqld-exporter"].content.decode()
-    assert "DATA_SOURCE_NAME" not in env and 'ARGS="--config.my-cnf=/etc/mysql/mmdeploy-exporter.cnf"' in env
+    assert "DATA_SOURCE_NAME" not in env
+    assert 'ARGS="--config.my-cnf=/etc/mysql/mmdeploy-exporter.cnf --web.listen-address=10.0.0.4:9104"' in env
     cnf = new["file /etc/mysql/mmdeploy-exporter.cnf"]
     assert (cnf.owner, cnf.mode) == ("prometheus", "0640")
     names = list(new)

@@ -101,7 +101,9 @@ def test_config_keys(site):
     assert cfg["ServiceSettings"]["SiteURL"] == "https://chat.example.com"
     assert cfg["ServiceSettings"]["EnableCustomEmoji"] is True  # mattermost.config merged in
     assert cfg["TeamSettings"] == {"RestrictCreationToDomains": "", "MaxUsersPerTeam": 500}
-    assert cfg["MetricsSettings"] == {"Enable": True, "ListenAddress": ":8067"}
+    # Listening on the private address only: the proxies and Prometheus reach it there.
+    assert cfg["MetricsSettings"] == {"Enable": True, "ListenAddress": "10.0.0.2:8067"}
+    assert cfg["ServiceSettings"]["ListenAddress"] == "10.0.0.2:8065"
     assert cfg["EmailSettings"]["SMTPServer"] == "smtp.example.com" and cfg["EmailSettings"]["EnableSMTPAuth"]
     assert cfg["ClusterSettings"]["Enable"] is True  # two app servers
     # A dedicated job server runs the jobs; the app servers do not.
@@ -180,6 +182,8 @@ def test_config_in_database(site):
         'MM_JOBSETTINGS_RUNJOBS="false"',
         'MM_JOBSETTINGS_RUNSCHEDULER="false"',
         'MM_CLUSTERSETTINGS_ADVERTISEADDRESS="10.0.0.2"',
+        'MM_SERVICESETTINGS_LISTENADDRESS="10.0.0.2:8065"',
+        'MM_METRICSSETTINGS_LISTENADDRESS="10.0.0.2:8067"',
     ]
     # Per host in the environment: the shared database config cannot say who runs jobs.
     job_env = next(s for s in job1 if isinstance(s, File) and s.path == mm.ENV_FILE).content.decode()
@@ -190,6 +194,7 @@ def test_config_in_database(site):
     assert keys["SqlSettings"]["DataSource"] == dsn and "JobSettings" not in keys
     # The shared config names no host: each gossips at its own address from the environment.
     assert "AdvertiseAddress" not in keys["ClusterSettings"] and keys["ClusterSettings"]["Enable"] is True
+    assert "ListenAddress" not in keys["ServiceSettings"] and "ListenAddress" not in keys["MetricsSettings"]
     assert keys["ServiceSettings"]["EnableCustomEmoji"] is True
     assert not any(isinstance(s, File) and s.path == mm.CONFIG_PATCH for s in job1)  # no local socket there
     units = [s for s in app1 + job1 if isinstance(s, File) and s.path.startswith("/etc/systemd/system/")]

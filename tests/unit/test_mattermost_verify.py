@@ -33,7 +33,8 @@ TODAY = date(2026, 11, 29)
 
 class FakeSite:
     """A Mattermost cluster as the checks see it: the proxy (https://192.0.2.1), each app
-    server (http://ADDRESS:8065), each push proxy (http://ADDRESS:8066)."""
+    server where it listens (http://PRIVATE_ADDRESS:8065), each push proxy
+    (http://ADDRESS:8066). Nodes are named by their address."""
 
     def __init__(self):
         self.licensed = True
@@ -74,6 +75,12 @@ class FakeSite:
             if n[4] == name
         ]
 
+    def listening(self, private: str) -> str:
+        """The node listening at `private` on 8065: Mattermost listens on the private address only."""
+        found = [a for a, n in self.nodes.items() if n[1] == private]
+        assert found, f"{private}: no node listens there (Mattermost listens on the private address)"
+        return found[0]
+
     def gossips(self, a: str, b: str) -> bool:
         return a == b or (
             self.licensed and self.features.get("Cluster") == "true" and self.nodes[a][4] == self.nodes[b][4]
@@ -90,7 +97,7 @@ class FakeSite:
         self.requests.append(f"{method} {url.host}:{url.port or 443}{path}")
         if url.port == 8066:
             return self.push_proxy(request)
-        node = "192.0.2.2" if url.host == "192.0.2.1" else url.host  # the proxy forwards to app1
+        node = "192.0.2.2" if url.host == "192.0.2.1" else self.listening(url.host)  # the proxy: app1
         headers = {"X-Version-Id": self.version_id(node)}
         ext = {"http_version": b"HTTP/2"} if url.host == "192.0.2.1" else {}
 
@@ -177,7 +184,7 @@ class FakeSite:
 
     def ws_connect(self, url, headers):
         assert headers == {"Authorization": "Bearer admintoken"}
-        return FakeSocket(self, httpx.URL(url).host)
+        return FakeSocket(self, self.listening(httpx.URL(url).host))
 
 
 class FakeSocket:
@@ -262,10 +269,11 @@ def test_a_healthy_licensed_cluster_passes(fake):
     assert results["members"] == "2 app servers in 'mmdeploy-chat.example.com': app1, app2"
     assert results["hashes"] == "c0ffee on app1, app2 (cluster/status)"
     assert results["search"].endswith("by opensearch") and "rose on app1" in results["push"]
-    # The cross-node checks spoke to each app server directly, not only through the proxy.
-    assert any(r.startswith("POST 192.0.2.2:8065/api/v4/files") for r in fake.requests)
-    assert any(r.startswith("GET 192.0.2.3:8065/api/v4/files/") for r in fake.requests)
-    assert any(r.startswith("GET 192.0.2.3:8065/api/v4/posts/") for r in fake.requests)
+    # The cross-node checks spoke to each app server directly (where it listens: its private
+    # address), not only through the proxy.
+    assert any(r.startswith("POST 10.0.0.2:8065/api/v4/files") for r in fake.requests)
+    assert any(r.startswith("GET 10.0.0.3:8065/api/v4/files/") for r in fake.requests)
+    assert any(r.startswith("GET 10.0.0.3:8065/api/v4/posts/") for r in fake.requests)
 
 
 def test_a_node_with_another_cluster_name_fails_and_is_named(fake):

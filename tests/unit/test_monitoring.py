@@ -65,8 +65,7 @@ class Exporters:
 
 
 def rendered_config(ctx) -> dict:
-    (step,) = [s for s in Prometheus().steps(ctx) if isinstance(s, File)]
-    assert step.path == "/etc/prometheus/prometheus.yml"
+    (step,) = [s for s in Prometheus().steps(ctx) if isinstance(s, File) and s.path == "/etc/prometheus/prometheus.yml"]
     assert step.validate == "promtool check config {}" and step.notify == ("reload",)
     return yaml.safe_load(step.content)
 
@@ -81,7 +80,7 @@ def test_scrape_targets_from_the_inventory(site):
     config = rendered_config(site())
     assert config["global"]["scrape_interval"] == "15s"
     assert targets(config) == {
-        "prometheus": ["localhost:9090"],
+        "prometheus": ["10.0.0.3:9090"],  # itself, where it listens
         "mattermost": ["10.0.0.2:8067", "10.0.0.3:8067"],
         "node": ["10.0.0.1:9100", "10.0.0.2:9100", "10.0.0.3:9100", "10.0.0.4:9100", "10.0.0.5:9100"],
         "postgres": ["10.0.0.4:9187", "10.0.0.5:9187"],
@@ -113,8 +112,8 @@ def test_all_in_one_host_is_scraped_once_per_job(write_inventory):
             "roles: [proxy, app, jobserver, db, monitoring]}\n"
         )
     )
-    assert {j.name: [t.address for t in j.targets] for j in scrape_jobs(inv)} == {
-        "prometheus": ["localhost:9090"],
+    assert {j.name: [t.address for t in j.targets] for j in scrape_jobs(inv, inv.host("one"))} == {
+        "prometheus": ["192.0.2.9:9090"],
         "mattermost": ["192.0.2.9:8067"],
         "node": ["192.0.2.9:9100"],
         "postgres": ["192.0.2.9:9187"],
@@ -163,10 +162,37 @@ def test_db_exporter_credentials_stay_out_of_facts_diffs_and_commands(site):
         assert password not in getattr(step, "script", "")
 
 
+def test_exporters_and_prometheus_listen_on_the_private_address(site):
+    """Not on every interface (the packages' default): each exporter's and Prometheus's
+    /etc/default file gives --web.listen-address, in place before the package starts it,
+    and a change restarts the service (a reload does not re-bind)."""
+
+    def listen(steps, unit):
+        names = [s.name for s in steps]
+        env = next(s for s in steps if getattr(s, "path", "") == f"/etc/default/{unit}")
+        assert names.index(env.name) < names.index(f"packages {unit}") and env.notify == (f"restart {unit}",)
+        return env.content.decode()
+
+    db = Exporters().steps(site(host="db1"))
+    assert "--web.listen-address=10.0.0.4:9100" in listen(db, "prometheus-node-exporter")
+    assert "--web.listen-address=10.0.0.4:9187" in listen(db, "prometheus-postgres-exporter")
+    mysql = Exporters().steps(site("database.engine=mysql", "mattermost.version=10.11.23", host="db1"))
+    assert "--web.listen-address=10.0.0.4:9104" in listen(mysql, "prometheus-mysqld-exporter")
+    proxy = Exporters().steps(site(host="proxy1"))
+    assert "-web.listen-address=10.0.0.1:9113" in listen(proxy, "prometheus-nginx-exporter")
+    job = site(host="job1")
+    assert 'ARGS="--web.listen-address=10.0.0.3:9090"' in listen(Prometheus().steps(job), "prometheus")
+    assert set(Prometheus().handlers(job)) == {"reload", "restart prometheus"}
+    assert "http://10.0.0.3:9090/-/ready" in Prometheus().handlers(job)["reload"].script
+
+
 def test_nginx_exporter_reads_the_status_port(site):
     steps = Exporters().steps(site("nginx.status_port=8123", host="proxy1"))
     env = next(s for s in steps if getattr(s, "path", "") == "/etc/default/prometheus-nginx-exporter")
-    assert 'ARGS="-nginx.scrape-uri=http://127.0.0.1:8123/stub_status -nginx.retries=10"' in env.content.decode()
+    assert (
+        'ARGS="-nginx.scrape-uri=http://127.0.0.1:8123/stub_status -nginx.retries=10 -web.listen-address=10.0.0.1:9113"'
+        in env.content.decode()
+    )
 
 
 # --- Grafana -------------------------------------------------------------------------------
@@ -246,7 +272,7 @@ def test_grafana_provisioning(site, boards, tmp_path, monkeypatch):
             "uid": DATASOURCE,
             "type": "prometheus",
             "access": "proxy",
-            "url": "http://localhost:9090",
+            "url": "http://10.0.0.3:9090",  # this host's Prometheus, on its private address
             "isDefault": True,
             "editable": False,
         }

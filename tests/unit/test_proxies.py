@@ -355,7 +355,7 @@ def test_notify_writes_the_textfile_and_counts_transitions(site, tmp_path):
 def test_no_balanced_layer_no_haproxy(site):
     ctx = site(text=NO_LAYER)
     assert Haproxy().hosts(ctx.inventory) == []
-    assert "haproxy" not in [j.name for j in scrape_jobs(ctx.inventory)]
+    assert "haproxy" not in [j.name for j in scrape_jobs(ctx.inventory, ctx.host)]
 
 
 def test_balanced_layers_derive_haproxy_and_its_scrape_job(site, with_layers):
@@ -370,7 +370,7 @@ def test_balanced_layers_derive_haproxy_and_its_scrape_job(site, with_layers):
         "postgresql-replicas": ["db1", "db2", "db3"],
     }
     assert [h.name for h in Haproxy().hosts(ctx.inventory)] == ["lb1", "lb2"]
-    jobs = {j.name: [t.address for t in j.targets] for j in scrape_jobs(ctx.inventory)}
+    jobs = {j.name: [t.address for t in j.targets] for j in scrape_jobs(ctx.inventory, ctx.host)}
     assert jobs["haproxy"] == ["10.0.0.1:8405", "10.0.0.2:8405"]
     # keepalived now also tracks HAProxy.
     conf = keepalived_conf(ctx)

@@ -327,7 +327,7 @@ def test_exporter_on_data_nodes_only(site):
     ctx = site(layout(2))
     data = se.Search().steps(ctx("search1"))
     env = step_named(data, "file /etc/default/prometheus-elasticsearch-exporter")
-    assert b'ARGS="--es.uri=http://10.0.0.41:9200 --es.timeout=10s"' in env.content
+    assert b'ARGS="--es.uri=http://10.0.0.41:9200 --es.timeout=10s --web.listen-address=10.0.0.41:9114"' in env.content
     assert not [s for s in se.Search().steps(ctx("job1")) if "exporter" in s.name]
 
 

@@ -33,7 +33,7 @@ from ...errors import MMDeployError
 from ...facts import Fact
 from ...inventory import Host, Inventory
 from ...ops import SQL, Command, File, Packages, Service, unit
-from ...ops.exporter import env_file, exporter_handlers, exporter_steps, restart_handler
+from ...ops.exporter import env_file, exporter_handlers, exporter_steps, listen_flag, restart_handler
 from ...ops.sql import AccountPassword
 from ...ops.secretfile import SecretFile
 from ...remote import Remote
@@ -424,16 +424,19 @@ class MySQLReplication(DBComponent):
     def _exporter(self, ctx: Context) -> list[Step]:
         password, user = ctx.secrets.get(DB_MONITORING_PASSWORD), ctx.settings.monitoring.db_user
         unit = exporter(ctx)
+        listen = listen_flag(ctx.host.private_address, EXPORTER_PORT)
         if distros.of(ctx.facts.host("os")).mysqld_exporter_reads_dsn:
             dsn = f"{user}:{password}@unix(/run/mysqld/mysqld.sock)/"
-            return exporter_steps(unit, env_file("components/mysql", DATA_SOURCE_NAME=dsn, ARGS=""))
+            return exporter_steps(unit, env_file("components/mysql", DATA_SOURCE_NAME=dsn, ARGS=listen))
         # 0.15 and later ignore DATA_SOURCE_NAME: the login is in a my.cnf file of its own.
         # The password is not in it: that file is read as INI with $VARIABLES expanded, which
         # would change a password holding '$', ';' or '#'; the exporter takes it as it is from
         # MYSQLD_EXPORTER_PASSWORD (in the root-only environment file).
         steps = exporter_steps(
             unit,
-            env_file("components/mysql", MYSQLD_EXPORTER_PASSWORD=password, ARGS=f"--config.my-cnf={EXPORTER_CNF}"),
+            env_file(
+                "components/mysql", MYSQLD_EXPORTER_PASSWORD=password, ARGS=f"--config.my-cnf={EXPORTER_CNF} {listen}"
+            ),
         )
         cnf = SecretFile(
             EXPORTER_CNF,

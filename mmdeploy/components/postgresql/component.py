@@ -23,7 +23,7 @@ from ...errors import MMDeployError
 from ...inventory import Host
 from ...ops import SQL, Command, Directory, File, Packages, Service, unit
 from ...ops.sql import AccountPassword
-from ...ops.exporter import env_file, exporter_handlers, exporter_steps, restart_handler
+from ...ops.exporter import env_file, exporter_handlers, exporter_steps, listen_flag, restart_handler
 from ...ops.secretfile import SecretFile
 from .config import (
     DATABASE,
@@ -338,7 +338,7 @@ class PostgreSQLReplication(DBComponent):
                     "components/postgresql",
                     DATA_SOURCE_NAME=dsn,
                     PGPASSFILE=passfile,
-                    ARGS=f"--extend.query-path={QUERIES}",
+                    ARGS=f"--extend.query-path={QUERIES} {listen_flag(ctx.host.private_address, EXPORTER_PORT)}",
                 ),
                 files=(secret,),
             ),

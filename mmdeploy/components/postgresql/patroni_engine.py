@@ -16,6 +16,7 @@ from typing import Mapping
 
 from ...dbtier import NodeState
 from ...errors import MMDeployError, Refused
+from ...grammar import hostport
 from ...facts import Fact
 from ...inventory import Host, Inventory
 from ...remote import Remote
@@ -182,8 +183,4 @@ class PatroniEngine(PGEngine):
 
         primary = balancer.require_endpoint(inventory, "postgresql")
         replicas = balancer.require_endpoint(inventory, "postgresql-replicas")
-        return _hostport(*primary), [_hostport(*replicas)]
-
-
-def _hostport(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        return hostport(*primary), [hostport(*replicas)]
