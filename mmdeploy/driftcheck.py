@@ -34,7 +34,11 @@ PER_NODE = (
     "ClusterSettings.OverrideHostname",
     "ClusterSettings.BindAddress",
     "ClusterSettings.NetworkInterface",
+    "ServiceSettings.ListenAddress",  # each node's private address
+    "MetricsSettings.ListenAddress",
 )
+# The same keys as the units' environment gives them with the config in the database.
+PER_NODE_ENV = ("MM_JOBSETTINGS_", *(f"MM_{k.replace('.', '_').upper()}=" for k in PER_NODE))
 
 
 @dataclass
@@ -76,7 +80,7 @@ if [ -f {CONFIG} ]; then
   echo "driver=$(jq -r '.SqlSettings.DriverName // ""' {CONFIG})"
   echo "jobs=$(jq -c '[.JobSettings.RunJobs, .JobSettings.RunScheduler]' {CONFIG})"
 fi
-if [ -f {ENV_FILE} ]; then echo "dbconfig=$(grep -v '^MM_JOBSETTINGS_' {ENV_FILE} | sha256sum | cut -c1-12)"; fi
+if [ -f {ENV_FILE} ]; then echo "dbconfig=$(grep -v -e {" -e ".join("'^" + k + "'" for k in PER_NODE_ENV)} {ENV_FILE} | sha256sum | cut -c1-12)"; fi
 for d in {HOME}/plugins/*/; do
   [ -f "$d/plugin.json" ] && echo "plugin=$(jq -r '.id + "@" + (.version // "?")' "$d/plugin.json")"
 done

@@ -316,6 +316,54 @@ def test_drift_names_the_minority_and_every_node_without_one():
     assert out == []
 
 
+def test_drift_hashes_leave_out_what_differs_per_node_by_design(tmp_path):
+    """Each app server listens on and advertises its own address (config.json, or the
+    units' environment with the config in the database): drift's hashes of two nodes that
+    differ only there are equal, and a shared key still tells them apart."""
+    import json
+    import shutil
+
+    from mmdeploy import driftcheck
+
+    from pathlib import Path
+
+    inv = inventory.load(Path(__file__).resolve().parents[2] / "hosts" / "multi.yml")
+
+    def hashes(host, config: dict, env: str) -> dict:
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        (tmp_path / "mattermost.env").write_text(env)
+        lines = [
+            line.replace(driftcheck.CONFIG, str(tmp_path / "config.json")).replace(
+                driftcheck.ENV_FILE, str(tmp_path / "mattermost.env")
+            )
+            for line in driftcheck._mattermost_script(host).splitlines()
+            if "config=$(" in line and (shutil.which("jq") or "dbconfig" in line)
+        ]
+        out = subprocess.run(["bash", "-c", "\n".join(lines)], capture_output=True, text=True, check=True).stdout
+        return dict(line.split("=", 1) for line in out.split())
+
+    def node(address: str, emoji: bool = True) -> tuple[dict, str]:
+        config = {
+            "ServiceSettings": {"ListenAddress": f"{address}:8065", "EnableCustomEmoji": emoji},
+            "MetricsSettings": {"Enable": True, "ListenAddress": f"{address}:8067"},
+            "ClusterSettings": {"Enable": True, "AdvertiseAddress": address},
+        }
+        env = (
+            f'MM_CONFIG="postgres://x"\nMM_JOBSETTINGS_RUNJOBS="false"\nMM_CLUSTERSETTINGS_ADVERTISEADDRESS="{address}"\n'
+            f'MM_SERVICESETTINGS_LISTENADDRESS="{address}:8065"\nMM_METRICSSETTINGS_LISTENADDRESS="{address}:8067"\n'
+        )
+        return config, env
+
+    app1, app2 = inv.host("app1"), inv.host("app2")
+    first, second = hashes(app1, *node("10.0.0.22")), hashes(app2, *node("10.0.0.23"))
+    assert first == second and first["dbconfig"]
+    config, env = node("10.0.0.23", emoji=False)
+    other = hashes(app2, config, env.replace("postgres://x", "postgres://y"))
+    assert other["dbconfig"] != first["dbconfig"]
+    if "config" in first:  # jq here (the hosts have it: the deploy installs it)
+        assert other["config"] != first["config"]
+
+
 def test_backup_alert_rules_render(site, tmp_path):
     from mmdeploy.component import render as render_template
 
