@@ -180,19 +180,21 @@ cannot be downloaded on this machine. On real hosts the same deploy installs the
         **_help("pattern", "inventory", "set"),
         "out": "the picture to write: .svg (default topology.svg), .png, .pdf or .dot",
         "offline": "draw from the inventory alone, without asking the hosts",
+        "firewall": "draw the host firewall's flow matrix: who may reach which ports of each layer",
     },
     iterable=["set"],
 )
 @_cli
-def topology(c, pattern=None, inventory=None, out="topology.svg", offline=False, set=None):
-    """Draw the deployment with its live state as an SVG picture (--out F, --offline).
+def topology(c, pattern=None, inventory=None, out="topology.svg", offline=False, firewall=False, set=None):
+    """Draw the deployment with its live state as an SVG picture (--out F, --offline, --firewall).
 
     Hosts by layer, floating addresses, flows with ports, and (unless --offline) live state
-    read from the hosts: VIP holder, DB primary and replicas, hosts down."""
+    read from the hosts: VIP holder, DB primary and replicas, hosts down. --firewall draws
+    the flows the host firewall allows instead (inv flows prints them)."""
     from mmdeploy import topology as drawing
 
     inv = _load(pattern, inventory, set or ())
-    path = drawing.render(mmdeploy.topology_graph(inv, live=not offline), Path(out))
+    path = drawing.render(mmdeploy.topology_graph(inv, live=not offline, firewall=firewall), Path(out))
     print(f"topology: {path}")
 
 

@@ -234,14 +234,15 @@ def rejoin(inventory: Inventory, host: str, out: TextIO | None = None) -> Topolo
         )
 
 
-def topology_graph(inventory: Inventory, *, live: bool = True) -> "Graph":
+def topology_graph(inventory: Inventory, *, live: bool = True, firewall: bool = False) -> "Graph":
     """The deployment as a graph (topology.py): hosts by layer, floating addresses,
     balancers and flows with ports; with `live`, annotated with what the hosts say now
     (read-only, time-limited: the floating address holders, DB primary and replicas, hosts
-    that do not answer). Draw it with mmdeploy.topology.render(graph, path)."""
+    that do not answer); with `firewall`, its flows are the host firewall's matrix (what
+    each source may reach). Draw it with mmdeploy.topology.render(graph, path)."""
     from . import topology
 
-    return topology.build(inventory, topology.read_live(inventory) if live else None)
+    return topology.build(inventory, topology.read_live(inventory) if live else None, firewall=firewall)
 
 
 def flows(inventory: Inventory, *, control: list[str] | tuple[str, ...] = ()) -> list[tuple["Flow", list[str] | None]]:

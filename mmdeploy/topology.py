@@ -9,6 +9,11 @@ the inventory and the component declarations (component.Balanced -> client -> ba
 address, the DB primary and replicas from the DB tier's one brain, hosts that do not
 answer); `render(graph, path)` draws it with Graphviz (`dot`, Debian's graphviz package,
 through the `graphviz` Python package).
+
+`build(inventory, firewall=True)` draws the host firewall's flow matrix instead
+(registry.flows, what components/firewall.py allows inbound): an edge from each source
+(anyone, the control machine, firewall.admin_cidrs, a settings list, a layer of hosts) to
+each layer it may reach, labelled with the ports; every other inbound port is dropped.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .component import ADMIN, ANYONE, CONTROL
 from .errors import MMDeployError
 from .inventory import Host, Inventory
 
@@ -58,6 +64,16 @@ COLORS = {
     "push": "deeppink3",
     "metrics": "gray45",
     "vip": "red3",
+    "allow": "black",
+    "ssh": "gray30",
+    "scrape": "gray45",
+}
+# The firewall view's sources that are no host of the inventory (component.ANYONE, CONTROL,
+# ADMIN; a "settings.<section>.<key>" list gets a node of its own).
+SOURCE_NODES = {
+    ANYONE: ("users", "Anyone"),
+    CONTROL: ("control", "Control machine\n(mmdeploy)"),
+    ADMIN: ("admins", "firewall.admin_cidrs"),
 }
 
 
@@ -84,6 +100,8 @@ class Flow:
 
     @property
     def label(self) -> str:
+        if self.kind in ("allow", "ssh", "scrape"):
+            return self.note  # the firewall view: the ports it allows
         text = self.kind if self.port is None else f"{self.kind} :{self.port}"
         return f"{text} {self.note}".strip()
 
@@ -124,18 +142,31 @@ def _vips(inventory: Inventory) -> list[str]:
     return [v.split("/")[0] for v in (getattr(proxy, "vips", None) or [])]
 
 
-def build(inventory: Inventory, live: LiveState | None = None) -> Graph:
-    """The graph of `inventory`, annotated with `live` when given."""
-    from .registry import registry
-
-    s = inventory.settings
-    nodes: dict[str, Node] = {"users": Node("users", "Users\n(browsers, mobile apps)", "clients", "clients")}
+def _host_nodes(inventory: Inventory) -> dict[str, Node]:
+    nodes = {}
     for h in inventory.hosts:
         label = f"{h.name}\n{h.private_address}" + (f" ({h.address})" if h.address != h.private_address else "")
         extra = [r for r in h.roles if r != layer_of(h)]
         if extra:
             label += "\n+ " + ", ".join(extra)
         nodes[h.name] = Node(h.name, label, layer_of(h))
+    return nodes
+
+
+def build(inventory: Inventory, live: LiveState | None = None, firewall: bool = False) -> Graph:
+    """The graph of `inventory`, annotated with `live` when given; with `firewall`, the
+    flows are the host firewall's matrix (firewall_flows)."""
+    from .registry import registry
+
+    if firewall:
+        graph = firewall_view(inventory)
+        if live is not None:
+            graph.live = True
+            _annotate(graph, inventory, live)
+        return graph
+    s = inventory.settings
+    nodes: dict[str, Node] = {"users": Node("users", "Users\n(browsers, mobile apps)", "clients", "clients")}
+    nodes.update(_host_nodes(inventory))
     flows: list[Flow] = []
     proxies, apps = inventory.with_role("proxy"), inventory.with_role("app")
     vips = _vips(inventory)
@@ -206,6 +237,50 @@ def build(inventory: Inventory, live: LiveState | None = None) -> Graph:
     if live is not None:
         _annotate(graph, inventory, live)
     return graph
+
+
+def firewall_view(inventory: Inventory) -> Graph:
+    """The host firewall's flow matrix as a graph: one edge per (source, destination layer)
+    and kind, labelled with every port it allows ("proto port name"). Sources are the
+    matrix's own: anyone, the control machine, firewall.admin_cidrs and settings lists
+    (such as database.extra_clients) where they hold networks, and the layers of the hosts
+    it names."""
+    from .components.firewall import setting_list
+    from .registry import registry
+
+    nodes = _host_nodes(inventory)
+    allowed: dict[tuple[str, str, str], list[str]] = {}
+    for flow in registry().flows(inventory):
+        ends = {f"layer:{layer_of(h)}" for h in flow.sources}
+        for reach in flow.reach:
+            if reach in SOURCE_NODES and (reach != ADMIN or flow.host.settings.firewall.admin_cidrs):
+                node_id, label = SOURCE_NODES[reach]
+            elif reach.startswith("settings.") and setting_list(flow.host.settings, reach):
+                node_id, label = "setting_" + reach[9:].replace(".", "_"), reach[9:]
+            else:
+                continue
+            nodes.setdefault(node_id, Node(node_id, label, "clients", "clients"))
+            ends.add(node_id)
+        kind = "scrape" if flow.kind == "metrics" else "ssh" if flow.name == "ssh" else "allow"
+        what = f"{flow.proto} {flow.port} {flow.name}" if flow.proto != "vrrp" else f"vrrp {flow.name}"
+        for src in sorted(ends):
+            entries = allowed.setdefault((kind, src, f"layer:{layer_of(flow.host)}"), [])
+            if what not in entries:
+                entries.append(what)
+    flows = [
+        Flow(kind, src, dst, None, "\n".join(sorted(what, key=_port_order)))
+        for (kind, src, dst), what in allowed.items()
+    ]
+    enforced = all(h.settings.firewall.enabled for h in inventory.hosts)
+    title = f"{inventory.pattern} pattern: {inventory.path.name}, host firewall: inbound flows allowed, " + (
+        "everything else dropped" if enforced else "NOT ENFORCED (firewall.enabled: false)"
+    )
+    return Graph(title, nodes, flows)
+
+
+def _port_order(entry: str) -> tuple[int, str]:
+    parts = entry.split()
+    return (int(parts[1]) if parts[1].isdigit() else 0, entry)
 
 
 def _primary(dbs: list[Host], live: LiveState | None) -> Host | None:
@@ -344,11 +419,11 @@ def to_dot(graph: Graph) -> graphviz.Digraph:
                 _node(sub, n)
     for f in graph.flows:
         attrs = {"label": f.label, "color": COLORS.get(f.kind, "black"), "fontcolor": COLORS.get(f.kind, "black")}
-        if f.kind in ("metrics", "vip"):
+        if f.kind in ("metrics", "vip", "scrape"):
             attrs["style"] = "dotted"
         if f.kind == "replication":
             attrs["style"] = "bold"
-        if f.kind == "metrics":
+        if f.kind in ("metrics", "scrape"):
             attrs["constraint"] = "false"  # monitoring sits at the bottom without pulling layers down
         src, dst = _end(graph, f.src), _end(graph, f.dst)
         if f.src.startswith("layer:") and f.src != f.dst:

@@ -179,7 +179,8 @@ def seen_ssh_port(fact: Fact) -> int | None:
     return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
 
 
-def _setting(settings: Any, path: str) -> list[str]:
+def setting_list(settings: Any, path: str) -> list[str]:
+    """The list a "settings.<section>.<key>" source names (empty: no source)."""
     value = settings
     for part in path.split(".")[1:]:
         value = getattr(value, part)
@@ -198,7 +199,7 @@ def allowed_sources(flow: Any, host: Host, control: list[str]) -> list[str] | No
         elif source == ADMIN:
             found += fw.admin_cidrs
         elif source.startswith("settings."):
-            found += _setting(host.settings, source)
+            found += setting_list(host.settings, source)
     if flow.kind == "metrics":
         found += fw.monitoring_cidrs
     found += [h.private_address for h in flow.sources]

@@ -155,3 +155,42 @@ def test_dot_draws_an_svg(tmp_path):
     assert "replication :5432" in svg and "https :443" in svg
     dot = topology.render(topology.build(inv), tmp_path / "single.dot")
     assert "digraph" in dot.read_text()
+
+
+# --- the host firewall's flow matrix ---------------------------------------------------------
+
+
+def test_firewall_view_draws_the_flow_matrix():
+    """inv topology --firewall: an edge per source and destination layer with every port
+    the host firewall lets that source reach (registry.flows), nothing else."""
+    inv = example("single")
+    graph = topology.build(inv, firewall=True)
+    edges_ = {(f.src, f.dst): f for f in graph.flows if f.kind == "allow"}
+    assert edges_[("users", "layer:proxy")].label == "tcp 80 http\ntcp 443 https"  # anyone: the site only
+    assert edges_[("layer:proxy", "layer:app")].label == "tcp 8065 mattermost"
+    assert edges_[("layer:app", "layer:db")].label == "tcp 5432 postgresql"
+    assert ("users", "layer:app") not in edges_ and ("users", "layer:db") not in edges_
+    scrape = {f.dst: f.label for f in graph.flows if f.kind == "scrape" and f.src == "layer:jobserver"}
+    assert scrape["layer:db"] == "tcp 9100 node metrics\ntcp 9187 postgres metrics"
+    ssh = {f.dst for f in graph.flows if f.kind == "ssh" and f.src == "control"}
+    assert ssh == {f"layer:{topology.layer_of(h)}" for h in inv.hosts}
+    # Every (host, port) of the matrix is drawn from each of its host sources' layers.
+    from mmdeploy.registry import registry
+
+    drawn = {(f.src, f.dst, line) for f in graph.flows for line in f.label.split("\n")}
+    for flow in registry().flows(inv):
+        for h in flow.sources:
+            line = f"{flow.proto} {flow.port} {flow.name}"
+            assert (f"layer:{topology.layer_of(h)}", f"layer:{topology.layer_of(flow.host)}", line) in drawn
+    assert "everything else dropped" in graph.title
+    # Sources with networks get a node of their own; empty ones are not drawn.
+    assert "admins" not in graph.nodes and "setting_database_extra_clients" not in graph.nodes
+    extra = inventory.load(
+        ROOT / "hosts" / "single.yml",
+        ["firewall.admin_cidrs=[198.51.100.0/24]", "database.extra_clients=[198.51.100.7]", "firewall.enabled=false"],
+    )
+    graph = topology.build(extra, firewall=True)
+    kinds = {(f.src, f.dst) for f in graph.flows}
+    assert ("admins", "layer:jobserver") in kinds and ("setting_database_extra_clients", "layer:db") in kinds
+    assert "NOT ENFORCED" in graph.title
+    assert len(edges(topology.to_dot(graph).source)) == len(graph.flows)
