@@ -66,7 +66,7 @@ def load_file(
     excluding = [f"~<{p}>" for p in excluded_prefixes] + [f"'{t}'" for t in excluded]
     return f"""\
 LOAD DATABASE
-  FROM mysql://mmuser:{password.replace('@', '@@')}@{source_address}:3306/{DATABASE}
+  FROM mysql://mmuser:{password.replace("@", "@@")}@{source_address}:3306/{DATABASE}
   INTO pgsql://postgres@unix:/var/run/postgresql:5432/{DATABASE}
 
 WITH data only, truncate,
