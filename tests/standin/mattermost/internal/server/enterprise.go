@@ -139,14 +139,17 @@ func (s *Server) gossipKey() ([]byte, error) {
 }
 
 // ConfigHash is the md5 of the effective config's JSON (defaults and MM_*
-// overrides applied) without the per-node cluster addresses, so that nodes
-// with the same settings agree and any other difference shows.
+// overrides applied) without what is per node by design: the cluster addresses
+// and the addresses it listens on (the real server's hash is of the client
+// config, which carries none of them), so that nodes with the same settings
+// agree and any other difference shows.
 func ConfigHash(cfg *config.Config) string {
 	c := *cfg
-	cs := c.ClusterSettings
+	cs, ss, ms := c.ClusterSettings, c.ServiceSettings, c.MetricsSettings
 	empty := ""
 	cs.AdvertiseAddress, cs.OverrideHostname, cs.BindAddress, cs.NetworkInterface = &empty, &empty, &empty, &empty
-	c.ClusterSettings = cs
+	ss.ListenAddress, ms.ListenAddress = &empty, &empty
+	c.ClusterSettings, c.ServiceSettings, c.MetricsSettings = cs, ss, ms
 	b, _ := json.Marshal(&c)
 	return fmt.Sprintf("%x", md5.Sum(b))
 }

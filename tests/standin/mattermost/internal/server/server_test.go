@@ -20,6 +20,10 @@ func TestConfigHashFollowsTheEffectiveConfigButNotPerNodeAddresses(t *testing.T)
 	if h := ConfigHash(cfg(t, `{"ClusterSettings":{"Enable":true,"ClusterName":"a","AdvertiseAddress":"10.0.0.2","OverrideHostname":"n2"}}`)); h != base {
 		t.Fatalf("per-node addresses changed the hash: %s vs %s", h, base)
 	}
+	// each node listens on its own private address
+	if h := ConfigHash(cfg(t, `{"ServiceSettings":{"ListenAddress":"10.0.0.2:8065"},"MetricsSettings":{"ListenAddress":"10.0.0.2:8067"},"ClusterSettings":{"Enable":true,"ClusterName":"a"}}`)); h != base {
+		t.Fatalf("listen addresses changed the hash: %s vs %s", h, base)
+	}
 	if h := ConfigHash(cfg(t, `{"ClusterSettings":{"Enable":true,"ClusterName":"b","AdvertiseAddress":"10.0.0.1"}}`)); h == base {
 		t.Fatal("another ClusterName gave the same hash")
 	}
@@ -28,7 +32,7 @@ func TestConfigHashFollowsTheEffectiveConfigButNotPerNodeAddresses(t *testing.T)
 		t.Fatalf("explicit default changed the hash")
 	}
 	c := cfg(t, `{"ClusterSettings":{"Enable":true,"ClusterName":"a"}}`)
-	if *c.ClusterSettings.AdvertiseAddress != "" || len(ConfigHash(c)) != 32 {
+	if *c.ClusterSettings.AdvertiseAddress != "" || *c.ServiceSettings.ListenAddress != ":8065" || len(ConfigHash(c)) != 32 {
 		t.Fatal("ConfigHash must not modify the config and must be an md5 hex")
 	}
 }
