@@ -37,8 +37,9 @@ import ipaddress
 import shlex
 import socket
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 from pydantic import Field
 
@@ -97,6 +98,13 @@ class FirewallSettings(Section):
     # Seconds after which a host restores its previous ruleset unless the run confirmed.
     # (At least the SSH probe's wait and a round trip: 15.)
     rollback_seconds: int = Field(default=30, ge=15, le=600)
+    # New outbound connections: "open" (any), or "restricted" to what the site needs (the
+    # flow matrix towards the other hosts and the floating addresses, DNS, the APT proxy,
+    # NTP servers and the SMTP relay given as addresses) and `outbound_allow`.
+    outbound: Literal["open", "restricted"] = "open"
+    # With outbound restricted: more destinations, any port (package mirrors, the push
+    # services, an ACME CA, a webhook, an S3 backup repository outside the site).
+    outbound_allow: list[Network] = []
 
 
 class Firewall(Component):
@@ -271,6 +279,73 @@ def rules(inventory: Inventory, host: Host, control: list[str], ssh_port: int | 
     return out
 
 
+def outbound_rules(inventory: Inventory, host: Host) -> list[dict]:
+    """With firewall.outbound restricted, the host's outbound accept rules, one per
+    protocol and port: every flow of the matrix this host is a source of (to that host's
+    private address, and to the floating addresses for a balancer's), DNS, what the settings
+    name by address (APT proxy, NTP servers, SMTP relay), then firewall.outbound_allow on
+    any port; [{"what", "comment", "v4", "v6", "match"}] as rules() gives them."""
+    from ..registry import registry
+
+    s = host.settings
+    vips = [v.split("/")[0] for v in (getattr(getattr(s, "proxy", None), "vips", None) or [])]
+    grouped: dict[tuple[str, int], dict] = {}
+
+    def allow(proto: str, port: int, name: str, destinations: list[str]) -> None:
+        entry = grouped.setdefault((proto, port), {"names": [], "to": set()})
+        if name not in entry["names"]:
+            entry["names"].append(name)
+        entry["to"] |= {str(_network(d)) for d in destinations}
+
+    for flow in registry().flows(inventory):
+        if flow.host.name == host.name or host.name not in {h.name for h in flow.sources}:
+            continue
+        # The internal balancers listen on the floating addresses too.
+        allow(
+            flow.proto, flow.port, _label(flow), [flow.host.private_address, *(vips if flow.kind == "balancer" else [])]
+        )
+    for proto in ("udp", "tcp"):
+        allow(proto, 53, "dns", ["0.0.0.0/0", "::/0"])
+    proxy = urllib.parse.urlsplit(s.apt_proxy) if s.apt_proxy else None
+    if proxy is not None and proxy.hostname and is_ip(proxy.hostname):
+        allow("tcp", proxy.port or (443 if proxy.scheme == "https" else 80), "apt proxy", [proxy.hostname])
+    time_servers = [a for a in getattr(getattr(s, "time", None), "servers", []) if is_ip(a)]
+    if time_servers:
+        allow("udp", 123, "ntp", time_servers)
+    smtp = getattr(s, "smtp", None)
+    if smtp is not None and smtp.host and is_ip(smtp.host) and (host.has("app") or host.has("jobserver")):
+        allow("tcp", smtp.port, "smtp relay", [smtp.host])
+    out = []
+    for (proto, port), entry in sorted(grouped.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        nets = sorted((_network(d) for d in entry["to"]), key=lambda n: (n.version, n))
+        vrrp = proto == "vrrp"
+        out.append(
+            {
+                "what": "vrrp (IP protocol 112)" if vrrp else f"{proto} {port}",
+                "comment": ", ".join(entry["names"])[:120],
+                "v4": [_short(n) for n in nets if n.version == 4],
+                "v6": [_short(n) for n in nets if n.version == 6],
+                "match": (
+                    {"v4": "ip protocol 112", "v6": "ip6 nexthdr 112"}
+                    if vrrp
+                    else dict.fromkeys(("v4", "v6"), f"{proto} dport {port}")
+                ),
+            }
+        )
+    extra = sorted((_network(d) for d in s.firewall.outbound_allow), key=lambda n: (n.version, n))
+    if extra:
+        out.append(
+            {
+                "what": "any port",
+                "comment": "firewall.outbound_allow",
+                "v4": [_short(n) for n in extra if n.version == 4],
+                "v6": [_short(n) for n in extra if n.version == 6],
+                "match": {"v4": "", "v6": ""},
+            }
+        )
+    return out
+
+
 def _short(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
 
@@ -279,9 +354,11 @@ def ruleset(ctx: Context, control: list[str], ssh_port: int | None = None) -> st
     """The nftables file for this host, with a marker naming its own hash (so that a
     deploy sees whether the live table is the one in the file)."""
     items = rules(ctx.inventory, ctx.host, control, ssh_port)
-    body = ctx.render("firewall/ruleset.nft.j2", rules=items, table=TABLE, marker=MARKER, digest="")
-    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
-    return ctx.render("firewall/ruleset.nft.j2", rules=items, table=TABLE, marker=MARKER, digest=digest)
+    restricted = ctx.settings.firewall.outbound == "restricted"
+    out = outbound_rules(ctx.inventory, ctx.host) if restricted else None
+    values = {"rules": items, "outbound": out, "table": TABLE, "marker": MARKER}
+    body = ctx.render("firewall/ruleset.nft.j2", digest="", **values)
+    return ctx.render("firewall/ruleset.nft.j2", digest=hashlib.sha256(body.encode()).hexdigest()[:16], **values)
 
 
 def digest_of(text: str) -> str:

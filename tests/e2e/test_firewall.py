@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 from dataclasses import dataclass
 
@@ -177,3 +178,31 @@ def test_firewall_off_removes_the_rules_and_verify_reports_the_exposure(site):
     assert_exactly(scan_from_here(site.inventory), expected(site.inventory, control_address()), "the control machine")
     last = deployed(site.cli("deploy", "--yes", "--json"))
     assert last["ok"] and last["changed"] == 0, [s for s in last["steps"] if s["status"] != "ok"]
+
+
+def test_outbound_restricted_lets_out_only_what_the_site_needs(site):
+    """firewall.outbound: restricted: the site still works (verify passes, a second deploy
+    changes nothing), and app1 can no longer open a connection to a port of this machine
+    that nothing in the site needs, until firewall.outbound_allow names this machine."""
+    listener = socket.create_server((control_address(), 0))  # this machine, on the bed network
+    port = listener.getsockname()[1]
+    probe = [("control", control_address(), port)]
+    try:
+        assert ("control", port) in scan_from_container(testbed.container_name("app1"), probe)["open"]
+        restricted = ("firewall.outbound=restricted",)
+        run = deployed(site.cli("deploy", "--yes", "--json", extra=restricted))
+        assert run["ok"], [s for s in run["steps"] if s["status"] == "failed"]
+        assert "chain output" in on("app1", f"nft list table {firewall.TABLE}")
+        checks = json.loads(site.cli("verify", "--json", check=False, extra=restricted).stdout)
+        assert checks["ok"], [c for c in checks["checks"] if not c["ok"]]
+        again = deployed(site.cli("deploy", "--yes", "--json", extra=restricted))
+        assert again["ok"] and again["changed"] == 0, [s for s in again["steps"] if s["status"] != "ok"]
+        assert ("control", port) in scan_from_container(testbed.container_name("app1"), probe)["filtered"]
+        allowed = (*restricted, f"firewall.outbound_allow=[{control_address()}]")
+        run = deployed(site.cli("deploy", "--only", "firewall", "--yes", "--json", extra=allowed))
+        assert run["ok"] and run["changed"] == len(site.inventory.hosts), run["steps"]
+        assert ("control", port) in scan_from_container(testbed.container_name("app1"), probe)["open"]
+    finally:
+        listener.close()
+        back = deployed(site.cli("deploy", "--only", "firewall", "--yes", "--json"))
+        assert back["ok"] and "chain output" not in on("app1", f"nft list table {firewall.TABLE}")

@@ -5,7 +5,10 @@ check from the control machine (probes replaced by a fake)."""
 
 import base64
 import hashlib
+import os
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -730,3 +733,60 @@ def test_a_forwarded_ssh_port_is_opened_to_the_control_machine(ctx):
     assert f"ip saddr {{ {CONTROL_IP} }} tcp dport 2222 accept" in text
     assert f"ip saddr {{ {CONTROL_IP} }} tcp dport 22 accept" in text
     assert fw.ruleset(c, [CONTROL_IP], ssh_port=22) == fw.ruleset(c, [CONTROL_IP])
+
+
+# --- outbound -----------------------------------------------------------------------------
+
+
+def outbound(inv, host: str) -> dict[str, set[str]]:
+    """ "proto port" (or "any port") -> the destinations the host may open connections to."""
+    return {r["what"]: set(r["v4"] + r["v6"]) for r in fw.outbound_rules(inv, inv.host(host))}
+
+
+def test_outbound_open_by_default_no_output_chain(ctx):
+    text = fw.ruleset(ctx("app1"), [CONTROL_IP])
+    assert "chain output" not in text and "policy drop" in text  # inbound only
+
+
+def test_outbound_restricted_follows_the_matrix(load, ctx, tmp_path):
+    sets = (
+        "firewall.outbound=restricted",
+        "apt_proxy=http://10.0.0.200:3142",
+        "time.servers=[10.0.0.201, ntp.example.com]",
+        "smtp.host=10.0.0.202",
+        "firewall.outbound_allow=[198.51.100.0/24, 2001:db8::/32]",
+    )
+    inv = load(SINGLE, *sets)
+    app = outbound(inv, "app1")
+    # The app server opens connections to the databases, and to what the settings name.
+    assert app["tcp 5432"] == {"10.0.0.4", "10.0.0.5"}
+    assert app["udp 53"] == app["tcp 53"] == {"0.0.0.0/0", "::/0"}
+    assert app["tcp 3142"] == {"10.0.0.200"} and app["udp 123"] == {"10.0.0.201"}  # a name: outbound_allow
+    assert app["tcp 587"] == {"10.0.0.202"}
+    assert app["any port"] == {"198.51.100.0/24", "2001:db8::/32"}
+    assert "tcp 9100" not in app  # scraping is the monitoring host's
+    job = outbound(inv, "job1")  # Prometheus scrapes every host's exporters
+    assert job["tcp 9100"] == {"10.0.0.1", "10.0.0.2", "10.0.0.4", "10.0.0.5"}
+    assert job["tcp 8065"] == {"10.0.0.2"} and job["tcp 9187"] == {"10.0.0.4", "10.0.0.5"}
+    assert outbound(inv, "proxy1")["tcp 8065"] == {"10.0.0.2"}
+    assert outbound(inv, "db2")["tcp 5432"] == {"10.0.0.4"}  # the replica streams from db1
+    assert "tcp 587" not in outbound(inv, "db1")  # mail is the app and job servers'
+    text = fw.ruleset(ctx("app1", SINGLE, *sets), [CONTROL_IP])
+    chain = text.split("chain output", 1)[1]
+    assert "policy drop;" in chain and "ct state established,related accept" in chain and 'oif "lo" accept' in chain
+    assert "ip daddr { 10.0.0.4, 10.0.0.5 } tcp dport 5432 accept" in chain
+    assert "ip daddr { 198.51.100.0/24 }  accept" in chain and "ip6 daddr { 2001:db8::/32 }  accept" in chain
+    if shutil.which("nft") and os.geteuid() == 0:  # nftables itself parses it (check mode: nothing loaded)
+        path = tmp_path / "ruleset.nft"
+        path.write_text(text)
+        check = subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+
+
+def test_outbound_restricted_floating_addresses_and_vrrp(load):
+    inv = load(MULTI, "firewall.outbound=restricted")
+    app = outbound(inv, "app1")
+    # The internal balancers listen on the floating address: the layers' clients reach it.
+    assert {"10.0.0.100", "10.0.0.1", "10.0.0.2"} <= app["tcp 9200"]
+    assert outbound(inv, "lb1")["vrrp (IP protocol 112)"] == {"10.0.0.2"}  # unicast to the peer
+    assert outbound(inv, "lb1")["tcp 9200"] == {"10.0.0.41", "10.0.0.42"}  # HAProxy to the search nodes
