@@ -355,8 +355,28 @@ def down(log: Log = print) -> None:
         docker("rm", "-f", *ids)
         log(f"removed {len(ids)} test-bed container(s)")
     if docker("network", "inspect", NETWORK, check=False).returncode == 0:
-        docker("network", "rm", NETWORK)
+        remove_network()
         log(f"removed network {NETWORK}")
+
+
+def remove_network(wait: float = 60) -> None:
+    """`docker network rm`, waiting out the endpoints of the containers just removed: the
+    daemon releases them after `rm -f` returns, and under load the removal can fail with
+    "has active endpoints" (it did once, after the cluster bed's 18 containers, and every
+    later module of that worker failed on it). An endpoint still listed is disconnected."""
+    deadline = time.monotonic() + wait
+    while True:
+        proc = docker("network", "rm", NETWORK, check=False)
+        if proc.returncode == 0 or "not found" in proc.stderr:
+            return
+        if "active endpoints" not in proc.stderr or time.monotonic() > deadline:
+            raise TestbedError(f"`docker network rm {NETWORK}` failed: {proc.stderr.strip()}")
+        listed = docker(
+            "network", "inspect", NETWORK, "--format", "{{range $id, $c := .Containers}}{{$id}} {{end}}", check=False
+        )
+        for endpoint in listed.stdout.split():
+            docker("network", "disconnect", "--force", NETWORK, endpoint, check=False)
+        time.sleep(1)
 
 
 def status() -> list[dict]:

@@ -1,5 +1,7 @@
 """Test-bed layouts: fixed host names, roles and addresses (no Docker needed)."""
 
+import subprocess
+
 import pytest
 
 from mmdeploy.testbed import GATEWAY, BedHost, TestbedError, layout
@@ -130,3 +132,30 @@ def test_roles_are_not_shared_between_hosts():
 def test_bad_input_raises(kwargs):
     with pytest.raises(TestbedError):
         layout(**kwargs)
+
+
+def test_network_removal_waits_out_endpoints_the_daemon_still_lists(monkeypatch):
+    """`docker network rm` right after `rm -f` of many containers can fail with 'has active
+    endpoints' (the daemon releases them after it returns): the removal disconnects what
+    is still listed and asks again, and any other failure is raised at once."""
+    from mmdeploy.testbed import containers
+
+    calls, answers = [], ["active endpoints", "active endpoints", ""]
+
+    def docker(*args, check=True, input=None):
+        calls.append(args)
+        if args[:2] == ("network", "rm"):
+            err = answers.pop(0)
+            return subprocess.CompletedProcess(args, 1 if err else 0, "", f"network has {err}" if err else "")
+        if args[:2] == ("network", "inspect"):
+            return subprocess.CompletedProcess(args, 0, "abc123 ", "")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(containers, "docker", docker)
+    monkeypatch.setattr(containers.time, "sleep", lambda s: None)
+    containers.remove_network()
+    assert [c for c in calls if c[:2] == ("network", "rm")] == [("network", "rm", containers.NETWORK)] * 3
+    assert ("network", "disconnect", "--force", containers.NETWORK, "abc123") in calls
+    answers[:] = ["in use by something else"]
+    with pytest.raises(containers.TestbedError, match="in use by something else"):
+        containers.remove_network()
