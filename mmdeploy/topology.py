@@ -139,7 +139,7 @@ def _is_layer(inventory: Inventory, name: str) -> bool:
 
 def _vips(inventory: Inventory) -> list[str]:
     proxy = getattr(inventory.settings, "proxy", None)
-    return [v.split("/")[0] for v in (getattr(proxy, "vips", None) or [])]
+    return proxy.addresses if proxy is not None else []
 
 
 def _host_nodes(inventory: Inventory) -> dict[str, Node]:
@@ -155,7 +155,7 @@ def _host_nodes(inventory: Inventory) -> dict[str, Node]:
 
 def build(inventory: Inventory, live: LiveState | None = None, firewall: bool = False) -> Graph:
     """The graph of `inventory`, annotated with `live` when given; with `firewall`, the
-    flows are the host firewall's matrix (firewall_flows)."""
+    flows are the host firewall's matrix (firewall_view)."""
     from .registry import registry
 
     if firewall:

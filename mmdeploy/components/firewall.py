@@ -256,27 +256,28 @@ def rules(inventory: Inventory, host: Host, control: list[str], ssh_port: int | 
         )
         entry["names"].append("ssh (as the control machine reaches it)")
         entry["sources"] |= {str(_network(s)) for s in control}
-    out = []
-    for (proto, port), entry in sorted(grouped.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        nets = sorted((_network(s) for s in entry["sources"]), key=lambda n: (n.version, n))
-        out.append(
-            {
-                "proto": proto,
-                "port": port,
-                "anyone": entry["anyone"],
-                "admin": entry["admin"],
-                "what": "vrrp (IP protocol 112)" if proto == "vrrp" else f"{proto} {port}",
-                "match": (
-                    {"v4": "ip protocol 112", "v6": "ip6 nexthdr 112", "any": "meta l4proto 112"}
-                    if proto == "vrrp"
-                    else dict.fromkeys(("v4", "v6", "any"), f"{proto} dport {port}")
-                ),
-                "comment": ", ".join(entry["names"])[:120],
-                "v4": [_short(n) for n in nets if n.version == 4],
-                "v6": [_short(n) for n in nets if n.version == 6],
-            }
-        )
-    return out
+    return [
+        {**_rule(proto, port, entry["names"], entry["sources"]), "anyone": entry["anyone"], "admin": entry["admin"]}
+        for (proto, port), entry in sorted(grouped.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+    ]
+
+
+def _rule(proto: str, port: int, names: list[str], networks: set[str]) -> dict:
+    """One accept rule of the template: what it matches, why, and the networks by family."""
+    nets = sorted((_network(n) for n in networks), key=lambda n: (n.version, n))
+    return {
+        "proto": proto,
+        "port": port,
+        "what": "vrrp (IP protocol 112)" if proto == "vrrp" else f"{proto} {port}",
+        "match": (
+            {"v4": "ip protocol 112", "v6": "ip6 nexthdr 112", "any": "meta l4proto 112"}
+            if proto == "vrrp"
+            else dict.fromkeys(("v4", "v6", "any"), f"{proto} dport {port}")
+        ),
+        "comment": ", ".join(names)[:120],
+        "v4": [_short(n) for n in nets if n.version == 4],
+        "v6": [_short(n) for n in nets if n.version == 6],
+    }
 
 
 def outbound_rules(inventory: Inventory, host: Host) -> list[dict]:
@@ -288,7 +289,8 @@ def outbound_rules(inventory: Inventory, host: Host) -> list[dict]:
     from ..registry import registry
 
     s = host.settings
-    vips = [v.split("/")[0] for v in (getattr(getattr(s, "proxy", None), "vips", None) or [])]
+    proxy_settings = getattr(s, "proxy", None)
+    vips = proxy_settings.addresses if proxy_settings is not None else []
     grouped: dict[tuple[str, int], dict] = {}
 
     def allow(proto: str, port: int, name: str, destinations: list[str]) -> None:
@@ -315,34 +317,13 @@ def outbound_rules(inventory: Inventory, host: Host) -> list[dict]:
     smtp = getattr(s, "smtp", None)
     if smtp is not None and smtp.host and is_ip(smtp.host) and (host.has("app") or host.has("jobserver")):
         allow("tcp", smtp.port, "smtp relay", [smtp.host])
-    out = []
-    for (proto, port), entry in sorted(grouped.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        nets = sorted((_network(d) for d in entry["to"]), key=lambda n: (n.version, n))
-        vrrp = proto == "vrrp"
-        out.append(
-            {
-                "what": "vrrp (IP protocol 112)" if vrrp else f"{proto} {port}",
-                "comment": ", ".join(entry["names"])[:120],
-                "v4": [_short(n) for n in nets if n.version == 4],
-                "v6": [_short(n) for n in nets if n.version == 6],
-                "match": (
-                    {"v4": "ip protocol 112", "v6": "ip6 nexthdr 112"}
-                    if vrrp
-                    else dict.fromkeys(("v4", "v6"), f"{proto} dport {port}")
-                ),
-            }
-        )
-    extra = sorted((_network(d) for d in s.firewall.outbound_allow), key=lambda n: (n.version, n))
-    if extra:
-        out.append(
-            {
-                "what": "any port",
-                "comment": "firewall.outbound_allow",
-                "v4": [_short(n) for n in extra if n.version == 4],
-                "v6": [_short(n) for n in extra if n.version == 6],
-                "match": {"v4": "", "v6": ""},
-            }
-        )
+    out = [
+        _rule(proto, port, entry["names"], entry["to"])
+        for (proto, port), entry in sorted(grouped.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+    ]
+    if s.firewall.outbound_allow:
+        anywhere = _rule("any", 0, ["firewall.outbound_allow"], set(s.firewall.outbound_allow))
+        out.append({**anywhere, "what": "any port", "match": {"v4": "", "v6": ""}})
     return out
 
 

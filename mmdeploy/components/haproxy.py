@@ -145,7 +145,7 @@ def _layers(inventory: Inventory) -> list[tuple[Balanced, list[Host]]]:
 
 def layers(inventory: Inventory, host: Host) -> list[Layer]:
     """Every balanced layer as `host` (a proxy) serves it."""
-    vips = [v.split("/")[0] for v in inventory.settings.proxy.vips]
+    vips = inventory.settings.proxy.addresses
     listen_on = vips or [host.private_address]
     result = []
     for balanced, servers in _layers(inventory):

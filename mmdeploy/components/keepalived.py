@@ -93,6 +93,11 @@ class ProxySettings(Section):
             return []
         return [self.vip] if isinstance(self.vip, str) else list(self.vip)
 
+    @property
+    def addresses(self) -> list[str]:
+        """The floating addresses without their prefix."""
+        return [v.split("/")[0] for v in self.vips]
+
 
 @dataclass(frozen=True)
 class Instance:
