@@ -9,6 +9,7 @@ to the host's run log.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -95,6 +96,8 @@ class Remote:
             else:
                 conn.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
             try:
+                if conn.gateway is None:  # no ProxyJump/ProxyCommand: the socket is ours, quick
+                    conn.connect_kwargs["sock"] = _quick_socket(self.host.address, ssh.port, ssh.connect_timeout)
                 conn.open()
             except paramiko.BadHostKeyException as e:
                 raise HostKeyRejected(self._key_changed(e)) from None
@@ -330,6 +333,15 @@ class Held:
             pass
         finally:
             self.chan.close()
+
+
+def _quick_socket(address: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection with Nagle's algorithm off: SSH's small messages (the handshake,
+    each new session) otherwise wait out a delayed ACK, some 40 ms each, most of a
+    no-op run's time."""
+    sock = socket.create_connection((address, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def _read_all(recv, chunks: list[bytes], deadline: float) -> bool:
