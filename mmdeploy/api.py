@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .migrate import MigrationReport
     from .topology import Graph
     from .upgrades import UpgradeReport
+    from .remote import Remote
 
 
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Inventory:
@@ -119,10 +120,11 @@ def _masked(redact: Callable[[str], str]) -> Iterator[None]:
 @contextmanager
 def _locked(
     inventory: Inventory, what: str, redact: Callable[[str], str], connect_timeout: float | None = None
-) -> Iterator[None]:
-    """The inventory's run lock on this machine and the hosts, for the block."""
-    with locks.acquire(inventory, what, redact, connect_timeout=connect_timeout):
-        yield
+) -> Iterator[dict[str, Remote]]:
+    """The inventory's run lock on this machine and the hosts, for the block; yields the
+    connections that hold it (host name -> Remote), which a run may share."""
+    with locks.acquire(inventory, what, redact, connect_timeout=connect_timeout) as lock:
+        yield {name: remote for name, (remote, _held) in lock.held.items()}
 
 
 def verify(inventory: Inventory, *, only: list[str] | None = None, out: TextIO | None = None) -> list[CheckResult]:
@@ -421,9 +423,16 @@ def _run(
                 return runner.run(
                     inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit, warnings=warnings
                 )
-            with _locked(inventory, "deploy", redactor):
+            with _locked(inventory, "deploy", redactor) as connections:
                 return runner.run(
-                    inventory, selected, mode=mode, secrets=secrets, reporter=reporter, limit=limit, warnings=warnings
+                    inventory,
+                    selected,
+                    mode=mode,
+                    secrets=secrets,
+                    reporter=reporter,
+                    limit=limit,
+                    warnings=warnings,
+                    connections=connections,
                 )
     finally:
         if live:

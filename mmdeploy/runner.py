@@ -8,6 +8,7 @@ stops its own later steps; the other hosts go on.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,10 @@ from .inventory import Host, Inventory
 from .remote import Remote
 from .report import Reporter, StepResult
 from .secrets import Secrets
-from .step import Change
+from .step import Change, Step
+
+# A host's steps and handlers for one component.
+Built = tuple[list[Step], dict[str, Step]]
 
 
 @dataclass
@@ -90,9 +94,12 @@ def run(
     run_root: Path | None = None,
     shared: dict[str, object] | None = None,
     warnings: list[str] | tuple[str, ...] = (),
+    connections: dict[str, Remote] | None = None,
 ) -> RunReport:
     """`shared` gives a component's ctx.shared instead of its prepare() (a re-point after a
-    failover passes the topology the failover decided). `warnings` are printed first."""
+    failover passes the topology the failover decided). `warnings` are printed first.
+    `connections`: open connections to use (the run lock's, one SSH handshake per host
+    instead of two), left open for their owner to close."""
     if mode not in ("plan", "apply"):
         raise ValueError(mode)
     started = time.monotonic()
@@ -101,8 +108,11 @@ def run(
     reporter.open_log(log_dir / "output.log")
     reporter.width = max([12, *(len(h.name) for h in hosts)])
     runs: dict[str, HostRun] = {}
+    lent = connections or {}
     for h in hosts:
-        remote = Remote(h, secrets.redact, log_dir / f"{h.name}.log")
+        remote = lent.get(h.name) or Remote(h, secrets.redact, log_dir / f"{h.name}.log")
+        if h.name in lent and remote.log_path is None:
+            remote.log_path = log_dir / f"{h.name}.log"
         runs[h.name] = HostRun(h, remote, FactCache(remote))
     report = RunReport(mode, runs, log_dir=log_dir, warnings=list(warnings))
     for warning in report.warnings:
@@ -110,27 +120,35 @@ def run(
 
     with ThreadPoolExecutor(max_workers=min(32, len(runs))) as pool:
         list(pool.map(lambda r: _connect(r, reporter), runs.values()))
+        unreachable = {name: r.failed for name, r in runs.items()}  # failed to connect: changed nothing
         view = _View(runs, secrets, log_dir)
-        for component in ordered(components):
+        order = ordered(components)
+        ahead = _Prefetch(inventory, secrets, runs, view, shared or {}, order, pool)
+        for component in order:
             targets = [runs[h.name] for h in component.hosts(inventory) if h.name in runs]
             targets = [r for r in targets if r.alive]
             if not targets:
                 continue
+            if mode == "apply" and any(r.changed or r.failed > unreachable[n] for n, r in runs.items()):
+                ahead.drop()
             try:
-                given = (shared or {}).get(component.name)
-                prepared = given if given is not None else component.prepare(inventory, view)
+                prepared = ahead.prepared(component)
             except MMDeployError as e:
                 for r in targets:
                     report.results.append(_fail(r, component.name, "(prepare)", str(e), reporter))
                 continue
             # The barrier: every host finishes this component before any starts the next.
             for results in pool.map(
-                lambda r: _run_component(r, component, inventory, secrets, reporter, mode, prepared), targets
+                lambda r: _run_component(
+                    r, component, inventory, secrets, reporter, mode, prepared, ahead.built(r, component)
+                ),
+                targets,
             ):
                 report.results.extend(results)
         view.close()
-        for r in runs.values():
-            r.remote.close()
+        for name, r in runs.items():
+            if name not in lent:
+                r.remote.close()
     report.seconds = time.monotonic() - started
     reporter.summary(report)
     return report
@@ -156,7 +174,9 @@ def _run_component(
     reporter: Reporter,
     mode: str,
     shared: object = None,
+    built: Built | None = None,
 ) -> list[StepResult]:
+    """`built`: the host's steps and handlers for this component, built ahead (_Prefetch)."""
     t0 = time.monotonic()
     results: list[StepResult] = []
     host = run.host.name
@@ -182,9 +202,10 @@ def _run_component(
         results.append(_fail(run, component.name, step_name, error, reporter))
 
     try:
-        ctx = Context(inventory, run.host, secrets, run.facts, shared)
-        steps = component.steps(ctx)
-        handlers = component.handlers(ctx)
+        if built is None:
+            ctx = Context(inventory, run.host, secrets, run.facts, shared)
+            built = component.steps(ctx), component.handlers(ctx)
+        steps, handlers = built
     except MMDeployError as e:
         fail("(building steps)", str(e))
         return results
@@ -265,6 +286,85 @@ def _run_component(
     return results
 
 
+class _Prefetch:
+    """Every fact of the run read up front, one round trip per host (as pyinfra gathers its
+    facts before it executes): each component prepared and each host's steps built on the
+    hosts as they are now, then every step's facts read at once, on all hosts in parallel.
+    While nothing has changed, each component uses what was prepared and built here and its
+    checks read from the cache, so a no-op run (and any plan) costs one round trip per host
+    instead of one per component. A change on one host can change what another host reads
+    (a replica follows its new primary), so the first change anywhere drops all of it: later
+    components prepare, build and read again, as without it. Only reads; a component this
+    cannot prepare or build ahead is done at its turn (and fails there if it must)."""
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        secrets: Secrets,
+        runs: dict[str, HostRun],
+        view: _View,
+        shared: dict[str, object],
+        order: list[Component],
+        pool: ThreadPoolExecutor,
+    ):
+        self.inventory, self.runs, self.view, self.given = inventory, runs, view, shared
+        self.live = True
+        self._prepared: dict[str, object] = {}
+        self._built: dict[tuple[str, str], Built] = {}
+
+        # One after the other: several read the same nodes (the DB topology), from the cache.
+        for component in order:
+            if any(runs[h.name].alive for h in component.hosts(inventory) if h.name in runs):
+                try:
+                    self._prepared[component.name] = self._prepare(component, inventory)
+                except Exception:  # noqa: BLE001 - prepared again at its turn, which reports it
+                    pass
+
+        def build(run: HostRun) -> None:
+            needed: list[str] = []
+            for component in order:
+                if component.name not in self._prepared or run.host.name not in _names(component, inventory):
+                    continue
+                try:
+                    ctx = Context(inventory, run.host, secrets, run.facts, self._prepared[component.name])
+                    steps, handlers = component.steps(ctx), component.handlers(ctx)
+                except Exception:  # noqa: BLE001 - built again at its turn, which reports it
+                    continue
+                self._built[run.host.name, component.name] = steps, handlers
+                needed += [pending.FACT] if handlers else []
+                needed += [f for s in steps for f in s.facts()]
+            try:
+                run.facts.get(needed)
+            except Exception:  # noqa: BLE001 - read again by the component's own checks, which report it
+                pass
+
+        list(pool.map(build, [r for r in runs.values() if r.alive]))
+
+    def _prepare(self, component: Component, inventory: Inventory) -> object:
+        given = self.given.get(component.name)
+        return given if given is not None else component.prepare(inventory, self.view)
+
+    def prepared(self, component: Component) -> object:
+        if component.name in self._prepared:
+            return self._prepared[component.name]
+        return self._prepare(component, self.inventory)
+
+    def built(self, run: HostRun, component: Component) -> Built | None:
+        return self._built.pop((run.host.name, component.name), None)
+
+    def drop(self) -> None:
+        if self.live:
+            self.live = False
+            self._prepared.clear()
+            self._built.clear()
+            for run in self.runs.values():
+                run.facts.invalidate()
+
+
+def _names(component: Component, inventory: Inventory) -> set[str]:
+    return {h.name for h in component.hosts(inventory)}
+
+
 class _View:
     """ClusterView for prepare(): the run's own connections, or extra read-only ones for
     hosts outside --limit."""
@@ -272,12 +372,14 @@ class _View:
     def __init__(self, runs: dict[str, HostRun], secrets: Secrets, log_dir: Path):
         self.runs, self.secrets, self.log_dir = runs, secrets, log_dir
         self.extra: dict[str, FactCache] = {}
+        self._lock = threading.Lock()  # prepares run in parallel
 
     def facts(self, host: Host, commands: list[str]) -> dict[str, Fact]:
         if host.name in self.runs and self.runs[host.name].alive:
             return self.runs[host.name].facts.get(commands)
-        if host.name not in self.extra:
-            self.extra[host.name] = FactCache(Remote(host, self.secrets.redact, self.log_dir / f"{host.name}.log"))
+        with self._lock:
+            if host.name not in self.extra:
+                self.extra[host.name] = FactCache(Remote(host, self.secrets.redact, self.log_dir / f"{host.name}.log"))
         return self.extra[host.name].get(commands)
 
     def close(self) -> None:

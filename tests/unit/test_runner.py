@@ -11,6 +11,7 @@ from mmdeploy import inventory, runner
 from mmdeploy.component import Component, ordered
 from mmdeploy.errors import InventoryError
 from mmdeploy.ops import Command, Directory, File
+from mmdeploy.step import Step
 from mmdeploy.report import Reporter
 from mmdeploy.secrets import REDACTED, Redactor, Secrets
 from mmdeploy.dbtier.component import DB_PASSWORD
@@ -336,3 +337,71 @@ def test_verify_reports_info_and_warnings_as_passing(write_inventory, monkeypatc
         (False, False),
     ]
     assert results[0].detail == "Mattermost 11.7.15 (11.7 ESR)" and results[0].problem is None
+
+
+class Primary(Component):
+    """On db1 only: writes the state another host's component reads (a primary's role)."""
+
+    name = "primary"
+
+    def __init__(self, state):
+        self.state = state
+
+    def hosts(self, inv):
+        return [h for h in inv.hosts if h.name == "db1"]
+
+    def steps(self, ctx):
+        return [File(str(self.state), "promoted\n", owner=ME, group=ME)]
+
+
+class Follower(Component):
+    """On app1, after `primary`: its check reads what db1's step wrote (a replica following)."""
+
+    name = "follower"
+    after = ("primary",)
+
+    def __init__(self, state, seen):
+        self.state, self.seen = state, seen
+
+    def hosts(self, inv):
+        return [h for h in inv.hosts if h.name == "app1"]
+
+    def steps(self, ctx):
+        return [_Reads(str(self.state), self.seen)]
+
+
+class _Reads(Step):
+    name = "read the primary's state"
+
+    def __init__(self, path, seen):
+        self.path, self.seen = path, seen
+
+    def facts(self):
+        return [f"cat {self.path} 2>/dev/null || echo none"]
+
+    def check(self, facts):
+        self.seen.append(facts[self.facts()[0]].out.strip())
+        return None
+
+
+def test_a_noop_run_reads_every_components_facts_in_one_round_trip_per_host(site):
+    """_Prefetch: the facts of both components are read ahead, together."""
+    components = [Files(site.files), After(site.files)]
+    site("apply", components)
+    again, _ = site("apply", components)
+    assert again.changed == 0
+    assert again.round_trips == {"proxy1": 2, "app1": 2, "db1": 2}  # connect facts + one batch
+    plan, _ = site("plan", components)
+    assert plan.round_trips == {"proxy1": 2, "app1": 2, "db1": 2}
+
+
+def test_a_change_on_one_host_is_seen_by_another_hosts_later_component(site):
+    """The facts read ahead are dropped at the first change: app1's follower, after db1's
+    primary changed its state, reads the new state, not the one read before the run."""
+    state, seen = site.tmp / "state", []
+    components = [Primary(state), Follower(state, seen)]
+    report, _ = site("apply", components)
+    assert report.changed == 1 and seen == ["promoted"]
+    again, _ = site("apply", components)
+    assert again.changed == 0 and seen == ["promoted", "promoted"]
+    assert again.round_trips["app1"] == 2

@@ -320,6 +320,8 @@ def test_error_messages_are_redacted_on_the_way_out(tmp_path, monkeypatch, capsy
 
 
 class _NoLock:
+    held: dict = {}
+
     def __enter__(self):
         return self
 
