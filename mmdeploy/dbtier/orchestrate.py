@@ -508,12 +508,15 @@ def read_topology(inventory: Inventory, view, hosts: list[Host] | None = None) -
     if not hosts:
         raise MMDeployError("no host has the db role")
     engine = engine_for(inventory.settings.database)
-    states = {}
-    for h in hosts:
+
+    def state(h: Host) -> NodeState:
         try:
-            states[h.name] = engine.state(h, view.facts(h, engine.probe(h)))
+            return engine.state(h, view.facts(h, engine.probe(h)))
         except MMDeployError as e:
-            states[h.name] = unreachable(h, str(e))
+            return unreachable(h, str(e))
+
+    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:  # the nodes at once
+        states = {h.name: s for h, s in zip(hosts, pool.map(state, hosts))}
     return decide(hosts, states, engine.label)
 
 
