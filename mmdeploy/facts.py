@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .errors import StepFailed
 from .remote import Remote
@@ -35,6 +35,30 @@ HOST_FACTS = {
     "mem_kb": "awk '/^MemTotal:/ {print $2}' /proc/meminfo",
     "cpus": "nproc",
 }
+
+
+class Batched(str):
+    """A fact whose command can run together with others of its kind: read alone it is its
+    own command (the string); read with others, `kind` turns them into one command, and
+    splits its output into each one's (one systemctl for every unit a host's steps ask
+    about: a systemctl costs more than all the shell around it)."""
+
+    kind: BatchKind
+    arg: str
+
+    def __new__(cls, command: str, kind: BatchKind, arg: str) -> Batched:
+        fact = super().__new__(cls, command)
+        fact.kind, fact.arg = kind, arg
+        return fact
+
+
+@dataclass(frozen=True)
+class BatchKind:
+    name: str
+    # The args of several facts -> one command.
+    command: Callable[[list[str]], str]
+    # That command's output -> each arg's output, in order; None when it cannot be split.
+    split: Callable[[str, list[str]], list[str] | None]
 
 
 class FactCache:
@@ -62,6 +86,26 @@ class FactCache:
     def _gather(self, commands: list[str]) -> dict[str, Fact]:
         if not self._cache:  # first batch on this host: take the host facts along
             commands = list(dict.fromkeys([*HOST_FACTS.values(), *commands]))
+        kinds: dict[str, list[Batched]] = {}
+        for c in commands:
+            if isinstance(c, Batched):
+                kinds.setdefault(c.kind.name, []).append(c)
+        groups = {k: b for k, b in kinds.items() if len(b) > 1}
+        if not groups:
+            return self._read(commands)
+        grouped = {c for b in groups.values() for c in b}
+        joined = {b[0].kind.command([c.arg for c in b]): b for b in groups.values()}
+        found = self._read([c for c in commands if c not in grouped] + list(joined))
+        for command, batch in joined.items():
+            fact = found.pop(command)
+            parts = batch[0].kind.split(fact.out, [c.arg for c in batch]) if fact.ok else None
+            if parts is None:  # read them one by one
+                found.update(self._read([str(c) for c in batch]))
+            else:
+                found.update({c: Fact(0, part) for c, part in zip(batch, parts)})
+        return found
+
+    def _read(self, commands: list[str]) -> dict[str, Fact]:
         token = "MMFACT" + secrets.token_hex(6)
         parts = []
         for i, command in enumerate(commands):

@@ -20,14 +20,15 @@ INLINE_LIMIT = 256 * 1024
 
 def _stat_probe(path: str, content: bool) -> str:
     p = shlex.quote(path)
-    script = f"if [ -e {p} ] || [ -L {p} ]; then stat -c '%F|%U|%G|%a|%s' -- {p}"
-    if content:
-        script += (
-            f"; if [ -f {p} ] && [ $(stat -c %s -- {p}) -le {INLINE_LIMIT} ]; "
-            f"then printf 'b64:'; base64 -w0 -- {p}; "
-            f"elif [ -f {p} ]; then printf 'sha:'; sha256sum -- {p} | cut -d' ' -f1; fi"
-        )
-    return script + "; fi"
+    if not content:
+        return f"if [ -e {p} ] || [ -L {p} ]; then stat -c '%F|%U|%G|%a|%s' -- {p}; fi"
+    # One stat: its last field (the size) picks inline content or a hash (every fork counts:
+    # a run reads dozens of files on every host).
+    return (
+        f"if [ -e {p} ] || [ -L {p} ]; then s=$(stat -c '%F|%U|%G|%a|%s' -- {p}); printf '%s\\n' \"$s\"; "
+        f"if [ -f {p} ] && [ \"${{s##*|}}\" -le {INLINE_LIMIT} ]; then printf 'b64:'; base64 -w0 -- {p}; "
+        f"elif [ -f {p} ]; then printf 'sha:'; sha256sum -- {p} | cut -d' ' -f1; fi; fi"
+    )
 
 
 def _parse_stat(fact: Fact) -> tuple[str, str, str, str] | None:

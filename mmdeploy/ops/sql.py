@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 from typing import Callable, Mapping
 
-from ..facts import Fact
+from ..facts import Batched, BatchKind, Fact
 from ..remote import Remote
 from ..step import Change, Step, run_checked
 
@@ -20,6 +20,47 @@ CLIENTS = {
     ),
     "mysql": ("mysql --protocol=socket -NB {db} -e {query}", "mysql --protocol=socket {db}"),
 }
+
+
+# Marks where each guard's rows start when several run in one client session.
+MARK = "MMDEPLOY-GUARD"
+# The same guards in one session: each its marker, then its query (psql reads its input
+# whole; mysql goes on past a failed statement with --force, and then exits non-zero).
+SESSIONS = {
+    "postgresql": (
+        "runuser -u postgres -- psql -XAtq {db} <<'MMDEPLOY_SQL'\n{body}MMDEPLOY_SQL",
+        "\\echo " + MARK + " {i}\n{query};\n",
+    ),
+    "mysql": (
+        "mysql --protocol=socket -NB --force {db} <<'MMDEPLOY_SQL'\n{body}MMDEPLOY_SQL",
+        "SELECT '" + MARK + " {i}';\n{query};\n",
+    ),
+}
+
+
+def _guards(engine: str, db: str) -> BatchKind:
+    """A host's guard queries on one database, read in one client session (a client and
+    its server-side backend cost more than all the shell around them)."""
+    session, each = SESSIONS[engine]
+
+    def command(queries: list[str]) -> str:
+        body = "".join(each.format(i=i, query=q.rstrip().rstrip(";")) for i, q in enumerate(queries))
+        return session.format(db=db, body=body)
+
+    def split(out: str, queries: list[str]) -> list[str] | None:
+        parts: list[list[str]] = []
+        for line in out.splitlines():
+            if line == f"{MARK} {len(parts)}":
+                parts.append([])
+            elif parts:
+                parts[-1].append(line)
+            elif line:
+                return None
+        if len(parts) != len(queries):
+            return None
+        return ["".join(f"{row}\n" for row in rows) for rows in parts]
+
+    return BatchKind(f"sql guards {engine} {db}", command, split)
 
 
 class SQL(Step):
@@ -44,7 +85,9 @@ class SQL(Step):
             db = ("-d " if engine == "postgresql" else "") + shlex.quote(database)
         guard_cmd, self._apply_cmd = CLIENTS[engine]
         self._apply_cmd = self._apply_cmd.format(db=db)
-        self._probe = guard_cmd.format(db=db, query=shlex.quote(guard)) if guard else None
+        self._probe = (
+            Batched(guard_cmd.format(db=db, query=shlex.quote(guard)), _guards(engine, db), guard) if guard else None
+        )
 
     def facts(self) -> list[str]:
         return [self._probe] if self._probe else []

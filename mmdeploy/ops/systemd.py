@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Mapping
 
-from ..facts import Fact
+from ..facts import Batched, BatchKind, Fact
 from ..remote import Remote
 from ..step import Change, Step, run_checked
 from .files import File
@@ -28,20 +28,45 @@ def when_ready(probe: str, then: str = "", wait: int = 60) -> str:
     )
 
 
+def _units_command(units: list[str]) -> str:
+    return "systemctl show -p ActiveState -p UnitFileState -- " + " ".join(shlex.quote(u) for u in units)
+
+
+def _units_split(out: str, units: list[str]) -> list[str] | None:
+    """One block per unit, in the order asked, "ActiveState=..\nUnitFileState=.." each ->
+    the two values, as `systemctl show --value` prints them for one unit."""
+    blocks = out.strip("\n").split("\n\n")
+    if len(blocks) != len(units):
+        return None
+    parts = []
+    for block in blocks:
+        values = dict(line.split("=", 1) for line in block.split("\n") if "=" in line)
+        if set(values) != {"ActiveState", "UnitFileState"}:
+            return None
+        parts.append(f"{values['ActiveState']}\n{values['UnitFileState']}\n")
+    return parts
+
+
+# Every unit a host's steps ask about, in one systemctl.
+UNITS = BatchKind("systemd units", _units_command, _units_split)
+
+
 class Service(Step):
     def __init__(self, name: str, *, enabled: bool = True, running: bool = True):
         self.unit, self.enabled, self.running = name, enabled, running
         self.name = f"service {name}"
         q = shlex.quote(name)
-        # Both commands print their answer even when they exit non-zero.
-        self._probe = f"systemctl is-enabled {q}; systemctl is-active {q}"
+        # One systemctl instead of is-enabled + is-active (half the cost, on every host of a
+        # run): ActiveState then UnitFileState (the is-enabled answer; empty when no unit).
+        self._probe = Batched(f"systemctl show -p ActiveState -p UnitFileState --value {q}", UNITS, name)
 
     def facts(self) -> list[str]:
         return [self._probe]
 
     def check(self, facts: Mapping[str, Fact]) -> Change | None:
-        lines = facts[self._probe].out.split()
-        enabled_state, active_state = (lines + ["unknown", "unknown"])[:2]
+        lines = [line.strip() for line in facts[self._probe].out.split("\n")]
+        active_state, enabled_state = (lines + ["", ""])[:2]
+        active_state, enabled_state = active_state or "unknown", enabled_state or "not-found"
         todo = []
         if enabled_state == "masked":
             todo.append("unmask")

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from mmdeploy.errors import StepFailed
-from mmdeploy.facts import Fact, FactCache
+from mmdeploy.facts import Batched, BatchKind, Fact, FactCache
 from mmdeploy.ops import SQL, Command, Directory, File, Group, Packages, Service, Sysctl, User, unit
 
 from .localremote import LocalRemote
@@ -150,14 +150,82 @@ def test_package_probe_reads_dpkg_for_real():
 
 
 def test_service_states():
+    """The probe is `systemctl show`: ActiveState, then UnitFileState (empty: no such unit)."""
     s = Service("nginx")
-    assert only(s, "enabled\nactive\n") is None
-    assert only(s, "disabled\ninactive\n").summary == "enable + start (was disabled, inactive)"
-    assert only(s, "enabled\nfailed\n").summary == "start (was enabled, failed)"
-    assert only(s, "masked\ninactive\n").summary.startswith("unmask + enable + start")
-    assert only(s, "static\nactive\n") is None
+    assert s.facts() == ["systemctl show -p ActiveState -p UnitFileState --value nginx"]
+    assert only(s, "active\nenabled\n") is None
+    assert only(s, "inactive\ndisabled\n").summary == "enable + start (was disabled, inactive)"
+    assert only(s, "failed\nenabled\n").summary == "start (was enabled, failed)"
+    assert only(s, "inactive\nmasked\n").summary.startswith("unmask + enable + start")
+    assert only(s, "active\nstatic\n") is None
+    assert only(s, "inactive\n\n").summary == "enable + start (was not-found, inactive)"
     stopped = Service("nginx", enabled=False, running=False)
-    assert only(stopped, "enabled\nactive\n").summary == "disable + stop (was enabled, active)"
+    assert only(stopped, "active\nenabled\n").summary == "disable + stop (was enabled, active)"
+
+
+def test_batched_facts_of_a_kind_are_read_by_one_command():
+    """Facts of one BatchKind become one command in the batch; each gets its own part, read
+    as it would be alone; a joined output that cannot be split falls back to each alone."""
+    calls = []
+
+    def command(args):
+        calls.append(list(args))
+        return "printf 'part-%s\\n' " + " ".join(args)
+
+    kind = BatchKind("test", command, lambda out, args: [f"{line}\n" for line in out.split("\n")[: len(args)]])
+    a, b = Batched("echo part-a", kind, "a"), Batched("echo part-b", kind, "b")
+    remote = LocalRemote(None)
+    got = FactCache(remote).get([a, "echo plain", b])
+    assert {k: f.out for k, f in got.items()} == {
+        "echo part-a": "part-a\n",
+        "echo plain": "plain\n",
+        "echo part-b": "part-b\n",
+    }
+    assert calls == [["a", "b"]] and remote.round_trips == 1
+    broken = BatchKind("broken", command, lambda out, args: None)
+    got = FactCache(LocalRemote(None)).get([Batched("echo x", broken, "x"), Batched("echo y", broken, "y")])
+    assert {k: f.out for k, f in got.items()} == {"echo x": "x\n", "echo y": "y\n"}
+    # Alone, a batched fact is its own command.
+    assert FactCache(LocalRemote(None)).get([Batched("echo solo", kind, "s")])["echo solo"].out == "solo\n"
+
+
+def test_services_are_read_by_one_systemctl():
+    from mmdeploy.ops.systemd import UNITS
+
+    steps = [Service("nginx"), Service("postgresql@15-main")]
+    assert UNITS.command([s.unit for s in steps]) == (
+        "systemctl show -p ActiveState -p UnitFileState -- nginx postgresql@15-main"
+    )
+    out = "ActiveState=inactive\nUnitFileState=\n\nActiveState=active\nUnitFileState=enabled\n"
+    parts = UNITS.split(out, ["nginx", "postgresql@15-main"])
+    assert parts == ["inactive\n\n", "active\nenabled\n"]
+    assert steps[0].check({steps[0].facts()[0]: fact(parts[0])}).summary == "enable + start (was not-found, inactive)"
+    assert steps[1].check({steps[1].facts()[0]: fact(parts[1])}) is None
+    assert UNITS.split("ActiveState=active\nUnitFileState=enabled\n", ["a", "b"]) is None  # a unit missing
+
+
+def test_sql_guards_on_one_database_are_read_in_one_session():
+    steps = [
+        SQL("role a", "postgresql", "CREATE ROLE a;", guard="select 1 from pg_roles where rolname = 'a'"),
+        SQL("role b", "postgresql", "CREATE ROLE b;", guard="select 1 from pg_roles where rolname = 'b';"),
+    ]
+    probes = [s.facts()[0] for s in steps]
+    assert probes[0] == "runuser -u postgres -- psql -XAtq  -c 'select 1 from pg_roles where rolname = '\"'\"'a'\"'\"''"
+    kind = probes[0].kind
+    assert kind is not None and kind.name == probes[1].kind.name == "sql guards postgresql "
+    assert kind.command([p.arg for p in probes]) == (
+        "runuser -u postgres -- psql -XAtq  <<'MMDEPLOY_SQL'\n"
+        "\\echo MMDEPLOY-GUARD 0\nselect 1 from pg_roles where rolname = 'a';\n"
+        "\\echo MMDEPLOY-GUARD 1\nselect 1 from pg_roles where rolname = 'b';\nMMDEPLOY_SQL"
+    )
+    parts = kind.split("MMDEPLOY-GUARD 0\n1\nMMDEPLOY-GUARD 1\n", [p.arg for p in probes])
+    assert parts == ["1\n", ""]
+    assert steps[0].check({probes[0]: fact(parts[0])}) is None
+    assert steps[1].check({probes[1]: fact(parts[1])}).summary == "run"
+    assert kind.split("psql: error: connection refused\n", [p.arg for p in probes]) is None
+    assert kind.split("MMDEPLOY-GUARD 0\n1\n", [p.arg for p in probes]) is None  # one missing
+    mysql = SQL("db", "mysql", "CREATE DATABASE x;", guard="SELECT 1 FROM DUAL", database="x").facts()[0]
+    assert mysql.kind.command([mysql.arg]).startswith("mysql --protocol=socket -NB --force x <<'MMDEPLOY_SQL'\n")
 
 
 # --- users -----------------------------------------------------------------------------
