@@ -16,7 +16,9 @@ DEMO = ("--set", "demo.enabled=true", "--only", "base,demo")
 
 @pytest.fixture(scope="module")
 def single(bed):
-    path = str(bed("single"))
+    # Fresh hosts: an earlier module of the session may have left the demo on one
+    # (test_hardening does), and this module counts a cold deploy's changes.
+    path = str(bed("single", fresh=True))
     first = inv("deploy", "--inventory", path, *DEMO, "--yes")
     return path, first
 

@@ -131,9 +131,9 @@ def live_rules(host: str) -> str:
 
 def test_a_ruleset_that_would_lock_out_ssh_is_rolled_back(site):
     """The new ruleset is loaded, then a new SSH connection from this machine must get the
-    SSH server's banner before the run confirms. Here app1 takes two SSH connections at a
+    SSH server's banner before the run confirms. Here app1 takes one SSH connection at a
     time from this machine (conntrack's count, in a table of the test's own): the run's own
-    two (its steps' and its host lock's) are in, the confirmation probe, a third, is
+    (its host lock's, which its steps share) is in, the confirmation probe, a second, is
     dropped, exactly as if the new rules refused SSH. The run says ROLLED BACK and app1 is
     on its previous rules; without the obstacle the same change goes through, and the
     site's own settings come back."""
@@ -141,7 +141,7 @@ def test_a_ruleset_that_would_lock_out_ssh_is_rolled_back(site):
     block = (
         "nft add table inet mmtest && "
         "nft add chain inet mmtest input '{ type filter hook input priority -10; }' && "
-        f"nft add rule inet mmtest input ip saddr {control_address()} tcp dport 22 ct state new ct count over 2 drop"
+        f"nft add rule inet mmtest input ip saddr {control_address()} tcp dport 22 ct state new ct count over 1 drop"
     )
     on("app1", block)
     change = (f"firewall.admin_cidrs=[{DOC_NET}]",)
