@@ -323,10 +323,13 @@ class _Prefetch:
                 except Exception:  # noqa: BLE001 - prepared again at its turn, which reports it
                     pass
 
+        # Each component's hosts, once (not once per host and component).
+        members = {c.name: {h.name for h in c.hosts(inventory)} for c in order}
+
         def build(run: HostRun) -> None:
             needed: list[str] = []
             for component in order:
-                if component.name not in self._prepared or run.host.name not in _names(component, inventory):
+                if component.name not in self._prepared or run.host.name not in members[component.name]:
                     continue
                 try:
                     ctx = Context(inventory, run.host, secrets, run.facts, self._prepared[component.name])
@@ -362,10 +365,6 @@ class _Prefetch:
             self._built.clear()
             for run in self.runs.values():
                 run.facts.invalidate()
-
-
-def _names(component: Component, inventory: Inventory) -> set[str]:
-    return {h.name for h in component.hosts(inventory)}
 
 
 class _View:
