@@ -34,7 +34,7 @@ from . import locks, runner
 from .dbclients import RepointReport
 from .dbtier import FailoverResult, NodeState, Topology
 from .errors import MMDeployError, redacted
-from .inventory import Inventory
+from .inventory import Host, Inventory
 from .report import Reporter
 from .runner import RunReport
 from .secrets import Redactor, Secrets
@@ -106,6 +106,7 @@ class CheckResult:
     seconds: float
     detail: str | None = None  # what a passing check saw (component.Info / component.Warn)
     warning: bool = False  # passed, with a warning the operator should read
+    down: str | None = None  # the host this result reports as down (no SSH answer)
 
 
 @contextmanager
@@ -136,6 +137,60 @@ def verify(inventory: Inventory, *, only: list[str] | None = None, out: TextIO |
 
 
 def _verify(inventory: Inventory, only: list[str] | None, out: TextIO, redact: Redactor) -> list[CheckResult]:
+    from .component import hosts_down
+
+    results = []
+    down = _unreachable(inventory, redact)
+    for name, reason in down.items():
+        host = inventory.host(name)
+        alone = [r for r in host.roles if all(h.name in down for h in inventory.with_role(r))]
+        result = CheckResult(
+            f"host {name} ({', '.join(host.roles)})",
+            True,
+            None,
+            0.0,
+            f"DOWN: {reason}" + (f"; no other host serves {', '.join(alone)}" if alone else ""),
+            warning=True,
+            down=name,
+        )
+        results.append(_report(out, redact, result))
+    with hosts_down(frozenset(down)):
+        results += _run_checks(inventory, only, out, redact, down)
+    return results
+
+
+DOWN_AFTER = 5.0  # seconds without an SSH answer before verify takes a host for down
+
+
+def _unreachable(inventory: Inventory, redact: Redactor) -> dict[str, str]:
+    """The hosts that do not answer over SSH (host name -> why), probed in parallel before
+    the checks: a dead node is reported once, as down, and the checks of its tier count the
+    others, instead of each check failing on it after its own time-out."""
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
+
+    from .remote import Remote
+
+    def probe(host: Host) -> str | None:
+        # Each phase (TCP, banner, auth) gets DOWN_AFTER s at most: a dead node in seconds.
+        ssh = replace(host.ssh, connect_timeout=min(host.ssh.connect_timeout, DOWN_AFTER))
+        remote = Remote(replace(host, ssh=ssh), redact)
+        try:
+            remote.connect()
+        except MMDeployError as e:
+            return str(e)
+        finally:
+            remote.close()
+        return None
+
+    with ThreadPoolExecutor(max_workers=min(32, len(inventory.hosts))) as pool:
+        found = dict(zip([h.name for h in inventory.hosts], pool.map(probe, inventory.hosts)))
+    return {name: reason for name, reason in found.items() if reason is not None}
+
+
+def _run_checks(
+    inventory: Inventory, only: list[str] | None, out: TextIO, redact: Redactor, down: dict[str, str]
+) -> list[CheckResult]:
     from .component import Info, Warn
     from .registry import registry
 
@@ -149,6 +204,11 @@ def _verify(inventory: Inventory, only: list[str] | None, out: TextIO, redact: R
                 _report(out, redact, CheckResult(f"{component.name} checks", False, f"{type(e).__name__}: {e}", 0.0))
             )
         for check in checks:
+            if check.host in down:
+                results.append(
+                    _report(out, redact, CheckResult(check.name, True, None, 0.0, "not run: host down", True))
+                )
+                continue
             t0 = time.monotonic()
             try:
                 problem = check.run()

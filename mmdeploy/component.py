@@ -22,10 +22,12 @@ by registry.py. A component learns about others only through the inventory model
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Protocol
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Protocol, Sequence
 
 import jinja2
 
@@ -223,10 +225,49 @@ class Context:
 class Check:
     """One named verify check; `run` returns None when healthy or the problem found, or an
     Info/Warn: healthy, with a line worth printing (the running version, a feature that is
-    inactive without a license)."""
+    inactive without a license). A check about one host names it in `host`: while that host
+    is down, verify reports the check as not run, with a warning, instead of running it."""
 
     name: str
     run: Callable[[], str | None]
+    host: str | None = None
+
+
+# The hosts verify found down (no SSH answer) before it built the checks.
+_DOWN: ContextVar[frozenset[str]] = ContextVar("down_hosts", default=frozenset())
+
+
+@contextmanager
+def hosts_down(names: frozenset[str]) -> Iterator[None]:
+    """While verify builds and runs the checks: these hosts are down."""
+    token = _DOWN.set(names)
+    try:
+        yield
+    finally:
+        _DOWN.reset(token)
+
+
+def down_hosts() -> frozenset[str]:
+    """The hosts verify found down. A check of a whole tier expects only the others to
+    answer: a dead node is reported once, as down (a warning), and the tier passes while
+    the rest serve (the cluster pattern survives losing one of anything)."""
+    return _DOWN.get()
+
+
+def live(hosts: Sequence[Host]) -> list[Host]:
+    """`hosts` without those verify found down."""
+    down = _DOWN.get()
+    return [h for h in hosts if h.name not in down]
+
+
+def without_down(problem: str | None, hosts: Sequence[Host]) -> str | None:
+    """A tier's problem as a warning when `hosts` include down ones (the tier is degraded
+    because a node is dead, which verify reports on its own): the problem stays a failure
+    when every host of the tier is up."""
+    gone = [h.name for h in hosts if h.name in _DOWN.get()]
+    if problem is None or not gone or isinstance(problem, (Info, Warn)):
+        return problem
+    return Warn(f"degraded while {', '.join(gone)} {'is' if len(gone) == 1 else 'are'} down: {problem}")
 
 
 def settled(once: Callable[[], str | None], wait: float, every: float = 2.0) -> str | None:

@@ -75,6 +75,7 @@ def run(report: RunReport, inventory: Inventory) -> dict[str, Any]:
 
 def verify(results: list[CheckResult], inventory: Inventory) -> dict[str, Any]:
     doc = _header("verify", inventory, all(r.ok for r in results))
+    doc["down"] = [r.down for r in results if r.down]
     doc["checks"] = [
         {
             "name": r.name,

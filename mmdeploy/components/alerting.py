@@ -181,7 +181,9 @@ class Alerting(Component):
 
     def checks(self, inventory: Inventory):
         return [
-            Check(f"alerting on {h.name}: rules loaded, Alertmanager ready and used by Prometheus", _pipeline(h))
+            Check(
+                f"alerting on {h.name}: rules loaded, Alertmanager ready and used by Prometheus", _pipeline(h), h.name
+            )
             for h in inventory.with_role("monitoring")
             if h.settings.alerting.enabled
         ]

@@ -487,6 +487,7 @@ class Backup(_Involved):
             Check(
                 f"backups on {repo.name}: timers active, the last run good and recent",
                 lambda: backup_problem(inventory),
+                repo.name,
             )
         ]
 

@@ -58,7 +58,7 @@ class Demo(Component):
         return {"restart": Command("restart mmdeploy-demo", "systemctl restart mmdeploy-demo")}
 
     def checks(self, inventory):
-        return [Check(f"demo answers on {h.name}", _answers(h)) for h in self.hosts(inventory)]
+        return [Check(f"demo answers on {h.name}", _answers(h), h.name) for h in self.hosts(inventory)]
 
 
 def _answers(host):

@@ -28,7 +28,7 @@ import threading
 
 from pydantic import Field
 
-from ..component import PEERS, Check, Component, Context, Metrics, Port
+from ..component import PEERS, Check, Component, Context, Metrics, Port, Warn, live
 from ..errors import MMDeployError
 from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Packages, Service
@@ -224,7 +224,7 @@ def cluster_problem(inventory: Inventory) -> str | None:
     hosts = members(inventory)
     redact = session(inventory)[0]
     last = "no DB host answers over SSH"
-    for h in hosts:
+    for h in live(hosts):
         remote = Remote(h, redact)
         try:
             result = remote.run(status_script(inventory), timeout=30, what="etcd status", log_output=False)
@@ -241,8 +241,12 @@ def cluster_problem(inventory: Inventory) -> str | None:
         leaders = {s.get("leader") for s in statuses.values()}
         if leader is None or len(leaders) != 1:
             return f"etcd members disagree on their leader ({len(leaders)} views) or have none"
-        # A member down with the quorum kept: the service works (named in db.status).
-        return None
+        # A member down with the quorum kept: the service works.
+        return (
+            Warn(f"{len(statuses)} of {len(hosts)} members answer (down: {', '.join(down)}): quorum kept")
+            if down
+            else None
+        )
     return last
 
 

@@ -37,13 +37,14 @@ import ipaddress
 import shlex
 import socket
 import time
+import threading
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Literal, Mapping
 
 from pydantic import Field
 
-from ..component import ADMIN, ANYONE, CONTROL, Check, Component, Context, Info, Port, Warn
+from ..component import ADMIN, ANYONE, CONTROL, Check, Component, Context, Info, Port, Warn, live
 from ..errors import MMDeployError, StepFailed
 from ..facts import Fact
 from ..grammar import Network, is_ip
@@ -62,6 +63,7 @@ MARKER = "mmdeploy-ruleset"
 # How long a probe of one port from the control machine waits (verify; the SSH probe of
 # the safe apply waits longer: an SSH server may take a moment to send its banner).
 PROBE_TIMEOUT = 1.5
+SCAN_WORKERS = 600  # connections in flight at once when verify scans the hosts
 SSH_PROBE_TIMEOUT = 8.0
 
 # The address the control machine connects from and the SSH port it reaches, as the host
@@ -153,8 +155,13 @@ class Firewall(Component):
         ]
 
     def checks(self, inventory: Inventory) -> list[Check]:
+        exposure = Exposure(inventory, live(inventory.hosts))  # every host scanned at once, on first use
         return [
-            Check(f"network exposure of {h.name} from the control machine", exposure_check(inventory, h))
+            Check(
+                f"network exposure of {h.name} from the control machine",
+                exposure_check(inventory, h, exposure=exposure),
+                h.name,
+            )
             for h in inventory.hosts
         ]
 
@@ -595,26 +602,50 @@ def scanned_ports(inventory: Inventory) -> list[int]:
     return sorted({f.port for f in registry().flows(inventory) if f.proto == "tcp"})
 
 
-def exposure_check(inventory: Inventory, host: Host, deadline: float = 30.0):
-    """A verify check: connect from the control machine to every port of the matrix on
-    `host` (short timeouts, in parallel, bounded by `deadline`) and compare what answers
-    with what the matrix allows the control machine. With the firewall on a difference
-    fails the check; with it off, what is exposed beyond the matrix is a warning."""
+class Exposure:
+    """What answers from the control machine on every port of the matrix, on each of
+    `hosts`: scanned once, every host at once (short timeouts, in parallel, bounded by
+    `deadline`). A dropped port costs a probe's timeout: hosts scanned in turn would add
+    one per host."""
+
+    def __init__(self, inventory: Inventory, hosts: list[Host], deadline: float = 30.0):
+        self.inventory, self.hosts, self.deadline = inventory, hosts, deadline
+        self._seen: dict[str, dict[int, str]] | None = None
+        self._lock = threading.Lock()
+
+    def of(self, host: Host) -> dict[int, str]:
+        """Port -> "open", "refused", "filtered" or "unmeasured" (the deadline passed)."""
+        with self._lock:
+            if self._seen is None:
+                self._seen = self._scan()
+        return self._seen[host.name]
+
+    def _scan(self) -> dict[str, dict[int, str]]:
+        targets = [(h, p) for h in self.hosts for p in scanned_ports(self.inventory)]
+        seen: dict[str, dict[int, str]] = {h.name: {} for h in self.hosts}
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=max(1, min(SCAN_WORKERS, len(targets)))) as pool:
+            futures = {(h.name, p): pool.submit(probe, h.address, p) for h, p in targets}
+            for (name, p), future in futures.items():
+                left = max(0.1, self.deadline - (time.monotonic() - started))
+                try:
+                    seen[name][p] = future.result(timeout=left)
+                except Exception:  # the deadline passed: not measured
+                    seen[name][p] = "unmeasured"
+        return seen
+
+
+def exposure_check(inventory: Inventory, host: Host, deadline: float = 30.0, exposure: Exposure | None = None):
+    """A verify check: compare what answers on `host` from the control machine (every port
+    of the matrix, scanned by `exposure`: one shared by the checks of every host) with what
+    the matrix allows the control machine. With the firewall on a difference fails the
+    check; with it off, what is exposed beyond the matrix is a warning."""
 
     def check() -> str | None:
         ports = scanned_ports(inventory)
         source = source_address(host.address, host.ssh.port)
         wanted = expected_from_control(inventory, host, source)
-        started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=32) as pool:
-            futures = {p: pool.submit(probe, host.address, p) for p in ports}
-            seen: dict[int, str] = {}
-            for p, future in futures.items():
-                left = max(0.1, deadline - (time.monotonic() - started))
-                try:
-                    seen[p] = future.result(timeout=left)
-                except Exception:  # the deadline passed: not measured
-                    seen[p] = "unmeasured"
+        seen = (exposure or Exposure(inventory, [host], deadline)).of(host)
         exposed = [p for p, state in seen.items() if state == "open" and p not in wanted]
         unfiltered = [p for p, state in seen.items() if state == "refused" and p not in wanted]
         blocked = [p for p, state in seen.items() if state == "filtered" and p in wanted]

@@ -85,7 +85,7 @@ class Grafana(Component):
         return {"restart": Command("restart grafana-server", "systemctl restart grafana-server")}
 
     def checks(self, inventory):
-        return [Check(f"Grafana healthy on {h.name}", _healthy(h)) for h in self.hosts(inventory)]
+        return [Check(f"Grafana healthy on {h.name}", _healthy(h), h.name) for h in self.hosts(inventory)]
 
 
 def dashboard_url(d: GrafanaDashboard) -> str:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from ..component import Balanced, Check, Component, Context, Metrics, settled
+from ..component import Balanced, Check, Component, Context, Metrics, down_hosts, settled
 from ..errors import MMDeployError
 from ..grammar import hostport
 from ..inventory import Host, Inventory
@@ -132,7 +132,11 @@ class Haproxy(Component):
     def checks(self, inventory: Inventory):
         layers = [b.name for b, _ in _layers(inventory)]
         return [
-            Check(f"HAProxy on {h.name}: every server of {', '.join(layers)} up", _servers_up(inventory, h))
+            Check(
+                f"HAProxy on {h.name}: every server of {', '.join(layers)} up",
+                _servers_up(inventory, h, gone={_ident(name) for name in down_hosts()}),
+                h.name,
+            )
             for h in self.hosts(inventory)
         ]
 
@@ -241,10 +245,13 @@ def layer_problems(states: dict[tuple[str, str], bool], expected: dict[str, str]
     return "; ".join(problems) or None
 
 
-def _servers_up(inventory: Inventory, host: Host, wait: float = RISE_WAIT):
+def _servers_up(
+    inventory: Inventory, host: Host, wait: float = RISE_WAIT, gone: frozenset[str] | set[str] = frozenset()
+):
     """A verify check: each layer's servers up as it expects. A server that is down (a
     node this deploy just started, its first checks failed before it listened) is given
-    up to `wait` seconds to pass its `rise` checks."""
+    up to `wait` seconds to pass its `rise` checks. The servers in `gone` are on hosts
+    verify found down: HAProxy rightly marks them down, and the layer counts the others."""
 
     def check() -> str | None:
         from ..api import session
@@ -262,7 +269,8 @@ def _servers_up(inventory: Inventory, host: Host, wait: float = RISE_WAIT):
             )
             if not result.ok:
                 return f"HAProxy's metrics on {host.name}: {result.stderr.strip() or result.rc}"
-            return layer_problems(server_states(result.stdout), expected_up(inventory, host))
+            states = {key: up for key, up in server_states(result.stdout).items() if key[1] not in gone}
+            return layer_problems(states, expected_up(inventory, host))
 
         try:
             return settled(once, wait)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from ..component import PEERS, Check, Component, Context, Port
+from ..component import PEERS, Check, Component, Context, Port, live
 from ..errors import MMDeployError, StepFailed
 from ..inventory import Host, Inventory
 from ..ops import Command, Directory, File, Group, Packages, Service, User
@@ -184,7 +184,7 @@ class Keepalived(Component):
         checks = []
         for vip in inventory.settings.proxy.vips:
             address = vip.split("/")[0]
-            checks.append(Check(f"exactly one proxy holds {address}", _one_holder(inventory, proxies, address)))
+            checks.append(Check(f"exactly one proxy holds {address}", _one_holder(inventory, live(proxies), address)))
             checks.append(Check(f"Mattermost answers through {address} over HTTPS", _answers(inventory, address)))
         return checks
 

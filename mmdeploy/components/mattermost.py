@@ -34,7 +34,7 @@ from pydantic import Field
 
 from .. import balancer, releases
 from ..artifacts import Artifact
-from ..component import CONTROL, Check, Component, Context, Info, Metrics, Port, Role, Warn
+from ..component import CONTROL, Check, Component, Context, Info, Metrics, Port, Role, Warn, live
 from ..dbtier import Topology, client_endpoints, engine_for, read_topology
 from ..dbtier.component import DB_PASSWORD
 from ..errors import MMDeployError, StepFailed
@@ -1019,9 +1019,13 @@ class SiteChecks:
         from ..secrets import Redactor, Secrets
 
         self.inventory = inventory
-        self.proxy = inventory.with_role("proxy")[0]
+        # Through a proxy and on the app servers that verify did not find down (a dead
+        # node is reported once, as down; the site is checked on the others).
+        proxies = inventory.with_role("proxy")
+        self.proxy = (live(proxies) or proxies)[0]
         self.base = f"https://{self.proxy.address}"
-        self.apps = inventory.with_role("app")
+        self.all_apps = inventory.with_role("app")
+        self.apps = live(self.all_apps) or self.all_apps
         s = inventory.settings
         self.domain, self.mm = s.domain, s.mattermost
         # The test bed's certificate is self-signed by mmdeploy: nothing to verify it against.
@@ -1193,9 +1197,9 @@ class SiteChecks:
     def _needs(self) -> dict[str, str]:
         """License feature -> what this site loses without it."""
         needs = {}
-        if len(self.apps) > 1:
+        if len(self.all_apps) > 1:
             needs["Cluster"] = (
-                f"cluster mode (the {len(self.apps)} app servers run alone: no shared websocket events or caches)"
+                f"cluster mode (the {len(self.all_apps)} app servers run alone: no shared websocket events or caches)"
             )
         if self.inventory.with_role("search"):
             needs["Elasticsearch"] = "search on OpenSearch/Elasticsearch (the database answers searches)"
@@ -1453,7 +1457,7 @@ class SiteChecks:
         kinds = [app.type for app in [*getattr(pp, "apple", []), *getattr(pp, "android", [])]]
         if not kinds:
             return Warn("not tested: no APNs or FCM credentials (pushproxy.apple, pushproxy.android)")
-        proxies = self.inventory.with_role("pushproxy")
+        proxies = live(self.inventory.with_role("pushproxy"))  # not those verify found down
         nonce = secrets.token_hex(6)
         user_token = None
         counted, increased, recorded = {}, False, None

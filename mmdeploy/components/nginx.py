@@ -118,8 +118,8 @@ class Nginx(Component):
             c
             for h in self.hosts(inventory)
             for c in (
-                Check(f"HTTP redirects to HTTPS on {h.name}", _redirects(h)),
-                Check(f"HTTPS with TLS 1.2+, HTTP/2 and HSTS on {h.name}", _serves_tls(h)),
+                Check(f"HTTP redirects to HTTPS on {h.name}", _redirects(h), h.name),
+                Check(f"HTTPS with TLS 1.2+, HTTP/2 and HSTS on {h.name}", _serves_tls(h), h.name),
             )
         ]
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..component import ADMIN, CONTROL, Check, Component, Context, Port, Role, settled
+from ..component import ADMIN, CONTROL, Check, Component, Context, Port, Role, down_hosts, settled
 from ..grammar import Source, hostport
 from ..inventory import Host, Inventory
 from ..ops import Command, File
@@ -103,7 +103,9 @@ class Prometheus(Component):
                 targets_up(
                     f"{prometheus_url(h)}/api/v1/targets?state=active",
                     wait=2 * seconds(h.settings.monitoring.scrape_interval) + 10,
+                    gone=down_hosts(),
                 ),
+                h.name,
             )
             for h in self.hosts(inventory)
         ]
@@ -145,14 +147,16 @@ def seconds(duration: str) -> int:
     return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
 
 
-def targets_up(url: str, wait: float):
+def targets_up(url: str, wait: float, gone: frozenset[str] = frozenset()):
     """A verify check: every active target of the Prometheus at `url` is up. A target not
-    scraped yet (just deployed) or down is given up to `wait` seconds."""
+    scraped yet (just deployed) or down is given up to `wait` seconds. The targets on the
+    hosts in `gone` (found down by verify) are rightly down and not counted."""
 
     def once() -> str | None:
         try:
             with urllib.request.urlopen(url, timeout=10) as response:
                 targets = json.load(response)["data"]["activeTargets"]
+            targets = [t for t in targets if t["labels"].get("host") not in gone]
             return "; ".join(
                 f"{t['labels'].get('job')} {t['labels'].get('instance')} {t['health']}"
                 + (f" ({t['lastError']})" if t.get("lastError") else "")

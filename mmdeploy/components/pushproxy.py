@@ -254,7 +254,7 @@ class PushProxy(Component):
         hosts = self.hosts(inventory)
         if not hosts:
             return []
-        checks = [Check(f"push proxy on {h.name} answers /version", _version(h)) for h in hosts]
+        checks = [Check(f"push proxy on {h.name} answers /version", _version(h), h.name) for h in hosts]
         checks.append(Check("push proxy credentials", lambda: _credentials(inventory.settings.pushproxy)))
         return checks
 

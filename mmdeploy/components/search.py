@@ -51,7 +51,7 @@ from pydantic import Field
 
 from ..grammar import Source, hostport
 from ..artifacts import Artifact
-from ..component import PEERS, Balanced, Check, Component, Context, Metrics, Port, Role
+from ..component import PEERS, Balanced, Check, Component, Context, Metrics, Port, Role, Warn, down_hosts, live
 from ..errors import MMDeployError
 from ..facts import Fact
 from ..inventory import Host, Inventory
@@ -628,27 +628,39 @@ def _node_get(host: Host, path: str, timeout: int = 15) -> Any:
 
 def cluster_problem(inventory: Inventory, wait: int = 60) -> str | None:
     """Green, every node in the cluster, exactly one elected cluster manager among them;
-    asked of the first data node that answers."""
+    asked of the first data node that answers. While verify finds a node down, yellow
+    (its replicas not yet reassigned) is a warning; red stays a failure."""
     nodes = cluster_nodes(inventory)
+    gone = sorted(n.name for n in nodes if n.name in down_hosts())
     e = inventory.settings.search.engine_spec()
     errors = []
-    for h in [n for n in nodes if n.has("search")]:
+    for h in live([n for n in nodes if n.has("search")]):
         try:
-            health = _node_get(h, f"/_cluster/health?wait_for_status=green&timeout={wait}s", timeout=wait + 10)
+            health = _node_get(
+                h,
+                f"/_cluster/health?wait_for_status={'yellow' if gone else 'green'}&timeout={wait}s",
+                timeout=wait + 10,
+            )
             names = {row["name"] for row in _node_get(h, "/_cat/nodes?format=json&h=name")}
             managers = [row.get("node") for row in _node_get(h, f"/_cat/{e.manager_cat}?format=json")]
         except (MMDeployError, ValueError, KeyError, TypeError) as err:
             errors.append(str(err))
             continue
         problems = []
-        if health.get("status") != "green":
-            problems.append(f"status {health.get('status')} ({health.get('unassigned_shards')} unassigned shards)")
-        missing = sorted({n.name for n in nodes} - names)
+        status = health.get("status")
+        if status != "green" and not (gone and status == "yellow"):
+            problems.append(f"status {status} ({health.get('unassigned_shards')} unassigned shards)")
+        missing = sorted({n.name for n in nodes} - names - set(gone))
         if missing:
             problems.append(f"not in the cluster: {', '.join(missing)}")
         if len(managers) != 1 or managers[0] not in names:
             problems.append(f"elected cluster manager: {managers or 'none'}")
-        return "; ".join(problems) or None
+        if problems:
+            return "; ".join(problems)
+        if gone:
+            shards = f" ({health.get('unassigned_shards')} replica shards unassigned)" if status == "yellow" else ""
+            return Warn(f"{status}{shards}, {', '.join(gone)} down")
+        return None
     return "no search node answered: " + "; ".join(errors)
 
 

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, cast
 
+from ..component import Warn, down_hosts
 from ..errors import InventoryError, MMDeployError, Refused
 from ..facts import FactCache
 from ..inventory import Host, Inventory
@@ -530,9 +531,14 @@ def replication_problem(inventory: Inventory) -> str | None:
             f"expected one writable node, found {len(writable)} ({', '.join(s.host.name for s in writable) or 'none'})"
         )
     primary = writable[0].host
+    gone = [s.host.name for s in states if s.host.name in down_hosts()]
     lost = [
         s.host.name
         for s in states
-        if s.host is not primary and not (s.upstream in (primary.private_address, primary.address) and s.streaming)
+        if s.host is not primary
+        and s.host.name not in gone
+        and not (s.upstream in (primary.private_address, primary.address) and s.streaming)
     ]
-    return f"not streaming from {primary.name}: {', '.join(lost)}" if lost else None
+    if lost:
+        return f"not streaming from {primary.name}: {', '.join(lost)}"
+    return Warn(f"{primary.name} writable, {', '.join(gone)} down") if gone else None

@@ -333,6 +333,15 @@ def test_targets_check_names_every_down_target(fake_prometheus):
     assert targets_up(url, wait=0)() == "no targets"
 
 
+def test_targets_of_a_host_found_down_are_not_counted(fake_prometheus):
+    url, state = fake_prometheus
+    dead = target("mattermost", "10.0.0.2:8067", "down", "no route to host")
+    dead["labels"]["host"] = "app2"
+    state["targets"] = [target("node", "10.0.0.1:9100", "up"), dead]
+    assert targets_up(url, wait=0, gone=frozenset({"app2"}))() is None
+    assert "10.0.0.2:8067 down" in targets_up(url, wait=0, gone=frozenset({"app3"}))()
+
+
 def test_targets_check_waits_for_a_first_scrape(fake_prometheus):
     url, state = fake_prometheus
     state["targets"] = [target("node", "10.0.0.1:9100", "unknown")]

@@ -398,6 +398,27 @@ def test_verify_reads_patronis_view():
     assert patroni.view_problem(view, ["db1", "db2", "db3"], True) == "2 leaders in Patroni's view, expected one"
 
 
+def test_verify_counts_the_members_left_while_one_is_down():
+    """db1 (the old leader) is dead: Patroni still lists it until its key expires; verify
+    found it down, so the view counts db2 (leader) and db3 (sync standby), with a warning."""
+    from mmdeploy.component import Warn
+
+    view = {
+        "members": [
+            {"name": "db1", "role": "leader", "state": "running"},
+            {"name": "db2", "role": "leader", "state": "running"},
+            {"name": "db3", "role": "sync_standby", "state": "streaming"},
+        ]
+    }
+    names = ["db1", "db2", "db3"]
+    assert patroni.view_problem(view, names, True) == "2 leaders in Patroni's view, expected one"
+    found = patroni.view_problem(view, names, True, frozenset({"db1"}))
+    assert isinstance(found, Warn) and found == "db2 leads, db1 down"
+    # Down or not, a cluster without a leader among the living fails.
+    view["members"][1]["role"] = "replica"
+    assert patroni.view_problem(view, names, True, frozenset({"db1"})) == "0 leaders in Patroni's view, expected one"
+
+
 # --- failover-db and db.rejoin ask Patroni ---------------------------------------------------------
 
 

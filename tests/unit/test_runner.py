@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from mmdeploy import inventory, runner
+from mmdeploy import api, inventory, runner
 from mmdeploy.component import Component, ordered
 from mmdeploy.errors import InventoryError
 from mmdeploy.ops import Command, Directory, File
@@ -320,6 +320,7 @@ def test_verify_reports_info_and_warnings_as_passing(write_inventory, monkeypatc
 
     inv = inventory.load(write_inventory(SINGLE))
     monkeypatch.setattr(registry_module, "registry", lambda: Registry())
+    monkeypatch.setattr(api, "_unreachable", lambda inv, redact: {})  # every host answers
     out = io.StringIO()
     results = mmdeploy.verify(inv, out=out)
     assert out.getvalue().splitlines() == [
@@ -405,3 +406,68 @@ def test_a_change_on_one_host_is_seen_by_another_hosts_later_component(site):
     again, _ = site("apply", components)
     assert again.changed == 0 and seen == ["promoted", "promoted"]
     assert again.round_trips["app1"] == 2
+
+
+def test_verify_reports_a_down_host_once_and_the_tier_counts_the_others(write_inventory, monkeypatch):
+    """A host without an SSH answer is reported once, as down (a warning naming the roles
+    no other host serves); its own checks are not run; a tier check sees it in
+    down_hosts() and passes on the others; verify passes, and --json lists it in `down`."""
+    import mmdeploy
+    from mmdeploy import jsonout
+    from mmdeploy import registry as registry_module
+    from mmdeploy.component import Check, down_hosts, live, without_down
+
+    ran = []
+    inv = inventory.load(write_inventory(SINGLE))
+    app = inv.with_role("app")[0].name
+
+    class Tiered(Component):
+        name = "tiered"
+
+        def checks(self, inv):
+            apps = inv.with_role("app")
+            answering = [h.name for h in live(apps)]
+
+            def own(name):
+                return lambda: ran.append(name)
+
+            return [
+                *(Check(f"answers on {h.name}", own(h.name), h.name) for h in inv.hosts),
+                Check("the tier", lambda: without_down(f"{len(answering)} of {len(apps)} in the cluster", apps)),
+                Check("seen down", lambda: None if down_hosts() == {app} else f"down_hosts() is {down_hosts()}"),
+            ]
+
+    class Registry:
+        secrets: dict = {}
+
+        def by_name(self, names):
+            return [Tiered()]
+
+    monkeypatch.setattr(registry_module, "registry", lambda: Registry())
+    monkeypatch.setattr(api, "_unreachable", lambda inv, redact: {app: "no route to host"})
+    out = io.StringIO()
+    results = mmdeploy.verify(inv, out=out)
+    lines = out.getvalue().splitlines()
+    roles = ", ".join(inv.host(app).roles)
+    assert lines[0] == f"warn host {app} ({roles}): DOWN: no route to host; no other host serves {roles}"
+    assert f"warn answers on {app}: not run: host down" in lines
+    assert app not in ran and sorted(ran) == sorted(h.name for h in inv.hosts if h.name != app)
+    assert f"warn the tier: degraded while {app} is down: 0 of 1 in the cluster" in lines
+    # down_hosts() holds while verify builds and runs the checks, and only then.
+    assert "ok   seen down" in lines and down_hosts() == frozenset()
+    assert all(r.ok for r in results) and [r.down for r in results if r.down] == [app]
+    assert jsonout.verify(results, inv)["down"] == [app]
+
+
+def test_a_tier_problem_with_every_host_up_stays_a_failure():
+    from mmdeploy.component import Warn, hosts_down, without_down
+
+    class H:
+        def __init__(self, name):
+            self.name = name
+
+    tier = [H("search1"), H("search2")]
+    assert without_down("status red", tier) == "status red" and not isinstance(without_down("x", tier), Warn)
+    with hosts_down(frozenset({"search2"})):
+        assert isinstance(without_down("status yellow", tier), Warn)
+        assert without_down(None, tier) is None

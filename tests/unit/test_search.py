@@ -465,3 +465,33 @@ def test_restarts_run_one_node_at_a_time(site):
     for t in threads:
         t.join()
     assert not overlap
+
+
+def test_verify_takes_yellow_for_a_warning_only_while_a_node_is_down(write_inventory, monkeypatch):
+    """Three search nodes, search1 dead: the first node asked is a live one, the cluster
+    is waited for until yellow (its replicas not reassigned yet), and yellow is a warning
+    naming search1. With every node up, yellow stays a failure; red always fails."""
+    from mmdeploy.component import Warn, hosts_down
+
+    inv = inventory.load(write_inventory(layout(3)))
+    asked, state = [], {"status": "yellow"}
+
+    def node_get(host, path, timeout=15):
+        asked.append((host.name, path.split("?")[0], path))
+        if path.startswith("/_cluster/health"):
+            return {"status": state["status"], "unassigned_shards": 4}
+        if path.startswith("/_cat/nodes"):
+            return [{"name": "search2"}, {"name": "search3"}]
+        return [{"node": "search2"}]
+
+    monkeypatch.setattr(se, "_node_get", node_get)
+    with hosts_down(frozenset({"search1"})):
+        found = se.cluster_problem(inv, wait=1)
+    assert isinstance(found, Warn) and found == "yellow (4 replica shards unassigned), search1 down"
+    assert {name for name, _, _ in asked} == {"search2"}
+    assert "wait_for_status=yellow" in asked[0][2]
+    state["status"] = "red"
+    with hosts_down(frozenset({"search1"})):
+        assert se.cluster_problem(inv, wait=1) == "status red (4 unassigned shards)"
+    state["status"] = "yellow"
+    assert se.cluster_problem(inv, wait=1) == "status yellow (4 unassigned shards); not in the cluster: search1"

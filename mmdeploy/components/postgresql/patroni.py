@@ -42,7 +42,7 @@ from typing import Mapping
 import yaml
 from pydantic import Field
 
-from ...component import PEERS, Balanced, Check, Context, Port
+from ...component import PEERS, Balanced, Check, Context, Port, Warn, down_hosts, live
 from ...dbtier import Topology
 from ...dbtier.component import (
     DB_MONITORING_PASSWORD,
@@ -525,7 +525,7 @@ def cluster_view(inventory: Inventory) -> tuple[dict | None, str]:
 
     redact = session(inventory)[0]
     tried = []
-    for h in members(inventory):
+    for h in live(members(inventory)):
         remote = Remote(h, redact)
         try:
             result = remote.run(
@@ -547,14 +547,17 @@ def cluster_problem(inventory: Inventory) -> str | None:
     view, tried = cluster_view(inventory)
     if view is None:
         return f"no Patroni member answers ({tried})"
-    return view_problem(view, [h.name for h in members(inventory)], inventory.settings.database.synchronous)
+    names = [h.name for h in members(inventory)]
+    return view_problem(view, names, inventory.settings.database.synchronous, down_hosts())
 
 
-def view_problem(view: dict, names: list[str], synchronous: bool) -> str | None:
+def view_problem(view: dict, names: list[str], synchronous: bool, gone: frozenset[str] = frozenset()) -> str | None:
     """From Patroni's /cluster: exactly one leader, running; in synchronous mode a
     synchronous standby streaming; every other member running. Members missing from the
-    view (their host is down) are named."""
-    by_name = {m["name"]: m for m in view.get("members", [])}
+    view (their host is down) are named. The members in `gone` are on hosts verify found
+    down: not expected in the view (Patroni keeps a dead member until its key expires),
+    named in a warning."""
+    by_name = {m["name"]: m for m in view.get("members", []) if m["name"] not in gone}
     leaders = [m for m in by_name.values() if m.get("role") in ("leader", "master")]
     if len(leaders) != 1:
         return f"{len(leaders)} leaders in Patroni's view, expected one"
@@ -566,7 +569,7 @@ def view_problem(view: dict, names: list[str], synchronous: bool) -> str | None:
         m.get("role") == "sync_standby" and m.get("state") in ("running", "streaming") for m in by_name.values()
     ):
         problems.append("no synchronous standby: commits wait for none")
-    missing = [n for n in names if n not in by_name]
+    missing = [n for n in names if n not in by_name and n not in gone]
     stopped = [
         f"{m['name']} ({m.get('state')})"
         for m in by_name.values()
@@ -576,4 +579,7 @@ def view_problem(view: dict, names: list[str], synchronous: bool) -> str | None:
         problems.append(f"not in the cluster: {', '.join(missing)}")
     if stopped:
         problems.append(f"not running: {', '.join(stopped)}")
+    dead = [n for n in names if n in gone]
+    if not problems and dead:
+        return Warn(f"{leader['name']} leads, {', '.join(dead)} down")
     return "; ".join(problems) or None

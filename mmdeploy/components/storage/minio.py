@@ -21,7 +21,7 @@ import urllib.request
 from typing import Any
 
 from ...artifacts import Artifact
-from ...component import CONTROL, PEERS, Balanced, Check, Component, Context, Metrics, Port
+from ...component import CONTROL, PEERS, Balanced, Check, Component, Context, Metrics, Port, live
 from ...inventory import Inventory
 from ...ops import Binary, Command, Directory, Group, Service, User, unit
 from ...ops.exporter import env_file as render_env
@@ -156,11 +156,12 @@ class MinIO(Component):
         port = common.s3_port(inventory.settings)
         return [
             *(
-                Check(f"MinIO live on {h.name}", _answers(f"http://{h.address}:{port}/minio/health/live"))
+                Check(f"MinIO live on {h.name}", _answers(f"http://{h.address}:{port}/minio/health/live"), h.name)
                 for h in servers
             ),
             Check(
-                "MinIO cluster has write quorum", _answers(f"http://{servers[0].address}:{port}/minio/health/cluster")
+                "MinIO cluster has write quorum",
+                _answers(f"http://{(live(servers) or servers)[0].address}:{port}/minio/health/cluster"),
             ),
             *common.s3_checks(inventory, servers),
         ]

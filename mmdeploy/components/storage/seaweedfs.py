@@ -24,10 +24,11 @@ import urllib.request
 from typing import Any
 
 from ...artifacts import Artifact
-from ...component import CONTROL, Balanced, Check, Component, Context, Metrics, Port
+from ...component import CONTROL, Balanced, Check, Component, Context, Metrics, Port, down_hosts, live, without_down
 from ...inventory import Host, Inventory
 from ...ops import Command, Directory, File, Group, Packages, Service, Unpacked, User, unit
 from ...ops.secretfile import SecretFile
+from ...remote import Remote
 from ...secrets import Secret
 from . import common
 from .common import ACCESS_KEY, SECRET_KEY, STORAGE, StorageSettings
@@ -359,7 +360,9 @@ class Master(_Server):
 
     def checks(self, inventory):
         masters = self.hosts(inventory)
-        return [Check(f"SeaweedFS masters agree on a leader ({len(masters)})", _one_leader(masters))] if masters else []
+        # The masters verify found down are not asked (with a quorum left, the others lead).
+        check = Check(f"SeaweedFS masters agree on a leader ({len(masters)})", _one_leader(live(masters)))
+        return [check] if masters else []
 
 
 class Volume(_Server):
@@ -469,9 +472,11 @@ MMDEPLOY_PY
 """  # the delimiter alone on its line, also inside $(...)
 
 
-def under_replicated_probe(plan: common.SeaweedLayout, host: Host) -> str:
+def under_replicated_probe(plan: common.SeaweedLayout, host: Host, servers: int | None = None) -> str:
+    """The count, once `servers` volume servers (default: all of the layout) reported."""
     return _UNDER_REPLICATED.format(
-        url=f"http://{host.private_address}:{MASTER_PORT}/vol/status", servers=len(plan.volumes)
+        url=f"http://{host.private_address}:{MASTER_PORT}/vol/status",
+        servers=len(plan.volumes) if servers is None else servers,
     )
 
 
@@ -524,28 +529,38 @@ def _one_leader(masters: list[Host]):
 
 
 def _replicated(inventory: Inventory):
-    """The leading master's own gauge (SeaweedFS_master_under_replicated_volumes) is 0."""
+    """Every volume has the copies its placement asks, counted from the leading master's
+    /vol/status (its under-replicated gauge is only refreshed by the periodic maintenance):
+    a warning while a volume server is down (its copies are missing until it is back or
+    the masters' repair copies them elsewhere)."""
+    from ...api import session
+
+    plan = layout(inventory)
+    gone = [h for h in plan.volumes if h.name in down_hosts()]
+    masters = live(plan.masters)
 
     def check() -> str | None:
-        plan = layout(inventory)
-        for h in plan.masters:
+        for h in masters:
             try:
                 if not _get_json(f"http://{h.address}:{MASTER_PORT}/cluster/status").get("IsLeader"):
                     continue
-                with urllib.request.urlopen(f"http://{h.address}:{METRICS['master']}/metrics", timeout=10) as r:
-                    lines = r.read().decode().splitlines()
             except OSError:
                 continue
-            under = sum(
-                float(line.rsplit(" ", 1)[1])
-                for line in lines
-                if line.startswith("SeaweedFS_master_under_replicated_volumes{")
-            )
-            return (
+            remote = Remote(h, session(inventory)[0])
+            try:
+                probe = under_replicated_probe(plan, h, servers=len(plan.volumes) - len(gone))
+                result = remote.run(probe, timeout=60, what="counting the copies of each volume")
+            finally:
+                remote.close()
+            if not result.ok or not result.stdout.strip().isdigit():
+                return f"cannot count the copies on {h.name}: {result.stderr.strip()[-200:] or result.rc}"
+            under = int(result.stdout.strip())
+            return without_down(
                 None
                 if under == 0
-                else f"{under:.0f} volumes lack a copy (the masters repair them every "
-                f"{inventory.settings.storage.maintenance_minutes} min; `inv deploy` at once)"
+                else f"{under} volumes lack a copy (the masters repair them every "
+                f"{inventory.settings.storage.maintenance_minutes} min; `inv deploy` at once)",
+                gone,
             )
         return "no master answers as the leader"
 
