@@ -167,14 +167,11 @@ def _unreachable(inventory: Inventory, redact: Redactor) -> dict[str, str]:
     the checks: a dead node is reported once, as down, and the checks of its tier count the
     others, instead of each check failing on it after its own time-out."""
     from concurrent.futures import ThreadPoolExecutor
-    from dataclasses import replace
 
-    from .remote import Remote
+    from .remote import Remote, impatient
 
     def probe(host: Host) -> str | None:
-        # Each phase (TCP, banner, auth) gets DOWN_AFTER s at most: a dead node in seconds.
-        ssh = replace(host.ssh, connect_timeout=min(host.ssh.connect_timeout, DOWN_AFTER))
-        remote = Remote(replace(host, ssh=ssh), redact)
+        remote = Remote(impatient(host, DOWN_AFTER), redact)  # a dead node found in seconds
         try:
             remote.connect()
         except MMDeployError as e:

@@ -337,6 +337,15 @@ class Held:
             self.chan.close()
 
 
+def impatient(host: Host, limit: float) -> Host:
+    """`host` with its SSH connect time-out capped at `limit` s (each phase: TCP, banner,
+    auth): for reads that must not wait long on a dead node (failover, verify)."""
+    import dataclasses
+
+    timeout = min(host.ssh.connect_timeout, limit)
+    return dataclasses.replace(host, ssh=dataclasses.replace(host.ssh, connect_timeout=timeout))
+
+
 @functools.cache
 def _aead_first() -> type:
     """paramiko's Transport asking for AES-GCM first (every OpenSSH since 6.2 offers it),

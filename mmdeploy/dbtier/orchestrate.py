@@ -8,7 +8,6 @@ printed with the time since the command started.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from ..component import Warn, down_hosts
 from ..errors import InventoryError, MMDeployError, Refused
 from ..facts import FactCache
 from ..inventory import Host, Inventory
-from ..remote import Remote
+from ..remote import Remote, impatient
 from ..runner import run_dir
 from ..secrets import Redactor
 from .engine import Engine, ManagedEngine, engine_for
@@ -57,10 +56,13 @@ class Tier:
         self.redact = redactor
         self.log_dir = run_dir(what)
         self.remotes = {
-            h.name: Remote(_quick(h, connect_timeout), redactor, self.log_dir / f"{h.name}.log") for h in self.hosts
+            h.name: Remote(impatient(h, connect_timeout), redactor, self.log_dir / f"{h.name}.log") for h in self.hosts
         }
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.hosts)))
-        self._unreachable: dict[str, str] = {}  # asked once per command: each try costs the timeout
+        # Asked once per command: each try costs the timeout. Those verify found down: not at all.
+        self._unreachable: dict[str, str] = {
+            h.name: f"{h.name} is down (no SSH answer)" for h in self.hosts if h.name in down_hosts()
+        }
         self.lines: list[str] = []  # the timeline, as printed
 
     def host(self, name: str) -> Host:
@@ -94,11 +96,6 @@ class Tier:
         self._pool.shutdown()
         for r in self.remotes.values():
             r.close()
-
-
-def _quick(host: Host, limit: float = CONNECT_TIMEOUT) -> Host:
-    timeout = min(host.ssh.connect_timeout, limit)
-    return dataclasses.replace(host, ssh=dataclasses.replace(host.ssh, connect_timeout=timeout))
 
 
 def topology(tier: Tier, states: dict[str, NodeState]) -> Topology:
