@@ -9,7 +9,7 @@ server, a search, a storage and a push node, the job server, each killed while c
 post through both floating addresses, with no command run), then one deploy to heal and
 a second one that must change nothing. Prints the per-fault table (the longest gap between
 acknowledged posts, when posting worked again through both addresses, files, search,
-the alert Alertmanager showed) and the lost posts; asserts nothing. --skip-deploy reuses a
+`inv verify` run while the node was down, the alert Alertmanager showed) and the lost posts; asserts nothing. --skip-deploy reuses a
 bed this script (or `inv up --pattern cluster`) deployed; --keep leaves it up.
 """
 
@@ -75,14 +75,19 @@ def main() -> None:
         t0 = time.monotonic()
         faults, counted = chaos.round_(site, alerts=not args.no_alerts)
         say(f"chaos round: {time.monotonic() - t0:.0f} s")
-        say(f"{'fault':<14} {'host':<10} {'gap':>8} {'posting again':>14} {'files':>6} {'search':>8}  alert")
+        say(
+            f"{'fault':<14} {'host':<10} {'gap':>8} {'posting again':>14} {'files':>6} {'search':>8} {'verify':>12}  alert"
+        )
         for f in faults:
             target = TARGETS.get(f.kind)
             mark = "" if target is None or f.gap is None else (" (met)" if f.gap <= target else " (NOT met)")
             say(
                 f"{f.kind:<14} {f.host:<10} {seconds(f.gap):>8} {seconds(f.back_after):>14} "
-                f"{f.files_failed:>6} {seconds(f.found_after, 1):>8}  {f.alert or '-'}{mark}"
+                f"{f.files_failed:>6} {seconds(f.found_after, 1):>8} "
+                f"{('ok' if f.verify_ok else 'FAIL') + ' ' + seconds(f.verify_seconds, 1):>12}  {f.alert or '-'}{mark}"
             )
+            for failing in f.verify_failing:
+                say(f"    verify FAIL {failing}")
         say(", ".join(f"{k}: {v}" for k, v in counted.items()))
         for n in (1, 2):
             t0 = time.monotonic()

@@ -9,9 +9,10 @@ the first floating address, an app server, a search node, a storage node, a push
 the job server (with monitoring). While the node is down: posting through both addresses
 works again (the longest gap between acknowledged posts is the fault's unavailability),
 every file uploaded before the round downloads, a post made after the fault is found by
-search, and Alertmanager shows the alert for the node (not for the job server: it is the
-one running Alertmanager; nor for etcd, which systemd starts again within a second). Then the node is started again (`docker start`), and the next
-fault waits until it is back.
+search, Alertmanager shows the alert for the node (not for the job server: it is the
+one running Alertmanager; nor for etcd, which systemd starts again within a second), and
+`inv verify` passes with the dead node reported as down. Then the node is started again
+(`docker start`), and the next fault waits until it is back.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class Fault:
     files_back: float | None = None  # seconds from the fault until every earlier file downloaded
     found_after: float | None = None  # a post made after the fault, found by search
     alert: str | None = None  # the alert Alertmanager showed for the host
+    verify_ok: bool | None = None  # `inv verify` passed while the node was down
+    verify_down: list[str] = field(default_factory=list)  # the hosts it reported as down
+    verify_failing: list[str] = field(default_factory=list)  # its failing checks, with the problem
+    verify_seconds: float | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -182,6 +187,7 @@ def _fault(site, posters, session, team, files, watcher, alert_wait, kind, host,
     if watcher is not None and host not in [h.name for h in site.inv.with_role("monitoring")]:
         if wait(lambda: watcher.for_host(host, t0) is not None, alert_wait, 1) is not None:
             fault.alert = watcher.for_host(host, t0)
+    _verify(site, fault)
     # Back: the node started again and its services answering before the next fault.
     if how == "docker kill":
         site.back(host)
@@ -197,10 +203,32 @@ def _fault(site, posters, session, team, files, watcher, alert_wait, kind, host,
         f"{kind} ({host}, {how}): posting through both addresses again after {multi_site.seconds(back)}, longest gap "
         f"{multi_site.seconds(fault.gap)}; {fault.files_failed} of {len(files)} earlier files failed to download at "
         f"first, all downloaded {multi_site.seconds(fault.files_back)} after the fault; a "
-        f"post made after it found by search {multi_site.seconds(fault.found_after)} later; alert: {fault.alert or '-'}"
+        f"post made after it found by search {multi_site.seconds(fault.found_after)} later; alert: {fault.alert or '-'}; "
+        f"verify {'passed' if fault.verify_ok else 'FAILED'} in {multi_site.seconds(fault.verify_seconds)}, down: "
+        f"{', '.join(fault.verify_down) or 'none'}"
+        + (f", failing: {'; '.join(fault.verify_failing)}" if fault.verify_failing else "")
         + (f"; {'; '.join(fault.notes)}" if fault.notes else "")
     )
     return fault
+
+
+def _verify(site: Site, fault: Fault) -> None:
+    """`inv verify --json` while the node is down, as an operator would run it: it should
+    pass, with the dead node reported as down rather than as a failure of its tier."""
+    import json
+
+    t0 = time.monotonic()
+    run = deploy_cli(site, "verify", "--json")
+    fault.verify_seconds = time.monotonic() - t0
+    try:
+        doc = json.loads(run.stdout)
+    except ValueError:
+        fault.verify_ok = False
+        fault.verify_failing = [f"no JSON document (exit {run.returncode}): {run.stderr.strip()[-300:]}"]
+        return
+    fault.verify_ok = bool(doc["ok"])
+    fault.verify_down = list(doc.get("down", []))
+    fault.verify_failing = [f"{c['name']}: {c['problem']}" for c in doc["checks"] if not c["ok"]]
 
 
 def _download_problem(session, file_id: str, content: bytes) -> str | None:

@@ -82,6 +82,7 @@ def round_(site):
             "gap (s)": f.gap and round(f.gap, 2),
             "files missed at first": f.files_failed,
             "alert": f.alert,
+            "verify (s)": f.verify_seconds and round(f.verify_seconds, 1),
         }
         for f in faults
     }
@@ -106,6 +107,10 @@ def test_chaos_each_fault_is_survived(round_, kind):
     # Not the job server: it runs Alertmanager. Not etcd: systemd starts it again at once.
     if kind not in ("job server", "etcd member"):
         assert fault.alert, f"no alert for {fault.host} in Alertmanager: {said}"
+    # verify passes while the node is down, and names it as down (etcd: only its process
+    # was killed, and systemd started it again: no host is down).
+    assert fault.verify_ok, f"verify failed with {fault.host} down: {fault.verify_failing}"
+    assert fault.verify_down == ([] if fault.how != "docker kill" else [fault.host]), fault.verify_down
 
 
 def test_after_the_round_one_deploy_heals_then_nothing_changes_and_verify_passes(round_, site):
