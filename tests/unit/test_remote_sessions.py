@@ -127,3 +127,17 @@ def test_a_host_that_keeps_refusing_fails_the_command_but_not_the_others(invento
         r.run("true", timeout=30, what="checksum")
     assert not conn.closed  # the connection lives: commands in flight on it finish
     assert r.run("true", timeout=30).ok
+
+
+def test_impatient_caps_the_connect_timeout_of_a_copy(write_inventory):
+    """A host whose settings hold lists (every real one) is copied, not hashed; the copy's
+    SSH connect time-out is capped, the inventory's host keeps its own."""
+    from mmdeploy import inventory
+
+    from .conftest import SINGLE
+
+    host = inventory.load(write_inventory(SINGLE)).hosts[0]
+    quick = remote.impatient(host, 1.5)
+    assert quick.ssh.connect_timeout == 1.5 and host.ssh.connect_timeout == 10.0
+    assert quick.name == host.name and quick.settings is host.settings
+    assert remote.impatient(host, 60).ssh.connect_timeout == 10.0  # never longer than the inventory's
