@@ -34,7 +34,7 @@ from pydantic import Field
 
 from .. import balancer, releases
 from ..artifacts import Artifact
-from ..component import CONTROL, Check, Component, Context, Info, Metrics, Port, Role, Warn, live
+from ..component import CONTROL, Check, Component, Context, Info, Metrics, Port, Role, Warn, live, settled
 from ..dbtier import Topology, client_endpoints, engine_for, read_topology
 from ..dbtier.component import DB_PASSWORD
 from ..errors import MMDeployError, StepFailed
@@ -1060,14 +1060,30 @@ class SiteChecks:
         """The app server's own port, where it listens (its private address)."""
         return f"http://{listen_address(host, host.settings.mattermost.port)}"
 
-    def ping(self) -> str | None:
-        with self.client() as c:
-            r = c.get(f"{self.base}/api/v4/system/ping", params={"get_server_status": "true"})
-        if r.http_version != "HTTP/2":
-            return f"ping answered over {r.http_version}, expected HTTP/2"
-        if r.status_code != 200 or r.json().get("status") != "OK":
-            return f"ping: HTTP {r.status_code} {r.text[:200]}"
-        return None
+    def ping(self, wait: float = CHECK_WAIT) -> str | None:
+        """Ping with the server's own health (database, file store): right after a deploy a
+        store that has just started may fail its first test, so a failing answer is asked
+        again for up to `wait` seconds; the problem names the failing statuses."""
+
+        def once() -> str | None:
+            with self.client() as c:
+                r = c.get(f"{self.base}/api/v4/system/ping", params={"get_server_status": "true"})
+            if r.http_version != "HTTP/2":
+                return f"ping answered over {r.http_version}, expected HTTP/2"
+            try:
+                body = r.json()
+            except ValueError:
+                body = {}
+            if r.status_code == 200 and body.get("status") == "OK":
+                return None
+            failing = {k: v for k, v in body.items() if k.endswith("_status") and v != "OK"} if body else {}
+            return f"ping: HTTP {r.status_code}" + (
+                f", failing: {', '.join(f'{k} {v}' for k, v in sorted(failing.items()))}"
+                if failing
+                else f" {r.text[:200]}"
+            )
+
+        return settled(once, wait)
 
     def login(self) -> str | None:
         if not self.password:

@@ -54,6 +54,7 @@ class FakeSite:
         self.pushed = 0
         self.verify_user = None
         self.requests: list[str] = []
+        self.store_failures = 0  # ping answers with a failing file store this many times
 
     # --- what a node knows -----------------------------------------------------------------
 
@@ -105,6 +106,9 @@ class FakeSite:
             return httpx.Response(status, json=body, content=content, headers={**headers, **more}, extensions=ext)
 
         if path == "/api/v4/system/ping":
+            if self.store_failures:  # the file store's own test fails (a store that just started)
+                self.store_failures -= 1
+                return reply(500, {"status": "UNHEALTHY", "database_status": "OK", "filestore_status": "UNHEALTHY"})
             return reply(
                 200, {"status": "OK", "ActiveSearchBackend": self.search_backend if self.licensed else "database"}
             )
@@ -407,3 +411,10 @@ def test_the_odd_node_of_three_is_named(fake, write_inventory, tmp_path):
         "(app1 sees app1, app2; app2 sees app1, app2; app3 sees app3)"
     )
     assert checks.cross_node_websocket().startswith("app3 got no posted event for a post made on app1")
+
+
+def test_ping_names_the_failing_status_and_waits_for_a_store_that_just_started(fake):
+    checks = fake.checks()
+    fake.store_failures = 2
+    assert checks.ping(wait=0) == "ping: HTTP 500, failing: filestore_status UNHEALTHY"
+    assert checks.ping(wait=10) is None  # the second failure, then OK, asked again every 2 s
