@@ -2,7 +2,9 @@
 (NGINX and HAProxy's DB routes), app1, job1 (job server, monitoring), db1-db3 (PostgreSQL
 under Patroni, etcd). The stand-in Mattermost reaches the database only through HAProxy.
 
-In order, sharing the bed: deploy, a second deploy changes nothing, verify passes; promtool
+In order, sharing the bed: a deploy with streaming replication (database.ha none), then
+the deploy with Patroni converts the running tier while a writer commits and a client
+posts (no data lost, no node rebuilt); a second deploy changes nothing, verify passes; promtool
 evaluates the installed alert rules; a `docker kill` of the leader while a writer commits
 to the DB nodes and a client posts through NGINX: no command is run, Patroni fails over by
 itself, no acknowledged write or post is lost, the gaps are measured, and the alerts fire
@@ -75,22 +77,82 @@ def site():
     # Alertmanager posts to a receiver on the bed's gateway (the secret alert_webhook_url).
     receiver = Receiver(testbed.GATEWAY)
     os.environ[WEBHOOK.env] = receiver.url
+    # The site starts as streaming replication (database.ha none), as a multi site runs;
+    # the deploy with ha patroni converts the running tier (issue 9's growth).
     t0 = time.monotonic()
-    first = inv("deploy", "--inventory", path, "--yes")
-    FIGURES["cold deploy (s)"] = round(time.monotonic() - t0, 1)
+    inv("deploy", "--inventory", path, "--yes", "--set", "database.ha=none")
+    FIGURES["cold deploy, streaming replication (s)"] = round(time.monotonic() - t0, 1)
     inventory = mmdeploy.load(path)
     secrets = Secrets(inventory.secrets_path, Redactor())
+    client = PostgresClient("mmuser", secrets.get(DB_PASSWORD), "mattermost")
+    addr = {h.name: h.private_address for h in inventory.with_role("db")}
+    password = secrets.existing(ADMIN_PASSWORD)
+    handover = hand_over(path, inventory, client, addr, password)
     yield {
         "path": path,
         "inv": inventory,
-        "first": first,
+        "first": handover.pop("deploy"),
+        "handover": handover,
         "receiver": receiver,
-        "client": PostgresClient("mmuser", secrets.get(DB_PASSWORD), "mattermost"),
-        "password": secrets.existing(ADMIN_PASSWORD),
-        "addr": {h.name: h.private_address for h in inventory.with_role("db")},
+        "client": client,
+        "password": password,
+        "addr": addr,
     }
     receiver.close()
     os.environ.pop(WEBHOOK.env, None)
+
+
+def hand_over(path: str, inventory, client, addr: dict[str, str], password: str) -> dict:
+    """The deploy with database.ha patroni over the running streaming-replication tier,
+    while a writer commits to the primary and a client posts through NGINX. Each node's
+    data directory gets a marker first: still there after, it was not rebuilt. What was
+    before (the primary, the system identifier) and what happened (gaps, losses) is
+    returned with the deploy's output."""
+    before = {"primary": leader({"path": path})}
+    for db in addr:
+        # As postgres: pg_rewind (a later failover) must be able to rewrite every file there.
+        on(db, "runuser -u postgres -- touch /var/lib/postgresql/15/main/mmdeploy-before-handover")
+    before["system id"] = on(before["primary"], SYSTEM_ID).strip()
+    w = Writer(client, list(addr.values()))
+    w.start()
+    proxy = inventory.host("proxy1")
+    p = Poster(f"https://{proxy.address}", inventory.settings.domain, "sysadmin", password)
+    p.start()
+    time.sleep(3)
+    t0 = time.monotonic()
+    deploy = inv("deploy", "--inventory", path, "--yes")
+    took = time.monotonic() - t0
+    time.sleep(3)
+    w.stop()
+    p.stop()
+    new = leader({"path": path})
+    found = {
+        "deploy": deploy,
+        "before": before,
+        "leader": new,
+        "system ids": {db: on(db, SYSTEM_ID).strip() for db in addr},
+        "markers": {
+            db: on(db, "test -e /var/lib/postgresql/15/main/mmdeploy-before-handover && echo kept || echo gone").strip()
+            for db in addr
+        },
+        "writes lost": len(w.acked_ids() - w.rows_on(addr[new])),
+        "posts lost": len(p.missing()),
+        "writes acknowledged": len(w.acked),
+        "posts acknowledged": len(p.acked),
+    }
+    figures = {
+        "deploy (s)": round(took, 1),
+        "longest write pause (s)": round(w.gap(t0)[2], 2),
+        "longest pause between acknowledged posts (s)": round(p.longest_gap(t0), 2),
+        "posts refused": len(p.failures),
+        **{k: found[k] for k in ("writes acknowledged", "writes lost", "posts acknowledged", "posts lost")},
+    }
+    FIGURES["streaming replication handed over to Patroni"] = figures
+    print(f"\nhand-over to Patroni: {figures}")
+    return found
+
+
+SYSTEM_ID = "runuser -u postgres -- psql -XAtq -c 'select system_identifier from pg_control_system()'"
 
 
 def changed(output: str) -> int:
@@ -119,6 +181,19 @@ def wait_for(condition, timeout: float, what: str, every: float = 1.0):
             return found
         assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
         time.sleep(every)
+
+
+def test_a_running_streaming_replication_tier_is_handed_over_to_patroni(site):
+    """Patroni's documented conversion of an existing cluster: the primary stays the
+    leader, every node keeps its data directory (no rebuild, one system identifier), and
+    no acknowledged write or post is lost (the pauses are figures)."""
+    h = site["handover"]
+    assert changed(site["first"].stdout) > 0
+    assert h["leader"] == h["before"]["primary"], h
+    assert set(h["system ids"].values()) == {h["before"]["system id"]}, h["system ids"]
+    assert set(h["markers"].values()) == {"kept"}, h["markers"]
+    assert h["writes acknowledged"] > 0 and h["writes lost"] == 0, h
+    assert h["posts acknowledged"] > 0 and h["posts lost"] == 0, h
 
 
 def test_deploy_is_idempotent_and_verified(site):
