@@ -354,6 +354,17 @@ class Component:
     def handlers(self, ctx: Context) -> dict[str, Step]:
         return {}
 
+    def retire(self, ctx: Context) -> list[Step]:
+        """Steps on every other host of the run (one this component places nothing on):
+        stop what an earlier deploy left running there, when a role was taken from the host
+        or the layout moved a server elsewhere (growing multi into cluster moves the
+        tiebreakers off the job server). Data stays on disk. Where nothing runs, each step
+        must find nothing to do, from facts alone."""
+        return []
+
+    def retires(self) -> bool:
+        return type(self).retire is not Component.retire
+
     def checks(self, inventory: Inventory) -> list[Check]:
         return []
 

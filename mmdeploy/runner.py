@@ -123,10 +123,12 @@ def run(
         unreachable = {name: r.failed for name, r in runs.items()}  # failed to connect: changed nothing
         view = _View(runs, secrets, log_dir)
         order = ordered(components)
-        ahead = _Prefetch(inventory, secrets, runs, view, shared or {}, order, pool)
+        members = {c.name: {h.name for h in c.hosts(inventory)} for c in order}
+        ahead = _Prefetch(inventory, secrets, runs, view, shared or {}, order, pool, members)
         for component in order:
-            targets = [runs[h.name] for h in component.hosts(inventory) if h.name in runs]
-            targets = [r for r in targets if r.alive]
+            targets = [r for r in runs.values() if r.alive and r.host.name in members[component.name]]
+            if component.retires():  # the other hosts, where it may have left a server running
+                targets += [r for r in runs.values() if r.alive and r.host.name not in members[component.name]]
             if not targets:
                 continue
             if mode == "apply" and any(r.changed or r.failed > unreachable[n] for n, r in runs.items()):
@@ -140,7 +142,15 @@ def run(
             # The barrier: every host finishes this component before any starts the next.
             for results in pool.map(
                 lambda r: _run_component(
-                    r, component, inventory, secrets, reporter, mode, prepared, ahead.built(r, component)
+                    r,
+                    component,
+                    inventory,
+                    secrets,
+                    reporter,
+                    mode,
+                    prepared,
+                    ahead.built(r, component),
+                    member=r.host.name in members[component.name],
                 ),
                 targets,
             ):
@@ -178,8 +188,10 @@ def _run_component(
     mode: str,
     shared: object = None,
     built: Built | None = None,
+    member: bool = True,
 ) -> list[StepResult]:
-    """`built`: the host's steps and handlers for this component, built ahead (_Prefetch)."""
+    """`built`: the host's steps and handlers for this component, built ahead (_Prefetch).
+    A host that is not one of the component's (`member` false) runs its retire() steps."""
     t0 = time.monotonic()
     results: list[StepResult] = []
     host = run.host.name
@@ -206,8 +218,7 @@ def _run_component(
 
     try:
         if built is None:
-            ctx = Context(inventory, run.host, secrets, run.facts, shared)
-            built = component.steps(ctx), component.handlers(ctx)
+            built = _build(component, Context(inventory, run.host, secrets, run.facts, shared), member)
         steps, handlers = built
     except MMDeployError as e:
         fail("(building steps)", str(e))
@@ -289,6 +300,12 @@ def _run_component(
     return results
 
 
+def _build(component: Component, ctx: Context, member: bool) -> Built:
+    if member:
+        return component.steps(ctx), component.handlers(ctx)
+    return component.retire(ctx), {}
+
+
 class _Prefetch:
     """Every fact of the run read up front, one round trip per host (as pyinfra gathers its
     facts before it executes): each component prepared and each host's steps built on the
@@ -309,6 +326,7 @@ class _Prefetch:
         shared: dict[str, object],
         order: list[Component],
         pool: ThreadPoolExecutor,
+        members: dict[str, set[str]],
     ):
         self.inventory, self.runs, self.view, self.given = inventory, runs, view, shared
         self.live = True
@@ -323,17 +341,15 @@ class _Prefetch:
                 except Exception:  # noqa: BLE001 - prepared again at its turn, which reports it
                     pass
 
-        # Each component's hosts, once (not once per host and component).
-        members = {c.name: {h.name for h in c.hosts(inventory)} for c in order}
-
         def build(run: HostRun) -> None:
             needed: list[str] = []
             for component in order:
-                if component.name not in self._prepared or run.host.name not in members[component.name]:
+                member = run.host.name in members[component.name]
+                if component.name not in self._prepared or not (member or component.retires()):
                     continue
                 try:
                     ctx = Context(inventory, run.host, secrets, run.facts, self._prepared[component.name])
-                    steps, handlers = component.steps(ctx), component.handlers(ctx)
+                    steps, handlers = _build(component, ctx, member)
                 except Exception:  # noqa: BLE001 - built again at its turn, which reports it
                     continue
                 self._built[run.host.name, component.name] = steps, handlers

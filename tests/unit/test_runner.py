@@ -471,3 +471,39 @@ def test_a_tier_problem_with_every_host_up_stays_a_failure():
     with hosts_down(frozenset({"search2"})):
         assert isinstance(without_down("status yellow", tier), Warn)
         assert without_down(None, tier) is None
+
+
+class Served(Component):
+    """A 'server' (a file) on the hosts the test names; retire() removes it elsewhere."""
+
+    name = "served"
+
+    def __init__(self, root, on):
+        self.root, self.on = root, on
+
+    def hosts(self, inv):
+        return [h for h in inv.hosts if h.name in self.on]
+
+    def steps(self, ctx):
+        return [File(f"{self.root}/{ctx.host.name}/server", "running\n", owner=ME, group=ME)]
+
+    def retire(self, ctx):
+        path = f"{self.root}/{ctx.host.name}/server"
+        return [Command(f"stop the server on {ctx.host.name}", f"rm {path}", unless=f"test ! -e {path}")]
+
+
+def test_a_host_the_layout_no_longer_places_a_server_on_retires_it(site):
+    """A layout change (growing multi into cluster moves the job server's tiebreakers to
+    new hosts): the host that no longer gets the server runs the component's retire()
+    steps, in the component's turn; elsewhere they find nothing to do, from the facts
+    read ahead (a no-op run keeps one round trip per host)."""
+    for host in ("proxy1", "app1", "db1"):
+        (site.files / host).mkdir()
+    first, _ = site("apply", [Served(site.files, {"app1", "db1"})])
+    assert first.changed == 2 and (site.files / "db1" / "server").exists()
+    grown, out = site("apply", [Served(site.files, {"app1"})])
+    assert grown.changed == 1 and not (site.files / "db1" / "server").exists()
+    assert "db1          served      ~ stop the server on db1" in out
+    assert (site.files / "app1" / "server").exists()  # its own host keeps it
+    again, _ = site("apply", [Served(site.files, {"app1"})])
+    assert again.changed == 0 and again.round_trips == {"proxy1": 2, "app1": 2, "db1": 2}
