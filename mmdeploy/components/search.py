@@ -215,6 +215,12 @@ def cluster_nodes(inventory: Inventory) -> list[Host]:
     return inventory.with_role("search") + ([extra] if extra else [])
 
 
+def seeds_file(nodes: list[Host], port: int) -> str:
+    """unicast_hosts.txt, the file-based seed provider's list: every node's transport address."""
+    lines = "".join(f"{hostport(h.private_address, port)}\n" for h in nodes)
+    return f"# Managed by mmdeploy (components/search.py): the cluster's nodes, re-read on change.\n{lines}"
+
+
 def heap_mb(host: Host, mem_kb: int) -> int:
     """The node's JVM heap: the setting, else half the host's memory (OpenSearch's and
     Elasticsearch's guidance), a quarter when the host has other roles; 31 GB at most."""
@@ -356,7 +362,6 @@ class Search(Component):
             engine=e,
             roles=list(e.tiebreaker_roles) if not host.has("search") else [e.manager_role, "data"],
             single=single,
-            seeds=[hostport(h.private_address, s.transport_port) for h in nodes],
             bootstrap=[h.name for h in nodes] if bootstrap else [],
             replicas=s.replicas_for(len(data_nodes)),
         )
@@ -379,6 +384,8 @@ class Search(Component):
                 timeout=120,
             ),
             File(e.config_file, config, group=e.user, mode="0640", notify=RESTART),
+            # Re-read by the running node: no restart (growing the cluster restarts no node).
+            File(f"{e.conf}/unicast_hosts.txt", seeds_file(nodes, s.transport_port), group=e.user, mode="0640"),
             File(
                 f"{e.conf}/jvm.options.d/heap.options",
                 f"-Xms{heap}m\n-Xmx{heap}m\n",
@@ -426,6 +433,12 @@ class Search(Component):
         if ctx.host.has("search"):
             handlers.update(exporter_handlers(EXPORTER))
         return handlers
+
+    def retire(self, ctx: Context):
+        # A node that is no longer one (the tiebreaker, once there are three search hosts):
+        # its voting place already went to the nodes left (see _QUORUM_KEPT).
+        e = ctx.settings.search.engine_spec()
+        return [Service(e.name, enabled=False, running=False), Service(EXPORTER, enabled=False, running=False)]
 
     def checks(self, inventory: Inventory) -> list[Check]:
         nodes = cluster_nodes(inventory)
@@ -568,10 +581,41 @@ _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
 
+# Waits (up to its third argument, in seconds) until restarting the node named by the
+# second would keep a quorum of the cluster's voting configuration: more than half of the
+# voting nodes are in the cluster besides it. A node that joins this run (growing two
+# search hosts and their tiebreaker into three search hosts: the firewall has already cut
+# the tiebreaker off) first has to take its place in the configuration. A cluster whose
+# state cannot be read (no elected manager) has no quorum to keep: the restart goes ahead.
+_QUORUM_KEPT = """\
+python3 - {url} {name} {wait} <<'MMDEPLOY_PY'
+import json, sys, time, urllib.request
+url, me, wait = sys.argv[1], sys.argv[2], int(sys.argv[3])
+path = "/_cluster/state/metadata,nodes?filter_path=metadata.cluster_coordination.last_committed_config,nodes.*.name"
+for attempt in range(wait):
+    try:
+        with urllib.request.urlopen(url + path, timeout=5) as r:
+            state = json.load(r)
+        voting = state["metadata"]["cluster_coordination"]["last_committed_config"]
+        names = {{node: value["name"] for node, value in state["nodes"].items()}}
+    except (OSError, ValueError, KeyError):
+        sys.exit(0)
+    others = sorted(names[v] for v in voting if v in names and names[v] != me)
+    if len(voting) <= 1 or len(others) > len(voting) // 2:
+        sys.exit(0)
+    time.sleep(1)
+print(f"restarting {{me}} would leave {{len(others)}} of the {{len(voting)}} voting nodes "
+      f"({{', '.join(others) or 'none'}}): no quorum; waited {{wait}} s for another node to join", file=sys.stderr)
+sys.exit(1)
+MMDEPLOY_PY
+"""
+
+
 class RollingRestart(Command):
     """The restart handler: one node of a cluster at a time (a lock shared by the run's
     hosts). A node this run started already runs the new configuration and is left alone;
-    a node of a green cluster must see it green again before the lock passes on."""
+    a node restarts only when the others keep a quorum without it (_QUORUM_KEPT); a node
+    of a green cluster must see it green again before the lock passes on."""
 
     def __init__(self, e: Engine, host: Host, *, started_after: int, key: str):
         url = url_of(host)
@@ -581,7 +625,7 @@ if systemctl is-active --quiet {e.name} && [ -n "$since" ] && [ "$(date -d "$sin
   echo "{e.name} was started by this run: it runs the new configuration"
   exit 0
 fi
-green=no
+{_QUORUM_KEPT.format(url=url, name=host.name, wait=FORM_WAIT)}green=no
 if curl -s -m 10 {url}/_cluster/health | grep '"status":"green"' >/dev/null; then green=yes; fi
 systemctl restart {e.name}
 for i in $(seq {START_WAIT}); do
@@ -597,7 +641,9 @@ if [ $green = yes ]; then
   fi
 fi
 """
-        super().__init__(f"restart {e.name} (one node at a time)", script, timeout=START_WAIT + GREEN_WAIT + 120)
+        super().__init__(
+            f"restart {e.name} (one node at a time)", script, timeout=FORM_WAIT + START_WAIT + GREEN_WAIT + 120
+        )
         self.key = key
 
     def apply(self, remote: Remote, change: Change) -> None:

@@ -103,7 +103,7 @@ def test_one_search_host_is_a_single_node(site):
     assert [h.name for h in se.Search().hosts(ctx.inv)] == ["search1"]
     conf = config_of(ctx("search1"))
     assert conf["discovery.type"] == "single-node"
-    assert "discovery.seed_hosts" not in conf and "cluster.initial_cluster_manager_nodes" not in conf
+    assert "discovery.seed_providers" not in conf and "cluster.initial_cluster_manager_nodes" not in conf
     assert conf["node.roles"] == ["cluster_manager", "data"]
     assert conf["network.host"] == "10.0.0.41" and conf["http.port"] == 9200 and conf["transport.port"] == 9300
     assert conf["cluster.default_number_of_replicas"] == 0  # nowhere to put a replica
@@ -117,12 +117,15 @@ def test_two_search_hosts_and_a_tiebreaker_on_the_monitoring_host(site):
     assert [h.name for h in se.Search().hosts(ctx.inv)] == ["search1", "search2", "job1"]
     conf = config_of(ctx("search1"))
     assert conf["node.roles"] == ["cluster_manager", "data"]
-    assert conf["discovery.seed_hosts"] == ["10.0.0.41:9300", "10.0.0.42:9300", "10.0.0.4:9300"]
+    assert conf["discovery.seed_providers"] == "file"
+    seeds = [s for s in se.Search().steps(ctx("search1")) if s.name == "file /etc/opensearch/unicast_hosts.txt"]
+    assert seeds[0].content.decode().splitlines()[1:] == ["10.0.0.41:9300", "10.0.0.42:9300", "10.0.0.4:9300"]
+    assert not seeds[0].notify  # the node re-reads it: a new node restarts no other
     assert conf["cluster.initial_cluster_manager_nodes"] == ["search1", "search2", "job1"]
     assert conf["cluster.default_number_of_replicas"] == 1  # each index on both data nodes
     tie = config_of(ctx("job1"))
     assert tie["node.roles"] == ["cluster_manager"]  # votes, holds no data
-    assert tie["network.host"] == "10.0.0.4" and tie["discovery.seed_hosts"] == conf["discovery.seed_hosts"]
+    assert tie["network.host"] == "10.0.0.4" and tie["discovery.seed_providers"] == "file"
     # It serves no clients: HTTP on loopback, so a proxy on that host can balance port 9200.
     assert tie["http.host"] == "127.0.0.1" and "http.host" not in conf
     assert se.url_of(ctx.inv.host("job1")) == "http://127.0.0.1:9200"
@@ -495,3 +498,48 @@ def test_verify_takes_yellow_for_a_warning_only_while_a_node_is_down(write_inven
         assert se.cluster_problem(inv, wait=1) == "status red (4 unassigned shards)"
     state["status"] = "yellow"
     assert se.cluster_problem(inv, wait=1) == "status yellow (4 unassigned shards); not in the cluster: search1"
+
+
+def _quorum_kept(states: list, name: str = "search1", wait: int = 5):
+    """Run the restart's quorum probe here against a fake cluster API answering `states`
+    in turn (the last one repeated; None: no elected manager); (exit code, stderr, asks)."""
+    import subprocess
+
+    from .fakehttp import serving
+
+    asked = []
+
+    def answer(path):
+        asked.append(path)
+        return states[min(len(asked), len(states)) - 1]
+
+    with serving(answer) as url:
+        script = se._QUORUM_KEPT.format(url=url, name=name, wait=wait)
+        done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    return done.returncode, done.stderr, len(asked)
+
+
+def _state(voting, nodes):
+    return {
+        "metadata": {"cluster_coordination": {"last_committed_config": voting}},
+        "nodes": {node: {"name": name} for node, name in nodes.items()},
+    }
+
+
+def test_a_node_restarts_only_when_the_others_keep_a_quorum():
+    """Growing two search hosts and their tiebreaker into three: the firewall cut the
+    tiebreaker off, the voting configuration still names it; search1 restarts only once
+    search3 joined and took its place. Three voters of which two others are up: at once."""
+    up = {"a": "search1", "b": "search2", "c": "job1"}
+    assert _quorum_kept([_state(["a", "b", "c"], up)]) == (0, "", 1)
+    cut = {"a": "search1", "b": "search2"}
+    joined = {**cut, "d": "search3"}
+    rc, _, asked = _quorum_kept(
+        [_state(["a", "b", "c"], cut), _state(["a", "b", "c"], cut), _state(["a", "b", "d"], joined)]
+    )
+    assert rc == 0 and asked == 3
+    rc, err, _ = _quorum_kept([_state(["a", "b", "c"], cut)], wait=2)
+    assert rc == 1 and "restarting search1 would leave 1 of the 3 voting nodes (search2): no quorum" in err
+    # A single node, or a cluster without an elected manager (nothing to keep): at once.
+    assert _quorum_kept([_state(["a"], {"a": "search1"})])[0] == 0
+    assert _quorum_kept([None])[:2] == (0, "")
