@@ -471,3 +471,28 @@ def test_credentials_from_either_server_config(tmp_path):
     env.write_text('# Managed\nMINIO_VOLUMES="/d"\nMINIO_ROOT_USER="AK2"\nMINIO_ROOT_PASSWORD="SK2"\n')
     assert s3.read_credentials(str(env)) == ("AK2", "SK2")
     assert s3.main(["bucket", "nope"]) == 2
+
+
+def _empty_servers(nodes: dict, wanted: int) -> str:
+    """Run the balance step's probe here against a fake master's /vol/status."""
+    import subprocess
+
+    from .fakehttp import serving
+
+    status = {"Volumes": {"DataCenters": {"dc1": {"rack1": nodes}}}}
+    with serving(lambda path: status) as url:
+        script = seaweedfs._EMPTY_SERVERS.format(url=f"{url}/vol/status", servers=wanted)
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def test_volumes_are_balanced_onto_servers_that_joined_a_running_store(load):
+    """Growing two storage hosts (and the job host's volume server) into four: the new
+    servers hold nothing until volume.balance moves volumes onto them; a store with fewer
+    copies than servers has nothing to move (the step would never settle)."""
+    inv = load()
+    step = seaweedfs.balance(common.seaweed_layout(inv), inv.host("st1"))
+    assert "volume.balance -collection ALL_COLLECTIONS -apply" in step.script and "lock" in step.script
+    vol = [{"Id": 1}, {"Id": 2}]
+    assert _empty_servers({"a:8080": vol, "b:8080": vol, "c:8080": [], "d:8080": None}, 4) == "2"
+    assert _empty_servers({"a:8080": vol, "b:8080": vol, "c:8080": [{"Id": 1}], "d:8080": [{"Id": 2}]}, 4) == "0"
+    assert _empty_servers({"a:8080": [{"Id": 1}], "b:8080": [{"Id": 1}], "c:8080": []}, 3) == "0"

@@ -332,6 +332,12 @@ class _Server(Component):
             ),
         ]
 
+    def retire(self, ctx: Context):
+        # A server the layout moved elsewhere (growing two storage hosts into four moves the
+        # third master and volume server off the job server): stopped, its data kept; the
+        # copies it held are made again on the others by the gateway's repair step.
+        return [Service(unit_name(self.server), enabled=False, running=False)]
+
     def handlers(self, ctx: Context):
         files = [f"/etc/systemd/system/{unit_name(self.server)}.service", ENV_FILE, *self.config_files()]
         return {f"restart {self.server}": restart(self.server, ctx.host, ctx.settings, files)}
@@ -432,7 +438,7 @@ class Gateway(_Server):
         if ctx.host == plan.storage[0]:
             steps += common.bucket_steps(ctx.settings, ctx.host, S3_CONFIG)
             if len(plan.volumes) > 1:
-                steps.append(repair(plan, ctx.host))
+                steps += [repair(plan, ctx.host), balance(plan, ctx.host)]
         return steps
 
     def checks(self, inventory):
@@ -477,6 +483,46 @@ def under_replicated_probe(plan: common.SeaweedLayout, host: Host, servers: int 
     return _UNDER_REPLICATED.format(
         url=f"http://{host.private_address}:{MASTER_PORT}/vol/status",
         servers=len(plan.volumes) if servers is None else servers,
+    )
+
+
+# Prints how many volume servers hold no volume while there are at least as many volume
+# copies as servers (a server that joined a running store: growing two storage hosts into
+# four), after the same wait for every server of the layout as above; else 0.
+_EMPTY_SERVERS = """\
+python3 - {url} {servers} <<'MMDEPLOY_PY'
+import json, sys, time, urllib.request
+url, wanted = sys.argv[1], int(sys.argv[2])
+for attempt in range(15):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        topology = json.load(r)["Volumes"]["DataCenters"]
+    nodes = {{n: vols for dc in topology.values() for rack in dc.values() for n, vols in rack.items()}}
+    if len(nodes) >= wanted:
+        break
+    time.sleep(1)
+copies = sum(len(vols or []) for vols in nodes.values())
+print(sum(1 for vols in nodes.values() if not vols) if copies >= len(nodes) else 0)
+MMDEPLOY_PY
+"""
+
+
+def balance(plan: common.SeaweedLayout, host: Host) -> Command:
+    """Volumes moved onto volume servers that joined a running store, with SeaweedFS's own
+    balancer (`volume.balance`, all collections together): new servers otherwise only get
+    the volumes created after they joined."""
+    probe = _EMPTY_SERVERS.format(
+        url=f"http://{host.private_address}:{MASTER_PORT}/vol/status", servers=len(plan.volumes)
+    )
+    masters = addresses(plan.masters, MASTER_PORT)
+    script = (
+        f"set -e\nprintf 'lock\\nvolume.balance -collection ALL_COLLECTIONS -apply\\nunlock\\n' | "
+        f"timeout 1800 {WEED_LINK} shell -master={masters}\n"
+    )
+    return Command(
+        "balance volumes onto new volume servers (volume.balance)",
+        script,
+        unless=f'test "$({probe})" = 0',
+        timeout=1860,
     )
 
 
