@@ -1145,19 +1145,26 @@ def test_search_through_opensearch_only_with_a_license(pgserver, install, tmp_pa
             s, _, body = _http(
                 "POST",
                 srv.url("/api/v4/posts"),
-                {"channel_id": channel, "message": "indexed at once, licensed"},
+                {"channel_id": channel, "message": "indexed in the background, licensed"},
                 token=token,
             )
-            new = json.loads(body)
+            new = json.loads(body)  # answered before it is indexed, as the real server's search layer does
+
+            def found():
+                s, h, body = _http(
+                    "POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "licensed"}, token=token
+                )
+                return (s, h["X-Standin-Search-Backend"], json.loads(body)["order"]) if s == 200 else None
+
+            # Until the post's index exists the engine's query fails and the database answers.
+            assert _wait(lambda: (r := found()) and r[1] == "opensearch" and r[2] and r, 15) == (
+                200,
+                "opensearch",
+                [new["id"]],
+            )
             indexes = {i["index"] for i in osrv.get("/_cat/indices?format=json")}
             day = time.strftime("%Y_%m_%d", time.localtime(new["create_at"] / 1000))
             assert f"mmtest_posts_{day}" in indexes, indexes
-            s, h, body = _http(
-                "POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "licensed"}, token=token
-            )
-            assert (
-                s == 200 and h["X-Standin-Search-Backend"] == "opensearch" and json.loads(body)["order"] == [new["id"]]
-            )
             # the older post is found only after the bulk indexing job ran
             s, h, body = _http(
                 "POST", srv.url(f"/api/v4/teams/{team_id}/posts/search"), {"terms": "before"}, token=token

@@ -813,7 +813,9 @@ func (s *Server) createPost(w http.ResponseWriter, r *http.Request, ss *session)
 	if s.Hub != nil {
 		s.Hub.BroadcastPosted(s, c, p)
 	}
-	s.indexPost(p, c)
+	// Indexed in the background, as the real server's search layer does (runIndexFn): a
+	// search cluster that is slow or failing over never holds up the post.
+	go s.indexPost(p, c)
 	if u, err := s.Store.GetUserBy("Id", ss.UserId); err == nil {
 		s.sendPushes(c, p, u)
 	}
