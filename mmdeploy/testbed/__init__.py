@@ -9,11 +9,13 @@ HTTP server for artifacts), containers (layouts and hosts), inventory (the file 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .config import BED, GATEWAY, NETWORK, SUBNET, Log, TestbedError, container_name
 from .containers import (
     MAX_HOSTS,
+    grown,
     host_keys,
     known_hosts_path,
     PATTERNS,
@@ -112,6 +114,37 @@ __all__ = [
     "raise_kernel_limits",
     "serve",
     "status",
+    "grow",
+    "grown",
     "up",
     "write_inventory",
 ]
+
+
+def grow(root: Path, path: Path, pattern: str, log: Log = print, owner: str = "testbed") -> Path:
+    """Grow the running bed whose inventory is `path` (a smaller layout, e.g. multi) into
+    `pattern` (e.g. cluster), as an operator grows a site: the hosts keep their names and
+    addresses, the hosts of `pattern` the bed lacks start after the last one, and the
+    inventory is rewritten in place (same file, so the same secrets) with `pattern`, the
+    new hosts and the pattern's floating addresses. Nothing is deployed; returns `path`."""
+    import yaml
+
+    from .inventory import HEADER, floating_addresses
+
+    document = yaml.safe_load(path.read_text())
+    have = [BedHost(h["name"], h["address"], list(h["roles"])) for h in document["hosts"]]
+    hosts = grown(have, pattern)
+    added = hosts[len(have) :]
+    layout_name = next((s["layout"] for s in status()), pattern)
+    log(f"growing the test bed to {pattern}: adding {', '.join(h.name for h in added) or 'no host'}")
+    known = start(hosts, root, log, owner, layout_name, image_for(SUITE))
+    document["pattern"] = pattern
+    vips = floating_addresses(pattern, hosts)
+    if vips:
+        document["settings"].setdefault("proxy", {})["vip"] = vips if len(vips) > 1 else vips[0]
+    document["ssh"]["known_hosts"] = os.path.relpath(known, path.parent)
+    document["hosts"] = [
+        {"name": h.name, "address": h.address, "private_address": h.address, "roles": list(h.roles)} for h in hosts
+    ]
+    path.write_text(HEADER + yaml.safe_dump(document, sort_keys=False, default_flow_style=None))
+    return path

@@ -182,6 +182,22 @@ def layout(pattern: str | None = None, hosts: int | None = None) -> list[BedHost
     return [BedHost(name, f"{prefix}.{11 + i}", list(roles)) for i, (name, roles) in enumerate(spec)]
 
 
+def grown(have: list[BedHost], pattern: str) -> list[BedHost]:
+    """The hosts of a running bed grown into `pattern`'s layout: every host keeps its name
+    and address (roles as the pattern gives them), the pattern's hosts it lacks follow the
+    last address, in the pattern's order."""
+    wanted = layout(pattern)
+    names = {h.name for h in have}
+    roles = {h.name: h.roles for h in wanted}
+    last = max(int(h.address.rsplit(".", 1)[1]) for h in have)
+    prefix = have[0].address.rsplit(".", 1)[0]
+    new = [h for h in wanted if h.name not in names]
+    if last + len(new) > 99:  # .100 and up are the floating addresses
+        raise TestbedError(f"cannot grow to {len(have) + len(new)} hosts: the bed's addresses stop at .99")
+    kept = [BedHost(h.name, h.address, list(roles.get(h.name, h.roles))) for h in have]
+    return kept + [BedHost(h.name, f"{prefix}.{last + 1 + i}", list(h.roles)) for i, h in enumerate(new)]
+
+
 def ensure_key(root: Path) -> str:
     key = key_path(root)
     key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -159,3 +159,23 @@ def test_network_removal_waits_out_endpoints_the_daemon_still_lists(monkeypatch)
     answers[:] = ["in use by something else"]
     with pytest.raises(containers.TestbedError, match="in use by something else"):
         containers.remove_network()
+
+
+def test_a_multi_bed_grows_into_cluster_keeping_every_address():
+    """testbed.grow: the hosts a site has keep their names and addresses (the multi job
+    server stays at .15, where a fresh cluster bed has app3), the cluster's extra hosts
+    follow the last one, in the cluster layout's order."""
+    from mmdeploy.testbed import grown
+
+    multi = layout("multi")
+    hosts = grown(multi, "cluster")
+    assert hosts[: len(multi)] == multi
+    prefix = GATEWAY.rsplit(".", 1)[0]
+    assert table(hosts[len(multi) :]) == [
+        ("app3", f"{prefix}.25", ["app"]),
+        ("search3", f"{prefix}.26", ["search"]),
+        ("storage3", f"{prefix}.27", ["storage"]),
+        ("storage4", f"{prefix}.28", ["storage"]),
+    ]
+    assert sorted(h.name for h in hosts) == sorted(h.name for h in layout("cluster"))
+    assert grown(hosts, "cluster") == hosts  # already grown: nothing to add
