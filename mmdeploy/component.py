@@ -354,6 +354,12 @@ class Component:
     def handlers(self, ctx: Context) -> dict[str, Step]:
         return {}
 
+    def build_facts(self, host: Host) -> list[str]:
+        """The facts steps() and handlers() read on `host` while they build (ctx.facts.get):
+        read with the host facts in the run's first round trip to each host, instead of a
+        round trip each while the steps are built."""
+        return []
+
     def retire(self, ctx: Context) -> list[Step]:
         """Steps on every other host of the run (one this component places nothing on):
         stop what an earlier deploy left running there, when a role was taken from the host

@@ -333,6 +333,16 @@ class _Prefetch:
         self._prepared: dict[str, object] = {}
         self._built: dict[tuple[str, str], Built] = {}
 
+        # What steps() will read while building, with the host facts: one round trip per host.
+        def early(run: HostRun) -> None:
+            wanted = [f for c in order if run.host.name in members[c.name] for f in c.build_facts(run.host)]
+            try:
+                run.facts.get([*HOST_FACTS.values(), *wanted])
+            except Exception:  # noqa: BLE001 - read again where they are needed, which reports it
+                pass
+
+        list(pool.map(early, [r for r in runs.values() if r.alive]))
+
         # One after the other: several read the same nodes (the DB topology), from the cache.
         for component in order:
             if any(runs[h.name].alive for h in component.hosts(inventory) if h.name in runs):

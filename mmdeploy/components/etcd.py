@@ -134,6 +134,9 @@ class Etcd(Component):
             Service("etcd"),
         ]
 
+    def build_facts(self, host):
+        return [NOW]
+
     def handlers(self, ctx: Context):
         now = int(ctx.facts.get([NOW])[NOW].out.strip() or 0)
         return {"restart": OneAtATime(ctx.host, started_after=now, key=f"{ctx.inventory.path.resolve()}:etcd")}

@@ -130,6 +130,9 @@ class Keepalived(Component):
     def validate_layout(self, inventory: Inventory) -> list[tuple[str, str]]:
         return vip_problems(inventory)
 
+    def build_facts(self, host):
+        return [] if host.settings.proxy.interface else [_interface_probe(host.private_address)]
+
     def steps(self, ctx: Context):
         s = ctx.settings
         interface = s.proxy.interface or _interface_of(ctx)
@@ -231,9 +234,13 @@ def instances(inventory: Inventory, host: Host) -> list[Instance]:
     return result
 
 
+def _interface_probe(address: str) -> str:
+    return f'ip -o addr show | awk \'{{split($4, a, "/"); if (a[1] == "{address}") print $2}}\''
+
+
 def _interface_of(ctx: Context) -> str:
     address = ctx.host.private_address
-    probe = f'ip -o addr show | awk \'{{split($4, a, "/"); if (a[1] == "{address}") print $2}}\''
+    probe = _interface_probe(address)
     found = ctx.facts.get([probe])[probe].out.split()
     if not found:
         raise StepFailed(

@@ -624,6 +624,9 @@ class Mattermost(Component):
     def after_failover(self, topology: Topology) -> DBView:
         return DBView(topology, failover=True)
 
+    def build_facts(self, host):
+        return [CAN_SET_TIME]  # time_sync(), in cluster mode
+
     def steps(self, ctx: Context):
         view: DBView = ctx.shared
         # The live primary and readers, or the routes that follow Patroni's leader.

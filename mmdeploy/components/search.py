@@ -333,6 +333,9 @@ class Search(Component):
             )
         return problems
 
+    def build_facts(self, host: Host) -> list[str]:
+        return [HARD_NOFILE, NOW]
+
     def prepare(self, inventory: Inventory, view) -> ClusterState:
         formed = False
         for h in cluster_nodes(inventory):

@@ -101,12 +101,15 @@ def addresses(hosts, port: int) -> str:
     return ",".join(f"{h.private_address}:{port}" for h in hosts)
 
 
+# The most open files this host's service manager may grant.
+NOFILE_PROBE = "awk '/^Max open files/ {print $5}' /proc/1/limits"
+
+
 def nofile(ctx: Context) -> int:
     """LimitNOFILE: 65536 (each volume keeps its files open), or the most this host's
     service manager may grant (a container's hard limit can be lower, and systemd fails a
     unit asking for more)."""
-    probe = "awk '/^Max open files/ {print $5}' /proc/1/limits"
-    value = ctx.facts.get([probe])[probe].out.strip()
+    value = ctx.facts.get([NOFILE_PROBE])[NOFILE_PROBE].out.strip()
     return 65536 if not value.isdigit() else min(65536, int(value))
 
 
@@ -311,6 +314,9 @@ class _Server(Component):
 
     def server_steps(self, ctx: Context) -> list:
         return []
+
+    def build_facts(self, host):
+        return [NOFILE_PROBE]
 
     def config_files(self) -> list[str]:
         """The files whose change restarts the server (besides its unit and ENV_FILE)."""
