@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import json
 import shlex
-import threading
 
 from pydantic import Field
 
 from ..component import PEERS, Check, Component, Context, Metrics, Port, Warn, live
 from ..errors import MMDeployError
 from ..inventory import Host, Inventory
-from ..ops import Command, Directory, File, Packages, Service
+from ..ops import Command, Directory, File, OneAtATime as Rolling, Packages, Service
 from ..remote import Remote
 from ..settings import Section
-from ..step import Change
 
 CONF = "/etc/default/etcd"
 DATA_DIR = "/var/lib/etcd/mmdeploy"
@@ -149,11 +147,9 @@ class Etcd(Component):
 
 
 NOW = "date +%s"
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
 
 
-class OneAtATime(Command):
+class OneAtATime(Rolling):
     """The restart handler: one member at a time (a lock shared by the run's hosts), each
     healthy again before the next restarts, so the cluster never loses its quorum (and
     Patroni its leader lock). A member this run started runs the new configuration already
@@ -168,14 +164,7 @@ if systemctl is-active --quiet etcd && [ -n "$since" ] && [ "$(date -d "$since" 
 fi
 systemctl restart --no-block etcd
 {wait_healthy(host)}"""
-        super().__init__("restart etcd (one member at a time)", script, timeout=START_LIMIT + 30)
-        self.key = key
-
-    def apply(self, remote: Remote, change: Change) -> None:
-        with _LOCKS_GUARD:
-            lock = _LOCKS.setdefault(self.key, threading.Lock())
-        with lock:
-            super().apply(remote, change)
+        super().__init__("restart etcd (one member at a time)", script, key=key, timeout=START_LIMIT + 30)
 
 
 def wait_healthy(host: Host) -> str:
@@ -222,7 +211,6 @@ def cluster_problem(inventory: Inventory) -> str | None:
     """verify: a quorum answers and agrees on one leader. Members that are down are named
     (a degraded cluster that still has its quorum keeps Patroni working)."""
     from ..api import session
-    from ..remote import Remote
 
     hosts = members(inventory)
     redact = session(inventory)[0]

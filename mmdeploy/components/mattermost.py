@@ -40,7 +40,20 @@ from ..dbtier.component import DB_PASSWORD
 from ..errors import MMDeployError, StepFailed
 from ..grammar import Address, DomainList, Email, ReadableFile, Source, SysctlKey, SysctlValue, hostport
 from ..inventory import Host, Inventory
-from ..ops import Command, Directory, File, Group, JsonSettings, Packages, Service, Sysctl, Unpacked, User, unit
+from ..ops import (
+    Command,
+    Directory,
+    File,
+    Group,
+    JsonSettings,
+    OneAtATime,
+    Packages,
+    Service,
+    Sysctl,
+    Unpacked,
+    User,
+    unit,
+)
 from ..ops.exporter import env_file
 from ..ops.secretfile import SecretFile
 from ..secrets import Secret
@@ -551,6 +564,27 @@ def activate_script(version: str) -> str:
     )
 
 
+# NGINX takes back an app server it marked failed after fail_timeout (templates/nginx).
+NGINX_FAIL_TIMEOUT = 10
+
+
+def rolling(ctx: Context, command: Command) -> Command:
+    """With several app servers, a restart of an app server runs on one at a time, and the
+    next one stops only once NGINX sends requests to this one again, so the site keeps
+    answering (no wait after a server's first start: it served nobody). Not after a
+    failover: every server then points at a dead primary, and all restart at once."""
+    apps = ctx.inventory.with_role("app")
+    if not ctx.host.has("app") or len(apps) < 2 or ctx.shared.failover:
+        return command
+    return OneAtATime(
+        f"{command.name} (one app server at a time)",
+        f"served=no\nsystemctl is-active --quiet {unit_name(ctx.host)} && served=yes\n{command.script}\n"
+        f"if [ $served = yes ]; then sleep {NGINX_FAIL_TIMEOUT}; fi\n",
+        key=f"{ctx.inventory.path.resolve()}:mattermost-apps",
+        timeout=command.timeout + NGINX_FAIL_TIMEOUT,
+    )
+
+
 def unit_name(host: Host) -> str:
     return "mattermost" if host.has("app") else "mattermost-jobserver"
 
@@ -756,14 +790,17 @@ class Mattermost(Component):
             handlers["license"] = Command(
                 "upload the license", f"set -e\n{WAIT_FOR_SOCKET}{MMCTL} license upload {LICENSE}\n", timeout=180
             )
-        handlers["restart"] = restart(name, grace)
+        handlers["restart"] = rolling(ctx, restart(name, grace))
         if ctx.settings.mattermost.config_in_database and ctx.host.has("app"):
             # Listeners and SqlSettings are read at start-up: restart after the patch.
             again = restart(name, STOP_GRACE)
-            handlers["patch-config"] = Command(
-                "patch the database config",
-                f"set -e\n{WAIT_FOR_SOCKET}{PATCH_SHARED_CONFIG}{again.script}",
-                timeout=again.timeout + 180,
+            handlers["patch-config"] = rolling(
+                ctx,
+                Command(
+                    "patch the database config",
+                    f"set -e\n{WAIT_FOR_SOCKET}{PATCH_SHARED_CONFIG}{again.script}",
+                    timeout=again.timeout + 180,
+                ),
             )
         handlers["restart chrony"] = Command("restart chrony", "systemctl try-restart chrony", timeout=60)
         return handlers

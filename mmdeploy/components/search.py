@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import threading
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
@@ -55,7 +54,7 @@ from ..component import PEERS, Balanced, Check, Component, Context, Metrics, Por
 from ..errors import MMDeployError
 from ..facts import Fact
 from ..inventory import Host, Inventory
-from ..ops import Command, Directory, File, Group, Service, Sysctl, Unpacked, User, unit
+from ..ops import Command, Directory, File, Group, OneAtATime, Service, Sysctl, Unpacked, User, unit
 from ..ops.apt import install_script
 from ..ops.archive import MARKER, delivered
 from ..ops.exporter import env_file, exporter_handlers, exporter_steps, listen_flag
@@ -580,10 +579,6 @@ class Plugin(Step):
         run_checked(remote, script, self.name, timeout=self.timeout)
 
 
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
-
-
 # Waits (up to its third argument, in seconds) until restarting the node named by the
 # second would keep a quorum of the cluster's voting configuration: more than half of the
 # voting nodes are in the cluster besides it. A node that joins this run (growing two
@@ -614,7 +609,7 @@ MMDEPLOY_PY
 """
 
 
-class RollingRestart(Command):
+class RollingRestart(OneAtATime):
     """The restart handler: one node of a cluster at a time (a lock shared by the run's
     hosts). A node this run started already runs the new configuration and is left alone;
     a node restarts only when the others keep a quorum without it (_QUORUM_KEPT); a node
@@ -645,15 +640,8 @@ if [ $green = yes ]; then
 fi
 """
         super().__init__(
-            f"restart {e.name} (one node at a time)", script, timeout=FORM_WAIT + START_WAIT + GREEN_WAIT + 120
+            f"restart {e.name} (one node at a time)", script, key=key, timeout=FORM_WAIT + START_WAIT + GREEN_WAIT + 120
         )
-        self.key = key
-
-    def apply(self, remote: Remote, change: Change) -> None:
-        with _LOCKS_GUARD:
-            lock = _LOCKS.setdefault(self.key, threading.Lock())
-        with lock:
-            super().apply(remote, change)
 
 
 # --- verify --------------------------------------------------------------------------------

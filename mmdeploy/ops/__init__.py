@@ -5,7 +5,7 @@ script on the host.
 """
 
 from .apt import Packages
-from .command import Command
+from .command import Command, OneAtATime
 from .archive import Binary, Unpacked
 from .files import Directory, File, JsonSettings
 from .sql import SQL
@@ -17,6 +17,7 @@ __all__ = [
     "Binary",
     "Packages",
     "Command",
+    "OneAtATime",
     "Directory",
     "File",
     "JsonSettings",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Mapping
 
 from ..facts import Fact
@@ -33,3 +34,22 @@ class Command(Step):
 
     def apply(self, remote: Remote, change: Change) -> None:
         run_checked(remote, self.script, self.name, timeout=self.timeout)
+
+
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+class OneAtATime(Command):
+    """A command that runs on one host at a time among the run's hosts that share its `key`
+    (a rolling restart: each node serves again before the next one stops)."""
+
+    def __init__(self, name: str, script: str, *, key: str, timeout: float | None = None):
+        super().__init__(name, script, timeout=timeout)
+        self.key = key
+
+    def apply(self, remote: Remote, change: Change) -> None:
+        with _LOCKS_GUARD:
+            lock = _LOCKS.setdefault(self.key, threading.Lock())
+        with lock:
+            super().apply(remote, change)

@@ -10,7 +10,7 @@ from mmdeploy.facts import Fact
 from mmdeploy.component import Context
 from mmdeploy.components import mattermost as mm
 from mmdeploy.errors import MMDeployError
-from mmdeploy.ops import Command, File, JsonSettings
+from mmdeploy.ops import Command, File, JsonSettings, OneAtATime
 from mmdeploy.ops.secretfile import SecretFile
 from mmdeploy.secrets import Redactor, Secrets
 from mmdeploy.dbtier import NodeState, Topology
@@ -552,3 +552,24 @@ def test_the_shared_config_patch_is_asked_again_when_a_concurrent_save_refused_i
 
     assert run(1) == (0, 2)
     assert run(9) == (1, 4)
+
+
+def test_app_servers_restart_one_at_a_time_except_after_a_failover(multi):
+    """Growing multi into cluster changes every app server's DataSource: restarted all at
+    once, the site refused posts for 33 s on the bed. Each waits for the one before, and
+    NGINX's fail_timeout, so that NGINX has a server to send requests to; after a failover
+    every server points at a dead primary, and all restart at once."""
+    handlers = mm.Mattermost().handlers(multi("app1"))
+    for name in ("restart", "patch-config"):
+        assert isinstance(handlers[name], OneAtATime), name
+        # The wait only when the server served before (not after its first start).
+        assert handlers[name].script.startswith("served=no\nsystemctl is-active --quiet mattermost && served=yes\n")
+        assert handlers[name].script.endswith(f"if [ $served = yes ]; then sleep {mm.NGINX_FAIL_TIMEOUT}; fi\n")
+    assert handlers["restart"].key == mm.Mattermost().handlers(multi("app2"))["restart"].key
+    assert not isinstance(mm.Mattermost().handlers(multi("job1"))["restart"], OneAtATime)
+    inv, db = multi.inv, multi.db
+    states = {h.name: NodeState(h, True, True, "primary" if h is db[0] else "replica", h is db[0]) for h in db}
+    failover = Context(
+        inv, inv.host("app1"), multi.secrets, FakeFacts(), mm.DBView(Topology(db, states, db[0], "w"), failover=True)
+    )
+    assert not isinstance(mm.Mattermost().handlers(failover)["restart"], OneAtATime)
