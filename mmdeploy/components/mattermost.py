@@ -56,6 +56,7 @@ from ..ops import (
 )
 from ..ops.exporter import env_file
 from ..ops.secretfile import SecretFile
+from ..remote import Remote
 from ..secrets import Secret
 from ..step import Change, Step, run_checked
 from ..settings import Section
@@ -568,21 +569,45 @@ def activate_script(version: str) -> str:
 NGINX_FAIL_TIMEOUT = 10
 
 
+# The host's clock when the run built its steps: a server started at or after it was
+# started by this run.
+NOW = "date +%s"
+
+
+class AppRestart(OneAtATime):
+    """A restart handler of an app server beside others: one app server at a time, and the
+    next one stops only once NGINX sends requests to this one again (its fail_timeout), so
+    the site keeps answering. A server this run started (a first deploy) served nobody: it
+    restarts at once, without the lock or the wait."""
+
+    def __init__(self, command: Command, unit: str, started_after: int, key: str):
+        super().__init__(
+            f"{command.name} (one app server at a time)",
+            f"{command.script}\nsleep {NGINX_FAIL_TIMEOUT}\n",
+            key=key,
+            timeout=command.timeout + NGINX_FAIL_TIMEOUT,
+        )
+        self.command = command
+        self.fresh = (
+            f'since=$(systemctl show -p ActiveEnterTimestamp --value {unit})\n[ -n "$since" ] && '
+            f'[ "$(date -d "$since" +%s)" -ge {started_after} ]'
+        )
+
+    def apply(self, remote: Remote, change: Change) -> None:
+        if remote.run(self.fresh, timeout=30, what="did this run start the server").ok:
+            self.command.apply(remote, change)
+        else:
+            super().apply(remote, change)
+
+
 def rolling(ctx: Context, command: Command) -> Command:
-    """With several app servers, a restart of an app server runs on one at a time, and the
-    next one stops only once NGINX sends requests to this one again, so the site keeps
-    answering (no wait after a server's first start: it served nobody). Not after a
-    failover: every server then points at a dead primary, and all restart at once."""
-    apps = ctx.inventory.with_role("app")
-    if not ctx.host.has("app") or len(apps) < 2 or ctx.shared.failover:
+    """`command` (a restart) as an AppRestart with several app servers; as it is on the job
+    server, with one app server, and right after a failover (every server then points at a
+    dead primary: all restart at once)."""
+    if not ctx.host.has("app") or len(ctx.inventory.with_role("app")) < 2 or ctx.shared.failover:
         return command
-    return OneAtATime(
-        f"{command.name} (one app server at a time)",
-        f"served=no\nsystemctl is-active --quiet {unit_name(ctx.host)} && served=yes\n{command.script}\n"
-        f"if [ $served = yes ]; then sleep {NGINX_FAIL_TIMEOUT}; fi\n",
-        key=f"{ctx.inventory.path.resolve()}:mattermost-apps",
-        timeout=command.timeout + NGINX_FAIL_TIMEOUT,
-    )
+    started_after = int(ctx.facts.get([NOW])[NOW].out.strip() or 0)
+    return AppRestart(command, unit_name(ctx.host), started_after, f"{ctx.inventory.path.resolve()}:mattermost-apps")
 
 
 def unit_name(host: Host) -> str:
@@ -659,7 +684,7 @@ class Mattermost(Component):
         return DBView(topology, failover=True)
 
     def build_facts(self, host):
-        return [CAN_SET_TIME]  # time_sync(), in cluster mode
+        return [CAN_SET_TIME, NOW]  # time_sync(), in cluster mode; rolling()
 
     def steps(self, ctx: Context):
         view: DBView = ctx.shared

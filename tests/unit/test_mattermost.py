@@ -42,7 +42,7 @@ class FakeFacts:
         self.ok = ok
 
     def get(self, commands):
-        return {c: Fact(0 if self.ok else 1, "") for c in commands}
+        return {c: Fact(0 if self.ok else 1, "1700000000" if c == mm.NOW else "") for c in commands}
 
 
 @pytest.fixture
@@ -562,9 +562,9 @@ def test_app_servers_restart_one_at_a_time_except_after_a_failover(multi):
     handlers = mm.Mattermost().handlers(multi("app1"))
     for name in ("restart", "patch-config"):
         assert isinstance(handlers[name], OneAtATime), name
-        # The wait only when the server served before (not after its first start).
-        assert handlers[name].script.startswith("served=no\nsystemctl is-active --quiet mattermost && served=yes\n")
-        assert handlers[name].script.endswith(f"if [ $served = yes ]; then sleep {mm.NGINX_FAIL_TIMEOUT}; fi\n")
+        assert handlers[name].script.endswith(f"sleep {mm.NGINX_FAIL_TIMEOUT}\n")
+        # A server this run started (a first deploy) restarts at once: no lock, no wait.
+        assert "ActiveEnterTimestamp" in handlers[name].fresh and "-ge 1700000000 ]" in handlers[name].fresh
     assert handlers["restart"].key == mm.Mattermost().handlers(multi("app2"))["restart"].key
     assert not isinstance(mm.Mattermost().handlers(multi("job1"))["restart"], OneAtATime)
     inv, db = multi.inv, multi.db
@@ -573,3 +573,28 @@ def test_app_servers_restart_one_at_a_time_except_after_a_failover(multi):
         inv, inv.host("app1"), multi.secrets, FakeFacts(), mm.DBView(Topology(db, states, db[0], "w"), failover=True)
     )
     assert not isinstance(mm.Mattermost().handlers(failover)["restart"], OneAtATime)
+
+
+def test_a_server_this_run_started_restarts_at_once_another_waits_its_turn(multi):
+    """A first deploy's restart after the first start goes ahead without the lock and the
+    wait (the server served nobody); a serving server's restart takes the lock and waits
+    for NGINX's fail_timeout before it passes on."""
+    from mmdeploy.remote import Result
+    from mmdeploy.step import Change
+
+    handler = mm.Mattermost().handlers(multi("app1"))["restart"]
+
+    class Remote:
+        def __init__(self, fresh):
+            self.fresh, self.scripts = fresh, []
+
+        def run(self, script, **kw):
+            self.scripts.append(script)
+            return Result(0 if (script != handler.fresh or self.fresh) else 1, "", "")
+
+    first = Remote(fresh=True)
+    handler.apply(first, Change("run"))
+    assert first.scripts[0] == handler.fresh and f"sleep {mm.NGINX_FAIL_TIMEOUT}" not in first.scripts[1]
+    serving = Remote(fresh=False)
+    handler.apply(serving, Change("run"))
+    assert serving.scripts[1].endswith(f"sleep {mm.NGINX_FAIL_TIMEOUT}\n")
