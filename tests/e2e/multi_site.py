@@ -10,6 +10,7 @@ MMDEPLOY_BED (testbed.container_name): the killed node is started again at the e
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import secrets
@@ -636,3 +637,87 @@ def db(site: Site, figures: dict) -> None:
         f"{seconds(reachable, 1)} later), {rejoined}; replicas streaming from {new}: "
         + (", ".join(n for n, s in now.items() if s.upstream == new_address and s.streaming) or "none")
     )
+
+
+# --- growing into the cluster pattern ---------------------------------------------------------
+
+
+def grow(site: Site, figures: dict, cli: Callable[..., subprocess.CompletedProcess]) -> Site:
+    """Issue #9's growth: the running multi site, with posts and files, re-deployed as the
+    cluster pattern with the hosts it adds (app3, search3, storage3, storage4; the bed keeps
+    every other host and address), while a client posts through the floating address the
+    multi site had. Records the deploy, the longest gap between acknowledged posts (the
+    downtime), what was lost, verify, search and the second deploy; returns the grown Site."""
+    from tests.standin import artifacts
+
+    session = site.session()
+    team = session._get(f"/api/v4/teams/name/{site.team}")["id"]
+    files = {}
+    for i in range(10):
+        content = os.urandom(3072 * (i + 1))
+        if (file_id := upload(session, content)) and downloads(session, file_id, content):
+            files[file_id] = content
+    term = f"grownbefore{secrets.token_hex(4)}"
+    old_post = post_until_acked(session, f"before the growth {term}")
+    figures["files, posts before"] = (len(files), old_post is not None)
+    poster = Poster(
+        site.base, site.domain, site.user, site.secrets.existing(ADMIN_PASSWORD), team=site.team, interval=0.25
+    )
+    poster.start()
+    try:
+        t0 = time.monotonic()
+        testbed.grow(ROOT, site.path, "cluster", log=quiet)
+        grown = mmdeploy.load(site.path)
+        artifacts.prepare_bed([(h.name, list(h.roles)) for h in grown.hosts])
+        figures["new hosts up (s)"] = round(time.monotonic() - t0, 1)
+        say(f"  bed grown to {len(grown.hosts)} hosts in {figures['new hosts up (s)']} s; deploying pattern cluster")
+        t1 = time.monotonic()
+        run = cli("deploy", "--inventory", str(site.path), "--yes", "--json", timeout=2400)
+        figures["grow deploy (s)"] = round(time.monotonic() - t1, 1)
+        keep("grow deploy", run.stderr)
+        time.sleep(5)  # posting after the deploy: the gap, if any, closed
+    finally:
+        poster.stop()
+    report = json.loads(run.stdout) if run.stdout.strip().startswith("{") else {"ok": False, "steps": []}
+    figures["grow deploy ok"] = report["ok"]
+    figures["grow deploy changes"] = report.get("changed")
+    figures["grow deploy failed steps"] = [
+        f"{s['host']} {s['component']} {s['step']}: {s.get('error', '')[-300:]}"
+        for s in report["steps"]
+        if s["status"] == "failed"
+    ]
+    figures["downtime: longest gap between acknowledged posts (s)"] = round(poster.longest_gap(t0), 2)
+    figures["posts acknowledged, refused during the growth"] = (len(poster.acked), len(poster.failures))
+    figures["posts lost"] = len(poster.missing())
+    say(
+        f"  deploy {'ok' if report['ok'] else 'FAILED'} in {figures['grow deploy (s)']} s, "
+        f"{report.get('changed')} changes; longest gap {seconds(poster.longest_gap(t0))}; "
+        f"{figures['posts acknowledged, refused during the growth']} posts acked/refused, "
+        f"{figures['posts lost']} lost"
+    )
+    for failed in figures["grow deploy failed steps"]:
+        say(f"  failed: {failed}")
+    grown_site = Site(site.path, mmdeploy.load(site.path))
+    figures["floating addresses"] = [v.split("/")[0] for v in grown_site.inv.settings.proxy.vips]
+    session = grown_site.session()
+    figures["files lost"] = [f for f, content in files.items() if not downloads(session, f, content)]
+    figures["old post found by search"] = old_post is not None and search(session, team, term, old_post)[0]
+    fresh = f"grownafter{secrets.token_hex(4)}"
+    new_post = post_until_acked(session, f"after the growth {fresh}")
+    figures["new post found by search"] = new_post is not None and (
+        wait(lambda: search(session, team, fresh, new_post)[0], 60, 0.5) is not None
+    )
+    checks = json.loads(cli("verify", "--inventory", str(site.path), "--json").stdout)
+    figures["verify ok"] = checks["ok"]
+    figures["verify failing"] = [f"{c['name']}: {c.get('detail', '')}" for c in checks["checks"] if not c["ok"]]
+    figures["verify checks"] = [c["name"] for c in checks["checks"]]
+    again = json.loads(cli("deploy", "--inventory", str(site.path), "--yes", "--json").stdout)
+    figures["second deploy changes"] = again.get("changed")
+    figures["second deploy changed steps"] = [
+        f"{s['host']} {s['component']} {s['step']}" for s in again["steps"] if s["status"] != "ok"
+    ]
+    say(
+        f"  verify {'passed' if checks['ok'] else 'FAILED'}; files lost {len(figures['files lost'])} of {len(files)}; "
+        f"second deploy changed {again.get('changed')}"
+    )
+    return grown_site

@@ -206,3 +206,40 @@ def test_after_the_losses_a_deploy_converges_and_verify_passes(site):
     assert again["ok"] and again["changed"] == 0, [s for s in again["steps"] if s["status"] != "ok"]
     checks = json.loads(cli("verify", "--inventory", str(site.path), "--json").stdout)
     assert checks["ok"], [c for c in checks["checks"] if not c["ok"]]
+
+
+def test_the_site_grows_into_the_cluster_pattern(site, said):
+    """Issue #9: the multi site, posts and files on it, re-deployed as the cluster pattern
+    with four more hosts while a client posts: the DB tier handed over to Patroni, the
+    third app, search and storage nodes joined (the job server's search and storage
+    tiebreakers retired), both floating addresses up; nothing lost, verify passes, and a
+    second deploy changes nothing. The downtime is the longest gap between posts."""
+    found = lose(multi_site.grow, site, cli)
+    FIGURES["grown into cluster"] = {
+        k: found[k]
+        for k in (
+            "grow deploy (s)",
+            "grow deploy changes",
+            "downtime: longest gap between acknowledged posts (s)",
+            "posts acknowledged, refused during the growth",
+            "posts lost",
+        )
+    }
+    assert found["grow deploy ok"], (found["grow deploy failed steps"], said())
+    assert found["posts lost"] == 0 and found["files lost"] == [], said()
+    assert found["files, posts before"] == (10, True), said()
+    assert found["old post found by search"] and found["new post found by search"], said()
+    assert found["verify ok"], found["verify failing"]
+    names = "\n".join(found["verify checks"])
+    assert len(found["floating addresses"]) == 2, found["floating addresses"]  # active-active
+    for expected in (
+        *(f"exactly one proxy holds {vip}" for vip in found["floating addresses"]),
+        "websocket on app2, app3 receives a post made on app1",
+        "patroni: one leader, a synchronous standby, every member running",
+        "etcd: a quorum of 3 members with one leader",
+        "search cluster mattermost: green, 3 node(s), one elected cluster manager",
+        "SeaweedFS masters agree on a leader (3)",
+        "SeaweedFS: every file has its copies",
+    ):
+        assert expected in names, f"verify has no check {expected!r}:\n{names}"
+    assert found["second deploy changes"] == 0, found["second deploy changed steps"]
