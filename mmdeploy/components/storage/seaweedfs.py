@@ -459,29 +459,44 @@ class Gateway(_Server):
 
 # --- repair ----------------------------------------------------------------------------
 
-# Counts the volumes with fewer copies than their replica placement asks, from the leading
-# master's view (/vol/status), once every volume server of the layout has reported (or
-# after a wait: a host that is down counts as missing copies). Prints the count.
-_UNDER_REPLICATED = """\
-python3 - {url} {servers} <<'MMDEPLOY_PY'
+# A python3 probe on a SeaweedFS host: reads the leading master's view of every volume
+# server (/vol/status), waiting up to 15 s until the layout's servers have all reported (a
+# host that is down then counts as holding nothing), and prints what `tail` computes from
+# `nodes` (server -> its volumes).
+_VOLUME_PROBE = """\
+python3 - {{url}} {{servers}} <<'MMDEPLOY_PY'
 import json, sys, time, urllib.request
 url, wanted = sys.argv[1], int(sys.argv[2])
 for attempt in range(15):
     with urllib.request.urlopen(url, timeout=10) as r:
         topology = json.load(r)["Volumes"]["DataCenters"]
-    nodes = {{n: vols for dc in topology.values() for rack in dc.values() for n, vols in rack.items()}}
+    nodes = {{{{n: vols for dc in topology.values() for rack in dc.values() for n, vols in rack.items()}}}}
     if len(nodes) >= wanted:
         break
     time.sleep(1)
+{tail}
+MMDEPLOY_PY
+"""  # the delimiter alone on its line, also inside $(...)
+
+# The count of volumes with fewer copies than their replica placement asks.
+_UNDER_REPLICATED = _VOLUME_PROBE.format(
+    tail="""\
 found, expected = {{}}, {{}}
 for vols in nodes.values():
     for v in vols or []:
         found[v["Id"]] = found.get(v["Id"], 0) + 1
         rp = v.get("ReplicaPlacement") or {{}}
         expected[v["Id"]] = 1 + rp.get("node", 0) + rp.get("rack", 0) + rp.get("dc", 0)
-print(sum(1 for i in found if found[i] < expected[i]))
-MMDEPLOY_PY
-"""  # the delimiter alone on its line, also inside $(...)
+print(sum(1 for i in found if found[i] < expected[i]))"""
+)
+
+# How many volume servers hold no volume while there are at least as many volume copies as
+# servers (a server that joined a running store: growing two storage hosts into four); else 0.
+_EMPTY_SERVERS = _VOLUME_PROBE.format(
+    tail="""\
+copies = sum(len(vols or []) for vols in nodes.values())
+print(sum(1 for vols in nodes.values() if not vols) if copies >= len(nodes) else 0)"""
+)
 
 
 def under_replicated_probe(plan: common.SeaweedLayout, host: Host, servers: int | None = None) -> str:
@@ -490,26 +505,6 @@ def under_replicated_probe(plan: common.SeaweedLayout, host: Host, servers: int 
         url=f"http://{host.private_address}:{MASTER_PORT}/vol/status",
         servers=len(plan.volumes) if servers is None else servers,
     )
-
-
-# Prints how many volume servers hold no volume while there are at least as many volume
-# copies as servers (a server that joined a running store: growing two storage hosts into
-# four), after the same wait for every server of the layout as above; else 0.
-_EMPTY_SERVERS = """\
-python3 - {url} {servers} <<'MMDEPLOY_PY'
-import json, sys, time, urllib.request
-url, wanted = sys.argv[1], int(sys.argv[2])
-for attempt in range(15):
-    with urllib.request.urlopen(url, timeout=10) as r:
-        topology = json.load(r)["Volumes"]["DataCenters"]
-    nodes = {{n: vols for dc in topology.values() for rack in dc.values() for n, vols in rack.items()}}
-    if len(nodes) >= wanted:
-        break
-    time.sleep(1)
-copies = sum(len(vols or []) for vols in nodes.values())
-print(sum(1 for vols in nodes.values() if not vols) if copies >= len(nodes) else 0)
-MMDEPLOY_PY
-"""
 
 
 def balance(plan: common.SeaweedLayout, host: Host) -> Command:
