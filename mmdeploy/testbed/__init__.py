@@ -129,7 +129,7 @@ def grow(root: Path, path: Path, pattern: str, log: Log = print, owner: str = "t
     new hosts and the pattern's floating addresses. Nothing is deployed; returns `path`."""
     import yaml
 
-    from .inventory import HEADER, floating_addresses
+    from .inventory import HEADER, host_entries, vip_setting
 
     document = yaml.safe_load(path.read_text())
     have = [BedHost(h["name"], h["address"], list(h["roles"])) for h in document["hosts"]]
@@ -139,12 +139,10 @@ def grow(root: Path, path: Path, pattern: str, log: Log = print, owner: str = "t
     log(f"growing the test bed to {pattern}: adding {', '.join(h.name for h in added) or 'no host'}")
     known = start(hosts, root, log, owner, layout_name, image_for(SUITE))
     document["pattern"] = pattern
-    vips = floating_addresses(pattern, hosts)
-    if vips:
-        document["settings"].setdefault("proxy", {})["vip"] = vips if len(vips) > 1 else vips[0]
+    vip = vip_setting(pattern, hosts)
+    if vip:
+        document["settings"].setdefault("proxy", {})["vip"] = vip
     document["ssh"]["known_hosts"] = os.path.relpath(known, path.parent)
-    document["hosts"] = [
-        {"name": h.name, "address": h.address, "private_address": h.address, "roles": list(h.roles)} for h in hosts
-    ]
+    document["hosts"] = host_entries(hosts)
     path.write_text(HEADER + yaml.safe_dump(document, sort_keys=False, default_flow_style=None))
     return path

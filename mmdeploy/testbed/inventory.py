@@ -34,6 +34,17 @@ def floating_addresses(pattern: str, hosts: list[BedHost]) -> list[str]:
     return [f"{network[100 + i]}/{network.prefixlen}" for i in range(2 if pattern == "cluster" else 1)]
 
 
+def host_entries(hosts: list[BedHost]) -> list[dict]:
+    """The inventory's `hosts`: each bed host on its one address."""
+    return [{"name": h.name, "address": h.address, "private_address": h.address, "roles": list(h.roles)} for h in hosts]
+
+
+def vip_setting(pattern: str, hosts: list[BedHost]) -> str | list[str] | None:
+    """settings.proxy.vip for the layout: one address, a list (cluster), or None."""
+    vips = floating_addresses(pattern, hosts)
+    return (vips if len(vips) > 1 else vips[0]) if vips else None
+
+
 def write(
     path: Path,
     hosts: list[BedHost],
@@ -53,9 +64,9 @@ def write(
     }
     if apt_proxy:
         bed_settings["apt_proxy"] = apt_proxy
-    vips = floating_addresses(pattern, hosts)
-    if vips:
-        bed_settings["proxy"] = {"vip": vips if len(vips) > 1 else vips[0]}
+    vip = vip_setting(pattern, hosts)
+    if vip:
+        bed_settings["proxy"] = {"vip": vip}
     document = {
         "pattern": pattern,
         "ssh": {
@@ -67,9 +78,7 @@ def write(
             **({"known_hosts": os.path.relpath(known_hosts, path.parent)} if known_hosts else {}),
         },
         "settings": merge(bed_settings, settings or {}),
-        "hosts": [
-            {"name": h.name, "address": h.address, "private_address": h.address, "roles": list(h.roles)} for h in hosts
-        ],
+        "hosts": host_entries(hosts),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(HEADER + yaml.safe_dump(document, sort_keys=False, default_flow_style=None))
