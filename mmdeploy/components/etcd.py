@@ -30,7 +30,7 @@ from pydantic import Field
 from ..component import PEERS, Check, Component, Context, Metrics, Port, Warn, live
 from ..errors import MMDeployError
 from ..inventory import Host, Inventory
-from ..ops import Command, Directory, File, OneAtATime as Rolling, Packages, Service
+from ..ops import NOW, Command, Directory, File, OneAtATime, Packages, Service, started_since
 from ..remote import Remote
 from ..settings import Section
 
@@ -137,7 +137,7 @@ class Etcd(Component):
 
     def handlers(self, ctx: Context):
         now = int(ctx.facts.get([NOW])[NOW].out.strip() or 0)
-        return {"restart": OneAtATime(ctx.host, started_after=now, key=f"{ctx.inventory.path.resolve()}:etcd")}
+        return {"restart": EtcdRestart(ctx.host, started_after=now, key=f"{ctx.inventory.path.resolve()}:etcd")}
 
     def checks(self, inventory: Inventory):
         hosts = members(inventory)
@@ -146,10 +146,7 @@ class Etcd(Component):
         return [Check(f"etcd: a quorum of {len(hosts)} members with one leader", lambda: cluster_problem(inventory))]
 
 
-NOW = "date +%s"
-
-
-class OneAtATime(Rolling):
+class EtcdRestart(OneAtATime):
     """The restart handler: one member at a time (a lock shared by the run's hosts), each
     healthy again before the next restarts, so the cluster never loses its quorum (and
     Patroni its leader lock). A member this run started runs the new configuration already
@@ -157,8 +154,7 @@ class OneAtATime(Rolling):
 
     def __init__(self, host: Host, *, started_after: int, key: str):
         script = f"""set -e
-since=$(systemctl show -p ExecMainStartTimestamp --value etcd)
-if systemctl is-active --quiet etcd && [ -n "$since" ] && [ "$(date -d "$since" +%s)" -ge {started_after} ]; then
+if {started_since("etcd", started_after)}; then
   echo "etcd was started by this run: it runs the new configuration"
   exit 0
 fi

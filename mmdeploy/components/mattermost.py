@@ -41,6 +41,7 @@ from ..errors import MMDeployError, StepFailed
 from ..grammar import Address, DomainList, Email, ReadableFile, Source, SysctlKey, SysctlValue, hostport
 from ..inventory import Host, Inventory
 from ..ops import (
+    NOW,
     Command,
     Directory,
     File,
@@ -52,6 +53,7 @@ from ..ops import (
     Sysctl,
     Unpacked,
     User,
+    started_since,
     unit,
 )
 from ..ops.exporter import env_file
@@ -569,11 +571,6 @@ def activate_script(version: str) -> str:
 NGINX_FAIL_TIMEOUT = 10
 
 
-# The host's clock when the run built its steps: a server started at or after it was
-# started by this run.
-NOW = "date +%s"
-
-
 class AppRestart(OneAtATime):
     """A restart handler of an app server beside others: one app server at a time, and the
     next one stops only once NGINX sends requests to this one again (its fail_timeout), so
@@ -588,10 +585,7 @@ class AppRestart(OneAtATime):
             timeout=command.timeout + NGINX_FAIL_TIMEOUT,
         )
         self.command = command
-        self.fresh = (
-            f'since=$(systemctl show -p ActiveEnterTimestamp --value {unit})\n[ -n "$since" ] && '
-            f'[ "$(date -d "$since" +%s)" -ge {started_after} ]'
-        )
+        self.fresh = started_since(unit, started_after)
 
     def apply(self, remote: Remote, change: Change) -> None:
         if remote.run(self.fresh, timeout=30, what="did this run start the server").ok:

@@ -54,7 +54,7 @@ from ..component import PEERS, Balanced, Check, Component, Context, Metrics, Por
 from ..errors import MMDeployError
 from ..facts import Fact
 from ..inventory import Host, Inventory
-from ..ops import Command, Directory, File, Group, OneAtATime, Service, Sysctl, Unpacked, User, unit
+from ..ops import NOW, Command, Directory, File, Group, OneAtATime, Service, Sysctl, Unpacked, User, started_since, unit
 from ..ops.apt import install_script
 from ..ops.archive import MARKER, delivered
 from ..ops.exporter import env_file, exporter_handlers, exporter_steps, listen_flag
@@ -74,7 +74,6 @@ RESTART = ("restart",)
 # The facts steps() reads besides the host facts: the open-file limit systemd can grant,
 # and the host's clock (a node started after it runs this run's configuration).
 HARD_NOFILE = "ulimit -Hn"
-NOW = "date +%s"
 
 
 @dataclass(frozen=True)
@@ -618,8 +617,7 @@ class RollingRestart(OneAtATime):
     def __init__(self, e: Engine, host: Host, *, started_after: int, key: str):
         url = url_of(host)
         script = f"""set -e
-since=$(systemctl show -p ExecMainStartTimestamp --value {e.name})
-if systemctl is-active --quiet {e.name} && [ -n "$since" ] && [ "$(date -d "$since" +%s)" -ge {started_after} ]; then
+if {started_since(e.name, started_after)}; then
   echo "{e.name} was started by this run: it runs the new configuration"
   exit 0
 fi

@@ -5,7 +5,7 @@ script on the host.
 """
 
 from .apt import Packages
-from .command import Command, OneAtATime
+from .command import NOW, Command, OneAtATime, started_since
 from .archive import Binary, Unpacked
 from .files import Directory, File, JsonSettings
 from .sql import SQL
@@ -18,6 +18,8 @@ __all__ = [
     "Packages",
     "Command",
     "OneAtATime",
+    "NOW",
+    "started_since",
     "Directory",
     "File",
     "JsonSettings",

@@ -36,6 +36,20 @@ class Command(Step):
         run_checked(remote, self.script, self.name, timeout=self.timeout)
 
 
+# The host's clock, read while a run builds its steps (Component.build_facts): a service
+# whose process started at or after it was started by this run.
+NOW = "date +%s"
+
+
+def started_since(unit: str, started_after: int) -> str:
+    """A shell test: `unit` is active and its process started at or after `started_after`
+    (NOW as the run read it): it runs what this run configured."""
+    return (
+        f"since=$(systemctl show -p ExecMainStartTimestamp --value {unit}); systemctl is-active --quiet {unit} "
+        f'&& [ -n "$since" ] && [ "$(date -d "$since" +%s)" -ge {started_after} ]'
+    )
+
+
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
