@@ -6,12 +6,11 @@ by File.apply."""
 
 from __future__ import annotations
 
-import shlex
 from typing import Mapping
 
 from ..facts import Fact
 from ..step import Change
-from .files import File
+from .files import File, file_probe
 
 
 class SecretFile(File):
@@ -27,11 +26,7 @@ class SecretFile(File):
         validate: str | None = None,
     ):
         super().__init__(path, content, owner=owner, group=group, mode=mode, notify=notify, validate=validate)
-        p = shlex.quote(path)
-        self._probe = (
-            f"if [ -e {p} ] || [ -L {p} ]; then stat -c '%F|%U|%G|%a|%s' -- {p}; "
-            f"if [ -f {p} ]; then printf 'sha:'; sha256sum -- {p} | cut -d' ' -f1; fi; fi"
-        )
+        self._probe = file_probe(path, "h")
 
     def check(self, facts: Mapping[str, Fact]) -> Change | None:
         change = super().check(facts)

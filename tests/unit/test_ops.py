@@ -3,6 +3,7 @@ files (LocalRemote runs the same bash scripts the hosts get)."""
 
 import base64
 import getpass
+import grp
 import os
 
 import pytest
@@ -187,6 +188,61 @@ def test_batched_facts_of_a_kind_are_read_by_one_command():
     assert {k: f.out for k, f in got.items()} == {"echo x": "x\n", "echo y": "y\n"}
     # Alone, a batched fact is its own command.
     assert FactCache(LocalRemote(None)).get([Batched("echo solo", kind, "s")])["echo solo"].out == "solo\n"
+
+
+def _files_alone_and_together(paths_modes):
+    from mmdeploy.ops.files import file_probe
+
+    probes = [file_probe(path, mode) for path, mode in paths_modes]
+    alone = {p: FactCache(LocalRemote(None)).get([str(p)])[str(p)].out for p in probes}
+    remote = LocalRemote(None)
+    together = {p: f.out for p, f in FactCache(remote).get(probes).items()}
+    return alone, together, remote
+
+
+def test_file_facts_of_a_host_are_read_by_one_command_as_each_reads_alone(tmp_path):
+    from mmdeploy.ops.files import INLINE_LIMIT
+
+    (tmp_path / "small.conf").write_text("a=1\n")
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "big").write_bytes(b"x" * (INLINE_LIMIT + 1))
+    (tmp_path / "odd name|with bar").write_bytes(bytes(range(256)))
+    (tmp_path / "secret.key").write_text("hunter2\n")
+    (tmp_path / "dir").mkdir()
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
+    asked = [
+        (str(tmp_path / "small.conf"), "c"),
+        (str(tmp_path / "empty"), "c"),
+        (str(tmp_path / "big"), "c"),
+        (str(tmp_path / "odd name|with bar"), "c"),
+        (str(tmp_path / "secret.key"), "h"),
+        (str(tmp_path / "small.conf"), "h"),  # asked twice: inlined once, hashed from that
+        (str(tmp_path / "dir"), "s"),
+        (str(tmp_path / "dir"), "c"),
+        (str(tmp_path / "dangling"), "c"),
+        (str(tmp_path / "missing"), "c"),
+        (str(tmp_path / "missing"), "s"),
+    ]
+    alone, together, remote = _files_alone_and_together(asked)
+    assert together == alone
+    assert remote.round_trips == 1 and remote.scripts[0].count("stat -c") == 1  # not read one by one
+    assert "hunter2" not in remote.scripts[0] and "aHVudGVyMg" not in str(together)  # hashed, never inlined
+    # A step reads its part as it reads its own probe: the same content compares equal.
+    small = str(tmp_path / "small.conf")
+    mode = f"{os.stat(small).st_mode & 0o7777:04o}"
+    step = File(small, "a=1\n", owner=ME, group=grp.getgrgid(os.getgid()).gr_name, mode=mode)
+    assert step.check({step.facts()[0]: Fact(0, together[step.facts()[0]])}) is None
+
+
+def test_file_facts_that_do_not_add_up_are_read_one_by_one(tmp_path):
+    """A symlink's stat size is not its target's: the joined content does not split, so
+    each file is read alone, and still as each reads alone."""
+    (tmp_path / "target").write_text("target body\n")
+    os.symlink(tmp_path / "target", tmp_path / "link")
+    asked = [(str(tmp_path / "link"), "c"), (str(tmp_path / "target"), "c")]
+    alone, together, remote = _files_alone_and_together(asked)
+    assert together == alone
+    assert remote.round_trips == 2
 
 
 def test_services_are_read_by_one_systemctl():

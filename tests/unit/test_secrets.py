@@ -22,7 +22,7 @@ from mmdeploy import passwords
 from mmdeploy.components import mattermost as mm
 from mmdeploy.errors import InventoryError, MMDeployError, StepFailed
 from mmdeploy.facts import Fact
-from mmdeploy.ops.files import JsonSettings, _stat_probe
+from mmdeploy.ops.files import JsonSettings, file_probe
 from mmdeploy.secrets import REDACTED, Redactor, Secret, Secrets, escaped_forms, option_file_value
 
 # Quotes, backslashes, %, @, :, spaces, '#', '$', backquotes and non-ASCII.
@@ -232,7 +232,7 @@ def test_a_config_diff_never_shows_mattermosts_secrets():
         "EmailSettings": {"SMTPPassword": "new-smtp-password"},
     }
     step = JsonSettings("/opt/mattermost/config/config.json", wanted, mask=mm.mask_config)
-    probe = _stat_probe(step.path, content=True)
+    probe = file_probe(step.path, "c")
     body = base64.b64encode(json.dumps(current, indent=2).encode()).decode()
     change = step.check({probe: Fact(0, f"regular file|mattermost|mattermost|600|100\nb64:{body}")})
     assert "10.0.0.6:5432" in change.diff and "postgres://mmuser:********@10.0.0.5" in change.diff
