@@ -18,6 +18,7 @@ without one everything is configured anyway, and `verify` says which features ar
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import json
@@ -682,8 +683,6 @@ class Mattermost(Component):
 
     def steps(self, ctx: Context):
         view: DBView = ctx.shared
-        # The live primary and readers, or the routes that follow Patroni's leader.
-        primary, replicas = client_endpoints(ctx.inventory, view.topology)
         s, mm, host = ctx.settings, ctx.settings.mattermost, ctx.host
         if view.failover and not ctx.facts.get([f"test -f {CONFIG}"])[f"test -f {CONFIG}"].ok:
             return []  # never deployed here: a failover re-points servers, it does not install them
@@ -732,10 +731,7 @@ class Mattermost(Component):
         if ha and not view.failover:  # a failover only re-points: nothing here changes then
             steps += [Sysctl(key, value) for key, value in mm.ha_sysctl.items()]
             steps += time_sync(ctx)
-        wanted = config(ctx, primary, replicas)
-        if view.generated is not None:  # one key and salt for every server
-            for section, key, secret in SHARED_GENERATED:
-                wanted.setdefault(section, {})[key] = view.generated.get(section) or ctx.secrets.get(secret)
+        wanted = wanted_config(ctx)
         if mm.config_in_database:
             steps += self._config_in_database(ctx, wanted)
         else:
@@ -831,23 +827,7 @@ class Mattermost(Component):
         (which one runs the jobs, the address it gossips at and listens on) goes into the
         environment, which Mattermost overrides on top of the stored config without saving
         it."""
-        jobs, dsn = wanted["JobSettings"], wanted["SqlSettings"]["DataSource"]
-        env = {
-            # Mattermost tells a database store from a file by the DSN's scheme.
-            "MM_CONFIG": dsn if wanted["SqlSettings"]["DriverName"] == "postgres" else "mysql://" + dsn,
-            # As Mattermost's docs advise: after a failover the stored DataSource still names
-            # the old primary until the patch lands, and the server must start to take it.
-            "MM_SQLSETTINGS_DATASOURCE": dsn,
-            # mmctl --local on first start, before the patch has set it in the database.
-            "MM_SERVICESETTINGS_ENABLELOCALMODE": "true",
-            "MM_JOBSETTINGS_RUNJOBS": str(jobs.pop("RunJobs")).lower(),
-            "MM_JOBSETTINGS_RUNSCHEDULER": str(jobs.pop("RunScheduler")).lower(),
-            "MM_CLUSTERSETTINGS_ADVERTISEADDRESS": wanted["ClusterSettings"].pop("AdvertiseAddress"),
-            "MM_SERVICESETTINGS_LISTENADDRESS": wanted["ServiceSettings"].pop("ListenAddress"),
-            "MM_METRICSSETTINGS_LISTENADDRESS": wanted["MetricsSettings"].pop("ListenAddress"),
-        }
-        if not jobs:
-            del wanted["JobSettings"]
+        env, wanted = split_for_database(wanted)
         steps = [
             Directory(ETC, mode="0755"),
             # A systemd EnvironmentFile: double-quoted, backslash and quote escaped.
@@ -861,6 +841,41 @@ class Mattermost(Component):
 
 
 FIRST_START_WAIT = 300
+
+
+def wanted_config(ctx: Context) -> dict:
+    """The config keys mmdeploy sets on this host's server (ctx.shared: the DBView)."""
+    view: DBView = ctx.shared
+    primary, replicas = client_endpoints(ctx.inventory, view.topology)
+    wanted = config(ctx, primary, replicas)
+    if view.generated is not None:  # one key and salt for every server
+        for section, key, secret in SHARED_GENERATED:
+            wanted.setdefault(section, {})[key] = view.generated.get(section) or ctx.secrets.get(secret)
+    return wanted
+
+
+def split_for_database(wanted: dict) -> tuple[dict, dict]:
+    """(the units' environment, the patch for the database config) of a config in the
+    database: what differs per host goes into the environment."""
+    wanted = copy.deepcopy(wanted)  # the caller's copy stays whole
+    jobs, dsn = wanted["JobSettings"], wanted["SqlSettings"]["DataSource"]
+    env = {
+        # Mattermost tells a database store from a file by the DSN's scheme.
+        "MM_CONFIG": dsn if wanted["SqlSettings"]["DriverName"] == "postgres" else "mysql://" + dsn,
+        # As Mattermost's docs advise: after a failover the stored DataSource still names
+        # the old primary until the patch lands, and the server must start to take it.
+        "MM_SQLSETTINGS_DATASOURCE": dsn,
+        # mmctl --local on first start, before the patch has set it in the database.
+        "MM_SERVICESETTINGS_ENABLELOCALMODE": "true",
+        "MM_JOBSETTINGS_RUNJOBS": str(jobs.pop("RunJobs")).lower(),
+        "MM_JOBSETTINGS_RUNSCHEDULER": str(jobs.pop("RunScheduler")).lower(),
+        "MM_CLUSTERSETTINGS_ADVERTISEADDRESS": wanted["ClusterSettings"].pop("AdvertiseAddress"),
+        "MM_SERVICESETTINGS_LISTENADDRESS": wanted["ServiceSettings"].pop("ListenAddress"),
+        "MM_METRICSSETTINGS_LISTENADDRESS": wanted["MetricsSettings"].pop("ListenAddress"),
+    }
+    if not jobs:
+        del wanted["JobSettings"]
+    return env, wanted
 
 
 def first_start_after(first: Host, unit_name: str) -> Command:
@@ -923,6 +938,47 @@ class MattermostAdmin(Component):
                 unless=f"{MMCTL} team list 2>/dev/null | grep -w {team} >/dev/null",
             ),
         ]
+
+
+# What a dedicated job server last restarted for: the sha256 of the database config patch.
+PATCHED_MARKER = f"{ETC}/config-patch.sha256"
+
+
+class MattermostJobServer(Component):
+    """A dedicated job server restarts once the app servers stored a changed config patch
+    in the database. Its settings read at start-up (metrics, SQL, jobs) come from the
+    stored config, which the app servers patch in the mattermost component's handlers,
+    while the job server has already (re)started in its own (it has no local socket to
+    patch through); Mattermost applies such settings only at a restart. Runs after the
+    mattermost component on every host, so the patch is stored by then."""
+
+    name = "mattermost-jobserver"
+    roles = ("jobserver",)
+    after = ("mattermost",)
+    follows_db = True  # a failover changes the stored replicas and DataSource
+
+    def hosts(self, inventory):
+        if not inventory.settings.mattermost.config_in_database:
+            return []
+        return [h for h in inventory.with_role("jobserver") if not h.has("app")]
+
+    def prepare(self, inventory, view):
+        return Mattermost.prepare(self, inventory, view)
+
+    def after_failover(self, topology: Topology) -> DBView:
+        return DBView(topology, failover=True)
+
+    def steps(self, ctx: Context):
+        view: DBView = ctx.shared
+        if view.failover and not ctx.facts.get([f"test -f {CONFIG}"])[f"test -f {CONFIG}"].ok:
+            return []  # never deployed here: a failover re-points servers, it does not install them
+        _env, patch = split_for_database(wanted_config(ctx))
+        digest = hashlib.sha256(json.dumps(patch, sort_keys=True).encode()).hexdigest()
+        return [File(PATCHED_MARKER, digest + "\n", mode="0600", notify=("restart",))]
+
+    def handlers(self, ctx: Context):
+        grace = STOP_GRACE_FAILOVER if ctx.shared.failover else STOP_GRACE
+        return {"restart": restart(unit_name(ctx.host), grace)}
 
 
 ADMIN_MARKER = f"{ETC}/admin-password.sha256"
@@ -1674,4 +1730,4 @@ def _await_posted(ws, post_id: str, deadline: float) -> bool:
     return False
 
 
-COMPONENTS = [Mattermost(), MattermostAdmin(), MattermostSearchIndex()]
+COMPONENTS = [Mattermost(), MattermostAdmin(), MattermostJobServer(), MattermostSearchIndex()]

@@ -209,6 +209,31 @@ def test_config_in_database(site):
             assert password not in step.script and password not in (step.unless or "")
 
 
+@pytest.mark.parametrize("site", [DB_CONFIG], indirect=True)
+def test_a_dedicated_job_server_restarts_after_the_app_servers_stored_a_changed_patch(site):
+    """The app servers patch the stored config in the mattermost component's handlers; the
+    job server restarts for it in a component after that one: its marker is the patch's
+    hash, so a changed patch (or a first deploy) restarts it once the patch is stored."""
+    jobs = mm.MattermostJobServer()
+    assert [h.name for h in jobs.hosts(site.inv)] == ["job1"] and "mattermost" in jobs.after
+    (marker,) = jobs.steps(site("job1"))
+    assert marker.path == mm.PATCHED_MARKER and marker.notify == ("restart",) and marker.mode == "0600"
+    app_patch = next(
+        s for s in mm.Mattermost().steps(site("app1")) if isinstance(s, File) and s.path == mm.CONFIG_PATCH
+    )
+    import hashlib
+    import json
+
+    stored = json.loads(app_patch.content)
+    assert marker.content.decode() == hashlib.sha256(json.dumps(stored, sort_keys=True).encode()).hexdigest() + "\n"
+    assert "systemctl start mattermost" in jobs.handlers(site("job1"))["restart"].script
+    assert mm.Mattermost().steps(site("job1"))  # the job server's own steps are unchanged by it
+
+
+def test_without_the_config_in_the_database_no_job_server_restart_after_a_patch(site):
+    assert mm.MattermostJobServer().hosts(site.inv) == []
+
+
 @pytest.mark.parametrize("site", [DB_CONFIG + ["database.engine=mysql", "mattermost.version=10.11.23"]], indirect=True)
 def test_config_in_database_mysql_dsn_scheme(site):
     env = next(s for s in mm.Mattermost().steps(site("app1")) if isinstance(s, File) and s.path == mm.ENV_FILE)
