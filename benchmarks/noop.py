@@ -2,15 +2,19 @@
 """No-op re-run benchmark: deploy the demo component with S steps to N test-bed hosts, then
 time a second deploy that has nothing to change, and count SSH round trips per host.
 
-    python3 benchmarks/noop.py --hosts 1,5,10 --steps 20      (or: inv bench.noop)
+    python3 benchmarks/noop.py --hosts 1,10,50 --steps 20      (or: inv bench.noop)
 
-Prints figures; asserts nothing about time (it is a measurement, not a test).
+For each host count: the no-op re-run in-process and as a whole `inv deploy` process, with
+that process's peak memory and thread count; and the start-up time (interpreter + imports)
+of `inv --list` and of a deploy. Prints figures against issue #14's targets; asserts
+nothing about time (it is a measurement, not a test).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import subprocess
 import sys
@@ -28,28 +32,37 @@ DEMO_BASE_STEPS = 8  # the demo component's own steps; the rest are extra files
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hosts", default="1,5,10")
+    ap.add_argument("--hosts", default="1,10,50")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--reuse", action="store_true", help="measure on the bed an earlier run left up and deployed")
     args = ap.parse_args()
     overrides = ["demo.enabled=true", f"demo.extra_files={args.steps - DEMO_BASE_STEPS}"]
     counts = [int(n) for n in args.hosts.split(",")]
-    testbed.down(log=lambda *_: None)
-    path = testbed.up(ROOT, hosts=max(counts), log=lambda *_: None)
-    full = mmdeploy.load(path, overrides)
-    print(f"test bed: {max(counts)} hosts; demo component with {args.steps} steps per host")
-    t0 = time.monotonic()
-    cold = mmdeploy.deploy(full, only=["base", "demo"], out=io.StringIO())
-    print(
-        f"cold deploy (base + demo) onto {max(counts)} hosts: {time.monotonic() - t0:.1f}s, "
-        f"{cold.changed} changes, failed={cold.failed}"
-    )
+    if args.reuse:  # the bed of an earlier run, already deployed
+        path = testbed.path_for(ROOT, str(max(counts)))
+        full = mmdeploy.load(path, overrides)
+        print(f"test bed: {max(counts)} hosts (running, reused); demo component with {args.steps} steps per host")
+    else:
+        testbed.down(log=lambda *_: None)
+        path = testbed.up(ROOT, hosts=max(counts), log=lambda *_: None)
+        full = mmdeploy.load(path, overrides)
+        print(f"test bed: {max(counts)} hosts; demo component with {args.steps} steps per host")
+        t0 = time.monotonic()
+        cold = mmdeploy.deploy(full, only=["base", "demo"], out=io.StringIO())
+        print(
+            f"cold deploy (base + demo) onto {max(counts)} hosts: {time.monotonic() - t0:.1f}s, "
+            f"{cold.changed} changes, failed={cold.failed}"
+        )
     for n in counts:
-        limit = [f"host{i}" for i in range(1, n + 1)]
+        # An inventory of exactly n hosts: a run locks and prepares every host of its
+        # inventory, so --limit on the big one would measure the big one.
+        sub = first_hosts(path, n)
+        inv = mmdeploy.load(sub, overrides)
         times, report = [], None
         for _ in range(args.repeat):
             t0 = time.monotonic()
-            report = mmdeploy.deploy(full, limit=limit, only=["demo"], out=io.StringIO())
+            report = mmdeploy.deploy(inv, only=["demo"], out=io.StringIO())
             times.append(time.monotonic() - t0)
         trips = sorted(set(report.round_trips.values()))
         print(
@@ -58,31 +71,84 @@ def main() -> None:
             f"SSH round trips per host={'/'.join(map(str, trips))} (one to connect and read host facts, "
             f"one for all {args.steps} checks)"
         )
-    # The whole CLI process, as an operator runs it: interpreter start, imports, inventory, run.
-    t0 = time.monotonic()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "invoke",
-            "deploy",
-            "--inventory",
-            str(path),
-            "--yes",
-            "--only",
-            "demo",
-            *sum((["--set", o] for o in overrides), []),
-        ],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    print(f"{max(counts):>3} hosts via `inv deploy --only demo` (whole process): {time.monotonic() - t0:.2f}s wall")
+        # The whole CLI process, as an operator runs it: interpreter start, imports, inventory, run.
+        cli = [arg for o in overrides for arg in ("--set", o)]
+        seconds, rss_kb, threads = whole_process(["deploy", "--inventory", str(sub), "--yes", "--only", "demo", *cli])
+        target = {10: 0.8, 50: 2.5}.get(n)
+        print(
+            f"{n:>3} hosts via `inv deploy --only demo` (whole process): {seconds:.2f}s wall"
+            + (f" (target <= {target} s: {'met' if seconds <= target else 'NOT met'})" if target else "")
+            + f"; control process peak {rss_kb / 1024:.0f} MiB resident, {threads} threads"
+        )
+    startup()
     t0 = time.monotonic()
     report = mmdeploy.deploy(full, only=["base", "demo"], out=io.StringIO())
     print(
         f"{max(counts):>3} hosts, base + demo components, no-op: {time.monotonic() - t0:.2f}s wall, "
         f"changed={report.changed}"
+    )
+
+
+def first_hosts(path: Path, n: int) -> Path:
+    """A copy of the bed's inventory with its first n hosts, beside it (its relative paths
+    hold); the bed's inventory itself when n is all of them."""
+    text = path.read_text()
+    head, _, hosts = text.partition("\nhosts:\n")
+    entries = hosts.split("\n- ")
+    if n >= len(entries):
+        return path
+    sub = path.with_name(f"{path.stem}-first{n}.yml")
+    sub.write_text(head + "\nhosts:\n" + "\n- ".join(entries[:n]) + "\n")
+    return sub
+
+
+def whole_process(args: list[str]) -> tuple[float, int, int]:
+    """Run `inv ARGS`; its wall time, peak resident memory (KiB) and peak thread count
+    (sampled from /proc every 5 ms)."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    threads, usage, code = 1, None, 0
+    while usage is None:
+        pid, code, rusage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            usage = rusage
+            break
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            threads = max(threads, int(status.split("Threads:")[1].split()[0]))
+        except (OSError, IndexError, ValueError):
+            pass
+        time.sleep(0.005)
+    seconds = time.monotonic() - t0
+    proc.returncode = os.waitstatus_to_exitcode(code)
+    if proc.returncode:
+        raise SystemExit(f"inv {' '.join(args[:1])} failed: {proc.stderr.read().decode()[-800:]}")
+    return seconds, usage.ru_maxrss, threads
+
+
+def startup() -> None:
+    """Interpreter + imports: `inv --list` (imports the tasks only), and everything a deploy
+    imports (tasks, the API, the components, Fabric) before it touches the inventory."""
+
+    def median_of(command: list[str]) -> float:
+        times = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+            times.append(time.monotonic() - t0)
+        return statistics.median(times)
+
+    bare = median_of([sys.executable, "-c", "pass"])
+    listing = median_of([sys.executable, "-m", "invoke", "--list"])
+    deploy_imports = median_of(
+        [sys.executable, "-c", "import tasks, mmdeploy.api, mmdeploy.runner, mmdeploy.registry, fabric"]
+    )
+    print(
+        f"start-up (median of 5): interpreter alone {bare:.2f}s; `inv --list` {listing:.2f}s "
+        f"(target < 0.3 s: {'met' if listing < 0.3 else 'NOT met'}); interpreter + a deploy's imports "
+        f"{deploy_imports:.2f}s"
     )
 
 
