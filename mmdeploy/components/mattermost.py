@@ -952,7 +952,7 @@ class MattermostJobServer(Component):
     patch through); Mattermost applies such settings only at a restart. Runs after the
     mattermost component on every host, so the patch is stored by then."""
 
-    name = "mattermost-jobserver"
+    name = "mattermost-jobserver-config"
     roles = ("jobserver",)
     after = ("mattermost",)
     follows_db = True  # a failover changes the stored replicas and DataSource

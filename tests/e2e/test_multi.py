@@ -200,7 +200,7 @@ def test_after_the_losses_a_deploy_converges_and_verify_passes(site):
     changed = {s["component"] for s in first["steps"] if s["status"] == "changed"}
     # The DB scenario let this machine in as a DB client (database.extra_clients): the
     # site's own inventory takes it out of pg_hba and of the DB hosts' firewall again.
-    allowed = {"mattermost", "mattermost-jobserver", "postgresql", "firewall"}
+    allowed = {"mattermost", "mattermost-jobserver-config", "postgresql", "firewall"}
     assert first["ok"] and changed <= allowed, [s for s in first["steps"] if s["status"] != "ok"]
     again = json.loads(cli("deploy", "--inventory", str(site.path), "--yes", "--json").stdout)
     assert again["ok"] and again["changed"] == 0, [s for s in again["steps"] if s["status"] != "ok"]
