@@ -944,7 +944,7 @@ class MattermostAdmin(Component):
 PATCHED_MARKER = f"{ETC}/config-patch.sha256"
 
 
-class MattermostJobServer(Component):
+class MattermostJobServerConfig(Component):
     """A dedicated job server restarts once the app servers stored a changed config patch
     in the database. Its settings read at start-up (metrics, SQL, jobs) come from the
     stored config, which the app servers patch in the mattermost component's handlers,
@@ -1730,4 +1730,4 @@ def _await_posted(ws, post_id: str, deadline: float) -> bool:
     return False
 
 
-COMPONENTS = [Mattermost(), MattermostAdmin(), MattermostJobServer(), MattermostSearchIndex()]
+COMPONENTS = [Mattermost(), MattermostAdmin(), MattermostJobServerConfig(), MattermostSearchIndex()]

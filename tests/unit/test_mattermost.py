@@ -214,7 +214,7 @@ def test_a_dedicated_job_server_restarts_after_the_app_servers_stored_a_changed_
     """The app servers patch the stored config in the mattermost component's handlers; the
     job server restarts for it in a component after that one: its marker is the patch's
     hash, so a changed patch (or a first deploy) restarts it once the patch is stored."""
-    jobs = mm.MattermostJobServer()
+    jobs = mm.MattermostJobServerConfig()
     assert [h.name for h in jobs.hosts(site.inv)] == ["job1"] and "mattermost" in jobs.after
     (marker,) = jobs.steps(site("job1"))
     assert marker.path == mm.PATCHED_MARKER and marker.notify == ("restart",) and marker.mode == "0600"
@@ -231,7 +231,7 @@ def test_a_dedicated_job_server_restarts_after_the_app_servers_stored_a_changed_
 
 
 def test_without_the_config_in_the_database_no_job_server_restart_after_a_patch(site):
-    assert mm.MattermostJobServer().hosts(site.inv) == []
+    assert mm.MattermostJobServerConfig().hosts(site.inv) == []
 
 
 @pytest.mark.parametrize("site", [DB_CONFIG + ["database.engine=mysql", "mattermost.version=10.11.23"]], indirect=True)
