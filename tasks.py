@@ -393,7 +393,10 @@ def testbed_status(c):
 
 @task(
     name="noop",
-    help={"hosts": "comma-separated host counts (default 1,10,50)", "steps": "steps in the demo component (default 20)"},
+    help={
+        "hosts": "comma-separated host counts (default 1,10,50)",
+        "steps": "steps in the demo component (default 20)",
+    },
 )
 def bench_noop(c, hosts="1,10,50", steps=20):
     """Benchmark the no-op re-run of the demo component on test-bed hosts (--hosts, --steps)."""
