@@ -46,6 +46,8 @@ from ..settings import Section
 CONF = "/etc/haproxy/haproxy.cfg"
 HEALTH = "/healthz"  # the monitor page keepalived's track script asks for
 RELOAD = ("reload",)
+# The template's `inter` of the database routes and its `timeout check` (seconds).
+LONG_SESSION_INTER, CHECK_TIMEOUT = 1.0, 2.0
 RISE_WAIT = 30.0  # seconds verify gives a down server to rise (HAProxy: rise 2 checks)
 
 
@@ -126,8 +128,18 @@ class Haproxy(Component):
         ]
 
     def handlers(self, ctx: Context):
-        # Debian's unit checks the configuration again and hands over to new workers.
-        return {"reload": Command("reload haproxy", f"haproxy -c -q -f {CONF} && systemctl reload-or-restart haproxy")}
+        # Debian's unit checks the configuration again and hands over to new workers. New
+        # workers take every server as up until its first check: for that long the primary's
+        # route may hand a connection to a replica (a restarted Mattermost then fails its
+        # schema check on a read-only database). The clients the next components restart
+        # find only checked servers: the handler waits out one check round.
+        first_checks = max(_seconds(ctx.settings.haproxy.check_interval), LONG_SESSION_INTER) + CHECK_TIMEOUT
+        return {
+            "reload": Command(
+                "reload haproxy",
+                f"haproxy -c -q -f {CONF} && systemctl reload-or-restart haproxy && sleep {first_checks:g}",
+            )
+        }
 
     def checks(self, inventory: Inventory):
         layers = [b.name for b, _ in _layers(inventory)]
@@ -195,6 +207,11 @@ def render(ctx: Context) -> str:
         monitoring=["127.0.0.1", *dict.fromkeys(monitoring)],
         health=HEALTH,
     )
+
+
+def _seconds(duration: str) -> float:
+    """HAProxy's "2s" / "500ms" (check_interval's pattern) in seconds."""
+    return int(duration[:-2]) / 1000 if duration.endswith("ms") else float(duration[:-1])
 
 
 def _ident(name: str) -> str:

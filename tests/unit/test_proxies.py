@@ -439,7 +439,10 @@ def test_haproxy_steps_validate_and_reload(site, with_layers):
     conf = next(s for s in steps if isinstance(s, File))
     assert conf.path == "/etc/haproxy/haproxy.cfg"
     assert conf.validate == "haproxy -c -q -f {}" and conf.notify == ("reload",)
-    assert "systemctl reload-or-restart haproxy" in Haproxy().handlers(ctx)["reload"].script
+    reload = Haproxy().handlers(ctx)["reload"].script
+    # After the reload, one round of checks (2 s interval + 2 s check timeout) before any
+    # client is restarted: new workers take every server as up until checked.
+    assert reload.endswith("systemctl reload-or-restart haproxy && sleep 4")
     # It binds floating addresses it may not hold, and it answers before keepalived asks.
     (sysctl,) = [s for s in steps if isinstance(s, Sysctl)]
     assert (sysctl.key, sysctl.value) == ("net.ipv4.ip_nonlocal_bind", "1")
