@@ -78,6 +78,10 @@ def environment(inventory: Inventory, host: Host) -> str:
         "ETCD_HEARTBEAT_INTERVAL": str(e.heartbeat_ms),
         "ETCD_ELECTION_TIMEOUT": str(e.election_timeout_ms),
         "ETCD_ENABLE_V2": "false",
+        # A member that comes back after an outage campaigns with a higher term and, without
+        # pre-vote (3.4's default: off), makes the leader step down: for a few seconds no
+        # request is served, and Patroni's leader, unable to renew its key, demotes itself.
+        "ETCD_PRE_VOTE": "true",
         # Patroni's keys change every loop: keep an hour of history, not all of it.
         "ETCD_AUTO_COMPACTION_MODE": "periodic",
         "ETCD_AUTO_COMPACTION_RETENTION": "1h",

@@ -202,6 +202,7 @@ def test_etcd_environment(site):
     assert env["ETCD_LISTEN_CLIENT_URLS"] == "http://10.0.0.32:2379,http://127.0.0.1:2379"
     assert env["ETCD_LISTEN_PEER_URLS"] == "http://10.0.0.32:2380"
     assert env["ETCD_ENABLE_V2"] == "false" and env["ETCD_INITIAL_CLUSTER_STATE"] == "new"
+    assert env["ETCD_PRE_VOTE"] == "true"  # a member coming back does not unseat the leader
     # Masked before its package is installed; the restart handler takes one member at a time.
     steps = etcd.Etcd().steps(ctx)
     assert steps[0].script == "systemctl mask etcd" and steps[1].name.startswith("packages etcd-server")
