@@ -46,7 +46,8 @@ from ..settings import Section
 CONF = "/etc/haproxy/haproxy.cfg"
 HEALTH = "/healthz"  # the monitor page keepalived's track script asks for
 RELOAD = ("reload",)
-# The template's `inter` of the database routes and its `timeout check` (seconds).
+# The database routes' check interval and every check's time-out (seconds), for the
+# template and for the reload handler's wait.
 LONG_SESSION_INTER, CHECK_TIMEOUT = 1.0, 2.0
 RISE_WAIT = 30.0  # seconds verify gives a down server to rise (HAProxy: rise 2 checks)
 
@@ -206,6 +207,8 @@ def render(ctx: Context) -> str:
         ],
         monitoring=["127.0.0.1", *dict.fromkeys(monitoring)],
         health=HEALTH,
+        long_session_inter=f"{LONG_SESSION_INTER:g}s",
+        check_timeout=f"{CHECK_TIMEOUT:g}s",
     )
 
 

@@ -684,8 +684,8 @@ class Mattermost(Component):
     def steps(self, ctx: Context):
         view: DBView = ctx.shared
         s, mm, host = ctx.settings, ctx.settings.mattermost, ctx.host
-        if view.failover and not ctx.facts.get([f"test -f {CONFIG}"])[f"test -f {CONFIG}"].ok:
-            return []  # never deployed here: a failover re-points servers, it does not install them
+        if not_installed_in_failover(ctx):
+            return []
         release = f"{RELEASES}/{mm.version}"
         restart = ("restart",)
         ha = clustered(ctx.inventory)
@@ -798,7 +798,7 @@ class Mattermost(Component):
 
     def handlers(self, ctx: Context):
         name = unit_name(ctx.host)
-        grace = STOP_GRACE_FAILOVER if ctx.shared.failover else STOP_GRACE
+        grace = stop_grace(ctx)
         handlers = {}
         if ctx.host.has("app"):
             # Before the restart, which starts the features the new license grants.
@@ -841,6 +841,16 @@ class Mattermost(Component):
 
 
 FIRST_START_WAIT = 300
+
+
+def not_installed_in_failover(ctx: Context) -> bool:
+    """A failover re-points servers, it does not install them: a host never deployed has
+    nothing to re-point."""
+    return ctx.shared.failover and not ctx.facts.get([f"test -f {CONFIG}"])[f"test -f {CONFIG}"].ok
+
+
+def stop_grace(ctx: Context) -> int:
+    return STOP_GRACE_FAILOVER if ctx.shared.failover else STOP_GRACE
 
 
 def wanted_config(ctx: Context) -> dict:
@@ -962,22 +972,20 @@ class MattermostJobServerConfig(Component):
             return []
         return [h for h in inventory.with_role("jobserver") if not h.has("app")]
 
-    def prepare(self, inventory, view):
-        return Mattermost.prepare(self, inventory, view)
-
-    def after_failover(self, topology: Topology) -> DBView:
-        return DBView(topology, failover=True)
+    # The same view of the database tier as the mattermost component's (read once: facts
+    # are cached for the run).
+    prepare = Mattermost.prepare
+    after_failover = Mattermost.after_failover
 
     def steps(self, ctx: Context):
-        view: DBView = ctx.shared
-        if view.failover and not ctx.facts.get([f"test -f {CONFIG}"])[f"test -f {CONFIG}"].ok:
-            return []  # never deployed here: a failover re-points servers, it does not install them
+        if not_installed_in_failover(ctx):
+            return []
         _env, patch = split_for_database(wanted_config(ctx))
         digest = hashlib.sha256(json.dumps(patch, sort_keys=True).encode()).hexdigest()
         return [File(PATCHED_MARKER, digest + "\n", mode="0600", notify=("restart",))]
 
     def handlers(self, ctx: Context):
-        grace = STOP_GRACE_FAILOVER if ctx.shared.failover else STOP_GRACE
+        grace = stop_grace(ctx)
         return {"restart": restart(unit_name(ctx.host), grace)}
 
 
