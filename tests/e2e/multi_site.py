@@ -27,11 +27,11 @@ import mmdeploy
 from mmdeploy import testbed
 from mmdeploy.component import Info
 from mmdeploy.components import keepalived
-from mmdeploy.components.mattermost import ADMIN_PASSWORD, SiteChecks
+from mmdeploy.components.mattermost import ADMIN_PASSWORD, HOME, SiteChecks
 from mmdeploy.dbtier.component import DB_PASSWORD
 from mmdeploy.testbed.containers import ssh_answers
 from tests.e2e.dbwriter import PostgresClient, Writer
-from tests.e2e.poster import Poster
+from tests.e2e.poster import Poster, SpecPoster, Websocket
 from tests.e2e.probe import Probe
 from tests.e2e.test_search import api as search_api
 
@@ -721,3 +721,71 @@ def grow(site: Site, figures: dict, cli: Callable[..., subprocess.CompletedProce
         f"second deploy changed {again.get('changed')}"
     )
     return grown_site
+
+
+# --- a rolling upgrade and its rollback ------------------------------------------------------
+
+
+def upgrade(site: Site, figures: dict, version: str, cli: Callable[..., subprocess.CompletedProcess]) -> None:
+    """Issue #12 on the pattern's own bed: `upgrade` to `version` (a stand-in release of the
+    running series, served from the bed's gateway), then `rollback`, each while a client
+    posts and holds a websocket through every floating address. Records per action the
+    report, the failed requests and the websockets; then what one deploy of the site's own
+    inventory changed (the rollback brought back the release it names: nothing)."""
+    from tests.standin import release
+
+    password = site.secrets.existing(ADMIN_PASSWORD)
+    vips = [v.split("/")[0] for v in site.inv.settings.proxy.vips]
+    newer = mmdeploy.load(site.path, release.overrides(version))
+    for action, run in (
+        ("upgrade", lambda out: mmdeploy.upgrade(newer, out=out)),
+        ("rollback", lambda out: mmdeploy.rollback(mmdeploy.load(site.path), out=out)),
+    ):
+        clients = []
+        for vip in vips:
+            poster = SpecPoster(f"https://{vip}", site.domain, site.user, password, team=site.team, interval=0.05)
+            token = poster.client.headers["Authorization"].split()[1]
+            clients.append((poster, Websocket(f"wss://{vip}/api/v4/websocket", token)))
+        for poster, ws in clients:
+            poster.start()
+            ws.start()
+        time.sleep(1.5)
+        out = io.StringIO()
+        try:
+            report = run(out)
+        finally:
+            for poster, ws in clients:
+                poster.stop()
+                ws.stop()
+        keep(f"{action} to {report.target}", out.getvalue())
+        failures = [why for poster, _ in clients for _, why in poster.failures]
+        figures[action] = {
+            "ok": report.ok,
+            "message": report.message,
+            "procedure": report.procedure,
+            "nodes": [(n.host, n.status) for n in report.nodes],
+            "seconds": report.seconds,
+            "per node (s)": {n.host: n.seconds for n in report.nodes},
+            "drain (s)": {n.host: n.drain_seconds for n in report.nodes if n.drain_seconds is not None},
+            "posts acknowledged": sum(len(p.acked) for p, _ in clients),
+            "failed requests": failures,
+            "re-sent after an NGINX GOAWAY (not processed)": sum(len(p.resent) for p, _ in clients),
+            "posts not readable": sum(len(p.missing()) for p, _ in clients),
+            "websocket failures": [f for _, ws in clients for f in ws.failed],
+            "websocket reconnects": sum(ws.closed for _, ws in clients),
+            "versions": {
+                h.name: on(h.name, f"cat {HOME}/.mmdeploy-version").stdout.strip()
+                for h in site.inv.hosts
+                if h.has("app") or h.has("jobserver")
+            },
+        }
+        say(
+            f"{action} to {report.target}: {'ok' if report.ok else 'FAILED: ' + report.message} in "
+            f"{report.seconds:.1f} s ({', '.join(f'{h} {s}' for h, s in figures[action]['nodes'])}); "
+            f"{figures[action]['posts acknowledged']} posts through {', '.join(vips)}, {len(failures)} failed"
+        )
+    after = json.loads(cli("deploy", "--inventory", str(site.path), "--yes", "--json").stdout)
+    figures["deploy after the rollback"] = {
+        "ok": after["ok"],
+        "changed": [f"{s['host']} {s['component']} {s['step']}" for s in after["steps"] if s["status"] != "ok"],
+    }

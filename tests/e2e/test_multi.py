@@ -208,6 +208,42 @@ def test_after_the_losses_a_deploy_converges_and_verify_passes(site):
     assert checks["ok"], [c for c in checks["checks"] if not c["ok"]]
 
 
+def assert_rolling_upgrade_and_rollback(site, figures: dict, said) -> None:
+    """Issue #12 on the pattern's bed (multi_site.upgrade): both actions rolling, the job
+    server first, every node upgraded then rolled back, no failed request through any
+    floating address, no acknowledged post lost, the websockets reconnected elsewhere; then
+    a deploy of the site's own inventory changes nothing."""
+    current = site.inv.settings.mattermost.version
+    newer = current.rsplit(".", 1)[0] + "." + str(int(current.rsplit(".", 1)[1]) + 1)
+    found = lose(multi_site.upgrade, site, newer, cli)
+    nodes = [h.name for h in site.inv.hosts if h.has("jobserver")] + [h.name for h in site.inv.with_role("app")]
+    for action, status, version in (("upgrade", "upgraded", newer), ("rollback", "rolled-back", current)):
+        got = found[action]
+        figures[f"rolling {action} ({len(nodes)} nodes)"] = {
+            k: got[k]
+            for k in (
+                "seconds",
+                "per node (s)",
+                "drain (s)",
+                "posts acknowledged",
+                "re-sent after an NGINX GOAWAY (not processed)",
+                "websocket reconnects",
+            )
+        } | {"failed requests": len(got["failed requests"]), "posts lost": got["posts not readable"]}
+        assert got["ok"] and got["procedure"] == "rolling", (got["message"], said())
+        assert got["nodes"] == [(n, status) for n in nodes], got["nodes"]
+        assert set(got["versions"].values()) == {version}, got["versions"]
+        assert got["failed requests"] == [] and got["posts not readable"] == 0, got["failed requests"]
+        assert got["posts acknowledged"] > 50, got
+        assert got["websocket failures"] == [] and got["websocket reconnects"] >= 1, got
+    after = found["deploy after the rollback"]
+    assert after["ok"] and after["changed"] == [], after
+
+
+def test_a_rolling_upgrade_and_its_rollback_fail_no_request(site, said):
+    assert_rolling_upgrade_and_rollback(site, FIGURES, said)
+
+
 def test_the_site_grows_into_the_cluster_pattern(site, said):
     """Issue #9: the multi site, posts and files on it, re-deployed as the cluster pattern
     with four more hosts while a client posts: the DB tier handed over to Patroni, the

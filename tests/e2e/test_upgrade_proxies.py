@@ -14,7 +14,8 @@ from mmdeploy.components.mattermost import ADMIN_PASSWORD
 from mmdeploy.secrets import Redactor, Secrets
 
 from .conftest import ROOT, figures, inv, on
-from .test_upgrade import SpecPoster, Websocket, sets
+from .poster import SpecPoster, Websocket
+from .test_upgrade import sets
 
 pytestmark = pytest.mark.e2e
 FIGURES = figures("rolling upgrade behind 2 proxies and a floating address")
