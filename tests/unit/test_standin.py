@@ -97,11 +97,9 @@ def test_sha256_file_matches_the_archive(dist):
 
 def test_rebuild_is_skipped_when_sources_are_unchanged(dist):
     before = (dist / ARCHIVE).stat().st_mtime_ns
-    t0 = time.monotonic()
     r = subprocess.run(["bash", str(BUILD), VERSION, str(dist)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "up to date" in r.stdout
-    assert time.monotonic() - t0 < 10
     assert (dist / ARCHIVE).stat().st_mtime_ns == before
 
 
