@@ -421,3 +421,26 @@ def ordered(components: list[Component]) -> list[Component]:
     for c in components:
         visit(c)
     return done
+
+
+def cross_host(components: list[Component]) -> dict[str, set[str]]:
+    """What each component waits for on other hosts in a pipelined apply: every component it
+    is applied after (its `after`, through others too) and every `first` one (a host's
+    firewall lets its peers in), each finished on all of that component's hosts. The rest
+    of the order is only per host. Names not selected this run are left out."""
+    by_name = {c.name: c for c in components}
+
+    def closure(names: list[str]) -> set[str]:
+        deps: set[str] = set()
+        while names:
+            name = names.pop()
+            if name in by_name and name not in deps:
+                deps.add(name)
+                names += list(by_name[name].after)
+        return deps
+
+    firsts = {c.name: closure(list(c.after)) for c in components if c.first}
+    return {
+        c.name: closure([*c.after, *(f for f, own in firsts.items() if not c.first and c.name not in own)])
+        for c in components
+    }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -65,14 +66,17 @@ class FactCache:
     def __init__(self, remote: Remote):
         self.remote = remote
         self._cache: dict[str, Fact] = {}
+        # The host's own pipeline and another component's prepare() may read at once.
+        self._lock = threading.RLock()
 
     def get(self, commands: Iterable[str]) -> dict[str, Fact]:
         """The facts for `commands`, fetching all missing ones in a single round trip."""
         wanted = list(dict.fromkeys(commands))
-        missing = [c for c in wanted if c not in self._cache]
-        if missing:
-            self._cache.update(self._gather(missing))
-        return {c: self._cache[c] for c in wanted}
+        with self._lock:
+            missing = [c for c in wanted if c not in self._cache]
+            if missing:
+                self._cache.update(self._gather(missing))
+            return {c: self._cache[c] for c in wanted}
 
     def host(self, name: str) -> str:
         """One of HOST_FACTS, e.g. host('mem_kb')."""
@@ -81,7 +85,8 @@ class FactCache:
     def invalidate(self) -> None:
         # Host facts (OS, memory, CPUs) do not change when a step applies.
         keep = set(HOST_FACTS.values())
-        self._cache = {c: f for c, f in self._cache.items() if c in keep}
+        with self._lock:
+            self._cache = {c: f for c, f in self._cache.items() if c in keep}
 
     def _gather(self, commands: list[str]) -> dict[str, Fact]:
         if not self._cache:  # first batch on this host: take the host facts along

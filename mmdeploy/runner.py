@@ -1,5 +1,6 @@
-"""Plan and apply: hosts in parallel, components in dependency order with a barrier between
-them, handlers once per host after the component's steps.
+"""Plan and apply: hosts in parallel, components in dependency order, handlers once per host
+after the component's steps. Plan puts a barrier between components; apply runs a pipeline
+per host (_Pipelines), waiting for other hosts only where a component needs them.
 
 `plan` runs every check and never applies. `apply` is the only writer. A host that fails
 stops its own later steps; the other hosts go on.
@@ -14,9 +15,10 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from . import pending
-from .component import Component, Context, ordered
+from .component import Component, Context, cross_host, ordered
 from .errors import InventoryError, MMDeployError
 from .facts import HOST_FACTS, Fact, FactCache
 from .inventory import Host, Inventory
@@ -39,6 +41,8 @@ class HostRun:
     failed: int = 0
     error: str | None = None
     seconds: float = 0.0
+    # (component, start, end) on the monotonic clock, in the order the host ran them
+    timeline: list[tuple[str, float, float]] = field(default_factory=list)
 
     @property
     def alive(self) -> bool:
@@ -95,9 +99,13 @@ def run(
     shared: dict[str, object] | None = None,
     warnings: list[str] | tuple[str, ...] = (),
     connections: dict[str, Remote] | None = None,
+    pipelined: bool = True,
 ) -> RunReport:
-    """`shared` gives a component's ctx.shared instead of its prepare() (a re-point after a
-    failover passes the topology the failover decided). `warnings` are printed first.
+    """`pipelined` (apply only): each host goes through the components at its own pace,
+    waiting for other hosts only where a component needs them (_Pipelines); False puts a
+    barrier between components, as plan always does. `shared` gives a component's
+    ctx.shared instead of its prepare() (a re-point after a failover passes the topology
+    the failover decided). `warnings` are printed first.
     `connections`: open connections to use (the run lock's, one SSH handshake per host
     instead of two), left open for their owner to close."""
     if mode not in ("plan", "apply"):
@@ -125,36 +133,24 @@ def run(
         order = ordered(components)
         members = {c.name: {h.name for h in c.hosts(inventory)} for c in order}
         ahead = _Prefetch(inventory, secrets, runs, view, shared or {}, order, pool, members)
-        for component in order:
-            targets = [r for r in runs.values() if r.alive and r.host.name in members[component.name]]
-            if component.retires():  # the other hosts, where it may have left a server running
-                targets += [r for r in runs.values() if r.alive and r.host.name not in members[component.name]]
-            if not targets:
-                continue
-            if mode == "apply" and any(r.changed or r.failed > unreachable[n] for n, r in runs.items()):
-                ahead.drop()
-            try:
-                prepared = ahead.prepared(component)
-            except MMDeployError as e:
-                for r in targets:
-                    report.results.append(_fail(r, component.name, "(prepare)", str(e), reporter))
-                continue
-            # The barrier: every host finishes this component before any starts the next.
-            for results in pool.map(
-                lambda r: _run_component(
-                    r,
-                    component,
-                    inventory,
-                    secrets,
-                    reporter,
-                    mode,
-                    prepared,
-                    ahead.built(r, component),
-                    member=r.host.name in members[component.name],
-                ),
-                targets,
-            ):
-                report.results.extend(results)
+
+        def apply(r: HostRun, c: Component, prepared: object, built: Built | None, member: bool) -> list[StepResult]:
+            return _run_component(r, c, inventory, secrets, reporter, mode, prepared, built, member=member)
+
+        if mode == "apply" and pipelined:
+            pipelines = _Pipelines(order, members, runs, unreachable, ahead, inventory, reporter)
+            alive = [r for r in runs.values() if r.alive]
+            with ThreadPoolExecutor(max_workers=max(1, len(alive))) as each_host:  # one thread per pipeline
+                futures = [each_host.submit(pipelines.run_host, r, apply) for r in alive]
+                try:
+                    for f in futures:
+                        f.result()
+                except BaseException:  # Ctrl-C: no host starts another component
+                    pipelines.stop.set()
+                    raise
+            report.results.extend(pipelines.results(list(runs)))
+        else:
+            _with_barriers(order, members, runs, unreachable, ahead, pool, report, reporter, mode, apply)
         view.close()
         for name, r in runs.items():
             if name not in lent:
@@ -162,6 +158,41 @@ def run(
     report.seconds = time.monotonic() - started
     reporter.summary(report)
     return report
+
+
+def _with_barriers(
+    order: list[Component],
+    members: dict[str, set[str]],
+    runs: dict[str, HostRun],
+    unreachable: dict[str, int],
+    ahead: _Prefetch,
+    pool: ThreadPoolExecutor,
+    report: RunReport,
+    reporter: Reporter,
+    mode: str,
+    apply: Callable[..., list[StepResult]],
+) -> None:
+    """Every host finishes a component before any starts the next (plan, and apply when
+    not pipelined). `apply(run, component, prepared, built, member)` runs one host's part."""
+    for component in order:
+        targets = [r for r in runs.values() if r.alive and r.host.name in members[component.name]]
+        if component.retires():  # the other hosts, where it may have left a server running
+            targets += [r for r in runs.values() if r.alive and r.host.name not in members[component.name]]
+        if not targets:
+            continue
+        if mode == "apply" and any(r.changed or r.failed > unreachable[n] for n, r in runs.items()):
+            ahead.drop()
+        try:
+            prepared = ahead.prepared(component)
+        except MMDeployError as e:
+            for r in targets:
+                report.results.append(_fail(r, component.name, "(prepare)", str(e), reporter))
+            continue
+        for results in pool.map(
+            lambda r: apply(r, component, prepared, ahead.built(r, component), r.host.name in members[component.name]),
+            targets,
+        ):
+            report.results.extend(results)
 
 
 def _connect(run: HostRun, reporter: Reporter, proven: bool = False) -> None:
@@ -190,9 +221,29 @@ def _run_component(
     built: Built | None = None,
     member: bool = True,
 ) -> list[StepResult]:
+    """One host's part of a component, timed: the host's own work (HostRun.seconds and
+    .timeline), not its waits for other hosts."""
+    t0 = time.monotonic()
+    try:
+        return _apply_component(run, component, inventory, secrets, reporter, mode, shared, built, member)
+    finally:
+        run.seconds += time.monotonic() - t0
+        run.timeline.append((component.name, t0, time.monotonic()))
+
+
+def _apply_component(
+    run: HostRun,
+    component: Component,
+    inventory: Inventory,
+    secrets: Secrets,
+    reporter: Reporter,
+    mode: str,
+    shared: object = None,
+    built: Built | None = None,
+    member: bool = True,
+) -> list[StepResult]:
     """`built`: the host's steps and handlers for this component, built ahead (_Prefetch).
     A host that is not one of the component's (`member` false) runs its retire() steps."""
-    t0 = time.monotonic()
     results: list[StepResult] = []
     host = run.host.name
 
@@ -296,7 +347,6 @@ def _run_component(
     unknown = set(notified) - set(handlers)
     if unknown:
         fail("(handlers)", f"steps notify unknown handlers: {', '.join(sorted(unknown))}")
-    run.seconds += time.monotonic() - t0
     return results
 
 
@@ -347,7 +397,7 @@ class _Prefetch:
         for component in order:
             if any(runs[h.name].alive for h in component.hosts(inventory) if h.name in runs):
                 try:
-                    self._prepared[component.name] = self._prepare(component, inventory)
+                    self._prepared[component.name] = self.prepare_now(component)
                 except Exception:  # noqa: BLE001 - prepared again at its turn, which reports it
                     pass
 
@@ -372,14 +422,14 @@ class _Prefetch:
 
         list(pool.map(build, [r for r in runs.values() if r.alive]))
 
-    def _prepare(self, component: Component, inventory: Inventory) -> object:
+    def prepare_now(self, component: Component) -> object:
         given = self.given.get(component.name)
-        return given if given is not None else component.prepare(inventory, self.view)
+        return given if given is not None else component.prepare(self.inventory, self.view)
 
     def prepared(self, component: Component) -> object:
         if component.name in self._prepared:
             return self._prepared[component.name]
-        return self._prepare(component, self.inventory)
+        return self.prepare_now(component)
 
     def built(self, run: HostRun, component: Component) -> Built | None:
         return self._built.pop((run.host.name, component.name), None)
@@ -391,6 +441,108 @@ class _Prefetch:
             self._built.clear()
             for run in self.runs.values():
                 run.facts.invalidate()
+
+
+class _Pipelines:
+    """Apply with a pipeline per host (issue #14): each host goes through the run's order
+    without waiting for the others, except where a component needs them. A component
+    starts on a host once
+
+    - every component it waits for (component.cross_host: its `after`, and the firewall)
+      has finished on all of that component's hosts, and
+    - all of its own hosts have come to it: the members of a cluster start it together, as
+      under a barrier (a component that retires servers elsewhere: every host of the run).
+
+    A host that fails is waited for no more; the others go on, as under the barrier. The
+    first change anywhere makes every later component prepare again and each host read
+    its facts again (_Prefetch's rule, per host). Results come back in the barrier's order
+    (component, then host), so the report reads the same whatever the timing."""
+
+    def __init__(
+        self,
+        order: list[Component],
+        members: dict[str, set[str]],
+        runs: dict[str, HostRun],
+        unreachable: dict[str, int],
+        ahead: _Prefetch,
+        inventory: Inventory,
+        reporter: Reporter,
+    ):
+        self.order, self.runs, self.unreachable, self.ahead = order, runs, unreachable, ahead
+        self.inventory, self.reporter = inventory, reporter
+        self.index = {c.name: i for i, c in enumerate(order)}
+        waits = cross_host(order)
+        self.waits = [sorted(self.index[d] for d in waits[c.name]) for c in order]
+        self.targets = [set(runs) if c.retires() else members[c.name] & set(runs) for c in order]
+        self.members = members
+        self.past = {name: 0 for name in runs}  # how many components of `order` each host is past
+        self.done = threading.Condition()
+        self.stop = threading.Event()
+        self._prepare_lock = threading.Lock()
+        self._prepared: dict[str, tuple[object, MMDeployError | None, bool]] = {}
+        self._stale: set[str] = set()  # hosts whose facts were read again after the first change
+        self._results: dict[tuple[int, str], list[StepResult]] = {}
+
+    def _ready(self, i: int) -> bool:
+        if any(self.past[h] < i for h in self.targets[i]):
+            return False
+        return all(self.past[h] > j for j in self.waits[i] for h in self.targets[j])
+
+    def _passed(self, host: str, count: int) -> None:
+        with self.done:
+            self.past[host] = count
+            self.done.notify_all()
+
+    def _changed(self) -> bool:
+        return any(r.changed or r.failed > self.unreachable[n] for n, r in self.runs.items())
+
+    def _prepare(self, component: Component) -> tuple[object, MMDeployError | None, bool]:
+        """Once per component, when its first host starts it: (prepared, error, ahead),
+        `ahead` when it is the one prepared before anything changed."""
+        with self._prepare_lock:
+            if component.name not in self._prepared:
+                ahead = not self._changed()
+                try:
+                    value = self.ahead.prepared(component) if ahead else self.ahead.prepare_now(component)
+                    self._prepared[component.name] = value, None, ahead
+                except MMDeployError as e:
+                    self._prepared[component.name] = None, e, ahead
+            return self._prepared[component.name]
+
+    def run_host(self, run: HostRun, apply: Callable[..., list[StepResult]]) -> None:
+        name = run.host.name
+        try:
+            for i, component in enumerate(self.order):
+                if not run.alive or self.stop.is_set():
+                    break
+                member = name in self.members[component.name]
+                if member or component.retires():
+                    with self.done:
+                        while not self._ready(i):
+                            self.done.wait(1.0)
+                            if self.stop.is_set():
+                                return
+                    self._results[i, name] = self._component(run, component, member, apply)
+                self._passed(name, i + 1)
+        finally:
+            self._passed(name, len(self.order))  # waited for no more
+
+    def _component(
+        self, run: HostRun, component: Component, member: bool, apply: Callable[..., list[StepResult]]
+    ) -> list[StepResult]:
+        prepared, error, ahead = self._prepare(component)
+        if error is not None:
+            return [_fail(run, component.name, "(prepare)", str(error), self.reporter)]
+        built = None
+        if run.host.name not in self._stale and self._changed():
+            self._stale.add(run.host.name)
+            run.facts.invalidate()
+        elif ahead and run.host.name not in self._stale:
+            built = self.ahead.built(run, component)
+        return apply(run, component, prepared, built, member)
+
+    def results(self, hosts: list[str]) -> list[StepResult]:
+        return [r for i in range(len(self.order)) for h in hosts for r in self._results.get((i, h), [])]
 
 
 class _View:

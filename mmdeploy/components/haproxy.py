@@ -88,7 +88,9 @@ class Haproxy(Component):
     roles = ("proxy",)
     settings = {"haproxy": HaproxySettings}
     metrics = (Metrics("haproxy", lambda s: s.haproxy.stats_port),)
-    after = ("base",)
+    # Reloaded once the database tier is up, so that its first checks find the primary
+    # and Mattermost's first connections through it find a route.
+    after = ("base", "postgresql-replication", "mysql-replication")
 
     def hosts(self, inventory: Inventory) -> list[Host]:
         return super().hosts(inventory) if _layers(inventory) else []

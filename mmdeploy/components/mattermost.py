@@ -642,8 +642,18 @@ class Mattermost(Component):
         Port("cluster gossip", GOSSIP_PORT, ("app", "jobserver"), proto="udp", on=lambda inv: _cluster_nodes(inv)),
     )
     # The bucket and the push proxies exist before Mattermost first starts (its start-up
-    # checks the file store).
-    after = ("base", "postgresql-replication", "mysql-replication", "seaweedfs", "minio", "pushproxy")
+    # checks the file store); in multi and cluster it reaches the database, the S3
+    # gateways and the push proxies through the internal balancer and its address.
+    after = (
+        "base",
+        "postgresql-replication",
+        "mysql-replication",
+        "seaweedfs",
+        "minio",
+        "pushproxy",
+        "haproxy",
+        "keepalived-start",
+    )
     follows_db = True
 
     def validate(self, settings):

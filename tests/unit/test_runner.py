@@ -83,7 +83,7 @@ def site(tmp_path, write_inventory, monkeypatch):
     files = tmp_path / "hosts"
     files.mkdir()
 
-    def run(mode, components=None, limit=None, inv=inv, warnings=()):
+    def run(mode, components=None, limit=None, inv=inv, warnings=(), pipelined=True):
         out = io.StringIO()
         redactor = Redactor()
         secrets = Secrets(tmp_path / "site.secrets.yml", redactor)
@@ -96,6 +96,7 @@ def site(tmp_path, write_inventory, monkeypatch):
             limit=limit,
             run_root=tmp_path / "runs",
             warnings=warnings,
+            pipelined=pipelined,
         )
         return report, out.getvalue()
 
@@ -191,6 +192,89 @@ def test_component_order_follows_dependencies(tmp_path):
     a.after = ("after",)
     with pytest.raises(ValueError, match="cycle"):
         ordered([a])
+
+
+class Stamp(Component):
+    """On the hosts named: writes when its step started, sleeps, writes when it ended
+    (tmp/<host>.<component>.start and .end); fails instead where `fail_on`."""
+
+    def __init__(self, name, root, on, seconds=0.0, after=(), fail_on=()):
+        self.name, self.root, self.on, self.seconds, self.after, self.fail_on = name, root, on, seconds, after, fail_on
+
+    def hosts(self, inv):
+        return [h for h in inv.hosts if h.name in self.on]
+
+    def steps(self, ctx):
+        f = self.root / f"{ctx.host.name}.{self.name}"
+        fail = "; exit 3" if ctx.host.name in self.fail_on else ""
+        return [Command(self.name, f"date +%s.%N > {f}.start; sleep {self.seconds}; date +%s.%N > {f}.end{fail}")]
+
+    def at(self, host, edge):
+        return float((self.root / f"{host}.{self.name}.{edge}").read_text())
+
+
+def stamps(root):
+    """db1 is slow in its first component; proxy1 has one of its own that needs nobody,
+    app1 one that needs db1's, and proxy1 and db1 share one they start together."""
+    slow = Stamp("slow", root, {"db1"}, seconds=1.0)
+    local = Stamp("local", root, {"proxy1"})
+    needs = Stamp("needs", root, {"app1"}, after=("slow",))
+    together = Stamp("together", root, {"proxy1", "db1"})
+    return slow, local, needs, together
+
+
+def test_pipelines_wait_for_other_hosts_only_where_a_component_needs_them(site):
+    slow, local, needs, together = stamps(site.tmp)
+    report, _ = site("apply", [slow, local, needs, together])
+    assert not report.failed and report.changed == 5
+    assert local.at("proxy1", "start") < slow.at("db1", "end")  # needs nobody: did not wait
+    assert needs.at("app1", "start") >= slow.at("db1", "end")  # after = ("slow",): waited for db1
+    assert together.at("proxy1", "start") >= slow.at("db1", "end")  # its hosts start it together
+    # The report reads as under a barrier: components in order, hosts in inventory order.
+    assert [(r.component, r.host) for r in report.results] == [
+        ("slow", "db1"),
+        ("local", "proxy1"),
+        ("needs", "app1"),
+        ("together", "proxy1"),
+        ("together", "db1"),
+    ]
+    # The host's own work, not its waits: proxy1 worked well under db1's second.
+    assert report.hosts["proxy1"].seconds < report.hosts["db1"].seconds
+
+
+def test_a_barrier_makes_every_host_wait_for_the_slowest(site):
+    slow, local, needs, together = stamps(site.tmp)
+    report, _ = site("apply", [slow, local, needs, together], pipelined=False)
+    assert not report.failed
+    assert local.at("proxy1", "start") >= slow.at("db1", "end")
+
+
+def test_pipelines_wait_no_more_for_a_host_that_failed(site):
+    slow, local, needs, together = stamps(site.tmp)
+    slow.fail_on = ("db1",)
+    report, out = site("apply", [slow, local, needs, together])
+    assert report.failed and report.hosts["db1"].failed == 1
+    assert needs.at("app1", "start") >= slow.at("db1", "end")  # still after it ended
+    assert (site.tmp / "proxy1.together.end").exists() and not (site.tmp / "db1.together.start").exists()
+    assert "db1: FAILED: slow / slow" in out
+
+
+def test_cross_host_waits_follow_after_and_the_firewall():
+    """What each real component waits for on other hosts in a pipelined deploy: always
+    components earlier in the order (so no pipeline can wait for itself), what it is
+    `after` through others too, and the firewall; nothing else."""
+    from mmdeploy.component import cross_host
+    from mmdeploy.registry import registry
+
+    order = ordered(list(registry().by_name(None)))
+    waits = cross_host(order)
+    index = {c.name: i for i, c in enumerate(order)}
+    for name, deps in waits.items():
+        assert all(index[d] < index[name] for d in deps), name
+    assert waits["base"] == set() and waits["firewall"] == {"base"}
+    assert waits["nginx"] == {"base", "firewall"}  # not the database, not the apps
+    assert {"postgresql-replication", "patroni", "haproxy", "keepalived-start", "firewall"} <= waits["mattermost"]
+    assert "prometheus" not in waits["mattermost"] and "nginx" not in waits["postgresql"]
 
 
 class Topology(Component):
