@@ -66,6 +66,7 @@ _HELP = {
     "only": "comma-separated component names: only these components",
     "verbose": "also print steps that are already as wanted",
     "yes": "apply without showing the plan and asking",
+    "barrier": "every host finishes a component before any starts the next (default: each host at its own pace)",
     "json": "print one JSON document on standard output (schema: docs/json.md); other output goes to stderr",
 }
 
@@ -88,9 +89,20 @@ def plan(c, pattern=None, inventory=None, limit=None, set=None, only=None, verbo
         raise Exit(code=1)
 
 
-@task(help=_help("pattern", "inventory", "limit", "set", "only", "yes", "verbose", "json"), iterable=["set"])
+@task(help=_help("pattern", "inventory", "limit", "set", "only", "yes", "verbose", "json", "barrier"), iterable=["set"])
 @_cli
-def deploy(c, pattern=None, inventory=None, limit=None, set=None, only=None, yes=False, verbose=False, json=False):
+def deploy(
+    c,
+    pattern=None,
+    inventory=None,
+    limit=None,
+    set=None,
+    only=None,
+    yes=False,
+    verbose=False,
+    json=False,
+    barrier=False,
+):
     """Apply the inventory, hosts in parallel (--yes: do not ask first; --json for scripts).
 
     Components in dependency order; on a terminal it shows the plan and asks first, with a
@@ -113,7 +125,9 @@ def deploy(c, pattern=None, inventory=None, limit=None, set=None, only=None, yes
         )
         if input().strip().lower() not in ("y", "yes"):
             raise Exit("Not applied.", code=1)
-    report = mmdeploy.deploy(inv, limit=_names(limit), only=_names(only), verbose=verbose, **_output(json))
+    report = mmdeploy.deploy(
+        inv, limit=_names(limit), only=_names(only), verbose=verbose, barrier=barrier, **_output(json)
+    )
     if json:
         _json(jsonout.run(report, inv), inv)
     if report.failed:

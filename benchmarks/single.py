@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Single-pattern benchmark: cold deploy of the whole single pattern (5 fresh test-bed hosts,
-the stand-in Mattermost release), then the no-op re-run, with SSH round trips per host.
+"""Single-pattern benchmark: cold deploys of the whole single pattern (5 fresh test-bed hosts,
+the stand-in Mattermost release), under a barrier between components and pipelined per host,
+each with the ratio of its wall time to the slowest host's own work (issue #14's target:
+<= 1.15); then the no-op re-run, with SSH round trips per host.
 
-    python3 benchmarks/single.py [--keep]
+    python3 benchmarks/single.py [--pattern P] [--schedules barrier,pipelined] [--repeat N]
 
 Prints figures; asserts nothing (a measurement, not a test). The apt cache (apt-cacher-ng)
 is warm after the first run on a machine; the first ever run also downloads packages.
@@ -25,22 +27,50 @@ from mmdeploy import testbed  # noqa: E402
 from tests.standin import release  # noqa: E402
 
 
+def cold(pattern: str, barrier: bool) -> tuple[mmdeploy.RunReport, float, object]:
+    """A cold deploy on fresh bed hosts: (report, wall seconds, inventory)."""
+    testbed.down(log=lambda *_: None)
+    path = testbed.up(ROOT, pattern=pattern, log=lambda *_: None)
+    inv = mmdeploy.load(path, release.overrides() + ["monitoring.grafana=false"])
+    t0 = time.monotonic()
+    report = mmdeploy.deploy(inv, out=io.StringIO(), barrier=barrier)
+    return report, time.monotonic() - t0, inv
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pattern", default="single")
     ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
-    testbed.down(log=lambda *_: None)
-    path = testbed.up(ROOT, pattern=args.pattern, log=lambda *_: None)
-    inv = mmdeploy.load(path, release.overrides() + ["monitoring.grafana=false"])
-    t0 = time.monotonic()
-    cold = mmdeploy.deploy(inv, out=io.StringIO())
-    cold_s = time.monotonic() - t0
-    print(
-        f"{args.pattern} pattern, {len(inv.hosts)} hosts: cold deploy {cold_s:.1f}s wall, "
-        f"{cold.changed} changes, failed={cold.failed}, SSH round trips "
-        f"{sum(cold.round_trips.values())} ({', '.join(f'{h} {n}' for h, n in cold.round_trips.items())})"
+    ap.add_argument(
+        "--schedules",
+        default="barrier,pipelined",
+        help="cold deploys to compare, each on fresh hosts: barrier (every host finishes a component "
+        "before any starts the next), pipelined (the default scheduling)",
     )
+    args = ap.parse_args()
+    inv = None
+    for schedule in args.schedules.split(","):
+        report, wall, inv = cold(args.pattern, barrier=schedule == "barrier")
+        own = {name: h.seconds for name, h in report.hosts.items()}
+        slowest = max(own, key=own.get)
+        print(
+            f"{args.pattern} pattern, {len(inv.hosts)} hosts, {schedule}: cold deploy {wall:.1f}s wall, "
+            f"{report.changed} changes, failed={report.failed}; the slowest host's own work {slowest} "
+            f"{own[slowest]:.1f}s; ratio {wall / own[slowest]:.2f} (target <= 1.15); own work per host: "
+            + ", ".join(f"{n} {t:.1f}s" for n, t in own.items())
+        )
+        print(
+            f"  SSH round trips {sum(report.round_trips.values())} "
+            f"({', '.join(f'{h} {n}' for h, n in report.round_trips.items())})"
+        )
+        start = min(t for h in report.hosts.values() for _, t, _ in h.timeline)
+        for name, h in sorted(report.hosts.items(), key=lambda item: -max(e for *_, e in item[1].timeline)):
+            parts, at = [], start
+            for component, t0, t1 in h.timeline:
+                wait = f"(waits {t0 - at:.1f}) " if t0 - at >= 0.5 else ""
+                parts.append(f"{wait}{component} {t1 - t0:.1f}")
+                at = t1
+            print(f"  {name} ends at {at - start:.1f}s: " + ", ".join(parts))
     times, report = [], None
     for _ in range(args.repeat):
         t0 = time.monotonic()
@@ -52,8 +82,9 @@ def main() -> None:
         f"({', '.join(f'{h} {n}' for h, n in report.round_trips.items())})"
     )
     t0 = time.monotonic()
-    failures = mmdeploy.verify(inv, out=io.StringIO())
-    print(f"verify: {time.monotonic() - t0:.1f}s, {len(failures)} failing checks")
+    results = mmdeploy.verify(inv, out=io.StringIO())
+    failing = [r.name for r in results if not r.ok]
+    print(f"verify: {time.monotonic() - t0:.1f}s, {len(results)} checks, {len(failing)} failing {failing or ''}")
 
 
 if __name__ == "__main__":

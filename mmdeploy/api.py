@@ -93,9 +93,13 @@ def deploy(
     out: TextIO | None = None,
     verbose: bool = False,
     live: bool = False,
+    barrier: bool = False,
 ) -> RunReport:
-    """Apply the inventory; a second deploy of the same inventory changes nothing."""
-    return _run(inventory, "apply", limit, only, out, verbose, live)
+    """Apply the inventory; a second deploy of the same inventory changes nothing. Each
+    host goes through the components at its own pace, waiting for other hosts only where
+    a component needs them; `barrier` makes every host finish a component before any
+    starts the next."""
+    return _run(inventory, "apply", limit, only, out, verbose, live, barrier)
 
 
 @dataclass
@@ -461,6 +465,7 @@ def _run(
     out: TextIO | None,
     verbose: bool,
     live: bool = False,
+    barrier: bool = False,
 ) -> RunReport:
     from .registry import registry
 
@@ -490,6 +495,7 @@ def _run(
                     limit=limit,
                     warnings=warnings,
                     connections=connections,
+                    pipelined=not barrier,
                 )
     finally:
         if live:
