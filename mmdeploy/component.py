@@ -103,6 +103,18 @@ class Balanced:
         return port(settings) if callable(port) else port
 
 
+@dataclass(frozen=True)
+class LayerClient:
+    """Hosts that reach a balanced layer (by its name) besides the hosts of the layer's
+    `clients` roles, declared by the component that makes them clients (the backup host
+    reaching the storage layer when the backup repository is there): HAProxy admits them
+    and the host firewall lets them reach the balancer (or, with no proxy host, the
+    layer's hosts)."""
+
+    layer: str
+    hosts: Callable[[Inventory], list[Host]]
+
+
 # Who may reach a Port, besides role names: anyone, the control machine (where mmdeploy
 # runs), the networks of `firewall.admin_cidrs`, and the other hosts serving the same port.
 # A source "settings.<section>.<key>" names a list of networks in the host's settings
@@ -310,6 +322,8 @@ class Component:
     balanced: ClassVar[tuple[Balanced, ...]] = ()
     # Ports it serves and who may reach them (the host firewall's rules; see Port).
     ports: ClassVar[tuple[Port, ...]] = ()
+    # Hosts it makes clients of another component's balanced layer (see LayerClient).
+    layer_clients: ClassVar[tuple[LayerClient, ...]] = ()
     # Components that must be applied on every host first; an unknown name is an error.
     after: ClassVar[tuple[str, ...]] = ()
     # Its configuration names the live database primary: re-applied after a failover.

@@ -87,6 +87,10 @@ class Registry:
                     layers.append((b, hosts))
         return layers
 
+    def layer_clients(self, inventory: Inventory, layer: str) -> list[Host]:
+        """The hosts components declare as clients of `layer` beyond its `clients` roles."""
+        return _layer_clients(inventory, self.components, layer)
+
     def flows(self, inventory: Inventory) -> list[Flow]:
         """Every inbound flow the deployment needs (see _flows): the firewall's matrix."""
         return _flows(inventory, self.components)
@@ -100,6 +104,10 @@ class Registry:
                     if m.when is None or m.when(h):
                         jobs.setdefault(m.job, []).append((h, m))
         return list(jobs.items())
+
+
+def _layer_clients(inventory: Inventory, components: tuple[Component, ...], layer: str) -> list[Host]:
+    return [h for c in components for lc in c.layer_clients if lc.layer == layer for h in lc.hosts(inventory)]
 
 
 def _flows(inventory: Inventory, components: tuple[Component, ...]) -> list[Flow]:
@@ -157,6 +165,7 @@ def _flows(inventory: Inventory, components: tuple[Component, ...]) -> list[Flow
             layer = [h for h in c.hosts(inventory) if b.when is None or b.when(h)]
             if not layer:
                 continue
+            more = _layer_clients(inventory, components, b.name)
             for lb in proxies:
                 add(
                     lb,
@@ -166,7 +175,7 @@ def _flows(inventory: Inventory, components: tuple[Component, ...]) -> list[Flow
                     b.port_for(lb.settings),
                     b.clients,
                     [],
-                    [],
+                    more,
                     "the layer's clients, through HAProxy on the proxies",
                     "balancer",
                 )
@@ -180,7 +189,7 @@ def _flows(inventory: Inventory, components: tuple[Component, ...]) -> list[Flow
                     b.server_port_for(h.settings),
                     front,
                     [],
-                    [],
+                    [] if proxies else more,
                     "the balancer on the proxies" if proxies else "its clients (no proxy host to balance)",
                     "layer",
                 )

@@ -7,7 +7,11 @@ repository in a directory (settings.backup.path) and runs the backups from syste
 - PostgreSQL: pgBackRest with the backup host as its repository host and continuous WAL
   archiving from the primary, so a restore reaches any moment since the oldest backup
   kept (components/postgresql/backup.py). Its repository may be an S3 bucket instead
-  (settings.backup.repository: s3, with its own bucket and keys).
+  (settings.backup.repository: s3): an external one given in backup.s3 with its keys, or,
+  without backup.s3, a bucket of its own on the site's own storage (backup.storage_bucket)
+  with keys mmdeploy generates, allowed on that bucket only (SeaweedFS), reached from the
+  backup host through the storage balancer like Mattermost reaches it, over a TLS hop on
+  the backup host's loopback (pgBackRest speaks S3 over HTTPS only).
 - MariaDB: mariabackup streamed from the primary, plus the binary logs
   (components/mysql/backup.py).
 - Mattermost's config, plugins and (when files are not on S3) local data, copied from an
@@ -30,7 +34,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ..component import Check, Component, Context, Port, Role
+from .. import balancer
+from ..component import Check, Component, Context, LayerClient, Port, Role
 from ..errors import MMDeployError
 from ..facts import HOST_FACTS
 from ..inventory import Host, Inventory
@@ -41,6 +46,7 @@ from ..step import Step
 from ..secrets import Secret
 from ..settings import Section
 from .postgresql import backup as pgb
+from .storage import common as storage
 from .prometheus import reload_prometheus
 from .postgresql.config import Paths
 from .postgresql.config import paths as pg_paths
@@ -63,9 +69,18 @@ S3_SECRET_KEY = Secret(
 )
 
 
+# The backup repository on the site's own S3 storage: pgBackRest (HTTPS only) reaches it
+# through a TLS hop (stunnel) on the backup host's loopback.
+TLS_PORT = 18433
+TLS_CONF = "/etc/mmdeploy-backup/s3tls.conf"
+TLS_CERT = "/etc/mmdeploy-backup/s3tls.pem"
+TLS_KEY = "/etc/mmdeploy-backup/s3tls.key"
+TLS_UNIT = "mmdeploy-backup-s3tls"
+
+
 class BackupS3(Section):
-    """An S3 bucket for pgBackRest's repository: the deployment's own S3 storage (a
-    bucket and keys of its own) or any other."""
+    """An external S3 bucket for pgBackRest's repository (without it, repository s3 is a
+    bucket on the site's own storage)."""
 
     endpoint: str = Field(pattern=r"^[A-Za-z0-9.-]+(:\d+)?$")  # host[:port]
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -84,6 +99,8 @@ class BackupSettings(Section):
     repository: Literal["host", "s3"] = "host"
     path: str = Field(default="/var/backups/mattermost", pattern=r"^/[A-Za-z0-9._/-]+$")
     s3: BackupS3 | None = None
+    # Repository s3 without `s3`: this bucket on the site's own storage (storage hosts).
+    storage_bucket: str = Field(default="mattermost-backup", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     # pgBackRest keeps this many full backups (and the WAL to restore from them), and this
     # many differential ones; MariaDB and file copies keep the sum of both, newest first.
     retention_full: int = Field(default=2, ge=1, le=100)
@@ -189,10 +206,29 @@ def _repository_hosts(inventory: Inventory) -> list[Host]:
     return [repo] if repo is not None else []
 
 
+def _storage_clients(inventory: Inventory) -> list[Host]:
+    """The backup host, when the repository is on the site's own storage."""
+    return _repository_hosts(inventory) if storage.backup_bucket(inventory) else []
+
+
+def repository_s3(inventory: Inventory) -> BackupS3 | None:
+    """The S3 bucket of pgBackRest's repository: backup.s3, or the backup bucket on the
+    site's own storage as pgBackRest reaches it (the TLS hop on the loopback)."""
+    b = inventory.settings.backup
+    if b.repository != "s3":
+        return None
+    bucket = storage.backup_bucket(inventory)
+    if b.s3 is not None or bucket is None:
+        return b.s3
+    return BackupS3(endpoint=f"localhost:{TLS_PORT}", bucket=bucket, region=inventory.settings.storage.region)
+
+
 class BackupAgent(_Involved):
     name = "backup-agent"
     owns_roles = (BACKUP_ROLE,)
-    secrets = (S3_ACCESS_KEY, S3_SECRET_KEY)
+    secrets = (S3_ACCESS_KEY, S3_SECRET_KEY, storage.BACKUP_ACCESS_KEY, storage.BACKUP_SECRET_KEY)
+    # The backup host reaches a repository on the site's own storage through its balancer.
+    layer_clients = (LayerClient("storage", _storage_clients),)
     # Backups run over SSH (its restricted keys): the backup host pulls from the DB hosts
     # and app servers; pgBackRest on the DB hosts reaches the repository.
     ports = (
@@ -203,20 +239,48 @@ class BackupAgent(_Involved):
 
     def validate(self, settings):
         b = settings.backup
-        if b.enabled and b.repository == "s3" and b.s3 is None:
-            return [
-                (
-                    "backup.s3",
-                    "repository s3 needs backup.s3 (endpoint, bucket) and the secrets "
-                    "backup_s3_access_key / backup_s3_secret_key",
-                )
-            ]
         if b.enabled and b.repository == "s3" and settings.database.engine != "postgresql":
             return [
                 (
                     "backup.repository",
                     "an S3 repository holds pgBackRest's (PostgreSQL) backups; "
                     "MariaDB backups go to the backup host's directory: use repository: host",
+                )
+            ]
+        return []
+
+    def validate_layout(self, inventory):
+        """Repository s3 without backup.s3: the site's own storage, which must be there
+        and able to keep the backups apart (keys allowed on their bucket only)."""
+        s = inventory.settings
+        b = s.backup
+        if not (b.enabled and b.repository == "s3" and b.s3 is None and engine(inventory) == "postgresql"):
+            return []
+        if not inventory.with_role("storage"):
+            return [
+                (
+                    "settings.backup.s3",
+                    "repository s3 needs either backup.s3 (endpoint, bucket; secrets backup_s3_access_key / "
+                    "backup_s3_secret_key) for an external S3, or storage hosts: the site's own S3 storage "
+                    "then holds the repository",
+                )
+            ]
+        if s.storage.server == "minio":
+            return [
+                (
+                    "settings.backup.repository",
+                    "a repository on the site's own MinIO is not supported: its keys must reach the backup "
+                    "bucket only, and mmdeploy makes such keys on SeaweedFS only (a MinIO user and bucket "
+                    "policy go through MinIO's admin API, which mmdeploy does not drive); give backup.s3 "
+                    "(an external bucket and its keys) or use repository: host",
+                )
+            ]
+        if b.storage_bucket == s.storage.bucket:
+            return [
+                (
+                    "settings.backup.storage_bucket",
+                    f"must differ from storage.bucket ({s.storage.bucket}): the backups get a bucket of their "
+                    "own, which Mattermost's keys cannot read",
                 )
             ]
         return []
@@ -245,6 +309,8 @@ class BackupAgent(_Involved):
                     Directory(pgb.LOG_DIR, owner=pgb.REPO_USER, group=pgb.REPO_USER, mode="0770"),
                     _key_step(pgb.REPO_USER, pgb.REPO_USER, pgb.REPO_HOME),
                 ]
+            if storage.backup_bucket(inv):
+                steps.append(Packages("stunnel4", "openssl"))
         if host.has("db"):
             if pg:
                 steps += [
@@ -411,9 +477,21 @@ class Backup(_Involved):
                 entry for db in dbs for entry in line(f'restrict,from="{db.private_address}"', f"postgres@{db.name}")
             ]
             s3_keys = None
-            if s.backup.repository == "s3":
+            own = storage.backup_bucket(inv)
+            if own:
+                s3_keys = (ctx.secrets.get(storage.BACKUP_ACCESS_KEY), ctx.secrets.get(storage.BACKUP_SECRET_KEY))
+                steps += _tls_hop(ctx)
+            elif s.backup.repository == "s3":
                 s3_keys = (ctx.secrets.get(S3_ACCESS_KEY), ctx.secrets.get(S3_SECRET_KEY))
-            conf = pgb.repo_conf(repo, dbs, s, s3_keys, versions={db.name: self._pg(keys, db).version for db in dbs})
+            conf = pgb.repo_conf(
+                repo,
+                dbs,
+                s,
+                s3_keys,
+                versions={db.name: self._pg(keys, db).version for db in dbs},
+                s3=repository_s3(inv),
+                ca_file=TLS_CERT if own else None,
+            )
             steps += [
                 TaggedLines(
                     f"{pgb.REPO_HOME}/.ssh/authorized_keys", lines, TAG, owner=pgb.REPO_USER, group=pgb.REPO_USER
@@ -471,6 +549,7 @@ class Backup(_Involved):
             "restart diff timer": Command(
                 "restart the diff backup timer", "systemctl try-restart mmdeploy-backup-diff.timer"
             ),
+            "restart tls hop": Command(f"restart {TLS_UNIT}", f"systemctl try-restart {TLS_UNIT}", timeout=60),
         }
         if ctx.host.has("db") and engine(ctx.inventory) == "postgresql":
             u = pg_paths(ctx.host, ctx.facts.host("os")).unit
@@ -483,20 +562,30 @@ class Backup(_Involved):
         if not configured(inventory):
             return []
         repo = require_host(inventory)
-        return [
+        checks = [
             Check(
                 f"backups on {repo.name}: timers active, the last run good and recent",
                 lambda: backup_problem(inventory),
                 repo.name,
             )
         ]
+        bucket = storage.backup_bucket(inventory)
+        if bucket:
+            checks.append(
+                Check(
+                    f"backup bucket {bucket} on the site's storage: the backup keys reach it, Mattermost's are refused",
+                    lambda: backup_bucket_problem(inventory, bucket),
+                )
+            )
+        return checks
 
 
 class BackupRepository(_Involved):
-    """pgBackRest's stanza in the repository, created once the primary archives to it."""
+    """pgBackRest's stanza in the repository, created once the primary archives to it (and
+    a repository on the site's own storage has its bucket, behind the balancer)."""
 
     name = "backup-repository"
-    after = ("backup",)
+    after = ("backup", "seaweedfs-s3", "haproxy")
 
     def hosts(self, inventory: Inventory) -> list[Host]:
         repo = backup_host(inventory)
@@ -511,6 +600,59 @@ class BackupRepository(_Involved):
                 timeout=600,
             )
         ]
+
+
+def _tls_hop(ctx: Context) -> list[Step]:
+    """On the backup host: stunnel on the loopback, with a certificate of its own that
+    pgBackRest checks, forwarding to the storage layer where Mattermost reaches it."""
+    address, port = balancer.require_endpoint(ctx.inventory, "storage")
+    conf = ctx.render(
+        "backup/s3tls.conf.j2",
+        port=TLS_PORT,
+        endpoint=f"[{address}]:{port}" if ":" in address else f"{address}:{port}",
+        cert=TLS_CERT,
+        key=TLS_KEY,
+    )
+    notify = ("restart tls hop",)
+    return [
+        Command(
+            "certificate of the TLS hop to the backup repository",
+            f"set -e\numask 077\nopenssl req -x509 -newkey rsa:2048 -nodes -days 36500 -subj /CN=localhost "
+            f"-addext subjectAltName=DNS:localhost -keyout {TLS_KEY} -out {TLS_CERT} 2>/dev/null\n"
+            f"chmod 0644 {TLS_CERT}\n",
+            unless=f"test -s {TLS_KEY} && test -s {TLS_CERT}",
+            notify=notify,
+        ),
+        File(TLS_CONF, conf, mode="0644", notify=notify),
+        unit(f"{TLS_UNIT}.service", ctx.render("backup/s3tls.service.j2", conf=TLS_CONF), notify=notify),
+        Service(TLS_UNIT),
+    ]
+
+
+def backup_bucket_problem(inventory: Inventory, bucket: str) -> str | None:
+    """The verify check of a repository on the site's own storage, asked at a gateway:
+    the backup keys list the bucket; Mattermost's keys are refused there."""
+    from ..secrets import Redactor, Secrets
+    from .storage import s3
+
+    secrets = Secrets(inventory.secrets_path, Redactor())
+    backup_keys = (secrets.existing(storage.BACKUP_ACCESS_KEY), secrets.existing(storage.BACKUP_SECRET_KEY))
+    if None in backup_keys:
+        return "no backup storage keys in the secrets file (was the site deployed by mmdeploy?)"
+    gateway = inventory.with_role("storage")[0]
+    s = inventory.settings
+
+    def listing(keys) -> int:
+        client = s3.Client(gateway.address, storage.s3_port(s), s.storage.region, *keys)
+        return client.request("GET", bucket, query={"list-type": "2", "max-keys": "1"})[0]
+
+    status = listing(backup_keys)
+    if status != 200:
+        return f"listing {bucket} with the backup keys through {gateway.name}: HTTP {status}"
+    status = listing(storage.credentials(inventory))
+    if status != 403:
+        return f"listing {bucket} with Mattermost's keys answered HTTP {status}, expected 403"
+    return None
 
 
 def backup_problem(inventory: Inventory) -> str | None:

@@ -164,6 +164,8 @@ def _layers(inventory: Inventory) -> list[tuple[Balanced, list[Host]]]:
 
 def layers(inventory: Inventory, host: Host) -> list[Layer]:
     """Every balanced layer as `host` (a proxy) serves it."""
+    from ..registry import registry
+
     vips = inventory.settings.proxy.addresses
     listen_on = vips or [host.private_address]
     result = []
@@ -172,6 +174,7 @@ def layers(inventory: Inventory, host: Host) -> list[Layer]:
         if not vips and any(h.name == host.name for h in servers):
             continue  # this proxy is the layer's only node: clients reach it here directly
         client_hosts = [h for h in inventory.hosts if any(h.has(r) for r in balanced.clients)]
+        client_hosts += registry().layer_clients(inventory, balanced.name)
         clients = [h.private_address for h in client_hosts]
         # A client on a proxy that holds the address reaches it from that very address.
         if any(h.has("proxy") for h in client_hosts):

@@ -44,7 +44,8 @@ def changed(output: str) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def site(bed):
     """Three bed hosts rewritten as host1 = job/monitoring (+ the single pattern's other
-    roles, not deployed here), host2 and host3 = storage; deployed once, timed."""
+    roles, not deployed here), host2 and host3 = storage (host3 also the backup host);
+    deployed once, timed."""
     from tests.standin import artifacts
 
     generic = bed(hosts=3, fresh=True)
@@ -52,6 +53,9 @@ def site(bed):
     for host in document["hosts"]:
         if host["name"] != "host1":
             host["roles"] = ["storage"]
+    # The backup host of the last test (backups are off until then): not host1, the DB
+    # host (a backup host that is also a DB host is not a layout backups support).
+    document["hosts"][2]["roles"].append("backup")
     archive, sha = artifacts.build("storage")
     document["settings"]["storage"] = {"url": str(archive), "sha256": sha, "version": artifacts.STORAGE.version}
     path = generic.with_name(generic.name.replace("-3.yml", "-storage.yml"))
@@ -242,3 +246,95 @@ def test_the_host_comes_back_with_an_empty_disk_and_deploy_restores_the_copies(s
         assert back.get_object(Bucket=bucket, Key=key)["Body"].read() == body
     again = inv("deploy", "--inventory", path, *ONLY, "--yes").stdout
     assert changed(again) == (0, 0), again
+
+
+# --- the backup repository on this storage (issue 12) ----------------------------------
+
+BACKUP_SETS = ["backup.enabled=true", "backup.repository=s3", "backup.files=false", "database.memory_mb=512"]
+WITH_BACKUP = (
+    "--only",
+    ",".join(STORAGE + ("prometheus", "postgresql", "haproxy", "backup-agent", "backup", "backup-repository")),
+)
+
+
+def backup_sets() -> list[str]:
+    return [arg for o in BACKUP_SETS for arg in ("--set", o)]
+
+
+def test_the_backup_repository_on_the_sites_own_storage(site):
+    """backup.repository s3 without backup.s3: pgBackRest's repository is a bucket of its
+    own on this SeaweedFS (host3, the backup host, reaches it through the balancer on
+    host1, which only the app and job servers reach otherwise), with keys of its own. A backup lands there; Mattermost's keys are refused on
+    it and the backup keys on Mattermost's bucket; a point-in-time restore reads it back;
+    a second deploy changes nothing and verify passes."""
+    import shlex
+    from datetime import datetime, timezone
+
+    import botocore.exceptions
+
+    from mmdeploy.components.mattermost import unit_name
+    from mmdeploy.secrets import Redactor, Secrets
+
+    path = site[0]
+    t0 = time.monotonic()
+    first = inv("deploy", "--inventory", path, *WITH_BACKUP, *backup_sets(), "--yes")
+    FIGURES["deploy adding PostgreSQL and backups to the site's storage"] = f"{time.monotonic() - t0:.0f} s"
+    assert changed(first.stdout)[1] == 0, first.stdout
+    inventory = mmdeploy.load(path, BACKUP_SETS)
+    bucket, mm_bucket = inventory.settings.backup.storage_bucket, inventory.settings.storage.bucket
+    secrets = Secrets(inventory.secrets_path, Redactor())
+    key, secret = secrets.existing(common.BACKUP_ACCESS_KEY), secrets.existing(common.BACKUP_SECRET_KEY)
+    assert key and secret and secret not in first.stdout
+
+    def psql(sql: str) -> str:
+        return on("host1", f"cd /tmp && runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -c {shlex.quote(sql)}")
+
+    psql("create table kept (n int); insert into kept values (1)")
+    t0 = time.monotonic()
+    out = inv("backup", "--now", "--inventory", path, *backup_sets())
+    FIGURES["full backup into the storage's backup bucket"] = f"{time.monotonic() - t0:.1f} s"
+    assert "backup done" in out.stdout, out.stdout
+
+    mine = s3client(inventory, "host3", key, secret)
+    names = [o["Key"] for o in mine.list_objects_v2(Bucket=bucket, Prefix="pgbackrest/").get("Contents", [])]
+    assert any(k.startswith("pgbackrest/backup/mattermost/") for k in names), names
+    assert any(k.startswith("pgbackrest/archive/mattermost/") for k in names), names
+    # Each key pair reaches its own bucket only.
+    for client, other in ((s3client(inventory, "host2"), bucket), (mine, mm_bucket)):
+        for call in (
+            lambda: client.list_objects_v2(Bucket=other),
+            lambda: client.get_object(Bucket=other, Key=names[0] if other == bucket else "before/0"),
+            lambda: client.put_object(Bucket=other, Key="intruder", Body=b"x"),
+        ):
+            with pytest.raises(botocore.exceptions.ClientError) as e:
+                call()
+            assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+    # Point in time: after the backup, one more row, the moment, then the table dropped.
+    psql("insert into kept values (2)")
+    time.sleep(1.5)
+    noted = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    time.sleep(1.5)
+    psql("drop table kept")
+    # Mattermost is not deployed on this bed: restore stops it first, so a placeholder
+    # unit of its name stands in.
+    unit = unit_name(inventory.host("host1"))
+    on(
+        "host1",
+        f"printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > /etc/systemd/system/{unit}.service && "
+        f"systemctl daemon-reload && systemctl start {unit}",
+    )
+    try:
+        t0 = time.monotonic()
+        report = mmdeploy.restore(inventory, to_time=noted, files=False, start=False)
+        FIGURES["point-in-time restore from the storage's backup bucket"] = f"{time.monotonic() - t0:.1f} s"
+        assert report.ok, report.timeline
+    finally:
+        on("host1", f"rm -f /etc/systemd/system/{unit}.service && systemctl daemon-reload")
+    assert psql("select string_agg(n::text, ',' order by n) from kept").strip() == "1,2"
+
+    again = inv("deploy", "--inventory", path, *WITH_BACKUP, *backup_sets(), "--yes")
+    assert changed(again.stdout) == (0, 0), again.stdout
+    verify = inv("verify", "--inventory", path, "--only", "backup,seaweedfs-s3", *backup_sets(), check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert f"ok   backup bucket {bucket} on the site's storage" in verify.stdout, verify.stdout

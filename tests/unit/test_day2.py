@@ -168,6 +168,151 @@ def test_backup_settings_refused_before_any_host(site):
         site("backup.max_age=1 week")
 
 
+# The single pattern's hosts with two storage hosts (the site's own S3 storage) and a
+# dedicated backup host, which no storage client role names.
+OWN_STORAGE = (
+    SITE.replace("backup: {enabled: true}", "backup: {enabled: true, repository: s3}")
+    + """\
+  - {name: st1, address: 192.0.2.41, private_address: 10.0.0.41, roles: [storage]}
+  - {name: st2, address: 192.0.2.42, private_address: 10.0.0.42, roles: [storage]}
+  - {name: bk1, address: 192.0.2.51, private_address: 10.0.0.51, roles: [backup]}
+"""
+)
+
+
+@pytest.fixture
+def own(write_inventory):
+    def load(*overrides, text=OWN_STORAGE):
+        return inventory.load(write_inventory(text, "own.yml"), overrides)
+
+    return load
+
+
+def test_an_s3_repository_without_backup_s3_is_the_sites_own_storage(own, tmp_path):
+    from mmdeploy.components import backup
+    from mmdeploy.components.postgresql import backup as pgb
+    from mmdeploy.components.storage import common
+
+    inv = own()
+    assert common.backup_bucket(inv) == "mattermost-backup"
+    target = backup.repository_s3(inv)
+    assert (target.endpoint, target.bucket, target.uri_style) == ("localhost:18433", "mattermost-backup", "path")
+    repo, dbs = backup.backup_host(inv), inv.with_role("db")
+    assert repo.name == "bk1"
+    conf = pgb.repo_conf(
+        repo, dbs, inv.settings, ("AK", "SK"), versions={db.name: "15" for db in dbs}, s3=target, ca_file="/ca.pem"
+    )
+    assert "repo1-s3-bucket=mattermost-backup" in conf and "repo1-s3-endpoint=localhost" in conf
+    assert "repo1-storage-port=18433" in conf and "repo1-storage-ca-file=/ca.pem" in conf
+    assert "repo1-storage-verify-tls=y" in conf and "repo1-s3-key=AK" in conf
+    # The TLS hop forwards to the storage layer where Mattermost reaches it: the balancer (lb1).
+    steps = backup._tls_hop(Context(inv, repo, Secrets(tmp_path / "s.yml", Redactor()), None))
+    conf_file = next(s for s in steps if getattr(s, "path", "") == backup.TLS_CONF)
+    text = conf_file.content.decode()
+    assert "accept = 127.0.0.1:18433" in text and "connect = 192.0.2.1:8333" in text
+    # Another bucket name; an explicit backup.s3 is an external repository, as before.
+    assert common.backup_bucket(own("backup.storage_bucket=pg-archive")) == "pg-archive"
+    external = own("backup.s3={endpoint: 's3.example.net', bucket: mm-backup}")
+    assert common.backup_bucket(external) is None and backup.repository_s3(external).endpoint == "s3.example.net"
+    assert common.backup_bucket(own("backup.repository=host")) is None
+    assert common.backup_bucket(own("backup.enabled=false")) is None
+
+
+def test_the_backup_keys_are_a_second_identity_on_their_bucket_only(own, tmp_path):
+    import json
+
+    from mmdeploy.components.storage import seaweedfs
+    from mmdeploy.registry import registry
+
+    def identities(inv):
+        secrets = Secrets(tmp_path / "s.yml", Redactor(), registry().secrets.values())
+        ctx = Context(inv, inv.host("st1"), secrets, None)
+        return {i["name"]: i for i in json.loads(seaweedfs.s3_config(ctx))["identities"]}, secrets
+
+    found, secrets = identities(own())
+    assert found["mattermost"]["actions"] == [
+        f"{a}:mattermost" for a in ("Admin", "Read", "Write", "List", "Tagging")
+    ]  # nothing on any other bucket
+    backup = found["mattermost-backup"]
+    assert backup["actions"] == [f"{a}:mattermost-backup" for a in ("Admin", "Read", "Write", "List", "Tagging")]
+    # Generated, and different from Mattermost's.
+    key = backup["credentials"][0]["accessKey"]
+    assert key == secrets.existing(secrets.declared["backup_storage_access_key"])
+    assert key != found["mattermost"]["credentials"][0]["accessKey"]
+    # Without the repository there, Mattermost's identity alone.
+    assert list(identities(own("backup.repository=host"))[0]) == ["mattermost"]
+    # The first gateway loads a changed s3.json before the backup bucket is made with its
+    # identity (the owner), after Mattermost's.
+    inv = own()
+    from mmdeploy.facts import Fact
+
+    class Facts:
+        def get(self, commands):
+            return {c: Fact(0, "65536") for c in commands}
+
+    ctx = Context(inv, inv.host("st1"), Secrets(tmp_path / "s.yml", Redactor(), registry().secrets.values()), Facts())
+    steps = registry().component("seaweedfs-s3").steps(ctx)
+    names = [s.name for s in steps]
+    at = names.index("bucket mattermost-backup")
+    assert names.index("restart seaweedfs-s3") < names.index("bucket mattermost") < at
+    assert (
+        steps[at]
+        .script.rstrip()
+        .split("\n")[0]
+        .endswith("/etc/seaweedfs/s3.json mattermost-backup && exit 0; sleep 2; done")
+    )
+
+
+def test_the_bucket_helper_reads_the_identity_asked_for(tmp_path):
+    import json
+
+    from mmdeploy.components.storage import s3
+
+    config = tmp_path / "s3.json"
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {"name": "mattermost", "credentials": [{"accessKey": "A1", "secretKey": "S1"}]},
+                    {"name": "mattermost-backup", "credentials": [{"accessKey": "A2", "secretKey": "S2"}]},
+                ]
+            }
+        )
+    )
+    assert s3.read_credentials(str(config)) == ("A1", "S1")
+    assert s3.read_credentials(str(config), "mattermost-backup") == ("A2", "S2")
+    assert s3.main(["bucket", "check", "127.0.0.1", "1", "us-east-1", "b", str(config), "x", "y"]) == 2  # usage
+
+
+def test_an_own_storage_repository_refused_before_any_host(own, site):
+    with pytest.raises(InventoryError, match=r"settings\.backup\.s3.*storage hosts"):
+        site("backup.repository=s3")  # no storage hosts, no backup.s3
+    with pytest.raises(InventoryError, match=r"settings\.backup\.repository.*MinIO"):
+        own("storage.server=minio", "storage.version=RELEASE.2025-09-07T16-13-09Z")
+    with pytest.raises(InventoryError, match=r"settings\.backup\.storage_bucket.*must differ from storage\.bucket"):
+        own("backup.storage_bucket=mattermost")
+    with pytest.raises(InventoryError, match=r"backup\.storage_bucket"):
+        own("backup.storage_bucket=Not_A_Bucket")
+
+
+def test_the_backup_host_reaches_the_storage_balancer_and_nothing_more(own):
+    from mmdeploy.components import firewall as fw
+    from mmdeploy.components.haproxy import layers
+
+    def reached(inv) -> set[tuple[str, int]]:
+        """(host, port) that bk1 (10.0.0.51) may reach."""
+        return {(h.name, r["port"]) for h in inv.hosts for r in fw.rules(inv, h, []) if "10.0.0.51" in r["v4"]}
+
+    # Exactly one flow more than with the repository on the backup host: the storage
+    # balancer on the proxy (not the storage hosts: the balancer reaches them).
+    assert reached(own()) - reached(own("backup.repository=host")) == {("lb1", 8333)}
+    assert reached(own("backup.repository=host")) - reached(own()) == set()
+    (layer,) = [x for x in layers(own(), own().host("lb1")) if x.name == "storage"]
+    assert "10.0.0.51" in layer.clients  # HAProxy admits it
+    (layer,) = [x for x in layers(own("backup.repository=host"), own().host("lb1")) if x.name == "storage"]
+    assert "10.0.0.51" not in layer.clients
+
+
 def test_backup_results_and_restore_times():
     from mmdeploy.backups import parse_results, pgbackrest_time
 

@@ -315,7 +315,14 @@ def test_s3_identities_are_a_secret_file(load, tmp_path):
         "0640",
     )
     identity = json.loads(config.content)["identities"]
-    assert len(identity) == 1 and identity[0]["actions"] == ["Admin", "Read", "Write", "List", "Tagging"]
+    # Everything on Mattermost's bucket, nothing on any other (SeaweedFS's "Action:bucket").
+    assert len(identity) == 1 and identity[0]["actions"] == [
+        "Admin:mattermost",
+        "Read:mattermost",
+        "Write:mattermost",
+        "List:mattermost",
+        "Tagging:mattermost",
+    ]
     assert identity[0]["credentials"] == [
         {"accessKey": c.secrets.get(common.ACCESS_KEY), "secretKey": c.secrets.get(common.SECRET_KEY)}
     ]

@@ -55,15 +55,23 @@ pg1-port=5432
 
 
 def repo_conf(
-    repo: Host, dbs: list[Host], settings, s3_keys: tuple[str, str] | None = None, *, versions: dict[str, str]
+    repo: Host,
+    dbs: list[Host],
+    settings,
+    s3_keys: tuple[str, str] | None = None,
+    *,
+    versions: dict[str, str],
+    s3=None,
+    ca_file: str | None = None,
 ) -> str:
     """/etc/pgbackrest.conf on the backup host: the repository (a directory there, or an
-    S3 bucket), the retention, and every DB node (pgBackRest backs up from the primary it
-    finds among them)."""
+    S3 bucket: `s3`, default settings.backup.s3, its TLS certificate checked against
+    `ca_file` when given), the retention, and every DB node (pgBackRest backs up from the
+    primary it finds among them)."""
     b = settings.backup
     lines = ["# Managed by mmdeploy (components/backup.py): the pgBackRest repository.", "[global]"]
     if b.repository == "s3":
-        s3 = b.s3
+        s3 = s3 or b.s3
         access, secret = s3_keys or ("", "")
         endpoint, _, port = s3.endpoint.partition(":")
         lines += [
@@ -79,6 +87,8 @@ def repo_conf(
         ]
         if port:
             lines.append(f"repo1-storage-port={port}")
+        if ca_file:
+            lines.append(f"repo1-storage-ca-file={ca_file}")
     else:
         lines.append(f"repo1-path={b.path}/pgbackrest")
     lines += [

@@ -36,6 +36,29 @@ ACCESS_KEY = Secret(
 )
 SECRET_KEY = Secret("storage_secret_key", "the S3 secret key of Mattermost's file storage bucket")
 
+# The backup repository on the site's own storage (components/backup.py, when
+# backup.repository is s3 without backup.s3): a bucket of its own and keys of their own,
+# allowed on that bucket only. Declared identically by the backup component, which writes
+# them into pgBackRest's configuration.
+BACKUP_ACCESS_KEY = Secret(
+    "backup_storage_access_key",
+    "the S3 access key of the backup bucket on the site's own storage",
+    pattern=r"[A-Za-z0-9._-]{3,128}",
+)
+BACKUP_SECRET_KEY = Secret(
+    "backup_storage_secret_key", "the S3 secret key of the backup bucket on the site's own storage"
+)
+BACKUP_IDENTITY = "mattermost-backup"  # its name among the S3 gateway's identities (SeaweedFS)
+
+
+def backup_bucket(inventory: Inventory) -> str | None:
+    """The backup repository's bucket on this site's storage: when backups are on with
+    repository s3 and no external `backup.s3`, and the site has storage hosts."""
+    b = inventory.settings.backup
+    own = b.enabled and b.repository == "s3" and b.s3 is None and inventory.with_role("storage")
+    return b.storage_bucket if own else None
+
+
 # Where the bucket helper (s3.py, the same file verify imports) lives on storage hosts.
 HELPER = "/usr/local/lib/mmdeploy/s3.py"
 
@@ -235,20 +258,27 @@ def release_url(s: Any) -> str:
 # --- the bucket ------------------------------------------------------------------------
 
 
-def bucket_steps(settings: Any, host: Host, credentials: str) -> list:
+def bucket_steps(settings: Any, host: Host, credentials: str, also: tuple[str, str] | None = None) -> list:
     """Mattermost's bucket, created through the S3 API of this host's gateway with the
-    credentials read from the server's config file on the host (`credentials`)."""
+    credentials read from the server's config file on the host (`credentials`); `also`:
+    (bucket, identity) another bucket, created by that identity of the file (its owner)."""
     s = settings.storage
-    args = " ".join(
-        shlex.quote(a) for a in (host.private_address, str(s3_port(settings)), s.region, s.bucket, credentials)
-    )
-    # The gateway may still be connecting to its filer or peers right after a start.
-    create = f"for i in $(seq 30); do python3 {HELPER} bucket create {args} && exit 0; sleep 2; done\nexit 1\n"
+
+    def create(bucket: str, *identity: str) -> Command:
+        args = " ".join(
+            shlex.quote(a)
+            for a in (host.private_address, str(s3_port(settings)), s.region, bucket, credentials, *identity)
+        )
+        # The gateway may still be connecting to its filer or peers right after a start.
+        script = f"for i in $(seq 30); do python3 {HELPER} bucket create {args} && exit 0; sleep 2; done\nexit 1\n"
+        return Command(f"bucket {bucket}", script, unless=f"python3 {HELPER} bucket check {args}", timeout=120)
+
     return [
         Packages("python3"),
         Directory(str(Path(HELPER).parent)),
         File(HELPER, (Path(__file__).parent / "s3.py").read_text(), mode="0644"),
-        Command(f"bucket {s.bucket}", create, unless=f"python3 {HELPER} bucket check {args}", timeout=120),
+        create(s.bucket),
+        *([create(*also)] if also else []),
     ]
 
 

@@ -142,13 +142,16 @@ class Client:
         raise S3Error(f"PUT bucket {bucket} on {self.host}: HTTP {status} {answer[:300]!r}")
 
 
-def read_credentials(path: str) -> tuple[str, str]:
-    """(access key, secret key) from a SeaweedFS S3 config (JSON: the first identity's first
-    credential) or a MinIO environment file (MINIO_ROOT_USER / MINIO_ROOT_PASSWORD)."""
+def read_credentials(path: str, identity: str | None = None) -> tuple[str, str]:
+    """(access key, secret key) from a SeaweedFS S3 config (JSON: the first credential of
+    the identity so named, else of the first identity) or a MinIO environment file
+    (MINIO_ROOT_USER / MINIO_ROOT_PASSWORD)."""
     with open(path) as f:
         text = f.read()
     if text.lstrip().startswith("{"):
-        credential = json.loads(text)["identities"][0]["credentials"][0]
+        identities = json.loads(text)["identities"]
+        chosen = [i for i in identities if i["name"] == identity] if identity else identities
+        credential = chosen[0]["credentials"][0]
         return credential["accessKey"], credential["secretKey"]
     values = {}
     for line in text.splitlines():
@@ -158,18 +161,19 @@ def read_credentials(path: str) -> tuple[str, str]:
     return values["MINIO_ROOT_USER"], values["MINIO_ROOT_PASSWORD"]
 
 
-USAGE = "usage: s3.py bucket (check|create) ADDRESS PORT REGION BUCKET CREDENTIALS_FILE"
+USAGE = "usage: s3.py bucket (check|create) ADDRESS PORT REGION BUCKET CREDENTIALS_FILE [IDENTITY]"
 
 
 def main(argv: list[str]) -> int:
     """`bucket check` exits 0 when the bucket exists, 1 when it does not; `bucket create`
-    creates it when missing. 2: bad usage or an error (printed)."""
-    if len(argv) != 7 or argv[0] != "bucket" or argv[1] not in ("check", "create"):
+    creates it when missing. 2: bad usage or an error (printed). IDENTITY: whose
+    credentials of a SeaweedFS config to use (default: the first)."""
+    if len(argv) not in (7, 8) or argv[0] != "bucket" or argv[1] not in ("check", "create"):
         print(USAGE, file=sys.stderr)
         return 2
-    _, action, address, port, region, bucket, credentials = argv
+    _, action, address, port, region, bucket, credentials, *identity = argv
     try:
-        access_key, secret_key = read_credentials(credentials)
+        access_key, secret_key = read_credentials(credentials, identity[0] if identity else None)
         client = Client(address, int(port), region, access_key, secret_key)
         if action == "check":
             return 0 if client.bucket_exists(bucket) else 1

@@ -189,14 +189,28 @@ def render_unit(ctx: Context, server: str) -> str:
 
 
 def s3_config(ctx: Context) -> str:
-    """The S3 gateway's identities: Mattermost's key pair, allowed everything on this
-    server (creating its bucket needs Admin); nobody else, so anonymous requests get 403."""
-    identity = {
-        "name": "mattermost",
-        "credentials": [{"accessKey": ctx.secrets.get(ACCESS_KEY), "secretKey": ctx.secrets.get(SECRET_KEY)}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }
-    return json.dumps({"identities": [identity]}, indent=2) + "\n"
+    """The S3 gateway's identities: Mattermost's key pair, allowed everything on its
+    bucket (creating it needs Admin) and nothing on any other; with the backup repository
+    on this storage, the backup keys, likewise on the backup bucket only. SeaweedFS
+    scopes an action to a bucket as "Action:bucket" (Identity.CanDo). Nobody else, so
+    anonymous requests get 403."""
+
+    def identity(name: str, key: str, secret: str, bucket: str) -> dict:
+        actions = ["Admin", "Read", "Write", "List", "Tagging"]
+        return {
+            "name": name,
+            "credentials": [{"accessKey": key, "secretKey": secret}],
+            "actions": [f"{a}:{bucket}" for a in actions],
+        }
+
+    identities = [
+        identity("mattermost", ctx.secrets.get(ACCESS_KEY), ctx.secrets.get(SECRET_KEY), ctx.settings.storage.bucket)
+    ]
+    backup = common.backup_bucket(ctx.inventory)
+    if backup:
+        key, secret = ctx.secrets.get(common.BACKUP_ACCESS_KEY), ctx.secrets.get(common.BACKUP_SECRET_KEY)
+        identities.append(identity(common.BACKUP_IDENTITY, key, secret, backup))
+    return json.dumps({"identities": identities}, indent=2) + "\n"
 
 
 def env_file(ctx: Context) -> str:
@@ -234,19 +248,34 @@ def wait_ready(server: str, host: Host, settings: Any) -> str:
     )
 
 
-def restart(server: str, host: Host, settings: Any, files: list[str]) -> Command:
+def _started(name: str) -> str:
+    return (
+        f'started=$(date -d "$(systemctl show -P ActiveEnterTimestamp --timestamp=us+utc {name})" +%s%N '
+        f"2>/dev/null || echo 0)\n"
+    )
+
+
+def restart(server: str, host: Host, settings: Any, files: list[str], unless: str | None = None) -> Command:
     """Restart the server unless it started after its files last changed (a first deploy
     has just started it with them: a second start would only cost a Raft election), then
     wait until it answers."""
     name = unit_name(server)
     script = (
-        f'set -e\nstarted=$(date -d "$(systemctl show -P ActiveEnterTimestamp --timestamp=us+utc {name})" +%s%N '
-        f"2>/dev/null || echo 0)\n"
+        f"set -e\n{_started(name)}"
         f"for f in {' '.join(files)}; do\n"
         f'  if [ "$(date -r "$f" +%s%N)" -gt "$started" ]; then systemctl restart {name}; break; fi\n'
         f"done\n" + wait_ready(server, host, settings)
     )
-    return Command(f"restart {name}", script, timeout=STOP_TIMEOUT + READY_LIMIT + 30)
+    return Command(f"restart {name}", script, unless=unless, timeout=STOP_TIMEOUT + READY_LIMIT + 30)
+
+
+def identities_loaded(host: Host, settings: Any) -> Command:
+    """The gateway reads s3.json only when it starts: when the file changed (a new
+    identity) it is restarted before the buckets are created with it, not after them in
+    the handler (which then finds it started after the change)."""
+    name = unit_name("s3")
+    loaded = f'{_started(name)}test "$(date -r {S3_CONFIG} +%s%N)" -le "$started"'
+    return restart("s3", host, settings, [S3_CONFIG], unless=loaded)
 
 
 class SeaweedFS(Component):
@@ -257,7 +286,15 @@ class SeaweedFS(Component):
     roles = ("storage", "jobserver", "monitoring")
     owns_roles = (STORAGE,)
     settings = {"storage": StorageSettings}
-    secrets = (ACCESS_KEY, SECRET_KEY, JWT_VOLUME, JWT_FILER, JWT_FILER_READ)
+    secrets = (
+        ACCESS_KEY,
+        SECRET_KEY,
+        common.BACKUP_ACCESS_KEY,
+        common.BACKUP_SECRET_KEY,
+        JWT_VOLUME,
+        JWT_FILER,
+        JWT_FILER_READ,
+    )
     after = ("base",)
 
     def hosts(self, inventory):
@@ -442,7 +479,12 @@ class Gateway(_Server):
         steps = super().steps(ctx)
         plan = layout(ctx.inventory)
         if ctx.host == plan.storage[0]:
-            steps += common.bucket_steps(ctx.settings, ctx.host, S3_CONFIG)
+            backup = common.backup_bucket(ctx.inventory)
+            # The backup bucket is created with the backup keys: its owner, the only one allowed.
+            if backup:
+                steps.append(identities_loaded(ctx.host, ctx.settings))
+            also = (backup, common.BACKUP_IDENTITY) if backup else None
+            steps += common.bucket_steps(ctx.settings, ctx.host, S3_CONFIG, also)
             if len(plan.volumes) > 1:
                 steps += [repair(plan, ctx.host), balance(plan, ctx.host)]
         return steps
