@@ -254,6 +254,17 @@ class BackupAgent(_Involved):
         and able to keep the backups apart (keys allowed on their bucket only)."""
         s = inventory.settings
         b = s.backup
+        repo = backup_host(inventory) if b.enabled else None
+        if repo is not None and repo.has("db") and engine(inventory) == "postgresql":
+            # pgBackRest's repository host and a DB host each write /etc/pgbackrest.conf.
+            return [
+                (
+                    f"hosts.{inventory.hosts.index(repo)}.roles",
+                    f"{repo.name} would be the backup host (role backup, else the first monitoring host) and is "
+                    "a DB host: pgBackRest needs its repository on another host; give the backup role to a host "
+                    "without the db role",
+                )
+            ]
         if not (b.enabled and b.repository == "s3" and b.s3 is None and engine(inventory) == "postgresql"):
             return []
         if not inventory.with_role("storage"):

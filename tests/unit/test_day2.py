@@ -295,6 +295,19 @@ def test_an_own_storage_repository_refused_before_any_host(own, site):
         own("backup.storage_bucket=Not_A_Bucket")
 
 
+def test_a_backup_host_that_is_a_db_host_is_refused_for_postgresql(write_inventory):
+    """pgBackRest's repository host and a DB host each write /etc/pgbackrest.conf."""
+    text = SITE.replace("roles: [db]}\n  - {name: db2", "roles: [db, backup]}\n  - {name: db2")
+    assert "roles: [db, backup]" in text
+    path = write_inventory(text)
+    with pytest.raises(
+        InventoryError, match=r"site\.yml:10: hosts\[4\]\.roles: db1 would be the backup host.*is a DB host"
+    ):
+        inventory.load(path, ["backup.enabled=true"])
+    inventory.load(path, ["backup.enabled=true", "database.engine=mysql", "mattermost.version=10.11.23"])
+    inventory.load(path, ["backup.enabled=false"])  # nothing to refuse
+
+
 def test_the_backup_host_reaches_the_storage_balancer_and_nothing_more(own):
     from mmdeploy.components import firewall as fw
     from mmdeploy.components.haproxy import layers
