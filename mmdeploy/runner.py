@@ -139,6 +139,10 @@ def run(
                 for r in targets:
                     report.results.append(_fail(r, component.name, "(prepare)", str(e), reporter))
                 continue
+            for warning in component.found_warnings(prepared):
+                if warning not in report.warnings:
+                    report.warnings.append(warning)
+                    reporter.print(f"warning: {warning}")
             # The barrier: every host finishes this component before any starts the next.
             for results in pool.map(
                 lambda r: _run_component(
@@ -161,6 +165,8 @@ def run(
                 r.remote.close()
     report.seconds = time.monotonic() - started
     reporter.summary(report)
+    for warning in report.warnings[len(warnings) :]:  # found on the hosts: again, where it is read
+        reporter.print(f"warning: {warning}")
     return report
 
 
