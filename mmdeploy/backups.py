@@ -23,6 +23,7 @@ from typing import Callable
 
 from .components import backup as component
 from .components.mattermost import STOP_GRACE, unit_name
+from .components.postgresql.stanza import initdb_time
 from .errors import InventoryError, MMDeployError
 from .fleet import Fleet
 from .inventory import Host, Inventory
@@ -85,6 +86,12 @@ def backup(inventory: Inventory, kind: str = "diff", out: Out | None = None) -> 
         raise InventoryError([f"backup kind: expected full or diff, got {kind!r}"])
     repo = _require(inventory)
     with Fleet(inventory, "backup", out) as fleet:
+        found = component.repository_owner(
+            inventory, lambda h, command: fleet.remote(h).run(command, timeout=60, what="read the cluster").stdout
+        )
+        if found.other:  # pgBackRest would refuse too, less clearly
+            fleet.say(found.message)
+            return BackupReport(False, kind, repo.name, [], fleet.elapsed(), f"backup refused: {found.message}")
         fleet.say(f"{kind} backup on {repo.name}")
         result = fleet.remote(repo).run(
             f"{component.SCRIPT} {kind}", timeout=component.RUN_TIMEOUT, what=f"the {kind} backup"
@@ -277,7 +284,18 @@ def _restore(
     pg = engine.name == "postgresql"
     dbs = inventory.with_role("db")
     fleet.say(f"restore onto {target.name}" + (f" to {target_time}" if target_time else " (newest backup)"))
-    if pg and len(writable) == 1:
+
+    def read(h: Host, command: str) -> str:
+        return fleet.remote(h).run(command, timeout=60, what="read whose backups the repository holds").stdout
+
+    owner = component.repository_owner(inventory, read) if pg else None
+    fresh_since = initdb_time(owner.cluster) if owner and owner.other and owner.cluster else None
+    if fresh_since is not None:
+        # Disaster recovery: the DB hosts run a cluster made since (a fresh deploy); its WAL
+        # is not the repository's to keep, and the restore replaces it.
+        made = datetime.fromtimestamp(fresh_since, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        fleet.say(f"the DB hosts run a new cluster (made {made} UTC): the repository's cluster replaces it")
+    elif pg and len(writable) == 1:
         # Whatever the primary wrote until now, archived: a restore can reach it.
         out = fleet.remote(writable[0].host).run(pgb.switch_wal_script(), timeout=90, what="archive the current WAL")
         fleet.say(f"{writable[0].host.name}: " + (out.stdout.strip() or f"WAL not archived: {out.stderr.strip()}"))
@@ -298,6 +316,22 @@ def _restore(
         if backup_set is None:
             raise MMDeployError(f"nothing to restore from: {why}; nothing was changed")
         fleet.say(f"restoring from {why}")
+    else:
+        s = inventory.settings.backup
+        latest = (
+            fleet.remote(repo)
+            .run(
+                f"ls -1 {s.path}/mysql/*.xbstream 2>/dev/null | sort | tail -n 1",
+                timeout=30,
+                what="find the newest backup",
+            )
+            .stdout.strip()
+        )
+        if not latest:
+            raise MMDeployError(
+                f"nothing to restore from: no MariaDB backup in {repo.name}:{s.path}/mysql; nothing was changed"
+            )
+        fleet.say(f"restoring from {latest.rsplit('/', 1)[-1]}")
     apps = mattermost_nodes(inventory)
 
     def stop_mm(h: Host) -> None:
@@ -344,15 +378,6 @@ def _restore(
         for line in result.stdout.strip().splitlines():
             fleet.say(f"{target.name}: {line}")
     else:
-        s = inventory.settings.backup
-        latest = run_checked(
-            fleet.remote(repo),
-            f"ls -1 {s.path}/mysql/*.xbstream | sort | tail -n 1",
-            "find the newest backup",
-            timeout=30,
-        ).stdout.strip()
-        if not latest:
-            raise MMDeployError(f"no MariaDB backup in {repo.name}:{s.path}/mysql")
         run_checked(
             fleet.remote(repo),
             f"ssh -F {component.SSH_CONFIG} root@{target.private_address} receive < {latest}",
@@ -382,7 +407,7 @@ def _restore(
     engine.attach(fleet.remote(target), peers, followers)
     fleet.parallel(lambda h: fleet.remote(h).run(f"systemctl start {watcher}", timeout=60), reachable)
     if files and inventory.settings.backup.files:
-        report.files = _restore_files(fleet, inventory, repo, target_time)
+        report.files = _restore_files(fleet, inventory, repo, target_time, fresh_since)
     if not start:
         report.ok = True
         report.message = (
@@ -413,20 +438,32 @@ def _restore(
     fleet.say(report.message)
 
 
-def _restore_files(fleet: Fleet, inventory: Inventory, repo: Host, target_time: str | None) -> str | None:
-    """The newest copy of Mattermost's files taken at or before `target_time` back onto
-    every app server (files written since stay: they may belong to posts the database
-    has)."""
+def files_cutoff(target_time: str | None, fresh_since: float | None) -> str | None:
+    """The newest label (20261129T140300Z) a copy of the files may have: taken by the
+    target time, and before the fresh cluster a disaster recovery replaces was made (copies
+    taken since are of the new, empty site)."""
+    limits = []
+    if target_time:
+        limits.append(datetime.strptime(target_time[:19], "%Y-%m-%d %H:%M:%S").strftime("%Y%m%dT%H%M%SZ"))
+    if fresh_since is not None:
+        limits.append(datetime.fromtimestamp(fresh_since - 1, timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    return min(limits) if limits else None
+
+
+def _restore_files(
+    fleet: Fleet, inventory: Inventory, repo: Host, target_time: str | None, fresh_since: float | None = None
+) -> str | None:
+    """The newest copy of Mattermost's files taken at or before `target_time` (and before
+    `fresh_since`) back onto every app server (files written since stay: they may belong
+    to posts the database has)."""
     s = inventory.settings.backup
     listing = (
         fleet.remote(repo).run(f"ls -1 {s.path}/files 2>/dev/null | grep -v '^latest$'", timeout=30).stdout.split()
     )
-    cutoff = None
-    if target_time:
-        cutoff = datetime.strptime(target_time[:19], "%Y-%m-%d %H:%M:%S").strftime("%Y%m%dT%H%M%SZ")
+    cutoff = files_cutoff(target_time, fresh_since)
     copies = sorted(c for c in listing if cutoff is None or c <= cutoff)
     if not copies:
-        fleet.say("no copy of the files to put back" + (f" from before {target_time}" if target_time else ""))
+        fleet.say("no copy of the files to put back" + (f" from before {cutoff}" if cutoff else ""))
         return None
     snap = f"{s.path}/files/{copies[-1]}"
     for h in inventory.with_role("app"):

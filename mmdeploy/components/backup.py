@@ -26,7 +26,7 @@ the check that archiving reaches it).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import Field
 
@@ -41,6 +41,7 @@ from ..step import Step
 from ..secrets import Secret
 from ..settings import Section
 from .postgresql import backup as pgb
+from .postgresql import stanza
 from .prometheus import reload_prometheus
 from .postgresql.config import Paths
 from .postgresql.config import paths as pg_paths
@@ -502,7 +503,19 @@ class BackupRepository(_Involved):
         repo = backup_host(inventory)
         return [repo] if configured(inventory) and repo and engine(inventory) == "postgresql" else []
 
+    def prepare(self, inventory: Inventory, view) -> stanza.Owner:
+        def read(host: Host, command: str) -> str:
+            fact = view.facts(host, [command])[command]
+            return fact.out if fact.ok else ""
+
+        return repository_owner(inventory, read)
+
+    def found_warnings(self, prepared) -> list[str]:
+        return [prepared.message] if prepared is not None and prepared.other else []
+
     def steps(self, ctx: Context):
+        if ctx.shared is not None and ctx.shared.other:  # another cluster's: `inv restore`, never stanza-create
+            return []
         return [
             Command(
                 "pgBackRest stanza mattermost (and the archiving check)",
@@ -511,6 +524,16 @@ class BackupRepository(_Involved):
                 timeout=600,
             )
         ]
+
+
+def repository_owner(inventory: Inventory, read: Callable[[Host, str], str]) -> stanza.Owner:
+    """Whose backups pgBackRest's stanza holds (components/postgresql/stanza.py), from
+    `read(host, command)` -> its output ("" when it failed)."""
+    if engine(inventory) != "postgresql":
+        return stanza.Owner("none", None, None, "")
+    repo = require_host(inventory)
+    ids = {db.name: read(db, stanza.SYSTEM_ID) for db in db_hosts(inventory)}
+    return stanza.owner(read(repo, pgb.info_command()), ids, f"the backup repository on {repo.name}")
 
 
 def backup_problem(inventory: Inventory) -> str | None:
@@ -534,7 +557,17 @@ def backup_problem(inventory: Inventory) -> str | None:
             )
             .stdout
         )
-    problems = []
+
+        def read(host: Host, command: str) -> str:
+            try:
+                return (
+                    fleet.remote(host).run(command, timeout=60, what="read whose backups the repository holds").stdout
+                )
+            except MMDeployError:  # a DB host down: the DB tier's own check says so
+                return ""
+
+        found = repository_owner(inventory, read)
+    problems = [found.message] if found.other else []
     for line in out.splitlines():
         parts = line.split()
         if parts[0] == "timer" and parts[2] != "active":

@@ -936,7 +936,23 @@ class MattermostAdmin(Component):
     def hosts(self, inventory):
         return inventory.with_role("app")[:1]
 
+    def prepare(self, inventory, view) -> bool:
+        """Whether the site's data is to come from `inv restore`: the backup repository
+        holds another PostgreSQL cluster's backups (new DB hosts, deployed afresh)."""
+        from .backup import configured, repository_owner
+
+        if not configured(inventory):
+            return False
+
+        def read(host, command: str) -> str:
+            fact = view.facts(host, [command])[command]
+            return fact.out if fact.ok else ""
+
+        return repository_owner(inventory, read).other
+
     def steps(self, ctx: Context):
+        if ctx.shared is True:  # no admin or team in a database the restore replaces (components/backup.py warns)
+            return []
         mm = ctx.settings.mattermost
         user, team = shlex.quote(mm.admin_username), shlex.quote(mm.team_name)
         return [
