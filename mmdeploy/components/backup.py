@@ -150,6 +150,10 @@ def _key_step(user: str, group: str, home: str) -> Command:
     )
 
 
+# A host's own SSH host keys, one "type base64 comment" line each.
+HOST_KEYS = "cat /etc/ssh/ssh_host_*_key.pub"
+
+
 def _pubkey_probe(home: str) -> str:
     return f"cat {home}/.ssh/{KEY_NAME}.pub"
 
@@ -281,6 +285,10 @@ class Backup(_Involved):
                 keys[label] = f"{kind} {blob}"
 
         read(repo, "root", ROOT_HOME)
+        for host in _pulled(inventory):
+            fact = view.facts(host, [HOST_KEYS])[HOST_KEYS]
+            if fact.ok and fact.out.strip():
+                keys[f"host keys {host.name}"] = fact.out
         if engine(inventory) == "postgresql":
             read(repo, pgb.REPO_USER, pgb.REPO_HOME)
             for db in db_hosts(inventory):
@@ -393,6 +401,22 @@ class Backup(_Involved):
             )
         return Paths(version)
 
+    @staticmethod
+    def _known_hosts(path: str, hosts: list[Host], keys: dict, **owner) -> list[Step]:
+        """The host keys of the hosts the backup runs reach, as the deploy read them over its
+        own checked connections: a machine replaced by a fresh one (new host keys, same
+        address) is trusted at once, with no stale key refusing it. Left alone while a
+        host's keys are unknown (it did not answer)."""
+        if not hosts or any(f"host keys {h.name}" not in keys for h in hosts):
+            return []
+        lines = [
+            f"{h.private_address} {' '.join(entry.split()[:2])}"
+            for h in hosts
+            for entry in keys[f"host keys {h.name}"].splitlines()
+            if entry.strip()
+        ]
+        return [File(path, "".join(f"{line}\n" for line in lines), mode="0644", **owner)]
+
     def _repository_host(self, ctx: Context, repo: Host, pg: bool, keys: dict, line) -> list:
         inv, s = ctx.inventory, ctx.settings
         dbs = db_hosts(inv)
@@ -405,7 +429,8 @@ class Backup(_Involved):
                     known_hosts="/etc/mmdeploy-backup/known_hosts",
                 ),
                 mode="0644",
-            )
+            ),
+            *self._known_hosts("/etc/mmdeploy-backup/known_hosts", _pulled(inv), keys),
         ]
         if pg:
             lines = [
@@ -429,6 +454,9 @@ class Backup(_Involved):
                     owner=pgb.REPO_USER,
                     group=pgb.REPO_USER,
                     mode="0600",
+                ),
+                *self._known_hosts(
+                    f"{pgb.REPO_HOME}/.ssh/known_hosts", dbs, keys, owner=pgb.REPO_USER, group=pgb.REPO_USER
                 ),
                 # With S3 keys inside it is a secret; readable by the repository user only.
                 (SecretFile if s3_keys else File)(pgb.CONF, conf, owner="root", group=pgb.REPO_USER, mode="0640"),

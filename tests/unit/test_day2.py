@@ -546,6 +546,26 @@ def test_a_fresh_deploy_leaves_another_clusters_stanza_alone_and_says_to_restore
     assert bc.repository_owner(mysql, lambda h, c: pytest.fail("nothing to read")).kind == "none"
 
 
+def test_the_backup_host_trusts_the_host_keys_the_deploy_read(site):
+    """A replaced machine keeps its address and gets new host keys: the backup host's
+    known_hosts are the keys read now, not the first ones it met."""
+    from mmdeploy.components import backup as bc
+
+    inv = site()
+    keys = {
+        f"host keys {name}": f"ssh-ed25519 AAAA{name} root@{name}\necdsa-sha2-nistp256 BBBB{name} root@{name}\n"
+        for name in ("db1", "db2", "app1", "app2")
+    }
+    (step,) = bc.Backup._known_hosts("/x/known_hosts", bc._pulled(inv), keys)
+    assert step.content.decode().splitlines() == [
+        f"10.0.0.{n} {kind} {blob}{name}"
+        for name, n in (("db1", 31), ("db2", 32), ("app1", 11), ("app2", 12))
+        for kind, blob in (("ssh-ed25519", "AAAA"), ("ecdsa-sha2-nistp256", "BBBB"))
+    ]
+    del keys["host keys db2"]  # it did not answer: its old keys stay as they were
+    assert bc.Backup._known_hosts("/x/known_hosts", bc._pulled(inv), keys) == []
+
+
 def test_restored_files_are_from_before_the_fresh_cluster():
     """The copies the backup timers took on the new, empty site (after the fresh cluster was
     made) are not the site's files."""
