@@ -23,7 +23,7 @@ from typing import Callable
 
 from .components import backup as component
 from .components.mattermost import STOP_GRACE, unit_name
-from .components.postgresql.stanza import initdb_time
+from .components.postgresql.stanza import archive_id, histories_script, initdb_time
 from .errors import InventoryError, MMDeployError
 from .fleet import Fleet
 from .inventory import Host, Inventory
@@ -306,7 +306,15 @@ def _restore(
             (int(a["max"][:8], 16) for st in json.loads(info or "[]") for a in st.get("archive", []) if a.get("max")),
             default=1,
         )
-        histories = fleet.remote(target).run(pgb.histories_script(max(2, newest)), timeout=120).stdout
+        if fresh_since is None:
+            histories = fleet.remote(target).run(pgb.histories_script(max(2, newest)), timeout=120).stdout
+        else:  # the target runs another cluster: its archive-get refuses, the repository answers
+            histories = run_checked(
+                fleet.remote(repo),
+                histories_script(archive_id(info) or ""),
+                "read the timeline histories",
+                timeout=120,
+            ).stdout
         epoch = (
             datetime.strptime(target_time[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=timezone.utc).timestamp()
             if target_time

@@ -496,6 +496,30 @@ def test_whose_backups_the_repository_holds():
     assert initdb_time(NEW_ID) == NEW_ID >> 32 and 1.7e9 < initdb_time(NEW_ID) < 1.8e9
 
 
+def test_a_disaster_recovery_reads_the_timeline_histories_from_the_repository():
+    """The fresh DB host's archive-get refuses (another cluster): the backup host lists
+    and reads the history files, printed as choose_backup reads them."""
+    import json as _json
+
+    from mmdeploy.components.postgresql.stanza import archive_id, histories_script
+
+    info = _json.loads(_info(OLD_ID))
+    info[0]["archive"] = [{"id": "15-1", "min": "000000010000000000000003", "max": "00000003000000000000000A"}]
+    assert archive_id(_json.dumps(info)) == "15-1" and archive_id("[]") is None and archive_id("{") is None
+    script = histories_script("15-1")
+    assert "repo-ls archive/mattermost/15-1 --filter='[.]history$'" in script
+    assert 'repo-get archive/mattermost/15-1/"$h"' in script and "runuser -u pgbackrest" in script
+    fake = 'pgbackrest() { case $2 in repo-ls) echo 00000002.history; echo 0000000A.history;; repo-get) echo "$3";; esac; }\n'
+    local = script.replace("cd /tmp && runuser -u pgbackrest -- pgbackrest", "pgbackrest")
+    out = subprocess.run(["bash", "-c", fake + local], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "== 2",
+        "archive/mattermost/15-1/00000002.history",
+        "== 10",
+        "archive/mattermost/15-1/0000000A.history",
+    ]
+
+
 class _View:
     """Facts as the hosts would answer: host name -> {command -> output}; no entry: fails."""
 

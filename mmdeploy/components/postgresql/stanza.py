@@ -14,6 +14,7 @@ pg_wal until then, and goes with the restore).
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 
 # The cluster's identity, on a primary or a replica (a replica has its primary's).
@@ -69,3 +70,29 @@ def owner(info_json: str, cluster_ids: dict[str, str], repo: str = "the backup r
         f"run {cluster}, a new one): left as it is, and WAL archiving and backups stay refused until "
         "`inv restore` brings that cluster back onto the DB hosts (disaster recovery; README, Backups)",
     )
+
+
+def archive_id(info_json: str) -> str | None:
+    """The stanza's current WAL archive (e.g. "15-1"), from `info --output=json`."""
+    try:
+        data = json.loads(info_json or "[]")
+    except ValueError:
+        return None
+    ids = [a["id"] for stanza in data for a in stanza.get("archive", []) if a.get("id")]
+    return ids[-1] if ids else None
+
+
+def histories_script(archive: str) -> str:
+    """On the backup host: every timeline history file of the archive, each as '== N' then
+    its lines (as backup.histories_script prints them). Read from the repository itself:
+    archive-get on a DB host refuses while that host runs another cluster."""
+    from .backup import STANZA, as_repo
+
+    where = shlex.quote(f"archive/{STANZA}/{archive}")
+    return f"""\
+set -e
+for h in $({as_repo(f"repo-ls {where} --filter='[.]history$'")}); do
+  echo "== $((16#${{h%.history}}))"
+  {as_repo(f'repo-get {where}/"$h"')}
+done
+"""
