@@ -474,8 +474,21 @@ def _restore_files(
         fleet.say("no copy of the files to put back" + (f" from before {cutoff}" if cutoff else ""))
         return None
     snap = f"{s.path}/files/{copies[-1]}"
+    fresh = []
     for h in inventory.with_role("app"):
         parts = " ".join(d for d in ("data", "plugins", "client/plugins"))
+        # In a disaster recovery, an app server deployed afresh with the new cluster (no file
+        # in its data directory, its config file written since) gets the config file back
+        # too, with what was set in the System Console; elsewhere the config stays.
+        if fresh_since is not None and not inventory.settings.mattermost.config_in_database:
+            found = fleet.remote(h).run(
+                f"find {component.MM_HOME}/data -type f -print -quit; stat -c %Y {component.MM_HOME}/config/config.json",
+                timeout=60,
+            )
+            lines = found.stdout.split()
+            if found.ok and len(lines) == 1 and lines[0].isdigit() and int(lines[0]) >= fresh_since:
+                parts += " config"
+                fresh.append(h.name)
         run_checked(
             fleet.remote(repo),
             f"""\
@@ -491,9 +504,12 @@ done
         run_checked(
             fleet.remote(h),
             f"chown -R mattermost:mattermost {component.MM_HOME}/data {component.MM_HOME}/plugins "
-            f"{component.MM_HOME}/client/plugins",
+            f"{component.MM_HOME}/client/plugins {component.MM_HOME}/config",
             f"file owners on {h.name}",
             timeout=600,
         )
-    fleet.say(f"files of {copies[-1]} back on {', '.join(h.name for h in inventory.with_role('app'))}")
+    fleet.say(
+        f"files of {copies[-1]} back on {', '.join(h.name for h in inventory.with_role('app'))}"
+        + (f" (and the config file on {', '.join(fresh)}: fresh)" if fresh else "")
+    )
     return copies[-1]
