@@ -86,9 +86,7 @@ def backup(inventory: Inventory, kind: str = "diff", out: Out | None = None) -> 
         raise InventoryError([f"backup kind: expected full or diff, got {kind!r}"])
     repo = _require(inventory)
     with Fleet(inventory, "backup", out) as fleet:
-        found = component.repository_owner(
-            inventory, lambda h, command: fleet.remote(h).run(command, timeout=60, what="read the cluster").stdout
-        )
+        found = component.owner_now(inventory, fleet)
         if found.other:  # pgBackRest would refuse too, less clearly
             fleet.say(found.message)
             return BackupReport(False, kind, repo.name, [], fleet.elapsed(), f"backup refused: {found.message}")
@@ -284,11 +282,7 @@ def _restore(
     pg = engine.name == "postgresql"
     dbs = inventory.with_role("db")
     fleet.say(f"restore onto {target.name}" + (f" to {target_time}" if target_time else " (newest backup)"))
-
-    def read(h: Host, command: str) -> str:
-        return fleet.remote(h).run(command, timeout=60, what="read whose backups the repository holds").stdout
-
-    owner = component.repository_owner(inventory, read) if pg else None
+    owner = component.owner_now(inventory, fleet) if pg else None
     fresh_since = initdb_time(owner.cluster) if owner and owner.other and owner.cluster else None
     if fresh_since is not None:
         # Disaster recovery: the DB hosts run a cluster made since (a fresh deploy); its WAL

@@ -532,11 +532,7 @@ class BackupRepository(_Involved):
         return [repo] if configured(inventory) and repo and engine(inventory) == "postgresql" else []
 
     def prepare(self, inventory: Inventory, view) -> stanza.Owner:
-        def read(host: Host, command: str) -> str:
-            fact = view.facts(host, [command])[command]
-            return fact.out if fact.ok else ""
-
-        return repository_owner(inventory, read)
+        return owner_seen(inventory, view)
 
     def found_warnings(self, prepared) -> list[str]:
         return [prepared.message] if prepared is not None and prepared.other else []
@@ -564,6 +560,28 @@ def repository_owner(inventory: Inventory, read: Callable[[Host, str], str]) -> 
     return stanza.owner(read(repo, pgb.info_command()), ids, f"the backup repository on {repo.name}")
 
 
+def owner_seen(inventory: Inventory, view) -> stanza.Owner:
+    """repository_owner, read as facts in a component's prepare()."""
+
+    def read(host: Host, command: str) -> str:
+        fact = view.facts(host, [command])[command]
+        return fact.out if fact.ok else ""
+
+    return repository_owner(inventory, read)
+
+
+def owner_now(inventory: Inventory, fleet) -> stanza.Owner:
+    """repository_owner, read through a day-2 operation's connections (a mmdeploy.fleet.Fleet)."""
+
+    def read(host: Host, command: str) -> str:
+        try:
+            return fleet.remote(host).run(command, timeout=60, what="read whose backups the repository holds").stdout
+        except MMDeployError:  # a DB host down: the DB tier's own checks say so
+            return ""
+
+    return repository_owner(inventory, read)
+
+
 def backup_problem(inventory: Inventory) -> str | None:
     """The verify check: both timers active; the last run of each part good; the last
     good database backup younger than settings.backup.max_age (none yet is not a problem:
@@ -585,16 +603,7 @@ def backup_problem(inventory: Inventory) -> str | None:
             )
             .stdout
         )
-
-        def read(host: Host, command: str) -> str:
-            try:
-                return (
-                    fleet.remote(host).run(command, timeout=60, what="read whose backups the repository holds").stdout
-                )
-            except MMDeployError:  # a DB host down: the DB tier's own check says so
-                return ""
-
-        found = repository_owner(inventory, read)
+        found = owner_now(inventory, fleet)
     problems = [found.message] if found.other else []
     for line in out.splitlines():
         parts = line.split()

@@ -939,16 +939,9 @@ class MattermostAdmin(Component):
     def prepare(self, inventory, view) -> bool:
         """Whether the site's data is to come from `inv restore`: the backup repository
         holds another PostgreSQL cluster's backups (new DB hosts, deployed afresh)."""
-        from .backup import configured, repository_owner
+        from .backup import configured, owner_seen
 
-        if not configured(inventory):
-            return False
-
-        def read(host, command: str) -> str:
-            fact = view.facts(host, [command])[command]
-            return fact.out if fact.ok else ""
-
-        return repository_owner(inventory, read).other
+        return configured(inventory) and owner_seen(inventory, view).other
 
     def steps(self, ctx: Context):
         if ctx.shared is True:  # no admin or team in a database the restore replaces (components/backup.py warns)
