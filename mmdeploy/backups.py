@@ -408,6 +408,11 @@ def _restore(
     followers = [h for h in peers if h.name in report.rejoined]
     engine.attach(fleet.remote(target), peers, followers)
     fleet.parallel(lambda h: fleet.remote(h).run(f"systemctl start {watcher}", timeout=60), reachable)
+    if fresh_since is not None:  # the deploy paused them while the repository was another cluster's
+        run_checked(
+            fleet.remote(repo), f"systemctl start {' '.join(component.TIMERS)}", "start the backup timers", timeout=60
+        )
+        fleet.say(f"{repo.name}: the backup timers run again")
     if files and inventory.settings.backup.files:
         report.files = _restore_files(fleet, inventory, repo, target_time, fresh_since)
     if not start:

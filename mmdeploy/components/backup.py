@@ -150,6 +150,10 @@ def _key_step(user: str, group: str, home: str) -> Command:
     )
 
 
+# In Backup's prepared keys while the repository holds another cluster's backups.
+PAUSED = "timers paused"
+TIMERS = ("mmdeploy-backup-full.timer", "mmdeploy-backup-diff.timer")
+
 # A host's own SSH host keys, one "type base64 comment" line each.
 HOST_KEYS = "cat /etc/ssh/ssh_host_*_key.pub"
 
@@ -298,6 +302,8 @@ class Backup(_Involved):
                     keys[f"pg paths {db.name}"] = pg_paths(db, os_fact.out.strip() if os_fact.ok else None).version
                 except MMDeployError:
                     pass  # unreachable and no version set: its steps say so
+            if owner_seen(inventory, view).other:
+                keys[PAUSED] = "1"
         return keys
 
     def steps(self, ctx: Context):
@@ -487,7 +493,10 @@ class Backup(_Involved):
                     ctx.render("backup/mmdeploy-backup.timer.j2", kind=kind, schedule=schedule),
                     notify=(f"restart {kind} timer",),
                 ),
-                Service(f"mmdeploy-backup-{kind}.timer"),
+                # Paused while the repository holds another cluster's backups: each run would
+                # fail, and its copy of the new, empty site's files push a good one out of
+                # retention. `inv restore` starts them again.
+                Service(f"mmdeploy-backup-{kind}.timer", running=PAUSED not in keys),
             ]
         return steps
 

@@ -274,6 +274,8 @@ def test_disaster_recovery_into_fresh_db_hosts(pg_site):
     warning = "the backup repository on job1 holds the backups of another PostgreSQL cluster"
     assert f"warning: {warning}" in fresh.stdout.splitlines()[-1], fresh.stdout
     assert "pgBackRest stanza" not in fresh.stdout and "team main" not in fresh.stdout
+    timers = "systemctl is-active mmdeploy-backup-full.timer mmdeploy-backup-diff.timer || true"
+    assert on("job1", timers).split() == ["inactive", "inactive"]  # paused until the restore
     verify = inv("verify", "--inventory", path, *sets(overrides), check=False)
     failed = next(line for line in verify.stdout.splitlines() if line.startswith("FAIL backups on job1"))
     assert verify.returncode == 1 and warning in failed and "`inv restore`" in failed, verify.stdout
@@ -288,6 +290,7 @@ def test_disaster_recovery_into_fresh_db_hosts(pg_site):
         re.search(r"database in ([\d.]+) s", restored.stdout)[1]
     )
     assert "the DB hosts run a new cluster" in restored.stdout and "db2 replicates from db1" in restored.stdout
+    assert on("job1", timers).split() == ["active", "active"]
     client = wait_for_site(inventory)
     assert client.exists(backed_up) and client.exists(archived)
     verify = inv("verify", "--inventory", path, *sets(overrides), check=False)

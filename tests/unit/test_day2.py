@@ -590,6 +590,23 @@ def test_the_backup_host_trusts_the_host_keys_the_deploy_read(site):
     assert bc.Backup._known_hosts("/x/known_hosts", bc._pulled(inv), keys) == []
 
 
+def test_the_backup_timers_pause_while_the_repository_is_another_clusters(site, tmp_path):
+    from mmdeploy.components import backup as bc
+    from mmdeploy.facts import FactCache
+
+    inv = site()
+    keys = {"root": "ssh-ed25519 AAAAr", bc.pgb.REPO_USER: "ssh-ed25519 AAAAp"}
+    keys |= {f"postgres@{db}": f"ssh-ed25519 AAAA{db}" for db in ("db1", "db2")}
+    keys |= {f"pg paths {db}": "15" for db in ("db1", "db2")}
+
+    def timers(prepared):
+        ctx = Context(inv, inv.host("job1"), Secrets(tmp_path / "s.yml", Redactor()), FactCache(None), prepared)
+        return {s.unit: s.running for s in bc.Backup().steps(ctx) if s.name.startswith("service mmdeploy-backup")}
+
+    assert timers(keys) == {t: True for t in bc.TIMERS}
+    assert timers({**keys, bc.PAUSED: "1"}) == {t: False for t in bc.TIMERS}
+
+
 def test_restored_files_are_from_before_the_fresh_cluster():
     """The copies the backup timers took on the new, empty site (after the fresh cluster was
     made) are not the site's files."""
