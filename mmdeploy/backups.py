@@ -9,7 +9,9 @@ components/mysql/backup.py).
         the primary (or `to_host`): PostgreSQL to any moment (`to_time`, else the newest
         archived), MariaDB to its newest backup; the other DB nodes rejoined as its
         replicas, the local files and plugins copied back, Mattermost started again and
-        the site verified.
+        the site verified. Into fresh DB hosts (disaster recovery: the repository holds
+        another cluster's backups, components/postgresql/stanza.py) the same, with the
+        new cluster's WAL left alone and the files from before it was made.
 """
 
 from __future__ import annotations
