@@ -9,7 +9,9 @@ components/mysql/backup.py).
         the primary (or `to_host`): PostgreSQL to any moment (`to_time`, else the newest
         archived), MariaDB to its newest backup; the other DB nodes rejoined as its
         replicas, the local files and plugins copied back, Mattermost started again and
-        the site verified.
+        the site verified. Into fresh DB hosts (disaster recovery: the repository holds
+        another cluster's backups, components/postgresql/stanza.py) the same, with the
+        new cluster's WAL left alone and the files from before it was made.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Callable
 
 from .components import backup as component
 from .components.mattermost import STOP_GRACE, unit_name
+from .components.postgresql.stanza import archive_id, histories_script, initdb_time
 from .errors import InventoryError, MMDeployError
 from .fleet import Fleet
 from .inventory import Host, Inventory
@@ -85,6 +88,10 @@ def backup(inventory: Inventory, kind: str = "diff", out: Out | None = None) -> 
         raise InventoryError([f"backup kind: expected full or diff, got {kind!r}"])
     repo = _require(inventory)
     with Fleet(inventory, "backup", out) as fleet:
+        found = component.owner_now(inventory, fleet)
+        if found.other:  # pgBackRest would refuse too, less clearly
+            fleet.say(found.message)
+            return BackupReport(False, kind, repo.name, [], fleet.elapsed(), f"backup refused: {found.message}")
         fleet.say(f"{kind} backup on {repo.name}")
         result = fleet.remote(repo).run(
             f"{component.SCRIPT} {kind}", timeout=component.RUN_TIMEOUT, what=f"the {kind} backup"
@@ -277,7 +284,14 @@ def _restore(
     pg = engine.name == "postgresql"
     dbs = inventory.with_role("db")
     fleet.say(f"restore onto {target.name}" + (f" to {target_time}" if target_time else " (newest backup)"))
-    if pg and len(writable) == 1:
+    owner = component.owner_now(inventory, fleet) if pg else None
+    fresh_since = initdb_time(owner.cluster) if owner and owner.other and owner.cluster else None
+    if fresh_since is not None:
+        # Disaster recovery: the DB hosts run a cluster made since (a fresh deploy); its WAL
+        # is not the repository's to keep, and the restore replaces it.
+        made = datetime.fromtimestamp(fresh_since, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        fleet.say(f"the DB hosts run a new cluster (made {made} UTC): the repository's cluster replaces it")
+    elif pg and len(writable) == 1:
         # Whatever the primary wrote until now, archived: a restore can reach it.
         out = fleet.remote(writable[0].host).run(pgb.switch_wal_script(), timeout=90, what="archive the current WAL")
         fleet.say(f"{writable[0].host.name}: " + (out.stdout.strip() or f"WAL not archived: {out.stderr.strip()}"))
@@ -288,7 +302,15 @@ def _restore(
             (int(a["max"][:8], 16) for st in json.loads(info or "[]") for a in st.get("archive", []) if a.get("max")),
             default=1,
         )
-        histories = fleet.remote(target).run(pgb.histories_script(max(2, newest)), timeout=120).stdout
+        if fresh_since is None:
+            histories = fleet.remote(target).run(pgb.histories_script(max(2, newest)), timeout=120).stdout
+        else:  # the target runs another cluster: its archive-get refuses, the repository answers
+            histories = run_checked(
+                fleet.remote(repo),
+                histories_script(archive_id(info) or ""),
+                "read the timeline histories",
+                timeout=120,
+            ).stdout
         epoch = (
             datetime.strptime(target_time[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=timezone.utc).timestamp()
             if target_time
@@ -298,6 +320,22 @@ def _restore(
         if backup_set is None:
             raise MMDeployError(f"nothing to restore from: {why}; nothing was changed")
         fleet.say(f"restoring from {why}")
+    else:
+        s = inventory.settings.backup
+        latest = (
+            fleet.remote(repo)
+            .run(
+                f"ls -1 {s.path}/mysql/*.xbstream 2>/dev/null | sort | tail -n 1",
+                timeout=30,
+                what="find the newest backup",
+            )
+            .stdout.strip()
+        )
+        if not latest:
+            raise MMDeployError(
+                f"nothing to restore from: no MariaDB backup in {repo.name}:{s.path}/mysql; nothing was changed"
+            )
+        fleet.say(f"restoring from {latest.rsplit('/', 1)[-1]}")
     apps = mattermost_nodes(inventory)
 
     def stop_mm(h: Host) -> None:
@@ -344,15 +382,6 @@ def _restore(
         for line in result.stdout.strip().splitlines():
             fleet.say(f"{target.name}: {line}")
     else:
-        s = inventory.settings.backup
-        latest = run_checked(
-            fleet.remote(repo),
-            f"ls -1 {s.path}/mysql/*.xbstream | sort | tail -n 1",
-            "find the newest backup",
-            timeout=30,
-        ).stdout.strip()
-        if not latest:
-            raise MMDeployError(f"no MariaDB backup in {repo.name}:{s.path}/mysql")
         run_checked(
             fleet.remote(repo),
             f"ssh -F {component.SSH_CONFIG} root@{target.private_address} receive < {latest}",
@@ -381,8 +410,13 @@ def _restore(
     followers = [h for h in peers if h.name in report.rejoined]
     engine.attach(fleet.remote(target), peers, followers)
     fleet.parallel(lambda h: fleet.remote(h).run(f"systemctl start {watcher}", timeout=60), reachable)
+    if fresh_since is not None:  # the deploy paused them while the repository was another cluster's
+        run_checked(
+            fleet.remote(repo), f"systemctl start {' '.join(component.TIMERS)}", "start the backup timers", timeout=60
+        )
+        fleet.say(f"{repo.name}: the backup timers run again")
     if files and inventory.settings.backup.files:
-        report.files = _restore_files(fleet, inventory, repo, target_time)
+        report.files = _restore_files(fleet, inventory, repo, target_time, fresh_since)
     if not start:
         report.ok = True
         report.message = (
@@ -413,24 +447,49 @@ def _restore(
     fleet.say(report.message)
 
 
-def _restore_files(fleet: Fleet, inventory: Inventory, repo: Host, target_time: str | None) -> str | None:
-    """The newest copy of Mattermost's files taken at or before `target_time` back onto
-    every app server (files written since stay: they may belong to posts the database
-    has)."""
+def files_cutoff(target_time: str | None, fresh_since: float | None) -> str | None:
+    """The newest label (20261129T140300Z) a copy of the files may have: taken by the
+    target time, and before the fresh cluster a disaster recovery replaces was made (copies
+    taken since are of the new, empty site)."""
+    limits = []
+    if target_time:
+        limits.append(datetime.strptime(target_time[:19], "%Y-%m-%d %H:%M:%S").strftime("%Y%m%dT%H%M%SZ"))
+    if fresh_since is not None:
+        limits.append(datetime.fromtimestamp(fresh_since - 1, timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    return min(limits) if limits else None
+
+
+def _restore_files(
+    fleet: Fleet, inventory: Inventory, repo: Host, target_time: str | None, fresh_since: float | None = None
+) -> str | None:
+    """The newest copy of Mattermost's files taken at or before `target_time` (and before
+    `fresh_since`) back onto every app server (files written since stay: they may belong
+    to posts the database has)."""
     s = inventory.settings.backup
     listing = (
         fleet.remote(repo).run(f"ls -1 {s.path}/files 2>/dev/null | grep -v '^latest$'", timeout=30).stdout.split()
     )
-    cutoff = None
-    if target_time:
-        cutoff = datetime.strptime(target_time[:19], "%Y-%m-%d %H:%M:%S").strftime("%Y%m%dT%H%M%SZ")
+    cutoff = files_cutoff(target_time, fresh_since)
     copies = sorted(c for c in listing if cutoff is None or c <= cutoff)
     if not copies:
-        fleet.say("no copy of the files to put back" + (f" from before {target_time}" if target_time else ""))
+        fleet.say("no copy of the files to put back" + (f" from before {cutoff}" if cutoff else ""))
         return None
     snap = f"{s.path}/files/{copies[-1]}"
+    fresh = []
     for h in inventory.with_role("app"):
         parts = " ".join(d for d in ("data", "plugins", "client/plugins"))
+        # In a disaster recovery, an app server deployed afresh with the new cluster (no file
+        # in its data directory, its config file written since) gets the config file back
+        # too, with what was set in the System Console; elsewhere the config stays.
+        if fresh_since is not None and not inventory.settings.mattermost.config_in_database:
+            found = fleet.remote(h).run(
+                f"find {component.MM_HOME}/data -type f -print -quit; stat -c %Y {component.MM_HOME}/config/config.json",
+                timeout=60,
+            )
+            lines = found.stdout.split()
+            if found.ok and len(lines) == 1 and lines[0].isdigit() and int(lines[0]) >= fresh_since:
+                parts += " config"
+                fresh.append(h.name)
         run_checked(
             fleet.remote(repo),
             f"""\
@@ -446,9 +505,12 @@ done
         run_checked(
             fleet.remote(h),
             f"chown -R mattermost:mattermost {component.MM_HOME}/data {component.MM_HOME}/plugins "
-            f"{component.MM_HOME}/client/plugins",
+            f"{component.MM_HOME}/client/plugins {component.MM_HOME}/config",
             f"file owners on {h.name}",
             timeout=600,
         )
-    fleet.say(f"files of {copies[-1]} back on {', '.join(h.name for h in inventory.with_role('app'))}")
+    fleet.say(
+        f"files of {copies[-1]} back on {', '.join(h.name for h in inventory.with_role('app'))}"
+        + (f" (and the config file on {', '.join(fresh)}: fresh)" if fresh else "")
+    )
     return copies[-1]

@@ -393,6 +393,12 @@ class Component:
         e.g. a release past its support end; `today` is a datetime.date."""
         return []
 
+    def found_warnings(self, prepared: Any) -> list[str]:
+        """Warnings from what prepare() read on the hosts (e.g. a backup repository that
+        holds another cluster's backups), printed when found and after the run's summary,
+        and returned in the report."""
+        return []
+
     def __repr__(self) -> str:
         return f"<component {self.name}>"
 

@@ -138,7 +138,7 @@ def run(
             return _run_component(r, c, inventory, secrets, reporter, mode, prepared, built, member=member)
 
         if mode == "apply" and pipelined:
-            pipelines = _Pipelines(order, members, runs, unreachable, ahead, inventory, reporter)
+            pipelines = _Pipelines(order, members, runs, unreachable, ahead, report, reporter)
             alive = [r for r in runs.values() if r.alive]
             with ThreadPoolExecutor(max_workers=max(1, len(alive))) as each_host:  # one thread per pipeline
                 futures = [each_host.submit(pipelines.run_host, r, apply) for r in alive]
@@ -157,6 +157,8 @@ def run(
                 r.remote.close()
     report.seconds = time.monotonic() - started
     reporter.summary(report)
+    for warning in report.warnings[len(warnings) :]:  # found on the hosts: again, where it is read
+        reporter.print(f"warning: {warning}")
     return report
 
 
@@ -188,11 +190,21 @@ def _with_barriers(
             for r in targets:
                 report.results.append(_fail(r, component.name, "(prepare)", str(e), reporter))
             continue
+        _found_warnings(component, prepared, report, reporter)
         for results in pool.map(
             lambda r: apply(r, component, prepared, ahead.built(r, component), r.host.name in members[component.name]),
             targets,
         ):
             report.results.extend(results)
+
+
+def _found_warnings(component: Component, prepared: object, report: RunReport, reporter: Reporter) -> None:
+    """What the component's prepare() found on the hosts that the operator must read
+    (Component.found_warnings): printed once when found, and again in the summary."""
+    for warning in component.found_warnings(prepared):
+        if warning not in report.warnings:
+            report.warnings.append(warning)
+            reporter.print(f"warning: {warning}")
 
 
 def _connect(run: HostRun, reporter: Reporter, proven: bool = False) -> None:
@@ -465,11 +477,11 @@ class _Pipelines:
         runs: dict[str, HostRun],
         unreachable: dict[str, int],
         ahead: _Prefetch,
-        inventory: Inventory,
+        report: RunReport,
         reporter: Reporter,
     ):
         self.order, self.runs, self.unreachable, self.ahead = order, runs, unreachable, ahead
-        self.inventory, self.reporter = inventory, reporter
+        self.report, self.reporter = report, reporter
         self.index = {c.name: i for i, c in enumerate(order)}
         waits = cross_host(order)
         self.waits = [sorted(self.index[d] for d in waits[c.name]) for c in order]
@@ -505,6 +517,7 @@ class _Pipelines:
                 try:
                     value = self.ahead.prepared(component) if ahead else self.ahead.prepare_now(component)
                     self._prepared[component.name] = value, None, ahead
+                    _found_warnings(component, value, self.report, self.reporter)
                 except MMDeployError as e:
                     self._prepared[component.name] = None, e, ahead
             return self._prepared[component.name]

@@ -30,7 +30,7 @@ the check that archiving reaches it).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import Field
 
@@ -46,6 +46,7 @@ from ..step import Step
 from ..secrets import Secret
 from ..settings import Section
 from .postgresql import backup as pgb
+from .postgresql import stanza
 from .storage import common as storage
 from .prometheus import reload_prometheus
 from .postgresql.config import Paths
@@ -164,6 +165,14 @@ def _key_step(user: str, group: str, home: str) -> Command:
         f"runuser -u {user} -- ssh-keygen -q -t ed25519 -N '' -C {TAG} -f {key}\n",
         unless=f"test -s {key}.pub",
     )
+
+
+# In Backup's prepared keys while the repository holds another cluster's backups.
+PAUSED = "timers paused"
+TIMERS = ("mmdeploy-backup-full.timer", "mmdeploy-backup-diff.timer")
+
+# A host's own SSH host keys, one "type base64 comment" line each.
+HOST_KEYS = "cat /etc/ssh/ssh_host_*_key.pub"
 
 
 def _pubkey_probe(home: str) -> str:
@@ -357,6 +366,10 @@ class Backup(_Involved):
                 keys[label] = f"{kind} {blob}"
 
         read(repo, "root", ROOT_HOME)
+        for host in _pulled(inventory):
+            fact = view.facts(host, [HOST_KEYS])[HOST_KEYS]
+            if fact.ok and fact.out.strip():
+                keys[f"host keys {host.name}"] = fact.out
         if engine(inventory) == "postgresql":
             read(repo, pgb.REPO_USER, pgb.REPO_HOME)
             for db in db_hosts(inventory):
@@ -366,6 +379,8 @@ class Backup(_Involved):
                     keys[f"pg paths {db.name}"] = pg_paths(db, os_fact.out.strip() if os_fact.ok else None).version
                 except MMDeployError:
                     pass  # unreachable and no version set: its steps say so
+            if owner_seen(inventory, view).other:
+                keys[PAUSED] = "1"
         return keys
 
     def steps(self, ctx: Context):
@@ -469,6 +484,22 @@ class Backup(_Involved):
             )
         return Paths(version)
 
+    @staticmethod
+    def _known_hosts(path: str, hosts: list[Host], keys: dict, **owner) -> list[Step]:
+        """The host keys of the hosts the backup runs reach, as the deploy read them over its
+        own checked connections: a machine replaced by a fresh one (new host keys, same
+        address) is trusted at once, with no stale key refusing it. Left alone while a
+        host's keys are unknown (it did not answer)."""
+        if not hosts or any(f"host keys {h.name}" not in keys for h in hosts):
+            return []
+        lines = [
+            f"{h.private_address} {' '.join(entry.split()[:2])}"
+            for h in hosts
+            for entry in keys[f"host keys {h.name}"].splitlines()
+            if entry.strip()
+        ]
+        return [File(path, "".join(f"{line}\n" for line in lines), mode="0644", **owner)]
+
     def _repository_host(self, ctx: Context, repo: Host, pg: bool, keys: dict, line) -> list:
         inv, s = ctx.inventory, ctx.settings
         dbs = db_hosts(inv)
@@ -481,7 +512,8 @@ class Backup(_Involved):
                     known_hosts="/etc/mmdeploy-backup/known_hosts",
                 ),
                 mode="0644",
-            )
+            ),
+            *self._known_hosts("/etc/mmdeploy-backup/known_hosts", _pulled(inv), keys),
         ]
         if pg:
             lines = [
@@ -518,6 +550,9 @@ class Backup(_Involved):
                     group=pgb.REPO_USER,
                     mode="0600",
                 ),
+                *self._known_hosts(
+                    f"{pgb.REPO_HOME}/.ssh/known_hosts", dbs, keys, owner=pgb.REPO_USER, group=pgb.REPO_USER
+                ),
                 # With S3 keys inside it is a secret; readable by the repository user only.
                 (SecretFile if s3_keys else File)(pgb.CONF, conf, owner="root", group=pgb.REPO_USER, mode="0640"),
             ]
@@ -547,7 +582,10 @@ class Backup(_Involved):
                     ctx.render("backup/mmdeploy-backup.timer.j2", kind=kind, schedule=schedule),
                     notify=(f"restart {kind} timer",),
                 ),
-                Service(f"mmdeploy-backup-{kind}.timer"),
+                # Paused while the repository holds another cluster's backups: each run would
+                # fail, and its copy of the new, empty site's files push a good one out of
+                # retention. `inv restore` starts them again.
+                Service(f"mmdeploy-backup-{kind}.timer", running=PAUSED not in keys),
             ]
         return steps
 
@@ -602,7 +640,15 @@ class BackupRepository(_Involved):
         repo = backup_host(inventory)
         return [repo] if configured(inventory) and repo and engine(inventory) == "postgresql" else []
 
+    def prepare(self, inventory: Inventory, view) -> stanza.Owner:
+        return owner_seen(inventory, view)
+
+    def found_warnings(self, prepared) -> list[str]:
+        return [prepared.message] if prepared is not None and prepared.other else []
+
     def steps(self, ctx: Context):
+        if ctx.shared is not None and ctx.shared.other:  # another cluster's: `inv restore`, never stanza-create
+            return []
         return [
             Command(
                 "pgBackRest stanza mattermost (and the archiving check)",
@@ -666,6 +712,38 @@ def backup_bucket_problem(inventory: Inventory, bucket: str) -> str | None:
     return None
 
 
+def repository_owner(inventory: Inventory, read: Callable[[Host, str], str]) -> stanza.Owner:
+    """Whose backups pgBackRest's stanza holds (components/postgresql/stanza.py), from
+    `read(host, command)` -> its output ("" when it failed)."""
+    if engine(inventory) != "postgresql":
+        return stanza.Owner("none", None, None, "")
+    repo = require_host(inventory)
+    ids = {db.name: read(db, stanza.SYSTEM_ID) for db in db_hosts(inventory)}
+    return stanza.owner(read(repo, pgb.info_command()), ids, f"the backup repository on {repo.name}")
+
+
+def owner_seen(inventory: Inventory, view) -> stanza.Owner:
+    """repository_owner, read as facts in a component's prepare()."""
+
+    def read(host: Host, command: str) -> str:
+        fact = view.facts(host, [command])[command]
+        return fact.out if fact.ok else ""
+
+    return repository_owner(inventory, read)
+
+
+def owner_now(inventory: Inventory, fleet) -> stanza.Owner:
+    """repository_owner, read through a day-2 operation's connections (a mmdeploy.fleet.Fleet)."""
+
+    def read(host: Host, command: str) -> str:
+        try:
+            return fleet.remote(host).run(command, timeout=60, what="read whose backups the repository holds").stdout
+        except MMDeployError:  # a DB host down: the DB tier's own checks say so
+            return ""
+
+    return repository_owner(inventory, read)
+
+
 def backup_problem(inventory: Inventory) -> str | None:
     """The verify check: both timers active; the last run of each part good; the last
     good database backup younger than settings.backup.max_age (none yet is not a problem:
@@ -687,7 +765,8 @@ def backup_problem(inventory: Inventory) -> str | None:
             )
             .stdout
         )
-    problems = []
+        found = owner_now(inventory, fleet)
+    problems = [found.message] if found.other else []
     for line in out.splitlines():
         parts = line.split()
         if parts[0] == "timer" and parts[2] != "active":

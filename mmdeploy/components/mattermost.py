@@ -941,12 +941,22 @@ class MattermostAdmin(Component):
     name = "mattermost-admin"
     roles = ("app",)
     secrets = (ADMIN_PASSWORD,)
-    after = ("mattermost",)
+    # Its prepare() reads whose backups the repository holds, as set up by then.
+    after = ("mattermost", "backup-repository")
 
     def hosts(self, inventory):
         return inventory.with_role("app")[:1]
 
+    def prepare(self, inventory, view) -> bool:
+        """Whether the site's data is to come from `inv restore`: the backup repository
+        holds another PostgreSQL cluster's backups (new DB hosts, deployed afresh)."""
+        from .backup import configured, owner_seen
+
+        return configured(inventory) and owner_seen(inventory, view).other
+
     def steps(self, ctx: Context):
+        if ctx.shared is True:  # no admin or team in a database the restore replaces (components/backup.py warns)
+            return []
         mm = ctx.settings.mattermost
         user, team = shlex.quote(mm.admin_username), shlex.quote(mm.team_name)
         return [

@@ -24,6 +24,7 @@ from .containers import (
     down,
     key_path,
     layout,
+    replace_host,
     start,
     status,
 )
@@ -112,6 +113,7 @@ __all__ = [
     "mirrors",
     "path_for",
     "raise_kernel_limits",
+    "replace_host",
     "serve",
     "status",
     "grow",

@@ -459,3 +459,30 @@ def host_keys(host: str) -> list[str]:
     address = next(s["address"] for s in status() if s["name"] == host)
     out = docker("exec", container_name(host), "bash", "-c", "cat /etc/ssh/ssh_host_*_key.pub").stdout
     return [f"{address} {' '.join(line.split()[:2])}" for line in out.splitlines() if line.strip()]
+
+
+def replace_host(root: Path, name: str, log: Log = print) -> list[str]:
+    """A lost machine replaced by a fresh one (disaster recovery drills): the container
+    `name` is removed and made again from its image, empty, with the same name, address,
+    roles and labels; the bed's known_hosts gets its new host keys. Returns them."""
+    info = next((s for s in status() if s["name"] == name), None)
+    if info is None:
+        raise TestbedError(f"no test-bed host named {name!r} on {NETWORK}")
+    labels = json.loads(docker("inspect", "-f", "{{json .Config.Labels}}", container_name(name)).stdout)
+    image = docker("inspect", "-f", "{{.Config.Image}}", container_name(name)).stdout.strip()
+    docker("rm", "-f", container_name(name))
+    host = BedHost(name, info["address"], info["roles"])
+    lines = start_host(
+        host,
+        ensure_key(root),
+        key_path(root),
+        add_host_flags(),
+        log,
+        info["owner"],
+        labels.get(LAYOUT_LABEL, ""),
+        image,
+    )
+    path = known_hosts_path(root)
+    kept = [line for line in path.read_text().splitlines() if line.split(" ", 1)[0] != host.address]
+    path.write_text("".join(f"{line}\n" for line in kept + lines))
+    return lines

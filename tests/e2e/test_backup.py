@@ -13,6 +13,11 @@ schema, then the rest); posts and a setting changed in the console survive; `inv
 rollback` is refused as Mattermost documents; after `inv restore --to-time` the moment
 before the upgrade, `inv rollback` brings 10.11.4 back.
 
+Disaster recovery: both DB hosts replaced by empty machines, the same inventory deployed
+onto them (it says the repository holds another cluster's backups), `inv restore`: the
+posts archived before the loss are back, the replica re-seeded, backups work again, and a
+second deploy changes nothing.
+
 MariaDB (mariabackup): post A, back up, post B, drop the database, `inv restore`: the
 last backup comes back (A, not B), and verify passes.
 """
@@ -29,7 +34,7 @@ import mmdeploy
 from mmdeploy.components.mattermost import ADMIN_PASSWORD
 from mmdeploy.secrets import Redactor, Secrets
 
-from .conftest import figures, inv, on
+from .conftest import ROOT, figures, inv, on
 
 pytestmark = pytest.mark.e2e
 BACKUP = ["monitoring.grafana=false", "backup.enabled=true", "database.memory_mb=512"]
@@ -238,6 +243,66 @@ def test_upgrade_across_majors_then_rollback_as_documented(pg_site):
     assert client.exists(kept)
     verify = inv("verify", "--inventory", path, *sets(overrides), check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_disaster_recovery_into_fresh_db_hosts(pg_site):
+    """Both DB hosts are lost and replaced by fresh machines (same names and addresses);
+    the repository on job1 survives. The same inventory deployed onto them completes and
+    says the repository holds another cluster's backups; `inv restore` brings the old
+    cluster back (the end of its archived WAL) and re-seeds the replica; then backups work
+    again and a second deploy changes nothing."""
+    from mmdeploy import testbed
+    from mmdeploy.components.postgresql.backup import switch_wal_script
+
+    path, overrides = pg_site
+    inventory = mmdeploy.load(path, overrides)
+    client = wait_for_site(inventory)
+    backed_up = client.post("D: in the last backup")
+    assert mmdeploy.backup(inventory, kind="diff").ok
+    archived = client.post("E: after the last backup, in the archived WAL only")
+    on("db1", switch_wal_script())  # what archive_timeout does within a minute
+    t0 = time.monotonic()
+    for host in ("db1", "db2"):
+        testbed.replace_host(ROOT, host, log=lambda *_: None)
+    FIGURES["disaster recovery: two DB hosts replaced by empty containers"] = round(time.monotonic() - t0, 1)
+    assert on("db1", "test -e /etc/postgresql && echo kept || echo empty").strip() == "empty"
+
+    t0 = time.monotonic()
+    fresh = inv("deploy", "--inventory", path, *sets(overrides), "--yes", check=False)
+    FIGURES["disaster recovery: deploy onto the fresh DB hosts"] = round(time.monotonic() - t0, 1)
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    warning = "the backup repository on job1 holds the backups of another PostgreSQL cluster"
+    assert f"warning: {warning}" in fresh.stdout.splitlines()[-1], fresh.stdout
+    assert "pgBackRest stanza" not in fresh.stdout and "team main" not in fresh.stdout
+    timers = "systemctl is-active mmdeploy-backup-full.timer mmdeploy-backup-diff.timer || true"
+    assert on("job1", timers).split() == ["inactive", "inactive"]  # paused until the restore
+    verify = inv("verify", "--inventory", path, *sets(overrides), check=False)
+    failed = next(line for line in verify.stdout.splitlines() if line.startswith("FAIL backups on job1"))
+    assert verify.returncode == 1 and warning in failed and "`inv restore`" in failed, verify.stdout
+    refused = inv("backup", "--now", "--inventory", path, *sets(overrides), check=False)
+    assert refused.returncode == 1 and f"backup refused: {warning}" in refused.stdout, refused.stdout
+
+    t0 = time.monotonic()
+    restored = inv("restore", "--inventory", path, *sets(overrides), check=False)
+    FIGURES["disaster recovery: restore onto the fresh DB hosts (whole command)"] = round(time.monotonic() - t0, 1)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    FIGURES["disaster recovery: restore, the database part"] = float(
+        re.search(r"database in ([\d.]+) s", restored.stdout)[1]
+    )
+    assert "the DB hosts run a new cluster" in restored.stdout and "db2 replicates from db1" in restored.stdout
+    assert on("job1", timers).split() == ["active", "active"]
+    client = wait_for_site(inventory)
+    assert client.exists(backed_up) and client.exists(archived)
+    verify = inv("verify", "--inventory", path, *sets(overrides), check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "streaming" in inv("db.status", "--inventory", path, *sets(overrides)).stdout
+    t0 = time.monotonic()
+    after = mmdeploy.backup(inventory, kind="diff")
+    FIGURES["disaster recovery: the first backup after"] = round(time.monotonic() - t0, 1)
+    assert after.ok, after
+    again = inv("deploy", "--inventory", path, *sets(overrides), "--yes")
+    assert re.search(r"^total\s+\d+\s+0\s+0\s", again.stdout, re.M), again.stdout
+    assert warning not in again.stdout
 
 
 @pytest.fixture(scope="module")

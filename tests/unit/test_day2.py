@@ -614,3 +614,164 @@ def test_the_restore_point_is_the_db_primarys_next_whole_second(site, monkeypatc
 
     monkeypatch.setattr(dbtier, "status", unreachable)
     assert upgrades._quiet_point(Fleet(), inv) is None  # the upgrade goes on with the start time
+
+
+# --- disaster recovery: the repository holds another cluster's backups ---------------------
+
+OLD_ID, NEW_ID = 7442105983344381234, 7443290716537896960  # the new one made later (its initdb)
+
+
+def _info(*ids: int, backups: int = 1) -> str:
+    import json as _json
+
+    return _json.dumps(
+        [
+            {
+                "name": "mattermost",
+                "status": {"code": 0 if backups else 2},
+                "db": [{"id": i + 1, "repo-key": 1, "system-id": sid, "version": "15"} for i, sid in enumerate(ids)],
+                "backup": [{"label": f"B{n}"} for n in range(backups)],
+            }
+        ]
+    )
+
+
+def test_whose_backups_the_repository_holds():
+    from mmdeploy.components.postgresql.stanza import initdb_time, owner
+
+    same = owner(_info(OLD_ID), {"db1": f"{OLD_ID}\n", "db2": f"{OLD_ID}\n"})
+    assert same.kind == "ours" and not same.other and same.message == ""
+    fresh = owner(_info(OLD_ID), {"db1": f"{NEW_ID}\n", "db2": ""}, "the backup repository on job1")
+    assert fresh.other and (fresh.repository, fresh.cluster) == (OLD_ID, NEW_ID)
+    assert "the backup repository on job1 holds the backups of another PostgreSQL cluster" in fresh.message
+    assert f"system identifier {OLD_ID}" in fresh.message and "`inv restore`" in fresh.message
+    # After a stanza-upgrade the newest db entry is the current one.
+    assert owner(_info(NEW_ID - 5, OLD_ID), {"db1": str(OLD_ID)}).kind == "ours"
+    # No stanza yet, pgBackRest unreadable, or no DB host answering: nothing to say.
+    assert owner("[]", {"db1": str(NEW_ID)}).kind == "none"
+    assert owner("not json", {"db1": str(NEW_ID)}).kind == "none"
+    assert owner(_info(OLD_ID), {"db1": "", "db2": "psql: error"}).kind == "none"
+    assert initdb_time(NEW_ID) == NEW_ID >> 32 and 1.7e9 < initdb_time(NEW_ID) < 1.8e9
+
+
+def test_a_disaster_recovery_reads_the_timeline_histories_from_the_repository():
+    """The fresh DB host's archive-get refuses (another cluster): the backup host lists
+    and reads the history files, printed as choose_backup reads them."""
+    import json as _json
+
+    from mmdeploy.components.postgresql.stanza import archive_id, histories_script
+
+    info = _json.loads(_info(OLD_ID))
+    info[0]["archive"] = [{"id": "15-1", "min": "000000010000000000000003", "max": "00000003000000000000000A"}]
+    assert archive_id(_json.dumps(info)) == "15-1" and archive_id("[]") is None and archive_id("{") is None
+    script = histories_script("15-1")
+    assert "repo-ls archive/mattermost/15-1 --filter='[.]history$'" in script
+    assert 'repo-get archive/mattermost/15-1/"$h"' in script and "runuser -u pgbackrest" in script
+    fake = 'pgbackrest() { case $2 in repo-ls) echo 00000002.history; echo 0000000A.history;; repo-get) echo "$3";; esac; }\n'
+    local = script.replace("cd /tmp && runuser -u pgbackrest -- pgbackrest", "pgbackrest")
+    out = subprocess.run(["bash", "-c", fake + local], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "== 2",
+        "archive/mattermost/15-1/00000002.history",
+        "== 10",
+        "archive/mattermost/15-1/0000000A.history",
+    ]
+
+
+class _View:
+    """Facts as the hosts would answer: host name -> {command -> output}; no entry: fails."""
+
+    def __init__(self, answers):
+        self.answers = answers
+
+    def facts(self, host, commands):
+        from mmdeploy.facts import Fact
+
+        got = self.answers.get(host.name, {})
+        return {c: Fact(0, got[c]) if c in got else Fact(1, "") for c in commands}
+
+
+def test_a_fresh_deploy_leaves_another_clusters_stanza_alone_and_says_to_restore(site, tmp_path):
+    from mmdeploy.components import backup as bc
+    from mmdeploy.components import mattermost as mm
+    from mmdeploy.components.postgresql import backup as pgb
+    from mmdeploy.components.postgresql.stanza import SYSTEM_ID
+    from mmdeploy.facts import FactCache
+
+    inv = site()
+    repository = bc.BackupRepository()
+
+    def answers(cluster):
+        return {"job1": {pgb.info_command(): _info(OLD_ID)}, "db1": {SYSTEM_ID: cluster}, "db2": {SYSTEM_ID: cluster}}
+
+    def steps(prepared):
+        secrets = Secrets(tmp_path / "s.yml", Redactor())
+        return repository.steps(Context(inv, inv.host("job1"), secrets, FactCache(None), prepared))
+
+    other = repository.prepare(inv, _View(answers(str(NEW_ID))))
+    assert other.other and repository.found_warnings(other) == [other.message]
+    assert steps(other) == []  # never stanza-create (or upgrade) onto another cluster's
+    ours = repository.prepare(inv, _View(answers(str(OLD_ID))))
+    assert repository.found_warnings(ours) == [] and [s.name for s in steps(ours)] == [
+        "pgBackRest stanza mattermost (and the archiving check)"
+    ]
+    # The DB hosts do not answer (a plan before they exist): no verdict, the usual steps.
+    unknown = repository.prepare(inv, _View({"job1": {pgb.info_command(): _info(OLD_ID)}}))
+    assert unknown.kind == "none" and len(steps(unknown)) == 1
+    # Nor a first admin and team in the database the restore replaces.
+    admin = mm.MattermostAdmin()
+    assert admin.prepare(inv, _View(answers(str(NEW_ID)))) is True
+    assert admin.prepare(inv, _View(answers(str(OLD_ID)))) is False
+    ctx = Context(inv, inv.host("app1"), Secrets(tmp_path / "s.yml", Redactor()), FactCache(None), True)
+    assert admin.steps(ctx) == []
+    mysql = site("database.engine=mysql", "mattermost.version=10.11.4")
+    assert bc.repository_owner(mysql, lambda h, c: pytest.fail("nothing to read")).kind == "none"
+
+
+def test_the_backup_host_trusts_the_host_keys_the_deploy_read(site):
+    """A replaced machine keeps its address and gets new host keys: the backup host's
+    known_hosts are the keys read now, not the first ones it met."""
+    from mmdeploy.components import backup as bc
+
+    inv = site()
+    keys = {
+        f"host keys {name}": f"ssh-ed25519 AAAA{name} root@{name}\necdsa-sha2-nistp256 BBBB{name} root@{name}\n"
+        for name in ("db1", "db2", "app1", "app2")
+    }
+    (step,) = bc.Backup._known_hosts("/x/known_hosts", bc._pulled(inv), keys)
+    assert step.content.decode().splitlines() == [
+        f"10.0.0.{n} {kind} {blob}{name}"
+        for name, n in (("db1", 31), ("db2", 32), ("app1", 11), ("app2", 12))
+        for kind, blob in (("ssh-ed25519", "AAAA"), ("ecdsa-sha2-nistp256", "BBBB"))
+    ]
+    del keys["host keys db2"]  # it did not answer: its old keys stay as they were
+    assert bc.Backup._known_hosts("/x/known_hosts", bc._pulled(inv), keys) == []
+
+
+def test_the_backup_timers_pause_while_the_repository_is_another_clusters(site, tmp_path):
+    from mmdeploy.components import backup as bc
+    from mmdeploy.facts import FactCache
+
+    inv = site()
+    keys = {"root": "ssh-ed25519 AAAAr", bc.pgb.REPO_USER: "ssh-ed25519 AAAAp"}
+    keys |= {f"postgres@{db}": f"ssh-ed25519 AAAA{db}" for db in ("db1", "db2")}
+    keys |= {f"pg paths {db}": "15" for db in ("db1", "db2")}
+
+    def timers(prepared):
+        ctx = Context(inv, inv.host("job1"), Secrets(tmp_path / "s.yml", Redactor()), FactCache(None), prepared)
+        return {s.unit: s.running for s in bc.Backup().steps(ctx) if s.name.startswith("service mmdeploy-backup")}
+
+    assert timers(keys) == {t: True for t in bc.TIMERS}
+    assert timers({**keys, bc.PAUSED: "1"}) == {t: False for t in bc.TIMERS}
+
+
+def test_restored_files_are_from_before_the_fresh_cluster():
+    """The copies the backup timers took on the new, empty site (after the fresh cluster was
+    made) are not the site's files."""
+    from mmdeploy.backups import files_cutoff
+
+    made = datetime(2026, 12, 1, 14, 0, 0, tzinfo=timezone.utc).timestamp()
+    assert files_cutoff(None, None) is None
+    assert files_cutoff(None, made) == "20261201T135959Z"
+    assert files_cutoff("2026-12-01 13:00:00.000+00", made) == "20261201T130000Z"
+    assert files_cutoff("2026-12-01 15:00:00.000+00", made) == "20261201T135959Z"

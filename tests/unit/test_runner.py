@@ -337,6 +337,25 @@ def test_warnings_come_first_in_the_output_and_the_report(site):
     assert site("plan")[0].warnings == []
 
 
+class Found(Topology):
+    """What prepare() read on the hosts is worth a warning (a backup repository holding
+    another cluster's backups)."""
+
+    name = "found"
+
+    def found_warnings(self, prepared):
+        return [f"{len(prepared)} hosts answered"]
+
+
+def test_warnings_found_on_the_hosts_are_printed_after_the_summary_and_returned(site):
+    report, out = site("plan", [Found(site.files)], warnings=["before"])
+    assert report.warnings == ["before", "3 hosts answered"]
+    lines = out.splitlines()
+    assert lines[0] == "warning: before" and lines[-1] == "warning: 3 hosts answered"
+    assert lines.count("warning: 3 hosts answered") == 2  # when found, and where it is read
+    assert "warning: before" not in lines[1:]
+
+
 def test_run_warnings_once_per_version_from_the_selected_components(write_inventory):
     """api.run_warnings asks the selected components: Mattermost's are releases.warnings for
     each distinct version its hosts deploy (host vars may differ), each said once."""
