@@ -409,6 +409,9 @@ exit 1
 """
 
 
+CONFIG_WAIT = 60  # seconds for a new leader to write the cluster's configuration
+
+
 class DynamicConfig(Step):
     """Patroni's cluster-wide configuration in etcd as wanted (bootstrap.dcs applies only
     when a cluster is initialised): read with `patronictl show-config`, changed with
@@ -419,7 +422,7 @@ class DynamicConfig(Step):
         self.paths, self.wanted = p, wanted
         self.name = "patroni cluster configuration"
         self._probe = f"{ctl(p)} show-config 2>/dev/null"
-        self.timeout = 60
+        self.timeout = CONFIG_WAIT + 60
 
     def facts(self) -> list[str]:
         return [self._probe]
@@ -434,9 +437,17 @@ class DynamicConfig(Step):
 
     def apply(self, remote: Remote, change: Change) -> None:
         body = yaml.safe_dump(self.wanted, sort_keys=True)
+        # The leader writes the cluster's configuration once it holds the initialize key.
+        # A tier handed over from streaming replication answers /health at once (its
+        # PostgreSQL already runs), before that: edit-config would find no configuration.
+        wait = (
+            f"for i in $(seq {CONFIG_WAIT}); do {self._probe} | grep -q . && break; sleep 1; done\n"
+            f"{self._probe} | grep -q . || {{ echo 'Patroni wrote no cluster configuration within "
+            f"{CONFIG_WAIT} s' >&2; exit 1; }}\n"
+        )
         run_checked(
             remote,
-            f"{ctl(self.paths)} edit-config --force --apply - <<'MMDEPLOY_YAML'\n{body}MMDEPLOY_YAML\n",
+            f"{wait}{ctl(self.paths)} edit-config --force --apply - <<'MMDEPLOY_YAML'\n{body}MMDEPLOY_YAML\n",
             self.name,
             timeout=self.timeout,
         )
