@@ -135,7 +135,13 @@ def run(
         ahead = _Prefetch(inventory, secrets, runs, view, shared or {}, order, pool, members)
 
         def apply(r: HostRun, c: Component, prepared: object, built: Built | None, member: bool) -> list[StepResult]:
-            return _run_component(r, c, inventory, secrets, reporter, mode, prepared, built, member=member)
+            """One host's part of a component, timed: the host's own work, not its waits."""
+            t0 = time.monotonic()
+            try:
+                return _run_component(r, c, inventory, secrets, reporter, mode, prepared, built, member=member)
+            finally:
+                r.seconds += time.monotonic() - t0
+                r.timeline.append((c.name, t0, time.monotonic()))
 
         if mode == "apply" and pipelined:
             pipelines = _Pipelines(order, members, runs, unreachable, ahead, report, reporter)
@@ -223,27 +229,6 @@ def _connect(run: HostRun, reporter: Reporter, proven: bool = False) -> None:
 
 
 def _run_component(
-    run: HostRun,
-    component: Component,
-    inventory: Inventory,
-    secrets: Secrets,
-    reporter: Reporter,
-    mode: str,
-    shared: object = None,
-    built: Built | None = None,
-    member: bool = True,
-) -> list[StepResult]:
-    """One host's part of a component, timed: the host's own work (HostRun.seconds and
-    .timeline), not its waits for other hosts."""
-    t0 = time.monotonic()
-    try:
-        return _apply_component(run, component, inventory, secrets, reporter, mode, shared, built, member)
-    finally:
-        run.seconds += time.monotonic() - t0
-        run.timeline.append((component.name, t0, time.monotonic()))
-
-
-def _apply_component(
     run: HostRun,
     component: Component,
     inventory: Inventory,
