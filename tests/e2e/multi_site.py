@@ -768,6 +768,7 @@ def upgrade(site: Site, figures: dict, version: str, cli: Callable[..., subproce
             "per node (s)": {n.host: n.seconds for n in report.nodes},
             "drain (s)": {n.host: n.drain_seconds for n in report.nodes if n.drain_seconds is not None},
             "posts acknowledged": sum(len(p.acked) for p, _ in clients),
+            "slowest acknowledged post (s)": round(max(p.slowest for p, _ in clients), 2),
             "failed requests": failures,
             "re-sent after an NGINX GOAWAY (not processed)": sum(len(p.resent) for p, _ in clients),
             "posts not readable": sum(len(p.missing()) for p, _ in clients),

@@ -226,6 +226,7 @@ def assert_rolling_upgrade_and_rollback(site, figures: dict, said) -> None:
                 "per node (s)",
                 "drain (s)",
                 "posts acknowledged",
+                "slowest acknowledged post (s)",
                 "re-sent after an NGINX GOAWAY (not processed)",
                 "websocket reconnects",
             )

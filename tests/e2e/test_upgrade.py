@@ -99,6 +99,7 @@ def test_rolling_upgrade_without_a_failed_request(site):
     FIGURES["rolling upgrade, 3 app servers + job server"] = {
         "seconds": round(seconds, 1),
         "posts acknowledged": len(poster.acked),
+        "slowest acknowledged post (s)": round(poster.slowest, 2),
         "failed requests": 0,
         "re-sent after an NGINX GOAWAY (not processed)": len(poster.resent),
         "websocket reconnects": ws.closed,
