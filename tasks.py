@@ -299,10 +299,10 @@ def vagrant(c, pattern=None, inventory=None, out=None, distro="bookworm"):
         "e2e": "include the end-to-end tests on the test bed (default true)",
         "k": "only tests matching this pytest expression",
         "lint": "run ruff (lint and format check) and mypy first (default true)",
-        "workers": "pytest-xdist workers, each module on one, each worker on a bed of its own (default 3; 1: none)",
+        "workers": "pytest-xdist workers, each module on one, each worker on a bed of its own (default 2; 1: none)",
     }
 )
-def test(c, e2e=True, k=None, lint=True, workers=3):
+def test(c, e2e=True, k=None, lint=True, workers=2):
     """Run ruff, mypy, the unit and the end-to-end tests (--no-e2e, -k EXPR, --no-lint, --workers N)."""
     if lint:
         for check in (
@@ -317,8 +317,7 @@ def test(c, e2e=True, k=None, lint=True, workers=3):
     if int(workers) > 1:
         # Whole modules per worker (their beds and fixtures are per module), in the order
         # tests/conftest.py gives (longest first), each worker on a bed of its own: most of
-        # an end-to-end test waits on its hosts (half the CPU stood idle with one module
-        # running), so three workers share two cores well.
+        # an end-to-end test waits on its hosts, so two workers share two cores well.
         args += ["-n", str(int(workers)), "--dist", "loadfile", "--no-loadscope-reorder"]
     if not e2e:
         args += ["-m", "not e2e"]

@@ -2,9 +2,9 @@
 10.213.37.0/24), never on the operator's (`inv up` uses bed 0 unless MMDEPLOY_BED says
 otherwise). Set before anything imports mmdeploy.testbed, which reads it once.
 
-`inv test` runs the modules on three pytest-xdist workers (a module stays on one worker, its
-fixtures shared by its tests): worker gwN drives bed MMDEPLOY_TEST_BED + 10*N, so that they
-never touch each other's containers (test_main_job's operator bed is the next number)."""
+`inv test` runs the modules on two pytest-xdist workers (a module stays on one worker, its
+fixtures shared by its tests): worker gwN drives bed MMDEPLOY_TEST_BED + 10*N, so that the
+two never touch each other's containers (test_main_job's operator bed is the next number)."""
 
 import os
 
@@ -15,7 +15,7 @@ from tests import figures
 _WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 os.environ["MMDEPLOY_BED"] = str(int(os.environ.get("MMDEPLOY_TEST_BED", "30")) + 10 * _WORKER)
 
-# The end-to-end modules, longest first (minutes in the last full run), so that the
+# The end-to-end modules, longest first (minutes in the last full run), so that the two
 # workers end together: the longest ones cannot be left for last. Modules not named run
 # after these, and the unit tests (seconds each) last, filling in.
 LONGEST_FIRST = (
