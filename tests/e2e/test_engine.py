@@ -189,8 +189,9 @@ def test_the_apt_cache_answers_every_host_updating_at_once(single):
     from mmdeploy.testbed import image, network
 
     main, security = image.mirrors()
-    urls = [f"{main}/dists/bookworm/InRelease", f"{main}/dists/bookworm-updates/InRelease"]
-    urls.append(f"{security}/dists/bookworm-security/InRelease")
+    suite = image.SUITE
+    urls = [f"{main}/dists/{suite}/InRelease", f"{main}/dists/{suite}-updates/InRelease"]
+    urls.append(f"{security}/dists/{suite}-security/InRelease")
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": network.ACNG_LOCAL}))
 
     def fetch(url: str) -> str:
