@@ -21,15 +21,6 @@ from .image import SUITE, mirrors
 ACNG_PORT = 3142
 ACNG_LOCAL = f"http://127.0.0.1:{ACNG_PORT}"
 ACNG_DROPIN = Path("/etc/apt-cacher-ng/zz-mmdeploy.conf")
-ACNG_BED_DROPIN = Path("/etc/apt-cacher-ng/zz-mmdeploy-bed.conf")
-# apt-cacher-ng 3.7.4 (Debian 12) refreshes a volatile file by moving the cached copy to
-# NAME.<unix time>; two refreshes of one InRelease in the same second collide ("Failure to
-# move file ... out of the way"), and the clients get a 503 or a body cut short. A bed's
-# hosts run `apt-get update` together, and apt waited out such a cut-short InRelease until
-# the deploy's 300 s limit, so a cold deploy stalled for minutes. The signed index (a few
-# hundred KB) is passed through uncached; the packages and by-hash indexes it names stay
-# cached.
-ACNG_BED_SETTINGS = "# Written by mmdeploy.testbed (network.py says why).\nDontCache: /InRelease$\n"
 
 
 def _port_open(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -79,9 +70,6 @@ def ensure_apt_cache(log: Log = print) -> str | None:
     except TestbedError as exc:
         log(f"apt cache not used: {exc}")
         return None
-    if not ACNG_BED_DROPIN.exists() or ACNG_BED_DROPIN.read_text() != ACNG_BED_SETTINGS:
-        ACNG_BED_DROPIN.write_text(ACNG_BED_SETTINGS)
-        _acng("restart")
     if not _port_open("127.0.0.1", ACNG_PORT):
         _acng("start")
     failure = _probe_cache()

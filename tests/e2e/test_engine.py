@@ -177,32 +177,3 @@ def test_every_command_has_a_time_limit(single):
                 time.sleep(1)
     finally:
         remote.close()
-
-
-def test_the_apt_cache_answers_every_host_updating_at_once(single):
-    """A bed's hosts run `apt-get update` together. apt-cacher-ng 3.7.4 answered such a burst
-    of InRelease requests with 503s and bodies cut short, and apt waited out a cut-short one
-    for minutes (mmdeploy.testbed.network). Forty-five requests at once must all be whole."""
-    import http.client
-    from concurrent.futures import ThreadPoolExecutor
-
-    from mmdeploy.testbed import image, network
-
-    main, security = image.mirrors()
-    suite = image.SUITE
-    urls = [f"{main}/dists/{suite}/InRelease", f"{main}/dists/{suite}-updates/InRelease"]
-    urls.append(f"{security}/dists/{suite}-security/InRelease")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": network.ACNG_LOCAL}))
-
-    def fetch(url: str) -> str:
-        try:
-            with opener.open(url, timeout=30) as r:
-                body = r.read()
-        except (OSError, http.client.HTTPException) as exc:  # a 503, a body cut short
-            return f"{url}: {exc!r}"
-        return "whole" if body.startswith(b"-----BEGIN PGP SIGNED MESSAGE") else f"{url}: {body[:40]!r}"
-
-    for _ in range(2):  # the second burst finds the first one's files in the cache
-        with ThreadPoolExecutor(45) as pool:
-            answers = list(pool.map(fetch, urls * 15))
-        assert answers == ["whole"] * 45
