@@ -472,7 +472,9 @@ class _Pipelines:
         self.waits = [sorted(self.index[d] for d in waits[c.name]) for c in order]
         self.targets = [set(runs) if c.retires() else members[c.name] & set(runs) for c in order]
         self.members = members
-        self.past = {name: 0 for name in runs}  # how many components of `order` each host is past
+        # How many components of `order` each host is past; one that could not be reached runs
+        # no pipeline and is waited for no more, like a host that failed.
+        self.past = {name: 0 if r.alive else len(order) for name, r in runs.items()}
         self.done = threading.Condition()
         self.stop = threading.Event()
         self._prepare_lock = threading.Lock()

@@ -259,6 +259,28 @@ def test_pipelines_wait_no_more_for_a_host_that_failed(site):
     assert "db1: FAILED: slow / slow" in out
 
 
+def test_pipelines_wait_no_more_for_a_host_that_could_not_be_reached(site, monkeypatch):
+    """A host that fails to connect runs no pipeline: the hosts that wait for its
+    components go on without it (they waited for it forever once; if they ever do again,
+    the test stops them after a minute and fails)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    made, init = [], runner._Pipelines.__init__
+    monkeypatch.setattr(runner._Pipelines, "__init__", lambda self, *a: init(self, *a) or made.append(self))
+    slow, local, needs, together = stamps(site.tmp)
+    site.unreachable.add("db1")
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(site, "apply", [slow, local, needs, together])
+        try:
+            report, out = running.result(timeout=60)
+        finally:
+            for pipelines in made:
+                pipelines.stop.set()
+    assert report.failed and report.hosts["db1"].error.startswith("cannot connect over SSH")
+    assert (site.tmp / "app1.needs.end").exists() and (site.tmp / "proxy1.together.end").exists()
+    assert not (site.tmp / "db1.slow.start").exists()
+
+
 def test_cross_host_waits_follow_after_and_the_firewall():
     """What each real component waits for on other hosts in a pipelined deploy: always
     components earlier in the order (so no pipeline can wait for itself), what it is
