@@ -10,6 +10,7 @@ re-downloading.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -26,6 +27,9 @@ SUITES = ("bookworm", "trixie")
 SUITE = "bookworm"
 IMAGE = f"mmdeploy-bed:{SUITE}"
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
+# What an image built by this code holds, as its label mmdeploy.image: an image with another
+# (or none) is rebuilt. 2: the image carries package lists (_fill_package_lists).
+IMAGE_FORMAT = "2"
 PACKAGES = "openssh-server,python3,sudo,iproute2,procps,ca-certificates,systemd,systemd-sysv,dbus,curl,gnupg,less"
 
 
@@ -120,11 +124,50 @@ def _prepare_rootfs(root: Path, suite: str = SUITE) -> None:
     if not wants.is_symlink():  # the link's absolute target only resolves inside the tree
         wants.parent.mkdir(parents=True, exist_ok=True)
         wants.symlink_to("/lib/systemd/system/ssh.service")
-    # Downloaded packages and package lists only bloat the image; apt recreates them.
+    # Downloaded packages only bloat the image; the package lists are fetched afresh
+    # (_fill_package_lists).
     shutil.rmtree(root / "var/cache/apt")
     shutil.rmtree(root / "var/lib/apt/lists")
     (root / "var/cache/apt/archives/partial").mkdir(parents=True)
     (root / "var/lib/apt/lists/partial").mkdir(parents=True)
+
+
+def _fill_package_lists(root: Path, env: dict[str, str]) -> None:
+    """`apt-get update` inside the tree (its own apt and sources), so that the image carries
+    fresh package lists: a bed's hosts then install without each running `apt-get update`
+    on its first install, all at once, which costs a cold deploy CPU and made the bed's
+    apt-cacher-ng 3.7.4 answer 503s and bodies cut short (two refreshes of one InRelease in
+    the same second collide), one of which apt waited out for minutes. A host whose install
+    fails on lists gone stale still updates them (mmdeploy.ops.apt)."""
+    resolv, kept = root / "etc/resolv.conf", root / "etc/resolv.conf.mmdeploy"
+    if resolv.exists() or resolv.is_symlink():
+        resolv.rename(kept)
+    shutil.copyfile("/etc/resolv.conf", resolv)  # the mirror's name, when no apt proxy is used
+    try:
+        proc = subprocess.run(
+            [
+                "chroot",
+                str(root),
+                "apt-get",
+                "-q",
+                "-o",
+                "Acquire::Retries=3",
+                "-o",
+                "APT::Sandbox::User=root",
+                "update",
+            ],
+            env={**env, "LC_ALL": "C"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        resolv.unlink()
+        if kept.exists() or kept.is_symlink():
+            kept.rename(resolv)
+    if proc.returncode != 0 or "W: " in proc.stdout + proc.stderr:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-10:]
+        raise TestbedError("apt-get update in the image failed (check the mirror and apt proxy):\n" + "\n".join(tail))
 
 
 def _unmount_below(path: Path) -> None:
@@ -140,9 +183,12 @@ def ensure_image(rebuild: bool = False, log: Log = print, suite: str = SUITE) ->
     from .network import ACNG_LOCAL, ensure_apt_cache
 
     image = image_for(suite)
-    previous = docker("image", "inspect", "-f", "{{.Id}}", image, check=False)
-    if not rebuild and previous.returncode == 0:
-        return image
+    previous = docker("image", "inspect", "-f", "{{.Id}} {{json .Config.Labels}}", image, check=False)
+    if previous.returncode == 0 and not rebuild:
+        labels = json.loads(previous.stdout.split(" ", 1)[1]) or {}
+        if labels.get("mmdeploy.image") == IMAGE_FORMAT:
+            return image
+        log(f"{image} was built by an earlier mmdeploy (no package lists); rebuilding it")
     if os.geteuid() != 0:
         raise TestbedError(f"building {image} needs debootstrap as root; run `inv testbed.up` as root")
     if not shutil.which("debootstrap"):
@@ -165,6 +211,7 @@ def ensure_image(rebuild: bool = False, log: Log = print, suite: str = SUITE) ->
             raise TestbedError("debootstrap failed (check the mirror and apt proxy):\n" + "\n".join(tail))
         log(f"debootstrap done in {time.monotonic() - started:.0f} s; preparing image")
         _prepare_rootfs(rootfs, suite)
+        _fill_package_lists(rootfs, env)
         log(f"importing {image}")
         tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         assert tar.stdout is not None
@@ -175,6 +222,8 @@ def ensure_image(rebuild: bool = False, log: Log = print, suite: str = SUITE) ->
             'CMD ["/sbin/init"]',
             "-c",
             "ENV container=docker",
+            "-c",
+            f"LABEL mmdeploy.image={IMAGE_FORMAT}",
             "-",
             image,
             check=False,
@@ -184,7 +233,7 @@ def ensure_image(rebuild: bool = False, log: Log = print, suite: str = SUITE) ->
         if tar.wait() != 0 or result.returncode != 0:
             raise TestbedError(f"importing {image} failed: {result.stderr.strip()}")
         if previous.returncode == 0:  # else a rebuild leaves the old image dangling
-            docker("image", "rm", previous.stdout.strip(), check=False)
+            docker("image", "rm", previous.stdout.split()[0], check=False)
         log(f"image {image} ready")
         return image
     finally:

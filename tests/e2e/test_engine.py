@@ -177,3 +177,15 @@ def test_every_command_has_a_time_limit(single):
                 time.sleep(1)
     finally:
         remote.close()
+
+
+def test_fresh_hosts_install_from_the_images_package_lists(single):
+    """The bed's image carries the package lists it was built with (mmdeploy.testbed.image),
+    so a cold deploy installs without `apt-get update` on every host at once: such a burst
+    made the bed's apt-cacher-ng 3.7.4 answer 503s and bodies cut short, and apt waited one
+    out for minutes. The deploy above installed busybox on these hosts; apt never rewrote
+    their lists (the directory is as old as the image, older than the boot)."""
+    for host in ("proxy1", "db1"):
+        assert on(host, "dpkg-query -W -f='${db:Status-Abbrev}' busybox").strip() == "ii"
+        lists, booted = on(host, "stat -c %Y /var/lib/apt/lists /proc/1").split()
+        assert int(lists) < int(booted), f"{host} ran apt-get update: its package lists are newer than its boot"
