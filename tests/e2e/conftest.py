@@ -61,11 +61,18 @@ def bed():
     yield start
 
 
-def inv(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-    """Run the CLI as an operator would; output is returned, not printed."""
+def inv(*args: str, check: bool = True, input: str | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """Run the CLI as an operator would; output is returned, not printed. A run that hangs
+    fails its test at `timeout` instead of holding up the suite."""
     env = {**os.environ, "MMDEPLOY_RUN_DIR": str(ROOT / ".mmdeploy" / "runs")}
     p = subprocess.run(
-        [sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True, env=env, input=input
+        [sys.executable, "-m", "invoke", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        input=input,
+        timeout=timeout,
     )
     if check and p.returncode != 0:
         raise AssertionError(f"inv {' '.join(args)} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
@@ -79,6 +86,7 @@ def on(host: str, command: str) -> str:
         capture_output=True,
         text=True,
         check=True,
+        timeout=600,
     ).stdout
 
 
