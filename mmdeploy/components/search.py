@@ -69,7 +69,11 @@ NOFILE = 65535  # the engines' bootstrap check: at least this many open files
 HEAP_CAP_MB = 31744  # below 32 GB the JVM keeps compressed object pointers
 START_WAIT = 180  # seconds a node may take to answer HTTP after a (re)start
 GREEN_WAIT = 300  # seconds a restarted node's cluster may take to be green again
-FORM_WAIT = 240  # seconds a new cluster may take to form on the first deploy
+# Seconds a new cluster may take to form on the first deploy. Its nodes start the component
+# together, but one that gets to its start first waits here for the others to get to
+# theirs (on slow hosts each unpacks a release, installs a plugin and starts a JVM for
+# minutes): the test bed's multi deploy, sharing two cores with another, needed over 240.
+FORM_WAIT = 600
 RESTART = ("restart",)
 # The facts steps() reads besides the host facts: the open-file limit systemd can grant,
 # and the host's clock (a node started after it runs this run's configuration).
@@ -488,7 +492,8 @@ def _bootstrap_done(e: Engine, host: Host) -> Command:
         f"cluster formed: {key} removed",
         f"""set -e
 uuid=
-for i in $(seq {FORM_WAIT}); do
+end=$((SECONDS + {FORM_WAIT}))
+while [ $SECONDS -lt $end ]; do
   uuid=$(curl -s -m 3 {url}/ | sed -n 's/.*"cluster_uuid" *: *"\\([^"]*\\)".*/\\1/p') || true
   if [ -n "$uuid" ] && [ "$uuid" != _na_ ]; then break; fi
   sleep 1
