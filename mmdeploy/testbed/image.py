@@ -165,7 +165,8 @@ def _fill_package_lists(root: Path, env: dict[str, str]) -> None:
         resolv.unlink()
         if kept.exists() or kept.is_symlink():
             kept.rename(resolv)
-    if proc.returncode != 0 or "W: " in proc.stdout + proc.stderr:
+    # apt-get update exits 0 when a source could not be fetched; the image would lack its lists.
+    if proc.returncode != 0 or "Failed to fetch" in proc.stdout + proc.stderr:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-10:]
         raise TestbedError("apt-get update in the image failed (check the mirror and apt proxy):\n" + "\n".join(tail))
 
