@@ -86,14 +86,26 @@ type esPost struct {
 	Hashtags  []string `json:"hashtags"`
 }
 
-// IndexPost writes one post document.
+// IndexPost writes one post document. Like the real server it does not ask for a refresh:
+// the post becomes searchable at the index's next refresh (every second by default), so
+// a busy channel does not cost the cluster a refresh per post.
 func (e *Engine) IndexPost(ctx context.Context, p *store.Post, teamID string) error {
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	doc, _ := json.Marshal(esPost{Id: p.Id, TeamId: teamID, ChannelId: p.ChannelId, UserId: p.UserId, CreateAt: p.CreateAt,
 		Message: p.Message, Type: p.Type, Hashtags: strings.Fields(p.Hashtags)})
 	_, err := e.cl.Index(ctx, opensearchapi.IndexReq{Index: PostIndexName(e.prefix, p.CreateAt), DocumentID: p.Id,
-		Body: bytes.NewReader(doc), Params: opensearchapi.IndexParams{Refresh: "true"}})
+		Body: bytes.NewReader(doc)})
+	return err
+}
+
+// Refresh makes every post indexed so far searchable (once, at the end of a bulk job).
+func (e *Engine) Refresh(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	ignore := true
+	_, err := e.cl.Indices.Refresh(ctx, &opensearchapi.IndicesRefreshReq{Index: []string{e.prefix + "posts_*"},
+		Params: opensearchapi.IndicesRefreshParams{IgnoreUnavailable: &ignore}})
 	return err
 }
 

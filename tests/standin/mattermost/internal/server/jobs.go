@@ -153,6 +153,9 @@ func (s *Server) runPendingJobs(ctx context.Context) {
 			break
 		}
 	}
+	if err := s.Search.Refresh(ctx); err != nil {
+		s.Log.Log("warn", "Could not refresh the post indexes after the bulk indexing job", "error", err.Error())
+	}
 	j.Data["indexed_posts"] = itoa(n)
 	s.Store.FinishJob(j, "success", 100)
 	s.Log.Log("info", "Bulk indexing job finished", "job_id", j.Id, "posts", n)
