@@ -4,7 +4,9 @@
     MMDEPLOY_BED=36 python3 benchmarks/chaos.py [--skip-deploy] [--keep] [--no-alerts]
 
 On a fresh test bed, `inv up --pattern cluster` is run and timed, then the no-op re-run,
-then the chaos round of tests/e2e/chaos.py (the DB leader, an etcd member, a proxy, an app
+then a rolling upgrade and its rollback while clients post and hold websockets through both
+floating addresses (tests/e2e/multi_site.upgrade; asserted on three app servers behind one
+proxy by tests/e2e/test_upgrade.py), then the chaos round of tests/e2e/chaos.py (the DB leader, an etcd member, a proxy, an app
 server, a search, a storage and a push node, the job server, each killed while clients
 post through both floating addresses, with no command run), then one deploy to heal and
 a second one that must change nothing. Prints the per-fault table (the longest gap between
@@ -18,7 +20,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,23 +30,15 @@ sys.path.insert(0, str(ROOT))
 
 import mmdeploy  # noqa: E402
 from mmdeploy import testbed  # noqa: E402
-from tests.e2e import chaos  # noqa: E402
+from tests.e2e import chaos, multi_site  # noqa: E402
 from tests.e2e.multi_site import Site, quiet, say, seconds, totals  # noqa: E402
 
 TARGETS = {"DB leader": 8.0, "proxy": 3.0}
 
 
 def cold_up(figures: dict) -> Path:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MMDEPLOY_RUN_DIR": str(ROOT / ".mmdeploy" / "runs")}
     t0 = time.monotonic()
-    run = subprocess.run(
-        [sys.executable, "-m", "invoke", "up", "--pattern", "cluster"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=3600,
-    )
+    run = multi_site.cli("up", "--pattern", "cluster", timeout=3600)
     figures["cold"] = time.monotonic() - t0
     counted = totals(run.stdout)
     failing = [line for line in run.stdout.splitlines() if line.startswith("FAIL ")]
@@ -58,11 +51,29 @@ def cold_up(figures: dict) -> Path:
     return testbed.path_for(ROOT, "cluster")
 
 
+def rolling(site: Site) -> None:
+    """A rolling upgrade to the next patch release of the running series, then the rollback."""
+    current = site.inv.settings.mattermost.version
+    newer = current.rsplit(".", 1)[0] + "." + str(int(current.rsplit(".", 1)[1]) + 1)
+    found: dict = {}
+    multi_site.upgrade(site, found, newer, multi_site.cli)
+    for action in ("upgrade", "rollback"):
+        got = found[action]
+        say(
+            f"rolling {action}: ok={got['ok']} in {got['seconds']:.1f} s, per node {got['per node (s)']}; "
+            f"{got['posts acknowledged']} posts, {len(got['failed requests'])} failed, "
+            f"{got['posts not readable']} not readable, slowest {got['slowest acknowledged post (s)']} s; "
+            f"websocket reconnects {got['websocket reconnects']}, failures {len(got['websocket failures'])}"
+        )
+    say(f"deploy after the rollback: {found['deploy after the rollback']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-deploy", action="store_true", help="reuse the deployed cluster bed")
     ap.add_argument("--keep", action="store_true", help="leave the bed up at the end")
     ap.add_argument("--no-alerts", action="store_true", help="do not wait for each fault's alert")
+    ap.add_argument("--no-upgrade", action="store_true", help="skip the rolling upgrade and rollback")
     args = ap.parse_args()
     figures: dict = {}
     say(f"bed {testbed.BED} ({testbed.NETWORK}), started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
@@ -72,6 +83,8 @@ def main() -> None:
         t0 = time.monotonic()
         report = mmdeploy.deploy(site.inv, out=io.StringIO())
         say(f"no-op re-run (in-process): {time.monotonic() - t0:.2f} s, {report.changed} changes")
+        if not args.no_upgrade:
+            rolling(site)
         t0 = time.monotonic()
         faults, counted = chaos.round_(site, alerts=not args.no_alerts)
         say(f"chaos round: {time.monotonic() - t0:.0f} s")

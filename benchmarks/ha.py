@@ -26,6 +26,10 @@ deploy, verify). Then the scenarios (tests/e2e/multi_site.py, which tests/e2e/te
   db       `docker kill` of the DB primary, then mmdeploy.failover_db(force=True): the write
            gap and lost rows of a writer on the DB (tests/e2e/dbwriter.py), lost posts, and
            whether the other replica follows the new primary; the old one back by db.rejoin
+  grow     (not by default: it turns the bed into the cluster pattern) the site, with posts and
+           files, re-deployed as the cluster pattern with four more hosts while a client posts
+           (issue 9): the deploy's time and changes, the longest gap between posts, lost posts
+           and files, search, verify and the second deploy
 Prints one line per figure and a summary against the issue's targets; asserts nothing.
 --skip-deploy reuses a bed this script deployed (with --keep) instead of a fresh one;
 --keep leaves it up (else it is torn down at the end).
@@ -52,7 +56,9 @@ from tests.e2e.multi_site import (  # noqa: E402
     TRANSCRIPT,
     Site,
     app,
+    cli,
     db,
+    grow,
     heal,
     keep,
     push,
@@ -65,7 +71,8 @@ from tests.e2e.multi_site import (  # noqa: E402
     vip,
 )
 
-SCENARIOS = ("noop", "vip", "app", "storage", "search", "push", "db")
+SCENARIOS = ("noop", "vip", "app", "storage", "search", "push", "db", "grow")
+DEFAULT = SCENARIOS[:-1]  # grow turns the bed into another pattern: asked for by name
 TARGETS = {"vip_gap": 3.0, "failed_after_down": 0, "noop": 2.0}
 
 
@@ -151,6 +158,26 @@ def verdict(met: bool | None) -> str:
     return "n/a" if met is None else "met" if met else "NOT met"
 
 
+def grown(site: Site, figures: dict) -> None:
+    found: dict = {}
+    grow(site, found, cli)
+    for key in (
+        "new hosts up (s)",
+        "grow deploy (s)",
+        "grow deploy ok",
+        "grow deploy changes",
+        "downtime: longest gap between acknowledged posts (s)",
+        "posts acknowledged, refused during the growth",
+        "posts lost",
+        "files lost",
+        "old post found by search",
+        "new post found by search",
+        "verify ok",
+        "second deploy changes",
+    ):
+        say(f"  grow: {key}: {found.get(key)}")
+
+
 def summary(figures: dict) -> None:
     gap, after, noop_s = figures.get("vip_gap"), figures.get("failed_after_down"), figures.get("noop")
     say("summary against the issue's targets:")
@@ -172,7 +199,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-deploy", action="store_true", help="reuse the deployed multi bed (from a run with --keep)")
     ap.add_argument("--keep", action="store_true", help="leave the bed up at the end")
-    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of {', '.join(SCENARIOS)}")
+    ap.add_argument("--scenarios", default=",".join(DEFAULT), help=f"comma-separated, of {', '.join(SCENARIOS)}")
     ap.add_argument("--repeat", type=int, default=3, help="no-op re-runs (median)")
     ap.add_argument("--app-fault", choices=("stop", "kill"), default="stop")
     ap.add_argument("--app-watch", type=float, default=35.0, help="seconds watched after the app node's loss")
@@ -200,6 +227,7 @@ def main() -> None:
             "search": lambda: search_loss(site, figures),
             "push": lambda: push(site, figures),
             "db": lambda: db(site, figures),
+            "grow": lambda: grown(site, figures),
         }
         for name in SCENARIOS:
             if name not in chosen:

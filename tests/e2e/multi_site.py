@@ -36,6 +36,18 @@ from tests.e2e.probe import Probe
 from tests.e2e.test_search import api as search_api
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The CLI as an operator runs it (`inv ...` from the checkout), its output captured."""
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MMDEPLOY_RUN_DIR": str(ROOT / ".mmdeploy" / "runs")}
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
 PING = "/api/v4/system/ping"
 PING_OK = b'"status":"OK"'
 # An NGINX error line about an upstream: time, level, worker pid, upstream address and port.

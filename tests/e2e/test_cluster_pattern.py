@@ -22,7 +22,7 @@ import mmdeploy
 
 from tests.e2e import chaos, multi_site, portscan
 from tests.e2e.conftest import figures
-from tests.e2e.test_multi import assert_rolling_upgrade_and_rollback, cli, deployed, inv_up
+from tests.e2e.test_multi import cli, deployed, inv_up
 
 pytestmark = pytest.mark.e2e
 
@@ -72,12 +72,6 @@ def test_each_tier_reaches_exactly_its_flows(site):
     assert len(portscan.assert_each_tier_reaches_exactly_its_flows(site.inv)) >= 7
     # Mattermost, Prometheus and the exporters on the private address only.
     portscan.assert_bound_to_private_addresses(site.inv, portscan.PRIVATE_ONLY)
-
-
-def test_a_rolling_upgrade_and_its_rollback_fail_no_request(site):
-    """Issue #12 on the cluster bed: three app servers, both floating addresses."""
-    start = len(multi_site.SAID)
-    assert_rolling_upgrade_and_rollback(site, FIGURES, lambda: "\n".join(multi_site.SAID[start:]))
 
 
 @pytest.fixture(scope="module")

@@ -22,10 +22,8 @@ module), and each loss starts the killed node again for the next one.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 
 import pytest
@@ -35,17 +33,11 @@ from mmdeploy import testbed
 
 from tests.e2e import multi_site, portscan
 from tests.e2e.conftest import ROOT, figures
+from tests.e2e.multi_site import cli
 
 pytestmark = pytest.mark.e2e
 
 FIGURES = figures("multi pattern (tests/e2e/test_multi.py)")
-
-
-def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MMDEPLOY_RUN_DIR": str(ROOT / ".mmdeploy" / "runs")}
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout
-    )
 
 
 def inv_up(pattern: str, figures: dict, timeout: float):
@@ -206,41 +198,6 @@ def test_after_the_losses_a_deploy_converges_and_verify_passes(site):
     assert again["ok"] and again["changed"] == 0, [s for s in again["steps"] if s["status"] != "ok"]
     checks = json.loads(cli("verify", "--inventory", str(site.path), "--json").stdout)
     assert checks["ok"], [c for c in checks["checks"] if not c["ok"]]
-
-
-def assert_rolling_upgrade_and_rollback(site, figures: dict, said) -> None:
-    """Issue #12 on the cluster bed (test_cluster_pattern: three app servers behind two
-    floating addresses; the multi bed ran the same check on its two until the suite's time
-    made it drop it), through multi_site.upgrade: both actions rolling, the job server
-    first, every node upgraded then rolled back, no failed request through any floating
-    address, no acknowledged post lost, the websockets reconnected elsewhere; then a deploy
-    of the site's own inventory changes nothing."""
-    current = site.inv.settings.mattermost.version
-    newer = current.rsplit(".", 1)[0] + "." + str(int(current.rsplit(".", 1)[1]) + 1)
-    found = lose(multi_site.upgrade, site, newer, cli)
-    nodes = [h.name for h in site.inv.hosts if h.has("jobserver")] + [h.name for h in site.inv.with_role("app")]
-    for action, status, version in (("upgrade", "upgraded", newer), ("rollback", "rolled-back", current)):
-        got = found[action]
-        figures[f"rolling {action} ({len(nodes)} nodes)"] = {
-            k: got[k]
-            for k in (
-                "seconds",
-                "per node (s)",
-                "drain (s)",
-                "posts acknowledged",
-                "slowest acknowledged post (s)",
-                "re-sent after an NGINX GOAWAY (not processed)",
-                "websocket reconnects",
-            )
-        } | {"failed requests": len(got["failed requests"]), "posts lost": got["posts not readable"]}
-        assert got["ok"] and got["procedure"] == "rolling", (got["message"], said())
-        assert got["nodes"] == [(n, status) for n in nodes], got["nodes"]
-        assert set(got["versions"].values()) == {version}, got["versions"]
-        assert got["failed requests"] == [] and got["posts not readable"] == 0, got["failed requests"]
-        assert got["posts acknowledged"] > 50, got
-        assert got["websocket failures"] == [] and got["websocket reconnects"] >= 1, got
-    after = found["deploy after the rollback"]
-    assert after["ok"] and after["changed"] == [], after
 
 
 def test_the_site_grows_into_the_cluster_pattern(site, said):
