@@ -120,6 +120,7 @@ class PostgreSQL(DBComponent):
             replication_user=REPLICATION_USER,
             bin_dir=p.bin,
             unit=p.unit,
+            pgpass=PGPASS,
         )
         steps = [
             Directory("/etc/postgresql-common/createcluster.d"),
