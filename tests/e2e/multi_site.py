@@ -738,7 +738,9 @@ def grow(site: Site, figures: dict, cli: Callable[..., subprocess.CompletedProce
 # --- a rolling upgrade and its rollback ------------------------------------------------------
 
 
-def upgrade(site: Site, figures: dict, version: str, cli: Callable[..., subprocess.CompletedProcess]) -> None:
+def upgrade(
+    site: Site, figures: dict, version: str, cli: Callable[..., subprocess.CompletedProcess], interval: float = 0.05
+) -> None:
     """Issue #12 on the pattern's own bed: `upgrade` to `version` (a stand-in release of the
     running series, served from the bed's gateway), then `rollback`, each while a client
     posts and holds a websocket through every floating address. Records per action the
@@ -755,7 +757,7 @@ def upgrade(site: Site, figures: dict, version: str, cli: Callable[..., subproce
     ):
         clients = []
         for vip in vips:
-            poster = SpecPoster(f"https://{vip}", site.domain, site.user, password, team=site.team, interval=0.05)
+            poster = SpecPoster(f"https://{vip}", site.domain, site.user, password, team=site.team, interval=interval)
             token = poster.client.headers["Authorization"].split()[1]
             clients.append((poster, Websocket(f"wss://{vip}/api/v4/websocket", token)))
         for poster, ws in clients:
