@@ -53,10 +53,8 @@ def cold_up(figures: dict) -> Path:
 
 def rolling(site: Site) -> None:
     """A rolling upgrade to the next patch release of the running series, then the rollback."""
-    current = site.inv.settings.mattermost.version
-    newer = current.rsplit(".", 1)[0] + "." + str(int(current.rsplit(".", 1)[1]) + 1)
     found: dict = {}
-    multi_site.upgrade(site, found, newer, multi_site.cli)
+    multi_site.upgrade(site, found, multi_site.next_patch(site.inv.settings.mattermost.version), multi_site.cli)
     for action in ("upgrade", "rollback"):
         got = found[action]
         say(

@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -40,8 +41,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """The CLI as an operator runs it (`inv ...` from the checkout), its output captured."""
-    import sys
-
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MMDEPLOY_RUN_DIR": str(ROOT / ".mmdeploy" / "runs")}
     return subprocess.run(
         [sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout
@@ -736,6 +735,12 @@ def grow(site: Site, figures: dict, cli: Callable[..., subprocess.CompletedProce
 
 
 # --- a rolling upgrade and its rollback ------------------------------------------------------
+
+
+def next_patch(version: str) -> str:
+    """The next patch release of a series: 10.11.4 -> 10.11.5 (the stand-in builds any)."""
+    series, patch = version.rsplit(".", 1)
+    return f"{series}.{int(patch) + 1}"
 
 
 def upgrade(

@@ -85,14 +85,22 @@ def test_a_rolling_upgrade_and_its_rollback_fail_no_request(site):
     site's own inventory changes nothing."""
     start = len(multi_site.SAID)
     current = site.inv.settings.mattermost.version
-    newer = current.rsplit(".", 1)[0] + "." + str(int(current.rsplit(".", 1)[1]) + 1)
+    newer = multi_site.next_patch(current)
     found = lose(multi_site.upgrade, site, newer, cli, interval=0.2)
     nodes = [h.name for h in site.inv.hosts if h.has("jobserver")] + [h.name for h in site.inv.with_role("app")]
     for action, status, version in (("upgrade", "upgraded", newer), ("rollback", "rolled-back", current)):
         got = found[action]
         FIGURES[f"rolling {action} ({len(nodes)} nodes)"] = {
             k: got[k]
-            for k in ("seconds", "per node (s)", "drain (s)", "posts acknowledged", "slowest acknowledged post (s)")
+            for k in (
+                "seconds",
+                "per node (s)",
+                "drain (s)",
+                "posts acknowledged",
+                "slowest acknowledged post (s)",
+                "re-sent after an NGINX GOAWAY (not processed)",
+                "websocket reconnects",
+            )
         } | {"failed requests": len(got["failed requests"]), "posts lost": got["posts not readable"]}
         assert got["ok"] and got["procedure"] == "rolling", (got["message"], "\n".join(multi_site.SAID[start:]))
         assert got["nodes"] == [(n, status) for n in nodes], got["nodes"]
