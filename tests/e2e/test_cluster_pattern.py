@@ -10,6 +10,10 @@ benchmarks/chaos.py kills one of every kind. After the round,
 the killed nodes are back by themselves or through one deploy, a deploy after it changes
 nothing, verify passes, and no acknowledged post is lost.
 
+The rolling upgrade and its rollback are asserted on three app servers behind two proxies'
+floating address (test_upgrade); benchmarks/chaos.py runs them on this bed too and prints
+the same figures.
+
 One bed for the module, made by `inv up` on the suite's bed number (the `bed` fixture
 makes a fresh one for the next module, as after test_multi).
 """
@@ -25,7 +29,7 @@ import mmdeploy
 
 from tests.e2e import chaos, multi_site, portscan
 from tests.e2e.conftest import figures
-from tests.e2e.test_multi import cli, deployed, inv_up, lose
+from tests.e2e.test_multi import cli, deployed, inv_up
 
 pytestmark = pytest.mark.e2e
 
@@ -75,41 +79,6 @@ def test_each_tier_reaches_exactly_its_flows(site):
     assert len(portscan.assert_each_tier_reaches_exactly_its_flows(site.inv)) >= 7
     # Mattermost, Prometheus and the exporters on the private address only.
     portscan.assert_bound_to_private_addresses(site.inv, portscan.PRIVATE_ONLY)
-
-
-def test_a_rolling_upgrade_and_its_rollback_fail_no_request(site):
-    """Issue #12 on the cluster bed, through multi_site.upgrade: both actions rolling, the
-    job server first, every node upgraded then rolled back, no failed request through
-    either floating address (a client posting five times a second through each), no
-    acknowledged post lost, the websockets reconnected elsewhere; then a deploy of the
-    site's own inventory changes nothing."""
-    start = len(multi_site.SAID)
-    current = site.inv.settings.mattermost.version
-    newer = multi_site.next_patch(current)
-    found = lose(multi_site.upgrade, site, newer, cli, interval=0.2)
-    nodes = [h.name for h in site.inv.hosts if h.has("jobserver")] + [h.name for h in site.inv.with_role("app")]
-    for action, status, version in (("upgrade", "upgraded", newer), ("rollback", "rolled-back", current)):
-        got = found[action]
-        FIGURES[f"rolling {action} ({len(nodes)} nodes)"] = {
-            k: got[k]
-            for k in (
-                "seconds",
-                "per node (s)",
-                "drain (s)",
-                "posts acknowledged",
-                "slowest acknowledged post (s)",
-                "re-sent after an NGINX GOAWAY (not processed)",
-                "websocket reconnects",
-            )
-        } | {"failed requests": len(got["failed requests"]), "posts lost": got["posts not readable"]}
-        assert got["ok"] and got["procedure"] == "rolling", (got["message"], "\n".join(multi_site.SAID[start:]))
-        assert got["nodes"] == [(n, status) for n in nodes], got["nodes"]
-        assert set(got["versions"].values()) == {version}, got["versions"]
-        assert got["failed requests"] == [] and got["posts not readable"] == 0, got["failed requests"]
-        assert got["posts acknowledged"] > 50, got
-        assert got["websocket failures"] == [] and got["websocket reconnects"] >= 1, got
-    after = found["deploy after the rollback"]
-    assert after["ok"] and after["changed"] == [], after
 
 
 @pytest.fixture(scope="module")
