@@ -109,10 +109,11 @@ PATTERNS: dict[str, list[tuple[str, list[str]]]] = {
         ("app2", ["app", "pushproxy", "storage"]),
         ("job1", ["jobserver", "monitoring", "db"]),
     ],
-    # Rolling upgrades (tests/e2e/test_upgrade.py): three app servers behind one proxy, a
-    # job server, one database node; the single pattern's rules.
+    # Rolling upgrades (tests/e2e/test_upgrade.py): three app servers behind two proxies
+    # sharing a floating address, a job server, one database node; the single pattern's rules.
     "apps3": [
         ("proxy1", ["proxy"]),
+        ("proxy2", ["proxy"]),
         ("app1", ["app"]),
         ("app2", ["app"]),
         ("app3", ["app"]),

@@ -1,9 +1,11 @@
-"""Rolling upgrades on the test bed (issue 12): three app servers behind NGINX, a job
-server, one database node (bed layout `apps3`), the stand-in Mattermost releases.
+"""Rolling upgrades on the test bed (issue 12): three app servers behind two NGINX proxies
+sharing a floating address (keepalived), a job server, one database node (bed layout
+`apps3`), the stand-in Mattermost releases. The clients go through the floating address.
 
-- A rolling upgrade 10.11.4 -> 10.11.5 while a client posts through NGINX all along and a
-  websocket client stays connected: 0 failed requests; every node upgraded and verified;
-  the websocket of a drained node is closed and reconnects through NGINX.
+- A rolling upgrade 10.11.4 -> 10.11.5 while a client posts all along and a websocket
+  client stays connected: 0 failed requests; every node upgraded and verified, drained on
+  both proxies and taken back by both; the websocket of a drained node is closed and
+  reconnects; then `inv drift` finds nothing.
 - `rollback` back to 10.11.4, the same way: 0 failed requests.
 - A deliberately broken release (the stand-in's --broken build): rolled back
   automatically on the first node, the others untouched, no failed request; on the job
@@ -13,19 +15,22 @@ server, one database node (bed layout `apps3`), the stand-in Mattermost releases
 """
 
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 import mmdeploy
+from mmdeploy import testbed
 from mmdeploy.components.mattermost import ADMIN_PASSWORD
 from mmdeploy.secrets import Redactor, Secrets
 
-from .conftest import figures, inv, on
+from .conftest import ROOT, figures, inv, on
 from .poster import SpecPoster, Websocket
 
 pytestmark = pytest.mark.e2e
 BED_SETTINGS = ["monitoring.grafana=false", "database.memory_mb=512"]
-FIGURES = figures("rolling upgrades and rollback (3 app servers behind one proxy)")
+FIGURES = figures("rolling upgrades and rollback (3 app servers behind 2 proxies and a floating address)")
 
 
 def sets(overrides):
@@ -34,26 +39,29 @@ def sets(overrides):
 
 @pytest.fixture(scope="module")
 def site(bed, standin_release):
-    path = str(bed("apps3", fresh=True))
+    written = bed("apps3", fresh=True)
+    doc = yaml.safe_load(written.read_text())
+    vip = doc["hosts"][0]["address"].rsplit(".", 1)[0] + ".100"
+    doc["settings"]["proxy"] = {"vip": [f"{vip}/24"]}
+    path = str(testbed.path_for(ROOT, "apps3-vip"))
+    Path(path).write_text(yaml.safe_dump(doc, sort_keys=False))
     overrides = standin_release("10.11.4") + BED_SETTINGS  # upgraded within its series below
     inv("deploy", "--inventory", path, *sets(overrides), "--yes")
     inventory = mmdeploy.load(path, overrides)
     password = Secrets(inventory.secrets_path, Redactor()).existing(ADMIN_PASSWORD)
-    proxy = inventory.with_role("proxy")[0]
     return {
         "path": path,
         "overrides": overrides,
         "password": password,
-        "proxy": proxy,
-        "base": f"https://{proxy.address}",
+        "vip": vip,
         "domain": inventory.settings.domain,
     }
 
 
 def clients(site):
-    poster = SpecPoster(site["base"], site["domain"], "sysadmin", site["password"], interval=0.05)
+    poster = SpecPoster(f"https://{site['vip']}", site["domain"], "sysadmin", site["password"], interval=0.05)
     token = poster.client.headers["Authorization"].split()[1]
-    ws = Websocket(f"wss://{site['proxy'].address}/api/v4/websocket", token)
+    ws = Websocket(f"wss://{site['vip']}/api/v4/websocket", token)
     poster.start()
     ws.start()
     time.sleep(1.5)
@@ -90,6 +98,8 @@ def test_rolling_upgrade_without_a_failed_request(site):
         ("app3", "upgraded"),
     ]
     assert all(n.drain_seconds is not None for n in report.nodes if n.role == "app")
+    for proxy in ("proxy1", "proxy2"):  # both proxies drained each node and took it back
+        assert "down;" not in on(proxy, "cat /etc/nginx/nginx.conf")
     assert set(versions(site["path"]).values()) == {"10.11.5"}
     assert poster.failures == [], poster.failures
     assert len(poster.acked) > 100
@@ -149,7 +159,8 @@ def test_broken_release_is_rolled_back_on_the_first_node(site, limit):
     assert versions(site["path"]) == before  # the first node back on 10.11.4, the others never left it
     assert poster.failures == [], poster.failures
     assert ws.failed == [], ws.failed
-    assert "down;" not in on("proxy1", "cat /etc/nginx/nginx.conf")  # every node back behind the proxy
+    for proxy in ("proxy1", "proxy2"):  # every node back behind both proxies
+        assert "down;" not in on(proxy, "cat /etc/nginx/nginx.conf")
     FIGURES[f"broken release, {first} rolled back"] = {
         "seconds": report.seconds,
         "failed requests": 0,
