@@ -23,7 +23,10 @@ def bed():
 
     Containers are recreated when the layout changes or `fresh` is asked for (a module
     that changes topology, such as a failover, wants clean hosts); otherwise the same
-    layout is reused within the session. MMDEPLOY_BED=N selects a separate bed. A
+    layout is reused within the session. `share=GROUP` (tests/conftest.py SHARED_BEDS):
+    the bed the previous module of that group left, deployed, if it is the one up, else
+    fresh hosts (the module run alone, or the first of its group). MMDEPLOY_BED=N selects
+    a separate bed. A
     pattern's layout with search hosts gets the OpenSearch archives in its inventory and
     the bed-only setup of its containers (tests/standin/artifacts.py)."""
     from tests.standin import artifacts
@@ -36,11 +39,16 @@ def bed():
         hosts: int | None = None,
         distro: str = testbed.SUITE,
         sudo_user: str | None = None,
+        share: str | None = None,
     ) -> Path:
         """`sudo_user`: the inventory reaches the hosts as this user, with sudo."""
         layout = (f"{hosts}-hosts" if hosts else pattern, distro, sudo_user)
         # `inv up` (test_multi runs it on this bed) replaces a bed that is not its own.
         ours = current and all(c["owner"] == "tests" for c in testbed.status() or [{"owner": ""}])
+        shared = share is not None and current.get("share") == share
+        if share is not None and not shared:
+            fresh = True
+        current["share"] = share
         if fresh or current.get("pattern") != layout or not ours:
             testbed.down(log=lambda *_: None)
             spec = [] if hosts else testbed.PATTERNS.get(pattern, [])

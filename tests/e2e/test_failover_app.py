@@ -21,13 +21,15 @@ from mmdeploy.secrets import Redactor, Secrets
 
 from .conftest import inv, on
 from .poster import Poster
+from .test_migrate import MARIADB, hostile_db_secrets
+from .test_single import BED_SETTINGS as SINGLE_SETTINGS
 
 pytestmark = pytest.mark.e2e
 MYSQL_VERSION = "10.11.4"  # the MySQL family runs Mattermost up to 10.11
-ENGINES = {
-    "postgresql": ["database.memory_mb=1024"],
-    "mysql": ["database.engine=mysql", "database.flavor=mariadb", "database.memory_mb=1024"],
-}
+# The settings of the modules whose beds these share (tests/conftest.py SHARED_BEDS): the
+# PostgreSQL site test_single and test_firewall leave, the MariaDB site test_migrate takes.
+ENGINES = {"postgresql": SINGLE_SETTINGS, "mysql": MARIADB}
+SHARE = {"postgresql": "single-postgresql", "mysql": "single-mariadb"}
 
 
 def sets(overrides):
@@ -37,7 +39,11 @@ def sets(overrides):
 @pytest.fixture(scope="module", params=sorted(ENGINES))
 def site(request, bed, standin_release):
     engine = request.param
-    path = str(bed("single", fresh=True))
+    # MariaDB: the first of its group, on fresh hosts; PostgreSQL: after test_firewall.
+    sudo = "deploy" if engine == "postgresql" else None  # the sudo user of test_hardening's bed
+    path = str(bed("single", fresh=engine == "mysql", sudo_user=sudo, share=SHARE[engine]))
+    if engine == "mysql":
+        hostile_db_secrets(path)
     release = standin_release(MYSQL_VERSION) if engine == "mysql" else standin_release()
     overrides = release + ENGINES[engine]
     inv("deploy", "--inventory", path, *sets(overrides), "--yes")

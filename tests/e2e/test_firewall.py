@@ -59,7 +59,8 @@ def deployed(run: subprocess.CompletedProcess) -> dict:
 
 @pytest.fixture(scope="module")
 def site(bed, standin_release):
-    path = str(bed("single", fresh=True))
+    # The site test_single leaves (tests/conftest.py SHARED_BEDS), or fresh hosts.
+    path = str(bed("single", sudo_user="deploy", share="single-postgresql"))
     overrides = standin_release() + BED_SETTINGS
     s = Site(path, overrides, mmdeploy.load(path, overrides))
     first = deployed(s.cli("deploy", "--yes", "--json"))

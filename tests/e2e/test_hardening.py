@@ -76,7 +76,9 @@ class Site:
 @pytest.fixture(scope="module")
 def site(bed, standin_release):
     started = time.time()
-    path = str(bed("single", fresh=True, sudo_user="deploy"))
+    # The first of its group (tests/conftest.py SHARED_BEDS): test_single, test_firewall and
+    # test_failover_app go on from the site it leaves, through the same sudo user.
+    path = str(bed("single", fresh=True, sudo_user="deploy", share="single-postgresql"))
     s = Site(path, standin_release() + BED_SETTINGS, [h.name for h in mmdeploy.load(path).hosts], started)
     s.rotate(hostile("1"))
     return s

@@ -55,12 +55,18 @@ class Client:
         return r.json()
 
 
+def hostile_db_secrets(path: str) -> None:
+    """Database passwords with '@', ':', quotes and the rest, as an earlier module may leave
+    them: pgloader's connection string has a grammar of its own. test_failover_app's MariaDB
+    site writes the same ones, so that this module finds them on the bed it shares."""
+    write_secrets(path, {k: v for k, v in hostile("m").items() if k != "mattermost_admin_password"})
+
+
 @pytest.fixture(scope="module")
 def site(bed, standin_release):
-    path = str(bed("single", fresh=True))
-    # Database passwords with '@', ':', quotes and the rest, as an earlier module may leave
-    # them: pgloader's connection string has a grammar of its own.
-    write_secrets(path, {k: v for k, v in hostile("m").items() if k != "mattermost_admin_password"})
+    # The MariaDB site test_failover_app leaves (tests/conftest.py SHARED_BEDS), or a fresh one.
+    path = str(bed("single", share="single-mariadb"))
+    hostile_db_secrets(path)
     overrides = standin_release("10.11.4") + MARIADB
     inv("deploy", "--inventory", path, *sets(overrides), "--yes")
     inventory = mmdeploy.load(path, overrides)
