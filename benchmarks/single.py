@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,36 +27,14 @@ from mmdeploy import testbed  # noqa: E402
 from tests.standin import release  # noqa: E402
 
 
-def bed_cpu(inv) -> float:
-    """CPU seconds the bed's containers have used (their cgroups), or 0 where this machine
-    does not show them: what a deploy costs the machine, beside its wall time."""
-    total = 0.0
-    for h in inv.hosts:
-        cid = subprocess.run(
-            ["docker", "inspect", "-f", "{{.Id}}", testbed.container_name(h.name)], capture_output=True, text=True
-        ).stdout.strip()
-        for path, scale in (
-            (f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage", 1e9),
-            (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat", 1e6),
-        ):
-            try:
-                text = Path(path).read_text()
-            except OSError:
-                continue
-            total += (int(text.split()[1]) if text.startswith("usage_usec") else int(text)) / scale
-            break
-    return total
-
-
-def cold(pattern: str, barrier: bool, batch: bool = True) -> tuple[mmdeploy.RunReport, float, object, float]:
-    """A cold deploy on fresh bed hosts: (report, wall seconds, inventory, CPU seconds of
-    the bed's containers)."""
+def cold(pattern: str, barrier: bool) -> tuple[mmdeploy.RunReport, float, object]:
+    """A cold deploy on fresh bed hosts: (report, wall seconds, inventory)."""
     testbed.down(log=lambda *_: None)
     path = testbed.up(ROOT, pattern=pattern, log=lambda *_: None)
     inv = mmdeploy.load(path, release.overrides() + ["monitoring.grafana=false"])
-    t0, cpu0 = time.monotonic(), bed_cpu(inv)
-    report = mmdeploy.deploy(inv, out=io.StringIO(), barrier=barrier, batch_packages=batch)
-    return report, time.monotonic() - t0, inv, bed_cpu(inv) - cpu0
+    t0 = time.monotonic()
+    report = mmdeploy.deploy(inv, out=io.StringIO(), barrier=barrier)
+    return report, time.monotonic() - t0, inv
 
 
 def main() -> None:
@@ -68,18 +45,16 @@ def main() -> None:
         "--schedules",
         default="barrier,pipelined",
         help="cold deploys to compare, each on fresh hosts: barrier (every host finishes a component "
-        "before any starts the next), pipelined (the default scheduling), unbatched (pipelined, each "
-        "component's packages in an apt transaction of its own)",
+        "before any starts the next), pipelined (the default scheduling)",
     )
     args = ap.parse_args()
     inv = None
     for schedule in args.schedules.split(","):
-        report, wall, inv, cpu = cold(args.pattern, barrier=schedule == "barrier", batch=schedule != "unbatched")
+        report, wall, inv = cold(args.pattern, barrier=schedule == "barrier")
         own = {name: h.seconds for name, h in report.hosts.items()}
         slowest = max(own, key=own.get)
         print(
             f"{args.pattern} pattern, {len(inv.hosts)} hosts, {schedule}: cold deploy {wall:.1f}s wall, "
-            f"{cpu:.1f} CPU-s in the hosts, "
             f"{report.changed} changes, failed={report.failed}; the slowest host's own work {slowest} "
             f"{own[slowest]:.1f}s; ratio {wall / own[slowest]:.2f} (target <= 1.15); own work per host: "
             + ", ".join(f"{n} {t:.1f}s" for n, t in own.items())

@@ -94,14 +94,12 @@ def deploy(
     verbose: bool = False,
     live: bool = False,
     barrier: bool = False,
-    batch_packages: bool = True,
 ) -> RunReport:
     """Apply the inventory; a second deploy of the same inventory changes nothing. Each
     host goes through the components at its own pace, waiting for other hosts only where
     a component needs them; `barrier` makes every host finish a component before any
-    starts the next. Each host installs its components' packages in one apt transaction
-    where their order allows (`batch_packages=False`: each component's at its turn)."""
-    return _run(inventory, "apply", limit, only, out, verbose, live, barrier, batch_packages)
+    starts the next."""
+    return _run(inventory, "apply", limit, only, out, verbose, live, barrier)
 
 
 @dataclass
@@ -468,7 +466,6 @@ def _run(
     verbose: bool,
     live: bool = False,
     barrier: bool = False,
-    batch_packages: bool = True,
 ) -> RunReport:
     from .registry import registry
 
@@ -499,7 +496,6 @@ def _run(
                     warnings=warnings,
                     connections=connections,
                     pipelined=not barrier,
-                    batch_packages=batch_packages,
                 )
     finally:
         if live:

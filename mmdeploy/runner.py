@@ -22,11 +22,10 @@ from .component import Component, Context, cross_host, ordered
 from .errors import InventoryError, MMDeployError
 from .facts import HOST_FACTS, Fact, FactCache
 from .inventory import Host, Inventory
-from .ops.apt import Packages, install_script
 from .remote import Remote
 from .report import Reporter, StepResult
 from .secrets import Secrets
-from .step import Change, Step, run_checked
+from .step import Change, Step
 
 # A host's steps and handlers for one component.
 Built = tuple[list[Step], dict[str, Step]]
@@ -44,8 +43,6 @@ class HostRun:
     seconds: float = 0.0
     # (component, start, end) on the monotonic clock, in the order the host ran them
     timeline: list[tuple[str, float, float]] = field(default_factory=list)
-    # (component, step): the packages this host installs in one transaction (_batch)
-    batch: list[tuple[str, Packages]] = field(default_factory=list)
 
     @property
     def alive(self) -> bool:
@@ -103,14 +100,12 @@ def run(
     warnings: list[str] | tuple[str, ...] = (),
     connections: dict[str, Remote] | None = None,
     pipelined: bool = True,
-    batch_packages: bool = True,
 ) -> RunReport:
     """`pipelined` (apply only): each host goes through the components at its own pace,
     waiting for other hosts only where a component needs them (_Pipelines); False puts a
     barrier between components, as plan always does. `shared` gives a component's
     ctx.shared instead of its prepare() (a re-point after a failover passes the topology
-    the failover decided). `warnings` are printed first. `batch_packages` (apply only):
-    each host installs its components' packages in one apt transaction where it can (_batch).
+    the failover decided). `warnings` are printed first.
     `connections`: open connections to use (the run lock's, one SSH handshake per host
     instead of two), left open for their owner to close."""
     if mode not in ("plan", "apply"):
@@ -138,9 +133,6 @@ def run(
         order = ordered(components)
         members = {c.name: {h.name for h in c.hosts(inventory)} for c in order}
         ahead = _Prefetch(inventory, secrets, runs, view, shared or {}, order, pool, members)
-        if mode == "apply" and batch_packages:
-            for r in runs.values():
-                r.batch = ahead.packages(r, order, members)
 
         def apply(r: HostRun, c: Component, prepared: object, built: Built | None, member: bool) -> list[StepResult]:
             """One host's part of a component, timed: the host's own work, not its waits."""
@@ -312,13 +304,6 @@ def _run_component(
         if mode == "plan":
             record(step.name, "changed", change)
             continue
-        batched = _batch(run, component.name, step, facts)
-        if batched:
-            change = Change(
-                change.summary
-                + "; in the same apt transaction, for later components: "
-                + "; ".join(f"{c} {' '.join(p)}" for c, p in batched)
-            )
         reporter.applying(host, component.name, step.name, change.summary)
         s0 = time.monotonic()
         try:
@@ -326,10 +311,7 @@ def _run_component(
             if todo:  # recorded before the change: a run killed after it still restarts
                 pending.record(run.remote, component.name, todo)
                 recorded += todo
-            if batched:
-                _install_batch(run.remote, step, change, [p for _, ps in batched for p in ps])
-            else:
-                step.apply(run.remote, change)
+            step.apply(run.remote, change)
         except MMDeployError as e:
             fail(step.name, str(e))
             return results
@@ -363,41 +345,6 @@ def _run_component(
     if unknown:
         fail("(handlers)", f"steps notify unknown handlers: {', '.join(sorted(unknown))}")
     return results
-
-
-def _batch(run: HostRun, component: str, step: Step, facts: dict[str, Fact]) -> list[tuple[str, list[str]]]:
-    """Issue #14's batched packages. Each host's components mostly begin by installing
-    packages; one apt transaction for all of them costs one dependency resolution and one
-    run of dpkg's triggers instead of one per component (an `apt-get install` alone takes
-    1.5-3 s of CPU on a bed host). The host's first install that is one of its batch
-    (HostRun.batch: the leading package steps of each component built ahead, which nothing
-    waits on) also installs what the later ones still miss: (component, packages) each.
-    Those later steps then find their packages installed. Steps placed after a component's
-    other steps (a unit masked, a config written first) install at their own turn."""
-    names = [(c, s.name) for c, s in run.batch]
-    if (component, step.name) not in names:
-        return []
-    later = run.batch[names.index((component, step.name)) + 1 :]
-    run.batch = []  # what is left of it is installed now, or by its own step if this fails
-    found: list[tuple[str, list[str]]] = []
-    for c, s in later:
-        missing = [p for p in s.missing(facts) if all(p not in ps for _, ps in found)]
-        if missing and found and found[-1][0] == c:
-            found[-1][1].extend(missing)
-        elif missing:
-            found.append((c, missing))
-    return found
-
-
-def _install_batch(remote: Remote, step: Step, change: Change, later: list[str]) -> None:
-    """The step's packages and the later components' in one transaction; if that fails
-    (one of the later packages cannot be installed), the step's own alone, so that the
-    failure is reported where it belongs: by the later component's own step."""
-    own = change.summary.split(";", 1)[0].split(" ", 1)[1]
-    try:
-        run_checked(remote, install_script(f"{own} {' '.join(later)}"), step.name, timeout=step.timeout)
-    except MMDeployError:
-        step.apply(remote, Change(f"install {own}"))
 
 
 def _build(component: Component, ctx: Context, member: bool) -> Built:
@@ -471,26 +418,6 @@ class _Prefetch:
                 pass
 
         list(pool.map(build, [r for r in runs.values() if r.alive]))
-
-    def packages(
-        self, run: HostRun, order: list[Component], members: dict[str, set[str]]
-    ) -> list[tuple[str, Packages]]:
-        """The host's batch (_batch): each component's leading package steps that may be
-        installed early, from the steps built here, in the run's order, those of the
-        components after a `first` one (the firewall) only."""
-        found: list[tuple[str, Packages]] = []
-        for component in order:
-            if component.first:  # the firewall: no service installed before its rules are in place
-                found = []
-                continue
-            built = self._built.get((run.host.name, component.name))
-            if built is None or run.host.name not in members[component.name]:
-                continue
-            for step in built[0]:
-                if not (isinstance(step, Packages) and step.batchable):
-                    break
-                found.append((component.name, step))
-        return found
 
     def prepare_now(self, component: Component) -> object:
         given = self.given.get(component.name)

@@ -50,21 +50,6 @@ class Packages(Step):
         self.name = f"packages {' '.join(names)}" + (" absent" if state == "absent" else "")
         self._probe = INSTALLED
 
-    @property
-    def batchable(self) -> bool:
-        """Installable in one transaction with other components' packages, earlier than its
-        turn (runner._Batches): nothing waits on its change."""
-        return self.state == "present" and not self.notify
-
-    def missing(self, facts: Mapping[str, Fact]) -> list[str]:
-        """What an install would name (`name` or `name=version`), from the dpkg fact."""
-        have = self.installed(facts[self._probe])
-        return [
-            n if v is None else f"{n}={v}"
-            for n, v in self.wanted.items()
-            if n not in have or (v is not None and have[n] != v)
-        ]
-
     def facts(self) -> list[str]:
         return [self._probe]
 
@@ -81,7 +66,11 @@ class Packages(Step):
         if self.state == "absent":
             extra = [n for n in self.wanted if n in have]
             return Change("remove " + " ".join(extra)) if extra else None
-        todo = self.missing(facts)
+        todo = [
+            n if v is None else f"{n}={v}"
+            for n, v in self.wanted.items()
+            if n not in have or (v is not None and have[n] != v)
+        ]
         return Change("install " + " ".join(todo)) if todo else None
 
     def apply(self, remote: Remote, change: Change) -> None:

@@ -10,7 +10,7 @@ import pytest
 from mmdeploy import api, inventory, runner
 from mmdeploy.component import Component, ordered
 from mmdeploy.errors import InventoryError
-from mmdeploy.ops import Command, Directory, File, Packages
+from mmdeploy.ops import Command, Directory, File
 from mmdeploy.step import Step
 from mmdeploy.report import Reporter
 from mmdeploy.secrets import REDACTED, Redactor, Secrets
@@ -632,110 +632,3 @@ def test_a_host_the_layout_no_longer_places_a_server_on_retires_it(site):
     assert (site.files / "app1" / "server").exists()  # its own host keeps it
     again, _ = site("apply", [Served(site.files, {"app1"})])
     assert again.changed == 0 and again.round_trips == {"proxy1": 2, "app1": 2, "db1": 2}
-
-
-# --- batched packages (issue #14) --------------------------------------------------------
-
-
-class FakeApt:
-    """dpkg and apt-get of the one host the tests run on (app1) as files under `root`: the
-    dpkg probe reads one, an install appends to it and logs its package list, one line per
-    transaction (an install naming a package in `refuse` fails and installs nothing)."""
-
-    def __init__(self, root, monkeypatch, refuse=()):
-        self.root = root
-        root.mkdir()
-        (root / "dpkg").touch()
-        refused = " ".join(refuse)
-
-        def script(packages):
-            return (
-                f"for p in {packages}; do case ' {refused} ' in *\" $p \"*) exit 100;; esac; done\n"
-                f"echo '{packages}' >> {root}/apt.log\n"
-                f"for p in {packages}; do printf '%s\\tii \\t1\\n' \"$p\" >> {root}/dpkg; done\n"
-            )
-
-        monkeypatch.setattr(runner, "install_script", script)
-        monkeypatch.setattr("mmdeploy.ops.apt.install_script", script)
-
-    def packages(self, *names, **kw):
-        step = Packages(*names, **kw)
-        step._probe = f"cat {self.root}/dpkg"
-        return step
-
-    def transactions(self):
-        log = self.root / "apt.log"
-        return log.read_text().splitlines() if log.exists() else []
-
-
-class Apt(Component):
-    """A component whose steps on each host are `make()`, and its handler `restart`."""
-
-    def __init__(self, name, make, after=()):
-        self.name, self.make, self.after = name, make, after
-
-    def hosts(self, inv):
-        return list(inv.hosts)
-
-    def steps(self, ctx):
-        return self.make()
-
-    def handlers(self, ctx):
-        return {"restart": Command("restart", "true")}
-
-
-def batched_site(site, monkeypatch, refuse=()):
-    apt = FakeApt(site.tmp / "apt", monkeypatch, refuse)
-    conf = site.tmp / "apt"
-    rules = File(f"{conf}/rules", "r\n", owner=ME, group=ME)
-    shield = Apt("shield", lambda: [apt.packages("nft"), rules], after=("zero",))  # as base, then the firewall
-    shield.first = True  # what comes after it waits for its rules
-    return apt, [
-        Apt("zero", lambda: [apt.packages("gnupg")]),
-        shield,
-        Apt("first", lambda: [apt.packages("nginx", "curl"), File(f"{conf}/a.conf", "x\n", owner=ME, group=ME)]),
-        Apt("second", lambda: [apt.packages("chrony"), apt.packages("nftables")], after=("first",)),
-        # Its package after a step of its own (a unit masked first, say): never early.
-        Apt("third", lambda: [File(f"{conf}/b.conf", "y\n", owner=ME, group=ME), apt.packages("etcd-server")]),
-        # A package whose install restarts something: at its turn, so that it notifies.
-        Apt("fourth", lambda: [apt.packages("keepalived", notify=("restart",))], after=("third",)),
-    ]
-
-
-def test_a_cold_run_installs_its_components_leading_packages_in_one_transaction(site, monkeypatch):
-    apt, components = batched_site(site, monkeypatch)
-    report, out = site("apply", components, limit=["app1"], pipelined=True)
-    assert not report.failed, out
-    assert apt.transactions() == ["gnupg", "nft", "nginx curl chrony nftables", "etcd-server", "keepalived"]
-    assert "install nginx curl; in the same apt transaction, for later components: second chrony nftables" in out
-    # The later steps found their packages installed; the handler of the one at its turn ran.
-    assert "handler restart" in out
-    again, out = site("apply", components, limit=["app1"])
-    assert again.changed == 0 and apt.transactions()[5:] == [], out
-
-
-def test_a_batch_that_fails_installs_the_steps_own_and_the_later_step_reports_its_failure(site, monkeypatch):
-    apt, components = batched_site(site, monkeypatch, refuse=("nftables",))
-    report, out = site("apply", components, limit=["app1"])
-    assert apt.transactions() == ["gnupg", "nft", "nginx curl", "chrony"]
-    failed = [r for r in report.results if r.status == "failed"]
-    assert [(r.component, r.step) for r in failed] == [("second", "packages nftables")], out
-
-
-def test_plan_and_a_run_without_batching_install_each_step_alone(site, monkeypatch):
-    apt, components = batched_site(site, monkeypatch)
-    plan, _ = site("plan", components, limit=["app1"])
-    assert apt.transactions() == [] and plan.changed > 0
-    redactor = Redactor()
-    report = runner.run(
-        site.inv,
-        components,
-        mode="apply",
-        secrets=Secrets(site.tmp / "site.secrets.yml", redactor),
-        reporter=Reporter(redactor, out=io.StringIO()),
-        limit=["app1"],
-        run_root=site.tmp / "runs",
-        batch_packages=False,
-    )
-    assert not report.failed
-    assert apt.transactions() == ["gnupg", "nft", "nginx curl", "chrony", "nftables", "etcd-server", "keepalived"]
