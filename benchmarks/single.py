@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,14 +28,36 @@ from mmdeploy import testbed  # noqa: E402
 from tests.standin import release  # noqa: E402
 
 
-def cold(pattern: str, barrier: bool) -> tuple[mmdeploy.RunReport, float, object]:
-    """A cold deploy on fresh bed hosts: (report, wall seconds, inventory)."""
+def bed_cpu(inv) -> float:
+    """CPU seconds the bed's containers have used (their cgroups), or 0 where this machine
+    does not show them: what a deploy costs the machine, beside its wall time."""
+    total = 0.0
+    for h in inv.hosts:
+        cid = subprocess.run(
+            ["docker", "inspect", "-f", "{{.Id}}", testbed.container_name(h.name)], capture_output=True, text=True
+        ).stdout.strip()
+        for path, scale in (
+            (f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage", 1e9),
+            (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat", 1e6),
+        ):
+            try:
+                text = Path(path).read_text()
+            except OSError:
+                continue
+            total += (int(text.split()[1]) if text.startswith("usage_usec") else int(text)) / scale
+            break
+    return total
+
+
+def cold(pattern: str, barrier: bool) -> tuple[mmdeploy.RunReport, float, object, float]:
+    """A cold deploy on fresh bed hosts: (report, wall seconds, inventory, CPU seconds of
+    the bed's containers)."""
     testbed.down(log=lambda *_: None)
     path = testbed.up(ROOT, pattern=pattern, log=lambda *_: None)
     inv = mmdeploy.load(path, release.overrides() + ["monitoring.grafana=false"])
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), bed_cpu(inv)
     report = mmdeploy.deploy(inv, out=io.StringIO(), barrier=barrier)
-    return report, time.monotonic() - t0, inv
+    return report, time.monotonic() - t0, inv, bed_cpu(inv) - cpu0
 
 
 def main() -> None:
@@ -50,11 +73,12 @@ def main() -> None:
     args = ap.parse_args()
     inv = None
     for schedule in args.schedules.split(","):
-        report, wall, inv = cold(args.pattern, barrier=schedule == "barrier")
+        report, wall, inv, cpu = cold(args.pattern, barrier=schedule == "barrier")
         own = {name: h.seconds for name, h in report.hosts.items()}
         slowest = max(own, key=own.get)
         print(
             f"{args.pattern} pattern, {len(inv.hosts)} hosts, {schedule}: cold deploy {wall:.1f}s wall, "
+            f"{cpu:.1f} CPU-s in the hosts, "
             f"{report.changed} changes, failed={report.failed}; the slowest host's own work {slowest} "
             f"{own[slowest]:.1f}s; ratio {wall / own[slowest]:.2f} (target <= 1.15); own work per host: "
             + ", ".join(f"{n} {t:.1f}s" for n, t in own.items())
