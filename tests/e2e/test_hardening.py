@@ -153,6 +153,10 @@ def test_a_second_deploy_or_failover_is_refused_while_one_runs(site):
     assert len(changed) == len(site.hosts) and all("firewall ruleset" in line for line in changed), back.stdout
     app1 = mmdeploy.load(site.path).host("app1")
     assert probe(app1.address, app1.settings.demo.port) == "filtered"
+    # The modules after this one deploy onto this site (tests/conftest.py SHARED_BEDS):
+    # nothing of the demo may be left listening there.
+    for host in site.hosts:
+        on(host, "systemctl disable --now mmdeploy-demo.service")
 
 
 def test_a_run_from_another_machine_is_refused_by_the_hosts(site):
