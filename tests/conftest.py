@@ -73,8 +73,10 @@ def _unit(nodeid: str) -> str:
 
 
 def _scope(nodeid: str) -> str:
-    """What xdist keeps on one worker: the file, or the group of files sharing a bed."""
-    return _GROUP_OF.get(_unit(nodeid), nodeid.partition("::")[0])
+    """What xdist keeps on one worker: the file, or the group of end-to-end files sharing a
+    bed (a unit test file of the same name is no part of it)."""
+    path = nodeid.partition("::")[0]
+    return _GROUP_OF.get(_unit(nodeid), path) if "/e2e/" in path else path
 
 
 def pytest_xdist_make_scheduler(config, log):
