@@ -416,3 +416,42 @@ def test_self_fence_watches_the_peers_and_fences_like_failover(write_inventory, 
     for name in ("db1", "db2"):
         names = [s.name for s in my.MySQL().steps(context(inv, name, tmp_path, topo))]
         assert "file /usr/local/sbin/mmdeploy-mysql-fence" in names, names
+
+
+def test_self_fence_marks_no_node_that_rejoin_made_a_replica_meanwhile(write_inventory, tmp_path):
+    """The watcher found a read-only node replicating from nobody whose peer holds a newer
+    epoch (a former primary back after a failover); by the time it would mark it fenced,
+    `inv db.rejoin` has set up replication (and removed any mark): it marks nothing. Run
+    with a fake `mysql` answering from files and a `sleep` that ends the loop."""
+    import subprocess
+
+    from mmdeploy.components.mysql.flavor import FENCED
+
+    inv = load(write_inventory)
+    ctx = context(inv, "db1", tmp_path, Topology([inv.host("db1")], {}, inv.host("db2"), "writable"))
+    fenced = tmp_path / "fenced"
+    script = my.render_fence(ctx).replace(FENCED, str(fenced))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # Replica status: empty at the watcher's first look, set up by the rejoin at its second.
+    (bin_dir / "mysql").write_text(
+        "#!/bin/bash\n"
+        f'case "$*" in\n'
+        f"  *read_only*) echo 1;;\n"
+        f'  *promotions*) case "$*" in *--host=*) echo 5;; *) echo 3;; esac;;\n'
+        f"  *) n=$(cat {tmp_path}/status-calls 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/status-calls\n"
+        f'     [ "$n" -ge 1 ] && echo "Master_Host: 10.0.0.15";;\n'
+        "esac\n"
+    )
+    (bin_dir / "sleep").write_text(f"#!/bin/bash\n[ ! -e {tmp_path}/slept ] && touch {tmp_path}/slept\n")
+    for tool in ("mysql", "sleep"):
+        (bin_dir / tool).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    run = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=20)
+    assert (tmp_path / "status-calls").read_text().strip() == "2", run.stdout + run.stderr
+    assert not fenced.exists(), fenced.read_text()
+    # Without the rejoin (still replicating from nobody), the same look marks it.
+    (tmp_path / "status-calls").write_text("-5\n")
+    (tmp_path / "slept").unlink()
+    subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=20)
+    assert fenced.read_text().startswith("fenced by mmdeploy-mysql-fence: 10.0.0.15 holds promotion epoch 5")
