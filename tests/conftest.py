@@ -4,9 +4,9 @@ otherwise). Set before anything imports mmdeploy.testbed, which reads it once.
 
 `inv test` runs the modules on two pytest-xdist workers (`--dist loadfile`: a module stays
 on one worker, its fixtures shared by its tests, and the modules of a SHARED_BEDS group run
-one after the other on the same worker, pytest_xdist_make_scheduler): worker gwN drives bed MMDEPLOY_TEST_BED + 10*N, so
-that the two never touch each other's containers (test_main_job's operator bed is the next
-number)."""
+one after the other on the same worker, pytest_xdist_make_scheduler): worker gwN drives
+bed MMDEPLOY_TEST_BED + 10*N, so that the two never touch each other's containers
+(test_main_job's operator bed is the next number)."""
 
 import os
 import re

@@ -110,7 +110,8 @@ PATTERNS: dict[str, list[tuple[str, list[str]]]] = {
         ("job1", ["jobserver", "monitoring", "db"]),
     ],
     # Rolling upgrades (tests/e2e/test_upgrade.py): three app servers behind two proxies
-    # sharing a floating address, a job server, one database node; the single pattern's rules.
+    # sharing a floating address (inventory.floating_addresses), a job server, one database
+    # node; the single pattern's rules.
     "apps3": [
         ("proxy1", ["proxy"]),
         ("proxy2", ["proxy"]),

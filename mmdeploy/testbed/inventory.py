@@ -26,9 +26,9 @@ def path_for(root: Path, name: str) -> Path:
 
 def floating_addresses(pattern: str, hosts: list[BedHost]) -> list[str]:
     """The proxies' floating addresses on the bed's network (.100, .101: above every
-    layout's hosts): one for multi, two for cluster (active-active); none with fewer
-    than two proxies."""
-    if pattern not in ("multi", "cluster") or sum("proxy" in h.roles for h in hosts) < 2:
+    layout's hosts): two for cluster (active-active), one for any other layout with two
+    proxies (multi, apps3); none with fewer than two proxies."""
+    if sum("proxy" in h.roles for h in hosts) < 2:
         return []
     network = ipaddress.ip_network(SUBNET)
     return [f"{network[100 + i]}/{network.prefixlen}" for i in range(2 if pattern == "cluster" else 1)]

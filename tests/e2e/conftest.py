@@ -45,9 +45,8 @@ def bed():
         layout = (f"{hosts}-hosts" if hosts else pattern, distro, sudo_user)
         # `inv up` (test_multi runs it on this bed) replaces a bed that is not its own.
         ours = current and all(c["owner"] == "tests" for c in testbed.status() or [{"owner": ""}])
-        shared = share is not None and current.get("share") == share
-        if share is not None and not shared:
-            fresh = True
+        if share is not None and current.get("share") != share:
+            fresh = True  # not the group's bed: its first module, or a module run alone
         current["share"] = share
         if fresh or current.get("pattern") != layout or not ours:
             testbed.down(log=lambda *_: None)

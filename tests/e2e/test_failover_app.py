@@ -29,7 +29,12 @@ MYSQL_VERSION = "10.11.4"  # the MySQL family runs Mattermost up to 10.11
 # The settings of the modules whose beds these share (tests/conftest.py SHARED_BEDS): the
 # PostgreSQL site test_single and test_firewall leave, the MariaDB site test_migrate takes.
 ENGINES = {"postgresql": SINGLE_SETTINGS, "mysql": MARIADB}
-SHARE = {"postgresql": "single-postgresql", "mysql": "single-mariadb"}
+# PostgreSQL goes on after test_firewall (through test_hardening's sudo user); MariaDB is
+# the first of its group, on fresh hosts.
+BEDS = {
+    "postgresql": {"share": "single-postgresql", "sudo_user": "deploy"},
+    "mysql": {"share": "single-mariadb", "fresh": True},
+}
 
 
 def sets(overrides):
@@ -39,9 +44,7 @@ def sets(overrides):
 @pytest.fixture(scope="module", params=sorted(ENGINES))
 def site(request, bed, standin_release):
     engine = request.param
-    # MariaDB: the first of its group, on fresh hosts; PostgreSQL: after test_firewall.
-    sudo = "deploy" if engine == "postgresql" else None  # the sudo user of test_hardening's bed
-    path = str(bed("single", fresh=engine == "mysql", sudo_user=sudo, share=SHARE[engine]))
+    path = str(bed("single", **BEDS[engine]))
     if engine == "mysql":
         hostile_db_secrets(path)
     release = standin_release(MYSQL_VERSION) if engine == "mysql" else standin_release()

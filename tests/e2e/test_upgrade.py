@@ -15,17 +15,14 @@ sharing a floating address (keepalived), a job server, one database node (bed la
 """
 
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
 import mmdeploy
-from mmdeploy import testbed
 from mmdeploy.components.mattermost import ADMIN_PASSWORD
 from mmdeploy.secrets import Redactor, Secrets
 
-from .conftest import ROOT, figures, inv, on
+from .conftest import figures, inv, on
 from .poster import SpecPoster, Websocket
 
 pytestmark = pytest.mark.e2e
@@ -39,12 +36,7 @@ def sets(overrides):
 
 @pytest.fixture(scope="module")
 def site(bed, standin_release):
-    written = bed("apps3", fresh=True)
-    doc = yaml.safe_load(written.read_text())
-    vip = doc["hosts"][0]["address"].rsplit(".", 1)[0] + ".100"
-    doc["settings"]["proxy"] = {"vip": [f"{vip}/24"]}
-    path = str(testbed.path_for(ROOT, "apps3-vip"))
-    Path(path).write_text(yaml.safe_dump(doc, sort_keys=False))
+    path = str(bed("apps3", fresh=True))  # with the bed's floating address for its two proxies
     overrides = standin_release("10.11.4") + BED_SETTINGS  # upgraded within its series below
     inv("deploy", "--inventory", path, *sets(overrides), "--yes")
     inventory = mmdeploy.load(path, overrides)
@@ -53,7 +45,7 @@ def site(bed, standin_release):
         "path": path,
         "overrides": overrides,
         "password": password,
-        "vip": vip,
+        "vip": inventory.settings.proxy.vips[0].split("/")[0],
         "domain": inventory.settings.domain,
     }
 

@@ -509,6 +509,10 @@ def test_bed_inventory_gets_floating_addresses(tmp_path):
         assert yaml.safe_load(path.read_text())["settings"]["proxy"] == {"vip": vips}
         inv = inventory.load(path)  # valid on its own: the addresses are in the bed's network
         assert inv.settings.proxy.vips == (vips if isinstance(vips, list) else [vips])
+    # A single-pattern layout with two proxies (test_upgrade's apps3) gets one address.
+    path = write_inventory(tmp_path / "apps3.yml", layout("apps3"), "single", key, None)
+    assert yaml.safe_load(path.read_text())["settings"]["proxy"] == {"vip": f"{net}.100/24"}
+    assert inventory.load(path).settings.proxy.vips == [f"{net}.100/24"]
     path = write_inventory(tmp_path / "single.yml", layout("single"), "single", key, None)
     assert "proxy" not in yaml.safe_load(path.read_text())["settings"]
 
