@@ -69,6 +69,9 @@ class Remote:
         self.redact = redact
         self.log_path = log_path
         self.round_trips = 0
+        # HOST_FACTS another script on this connection read (the run lock's), by command:
+        # facts.FactCache starts from them.
+        self.host_facts: dict[str, Any] = {}
         self._conn = None
         self._lock = threading.Lock()
         self._sessions = threading.BoundedSemaphore(SESSIONS)
@@ -79,7 +82,7 @@ class Remote:
             import paramiko
 
             ssh = self.host.ssh
-            kwargs = {"key_filename": str(ssh.key)} if ssh.key else {}
+            kwargs = _key_kwargs(ssh.key) if ssh.key else {}
             conn = fabric.Connection(
                 self.host.address,
                 user=ssh.user,
@@ -91,9 +94,10 @@ class Remote:
             conn.connect_kwargs.setdefault("transport_factory", _aead_first())
             conn.connect_kwargs.setdefault("channel_timeout", ssh.connect_timeout)
             if ssh.strict_host_keys:
-                conn.client.load_system_host_keys()
-                if ssh.known_hosts is not None:
-                    conn.client.load_host_keys(str(ssh.known_hosts))
+                known = conn.client.get_host_keys()
+                for path in (Path("~/.ssh/known_hosts").expanduser(), ssh.known_hosts):
+                    for keytype, key in _known_keys(path, self._known_as()):
+                        known.add(self._known_as(), keytype, key)
                 conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
             else:
                 conn.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
@@ -361,6 +365,89 @@ def _aead_first() -> type:
         )
 
     return Transport
+
+
+_keys: dict[tuple[str, int], Any] = {}
+
+
+def _key_kwargs(path: Path) -> dict[str, Any]:
+    """paramiko's arguments for the private key file `path`: the key parsed once per
+    process (paramiko otherwise parses it per connection, trying each key type in turn),
+    or the file name when it needs what only paramiko's loader does (a passphrase, a
+    certificate beside it)."""
+    import paramiko
+
+    try:
+        stamp = path.stat().st_mtime_ns
+        if Path(f"{path}-cert.pub").exists():
+            return {"key_filename": str(path)}
+        with _known_lock:
+            key = _keys.get((str(path), stamp))
+            if key is None:
+                key = _keys[(str(path), stamp)] = paramiko.PKey.from_path(path)
+        return {"pkey": key}
+    except (OSError, ValueError, paramiko.SSHException):
+        return {"key_filename": str(path)}
+
+
+# known_hosts files read once per process, not once per host: paramiko's own loader parses
+# every key of the file for each connection (and compares each entry with all before it),
+# most of the control machine's CPU when 50 hosts share one file.
+_known_lines: dict[tuple[str, int, int], list[tuple[list[str], str]]] = {}
+_known_lock = threading.Lock()
+
+
+def _known_keys(path: Path | None, name: str) -> list[tuple[str, Any]]:
+    """The keys that the known_hosts file `path` holds for `name` (`host` or `[host]:port`,
+    as OpenSSH writes them; hashed names too), parsed as paramiko keys. Only this host's
+    lines are parsed; unreadable lines are skipped, as paramiko and OpenSSH do."""
+    import hashlib
+    import hmac
+    from base64 import b64decode
+
+    from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
+    from paramiko.ssh_exception import SSHException
+
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        st = None
+    if st is None:
+        return []
+    cache_key = (str(path), st.st_mtime_ns, st.st_size)
+    with _known_lock:
+        lines = _known_lines.get(cache_key)
+        if lines is None:
+            lines = []
+            for line in path.read_text(errors="replace").splitlines():
+                fields = line.split()
+                if len(fields) >= 3 and not fields[0].startswith(("#", "@")):
+                    lines.append((fields[0].split(","), line))
+            _known_lines[cache_key] = lines
+
+    def matches(names: list[str]) -> bool:
+        for known in names:
+            if known == name:
+                return True
+            if known.startswith("|1|"):  # hashed: |1|base64(salt)|base64(HMAC-SHA1(salt, name))
+                try:
+                    salt, digest = (b64decode(part) for part in known[3:].split("|", 1))
+                except (ValueError, TypeError):
+                    continue
+                if hmac.compare_digest(hmac.new(salt, name.encode(), hashlib.sha1).digest(), digest):
+                    return True
+        return False
+
+    keys = []
+    for names, line in lines:
+        if matches(names):
+            try:
+                entry = HostKeyEntry.from_line(line)
+            except (SSHException, InvalidHostKey, ValueError):
+                continue
+            if entry is not None and entry.key is not None:
+                keys.append((entry.key.get_name(), entry.key))
+    return keys
 
 
 def _quick_socket(address: str, port: int, timeout: float) -> socket.socket:
