@@ -37,6 +37,30 @@ HOST_FACTS = {
     "cpus": "nproc",
 }
 
+HOST_FACT_MARK = "MMHOSTFACT"
+
+
+def host_facts_script() -> str:
+    """Shell that prints each of HOST_FACTS as a line `MMHOSTFACT <name> <rc> <output>`
+    (output on one line): for a script that runs on the host anyway (the run lock's) to
+    bring them along, sparing the run a round trip per host."""
+    return "".join(
+        f"out=$( ( {command}\n) </dev/null 2>/dev/null ); rc=$?\n"
+        f"printf '{HOST_FACT_MARK} {name} %d %s\\n' \"$rc\" \"${{out//$'\\n'/ }}\"\n"
+        for name, command in HOST_FACTS.items()
+    )
+
+
+def parse_host_fact(line: str) -> tuple[str, Fact] | None:
+    """(command, fact) from one line host_facts_script printed; None for any other line."""
+    mark, _, rest = line.partition(" ")
+    name, _, rest = rest.partition(" ")
+    rc, _, out = rest.partition(" ")
+    if mark != HOST_FACT_MARK or name not in HOST_FACTS or not rc.isdigit():
+        return None
+    out = out.rstrip()
+    return HOST_FACTS[name], Fact(int(rc), out + "\n" if out else "")  # as a batch of facts reads it
+
 
 class Batched(str):
     """A fact whose command can run together with others of its kind: read alone it is its
@@ -65,7 +89,8 @@ class BatchKind:
 class FactCache:
     def __init__(self, remote: Remote):
         self.remote = remote
-        self._cache: dict[str, Fact] = {}
+        # Host facts the run lock's script read on this connection (locks.py).
+        self._cache: dict[str, Fact] = dict(remote.host_facts) if remote is not None else {}
         # The host's own pipeline and another component's prepare() may read at once.
         self._lock = threading.RLock()
 

@@ -33,6 +33,7 @@ from typing import Callable
 
 from .errors import MMDeployError
 from .inventory import Host, Inventory
+from .facts import HOST_FACTS, host_facts_script, parse_host_fact
 from .remote import SCRIPTS_LOCK, Held, Remote, Unreachable
 
 HOST_LOCK = "/run/lock/mmdeploy.lock"
@@ -185,7 +186,8 @@ echo "LOCKED $$"
 # Scripts of an interrupted run may still be running (they hold {SCRIPTS_LOCK} shared): they
 # finish first, so that this run starts from what they leave, not beside them.
 flock -x -w {ORPHANS_WAIT} {SCRIPTS_LOCK} true && echo READY || echo "STILL RUNNING"
-# Holds the lock until the control machine closes this input, or is gone. (It reads the
+# The host's facts (distribution, memory, CPUs) come along: the run needs them first.
+{host_facts_script()}# Holds the lock until the control machine closes this input, or is gone. (It reads the
 # rest of this script too: nothing may follow it.)
 cat >/dev/null
 """
@@ -214,6 +216,10 @@ def _lock_host(
                 held.close()
                 remote.close()
                 return LockHeld(f"commands of an interrupted run are still running there ({ready or 'no answer'})")
+            for _ in HOST_FACTS:  # a line each; one missing is read again with the first facts
+                fact = parse_host_fact(held.readline(10))
+                if fact:
+                    remote.host_facts.update([fact])
             return remote, held
         held.close()
         try:
@@ -246,8 +252,13 @@ def _end_holder(remote: Remote, other: dict) -> None:
     remote.run(
         f"""\
 if grep -F {run} {HOST_HOLDER} >/dev/null 2>&1; then
-  find /proc/[0-9]*/fd -lname {HOST_LOCK} 2>/dev/null | cut -d/ -f3 | sort -u | xargs -r kill 2>/dev/null || true
-  sleep 0.5
+  # Again while any is left: a holder that was still starting may fork one after the list.
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    pids=$(find /proc/[0-9]*/fd -lname {HOST_LOCK} 2>/dev/null | cut -d/ -f3 | sort -u)
+    [ -n "$pids" ] || break
+    kill $pids 2>/dev/null || true
+    sleep 0.2
+  done
   rm -f {HOST_HOLDER}
 fi
 """,

@@ -15,6 +15,7 @@ class LocalRemote:
     def __init__(self, host, redact=lambda s: s, log_path=None, fail_connect=False):
         self.host, self.redact, self.log_path = host, redact, log_path
         self.round_trips = 0
+        self.host_facts: dict = {}
         self.scripts: list[str] = []
         self.fail_connect = fail_connect
 

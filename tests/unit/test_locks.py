@@ -16,7 +16,8 @@ import time
 import pytest
 
 import mmdeploy
-from mmdeploy import locks
+from mmdeploy import distros, locks
+from mmdeploy.facts import HOST_FACTS, FactCache
 
 from .localremote import LocalRemote
 
@@ -155,3 +156,25 @@ def test_every_remote_script_holds_the_scripts_lock():
     from mmdeploy import remote
 
     assert 'shell = f"flock -s {SCRIPTS_LOCK} timeout' in inspect.getsource(remote.Remote.run)
+
+
+def test_the_lock_brings_the_host_facts_so_reading_them_costs_no_round_trip(inv):
+    """The run lock's script reads the host facts (distribution, memory, CPUs) on the host,
+    where the run's first facts would have read them in a round trip of their own."""
+    with locks.acquire(inv, "deploy", str) as lock:
+        ((remote, _held),) = lock.held.values()
+        assert set(remote.host_facts) == set(HOST_FACTS.values())
+        cache = FactCache(remote)
+        trips = remote.round_trips
+        os_id, version = distros.parse_os(cache.host("os"))
+        assert os_id == _local_os()[0] and version == _local_os()[1]
+        assert int(cache.host("mem_kb")) > 0 and int(cache.host("cpus")) == os.cpu_count()
+        assert remote.round_trips == trips  # read with the lock, not again
+        # The same facts as a batch of facts reads them.
+        fresh = FactCache(LocalRemote(remote.host)).get(HOST_FACTS.values())
+        assert {c: f for c, f in fresh.items()} == {c: cache.get([c])[c] for c in HOST_FACTS.values()}
+
+
+def _local_os() -> tuple[str, str]:
+    fields = dict(line.split("=", 1) for line in open("/etc/os-release").read().splitlines() if "=" in line)
+    return fields["ID"].strip('"'), fields["VERSION_ID"].strip('"')
