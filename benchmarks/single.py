@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,36 +27,16 @@ from mmdeploy import testbed  # noqa: E402
 from tests.standin import release  # noqa: E402
 
 
-def bed_cpu(inv) -> float:
-    """CPU seconds the bed's containers have used (their cgroups), or 0 where this machine
-    does not show them: what a deploy costs the machine, beside its wall time."""
-    total = 0.0
-    for h in inv.hosts:
-        cid = subprocess.run(
-            ["docker", "inspect", "-f", "{{.Id}}", testbed.container_name(h.name)], capture_output=True, text=True
-        ).stdout.strip()
-        for path, scale in (
-            (f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage", 1e9),
-            (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat", 1e6),
-        ):
-            try:
-                text = Path(path).read_text()
-            except OSError:
-                continue
-            total += (int(text.split()[1]) if text.startswith("usage_usec") else int(text)) / scale
-            break
-    return total
-
-
 def cold(pattern: str, barrier: bool) -> tuple[mmdeploy.RunReport, float, object, float]:
     """A cold deploy on fresh bed hosts: (report, wall seconds, inventory, CPU seconds of
     the bed's containers)."""
     testbed.down(log=lambda *_: None)
     path = testbed.up(ROOT, pattern=pattern, log=lambda *_: None)
     inv = mmdeploy.load(path, release.overrides() + ["monitoring.grafana=false"])
-    t0, cpu0 = time.monotonic(), bed_cpu(inv)
+    meter = testbed.CpuMeter([h.name for h in inv.hosts])
+    t0, cpu0 = time.monotonic(), meter.seconds()
     report = mmdeploy.deploy(inv, out=io.StringIO(), barrier=barrier)
-    return report, time.monotonic() - t0, inv, bed_cpu(inv) - cpu0
+    return report, time.monotonic() - t0, inv, meter.seconds() - cpu0
 
 
 def main() -> None:

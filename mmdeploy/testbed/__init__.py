@@ -15,6 +15,7 @@ from pathlib import Path
 from .config import BED, GATEWAY, NETWORK, SUBNET, Log, TestbedError, container_name
 from .containers import (
     MAX_HOSTS,
+    CpuMeter,
     grown,
     host_keys,
     known_hosts_path,
@@ -97,6 +98,7 @@ __all__ = [
     "SUITE",
     "SUITES",
     "BedHost",
+    "CpuMeter",
     "LayoutConflict",
     "TestbedError",
     "container_name",

@@ -423,6 +423,36 @@ def status() -> list[dict]:
     return sorted(result, key=lambda s: ipaddress.ip_address(s["address"] or "0.0.0.0"))
 
 
+class CpuMeter:
+    """CPU seconds the named hosts' containers have used (their cgroups, v1 or v2), for
+    benchmarks to print what a run cost the hosts beside its wall time: on the bed every
+    host's sshd and commands share this machine's cores with the control process. Reads
+    0 where this machine does not show the cgroups."""
+
+    def __init__(self, hosts: list[str]):
+        ids = docker("inspect", "-f", "{{.Id}}", *(container_name(h) for h in hosts), check=False).stdout.split()
+        self.files = []
+        for cid in ids:
+            for path, scale in (
+                (f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage", 1e9),
+                (f"/sys/fs/cgroup/unified/docker/{cid}/cpu.stat", 1e6),
+                (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat", 1e6),
+            ):
+                if Path(path).exists():
+                    self.files.append((Path(path), scale))
+                    break
+
+    def seconds(self) -> float:
+        total = 0.0
+        for path, scale in self.files:
+            try:
+                text = path.read_text()
+            except OSError:
+                continue
+            total += (int(text.split()[1]) if text.startswith("usage_usec") else int(text)) / scale
+        return total
+
+
 def _port_open(host: str, port: int, timeout: float = 1.0) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
