@@ -205,10 +205,9 @@ def site_templates(inventory: Inventory) -> Path | None:
 
 
 def render(inventory: Inventory, template: str, **variables) -> Rendered:
-    env = _jinja(site_templates(inventory))
-    tpl = env.get_template(template)
-    text = Rendered(tpl.render(inventory=inventory, **variables))
     site = site_templates(inventory)
+    tpl = _jinja(site).get_template(template)
+    text = Rendered(tpl.render(inventory=inventory, **variables))
     if site is not None and tpl.filename and Path(tpl.filename).is_relative_to(site):
         text.origin = f"site template {Path(tpl.filename)}"
     else:
