@@ -408,22 +408,22 @@ def _known_keys(path: Path | None, name: str) -> list[tuple[str, Any]]:
     from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
     from paramiko.ssh_exception import SSHException
 
-    try:
-        st = path.stat() if path is not None else None
-    except OSError:
-        st = None
-    if st is None:
+    if path is None:
         return []
-    cache_key = (str(path), st.st_mtime_ns, st.st_size)
-    with _known_lock:
-        lines = _known_lines.get(cache_key)
-        if lines is None:
-            lines = []
-            for line in path.read_text(errors="replace").splitlines():
-                fields = line.split()
-                if len(fields) >= 3 and not fields[0].startswith(("#", "@")):
-                    lines.append((fields[0].split(","), line))
-            _known_lines[cache_key] = lines
+    try:
+        st = path.stat()
+        cache_key = (str(path), st.st_mtime_ns, st.st_size)
+        with _known_lock:
+            lines = _known_lines.get(cache_key)
+            if lines is None:
+                lines = []
+                for line in path.read_text(errors="replace").splitlines():
+                    fields = line.split()
+                    if len(fields) >= 3 and not fields[0].startswith(("#", "@")):
+                        lines.append((fields[0].split(","), line))
+                _known_lines[cache_key] = lines
+    except OSError:  # absent or unreadable: it knows no key (strict host keys then refuse)
+        return []
 
     def matches(names: list[str]) -> bool:
         for known in names:
