@@ -3,6 +3,7 @@
 time a second deploy that has nothing to change, and count SSH round trips per host.
 
     python3 benchmarks/noop.py --hosts 1,10,50 --steps 20      (or: inv bench.noop)
+    python3 benchmarks/noop.py --reuse --against 7f29186       (before and after, one run)
 
 For each host count: the no-op re-run in-process and as a whole `inv deploy` process, with
 that process's peak memory and thread count; and the start-up time (interpreter + imports)
@@ -36,6 +37,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--reuse", action="store_true", help="measure on the bed an earlier run left up and deployed")
+    ap.add_argument(
+        "--against",
+        metavar="REF",
+        help="also run the whole `inv deploy` of git REF (a worktree), alternating with this tree's: before and after in one run",
+    )
     args = ap.parse_args()
     overrides = ["demo.enabled=true", f"demo.extra_files={args.steps - DEMO_BASE_STEPS}"]
     counts = [int(n) for n in args.hosts.split(",")]
@@ -56,7 +62,11 @@ def main() -> None:
         )
     # An installed mmdeploy has its bytecode compiled (pip compiles at install); a checkout
     # compiles on first use, unless PYTHONDONTWRITEBYTECODE is set, and then on every run.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "mmdeploy", "tasks.py"], cwd=ROOT, check=True)
+    trees = {"this tree": ROOT}
+    if args.against:
+        trees[args.against] = worktree(args.against)
+    for tree in trees.values():
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "mmdeploy", "tasks.py"], cwd=tree, check=True)
     print("bytecode of mmdeploy and tasks.py compiled, as an installed copy has it")
     for n in counts:
         # An inventory of exactly n hosts: a run locks and prepares every host of its
@@ -80,21 +90,24 @@ def main() -> None:
         # share this machine's cores with the control process.
         cli = [arg for o in overrides for arg in ("--set", o)]
         meter = testbed.CpuMeter([h.name for h in inv.hosts])
-        runs = []
+        runs: dict[str, list] = {label: [] for label in trees}
         for _ in range(args.repeat):
-            hosts0 = meter.seconds()
-            seconds, cpu, rss_kb, threads = whole_process(
-                ["deploy", "--inventory", str(sub), "--yes", "--only", "demo", *cli]
-            )
-            runs.append((seconds, cpu, meter.seconds() - hosts0, rss_kb, threads))
-        seconds, cpu, hosts_cpu, rss_kb, threads = sorted(runs)[len(runs) // 2]
+            for label, tree in trees.items():  # alternating: the machine's speed drifts
+                hosts0 = meter.seconds()
+                seconds, cpu, rss_kb, threads = whole_process(
+                    ["deploy", "--inventory", str(sub.resolve()), "--yes", "--only", "demo", *cli], tree
+                )
+                runs[label].append((seconds, cpu, meter.seconds() - hosts0, rss_kb, threads))
         target = {10: 0.8, 50: 2.5}.get(n)
-        print(
-            f"{n:>3} hosts via `inv deploy --only demo` (whole process, median of {args.repeat}): {seconds:.2f}s wall"
-            + (f" (target <= {target} s: {'met' if seconds <= target else 'NOT met'})" if target else "")
-            + f"; CPU: control process {cpu:.2f}s, the hosts {hosts_cpu:.2f}s ({hosts_cpu / n * 1000:.0f} ms each)"
-            + f"; control process peak {rss_kb / 1024:.0f} MiB resident, {threads} threads"
-        )
+        for label, rows in runs.items():
+            seconds, cpu, hosts_cpu, rss_kb, threads = sorted(rows)[len(rows) // 2]
+            print(
+                f"{n:>3} hosts via `inv deploy --only demo`, {label} (whole process, median of {args.repeat}): "
+                f"{seconds:.2f}s wall"
+                + (f" (target <= {target} s: {'met' if seconds <= target else 'NOT met'})" if target else "")
+                + f"; CPU: control process {cpu:.2f}s, the hosts {hosts_cpu:.2f}s ({hosts_cpu / n * 1000:.0f} ms each)"
+                + f"; control process peak {rss_kb / 1024:.0f} MiB resident, {threads} threads"
+            )
     startup()
     t0 = time.monotonic()
     report = mmdeploy.deploy(full, only=["base", "demo"], out=io.StringIO())
@@ -117,12 +130,22 @@ def first_hosts(path: Path, n: int) -> Path:
     return sub
 
 
-def whole_process(args: list[str]) -> tuple[float, float, int, int]:
-    """Run `inv ARGS`; its wall time, CPU seconds, peak resident memory (KiB) and peak
-    thread count (sampled from /proc every 5 ms)."""
+def worktree(ref: str) -> Path:
+    """A checkout of git `ref` beside this tree's git data (build/bench-<ref>), made once."""
+    path = ROOT / "build" / f"bench-{ref.replace('/', '-')}"
+    if not path.exists():
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(path), ref], cwd=ROOT, check=True, capture_output=True
+        )
+    return path
+
+
+def whole_process(args: list[str], tree: Path = ROOT) -> tuple[float, float, int, int]:
+    """Run `inv ARGS` in `tree`; its wall time, CPU seconds, peak resident memory (KiB) and
+    peak thread count (sampled from /proc every 5 ms)."""
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "invoke", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, "-m", "invoke", *args], cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     threads, usage, code = 1, None, 0
     while usage is None:
