@@ -166,18 +166,19 @@ class Remote:
             chan.settimeout(wait)
             chan.exec_command(command)
             chan.sendall((PREAMBLE + script).encode())
-            line = b""
-            while not line.endswith(b"\n"):
-                data = chan.recv(1)
+            out = b""
+            while b"\n" not in out:
+                data = chan.recv(4096)
                 if not data:
                     break
-                line += data
+                out += data
             chan.settimeout(1.0)
         except OSError as e:
             raise Unreachable(f"{what} on {self.host.address} failed: {e}") from None
         self.round_trips += 1
+        line, _, rest = out.partition(b"\n")
         self._log(script, Result(0, line.decode(errors="replace"), ""), 0.0)
-        return line.decode(errors="replace").strip(), Held(chan)
+        return line.decode(errors="replace").strip(), Held(chan, rest)
 
     def run(
         self,
@@ -309,27 +310,23 @@ class Remote:
 class Held:
     """A script left running by Remote.hold; close() ends it (its standard input ends)."""
 
-    def __init__(self, chan):
+    def __init__(self, chan, pending: bytes = b""):
         self.chan = chan
+        self.pending = pending  # output read but not yet returned (read in blocks, not bytes)
 
     def readline(self, wait: float) -> str:
-        """The script's next line of output ("" when it ended or `wait` passed)."""
-        line, deadline = b"", time.monotonic() + wait
-        while not line.endswith(b"\n") and time.monotonic() < deadline:
+        """The script's next line of output (what there is when it ended or `wait` passed)."""
+        deadline = time.monotonic() + wait
+        while b"\n" not in self.pending and time.monotonic() < deadline:
             try:
-                data = self.chan.recv(1)
+                data = self.chan.recv(4096)
             except OSError:  # socket.timeout: nothing yet
                 continue
             if not data:
                 break
-            line += data
+            self.pending += data
+        line, _, self.pending = self.pending.partition(b"\n")
         return line.decode(errors="replace").strip()
-
-    def read_rest(self, wait: float = 5.0) -> str:
-        """What the script printed after its first line (until it exits)."""
-        chunks: list[bytes] = []
-        _read_all(self.chan.recv, chunks, time.monotonic() + wait)
-        return b"".join(chunks).decode(errors="replace")
 
     def close(self, wait: float = 5.0) -> None:
         try:
