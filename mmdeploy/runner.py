@@ -380,7 +380,8 @@ class _Prefetch:
         self._prepared: dict[str, object] = {}
         self._built: dict[tuple[str, str], Built] = {}
 
-        # What steps() will read while building, with the host facts: one round trip per host.
+        # What steps() will read while building: one round trip per host (none when the run
+        # lock brought the host facts and no component reads more).
         def early(run: HostRun) -> None:
             wanted = [f for c in order if run.host.name in members[c.name] for f in c.build_facts(run.host)]
             try:
