@@ -392,8 +392,10 @@ class _Prefetch:
         list(pool.map(early, [r for r in runs.values() if r.alive]))
 
         # One after the other: several read the same nodes (the DB topology), from the cache.
+        # A component that retires servers elsewhere is built on every host, even with no
+        # host of its own this run: its checks there are read in the same round trip.
         for component in order:
-            if any(runs[h.name].alive for h in component.hosts(inventory) if h.name in runs):
+            if component.retires() or any(runs[h.name].alive for h in component.hosts(inventory) if h.name in runs):
                 try:
                     self._prepared[component.name] = self.prepare_now(component)
                 except Exception:  # noqa: BLE001 - prepared again at its turn, which reports it

@@ -632,3 +632,19 @@ def test_a_host_the_layout_no_longer_places_a_server_on_retires_it(site):
     assert (site.files / "app1" / "server").exists()  # its own host keeps it
     again, _ = site("apply", [Served(site.files, {"app1"})])
     assert again.changed == 0 and again.round_trips == {"proxy1": 2, "app1": 2, "db1": 2}
+
+
+def test_a_retiring_component_with_no_host_this_run_costs_no_round_trip_of_its_own(site):
+    """A component that retires servers elsewhere but has no host in this layout (the single
+    pattern keeps SeaweedFS and OpenSearch off every host): its retire checks are read with
+    every other fact, ahead, not in a round trip of their own on every host. The single bed's
+    no-op went from 41 round trips to 16 with this."""
+    for host in ("proxy1", "app1", "db1"):
+        (site.files / host).mkdir()
+    components = [Files(site.files), Served(site.files, set())]
+    first, _ = site("apply", components)
+    assert not first.failed
+    again, _ = site("apply", components)
+    assert again.changed == 0 and again.round_trips == {"proxy1": 2, "app1": 2, "db1": 2}
+    plan, _ = site("plan", components)
+    assert plan.changed == 0 and plan.round_trips == {"proxy1": 2, "app1": 2, "db1": 2}
