@@ -94,10 +94,10 @@ class Remote:
             conn.connect_kwargs.setdefault("transport_factory", _aead_first())
             conn.connect_kwargs.setdefault("channel_timeout", ssh.connect_timeout)
             if ssh.strict_host_keys:
-                known = conn.client.get_host_keys()
+                known, name = conn.client.get_host_keys(), self._known_as()
                 for path in (Path("~/.ssh/known_hosts").expanduser(), ssh.known_hosts):
-                    for keytype, key in _known_keys(path, self._known_as()):
-                        known.add(self._known_as(), keytype, key)
+                    for keytype, key in _known_keys(path, name):
+                        known.add(name, keytype, key)
                 conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
             else:
                 conn.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
@@ -364,6 +364,8 @@ def _aead_first() -> type:
     return Transport
 
 
+# Parsed once per process (keys, known_hosts lines), by file and its modification stamp.
+_parsed_lock = threading.Lock()
 _keys: dict[tuple[str, int], Any] = {}
 
 
@@ -378,7 +380,7 @@ def _key_kwargs(path: Path) -> dict[str, Any]:
         stamp = path.stat().st_mtime_ns
         if Path(f"{path}-cert.pub").exists():
             return {"key_filename": str(path)}
-        with _known_lock:
+        with _parsed_lock:
             key = _keys.get((str(path), stamp))
             if key is None:
                 key = _keys[(str(path), stamp)] = paramiko.PKey.from_path(path)
@@ -391,18 +393,15 @@ def _key_kwargs(path: Path) -> dict[str, Any]:
 # every key of the file for each connection (and compares each entry with all before it),
 # most of the control machine's CPU when 50 hosts share one file.
 _known_lines: dict[tuple[str, int, int], list[tuple[list[str], str]]] = {}
-_known_lock = threading.Lock()
 
 
 def _known_keys(path: Path | None, name: str) -> list[tuple[str, Any]]:
     """The keys that the known_hosts file `path` holds for `name` (`host` or `[host]:port`,
     as OpenSSH writes them; hashed names too), parsed as paramiko keys. Only this host's
     lines are parsed; unreadable lines are skipped, as paramiko and OpenSSH do."""
-    import hashlib
     import hmac
-    from base64 import b64decode
 
-    from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
+    from paramiko.hostkeys import HostKeyEntry, HostKeys, InvalidHostKey
     from paramiko.ssh_exception import SSHException
 
     if path is None:
@@ -410,7 +409,7 @@ def _known_keys(path: Path | None, name: str) -> list[tuple[str, Any]]:
     try:
         st = path.stat()
         cache_key = (str(path), st.st_mtime_ns, st.st_size)
-        with _known_lock:
+        with _parsed_lock:
             lines = _known_lines.get(cache_key)
             if lines is None:
                 lines = []
@@ -426,13 +425,12 @@ def _known_keys(path: Path | None, name: str) -> list[tuple[str, Any]]:
         for known in names:
             if known == name:
                 return True
-            if known.startswith("|1|"):  # hashed: |1|base64(salt)|base64(HMAC-SHA1(salt, name))
+            if known.startswith("|1|"):  # hashed with its own salt, as ssh-keygen -H writes it
                 try:
-                    salt, digest = (b64decode(part) for part in known[3:].split("|", 1))
-                except (ValueError, TypeError):
+                    if hmac.compare_digest(HostKeys.hash_host(name, known), known):
+                        return True
+                except (ValueError, AssertionError):  # a malformed salt
                     continue
-                if hmac.compare_digest(hmac.new(salt, name.encode(), hashlib.sha1).digest(), digest):
-                    return True
         return False
 
     keys = []
