@@ -21,7 +21,6 @@ from . import pending
 from .component import Component, Context, cross_host, ordered
 from .errors import InventoryError, MMDeployError
 from .facts import HOST_FACTS, Fact, FactCache
-from .ops.apt import Packages
 from .inventory import Host, Inventory
 from .remote import Remote
 from .report import Reporter, StepResult
@@ -44,11 +43,6 @@ class HostRun:
     seconds: float = 0.0
     # (component, start, end) on the monotonic clock, in the order the host ran them
     timeline: list[tuple[str, float, float]] = field(default_factory=list)
-    # Packages that later components will install here, found ahead (_packages_ahead):
-    # (the component's place in the run's order, its packages).
-    packages_ahead: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
-    place: dict[str, int] = field(default_factory=dict)  # component -> its place in the order
-    firewall_at: int = -1  # the firewall's place on this host: nothing is installed ahead before it
 
     @property
     def alive(self) -> bool:
@@ -296,9 +290,6 @@ def _run_component(
                     notified += recorded
                 stale = False
             change = step.check(facts)
-            if change and mode == "apply" and isinstance(step, Packages) and step.state == "present":
-                step.ahead = step.ahead or _take_ahead(run, component.name)
-                change = step.check(facts) if step.ahead else change
         except MMDeployError as e:
             fail(step.name, str(e))
             return results
@@ -426,7 +417,6 @@ class _Prefetch:
                 needed += [f for s in steps for f in s.facts()]
             try:
                 run.facts.get(needed)
-                _packages_ahead(run, order, members, self._built)
             except Exception:  # noqa: BLE001 - read again by the component's own checks, which report it
                 pass
 
@@ -451,42 +441,6 @@ class _Prefetch:
             self._built.clear()
             for run in self.runs.values():
                 run.facts.invalidate()
-
-
-def _packages_ahead(
-    run: HostRun, order: list[Component], members: dict[str, set[str]], built: dict[tuple[str, str], Built]
-) -> None:
-    """What each later component will install on this host, so that the first install
-    after the firewall takes them along (one apt-get, one dpkg run, one set of triggers
-    instead of one per component: on a cold host most of an install's CPU). Only a
-    component whose first step is its install (nothing of its own prepares for the
-    package: a source, a config read by its postinst, a masked unit) and which notifies
-    nothing; the host's firewall, when it has one, is up before anything is installed
-    ahead (a package's service starts with its defaults)."""
-    run.place = {c.name: i for i, c in enumerate(order)}
-    run.packages_ahead = []
-    for i, component in enumerate(order):
-        if run.host.name not in members[component.name]:
-            continue
-        if component.name == "firewall":
-            run.firewall_at = i
-        steps = built.get((run.host.name, component.name), ([], {}))[0]
-        first = steps[0] if steps else None
-        if isinstance(first, Packages) and first.can_go_ahead:
-            change = first.check(run.facts.get(first.facts()))
-            if change is not None:
-                run.packages_ahead.append((i, tuple(change.summary.split(" ", 1)[1].split())))
-
-
-def _take_ahead(run: HostRun, component: str) -> tuple[str, ...]:
-    """The packages of the components after `component` found ahead, taken (once) by an
-    install of `component` that runs after the host's firewall."""
-    here = run.place.get(component, -1)
-    if here <= run.firewall_at:
-        return ()
-    taken = [pkgs for i, pkgs in run.packages_ahead if i > here]
-    run.packages_ahead = [(i, pkgs) for i, pkgs in run.packages_ahead if i <= here]
-    return tuple(dict.fromkeys(p for pkgs in taken for p in pkgs))
 
 
 class _Pipelines:

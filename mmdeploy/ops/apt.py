@@ -6,7 +6,6 @@ from typing import Mapping
 
 from ..facts import Fact
 from ..remote import Remote
-from ..errors import StepFailed
 from ..step import Change, Step, run_checked
 
 # Refresh the package lists only when an install fails or they are missing: an up-to-date
@@ -50,16 +49,6 @@ class Packages(Step):
         self.state, self.notify = state, tuple(notify)
         self.name = f"packages {' '.join(names)}" + (" absent" if state == "absent" else "")
         self._probe = INSTALLED
-        # Later components' packages installed in this step's apt transaction (the runner
-        # sets them on a cold host, runner._packages_ahead): one apt-get and one dpkg run
-        # instead of one per component.
-        self.ahead: tuple[str, ...] = ()
-
-    @property
-    def can_go_ahead(self) -> bool:
-        """Whether an earlier step may install these packages for this one: an install
-        that notifies nothing (its change would run no handler of its own)."""
-        return self.state == "present" and not self.notify
 
     def facts(self) -> list[str]:
         return [self._probe]
@@ -82,22 +71,12 @@ class Packages(Step):
             for n, v in self.wanted.items()
             if n not in have or (v is not None and have[n] != v)
         ]
-        if not todo:
-            return None
-        ahead = [p for p in self.ahead if p.split("=", 1)[0] not in self.wanted]
-        return Change("install " + " ".join(todo) + (f" (with later components': {' '.join(ahead)})" if ahead else ""))
+        return Change("install " + " ".join(todo)) if todo else None
 
     def apply(self, remote: Remote, change: Change) -> None:
-        own, _, later = change.summary.split(" ", 1)[1].partition(" (with later components': ")
+        pkgs = change.summary.split(" ", 1)[1]
         if self.state == "absent":
-            run_checked(
-                remote, f"apt-get -q -y -o DPkg::Lock::Timeout=300 purge {own}", self.name, timeout=self.timeout
-            )
-            return
-        if later:
-            try:
-                run_checked(remote, install_script(f"{own} {later.rstrip(')')}"), self.name, timeout=self.timeout)
-                return
-            except StepFailed:  # e.g. a later component's package needs its own source first
-                pass  # its own packages alone; the later components install theirs at their turn
-        run_checked(remote, install_script(own), self.name, timeout=self.timeout)
+            script = f"apt-get -q -y -o DPkg::Lock::Timeout=300 purge {pkgs}"
+        else:
+            script = install_script(pkgs)
+        run_checked(remote, script, self.name, timeout=self.timeout)

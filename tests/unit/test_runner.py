@@ -10,9 +10,7 @@ import pytest
 from mmdeploy import api, inventory, runner
 from mmdeploy.component import Component, ordered
 from mmdeploy.errors import InventoryError
-from mmdeploy.facts import Fact
 from mmdeploy.ops import Command, Directory, File
-from mmdeploy.ops.apt import INSTALLED, Packages
 from mmdeploy.step import Step
 from mmdeploy.report import Reporter
 from mmdeploy.secrets import REDACTED, Redactor, Secrets
@@ -650,103 +648,3 @@ def test_a_retiring_component_with_no_host_this_run_costs_no_round_trip_of_its_o
     assert again.changed == 0 and again.round_trips == {"proxy1": 2, "app1": 2, "db1": 2}
     plan, _ = site("plan", components)
     assert plan.changed == 0 and plan.round_trips == {"proxy1": 2, "app1": 2, "db1": 2}
-
-
-class LocalPackages(Packages):
-    """apt as a file: `installed` lists what dpkg knows (dpkg-query's format), and each apply
-    appends its transaction (the packages it installs together) to `transactions`."""
-
-    def __init__(self, root, *names, notify=()):
-        super().__init__(*names, notify=notify)
-        self.root = root
-        self._probe = f"cat {root}/installed 2>/dev/null || true"
-
-    def apply(self, remote, change):
-        own, _, later = change.summary.split(" ", 1)[1].partition(" (with later components': ")
-        pkgs = f"{own} {later.rstrip(')')}".split()
-        lines = "".join(f"{p}\\tii \\t1\\n" for p in pkgs)
-        remote.run(f"printf '{lines}' >> {self.root}/installed; echo '{' '.join(pkgs)}' >> {self.root}/transactions")
-
-
-class Installs(Component):
-    """A component whose steps install packages: `first` (a step of its own before the
-    install) or `notify` make its install one that no earlier step may take."""
-
-    def __init__(self, root, name, *pkgs, first=False, notify=False, after=()):
-        self.root, self.name, self.pkgs, self.first, self.notify, self.after = root, name, pkgs, first, notify, after
-
-    def hosts(self, inv):
-        return [h for h in inv.hosts if h.name == "db1"]
-
-    def steps(self, ctx):
-        d = self.root / ctx.host.name
-        steps = [Directory(str(d / self.name), owner=ME, group=ME)] if self.first else []
-        return steps + [LocalPackages(d, *self.pkgs, notify=("restart",) if self.notify else ())]
-
-    def handlers(self, ctx):
-        return {"restart": Command("restart", f"echo {self.name} >> {self.root}/{ctx.host.name}/restarts")}
-
-
-def test_a_cold_host_installs_later_components_packages_in_one_transaction_after_its_firewall(site):
-    """On a cold host the first install after the firewall takes along the packages of every
-    later component whose install is its first step and notifies nothing: one apt transaction
-    instead of one per component. A component that prepares for its package (a config its
-    postinst reads, a source) or restarts on install installs its own, in its turn."""
-    (site.files / "db1").mkdir()
-    root = site.files
-
-    def components():
-        return [
-            Installs(root, "base", "curl"),
-            Installs(root, "firewall", "nftables", after=("base",)),
-            Installs(root, "exporter", "node-exporter", after=("firewall",)),
-            Installs(root, "database", "postgresql-15", first=True, after=("exporter",)),
-            Installs(root, "restarts", "nginx", notify=True, after=("database",)),
-            Installs(root, "app", "rsync", "jq", after=("restarts",)),
-            Installs(root, "monitor", "prometheus", after=("app",)),
-        ]
-
-    plan, _ = site("plan", components())
-    assert not (root / "db1" / "transactions").exists() and plan.changed == 7 + 2  # + the directory, the handler
-    first, out = site("apply", components())
-    assert not first.failed, out
-    assert (root / "db1" / "transactions").read_text().splitlines() == [
-        "curl",  # before the firewall: nothing ahead of it
-        "nftables",
-        "node-exporter rsync jq prometheus",
-        "postgresql-15",
-        "nginx",
-    ]
-    assert "packages node-exporter: install node-exporter (with later components': rsync jq prometheus)" in out
-    assert (root / "db1" / "restarts").read_text() == "restarts\n"  # its own install notified it
-    assert first.changed == 5 + 2  # app's and monitor's installs found their packages there
-    again, _ = site("apply", components())
-    assert again.changed == 0 and len((root / "db1" / "transactions").read_text().splitlines()) == 5
-
-
-def test_an_install_ahead_that_fails_falls_back_to_the_steps_own_packages():
-    """A later component's package that apt cannot install yet (its source is added by that
-    component) must not fail the earlier one: it installs its own, the later one its own."""
-    from mmdeploy.step import Change
-
-    class Remote:
-        def __init__(self):
-            self.scripts = []
-
-        def run(self, script, **kw):
-            from mmdeploy.remote import Result
-
-            self.scripts.append(script)
-            failing = "grafana" in script and "nginx" in script
-            return Result(1 if failing else 0, "", "E: Unable to locate package grafana" if failing else "")
-
-    step = Packages("nginx")
-    step.ahead = ("grafana",)
-    change = step.check({INSTALLED: Fact(0, "")})
-    assert change == Change("install nginx (with later components': grafana)")
-    remote = Remote()
-    step.apply(remote, change)
-    assert [s.splitlines()[-1] for s in remote.scripts] == [
-        "apt_get install --no-install-recommends nginx grafana || { update && apt_get install --no-install-recommends nginx grafana; }",
-        "apt_get install --no-install-recommends nginx || { update && apt_get install --no-install-recommends nginx; }",
-    ]
