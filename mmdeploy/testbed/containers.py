@@ -149,10 +149,11 @@ def known_hosts_path(root: Path) -> Path:
 # RSA key of 3072 bits took 0.5-1.6 CPU-s, for each of the suite's ~150 fresh containers.
 OWN_HOST_KEYS = """\
 if [ ! -e /etc/ssh/.mmdeploy-own-host-keys ]; then
-  rm -f /etc/ssh/ssh_host_*
-  printf 'HostKey /etc/ssh/ssh_host_ed25519_key\\nHostKey /etc/ssh/ssh_host_ecdsa_key\\n' > /etc/ssh/sshd_config.d/mmdeploy-testbed-hostkeys.conf
-  ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
-  ssh-keygen -q -t ecdsa -N '' -f /etc/ssh/ssh_host_ecdsa_key
+  rm -f /etc/ssh/ssh_host_* /etc/ssh/sshd_config.d/mmdeploy-testbed-hostkeys.conf
+  for type in ed25519 ecdsa; do
+    ssh-keygen -q -t $type -N '' -f /etc/ssh/ssh_host_${type}_key
+    echo "HostKey /etc/ssh/ssh_host_${type}_key" >> /etc/ssh/sshd_config.d/mmdeploy-testbed-hostkeys.conf
+  done
   touch /etc/ssh/.mmdeploy-own-host-keys
   systemctl restart ssh
 fi
