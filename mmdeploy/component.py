@@ -330,6 +330,9 @@ class Component:
     # Applied before every component that is not among its own dependencies (`after`):
     # the host firewall, in place before any service listens or any host is reached.
     first: ClassVar[bool] = False
+    # Its hosts start it together in a pipelined apply, as under a barrier (the members of
+    # a cluster form it at once); False where they need nothing of each other.
+    together: ClassVar[bool] = True
 
     def enabled(self, host: Host) -> bool:
         """Whether it applies to this host beyond the roles (e.g. the DB engine chosen)."""

@@ -379,6 +379,9 @@ class _Prefetch:
         self.live = True
         self._prepared: dict[str, object] = {}
         self._built: dict[tuple[str, str], Built] = {}
+        # (host, component): a component that places nothing on the host and whose retire
+        # steps there found nothing to do, as the host was before the run (_Pipelines).
+        self.nothing_to_retire: set[tuple[str, str]] = set()
 
         # What steps() will read while building: one round trip per host (none when the run
         # lock brought the host facts and no component reads more).
@@ -416,9 +419,17 @@ class _Prefetch:
                 needed += [pending.FACT] if handlers else []
                 needed += [f for s in steps for f in s.facts()]
             try:
-                run.facts.get(needed)
+                facts = run.facts.get(needed)
             except Exception:  # noqa: BLE001 - read again by the component's own checks, which report it
-                pass
+                return
+            for component in order:
+                built = self._built.get((run.host.name, component.name))
+                if built is not None and run.host.name not in members[component.name]:
+                    try:
+                        if all(step.check(facts) is None for step in built[0]):
+                            self.nothing_to_retire.add((run.host.name, component.name))
+                    except Exception:  # noqa: BLE001 - checked again at its turn, which reports it
+                        pass
 
         list(pool.map(build, [r for r in runs.values() if r.alive]))
 
@@ -450,8 +461,11 @@ class _Pipelines:
 
     - every component it waits for (component.cross_host: its `after`, and the firewall)
       has finished on all of that component's hosts, and
-    - all of its own hosts have come to it: the members of a cluster start it together, as
-      under a barrier (a component that retires servers elsewhere: every host of the run).
+    - all of its own hosts have come to it (unless it is not `together`): the members of a
+      cluster start it together, as under a barrier. A component that retires servers
+      elsewhere starts with every host that has something to retire; a host with nothing
+      to retire (as it was before the run) goes through its checks without waiting for
+      the others and is not waited for.
 
     A host that fails is waited for no more; the others go on, as under the barrier. The
     first change anywhere makes every later component prepare again and each host read
@@ -473,7 +487,10 @@ class _Pipelines:
         self.index = {c.name: i for i, c in enumerate(order)}
         waits = cross_host(order)
         self.waits = [sorted(self.index[d] for d in waits[c.name]) for c in order]
-        self.targets = [set(runs) if c.retires() else members[c.name] & set(runs) for c in order]
+        self.targets = [
+            {n for n in runs if n in members[c.name] or (c.retires() and (n, c.name) not in ahead.nothing_to_retire)}
+            for c in order
+        ]
         self.members = members
         # How many components of `order` each host is past; one that could not be reached runs
         # no pipeline and is waited for no more, like a host that failed.
@@ -485,8 +502,9 @@ class _Pipelines:
         self._stale: set[str] = set()  # hosts whose facts were read again after the first change
         self._results: dict[tuple[int, str], list[StepResult]] = {}
 
-    def _ready(self, i: int) -> bool:
-        if any(self.past[h] < i for h in self.targets[i]):
+    def _ready(self, i: int, host: str) -> bool:
+        together = self.order[i].together and host in self.targets[i]
+        if together and any(self.past[h] < i for h in self.targets[i]):
             return False
         return all(self.past[h] > j for j in self.waits[i] for h in self.targets[j])
 
@@ -521,7 +539,7 @@ class _Pipelines:
                 member = name in self.members[component.name]
                 if member or component.retires():
                     with self.done:
-                        while not self._ready(i):
+                        while not self._ready(i, name):
                             self.done.wait(1.0)
                             if self.stop.is_set():
                                 return

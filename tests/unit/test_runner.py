@@ -242,6 +242,49 @@ def test_pipelines_wait_for_other_hosts_only_where_a_component_needs_them(site):
     assert report.hosts["proxy1"].seconds < report.hosts["db1"].seconds
 
 
+def test_hosts_of_a_component_that_is_not_together_start_it_alone(site):
+    slow, local, needs, together = stamps(site.tmp)
+    together.together = False  # e.g. mattermost-release: each server unpacks its own copy
+    report, _ = site("apply", [slow, local, needs, together])
+    assert not report.failed
+    assert together.at("proxy1", "start") < slow.at("db1", "end")  # did not wait for db1 to come
+
+
+class Moved(Stamp):
+    """Stamp's server (tmp/<host>.server) on its hosts; retire() removes one left elsewhere,
+    stamping when it did."""
+
+    def steps(self, ctx):
+        return super().steps(ctx) + [File(f"{self.root}/{ctx.host.name}.server", "up\n", owner=ME, group=ME)]
+
+    def retire(self, ctx):
+        f, server = self.root / f"{ctx.host.name}.{self.name}", self.root / f"{ctx.host.name}.server"
+        return [Command("retire", f"date +%s.%N > {f}.start; rm {server}", unless=f"test ! -e {server}")]
+
+
+def test_a_host_with_nothing_to_retire_neither_waits_nor_is_waited_for(site):
+    """A component that retires servers elsewhere: a host that has one to retire starts it
+    with the component's own hosts; one with nothing to retire (as before the run) goes
+    through its checks without waiting for them (in the single pattern every host passed
+    SeaweedFS's and OpenSearch's no-op retire checks only once the slowest got there)."""
+    slow = Stamp("slow", site.tmp, {"db1"}, seconds=1.0)
+    moved = Moved("moved", site.tmp, {"db1"})
+    local = Stamp("local", site.tmp, {"app1"})
+    (site.tmp / "proxy1.server").write_text("left by an earlier layout\n")
+    report, _ = site("apply", [slow, moved, local])
+    assert not report.failed and report.changed == 1 + 1 + 2 + 1
+    assert local.at("app1", "start") < slow.at("db1", "end")  # nothing to retire: went on
+    assert moved.at("proxy1", "start") >= slow.at("db1", "end")  # retired with db1's start
+    assert not (site.tmp / "proxy1.server").exists() and (site.tmp / "db1.server").exists()
+    assert [(r.component, r.host) for r in report.results if r.status == "changed"] == [
+        ("slow", "db1"),
+        ("moved", "proxy1"),
+        ("moved", "db1"),
+        ("moved", "db1"),
+        ("local", "app1"),
+    ]
+
+
 def test_a_barrier_makes_every_host_wait_for_the_slowest(site):
     slow, local, needs, together = stamps(site.tmp)
     report, _ = site("apply", [slow, local, needs, together], pipelined=False)
