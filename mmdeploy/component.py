@@ -333,6 +333,9 @@ class Component:
     # Its hosts start it together in a pipelined apply, as under a barrier (the members of
     # a cluster form it at once); False where they need nothing of each other.
     together: ClassVar[bool] = True
+    # The component this one was split from, so that its hosts need not wait for what that
+    # one waits for (mattermost-release): selecting that one (--only) brings this one along.
+    part_of: ClassVar[str] = ""
 
     def enabled(self, host: Host) -> bool:
         """Whether it applies to this host beyond the roles (e.g. the DB engine chosen)."""

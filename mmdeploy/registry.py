@@ -64,7 +64,8 @@ class Registry:
     template_dirs: tuple[Path, ...] = ()  # templates/ of components from other packages
 
     def by_name(self, names: list[str] | None) -> list[Component]:
-        """The components named (all when None); an unknown name is bad input."""
+        """The components named (all when None), then the parts of them not named
+        (Component.part_of); an unknown name is bad input."""
         if names is None:
             return list(self.components)
         known = {c.name: c for c in self.components}
@@ -72,7 +73,8 @@ class Registry:
         if unknown or not names:
             what = f"unknown component {', '.join(map(repr, unknown))}" if unknown else "no component named"
             raise InventoryError([f"--only: {what} (known: {', '.join(known)})"])
-        return [known[n] for n in names]
+        parts = [c for c in self.components if c.part_of in names and c.name not in names]
+        return [known[n] for n in names] + parts
 
     def component(self, name: str) -> Component:
         return self.by_name([name])[0]

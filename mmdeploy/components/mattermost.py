@@ -609,9 +609,32 @@ def unit_name(host: Host) -> str:
     return "mattermost" if host.has("app") else "mattermost-jobserver"
 
 
+class MattermostRelease(Component):
+    """The release unpacked, with the packages and the user it needs, on every app and job
+    server. None of it depends on another host, so a cold deploy fetches and unpacks it
+    while the database and the storage come up (issue #14); the mattermost component, which
+    waits for those, activates it. `--only mattermost` brings it along (part_of)."""
+
+    name = "mattermost-release"
+    roles = ("app", "jobserver")
+    after = ("base",)
+    together = False  # each server unpacks its own copy
+    part_of = "mattermost"
+
+    def steps(self, ctx: Context):
+        s, mm = ctx.settings, ctx.settings.mattermost
+        return [
+            Packages("rsync", "curl", "jq"),
+            Group("mattermost"),
+            User("mattermost", home=HOME),
+            Directory(RELEASES),
+            Unpacked(artifact(s), f"{RELEASES}/{mm.version}", fetch_on_host=mm.fetch_on_host),
+        ]
+
+
 class Mattermost(Component):
-    """The release, config.json (or the database config), units and services of every app
-    and job server. Follows the database: re-applied after a failover."""
+    """config.json (or the database config), units and services of every app and job
+    server, and the release activated. Follows the database: re-applied after a failover."""
 
     name = "mattermost"
     roles = ("app", "jobserver")
@@ -646,6 +669,7 @@ class Mattermost(Component):
     # gateways and the push proxies through the internal balancer and its address.
     after = (
         "base",
+        "mattermost-release",
         "postgresql-replication",
         "mysql-replication",
         "seaweedfs",
@@ -699,12 +723,8 @@ class Mattermost(Component):
         release = f"{RELEASES}/{mm.version}"
         restart = ("restart",)
         ha = clustered(ctx.inventory)
-        steps = [
-            Packages("rsync", "curl", "jq"),
-            Group("mattermost"),
-            User("mattermost", home=HOME),
-            Directory(RELEASES),
-            Unpacked(artifact(s), release, fetch_on_host=mm.fetch_on_host),
+        # The release, its packages and user are in place (mattermost-release, applied first).
+        steps: list[Step] = [
             Directory(HOME, owner="mattermost", group="mattermost", mode="0755"),
             # The release's files into the live install (see activate_script).
             Command(
@@ -1758,4 +1778,10 @@ def _await_posted(ws, post_id: str, deadline: float) -> bool:
     return False
 
 
-COMPONENTS = [Mattermost(), MattermostAdmin(), MattermostJobServerConfig(), MattermostSearchIndex()]
+COMPONENTS = [
+    MattermostRelease(),
+    Mattermost(),
+    MattermostAdmin(),
+    MattermostJobServerConfig(),
+    MattermostSearchIndex(),
+]

@@ -142,6 +142,27 @@ def test_units_and_first_admin(site):
     assert (config.path, config.mode, config.owner) == ("/opt/mattermost/config/config.json", "0600", "mattermost")
 
 
+def test_the_release_is_unpacked_by_a_component_that_waits_for_no_database(site):
+    """mattermost-release (packages, user, the unpacked release) needs no other host, so a
+    cold deploy fetches it while the database comes up; the mattermost component, which
+    waits for the database, activates it. `--only mattermost` brings it along."""
+    from mmdeploy.component import cross_host, ordered
+    from mmdeploy.registry import registry
+
+    release = [s.name for s in mm.MattermostRelease().steps(site("job1"))]
+    assert release[0] == "packages rsync curl jq" and release[-1].startswith("release mattermost ")
+    assert mm.MattermostRelease().hosts(site.inv) == mm.Mattermost().hosts(site.inv)  # app and job servers
+    names = [s.name for s in mm.Mattermost().steps(site("app1"))]
+    assert not any(n.startswith(("release mattermost", "packages rsync", "user ")) for n in names)
+    assert names[0] == "directory /opt/mattermost" and names[1].startswith("activate release")
+    order = [c.name for c in ordered(registry().by_name(["mattermost"]))]
+    assert order == ["mattermost-release", "mattermost"]
+    assert registry().component("mattermost").name == "mattermost"
+    waits = cross_host(ordered(registry().by_name(None)))
+    assert waits["mattermost-release"] == {"base", "firewall"}
+    assert "mattermost-release" in waits["mattermost"] and "postgresql" in waits["mattermost"]
+
+
 def test_unit_file_follows_mattermost_docs(site):
     text = site("app1").render("mattermost/mattermost.service.j2", command="", env_file="", nofile=49152, nproc=None)
     assert "EnvironmentFile" not in text and "LimitNPROC" not in text
