@@ -406,6 +406,7 @@ class _Prefetch:
 
         def build(run: HostRun) -> None:
             needed: list[str] = []
+            retiring: list[tuple[str, list[Step]]] = []  # built here by retire(): no member of it
             for component in order:
                 member = run.host.name in members[component.name]
                 if component.name not in self._prepared or not (member or component.retires()):
@@ -416,20 +417,19 @@ class _Prefetch:
                 except Exception:  # noqa: BLE001 - built again at its turn, which reports it
                     continue
                 self._built[run.host.name, component.name] = steps, handlers
+                retiring += [] if member else [(component.name, steps)]
                 needed += [pending.FACT] if handlers else []
                 needed += [f for s in steps for f in s.facts()]
             try:
                 facts = run.facts.get(needed)
             except Exception:  # noqa: BLE001 - read again by the component's own checks, which report it
                 return
-            for component in order:
-                built = self._built.get((run.host.name, component.name))
-                if built is not None and run.host.name not in members[component.name]:
-                    try:
-                        if all(step.check(facts) is None for step in built[0]):
-                            self.nothing_to_retire.add((run.host.name, component.name))
-                    except Exception:  # noqa: BLE001 - checked again at its turn, which reports it
-                        pass
+            for name, steps in retiring:
+                try:
+                    if all(step.check(facts) is None for step in steps):
+                        self.nothing_to_retire.add((run.host.name, name))
+                except Exception:  # noqa: BLE001 - checked again at its turn, which reports it
+                    pass
 
         list(pool.map(build, [r for r in runs.values() if r.alive]))
 
