@@ -336,6 +336,9 @@ class Component:
     # The component this one was split from, so that its hosts need not wait for what that
     # one waits for (mattermost-release): selecting that one (--only) brings this one along.
     part_of: ClassVar[str] = ""
+    # It points apt at the inventory's package source (base): a pipelined apply fetches the
+    # host's later packages ahead only once it has run there.
+    sets_up_apt: ClassVar[bool] = False
 
     def enabled(self, host: Host) -> bool:
         """Whether it applies to this host beyond the roles (e.g. the DB engine chosen)."""

@@ -69,6 +69,10 @@ class Reporter:
         if r.diff and mode == "plan":
             self.print("\n".join("      " + line for line in r.diff.rstrip("\n").splitlines()))
 
+    def note(self, host: str, text: str) -> None:
+        """What the run does on a host beside its steps."""
+        self.print(f"{self._prefix(host, '-')}   {text}")
+
     def host_failed(self, host: str, error: str) -> None:
         self.print(f"{self._prefix(host, '-')} ! FAILED: {error}")
 

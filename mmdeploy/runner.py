@@ -22,6 +22,7 @@ from .component import Component, Context, cross_host, ordered
 from .errors import InventoryError, MMDeployError
 from .facts import HOST_FACTS, Fact, FactCache
 from .inventory import Host, Inventory
+from .ops.apt import fetch_ahead_script
 from .remote import Remote
 from .report import Reporter, StepResult
 from .secrets import Secrets
@@ -43,6 +44,8 @@ class HostRun:
     seconds: float = 0.0
     # (component, start, end) on the monotonic clock, in the order the host ran them
     timeline: list[tuple[str, float, float]] = field(default_factory=list)
+    # Packages whose download a pipelined run started ahead on the host (_Pipelines)
+    fetched_ahead: list[str] = field(default_factory=list)
 
     @property
     def alive(self) -> bool:
@@ -132,7 +135,8 @@ def run(
         view = _View(runs, secrets, log_dir)
         order = ordered(components)
         members = {c.name: {h.name for h in c.hosts(inventory)} for c in order}
-        ahead = _Prefetch(inventory, secrets, runs, view, shared or {}, order, pool, members)
+        fetching = mode == "apply" and pipelined
+        ahead = _Prefetch(inventory, secrets, runs, view, shared or {}, order, pool, members, fetching)
 
         def apply(r: HostRun, c: Component, prepared: object, built: Built | None, member: bool) -> list[StepResult]:
             """One host's part of a component, timed: the host's own work, not its waits."""
@@ -374,6 +378,7 @@ class _Prefetch:
         order: list[Component],
         pool: ThreadPoolExecutor,
         members: dict[str, set[str]],
+        fetching: bool = False,
     ):
         self.inventory, self.runs, self.view, self.given = inventory, runs, view, shared
         self.live = True
@@ -382,6 +387,9 @@ class _Prefetch:
         # (host, component): a component that places nothing on the host and whose retire
         # steps there found nothing to do, as the host was before the run (_Pipelines).
         self.nothing_to_retire: set[tuple[str, str]] = set()
+        # host -> [(index in order, what its steps there will download)] (`fetching`: a
+        # pipelined apply, which starts these downloads ahead, Step.downloads).
+        self.downloads: dict[str, list[tuple[int, list[str]]]] = {}
 
         # What steps() will read while building: one round trip per host (none when the run
         # lock brought the host facts and no component reads more).
@@ -407,7 +415,8 @@ class _Prefetch:
         def build(run: HostRun) -> None:
             needed: list[str] = []
             retiring: list[tuple[str, list[Step]]] = []  # built here by retire(): no member of it
-            for component in order:
+            downloading: list[tuple[int, list[Step]]] = []  # steps that download (Step.downloads)
+            for i, component in enumerate(order):
                 member = run.host.name in members[component.name]
                 if component.name not in self._prepared or not (member or component.retires()):
                     continue
@@ -418,6 +427,8 @@ class _Prefetch:
                     continue
                 self._built[run.host.name, component.name] = steps, handlers
                 retiring += [] if member else [(component.name, steps)]
+                fetches = [s for s in steps if type(s).downloads is not Step.downloads]
+                downloading += [(i, fetches)] if fetching and member and fetches else []
                 needed += [pending.FACT] if handlers else []
                 needed += [f for s in steps for f in s.facts()]
             try:
@@ -430,6 +441,16 @@ class _Prefetch:
                         self.nothing_to_retire.add((run.host.name, name))
                 except Exception:  # noqa: BLE001 - checked again at its turn, which reports it
                     pass
+            for i, steps in downloading:
+                wanted: list[str] = []
+                for step in steps:
+                    try:
+                        change = step.check(facts)
+                    except Exception:  # noqa: BLE001 - checked again at its turn, which reports it
+                        continue
+                    wanted += [p for p in step.downloads(change) if p not in wanted] if change else []
+                if wanted:
+                    self.downloads.setdefault(run.host.name, []).append((i, wanted))
 
         list(pool.map(build, [r for r in runs.values() if r.alive]))
 
@@ -467,6 +488,9 @@ class _Pipelines:
       to retire (as it was before the run) goes through its checks without waiting for
       the others and is not waited for.
 
+    Once a host has run the component that sets up apt (base), the packages its later
+    components will install are fetched ahead there, in the background (ops.apt).
+
     A host that fails is waited for no more; the others go on, as under the barrier. The
     first change anywhere makes every later component prepare again and each host read
     its facts again (_Prefetch's rule, per host). Results come back in the barrier's order
@@ -492,6 +516,9 @@ class _Pipelines:
             for c in order
         ]
         self.members = members
+        # Where each host starts fetching its later packages ahead: after the component that
+        # sets up apt, or at once when the run has none (its proxy file is already there).
+        self.fetch_after = next((i for i, c in enumerate(order) if c.sets_up_apt), -1)
         # How many components of `order` each host is past; one that could not be reached runs
         # no pipeline and is waited for no more, like a host that failed.
         self.past = {name: 0 if r.alive else len(order) for name, r in runs.items()}
@@ -533,6 +560,8 @@ class _Pipelines:
     def run_host(self, run: HostRun, apply: Callable[..., list[StepResult]]) -> None:
         name = run.host.name
         try:
+            if self.fetch_after < 0:
+                self._fetch_ahead(run, -1)
             for i, component in enumerate(self.order):
                 if not run.alive or self.stop.is_set():
                     break
@@ -545,8 +574,29 @@ class _Pipelines:
                                 return
                     self._results[i, name] = self._component(run, component, member, apply)
                 self._passed(name, i + 1)
+                if i == self.fetch_after and run.alive:
+                    self._fetch_ahead(run, i)
         finally:
             self._passed(name, len(self.order))  # waited for no more
+
+    def _fetch_ahead(self, run: HostRun, after: int) -> None:
+        """Start the download of what the host's components after `after` will install,
+        but the next one's, whose install starts at once; best effort: a package not
+        fetched here is fetched by its install."""
+        name = run.host.name
+        mine = (i for i in range(after + 1, len(self.order)) if name in self.members[self.order[i].name])
+        following = next(mine, len(self.order))  # the host's next component
+        groups = [wanted for i, wanted in self.ahead.downloads.get(name, []) if i > following]
+        if not groups:
+            return
+        try:
+            result = run.remote.run(fetch_ahead_script(groups), timeout=30, what="fetch ahead")
+        except MMDeployError:
+            return
+        if result.ok:
+            run.fetched_ahead = list(dict.fromkeys(p for group in groups for p in group))
+            count = f"{len(run.fetched_ahead)} package{'s' if len(run.fetched_ahead) > 1 else ''}"
+            self.reporter.note(run.host.name, f"fetching {count} ahead: {' '.join(run.fetched_ahead)}")
 
     def _component(
         self, run: HostRun, component: Component, member: bool, apply: Callable[..., list[StepResult]]

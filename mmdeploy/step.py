@@ -37,6 +37,11 @@ class Step:
     def apply(self, remote: Remote, change: Change) -> None:
         raise NotImplementedError
 
+    def downloads(self, change: Change) -> list[str]:
+        """What apply(change) will download that a pipelined run may fetch ahead, while the
+        host's earlier components run (apt package names, runner._Pipelines)."""
+        return []
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 

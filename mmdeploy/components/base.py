@@ -13,6 +13,7 @@ APT_PROXY_FILE = "/etc/apt/apt.conf.d/01mmdeploy-proxy"
 class Base(Component):
     name = "base"
     roles = ("*",)
+    sets_up_apt = True  # the proxy file: packages are fetched ahead only once it is in place
 
     def steps(self, ctx: Context):
         proxy = ctx.settings.apt_proxy

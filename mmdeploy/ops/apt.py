@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Mapping
 
 from ..facts import Fact
@@ -29,7 +30,8 @@ apt_get install --no-install-recommends {pkgs} || {{ update && apt_get install -
 def install_script(packages: str) -> str:
     """The shell script Packages runs to install `packages` (space-separated), for a step
     that decides what to install only once an earlier step has run."""
-    return _INSTALL.format(pkgs=packages)
+    patterns = " ".join(f"-e {shlex.quote(p)}" for p in packages.split())
+    return _WAIT.format(fetching=FETCHING, patterns=patterns) + _INSTALL.format(pkgs=packages)
 
 
 # Every package dpkg knows, one line each: the same fact for every Packages step of a host,
@@ -80,3 +82,56 @@ class Packages(Step):
         else:
             script = install_script(pkgs)
         run_checked(remote, script, self.name, timeout=self.timeout)
+
+    def downloads(self, change: Change) -> list[str]:
+        return change.summary.split()[1:] if self.state == "present" else []
+
+
+# Fetching ahead (issue #14): a pipelined cold run starts, on each host, the download of
+# the packages its later components will install, while its earlier ones run; their
+# installs then only unpack. It runs detached from the run and takes no apt or dpkg lock
+# (the host's own installs go on beside it): apt resolves with Debug::NoLocking into a
+# staging directory of its own and checks each file against the signed indexes there; a
+# file enters apt's cache, by rename, only once complete. One transaction per component,
+# in the run's order, so that the next install's packages come first; FETCHING names the
+# component's packages being fetched (after the fetcher's pid), and an install that needs
+# one of them waits for that transaction instead of fetching the same files beside it
+# (the two would share the host's link to the mirror). Best effort: a package not fetched
+# ahead (a component adds its repository first) is fetched by its install, as without this.
+AHEAD_DIR = "/var/cache/apt/archives/mmdeploy-ahead"
+AHEAD_LOG = "/var/log/mmdeploy/fetch-ahead.log"
+FETCHING = f"{AHEAD_DIR}/fetching"
+_AHEAD = """\
+set -u
+for fd in /proc/$$/fd/*; do n=${{fd##*/}}; [ "$n" -gt 2 ] && eval "exec $n>&-" 2>/dev/null; done
+s={dir}
+mkdir -p "$s/partial"
+fetch() {{
+  printf '%s\\n' $$ "$@" > "$s/fetching.new" && mv -f "$s/fetching.new" "$s/fetching"
+  timeout 900 apt-get -q -y --download-only -o Debug::NoLocking=true -o Dir::Cache::Archives="$s/" \\
+    -o Acquire::http::Timeout=30 -o Acquire::Retries=3 install --no-install-recommends "$@"
+  for f in "$s"/*.deb; do [ -e "$f" ] && mv -f "$f" /var/cache/apt/archives/; done
+}}
+{each}
+rm -rf "$s"
+"""
+# The install's wait (at most 5 minutes) while the fetcher (alive) holds one of its packages.
+_WAIT = """\
+i=0; while [ $i -lt 1500 ] && [ -e {fetching} ] && kill -0 "$(head -n1 {fetching})" 2>/dev/null \\
+  && grep -qxF {patterns} {fetching}; do sleep 0.2; i=$((i+1)); done
+"""
+
+
+def fetch_ahead_script(groups: list[list[str]]) -> str:
+    """The command that starts, detached, the download of `groups` (each component's
+    packages, in the order they will be installed) and returns at once."""
+    each = "\n".join("fetch " + " ".join(shlex.quote(p) for p in group) for group in groups)
+    body = _AHEAD.format(dir=AHEAD_DIR, each=each)
+    # Its own session, so it outlives the command that starts it; it closes every file but
+    # its output first, the run's script lock among them (remote.py: the script's children
+    # inherit it), which a later run would otherwise wait on. Niced: the host's
+    # own installs, on the run's critical path, come first for the CPU.
+    return (
+        f"mkdir -p {shlex.quote(AHEAD_LOG.rsplit('/', 1)[0])} && "
+        f"setsid -f nice -n 10 bash -c {shlex.quote(body)} mmdeploy-fetch-ahead </dev/null >{AHEAD_LOG} 2>&1"
+    )

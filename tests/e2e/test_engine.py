@@ -189,3 +189,49 @@ def test_fresh_hosts_install_from_the_images_package_lists(single):
         assert on(host, "dpkg-query -W -f='${db:Status-Abbrev}' busybox").strip() == "ii"
         lists, booted = on(host, "stat -c %Y /var/lib/apt/lists /proc/1").split()
         assert int(lists) < int(booted), f"{host} ran apt-get update: its package lists are newer than its boot"
+
+
+def test_a_cold_deploy_fetches_ahead_only_what_is_not_installed_at_once(single):
+    """busybox, the demo's package, was not fetched ahead: the demo comes right after base,
+    whose component would start the download, so its own install fetched it at once
+    (runner._Pipelines._fetch_ahead; the unit tests cover the packages it does fetch)."""
+    _, first = single
+    assert "fetching" not in first.stdout and "busybox" in first.stdout
+
+
+def test_fetching_ahead_runs_detached_takes_no_lock_and_fills_apts_cache(single):
+    """The download starts and the command returns at once, holding neither apt's locks
+    nor the run's script lock (a later run does not wait for it); a set that apt cannot
+    resolve at once is fetched per component; each file reaches apt's cache only whole and
+    verified, and the install then downloads nothing."""
+    import time
+
+    from mmdeploy.ops.apt import AHEAD_DIR, fetch_ahead_script
+    from mmdeploy.remote import SCRIPTS_LOCK, Remote
+
+    remote = Remote(mmdeploy.load(single[0]).host("db2"), lambda s: s)
+    try:
+        on("db2", "rm -f /var/cache/apt/archives/hello_*.deb")
+        t0 = time.monotonic()
+        groups = [["no-such-package-here"], ["hello"], ["nor-this-one"]]  # three resolutions: a second or so
+        assert remote.run(fetch_ahead_script(groups), timeout=30).ok
+        assert time.monotonic() - t0 < 10
+        # At once, while it resolves: the lock is free and the fetcher holds no file but its log.
+        held = on(
+            "db2",
+            f"flock -x -n {SCRIPTS_LOCK} true && echo free; "
+            "for p in $(pgrep -f mmdeploy-fetch-ahea[d]); do readlink /proc/$p/fd/* || true; done",
+        ).split()
+        assert held[0] == "free" and set(held[1:]) <= {"/dev/null", "/var/log/mmdeploy/fetch-ahead.log"}, held
+        deadline = time.monotonic() + 120
+        while on("db2", f"test -e {AHEAD_DIR} && echo staging || true").strip():
+            assert time.monotonic() < deadline, on("db2", "cat /var/log/mmdeploy/fetch-ahead.log")
+            time.sleep(0.5)
+        log = on("db2", "cat /var/log/mmdeploy/fetch-ahead.log")
+        assert "Unable to locate package nor-this-one" in log and "Download complete" in log
+        assert on("db2", "ls /var/cache/apt/archives/").count("hello_") == 1
+        installed = remote.run("apt-get -q -y install --no-install-recommends hello", timeout=300)
+        assert installed.ok and "Need to get 0 B" in installed.stdout, installed.stdout
+    finally:
+        remote.run("apt-get -q -y purge hello", timeout=300)
+        remote.close()

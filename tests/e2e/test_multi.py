@@ -32,7 +32,7 @@ import mmdeploy
 from mmdeploy import testbed
 
 from tests.e2e import multi_site, portscan
-from tests.e2e.conftest import ROOT, figures
+from tests.e2e.conftest import ROOT, figures, on
 from tests.e2e.multi_site import cli
 
 pytestmark = pytest.mark.e2e
@@ -110,6 +110,11 @@ def test_inv_up_deploys_the_multi_pattern_and_verify_passes(up, site):
     ):
         assert expected in names, f"verify has no check {expected!r}:\n{names}"
     FIGURES["verify checks"] = len(checks["checks"])
+    # Once base had run, each DB host fetched PostgreSQL ahead, while its firewall and
+    # exporter went in (runner._Pipelines, ops.apt), and left nothing staged or running.
+    assert re.search(r"^db1\s+-\s+fetching \d+ packages ahead: .*\bpostgresql-15\b", up.stdout, re.M), up.stdout
+    fetched = on("db1", "cat /var/log/mmdeploy/fetch-ahead.log; ls /var/cache/apt/archives")
+    assert "Download complete" in fetched and "postgresql-15_" in fetched and "mmdeploy-ahead" not in fetched
 
 
 def test_a_second_deploy_changes_nothing(site):

@@ -147,6 +147,47 @@ def test_package_probe_reads_dpkg_for_real():
     assert step.check(facts).summary == "install no-such-package-mmdeploy"
 
 
+def test_packages_to_install_are_what_a_run_may_fetch_ahead():
+    step = Packages("nginx", "curl=7.88")
+    assert step.downloads(only(step, "")) == ["nginx", "curl=7.88"]
+    absent = Packages("nginx", state="absent")
+    assert absent.downloads(only(absent, "nginx\tii \t1\n")) == []
+
+
+@pytest.mark.parametrize(
+    "holder, listed, waits",
+    [
+        ("alive", "jq", True),  # fetching one of the install's packages: wait for it
+        ("alive", "postgresql-15", False),  # fetching another component's: go on
+        ("dead", "jq", False),  # a fetcher killed with its run: nothing to wait for
+    ],
+)
+def test_an_install_waits_only_for_a_live_fetch_of_its_own_packages(tmp_path, holder, listed, waits):
+    """The head of the install script (ops.apt._WAIT), run for real against a stand-in of
+    the fetcher's FETCHING file: its pid, then the packages it is fetching."""
+    import subprocess
+    import time
+
+    from mmdeploy.ops import apt
+
+    fetching = tmp_path / "fetching"
+    fetcher = subprocess.Popen(["sleep", "30"])
+    if holder == "dead":
+        fetcher.kill()
+        fetcher.wait()
+    fetching.write_text(f"{fetcher.pid}\n{listed}\n")
+    script = apt._WAIT.format(fetching=fetching, patterns="-e rsync -e jq")
+    try:
+        t0 = time.monotonic()
+        waiting = subprocess.Popen(["bash", "-c", script])
+        time.sleep(1.0)
+        assert (waiting.poll() is None) == waits
+        fetching.unlink()  # the fetcher's transaction done (it rewrites or removes the file)
+        assert waiting.wait(timeout=5) == 0 and time.monotonic() - t0 < 5
+    finally:
+        fetcher.kill()
+
+
 # --- service ---------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ secrets never reach the output or the run log."""
 
 import getpass
 import io
+import time
 
 import pytest
 
@@ -691,3 +692,58 @@ def test_a_retiring_component_with_no_host_this_run_costs_no_round_trip_of_its_o
     assert again.changed == 0 and again.round_trips == {"proxy1": 2, "app1": 2, "db1": 2}
     plan, _ = site("plan", components)
     assert plan.changed == 0 and plan.round_trips == {"proxy1": 2, "app1": 2, "db1": 2}
+
+
+class Installs(Stamp):
+    """Stamp, plus a step that 'installs' `packages` (tmp/<host>.<name>.installed), which a
+    pipelined run may fetch ahead (Step.downloads, as Packages' does)."""
+
+    def __init__(self, name, root, on, packages, after=()):
+        super().__init__(name, root, on, after=after)
+        self.packages = packages
+
+    def steps(self, ctx):
+        done = self.root / f"{ctx.host.name}.{self.name}.installed"
+        packages = self.packages
+
+        class Install(Command):
+            def downloads(self, change):
+                return list(packages)
+
+        return [Install("install", f"touch {done}", unless=f"test -e {done}"), *super().steps(ctx)]
+
+
+def test_a_host_fetches_its_later_packages_ahead_once_apt_is_set_up(site, monkeypatch):
+    """After the component that sets up apt (base) has run on a host, the run starts there
+    the download of what the host's later components will install (ops.apt), at once and
+    in their order, but the next one's (its install starts at once); nothing when there is
+    nothing to install, and never in plan."""
+    started = []  # (packages, when) for each download started
+    monkeypatch.setattr(
+        runner,
+        "fetch_ahead_script",
+        lambda groups: started.append((groups, time.monotonic())) or "true",
+    )
+    apt = Stamp("apt", site.tmp, {"db1", "app1"}, seconds=0.3)
+    apt.sets_up_apt = True
+    firewall = Installs("firewall", site.tmp, {"db1", "app1"}, ["nftables"], after=("apt",))
+    server = Installs("server", site.tmp, {"db1"}, ["postgresql-15", "curl"], after=("firewall",))
+    app = Installs("app", site.tmp, {"db1", "app1"}, ["jq", "curl"], after=("server",))  # waits for db1
+
+    site("plan", [apt, firewall, server, app])
+    assert started == []
+    report, out = site("apply", [apt, firewall, server, app])
+    assert not report.failed
+    assert report.hosts["db1"].fetched_ahead == ["postgresql-15", "curl", "jq"]
+    assert report.hosts["app1"].fetched_ahead == ["jq", "curl"]
+    assert sorted(g for g, _ in started) == [[["jq", "curl"]], [["postgresql-15", "curl"], ["jq", "curl"]]]
+    for groups, when in started:
+        host = "db1" if len(groups) == 2 else "app1"
+        timeline = {name: (t0, t1) for name, t0, t1 in report.hosts[host].timeline}
+        assert timeline["apt"][1] <= when <= timeline["firewall"][0]  # after apt, before the next one
+    assert "db1          -             fetching 3 packages ahead: postgresql-15 curl jq" in out
+    assert "app1         -             fetching 2 packages ahead: jq curl" in out
+
+    started.clear()
+    again, _ = site("apply", [apt, firewall, server, app])
+    assert again.changed == 7 and started == []  # the stamps ran again; nothing to install
