@@ -586,7 +586,11 @@ class _Pipelines:
         name = run.host.name
         mine = (i for i in range(after + 1, len(self.order)) if name in self.members[self.order[i].name])
         following = next(mine, len(self.order))  # the host's next component
-        groups = [wanted for i, wanted in self.ahead.downloads.get(name, []) if i > following]
+        groups, seen = [], set()  # each package in the first component that installs it
+        for i, wanted in self.ahead.downloads.get(name, []):
+            group = [p for p in wanted if p not in seen] if i > following else []
+            groups += [group] if group else []
+            seen.update(group)
         if not groups:
             return
         try:
@@ -594,7 +598,7 @@ class _Pipelines:
         except MMDeployError:
             return
         if result.ok:
-            run.fetched_ahead = list(dict.fromkeys(p for group in groups for p in group))
+            run.fetched_ahead = [p for group in groups for p in group]
             count = f"{len(run.fetched_ahead)} package{'s' if len(run.fetched_ahead) > 1 else ''}"
             self.reporter.note(run.host.name, f"fetching {count} ahead: {' '.join(run.fetched_ahead)}")
 

@@ -96,7 +96,9 @@ class Packages(Step):
 # in the run's order, so that the next install's packages come first; FETCHING names the
 # component's packages being fetched (after the fetcher's pid), and an install that needs
 # one of them waits for that transaction instead of fetching the same files beside it
-# (the two would share the host's link to the mirror). Best effort: a package not fetched
+# (the two would share the host's link to the mirror). What apt's cache already holds (an
+# earlier component's dependencies) is linked into the staging directory first, so that a
+# later transaction does not fetch it again. Best effort: a package not fetched
 # ahead (a component adds its repository first) is fetched by its install, as without this.
 AHEAD_DIR = "/var/cache/apt/archives/mmdeploy-ahead"
 AHEAD_LOG = "/var/log/mmdeploy/fetch-ahead.log"
@@ -108,9 +110,12 @@ s={dir}
 mkdir -p "$s/partial"
 fetch() {{
   printf '%s\\n' $$ "$@" > "$s/fetching.new" && mv -f "$s/fetching.new" "$s/fetching"
+  ln -f /var/cache/apt/archives/*.deb "$s/" 2>/dev/null
   timeout 900 apt-get -q -y --download-only -o Debug::NoLocking=true -o Dir::Cache::Archives="$s/" \\
     -o Acquire::http::Timeout=30 -o Acquire::Retries=3 install --no-install-recommends "$@"
-  for f in "$s"/*.deb; do [ -e "$f" ] && mv -f "$f" /var/cache/apt/archives/; done
+  for f in "$s"/*.deb; do
+    if [ -e "/var/cache/apt/archives/${{f##*/}}" ]; then rm -f "$f"; else mv -f "$f" /var/cache/apt/archives/; fi
+  done
 }}
 {each}
 rm -rf "$s"
