@@ -6,7 +6,9 @@ Exit codes: 0 success, 1 a host failed or a check failed, 2 bad input (nothing w
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import os
 import subprocess
 import sys
@@ -20,6 +22,13 @@ from mmdeploy import jsonout
 from mmdeploy.errors import MMDeployError
 
 ROOT = Path(__file__).resolve().parent
+
+# A command is a short process whose objects (modules, settings models, templates) mostly
+# live to its end: the collector need not scan them every 700 allocations, nor at exit,
+# where it would only free what the process is about to give back (together some 60 ms of
+# a 0.9 s no-op deploy of 10 hosts). Cycles are still collected as the run goes.
+gc.set_threshold(10_000, 10, 10)
+atexit.register(gc.freeze)  # registered first, so it runs after the other exit handlers
 
 
 def _cli(fn):
