@@ -51,3 +51,68 @@ def test_the_worked_example_is_inactive_in_the_project(tmp_path):
     inv = inventory.load(ROOT / "hosts" / "single.yml", ["demo.enabled=true"])
     text = render(inv, "demo/index.html.j2", host=inv.hosts[0], settings=inv.hosts[0].settings)
     assert text.origin.startswith("built-in")
+
+
+def _environment(templates: Path, cache: Path):
+    import jinja2
+
+    from mmdeploy.component import _CompiledCache
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), bytecode_cache=_CompiledCache.at(cache))
+
+
+def _compiles(env) -> list[str]:
+    """The names of the templates `env` compiles from source from now on."""
+    compiled: list[str] = []
+    original = env.compile
+
+    def compile(source, name=None, filename=None, *args, **kwargs):
+        compiled.append(name)
+        return original(source, name, filename, *args, **kwargs)
+
+    env.compile = compile
+    return compiled
+
+
+def test_compiled_templates_are_kept_between_runs_and_compiled_again_when_changed(tmp_path):
+    templates, cache = tmp_path / "templates", tmp_path / "cache" / "templates"
+    templates.mkdir()
+    (templates / "page.j2").write_text("hello {{ name }}\n")
+    first = _environment(templates, cache)
+    compiled = _compiles(first)
+    assert first.get_template("page.j2").render(name="a") == "hello a"
+    assert compiled == ["page.j2"] and len(list(cache.glob("*.jinja"))) == 1
+    assert cache.stat().st_mode & 0o777 == 0o700
+
+    second = _environment(templates, cache)  # the next run: read from the cache, not compiled
+    compiled = _compiles(second)
+    assert second.get_template("page.j2").render(name="b") == "hello b" and compiled == []
+
+    (templates / "page.j2").write_text("goodbye {{ name }}\n")  # same file, another source
+    third = _environment(templates, cache)
+    compiled = _compiles(third)
+    assert third.get_template("page.j2").render(name="c") == "goodbye c" and compiled == ["page.j2"]
+
+
+def test_a_template_cache_that_cannot_be_used_only_costs_the_compilation(tmp_path):
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "page.j2").write_text("hello {{ name }}\n")
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)  # others may write there: not used
+    assert _environment(templates, shared).bytecode_cache is None
+    assert _environment(templates, tmp_path / "templates" / "page.j2" / "x").bytecode_cache is None  # not a directory
+
+    cache = tmp_path / "cache"
+    env = _environment(templates, cache)
+    env.get_template("page.j2")
+    [entry] = cache.glob("*.jinja")
+    entry.write_bytes(entry.read_bytes()[:20])  # truncated
+    env = _environment(templates, cache)
+    compiled = _compiles(env)
+    assert env.get_template("page.j2").render(name="a") == "hello a" and compiled == ["page.j2"]
+
+    env = _environment(templates, cache)
+    shutil.rmtree(cache)  # gone under the run: nothing is written, the template still renders
+    assert env.get_template("page.j2").render(name="b") == "hello b"
