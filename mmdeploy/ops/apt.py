@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import shlex
+from types import MappingProxyType
 from typing import Mapping
 
 from ..facts import Fact
@@ -39,6 +41,19 @@ def install_script(packages: str) -> str:
 INSTALLED = "dpkg-query -W -f='${Package}\\t${db:Status-Abbrev}\\t${Version}\\n'"
 
 
+@functools.lru_cache(maxsize=64)
+def _installed(listing: str) -> Mapping[str, str]:
+    """Package -> version of what INSTALLED lists as installed. Parsed once per listing: a
+    host's Packages steps all read the same one, each twice in an apply that fetches ahead
+    (its prefetch asks what they will download), and a listing is some 600 lines."""
+    versions = {}
+    for line in listing.splitlines():
+        name, status, version = (line.split("\t") + ["", ""])[:3]
+        if status.startswith("ii"):
+            versions[name.split(":")[0]] = version
+    return MappingProxyType(versions)
+
+
 class Packages(Step):
     """Packages installed (optionally `name=version`) or absent."""
 
@@ -55,13 +70,8 @@ class Packages(Step):
     def facts(self) -> list[str]:
         return [self._probe]
 
-    def installed(self, fact: Fact) -> dict[str, str]:
-        versions = {}
-        for line in fact.out.splitlines():
-            name, status, version = (line.split("\t") + ["", ""])[:3]
-            if status.startswith("ii"):
-                versions[name.split(":")[0]] = version
-        return versions
+    def installed(self, fact: Fact) -> Mapping[str, str]:
+        return _installed(fact.out)
 
     def check(self, facts: Mapping[str, Fact]) -> Change | None:
         have = self.installed(facts[self._probe])
